@@ -1,0 +1,50 @@
+"""Developer tasks: `nox -s tests lint typecheck docs bench`."""
+
+from __future__ import annotations
+
+import nox
+
+nox.options.error_on_missing_interpreters = True
+nox.options.sessions = ["tests", "lint", "typecheck", "docs"]
+
+PYTEST_ARGS = [
+    "--disable-socket",
+    "--allow-unix-socket",
+    "--allow-hosts=127.0.0.1,localhost,::1",
+]
+
+
+@nox.session(python="3.11")
+def tests(session: nox.Session) -> None:
+    """The whole test suite, sockets limited to loopback."""
+    session.install("-e", ".[dev,docs]")
+    session.run("pytest", *PYTEST_ARGS, *session.posargs)
+
+
+@nox.session(python="3.11")
+def lint(session: nox.Session) -> None:
+    """ruff check and format check."""
+    session.install("ruff")
+    session.run("ruff", "check", ".")
+    session.run("ruff", "format", "--check", ".")
+
+
+@nox.session(python="3.11")
+def typecheck(session: nox.Session) -> None:
+    """mypy, strict on palyra/."""
+    session.install("-e", ".[dev]")
+    session.run("mypy")
+
+
+@nox.session(python="3.11")
+def docs(session: nox.Session) -> None:
+    """Build the docs strictly."""
+    session.install("-e", ".[docs]")
+    session.run("mkdocs", "build", "--strict", "--site-dir", "build/site")
+
+
+@nox.session(python="3.11")
+def bench(session: nox.Session) -> None:
+    """Benchmarks (not part of the tests); prints figures for docs/performance.md."""
+    session.install("-e", ".[dev]")
+    session.run("python", "bench/run.py", *session.posargs)

@@ -1,0 +1,318 @@
+"""The palyra exception tree.
+
+Runtime failures of a call live under `APIError`; configuration and programming
+mistakes sit beside it, so `except palyra.APIError` never hides a bug::
+
+    PalyraError
+    ├── APIError                      a call failed (provider, model, request id)
+    │   ├── APIConnectionError        no usable HTTP response
+    │   │   ├── APITimeoutError       a deadline passed
+    │   │   └── StreamInterruptedError  the upstream stopped mid-stream
+    │   ├── APIResponseValidationError  2xx body that is not what the API promises
+    │   └── APIStatusError            non-2xx answer (status_code)
+    │       ├── BadRequestError            400
+    │       ├── AuthenticationError        401
+    │       ├── PermissionDeniedError      403
+    │       ├── NotFoundError              404
+    │       ├── ConflictError              409
+    │       ├── RequestTooLargeError       413
+    │       ├── UnprocessableEntityError   422
+    │       ├── RateLimitError             429
+    │       └── InternalServerError        5xx
+    ├── ContextWindowExceededError    prompt + output cannot fit (no HTTP sent)
+    ├── UnsupportedCapabilityError    the model cannot do what was asked (no HTTP)
+    ├── ModelNotFoundError            no such model or alias in the registry
+    ├── CredentialError               no credential could be found for a provider
+    ├── InvalidRequestError (also ValueError)  bad call input (no HTTP sent)
+    └── ConfigError (also ValueError) bad configuration, named by its path
+
+Messages never contain secrets: upstream text is redacted and cut to an excerpt
+before it reaches an exception.
+"""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+__all__ = [
+    "APIConnectionError",
+    "APIError",
+    "APIResponseValidationError",
+    "APIStatusError",
+    "APITimeoutError",
+    "AuthenticationError",
+    "BadRequestError",
+    "ConfigError",
+    "ConflictError",
+    "ContextWindowExceededError",
+    "CredentialError",
+    "InternalServerError",
+    "InvalidRequestError",
+    "ModelNotFoundError",
+    "NotFoundError",
+    "PalyraError",
+    "PermissionDeniedError",
+    "RateLimitError",
+    "RequestTooLargeError",
+    "StreamInterruptedError",
+    "UnprocessableEntityError",
+    "UnsupportedCapabilityError",
+]
+
+
+class PalyraError(Exception):
+    """Root of every error palyra raises."""
+
+
+class _CallContextError(PalyraError):
+    """An error about one call: it names the provider and model involved."""
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        provider: str | None = None,
+        model: str | None = None,
+        request_id: str | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.message = message
+        self.provider = provider
+        self.model = model
+        self.request_id = request_id
+
+    def __str__(self) -> str:
+        where = _describe_target(self.provider, self.model, self.request_id)
+        return f"{self.message} ({where})" if where else self.message
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({str(self)!r})"
+
+
+def _describe_target(
+    provider: str | None, model: str | None, request_id: str | None
+) -> str:
+    parts = []
+    if provider:
+        parts.append(f"provider={provider}")
+    if model:
+        parts.append(f"model={model}")
+    if request_id:
+        parts.append(f"request_id={request_id}")
+    return ", ".join(parts)
+
+
+class APIError(_CallContextError):
+    """A call to a provider failed.
+
+    Attributes:
+        provider: Provider id from the registry.
+        model: Model id from the registry.
+        request_id: The upstream request id, when the upstream sent one.
+        body: The parsed error body (redacted), when there was one.
+        code: The error code the upstream gave (``error.code``), if any.
+        type: The error type the upstream gave (``error.type``), if any.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        provider: str | None = None,
+        model: str | None = None,
+        request_id: str | None = None,
+        body: object | None = None,
+        code: str | None = None,
+        type: str | None = None,
+    ) -> None:
+        super().__init__(message, provider=provider, model=model, request_id=request_id)
+        self.body = body
+        self.code = code
+        self.type = type
+
+
+class APIConnectionError(APIError):
+    """The upstream could not be reached or gave no usable HTTP response."""
+
+
+class APITimeoutError(APIConnectionError):
+    """A deadline passed while connecting to or waiting for the upstream."""
+
+
+class StreamInterruptedError(APIConnectionError):
+    """The upstream stream ended before it said it was complete.
+
+    Raised from the stream iterator; the chunks already yielded stay valid, but the
+    answer is partial and must not be taken as finished.
+    """
+
+
+class APIResponseValidationError(APIError):
+    """The upstream answered 2xx with a body that is not the documented shape."""
+
+
+class APIStatusError(APIError):
+    """The upstream answered with a non-2xx status.
+
+    Attributes:
+        status_code: The HTTP status of the upstream response.
+    """
+
+    status_code: int = 0
+    default_status: ClassVar[int] = 0
+
+    def __init__(self, message: str, *, status_code: int | None = None, **kw: Any):
+        super().__init__(message, **kw)
+        self.status_code = status_code or self.default_status
+
+    def __str__(self) -> str:
+        where = _describe_target(self.provider, self.model, self.request_id)
+        status = f"HTTP {self.status_code}"
+        return (
+            f"{status}: {self.message} ({where})"
+            if where
+            else f"{status}: {self.message}"
+        )
+
+
+class BadRequestError(APIStatusError):
+    """400: the upstream rejected the request as malformed."""
+
+    default_status = 400
+
+
+class AuthenticationError(APIStatusError):
+    """401: the credential was missing, invalid or expired."""
+
+    default_status = 401
+
+
+class PermissionDeniedError(APIStatusError):
+    """403: the credential may not use this model or endpoint."""
+
+    default_status = 403
+
+
+class NotFoundError(APIStatusError):
+    """404: the upstream does not know the model or endpoint."""
+
+    default_status = 404
+
+
+class ConflictError(APIStatusError):
+    """409: the upstream reported a conflicting concurrent request."""
+
+    default_status = 409
+
+
+class RequestTooLargeError(APIStatusError):
+    """413: the request body is larger than the upstream accepts."""
+
+    default_status = 413
+
+
+class UnprocessableEntityError(APIStatusError):
+    """422: the request was well-formed but semantically invalid."""
+
+    default_status = 422
+
+
+class RateLimitError(APIStatusError):
+    """429: rate limited or out of quota."""
+
+    default_status = 429
+
+
+class InternalServerError(APIStatusError):
+    """5xx: the upstream failed."""
+
+    default_status = 500
+
+
+class ContextWindowExceededError(_CallContextError):
+    """The prompt plus the requested output cannot fit the model's context window.
+
+    Raised before any HTTP call.
+
+    Attributes:
+        prompt_tokens: The estimated prompt size.
+        requested_output_tokens: The output budget asked for (0 when none).
+        context_window: The model's context window.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        prompt_tokens: int,
+        requested_output_tokens: int,
+        context_window: int,
+        **kw: Any,
+    ) -> None:
+        super().__init__(message, **kw)
+        self.prompt_tokens = prompt_tokens
+        self.requested_output_tokens = requested_output_tokens
+        self.context_window = context_window
+
+
+class UnsupportedCapabilityError(_CallContextError):
+    """The model (or its provider) cannot do what the request needs.
+
+    Raised before any HTTP call.
+
+    Attributes:
+        capability: The missing capability, e.g. ``"vision"`` or ``"embeddings"``.
+    """
+
+    def __init__(self, message: str, *, capability: str, **kw: Any) -> None:
+        super().__init__(message, **kw)
+        self.capability = capability
+
+
+class ModelNotFoundError(_CallContextError):
+    """No enabled model or alias of that name is in the registry."""
+
+
+class CredentialError(_CallContextError):
+    """No credential could be found for a provider; the message says how to add one."""
+
+
+class InvalidRequestError(PalyraError, ValueError):
+    """The call's input is invalid; the message names the bad field. No HTTP sent."""
+
+
+class ConfigError(PalyraError, ValueError):
+    """The configuration is invalid; the message names the path of each bad field.
+
+    Attributes:
+        errors: One ``(path, message)`` pair per problem found.
+    """
+
+    def __init__(self, errors: list[tuple[str, str]]) -> None:
+        self.errors = errors
+        lines = [f"{path}: {msg}" if path else msg for path, msg in errors]
+        head = "invalid palyra configuration"
+        super().__init__(
+            f"{head}: {lines[0]}"
+            if len(lines) == 1
+            else head + "\n" + "\n".join(f"  {line}" for line in lines)
+        )
+
+
+_STATUS_CLASSES: dict[int, type[APIStatusError]] = {
+    400: BadRequestError,
+    401: AuthenticationError,
+    403: PermissionDeniedError,
+    404: NotFoundError,
+    409: ConflictError,
+    413: RequestTooLargeError,
+    422: UnprocessableEntityError,
+    429: RateLimitError,
+}
+
+
+def status_error_class(status_code: int) -> type[APIStatusError]:
+    """The exception class for an HTTP status, mirroring the OpenAI SDK."""
+    if status_code >= 500:
+        return InternalServerError
+    return _STATUS_CLASSES.get(status_code, APIStatusError)

@@ -1,0 +1,329 @@
+"""The request pipeline, written once as sans-I/O generators.
+
+Each operation is a generator that resolves the model, checks what the request
+needs, estimates tokens, runs the *before dispatch* hooks (routing, budget
+reservation), then **yields** a `ProviderCall` and **receives** an `Outcome`.
+It turns the outcome into a result or a typed error, and runs the *after
+completion* hooks (settlement, ledger). `Palyra.chat` and `Palyra.achat` only
+move bytes; neither can drift from the other because neither decides anything.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Generator
+from dataclasses import dataclass, field
+from typing import Any, Literal, TypeVar
+
+import httpx
+
+from ._exceptions import (
+    APIConnectionError,
+    APIError,
+    APITimeoutError,
+    ContextWindowExceededError,
+    StreamInterruptedError,
+    UnsupportedCapabilityError,
+)
+from ._providers.base import ProviderAdapter, StreamParser, Target, request_id
+from ._registry import Registry, ResolvedModel
+from ._request import ChatRequest, EmbeddingsRequest, Needs, TranscriptionRequest
+from ._tokens import TokenCounter, TokenEstimate
+from ._wire import (
+    Attempt,
+    ChatCompletion,
+    ChatCompletionChunk,
+    EmbeddingResponse,
+    PalyraInfo,
+    Transcription,
+)
+
+__all__: list[str] = []
+
+T = TypeVar("T")
+Operation = Literal["chat", "embeddings", "transcription"]
+
+
+@dataclass(frozen=True, slots=True)
+class ProviderCall:
+    """What the pipeline asks a driver to send."""
+
+    target: Target
+    request: httpx.Request
+    stream: bool
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    """What the driver got back: a response (body read unless streaming) or an
+    httpx exception."""
+
+    response: httpx.Response | None
+    error: Exception | None
+    latency_ms: float
+
+
+Flow = Generator[ProviderCall, Outcome, T]
+
+
+@dataclass(slots=True)
+class CallContext:
+    """Everything known about one call, handed to the hooks."""
+
+    operation: Operation
+    model: ResolvedModel
+    started: float
+    estimate: TokenEstimate | None = None
+    attempts: list[Attempt] = field(default_factory=list)
+    result: Any = None
+
+    def info(self) -> PalyraInfo:
+        """The ``palyra`` field of the result."""
+        return PalyraInfo(
+            provider=self.model.provider.id,
+            model=self.model.id,
+            upstream_model=self.model.upstream,
+            attempts=self.attempts,
+            latency_ms=(time.perf_counter() - self.started) * 1000,
+            token_estimate=self.estimate,
+        )
+
+
+Hook = Callable[[CallContext], None]
+
+
+class Pipeline:
+    """The decisions of every call, shared by the sync and async drivers.
+
+    Args:
+        registry: The resolved providers and models.
+        counter: Returns the token counter (created lazily by the client).
+        adapter: Returns the adapter for a provider kind.
+        credential: Returns the credential for a provider (or None).
+    """
+
+    def __init__(
+        self,
+        registry: Registry,
+        counter: Callable[[], TokenCounter],
+        adapter: Callable[[str], ProviderAdapter],
+        credential: Callable[[ResolvedModel], str | None],
+    ) -> None:
+        self.registry = registry
+        self._counter = counter
+        self._adapter = adapter
+        self._credential = credential
+        # Seams: routing and budget reservation go before dispatch; settlement
+        # and the usage ledger after completion.
+        self.before_dispatch: list[Hook] = []
+        self.after_completion: list[Hook] = []
+
+    def chat(
+        self, model_name: str | None, request: ChatRequest
+    ) -> Flow[ChatCompletion]:
+        """Flow of a non-streaming chat call."""
+        ctx, target, adapter, response = yield from self._chat(model_name, request)
+        return self._complete(ctx, adapter.chat_response(target, response))
+
+    def chat_stream(
+        self, model_name: str | None, request: ChatRequest
+    ) -> Flow[tuple[StreamSession, httpx.Response]]:
+        """Flow of a streaming chat call: the session and the open response."""
+        ctx, target, adapter, response = yield from self._chat(model_name, request)
+        session = StreamSession(self, ctx, target, adapter.chat_stream(target, request))
+        return session, response
+
+    def _chat(
+        self, model_name: str | None, request: ChatRequest
+    ) -> Flow[tuple[CallContext, Target, ProviderAdapter, httpx.Response]]:
+        model = self.registry.resolve(model_name, "chat")
+        _check_needs(model, request.needs)
+        ctx = CallContext("chat", model, time.perf_counter())
+        ctx.estimate = self._counter().estimate_chat(
+            model.upstream, request.messages, request.body.get("tools")
+        )
+        _check_context(
+            model, ctx.estimate.prompt_tokens, request.requested_output_tokens
+        )
+        target, adapter = self._dispatch(ctx)
+        http_request = adapter.chat_request(target, request)
+        response = yield from self._attempt(
+            ctx, adapter, target, http_request, request.stream
+        )
+        return ctx, target, adapter, response
+
+    def embeddings(
+        self, model_name: str | None, request: EmbeddingsRequest
+    ) -> Flow[EmbeddingResponse]:
+        """Flow of an embeddings call."""
+        model = self.registry.resolve(model_name, "embeddings")
+        ctx = CallContext("embeddings", model, time.perf_counter())
+        counts, approximate = self._counter().count_texts(
+            model.upstream, request.inputs
+        )
+        window = model.entry.context_window
+        for i, count in enumerate(counts):
+            if window is not None and count > window:
+                raise ContextWindowExceededError(
+                    f"input[{i}] is ~{count} tokens; the model accepts {window}",
+                    prompt_tokens=count,
+                    requested_output_tokens=0,
+                    context_window=window,
+                    provider=model.provider.id,
+                    model=model.id,
+                )
+        # An empty chat estimate is the cheapest way to learn the encoding's name.
+        encoding = self._counter().estimate_chat(model.upstream, []).encoding
+        ctx.estimate = TokenEstimate(
+            prompt_tokens=sum(counts), approximate=approximate, encoding=encoding
+        )
+        target, adapter = self._dispatch(ctx)
+        http_request = adapter.embeddings_request(target, request)
+        response = yield from self._attempt(ctx, adapter, target, http_request, False)
+        return self._complete(
+            ctx, adapter.embeddings_response(target, request, response)
+        )
+
+    def transcription(
+        self, model_name: str | None, request: TranscriptionRequest
+    ) -> Flow[Transcription]:
+        """Flow of an audio transcription call."""
+        model = self.registry.resolve(model_name, "audio_transcription")
+        ctx = CallContext("transcription", model, time.perf_counter())
+        target, adapter = self._dispatch(ctx)
+        http_request = adapter.transcription_request(target, request)
+        response = yield from self._attempt(ctx, adapter, target, http_request, False)
+        return self._complete(
+            ctx, adapter.transcription_response(target, request, response)
+        )
+
+    def _dispatch(self, ctx: CallContext) -> tuple[Target, ProviderAdapter]:
+        for hook in self.before_dispatch:
+            hook(ctx)
+        model = ctx.model
+        adapter = self._adapter(model.provider.kind)
+        return Target(model, self._credential(model)), adapter
+
+    def _attempt(
+        self,
+        ctx: CallContext,
+        adapter: ProviderAdapter,
+        target: Target,
+        request: httpx.Request,
+        stream: bool,
+    ) -> Flow[httpx.Response]:
+        outcome = yield ProviderCall(target, request, stream)
+        response = outcome.response
+        error: APIError | None = None
+        if response is None:
+            error = transport_error(target, outcome.error)
+        elif response.status_code >= 400:
+            error = adapter.status_error(target, response)
+        status = response.status_code if response is not None else None
+        rid = error.request_id if error is not None else _request_id(response)
+        ctx.attempts.append(
+            Attempt(
+                provider=target.model.provider.id,
+                model=target.model.id,
+                outcome="error" if error else "success",
+                error=type(error).__name__ if error else None,
+                status_code=status,
+                latency_ms=outcome.latency_ms,
+                request_id=rid,
+            )
+        )
+        if error is not None:
+            raise error
+        assert response is not None
+        return response
+
+    def _complete(self, ctx: CallContext, result: T) -> T:
+        result.palyra = ctx.info()  # type: ignore[attr-defined]
+        ctx.result = result
+        for hook in self.after_completion:
+            hook(ctx)
+        return result
+
+
+class StreamSession:
+    """The pure part of a streaming call, driven by `Stream` and `AsyncStream`."""
+
+    __slots__ = ("_ctx", "_parser", "_pipeline", "_target", "completion", "info")
+
+    def __init__(
+        self,
+        pipeline: Pipeline,
+        ctx: CallContext,
+        target: Target,
+        parser: StreamParser,
+    ) -> None:
+        self._pipeline = pipeline
+        self._ctx = ctx
+        self._target = target
+        self._parser = parser
+        self.info = ctx.info()
+        self.completion: ChatCompletion | None = None
+
+    def feed(self, data: bytes) -> list[ChatCompletionChunk]:
+        """Chunks for one network read."""
+        return self._parser.feed(data)
+
+    def finish(self) -> ChatCompletion:
+        """End of body: assemble, stamp ``palyra`` and run the completion hooks."""
+        completion = self._parser.close()
+        self.completion = self._pipeline._complete(self._ctx, completion)
+        assert completion.palyra is not None
+        self.info = completion.palyra
+        return completion
+
+    def interrupted(self, exc: Exception) -> APIError:
+        """The typed error for a transport failure in the middle of the body."""
+        target = self._target
+        if isinstance(exc, httpx.TimeoutException):
+            return target.fail(
+                APITimeoutError, f"upstream went silent mid-stream ({exc!r})"
+            )
+        return target.fail(
+            StreamInterruptedError,
+            f"upstream connection broke mid-stream ({type(exc).__name__}: {exc});"
+            " the answer is partial",
+        )
+
+
+def transport_error(target: Target, exc: Exception | None) -> APIError:
+    """The typed error for an httpx failure before any response arrived."""
+    if isinstance(exc, httpx.TimeoutException):
+        kind = type(exc).__name__
+        return target.fail(APITimeoutError, f"upstream did not answer in time ({kind})")
+    detail = f"{type(exc).__name__}: {exc}" if exc is not None else "no response"
+    return target.fail(APIConnectionError, f"could not reach upstream ({detail})")
+
+
+def _request_id(response: httpx.Response | None) -> str | None:
+    return None if response is None else request_id(response)
+
+
+def _check_needs(model: ResolvedModel, needs: Needs) -> None:
+    for name in needs.names():
+        if not getattr(model.capabilities, name):
+            raise UnsupportedCapabilityError(
+                f"model {model.id!r} does not support {name.replace('_', ' ')}",
+                capability=name,
+                provider=model.provider.id,
+                model=model.id,
+            )
+
+
+def _check_context(model: ResolvedModel, prompt: int, output: int) -> None:
+    window = model.entry.context_window
+    if window is not None and prompt + output > window:
+        asked = f" plus {output} requested output tokens" if output else ""
+        raise ContextWindowExceededError(
+            f"prompt of ~{prompt} tokens{asked} exceeds the context window of"
+            f" {window} tokens",
+            prompt_tokens=prompt,
+            requested_output_tokens=output,
+            context_window=window,
+            provider=model.provider.id,
+            model=model.id,
+        )

@@ -1,0 +1,212 @@
+"""The provider adapter contract and what adapters share.
+
+An adapter is a pure translator: it builds `httpx.Request` objects and parses
+`httpx.Response` objects, and owns no HTTP client. The client drives it in both
+the sync and the async world, so every adapter works in both for free.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+import httpx
+
+from .._exceptions import (
+    APIError,
+    APIResponseValidationError,
+    APIStatusError,
+    InvalidRequestError,
+    status_error_class,
+)
+from .._registry import ResolvedModel
+from .._request import (
+    CallOptions,
+    ChatRequest,
+    EmbeddingsRequest,
+    TranscriptionRequest,
+)
+from .._utils import excerpt, redact
+from .._wire import (
+    ChatCompletion,
+    ChatCompletionChunk,
+    EmbeddingResponse,
+    Transcription,
+)
+
+__all__ = ["ProviderAdapter", "StreamParser", "Target"]
+
+USER_AGENT = "palyra"
+
+
+@dataclass(frozen=True, slots=True)
+class Target:
+    """The model a call goes to, with the credential to use (never printed)."""
+
+    model: ResolvedModel
+    credential: str | None
+
+    def __repr__(self) -> str:
+        return f"Target(provider={self.model.provider.id!r}, model={self.model.id!r})"
+
+    @property
+    def secrets(self) -> tuple[str, ...]:
+        """Values to scrub from any text shown to people."""
+        return (self.credential,) if self.credential else ()
+
+    def fail(self, cls: type[APIError], message: str, **kw: Any) -> APIError:
+        """An error of ``cls`` naming this target, with secrets scrubbed."""
+        return cls(
+            excerpt(message, self.secrets, limit=600),
+            provider=self.model.provider.id,
+            model=self.model.id,
+            **kw,
+        )
+
+
+class StreamParser(Protocol):
+    """Turns upstream stream bytes into OpenAI-shaped chunks."""
+
+    def feed(self, data: bytes) -> list[ChatCompletionChunk]:
+        """Parse one network read; raise a typed error for bad or error events."""
+
+    def close(self) -> ChatCompletion:
+        """End of body: the assembled answer, or `StreamInterruptedError`."""
+
+
+class ProviderAdapter(Protocol):
+    """Translate provider-neutral requests to one wire dialect and back."""
+
+    def chat_request(self, target: Target, request: ChatRequest) -> httpx.Request:
+        """Build the upstream chat request."""
+
+    def chat_response(self, target: Target, response: httpx.Response) -> ChatCompletion:
+        """Parse a 2xx non-streaming chat response."""
+
+    def chat_stream(self, target: Target, request: ChatRequest) -> StreamParser:
+        """A parser for the upstream's streaming answer."""
+
+    def embeddings_request(
+        self, target: Target, request: EmbeddingsRequest
+    ) -> httpx.Request:
+        """Build the upstream embeddings request."""
+
+    def embeddings_response(
+        self, target: Target, request: EmbeddingsRequest, response: httpx.Response
+    ) -> EmbeddingResponse:
+        """Parse and validate a 2xx embeddings response."""
+
+    def transcription_request(
+        self, target: Target, request: TranscriptionRequest
+    ) -> httpx.Request:
+        """Build the upstream transcription request."""
+
+    def transcription_response(
+        self, target: Target, request: TranscriptionRequest, response: httpx.Response
+    ) -> Transcription:
+        """Parse a 2xx transcription response."""
+
+    def status_error(self, target: Target, response: httpx.Response) -> APIStatusError:
+        """The typed error for a non-2xx response (body already read)."""
+
+
+def encode_json(payload: Mapping[str, Any]) -> bytes:
+    """Compact JSON for a request body.
+
+    Raises:
+        InvalidRequestError: when the payload holds something JSON cannot encode.
+    """
+    try:
+        return json.dumps(payload, separators=(",", ":"), ensure_ascii=False).encode()
+    except (TypeError, ValueError) as exc:
+        raise InvalidRequestError(f"request is not JSON-serialisable: {exc}") from None
+
+
+def timeout_for(target: Target, call: CallOptions) -> dict[str, float]:
+    """httpx timeout extension for one attempt: config, or the per-call value."""
+    provider = target.model.provider
+    total = call.timeout if call.timeout is not None else provider.timeout
+    connect = min(provider.connect_timeout, total)
+    return {"connect": connect, "read": total, "write": total, "pool": total}
+
+
+def auth_headers(target: Target) -> dict[str, str]:
+    """The credential header in the provider's configured style."""
+    style = target.model.provider.effective_auth_header
+    if target.credential is None or style == "none":
+        return {}
+    if style == "x-api-key":
+        return {"x-api-key": target.credential}
+    return {"authorization": f"Bearer {target.credential}"}
+
+
+def request_id(response: httpx.Response) -> str | None:
+    """The upstream's request id header, if it sent one."""
+    headers = response.headers
+    value = headers.get("x-request-id") or headers.get("request-id")
+    return str(value) if value else None
+
+
+def parse_json(target: Target, response: httpx.Response, what: str) -> Any:
+    """Decode a 2xx JSON body or raise `APIResponseValidationError`."""
+    try:
+        return json.loads(response.content)
+    except ValueError:
+        kind = response.headers.get("content-type", "no content type")
+        raise target.fail(
+            APIResponseValidationError,
+            f"upstream {what} response is not JSON ({kind},"
+            f" {len(response.content)} bytes): {response.text}",
+            request_id=request_id(response),
+        ) from None
+
+
+def error_from_payload(
+    target: Target, status: int, payload: Any, rid: str | None
+) -> APIStatusError:
+    """The typed error for an OpenAI-style ``{"error": {...}}`` envelope."""
+    error = payload.get("error", payload) if isinstance(payload, dict) else payload
+    if isinstance(error, dict):
+        message = str(error.get("message") or json.dumps(error))
+        code, kind = error.get("code"), error.get("type")
+    else:
+        message, code, kind = str(error), None, None
+    return target.fail(  # type: ignore[return-value]
+        status_error_class(status),
+        message,
+        status_code=status,
+        request_id=rid,
+        body=_redacted_body(target, payload),
+        code=str(code) if code is not None else None,
+        type=str(kind) if kind is not None else None,
+    )
+
+
+def status_error_from_response(
+    target: Target, response: httpx.Response
+) -> APIStatusError:
+    """The typed error for a non-2xx response, JSON envelope or not."""
+    rid = request_id(response)
+    try:
+        payload = json.loads(response.content)
+    except ValueError:
+        kind = response.headers.get("content-type", "no content type")
+        return target.fail(  # type: ignore[return-value]
+            status_error_class(response.status_code),
+            f"upstream returned a non-JSON error body ({kind}): {response.text}",
+            status_code=response.status_code,
+            request_id=rid,
+        )
+    return error_from_payload(target, response.status_code, payload, rid)
+
+
+def _redacted_body(target: Target, payload: Any) -> Any:
+    text = redact(json.dumps(payload), target.secrets)
+    if len(text) > 8192:
+        return None
+    try:
+        return json.loads(text)
+    except ValueError:
+        return None

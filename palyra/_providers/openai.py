@@ -1,0 +1,304 @@
+"""The OpenAI-compatible dialect: Chat Completions, Embeddings, Transcriptions."""
+
+from __future__ import annotations
+
+import json
+import math
+from typing import Any
+
+import httpx
+from pydantic import ValidationError
+
+from .._exceptions import (
+    APIResponseValidationError,
+    APIStatusError,
+    StreamInterruptedError,
+)
+from .._request import ChatRequest, EmbeddingsRequest, TranscriptionRequest
+from .._sse import SSEDecoder
+from .._stream import ChunkAccumulator
+from .._wire import (
+    ChatCompletion,
+    ChatCompletionChunk,
+    EmbeddingResponse,
+    Transcription,
+)
+from .base import (
+    USER_AGENT,
+    Target,
+    auth_headers,
+    encode_json,
+    error_from_payload,
+    parse_json,
+    request_id,
+    status_error_from_response,
+    timeout_for,
+)
+
+__all__ = ["OpenAIAdapter", "OpenAIStreamParser"]
+
+_JSON_HEADERS = {"content-type": "application/json", "user-agent": USER_AGENT}
+
+
+class OpenAIAdapter:
+    """Speaks the OpenAI REST dialect to ``{base_url}/chat/completions`` etc."""
+
+    def base_url(self, target: Target) -> str:
+        """Where the provider's API lives."""
+        return target.model.provider.effective_base_url
+
+    def _request(
+        self,
+        target: Target,
+        path: str,
+        call_headers: Any,
+        timeout: dict[str, float],
+        **kw: Any,
+    ) -> httpx.Request:
+        headers = {
+            **kw.pop("headers", {}),
+            **target.model.provider.headers,
+            **auth_headers(target),
+            **call_headers,
+        }
+        return httpx.Request(
+            "POST",
+            self.base_url(target) + path,
+            headers=headers,
+            extensions={"timeout": timeout},
+            **kw,
+        )
+
+    def chat_request(self, target: Target, request: ChatRequest) -> httpx.Request:
+        """Build ``POST /chat/completions``; streams always ask for usage."""
+        payload: dict[str, Any] = {
+            "model": target.model.upstream,
+            "messages": request.messages,
+            **request.body,
+        }
+        if request.stream:
+            payload["stream"] = True
+            payload["stream_options"] = {
+                **(request.body.get("stream_options") or {}),
+                "include_usage": True,
+            }
+        payload.update(request.call.extra_body)
+        return self._request(
+            target,
+            "/chat/completions",
+            request.call.extra_headers,
+            timeout_for(target, request.call),
+            headers=_JSON_HEADERS,
+            content=encode_json(payload),
+        )
+
+    def chat_response(self, target: Target, response: httpx.Response) -> ChatCompletion:
+        """Validate a chat completion body."""
+        try:
+            return ChatCompletion.model_validate_json(response.content)
+        except ValidationError:
+            payload = parse_json(target, response, "chat")
+            raise target.fail(
+                APIResponseValidationError,
+                f"upstream chat response is not a chat completion: {payload}",
+                request_id=request_id(response),
+            ) from None
+
+    def chat_stream(self, target: Target, request: ChatRequest) -> OpenAIStreamParser:
+        """A parser for ``text/event-stream`` chat chunks."""
+        return OpenAIStreamParser(target, forward_usage=request.wants_usage_chunk)
+
+    def embeddings_request(
+        self, target: Target, request: EmbeddingsRequest
+    ) -> httpx.Request:
+        """Build ``POST /embeddings`` with float vectors."""
+        payload: dict[str, Any] = {
+            "model": target.model.upstream,
+            "input": request.inputs,
+            "encoding_format": "float",
+        }
+        dimensions = request.dimensions or target.model.entry.dimensions
+        if dimensions is not None:
+            payload["dimensions"] = dimensions
+        payload.update(request.call.extra_body)
+        return self._request(
+            target,
+            "/embeddings",
+            request.call.extra_headers,
+            timeout_for(target, request.call),
+            headers=_JSON_HEADERS,
+            content=encode_json(payload),
+        )
+
+    def embeddings_response(
+        self, target: Target, request: EmbeddingsRequest, response: httpx.Response
+    ) -> EmbeddingResponse:
+        """Validate vectors: one per input, in range, same size, finite."""
+        payload = parse_json(target, response, "embeddings")
+        try:
+            result = EmbeddingResponse.model_validate(payload)
+        except ValidationError:
+            raise target.fail(
+                APIResponseValidationError,
+                f"upstream embeddings response has the wrong shape: {payload}",
+                request_id=request_id(response),
+            ) from None
+        expected = request.dimensions or target.model.entry.dimensions
+        problem = _embedding_problem(result, len(request.inputs), expected)
+        if problem:
+            raise target.fail(
+                APIResponseValidationError,
+                f"upstream embeddings are invalid: {problem}",
+                request_id=request_id(response),
+            )
+        result.data.sort(key=lambda item: item.index)
+        return result
+
+    def transcription_request(
+        self, target: Target, request: TranscriptionRequest
+    ) -> httpx.Request:
+        """Build a multipart ``POST /audio/transcriptions``."""
+        fields = {
+            "model": target.model.upstream,
+            "response_format": request.response_format,
+            **request.fields,
+            **{k: str(v) for k, v in request.call.extra_body.items()},
+        }
+        files = {"file": (request.filename, request.content, request.content_type)}
+        return self._request(
+            target,
+            "/audio/transcriptions",
+            request.call.extra_headers,
+            timeout_for(target, request.call),
+            headers={"user-agent": USER_AGENT},
+            data=fields,
+            files=files,
+        )
+
+    def transcription_response(
+        self, target: Target, request: TranscriptionRequest, response: httpx.Response
+    ) -> Transcription:
+        """Parse a json / verbose_json / text transcription."""
+        if request.response_format == "text":
+            return Transcription(text=response.text.strip())
+        payload = parse_json(target, response, "transcription")
+        try:
+            return Transcription.model_validate(payload)
+        except ValidationError:
+            raise target.fail(
+                APIResponseValidationError,
+                f"upstream transcription has the wrong shape: {payload}",
+                request_id=request_id(response),
+            ) from None
+
+    def status_error(self, target: Target, response: httpx.Response) -> APIStatusError:
+        """Map an OpenAI error envelope (or any other body) to the error tree."""
+        return status_error_from_response(target, response)
+
+
+def _embedding_problem(
+    result: EmbeddingResponse, count: int, dimensions: int | None
+) -> str | None:
+    if len(result.data) != count:
+        return f"{len(result.data)} vectors for {count} inputs"
+    seen: set[int] = set()
+    size = dimensions or len(result.data[0].embedding)
+    for item in result.data:
+        if not 0 <= item.index < count or item.index in seen:
+            return f"index {item.index} is out of range or repeated"
+        seen.add(item.index)
+        if len(item.embedding) != size or not size:
+            return (
+                f"vector {item.index} has {len(item.embedding)} dimensions, not {size}"
+            )
+        if not all(math.isfinite(x) for x in item.embedding):
+            return f"vector {item.index} holds a non-finite number"
+    return None
+
+
+class OpenAIStreamParser:
+    """Incremental parser of an OpenAI ``chat.completion.chunk`` event stream."""
+
+    __slots__ = ("_done", "_forward_usage", "_sse", "_target", "accumulator")
+
+    def __init__(self, target: Target, *, forward_usage: bool) -> None:
+        self._target = target
+        self._forward_usage = forward_usage
+        self._sse = SSEDecoder()
+        self._done = False
+        self.accumulator = ChunkAccumulator()
+
+    def feed(self, data: bytes) -> list[ChatCompletionChunk]:
+        """Parse a network read into chunks; error events raise typed errors."""
+        chunks = []
+        for event in self._sse.feed(data):
+            if self._done:
+                continue
+            if event.data == "[DONE]":
+                self._done = True
+                continue
+            chunk = self._chunk(event.data, event.event)
+            self.accumulator.add(chunk)
+            # Usage was requested upstream for palyra's own accounting; callers
+            # get the usage-only chunk only if they asked for it, as with OpenAI.
+            if chunk.choices or self._forward_usage:
+                chunks.append(chunk)
+        return chunks
+
+    def _chunk(self, data: str, event: str) -> ChatCompletionChunk:
+        if event != "error":
+            try:
+                return ChatCompletionChunk.model_validate_json(data)
+            except ValidationError:
+                pass
+        try:
+            payload = json.loads(data)
+        except ValueError:
+            payload = None
+        if isinstance(payload, dict) and (event == "error" or "error" in payload):
+            error = payload.get("error", payload)
+            status = _stream_error_status(error)
+            raise error_from_payload(self._target, status, payload, None)
+        raise self._target.fail(
+            APIResponseValidationError,
+            f"malformed event in upstream stream: {data}",
+        )
+
+    def close(self) -> ChatCompletion:
+        """End of body: the assembled answer, or `StreamInterruptedError`."""
+        leftover = self._sse.close()
+        finished = self._done or (self.accumulator.finished and not leftover)
+        if not finished:
+            raise self._target.fail(
+                StreamInterruptedError,
+                "upstream stream ended before completion (no finish_reason and no"
+                f" [DONE] after {self.accumulator.chunks} chunks); the answer is"
+                " partial",
+            )
+        return self.accumulator.completion()
+
+
+_ERROR_TYPE_STATUS = {
+    "invalid_request_error": 400,
+    "authentication_error": 401,
+    "permission_error": 403,
+    "not_found_error": 404,
+    "rate_limit_error": 429,
+    "rate_limit_exceeded": 429,
+    "insufficient_quota": 429,
+    "overloaded_error": 529,
+    "server_error": 500,
+    "api_error": 500,
+}
+
+
+def _stream_error_status(error: Any) -> int:
+    """A mid-stream error has no HTTP status of its own; infer one from its type."""
+    if isinstance(error, dict):
+        for key in ("code", "type"):
+            value = error.get(key)
+            if isinstance(value, int) and 400 <= value < 600:
+                return value
+            if isinstance(value, str) and value in _ERROR_TYPE_STATUS:
+                return _ERROR_TYPE_STATUS[value]
+    return 500

@@ -1,0 +1,320 @@
+"""Caller input, checked once and turned into provider-neutral requests.
+
+Messages and options are OpenAI-shaped. They are validated here, before any
+token is counted or byte sent, and what the request *needs* from a model
+(vision, tools, JSON mode, audio input) is read off in the same pass.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import IO, Any, Literal, TypedDict
+
+from ._exceptions import InvalidRequestError
+
+__all__ = ["ChatOptions"]
+
+ROLES = frozenset({"system", "developer", "user", "assistant", "tool", "function"})
+
+
+class ChatOptions(TypedDict, total=False):
+    """Options accepted by `Palyra.chat` and friends (OpenAI names).
+
+    Everything else an upstream understands goes in ``extra_body``.
+    """
+
+    tools: Sequence[Mapping[str, Any]]
+    tool_choice: str | Mapping[str, Any]
+    parallel_tool_calls: bool
+    response_format: Mapping[str, Any]
+    temperature: float
+    top_p: float
+    max_tokens: int
+    max_completion_tokens: int
+    stop: str | Sequence[str]
+    seed: int
+    n: int
+    presence_penalty: float
+    frequency_penalty: float
+    logit_bias: Mapping[str, int]
+    logprobs: bool
+    top_logprobs: int
+    user: str
+    metadata: Mapping[str, str]
+    store: bool
+    reasoning_effort: str
+    service_tier: str
+    modalities: Sequence[str]
+    audio: Mapping[str, Any]
+    prediction: Mapping[str, Any]
+    prompt_cache_key: str
+    safety_identifier: str
+    verbosity: str
+    stream_options: Mapping[str, Any]
+    extra_body: Mapping[str, Any]
+    extra_headers: Mapping[str, str]
+    timeout: float
+
+
+_BODY_OPTIONS = frozenset(ChatOptions.__annotations__) - {
+    "extra_body",
+    "extra_headers",
+    "timeout",
+}
+
+
+@dataclass(slots=True)
+class Needs:
+    """Capabilities a request needs from the model that serves it."""
+
+    vision: bool = False
+    tools: bool = False
+    json_mode: bool = False
+    audio: bool = False
+    streaming: bool = False
+
+    def names(self) -> list[str]:
+        """The needed capability names, in a stable order."""
+        order = ("streaming", "tools", "json_mode", "vision", "audio")
+        return [name for name in order if getattr(self, name)]
+
+
+@dataclass(slots=True)
+class CallOptions:
+    """Per-call settings that are not part of the upstream body."""
+
+    extra_headers: Mapping[str, str] = field(default_factory=dict)
+    extra_body: Mapping[str, Any] = field(default_factory=dict)
+    timeout: float | None = None
+
+
+@dataclass(slots=True)
+class ChatRequest:
+    """A checked chat request, independent of any provider dialect."""
+
+    messages: list[Mapping[str, Any]]
+    body: dict[str, Any]
+    stream: bool
+    needs: Needs
+    call: CallOptions
+    wants_usage_chunk: bool = False
+
+    @property
+    def requested_output_tokens(self) -> int:
+        """The output budget the caller asked for (0 when unspecified)."""
+        value = self.body.get("max_completion_tokens") or self.body.get("max_tokens")
+        return int(value) if value else 0
+
+
+@dataclass(slots=True)
+class EmbeddingsRequest:
+    """A checked embeddings request."""
+
+    inputs: list[str]
+    dimensions: int | None
+    call: CallOptions
+
+
+@dataclass(slots=True)
+class TranscriptionRequest:
+    """A checked transcription request."""
+
+    filename: str
+    content: bytes
+    content_type: str
+    fields: dict[str, str]
+    response_format: Literal["json", "verbose_json", "text"]
+    call: CallOptions
+
+
+def chat_request(
+    messages: Iterable[Mapping[str, Any] | Any],
+    options: Mapping[str, Any],
+    stream: bool,
+) -> ChatRequest:
+    """Check messages and options and note what the request needs.
+
+    Raises:
+        InvalidRequestError: naming the bad message or option.
+        TypeError: for an option palyra does not know (use ``extra_body``).
+    """
+    unknown = set(options) - _BODY_OPTIONS - {"extra_body", "extra_headers", "timeout"}
+    if unknown:
+        names = ", ".join(sorted(unknown))
+        raise TypeError(f"unknown chat option(s): {names}; pass them in extra_body")
+    needs = Needs(streaming=stream)
+    checked = [_check_message(m, i, needs) for i, m in enumerate(messages)]
+    if not checked:
+        raise InvalidRequestError("messages: at least one message is required")
+    body = {k: v for k, v in options.items() if k in _BODY_OPTIONS}
+    if body.get("tools"):
+        needs.tools = True
+    fmt = body.get("response_format")
+    if isinstance(fmt, Mapping) and fmt.get("type") in ("json_object", "json_schema"):
+        needs.json_mode = True
+    stream_options = body.get("stream_options")
+    wants_usage = bool(
+        isinstance(stream_options, Mapping) and stream_options.get("include_usage")
+    )
+    return ChatRequest(
+        messages=checked,
+        body=body,
+        stream=stream,
+        needs=needs,
+        call=call_options(options),
+        wants_usage_chunk=wants_usage,
+    )
+
+
+def call_options(options: Mapping[str, Any]) -> CallOptions:
+    """Pick the per-call settings out of caller options."""
+    timeout = options.get("timeout")
+    if timeout is not None and (not isinstance(timeout, int | float) or timeout <= 0):
+        raise InvalidRequestError("timeout: must be a positive number of seconds")
+    return CallOptions(
+        extra_headers=options.get("extra_headers") or {},
+        extra_body=options.get("extra_body") or {},
+        timeout=float(timeout) if timeout is not None else None,
+    )
+
+
+def _check_message(item: Any, index: int, needs: Needs) -> Mapping[str, Any]:
+    message: Mapping[str, Any]
+    if isinstance(item, Mapping):
+        message = item
+    else:
+        dump = getattr(item, "model_dump", None)
+        if dump is None:
+            raise InvalidRequestError(f"messages[{index}]: must be a mapping")
+        message = dict(dump(exclude_none=True))
+    role = message.get("role")
+    if role not in ROLES:
+        raise InvalidRequestError(
+            f"messages[{index}].role: must be one of"
+            f" {', '.join(sorted(ROLES - {'function'}))}, got {role!r}"
+        )
+    content = message.get("content")
+    if isinstance(content, list):
+        for j, part in enumerate(content):
+            _check_part(part, f"messages[{index}].content[{j}]", needs)
+    elif content is None:
+        if role != "assistant":
+            raise InvalidRequestError(f"messages[{index}].content: required for {role}")
+    elif not isinstance(content, str):
+        raise InvalidRequestError(
+            f"messages[{index}].content: must be a string or a list of parts"
+        )
+    if role == "tool" and not message.get("tool_call_id"):
+        raise InvalidRequestError(
+            f"messages[{index}].tool_call_id: required for tool messages"
+        )
+    return message
+
+
+def _check_part(part: Any, path: str, needs: Needs) -> None:
+    if not isinstance(part, Mapping):
+        raise InvalidRequestError(f"{path}: must be a mapping with a 'type'")
+    kind = part.get("type")
+    if kind == "text":
+        if not isinstance(part.get("text"), str):
+            raise InvalidRequestError(f"{path}.text: must be a string")
+    elif kind == "image_url":
+        image = part.get("image_url")
+        url = image.get("url") if isinstance(image, Mapping) else image
+        if not isinstance(url, str) or not url:
+            raise InvalidRequestError(f"{path}.image_url.url: must be a URL string")
+        needs.vision = True
+    elif kind == "input_audio":
+        needs.audio = True
+    elif kind not in ("file", "refusal"):
+        raise InvalidRequestError(f"{path}.type: unsupported content part {kind!r}")
+
+
+def embeddings_request(
+    inputs: str | Sequence[str], dimensions: int | None, options: Mapping[str, Any]
+) -> EmbeddingsRequest:
+    """Check embedding inputs (1-2048 non-empty strings).
+
+    Raises:
+        InvalidRequestError: naming the bad input.
+    """
+    items = [inputs] if isinstance(inputs, str) else list(inputs)
+    if not items:
+        raise InvalidRequestError("input: at least one input is required")
+    if len(items) > 2048:
+        raise InvalidRequestError("input: at most 2048 inputs per call")
+    for i, item in enumerate(items):
+        if not isinstance(item, str) or not item.strip():
+            raise InvalidRequestError(f"input[{i}]: must be a non-empty string")
+    if dimensions is not None and (not isinstance(dimensions, int) or dimensions <= 0):
+        raise InvalidRequestError("dimensions: must be a positive integer")
+    return EmbeddingsRequest(items, dimensions, call_options(options))
+
+
+FileInput = str | os.PathLike[str] | bytes | IO[bytes] | tuple[str, bytes | IO[bytes]]
+
+
+def transcription_request(
+    file: FileInput,
+    response_format: str,
+    fields: Mapping[str, Any],
+    options: Mapping[str, Any],
+) -> TranscriptionRequest:
+    """Read the audio file and check the transcription options.
+
+    Raises:
+        InvalidRequestError: for an unreadable or empty file or a bad format.
+    """
+    if response_format not in ("json", "verbose_json", "text"):
+        raise InvalidRequestError(
+            "response_format: must be 'json', 'verbose_json' or 'text'"
+        )
+    filename, content = _read_file(file)
+    if not content:
+        raise InvalidRequestError("file: the audio file is empty")
+    return TranscriptionRequest(
+        filename=filename,
+        content=content,
+        content_type=_audio_type(filename),
+        fields={k: str(v) for k, v in fields.items() if v is not None},
+        response_format=response_format,  # type: ignore[arg-type]
+        call=call_options(options),
+    )
+
+
+def _read_file(file: FileInput) -> tuple[str, bytes]:
+    if isinstance(file, tuple):
+        name, data = file
+        return name, data if isinstance(data, bytes) else data.read()
+    if isinstance(file, bytes):
+        return "audio", file
+    if isinstance(file, str | os.PathLike):
+        path = Path(file)
+        try:
+            return path.name, path.read_bytes()
+        except OSError as exc:
+            raise InvalidRequestError(
+                f"file: cannot read {path}: {exc.strerror}"
+            ) from None
+    name = Path(str(getattr(file, "name", "audio"))).name
+    return name, file.read()
+
+
+_AUDIO_TYPES = {
+    ".mp3": "audio/mpeg",
+    ".mpga": "audio/mpeg",
+    ".mpeg": "audio/mpeg",
+    ".m4a": "audio/mp4",
+    ".mp4": "audio/mp4",
+    ".wav": "audio/wav",
+    ".webm": "audio/webm",
+    ".ogg": "audio/ogg",
+    ".flac": "audio/flac",
+}
+
+
+def _audio_type(filename: str) -> str:
+    return _AUDIO_TYPES.get(Path(filename).suffix.lower(), "application/octet-stream")

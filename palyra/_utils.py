@@ -1,0 +1,84 @@
+"""Small pure helpers: secret redaction, base-URL checks, excerpts."""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+from urllib.parse import urlsplit, urlunsplit
+
+__all__: list[str] = []
+
+EXCERPT_LIMIT = 240
+
+# Patterns for credentials that upstreams echo back in error text. Order matters:
+# the bearer rule must run before the generic `token=` rule eats its value.
+_REDACTIONS: tuple[tuple[re.Pattern[str], str], ...] = (
+    (re.compile(r"(?i)\bbearer\s+[A-Za-z0-9._~+/=-]+"), "Bearer <redacted>"),
+    (re.compile(r"\bsk-[A-Za-z0-9_-]{8,}"), "<redacted>"),
+    (
+        re.compile(
+            r"(?i)((?:api[_-]?key|access_token|refresh_token|token|secret|password)"
+            r"\"?\s*[=:]\s*\"?)[^\s&,;\"')\]}]+"
+        ),
+        r"\1<redacted>",
+    ),
+)
+
+
+def redact(text: str, secrets: tuple[str, ...] = ()) -> str:
+    """Remove credentials from text that may be shown to people or logged.
+
+    Known secrets (the keys palyra itself sent) are removed verbatim first, then
+    anything that looks like a bearer token, an ``sk-`` key or a ``key=value``
+    credential.
+    """
+    for secret in secrets:
+        if secret:
+            text = text.replace(secret, "<redacted>")
+    for pattern, replacement in _REDACTIONS:
+        text = pattern.sub(replacement, text)
+    return text
+
+
+def excerpt(
+    text: str, secrets: tuple[str, ...] = (), limit: int = EXCERPT_LIMIT
+) -> str:
+    """A redacted, single-line, bounded excerpt of upstream text."""
+    flat = " ".join(text.split())
+    if not flat:
+        return "<empty>"
+    flat = redact(flat, secrets)
+    return flat if len(flat) <= limit else flat[:limit] + "…"
+
+
+def is_loopback_host(host: str) -> bool:
+    """Whether a URL host names this machine (``localhost`` or a loopback IP)."""
+    host = host.strip("[]").lower()
+    if host == "localhost" or host.endswith(".localhost"):
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def normalize_base_url(url: str) -> str:
+    """Check and normalise a provider base URL.
+
+    Rules: absolute ``https`` URL, or ``http`` only to a loopback host; no user
+    info, query or fragment; trailing slashes removed.
+
+    Raises:
+        ValueError: with a message saying which rule was broken.
+    """
+    parts = urlsplit(url.strip())
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ValueError("must be an absolute http(s) URL with a host")
+    if parts.username is not None or parts.password is not None:
+        raise ValueError("must not contain user info (put credentials elsewhere)")
+    if parts.query or parts.fragment:
+        raise ValueError("must not contain a query string or fragment")
+    if parts.scheme == "http" and not is_loopback_host(parts.hostname):
+        raise ValueError("http is only allowed for loopback hosts; use https")
+    path = parts.path.rstrip("/")
+    return urlunsplit((parts.scheme, parts.netloc, path, "", ""))

@@ -1,0 +1,38 @@
+"""Shared fixtures: no network, clean environment, anyio on asyncio."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+
+import pytest
+
+from tests.upstream import Upstream
+
+FAKE_KEY = "sk-palyraTESTkey0123456789abcdefSECRET"
+
+
+@pytest.fixture(autouse=True)
+def _clean_environ(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Provider keys and palyra settings from the developer's shell never leak in."""
+    for name in list(os.environ):
+        if (
+            name.startswith(("PALYRA_", "OPENAI_", "ANTHROPIC_"))
+            or name.endswith("_PROXY")
+            or name.lower().endswith("_proxy")
+        ):
+            monkeypatch.delenv(name, raising=False)
+
+
+@pytest.fixture
+def anyio_backend() -> str:
+    """Async tests run on asyncio."""
+    return "asyncio"
+
+
+@pytest.fixture(name="upstream")
+def upstream_fixture() -> Iterator[Upstream]:
+    """A real OpenAI-compatible HTTP server on 127.0.0.1 expecting FAKE_KEY."""
+    with Upstream(api_key=FAKE_KEY) as server:
+        yield server
+    assert not server.errors, server.errors

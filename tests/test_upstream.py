@@ -1,0 +1,465 @@
+"""Tests of the OpenAI-compatible loopback server in ``tests/upstream.py``."""
+
+from __future__ import annotations
+
+import base64
+import json
+import struct
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from tests.upstream import (
+    Reply,
+    Upstream,
+    error_reply,
+    html_reply,
+    load_recorded,
+)
+
+pytestmark = pytest.mark.e2e
+
+CHAT = "/chat/completions"
+
+
+@pytest.fixture
+def anyio_backend() -> str:
+    """Run the anyio tests on asyncio only."""
+    return "asyncio"
+
+
+@pytest.fixture
+def upstream() -> Iterator[Upstream]:
+    """A started server, stopped after the test; handlers must not have crashed."""
+    with Upstream() as server:
+        yield server
+    assert server.errors == []
+
+
+@pytest.fixture
+def client(upstream: Upstream) -> Iterator[httpx.Client]:
+    """A plain httpx client pointed at the server."""
+    with httpx.Client(base_url=upstream.base_url, timeout=5.0) as http:
+        yield http
+
+
+def chat_body(text: str, **extra: Any) -> dict[str, Any]:
+    """A chat completion request whose last user message is ``text``."""
+    return {
+        "model": "gpt-4o-mini",
+        "messages": [
+            {"role": "system", "content": "be brief"},
+            {"role": "user", "content": text},
+        ],
+        **extra,
+    }
+
+
+def sse_payloads(raw: bytes) -> list[str]:
+    """The ``data:`` payloads of an SSE body, in order."""
+    payloads = []
+    for line in raw.decode().splitlines():
+        if line.startswith("data:"):
+            payloads.append(line[5:].strip())
+    return payloads
+
+
+def test_chat_non_streaming_echo(upstream: Upstream, client: httpx.Client) -> None:
+    """A plain chat completion echoes the last user message with word usage."""
+    response = client.post(CHAT, json=chat_body("hello there world"))
+    assert response.status_code == 200
+    assert response.headers["content-type"] == "application/json"
+    assert response.headers["x-request-id"] == "req_1"
+    data = response.json()
+    assert data["id"] == "chatcmpl-upstream-1"
+    assert data["object"] == "chat.completion"
+    assert isinstance(data["created"], int)
+    assert data["model"] == "gpt-4o-mini"
+    assert data["choices"] == [
+        {
+            "index": 0,
+            "message": {
+                "role": "assistant",
+                "content": "hello there world",
+                "refusal": None,
+            },
+            "finish_reason": "stop",
+            "logprobs": None,
+        }
+    ]
+    assert data["usage"] == {
+        "prompt_tokens": 5,
+        "completion_tokens": 3,
+        "total_tokens": 8,
+    }
+    assert len(upstream.requests) == 1
+    recorded = upstream.requests[0]
+    assert (recorded.method, recorded.path) == ("POST", "/v1/chat/completions")
+    assert recorded.headers["content-type"] == "application/json"
+    assert recorded.json()["messages"][1]["content"] == "hello there world"
+
+
+def test_chat_content_parts_echo(client: httpx.Client) -> None:
+    """A user message given as content parts echoes the joined text parts."""
+    parts = [
+        {"type": "text", "text": "look "},
+        {"type": "image_url", "image_url": {"url": "data:,"}},
+        {"type": "text", "text": "here"},
+    ]
+    body = {"model": "m", "messages": [{"role": "user", "content": parts}]}
+    data = client.post(CHAT, json=body).json()
+    assert data["choices"][0]["message"]["content"] == "look here"
+    assert data["model"] == "m"
+
+
+def test_chat_streaming_echo_with_usage(client: httpx.Client) -> None:
+    """Streaming yields role, word deltas, stop, a usage chunk, then [DONE]."""
+    text = "  streaming  is\tfun \n"
+    body = chat_body(text, stream=True, stream_options={"include_usage": True})
+    with client.stream("POST", CHAT, json=body) as response:
+        assert response.status_code == 200
+        assert response.headers["content-type"].startswith("text/event-stream")
+        assert response.headers["transfer-encoding"] == "chunked"
+        raw = response.read()
+    payloads = sse_payloads(raw)
+    assert payloads[-1] == "[DONE]"
+    chunks = [json.loads(p) for p in payloads[:-1]]
+    assert all(c["object"] == "chat.completion.chunk" for c in chunks)
+    assert len({c["id"] for c in chunks}) == 1
+    assert chunks[0]["choices"][0]["delta"] == {"role": "assistant", "content": ""}
+    deltas = [c["choices"][0]["delta"].get("content", "") for c in chunks[1:-2]]
+    assert len(deltas) == 3
+    assert "".join(deltas) == text
+    assert chunks[-2]["choices"][0] == {
+        "index": 0,
+        "delta": {},
+        "logprobs": None,
+        "finish_reason": "stop",
+    }
+    assert all(c["usage"] is None for c in chunks[:-1])
+    assert chunks[-1]["choices"] == []
+    assert chunks[-1]["usage"] == {
+        "prompt_tokens": 5,
+        "completion_tokens": 3,
+        "total_tokens": 8,
+    }
+
+
+def test_chat_streaming_without_usage(client: httpx.Client) -> None:
+    """Without include_usage there is no usage chunk and no usage key."""
+    with client.stream("POST", CHAT, json=chat_body("a b", stream=True)) as response:
+        payloads = sse_payloads(response.read())
+    chunks = [json.loads(p) for p in payloads[:-1]]
+    assert payloads[-1] == "[DONE]"
+    assert chunks[-1]["choices"][0]["finish_reason"] == "stop"
+    assert all("usage" not in c for c in chunks)
+
+
+def test_keep_alive_reuses_one_connection(
+    upstream: Upstream, client: httpx.Client
+) -> None:
+    """Two requests on one client, streamed or not, share one TCP connection."""
+    assert client.post(CHAT, json=chat_body("one")).status_code == 200
+    with client.stream("POST", CHAT, json=chat_body("two", stream=True)) as response:
+        response.read()
+    assert client.get("/models").status_code == 200
+    assert len(upstream.requests) == 3
+    assert upstream.connections == 1
+    assert {r.connection for r in upstream.requests} == {1}
+
+
+def test_scripted_error_then_default(upstream: Upstream, client: httpx.Client) -> None:
+    """Scripted replies are used first-in first-out, then the default answers."""
+    upstream.enqueue(
+        Reply(status=500, json={"error": {"message": "boom", "type": "server_error"}}),
+        error_reply(429, "slow down", code="rate_limit", headers={"retry-after": "1"}),
+    )
+    assert upstream.pending == 2
+    first = client.post(CHAT, json=chat_body("x"))
+    assert first.status_code == 500
+    assert first.json() == {"error": {"message": "boom", "type": "server_error"}}
+    second = client.get("/models")
+    assert second.status_code == 429
+    assert second.headers["retry-after"] == "1"
+    assert second.json() == {
+        "error": {
+            "message": "slow down",
+            "type": "invalid_request_error",
+            "param": None,
+            "code": "rate_limit",
+        }
+    }
+    third = client.post(CHAT, json=chat_body("fine"))
+    assert third.status_code == 200
+    assert third.json()["choices"][0]["message"]["content"] == "fine"
+    assert upstream.pending == 0
+    assert upstream.connections == 1
+
+
+def test_html_reply(upstream: Upstream, client: httpx.Client) -> None:
+    """html_reply serves an nginx-style error page."""
+    upstream.enqueue(html_reply())
+    response = client.post(CHAT, json=chat_body("x"))
+    assert response.status_code == 502
+    assert response.headers["content-type"] == "text/html"
+    assert "<h1>502 Bad Gateway</h1>" in response.text
+
+
+def test_sse_raw_recorded_fixture(upstream: Upstream, client: httpx.Client) -> None:
+    """A recorded SSE file is served byte for byte."""
+    recorded = load_recorded("openai/chat_stream_text_a.sse")
+    upstream.enqueue(Reply(sse_raw=recorded))
+    with client.stream("POST", CHAT, json=chat_body("x", stream=True)) as response:
+        assert response.headers["content-type"].startswith("text/event-stream")
+        raw = response.read()
+    assert raw == recorded
+    payloads = sse_payloads(raw)
+    assert payloads[-1] == "[DONE]"
+    text = "".join(
+        chunk["choices"][0]["delta"].get("content") or ""
+        for chunk in map(json.loads, payloads[:-1])
+        if chunk["choices"]
+    )
+    assert text.startswith('{"city"')
+
+
+def test_load_recorded_env_override(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """PALYRA_FIXTURES_DIR overrides where recorded fixtures are read from."""
+    (tmp_path / "x.sse").write_bytes(b"data: [DONE]\n\n")
+    monkeypatch.setenv("PALYRA_FIXTURES_DIR", str(tmp_path))
+    assert load_recorded("x.sse") == b"data: [DONE]\n\n"
+
+
+def test_cut_after_truncates_stream(upstream: Upstream, client: httpx.Client) -> None:
+    """cut_after closes mid-stream without the final chunk: a protocol error."""
+    upstream.enqueue(Reply(sse=["1", "2", "3", "[DONE]"], cut_after=2))
+    received: list[str] = []
+    with client.stream("POST", CHAT, json=chat_body("x", stream=True)) as response:
+        assert response.status_code == 200
+        lines = response.iter_lines()
+        with pytest.raises(httpx.RemoteProtocolError, match="incomplete chunked read"):
+            received.extend(line for line in lines if line)
+    assert received == ["data: 1", "data: 2"]
+    # The broken connection is discarded; the next request opens a new one.
+    assert client.post(CHAT, json=chat_body("again")).status_code == 200
+    assert upstream.connections == 2
+
+
+def test_cut_after_truncates_plain_body(
+    upstream: Upstream, client: httpx.Client
+) -> None:
+    """For a non-SSE body cut_after is a byte count under the Content-Length."""
+    upstream.enqueue(Reply(json={"long": "x" * 100}, cut_after=10))
+    with pytest.raises(httpx.RemoteProtocolError):
+        client.get("/models")
+
+
+def test_chunk_delay_and_delay(upstream: Upstream, client: httpx.Client) -> None:
+    """delay holds the status line; chunk_delay spaces the events."""
+    upstream.enqueue(Reply(sse=["a", "b", "c"], delay=0.1, chunk_delay=0.05))
+    start = time.monotonic()
+    with client.stream("POST", CHAT, json=chat_body("x")) as response:
+        headers_at = time.monotonic() - start
+        lines = [line for line in response.iter_lines() if line]
+    total = time.monotonic() - start
+    assert lines == ["data: a", "data: b", "data: c"]
+    assert headers_at >= 0.09
+    assert total >= 0.19
+
+
+def test_hang_times_out_and_stop_is_prompt() -> None:
+    """A hanging reply trips the client read timeout; stop() still returns fast."""
+    upstream = Upstream().start()
+    try:
+        upstream.enqueue(Reply(hang=30.0))
+        with httpx.Client(base_url=upstream.base_url, timeout=0.2) as http:
+            start = time.monotonic()
+            with pytest.raises(httpx.ReadTimeout):
+                http.post(CHAT, json=chat_body("x"))
+            assert time.monotonic() - start < 1.0
+            # A second hang with the client still connected when we stop.
+            upstream.enqueue(Reply(hang=30.0))
+            with pytest.raises(httpx.ReadTimeout):
+                http.get("/models")
+            start = time.monotonic()
+            upstream.stop()
+            assert time.monotonic() - start < 1.0
+    finally:
+        upstream.stop()
+
+
+def test_stop_with_idle_keep_alive_connection() -> None:
+    """stop() is prompt while a client still holds an idle keep-alive connection."""
+    upstream = Upstream().start()
+    http = httpx.Client(base_url=upstream.base_url, timeout=5.0)
+    try:
+        assert http.get("/models").status_code == 200
+        start = time.monotonic()
+        upstream.stop()
+        assert time.monotonic() - start < 1.0
+    finally:
+        http.close()
+        upstream.stop()
+
+
+def test_reset_raises_connection_error(
+    upstream: Upstream, client: httpx.Client
+) -> None:
+    """reset drops the connection with an RST: ECONNRESET on the client."""
+    upstream.enqueue(Reply(reset=True))
+    with pytest.raises(httpx.ReadError):
+        client.post(CHAT, json=chat_body("x"))
+    assert len(upstream.requests) == 1
+    assert client.get("/models").status_code == 200
+
+
+def test_embeddings(client: httpx.Client) -> None:
+    """Embeddings are deterministic per text, with the requested dimensions."""
+    body = {"model": "text-embedding-3-small", "input": ["a b", "c", "a b"]}
+    data = client.post("/embeddings", json=body).json()
+    assert data["object"] == "list"
+    assert data["model"] == "text-embedding-3-small"
+    assert data["usage"] == {"prompt_tokens": 5, "total_tokens": 5}
+    vectors = [item["embedding"] for item in data["data"]]
+    assert [item["index"] for item in data["data"]] == [0, 1, 2]
+    assert {item["object"] for item in data["data"]} == {"embedding"}
+    assert all(len(v) == 8 for v in vectors)
+    assert vectors[0] == vectors[2] != vectors[1]
+
+    single = client.post(
+        "/embeddings", json={"model": "m", "input": "c", "dimensions": 20}
+    ).json()
+    assert len(single["data"]) == 1
+    assert len(single["data"][0]["embedding"]) == 20
+    assert single["data"][0]["embedding"][:8] != vectors[1]
+
+    encoded = client.post(
+        "/embeddings", json={"model": "m", "input": "c", "encoding_format": "base64"}
+    ).json()
+    packed = base64.b64decode(encoded["data"][0]["embedding"])
+    floats = struct.unpack("<8f", packed)
+    assert floats == pytest.approx(vectors[1], abs=1e-6)
+
+
+@pytest.mark.parametrize("response_format", [None, "json", "verbose_json", "text"])
+def test_transcription(
+    upstream: Upstream, client: httpx.Client, response_format: str | None
+) -> None:
+    """A multipart upload is parsed exactly and answered in each format."""
+    audio = b"RIFF\r\n--\r\n\r\n\x00\xff" * 10
+    form = {"model": "whisper-1", "language": "fr"}
+    if response_format is not None:
+        form["response_format"] = response_format
+    response = client.post(
+        "/audio/transcriptions",
+        data=form,
+        files={"file": ("clip.wav", audio, "audio/wav")},
+    )
+    assert response.status_code == 200
+    text = f"transcribed {len(audio)} bytes of clip.wav"
+    assert (
+        upstream.requests[0]
+        .headers["content-type"]
+        .startswith("multipart/form-data; boundary=")
+    )
+    if response_format in (None, "json"):
+        assert response.json() == {"text": text}
+    elif response_format == "text":
+        assert response.headers["content-type"].startswith("text/plain")
+        assert response.text == text
+    else:
+        data = response.json()
+        assert data["task"] == "transcribe"
+        assert data["language"] == "fr"
+        assert data["duration"] == 1.5
+        assert data["text"] == text
+        assert data["segments"][0]["text"] == text
+        assert data["segments"][0]["avg_logprob"] == -0.1
+
+
+def test_transcription_without_file_is_400(client: httpx.Client) -> None:
+    """A transcription request without a file part is rejected."""
+    response = client.post(
+        "/audio/transcriptions",
+        data={"model": "whisper-1"},
+        files={"other": ("x.bin", b"x")},
+    )
+    assert response.status_code == 400
+    assert response.json()["error"]["param"] == "file"
+
+
+def test_models_and_unknown_path(client: httpx.Client) -> None:
+    """GET /v1/models lists a model; an unknown path is a 404 error envelope."""
+    models = client.get("/models").json()
+    assert models == {
+        "object": "list",
+        "data": [
+            {
+                "id": "gpt-4o-mini",
+                "object": "model",
+                "created": 0,
+                "owned_by": "upstream",
+            }
+        ],
+    }
+    missing = client.post("/nope", json={})
+    assert missing.status_code == 404
+    error = missing.json()["error"]
+    assert error["type"] == "invalid_request_error"
+    assert error["code"] == "unknown_url"
+
+
+def test_bad_json_is_400(client: httpx.Client) -> None:
+    """A chat request whose body is not JSON gets a 400 error envelope."""
+    response = client.post(
+        CHAT, content=b"{not json", headers={"content-type": "application/json"}
+    )
+    assert response.status_code == 400
+    assert "error" in response.json()
+
+
+def test_api_key_required() -> None:
+    """With api_key set, a missing or wrong bearer token gets a 401 envelope."""
+    with Upstream(api_key="sk-good") as upstream:
+        upstream.enqueue(Reply(status=201, json={"scripted": True}))
+        with httpx.Client(base_url=upstream.base_url, timeout=5.0) as http:
+            for headers in ({}, {"authorization": "Bearer sk-bad"}):
+                response = http.post(CHAT, json=chat_body("x"), headers=headers)
+                assert response.status_code == 401
+                assert response.json() == {
+                    "error": {
+                        "message": "Incorrect API key provided",
+                        "type": "invalid_request_error",
+                        "param": None,
+                        "code": "invalid_api_key",
+                    }
+                }
+            assert upstream.pending == 1
+            good = {"authorization": "Bearer sk-good"}
+            response = http.post(CHAT, json=chat_body("x"), headers=good)
+            assert response.status_code == 201
+            assert upstream.pending == 0
+
+
+@pytest.mark.anyio
+async def test_async_client_streaming(upstream: Upstream) -> None:
+    """An httpx.AsyncClient streams the echo over one kept-alive connection."""
+    async with httpx.AsyncClient(base_url=upstream.base_url, timeout=5.0) as http:
+        for text in ("async one", "async two"):
+            body = chat_body(text, stream=True)
+            async with http.stream("POST", CHAT, json=body) as response:
+                assert response.status_code == 200
+                deltas = []
+                async for line in response.aiter_lines():
+                    if line.startswith("data: {"):
+                        chunk = json.loads(line[6:])
+                        deltas.append(chunk["choices"][0]["delta"].get("content", ""))
+            assert "".join(deltas) == text
+    assert upstream.connections == 1
+    assert len(upstream.requests) == 2
