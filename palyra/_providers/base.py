@@ -179,8 +179,8 @@ def error_from_payload(
         status_code=status,
         request_id=rid,
         body=_redacted_body(target, payload),
-        code=str(code) if code is not None else None,
-        type=str(kind) if kind is not None else None,
+        code=redact(str(code), target.secrets) if code is not None else None,
+        type=redact(str(kind), target.secrets) if kind is not None else None,
     )
 
 

@@ -1,0 +1,28 @@
+"""The public surface is exactly palyra.__all__, sorted, and says `palyra.X`."""
+
+from __future__ import annotations
+
+import palyra
+
+
+def test_all_is_sorted_and_complete() -> None:
+    """__all__ lists every public name once, in order."""
+    public = {
+        name
+        for name in vars(palyra)
+        if not name.startswith("_") or name == "__version__"
+    } | set(palyra._LAZY)
+    assert palyra.__all__ == sorted(public, key=str.casefold)
+
+
+def test_exports_report_the_public_module() -> None:
+    """Reprs and tracebacks say palyra.X, not a private module."""
+    for name in palyra.__all__:
+        if name != "__version__":
+            assert getattr(palyra, name).__module__ == "palyra", name
+
+
+def test_lazy_exports_resolve() -> None:
+    """Lazily imported names are real attributes."""
+    assert palyra.DeterministicBackend.__name__ == "DeterministicBackend"
+    assert palyra.ScriptedReply(content="x").content == "x"

@@ -1,0 +1,82 @@
+"""Layers only import layers below them; import stays light."""
+
+from __future__ import annotations
+
+import ast
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+PACKAGE = Path(__file__).resolve().parents[1] / "palyra"
+
+# From the leaves up: a module may import only modules earlier in this list.
+LAYERS = [
+    "_version",
+    "_exceptions",
+    "_utils",
+    "_tokens",
+    "_sse",
+    "_wire",
+    "_config",
+    "_request",
+    "_registry",
+    "_stream",
+    "_credentials",
+    "_providers.base",
+    "_providers.openai",
+    "_providers.deterministic",
+    "_pipeline",
+    "_streams",
+    "_client",
+]
+
+
+def _palyra_imports(path: Path, module: str) -> set[str]:
+    tree = ast.parse(path.read_text())
+    package = module.rsplit(".", 1)[0] if "." in module else ""
+    found = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.ImportFrom) and node.level:
+            base = package if node.level == 1 else ""
+            target = f"{base}.{node.module}" if base and node.module else node.module
+            found.add((target or base).lstrip("."))
+    return found
+
+
+@pytest.mark.parametrize("module", LAYERS)
+def test_module_imports_only_lower_layers(module: str) -> None:
+    """No module reaches up the stack."""
+    path = PACKAGE / (module.replace(".", "/") + ".py")
+    allowed = set(LAYERS[: LAYERS.index(module)]) | {"_providers"}
+    assert _palyra_imports(path, module) <= allowed
+
+
+def test_every_module_has_a_layer() -> None:
+    """New modules must be placed in LAYERS."""
+    modules = {
+        str(p.relative_to(PACKAGE).with_suffix("")).replace("/", ".")
+        for p in PACKAGE.rglob("*.py")
+        if p.name != "__init__.py"
+    }
+    assert modules <= set(LAYERS) | {"testing"}
+
+
+def test_import_is_light() -> None:
+    """import palyra loads no adapter, tokenizer, keyring or config file."""
+    code = (
+        "import sys, builtins\n"
+        "opened = []\n"
+        "real_open = builtins.open\n"
+        "builtins.open = lambda *a, **k: opened.append(a[0]) or real_open(*a, **k)\n"
+        "import palyra\n"
+        "heavy = [m for m in sys.modules if m.split('.')[0] in"
+        " ('tiktoken', 'tiktoken_ext', 'keyring', 'croniter', 'tenacity')"
+        " or m in ('palyra._providers.openai', 'palyra._providers.deterministic')]\n"
+        "print(heavy, opened)\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True
+    )
+    assert result.stdout.strip() == "[] []"
