@@ -7,18 +7,11 @@ import nox
 nox.options.error_on_missing_interpreters = True
 nox.options.sessions = ["tests", "lint", "typecheck", "docs"]
 
-PYTEST_ARGS = [
-    "--disable-socket",
-    "--allow-unix-socket",
-    "--allow-hosts=127.0.0.1,localhost,::1",
-]
-
-
 @nox.session(python="3.11")
 def tests(session: nox.Session) -> None:
     """The whole test suite, sockets limited to loopback."""
     session.install("-e", ".[dev,docs]")
-    session.run("pytest", *PYTEST_ARGS, *session.posargs)
+    session.run("pytest", *session.posargs)
 
 
 @nox.session(python="3.11")
