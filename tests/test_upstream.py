@@ -463,3 +463,13 @@ async def test_async_client_streaming(upstream: Upstream) -> None:
             assert "".join(deltas) == text
     assert upstream.connections == 1
     assert len(upstream.requests) == 2
+
+
+def test_fixture_copies_match_shared_recordings() -> None:
+    """tests/fixtures mirrors the project's shared recordings byte for byte."""
+    shared = Path(__file__).resolve().parents[2] / "shared" / "fixtures" / "recorded"
+    if not shared.is_dir():
+        pytest.skip("shared/ is not beside this checkout")
+    ours = Path(__file__).resolve().parent / "fixtures" / "recorded"
+    for path in shared.rglob("*.sse"):
+        assert (ours / path.relative_to(shared)).read_bytes() == path.read_bytes()

@@ -171,13 +171,13 @@ def html_reply(status: int = 502) -> Reply:
 def fixtures_dir() -> Path:
     """Directory of the recorded provider streams.
 
-    ``$PALYRA_FIXTURES_DIR`` if set, else ``shared/fixtures/recorded`` beside the
-    repository checkout.
+    ``$PALYRA_FIXTURES_DIR`` if set, else the copy kept in ``tests/fixtures``
+    (taken from the project's shared recordings, so a clone is self-contained).
     """
     override = os.environ.get("PALYRA_FIXTURES_DIR")
     if override:
         return Path(override)
-    return Path(__file__).resolve().parents[2] / "shared" / "fixtures" / "recorded"
+    return Path(__file__).resolve().parent / "fixtures" / "recorded"
 
 
 def load_recorded(name: str) -> bytes:
