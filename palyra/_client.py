@@ -15,7 +15,7 @@ import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 from types import TracebackType
-from typing import Any, TypeVar, Unpack
+from typing import TYPE_CHECKING, Any, TypeVar, Unpack
 
 import httpx
 
@@ -34,6 +34,9 @@ from ._request import (
 from ._streams import AsyncStream, Stream
 from ._tokens import TiktokenCounter, TokenCounter
 from ._wire import ChatCompletion, EmbeddingResponse, ModelInfo, Transcription
+
+if TYPE_CHECKING:
+    from ._providers.deterministic import DeterministicBackend
 
 __all__ = ["Palyra"]
 
@@ -81,7 +84,7 @@ class Palyra:
         self._credentials = credentials or CredentialResolver()
         self._lock = threading.Lock()
         self._adapters: dict[str, Any] = {}
-        self._backends: dict[str, Any] = {}
+        self._backends: dict[str, DeterministicBackend] = {}
         self._sync: httpx.Client | None = None
         self._async: httpx.AsyncClient | None = None
         self._local: Any = None
@@ -233,7 +236,7 @@ class Palyra:
         """Every model in the registry, with resolved capabilities."""
         return self._registry.describe()
 
-    def deterministic(self, provider: str | None = None) -> Any:
+    def deterministic(self, provider: str | None = None) -> DeterministicBackend:
         """The scriptable backend of a deterministic provider.
 
         Args:
@@ -381,13 +384,13 @@ class Palyra:
                     )
         return self._local  # type: ignore[no-any-return]
 
-    def _backends_view(self) -> Mapping[str, Any]:
+    def _backends_view(self) -> Mapping[str, DeterministicBackend]:
         for provider in self.config.providers:
             if provider.kind == "deterministic":
                 self._backend(provider.id)
         return self._backends
 
-    def _backend(self, provider_id: str) -> Any:
+    def _backend(self, provider_id: str) -> DeterministicBackend:
         backend = self._backends.get(provider_id)
         if backend is None:
             from ._providers.deterministic import DeterministicBackend
