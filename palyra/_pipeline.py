@@ -268,6 +268,10 @@ class StreamSession:
         """Chunks for one network read."""
         return self._parser.feed(data)
 
+    def flush(self) -> list[ChatCompletionChunk]:
+        """Chunks completed only by the end of the body."""
+        return self._parser.flush()
+
     def finish(self) -> ChatCompletion:
         """End of body: assemble, stamp ``palyra`` and run the completion hooks."""
         completion = self._parser.close()

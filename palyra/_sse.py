@@ -12,6 +12,8 @@ from dataclasses import dataclass
 
 __all__: list[str] = []
 
+_BOM = b"\xef\xbb\xbf"
+
 
 @dataclass(frozen=True, slots=True)
 class ServerSentEvent:
@@ -25,9 +27,10 @@ class ServerSentEvent:
 class SSEDecoder:
     """Turn network reads into events; call `feed` per read and `close` at EOF."""
 
-    __slots__ = ("_buffer", "_data", "_event", "_id")
+    __slots__ = ("_buffer", "_data", "_event", "_id", "_started")
 
     def __init__(self) -> None:
+        self._started = False
         self._buffer = b""
         self._data: list[str] = []
         self._event: str | None = None
@@ -36,6 +39,12 @@ class SSEDecoder:
     def feed(self, chunk: bytes) -> list[ServerSentEvent]:
         """Decode one read; returns the events it completed (possibly none)."""
         buffer = self._buffer + chunk if self._buffer else chunk
+        if not self._started:
+            if len(buffer) < 3 and _BOM.startswith(buffer):
+                self._buffer = buffer  # too short to tell whether it is a BOM
+                return []
+            self._started = True
+            buffer = buffer.removeprefix(_BOM)
         if b"\r" in buffer:
             # A trailing CR may be the first half of a CRLF split across reads.
             keep_cr = buffer.endswith(b"\r")
@@ -52,6 +61,12 @@ class SSEDecoder:
             if event is not None:
                 events.append(event)
         return events
+
+    def flush(self) -> list[ServerSentEvent]:
+        """At end of body: events completed by a final CR held back by `feed`."""
+        if self._buffer.endswith(b"\r"):
+            return self.feed(b"\n")
+        return []
 
     def close(self) -> bool:
         """End of stream. Returns True when an unfinished event was left over."""

@@ -57,6 +57,7 @@ class Stream(_StreamBase):
         try:
             for data in self._response.iter_bytes():
                 yield from self._session.feed(data)
+            yield from self._session.flush()
         except httpx.HTTPError as exc:
             raise self._session.interrupted(exc) from None
         finally:
@@ -100,6 +101,8 @@ class AsyncStream(_StreamBase):
             async for data in self._response.aiter_bytes():
                 for chunk in self._session.feed(data):
                     yield chunk
+            for chunk in self._session.flush():
+                yield chunk
         except httpx.HTTPError as exc:
             raise self._session.interrupted(exc) from None
         finally:

@@ -72,6 +72,9 @@ class StreamParser(Protocol):
     def feed(self, data: bytes) -> list[ChatCompletionChunk]:
         """Parse one network read; raise a typed error for bad or error events."""
 
+    def flush(self) -> list[ChatCompletionChunk]:
+        """At end of body: chunks that only the end of the body completed."""
+
     def close(self) -> ChatCompletion:
         """End of body: the assembled answer, or `StreamInterruptedError`."""
 

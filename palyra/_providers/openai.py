@@ -15,7 +15,7 @@ from .._exceptions import (
     StreamInterruptedError,
 )
 from .._request import ChatRequest, EmbeddingsRequest, TranscriptionRequest
-from .._sse import SSEDecoder
+from .._sse import ServerSentEvent, SSEDecoder
 from .._stream import ChunkAccumulator
 from .._wire import (
     ChatCompletion,
@@ -43,6 +43,10 @@ _JSON_HEADERS = {"content-type": "application/json", "user-agent": USER_AGENT}
 class OpenAIAdapter:
     """Speaks the OpenAI REST dialect to ``{base_url}/chat/completions`` etc."""
 
+    def __init__(self) -> None:
+        # Parsing a URL string costs more than the rest of building a request.
+        self._urls: dict[tuple[str, str], httpx.URL] = {}
+
     def base_url(self, target: Target) -> str:
         """Where the provider's API lives."""
         return target.model.provider.effective_base_url
@@ -61,9 +65,13 @@ class OpenAIAdapter:
             **auth_headers(target),
             **call_headers,
         }
+        key = (self.base_url(target), path)
+        url = self._urls.get(key)
+        if url is None:
+            url = self._urls[key] = httpx.URL(key[0] + path)
         return httpx.Request(
             "POST",
-            self.base_url(target) + path,
+            url,
             headers=headers,
             extensions={"timeout": timeout},
             **kw,
@@ -230,8 +238,15 @@ class OpenAIStreamParser:
 
     def feed(self, data: bytes) -> list[ChatCompletionChunk]:
         """Parse a network read into chunks; error events raise typed errors."""
+        return self._events(self._sse.feed(data))
+
+    def flush(self) -> list[ChatCompletionChunk]:
+        """Chunks completed only by the end of the body."""
+        return self._events(self._sse.flush())
+
+    def _events(self, events: list[ServerSentEvent]) -> list[ChatCompletionChunk]:
         chunks = []
-        for event in self._sse.feed(data):
+        for event in events:
             if self._done:
                 continue
             if event.data == "[DONE]":

@@ -1,0 +1,1 @@
+"""palyra benchmarks: run ``python bench/run.py`` (or ``nox -s bench``)."""
