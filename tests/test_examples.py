@@ -1,0 +1,265 @@
+"""Every script in examples/ runs offline and prints what it promises."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+import httpx
+import pytest
+
+from tests.conftest import FAKE_KEY
+
+ROOT = Path(__file__).resolve().parent.parent
+EXAMPLES = ROOT / "examples"
+
+
+def load_example(name: str) -> ModuleType:
+    """Import ``examples/<name>.py`` as a module."""
+    spec = importlib.util.spec_from_file_location(
+        f"palyra_example_{name}", EXAMPLES / f"{name}.py"
+    )
+    assert spec is not None
+    assert spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+class OpenAIMock:
+    """An OpenAI-shaped upstream for `httpx.MockTransport`: JSON, SSE, embeddings.
+
+    Chat answers echo the last user message; every request is recorded.
+    """
+
+    def __init__(self) -> None:
+        self.requests: list[httpx.Request] = []
+
+    def transport(self) -> httpx.MockTransport:
+        """A transport serving both sync and async clients."""
+        return httpx.MockTransport(self.handle)
+
+    def handle(self, request: httpx.Request) -> httpx.Response:
+        """Answer one request like the OpenAI API would."""
+        self.requests.append(request)
+        body = json.loads(request.content)
+        path = request.url.path
+        if path.endswith("/chat/completions"):
+            text = str(body["messages"][-1]["content"])
+            if body.get("stream"):
+                return self._stream(body, text)
+            return self._json(
+                {
+                    "id": "chatcmpl-mock",
+                    "object": "chat.completion",
+                    "created": 1,
+                    "model": body["model"],
+                    "choices": [
+                        {
+                            "index": 0,
+                            "message": {"role": "assistant", "content": text},
+                            "finish_reason": "stop",
+                        }
+                    ],
+                    "usage": {
+                        "prompt_tokens": 7,
+                        "completion_tokens": 3,
+                        "total_tokens": 10,
+                    },
+                }
+            )
+        if path.endswith("/embeddings"):
+            size = body.get("dimensions", 8)
+            data = [
+                {"object": "embedding", "index": i, "embedding": [0.5] * size}
+                for i, _ in enumerate(body["input"])
+            ]
+            usage = {"prompt_tokens": 4, "total_tokens": 4}
+            return self._json(
+                {"object": "list", "data": data, "model": body["model"], "usage": usage}
+            )
+        error = {"message": f"no route {path}", "type": "invalid_request_error"}
+        return httpx.Response(404, json={"error": error})
+
+    @staticmethod
+    def _json(payload: dict[str, Any]) -> httpx.Response:
+        return httpx.Response(200, json=payload, headers={"x-request-id": "req_mock"})
+
+    @staticmethod
+    def _stream(body: dict[str, Any], text: str) -> httpx.Response:
+        base = {"id": "chatcmpl-mock", "object": "chat.completion.chunk", "created": 1}
+        base["model"] = body["model"]
+        words = text.split(" ")
+        deltas = [{"content": w if i == 0 else " " + w} for i, w in enumerate(words)]
+        events: list[dict[str, Any]] = [
+            {**base, "choices": [{"index": 0, "delta": d, "finish_reason": None}]}
+            for d in deltas
+        ]
+        events.append(
+            {**base, "choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}]}
+        )
+        if (body.get("stream_options") or {}).get("include_usage"):
+            usage = {"prompt_tokens": 7, "completion_tokens": 5, "total_tokens": 12}
+            events.append({**base, "choices": [], "usage": usage})
+        sse = "".join(f"data: {json.dumps(e)}\n\n" for e in events) + "data: [DONE]\n\n"
+        return httpx.Response(
+            200, headers={"content-type": "text/event-stream"}, text=sse
+        )
+
+
+def test_quickstart_runs_offline_in_a_fresh_process() -> None:
+    """quickstart.py prints a chat, a stream, an estimate, an embedding, a tool call."""
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith(("OPENAI_", "ANTHROPIC_", "PALYRA_"))
+    }
+    # Any real HTTP request would fail fast through a dead proxy.
+    dead = "http://127.0.0.1:9"
+    env.update(HTTP_PROXY=dead, HTTPS_PROXY=dead, ALL_PROXY=dead, NO_PROXY="")
+    env["PYTHONWARNINGS"] = "error"
+    result = subprocess.run(
+        [sys.executable, "examples/quickstart.py"],
+        check=True,
+        capture_output=True,
+        timeout=120,
+        cwd=ROOT,
+        env=env,
+        text=True,
+    )
+    out = result.stdout
+    assert result.stderr == ""
+    for line in (
+        "1. Chat",
+        "assistant: Hello, palyra! What can you do?",
+        "served by: provider=deterministic model=deterministic-chat",
+        "2. Token estimate (made before the request was sent)",
+        "prompt tokens, approximate, encoding cl100k_base",
+        "3. Streaming",
+        "[Streaming sends the answer][ in small pieces, so]",
+        "4. Embedding",
+        "dimensions: 64 (unit length: 1.000)",
+        "served by: provider=deterministic model=deterministic-embeddings",
+        "finish_reason: tool_calls",
+        "model asks:    get_weather({'city': 'Paris'})",
+        "assistant:     It is 18 degrees and sunny in Paris.",
+    ):
+        assert line in out, f"{line!r} missing from:\n{out}"
+    # The docs show the same output (bar the version line).
+    shown = documented_quickstart_output()
+    assert out.splitlines()[1:] == shown.splitlines()[1:], "update docs/quickstart.md"
+
+
+def documented_quickstart_output() -> str:
+    """The quickstart output shown at the end of docs/quickstart.md."""
+    page = (ROOT / "docs" / "quickstart.md").read_text(encoding="utf-8")
+    marker = "Output of `python examples/quickstart.py`:\n\n```text\n"
+    assert marker in page
+    return page.split(marker, 1)[1].split("```", 1)[0]
+
+
+def test_quickstart_main_runs_in_process(capsys: pytest.CaptureFixture[str]) -> None:
+    """quickstart.main() works in-process too, with warnings as errors."""
+    load_example("quickstart").main()
+    out = capsys.readouterr().out
+    assert "requests recorded in client.deterministic().history: 5" in out
+
+
+def test_async_chat_offline(capsys: pytest.CaptureFixture[str]) -> None:
+    """async_chat.py runs achat, astream and aembed together on the default client."""
+    load_example("async_chat").main()
+    out = capsys.readouterr().out
+    assert "achat:   Hello from asyncio" in out
+    assert "astream: 2 pieces -> Streams and chats can run side by side." in out
+    assert "aembed:  2 vectors of 64 dimensions" in out
+
+
+def test_async_chat_against_a_mock_server(capsys: pytest.CaptureFixture[str]) -> None:
+    """async_chat.py sends its three calls to the local server, with no auth header."""
+    upstream = OpenAIMock()
+    load_example("async_chat").main(upstream.transport())
+    out = capsys.readouterr().out
+    assert "achat:   Hello from asyncio" in out
+    assert "astream: 8 pieces -> Streams and chats can run side by side." in out
+    assert "aembed:  2 vectors of 8 dimensions" in out
+    assert sorted(r.url.path for r in upstream.requests) == [
+        "/v1/chat/completions",
+        "/v1/chat/completions",
+        "/v1/embeddings",
+    ]
+    assert all(r.url.host == "localhost" for r in upstream.requests)
+    assert all("authorization" not in r.headers for r in upstream.requests)
+
+
+def test_openai_compatible_without_a_key_explains(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """With no transport and no OPENAI_API_KEY, the example says what to set."""
+    load_example("openai_compatible").main()
+    out = capsys.readouterr().out
+    assert "OPENAI_API_KEY is not set" in out
+    assert "export OPENAI_API_KEY=sk-..." in out
+
+
+def test_openai_compatible_against_a_mock_transport(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The example's chat, stream and embeddings reach OpenAI's URLs with the key."""
+    monkeypatch.setenv("OPENAI_API_KEY", FAKE_KEY)
+    upstream = OpenAIMock()
+    load_example("openai_compatible").main(upstream.transport())
+    out = capsys.readouterr().out
+    assert "chat:   What is an embedding?" in out
+    assert "provider=openai model=gpt-4o-mini request_id=req_mock" in out
+    assert "stream: Count to five." in out
+    assert "usage: 12 tokens" in out
+    assert "embed:  2 vectors of 256 dimensions" in out
+    assert FAKE_KEY not in out
+    chat, stream, embed = upstream.requests
+    assert str(chat.url) == "https://api.openai.com/v1/chat/completions"
+    assert chat.headers["authorization"] == f"Bearer {FAKE_KEY}"
+    sent = json.loads(chat.content)
+    assert sent["model"] == "gpt-4o-mini"
+    assert sent["temperature"] == 0.2
+    assert sent["max_completion_tokens"] == 60
+    assert json.loads(stream.content)["stream_options"] == {"include_usage": True}
+    assert json.loads(embed.content)["dimensions"] == 256
+
+
+def test_config_file(capsys: pytest.CaptureFixture[str]) -> None:
+    """config_file.py loads a TOML file and prints a ConfigError naming bad fields."""
+    load_example("config_file").main()
+    out = capsys.readouterr().out
+    assert "Palyra(providers=[local, openai], models=2)" in out
+    assert "local-chat: chat on local [deterministic] (default)" in out
+    assert "reply: Hi from a file" in out
+    assert "served by: local/local-chat" in out
+    assert (
+        "providers[0].base_url: http is only allowed for loopback hosts; use https"
+        in out
+    )
+    assert "models[0].temprature: unknown key" in out
+
+
+def test_error_handling(capsys: pytest.CaptureFixture[str]) -> None:
+    """error_handling.py catches scripted status errors and pre-dispatch errors."""
+    load_example("error_handling").main()
+    out = capsys.readouterr().out
+    assert (
+        "RateLimitError: HTTP 429: Rate limit reached; retry in 2s"
+        " (provider=deterministic, model=deterministic-chat, request_id=det)" in out
+    )
+    assert "provider=deterministic model=deterministic-chat status=429" in out
+    assert "InternalServerError (HTTP 500): The upstream fell over" in out
+    assert "next call succeeds: 'Hello'" in out
+    assert "ContextWindowExceededError: prompt of ~" in out
+    assert "no request was sent: True" in out
+    assert "does not support vision" in out
+    assert "missing capability: vision" in out
+    assert "ModelNotFoundError: unknown model 'gpt-5'" in out
