@@ -21,7 +21,7 @@ import httpx
 
 from ._config import PalyraConfig, ProviderConfig
 from ._credentials import CredentialResolver
-from ._exceptions import ConfigError
+from ._exceptions import ConfigError, UnsupportedCapabilityError
 from ._pipeline import Flow, Outcome, Pipeline, ProviderCall
 from ._registry import Registry, ResolvedModel
 from ._request import (
@@ -33,6 +33,7 @@ from ._request import (
 )
 from ._streams import AsyncStream, Stream
 from ._tokens import TiktokenCounter, TokenCounter
+from ._version import __version__
 from ._wire import ChatCompletion, EmbeddingResponse, ModelInfo, Transcription
 
 if TYPE_CHECKING:
@@ -404,13 +405,17 @@ class Palyra:
             self._counter = TiktokenCounter()
         return self._counter
 
-    def _adapter(self, kind: str) -> Any:
+    def _adapter(self, model: ResolvedModel) -> Any:
+        kind = model.provider.kind
         adapter = self._adapters.get(kind)
         if adapter is None:
             spec = _ADAPTERS.get(kind)
             if spec is None:
-                raise ConfigError(
-                    [("providers", f"provider kind {kind!r} has no adapter")]
+                raise UnsupportedCapabilityError(
+                    f"provider kind {kind!r} is not served by palyra {__version__}",
+                    capability="provider_kind",
+                    provider=model.provider.id,
+                    model=model.id,
                 )
             module, _, name = spec.partition(":")
             adapter = self._adapters[kind] = getattr(

@@ -175,6 +175,10 @@ class ProviderConfig(_ConfigModel):
         retry_backoff_max: Cap of one backoff sleep, in seconds.
         circuit_breaker_threshold: Consecutive failed calls that open the breaker.
         circuit_breaker_cooldown: Seconds the breaker stays open.
+
+    The retry, backoff, circuit-breaker and private-address settings are
+    validated now and acted on by the resilience layer (next release); until
+    then every call makes exactly one attempt.
     """
 
     id: ProviderId

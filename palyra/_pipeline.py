@@ -106,7 +106,7 @@ class Pipeline:
         self,
         registry: Registry,
         counter: Callable[[], TokenCounter],
-        adapter: Callable[[str], ProviderAdapter],
+        adapter: Callable[[ResolvedModel], ProviderAdapter],
         credential: Callable[[ResolvedModel], str | None],
     ) -> None:
         self.registry = registry
@@ -201,7 +201,7 @@ class Pipeline:
         for hook in self.before_dispatch:
             hook(ctx)
         model = ctx.model
-        adapter = self._adapter(model.provider.kind)
+        adapter = self._adapter(model)
         return Target(model, self._credential(model)), adapter
 
     def _attempt(

@@ -197,9 +197,12 @@ def test_image_to_model_without_vision_is_refused_before_http() -> None:
 def test_context_window_checked_before_http(key: str) -> None:
     """Prompt plus requested output beyond the window fails with no HTTP call."""
     recorder = Recorder()
-    with palyra.Palyra(
-        _openai_config(), transport=httpx.MockTransport(recorder)
-    ) as client, pytest.raises(palyra.ContextWindowExceededError) as info:
+    with (
+        palyra.Palyra(
+            _openai_config(), transport=httpx.MockTransport(recorder)
+        ) as client,
+        pytest.raises(palyra.ContextWindowExceededError) as info,
+    ):
         client.chat(USER, max_tokens=995)
     assert recorder.requests == []
     error = info.value
@@ -467,3 +470,29 @@ async def test_async_transport_is_used(key: str) -> None:
 def test_client_repr_is_short() -> None:
     """repr names providers, nothing else."""
     assert repr(palyra.Palyra()) == "Palyra(providers=[deterministic], models=2)"
+
+
+def test_embed_does_not_eat_a_scripted_chat_reply() -> None:
+    """Embeddings take only scripted errors; queued content waits for chat."""
+    with palyra.Palyra() as client:
+        backend = client.deterministic()
+        backend.enqueue("for chat")
+        client.embed("in between")
+        assert client.chat(USER).choices[0].message.content == "for chat"
+        backend.enqueue(status=500, error="embeddings down")
+        with pytest.raises(palyra.InternalServerError, match="embeddings down"):
+            client.embed("x")
+
+
+def test_anthropic_kind_is_refused_before_http() -> None:
+    """A kind without an adapter raises a typed error naming provider and model."""
+    config = {
+        "providers": [{"id": "claude", "kind": "anthropic", "api_key_env": "K"}],
+        "models": [{"id": "claude-x", "provider": "claude"}],
+    }
+    with (
+        palyra.Palyra(config) as client,
+        pytest.raises(palyra.UnsupportedCapabilityError, match="anthropic") as info,
+    ):
+        client.chat(USER)
+    assert (info.value.provider, info.value.model) == ("claude", "claude-x")

@@ -95,11 +95,17 @@ class DeterministicBackend:
         with self._lock:
             self._queue.append(reply)
 
-    def _next(self, payload: dict[str, Any]) -> tuple[ScriptedReply | None, int]:
+    def _next(
+        self, payload: dict[str, Any], *, errors_only: bool = False
+    ) -> tuple[ScriptedReply | None, int]:
+        # Embeddings have no scripted content: they only take a queued error, so
+        # a reply scripted for a chat call is not eaten by an embed in between.
         with self._lock:
             self.history.append(payload)
             self._counts.requests += 1
-            reply = self._queue.popleft() if self._queue else None
+            reply = None
+            if self._queue and not (errors_only and self._queue[0].status == 200):
+                reply = self._queue.popleft()
             return reply, self._counts.requests
 
     def handle(self, request: httpx.Request) -> httpx.Response:
@@ -111,7 +117,7 @@ class DeterministicBackend:
             payload = json.loads(request.content)
         except ValueError:
             return _error(400, "request body is not JSON")
-        reply, number = self._next(payload)
+        reply, number = self._next(payload, errors_only=path == "/embeddings")
         if reply is not None and reply.status != 200:
             return _error(
                 reply.status, reply.error or f"scripted status {reply.status}"
@@ -148,9 +154,8 @@ class DeterministicBackend:
             body = _sse_body(
                 base, reply, tool_calls, finish, usage if usage_wanted else None
             )
-            return httpx.Response(
-                200, headers={"content-type": "text/event-stream"}, content=body
-            )
+            headers = {"content-type": "text/event-stream", "x-request-id": "det"}
+            return httpx.Response(200, headers=headers, content=body)
         message = {
             "role": "assistant",
             "content": reply.content,
@@ -365,7 +370,16 @@ def _json(payload: Any, status: int = 200) -> httpx.Response:
     return httpx.Response(status, json=payload, headers={"x-request-id": "det"})
 
 
+_ERROR_TYPES = {
+    401: "authentication_error",
+    403: "permission_error",
+    404: "not_found_error",
+    429: "rate_limit_error",
+}
+
+
 def _error(status: int, message: str) -> httpx.Response:
-    kind = "invalid_request_error" if status < 500 else "server_error"
+    default = "invalid_request_error" if status < 500 else "server_error"
+    kind = _ERROR_TYPES.get(status, default)
     error = {"message": message, "type": kind, "param": None, "code": None}
     return _json({"error": error}, status)
