@@ -7,6 +7,7 @@ import nox
 nox.options.error_on_missing_interpreters = True
 nox.options.sessions = ["tests", "lint", "typecheck", "docs"]
 
+
 @nox.session(python="3.11")
 def tests(session: nox.Session) -> None:
     """The whole test suite, sockets limited to loopback."""

@@ -266,15 +266,24 @@ class StreamSession:
 
     def feed(self, data: bytes) -> list[ChatCompletionChunk]:
         """Chunks for one network read."""
-        return self._parser.feed(data)
+        try:
+            return self._parser.feed(data)
+        except APIError as exc:
+            raise self._with_request_id(exc) from None
 
     def flush(self) -> list[ChatCompletionChunk]:
         """Chunks completed only by the end of the body."""
-        return self._parser.flush()
+        try:
+            return self._parser.flush()
+        except APIError as exc:
+            raise self._with_request_id(exc) from None
 
     def finish(self) -> ChatCompletion:
         """End of body: assemble, stamp ``palyra`` and run the completion hooks."""
-        completion = self._parser.close()
+        try:
+            completion = self._parser.close()
+        except APIError as exc:
+            raise self._with_request_id(exc) from None
         self.completion = self._pipeline._complete(self._ctx, completion)
         assert completion.palyra is not None
         self.info = completion.palyra
@@ -284,23 +293,43 @@ class StreamSession:
         """The typed error for a transport failure in the middle of the body."""
         target = self._target
         if isinstance(exc, httpx.TimeoutException):
-            return target.fail(
-                APITimeoutError, f"upstream went silent mid-stream ({exc!r})"
+            error = target.fail(
+                APITimeoutError,
+                f"upstream went silent mid-stream ({_describe(exc)})",
             )
-        return target.fail(
-            StreamInterruptedError,
-            f"upstream connection broke mid-stream ({type(exc).__name__}: {exc});"
-            " the answer is partial",
-        )
+        else:
+            error = target.fail(
+                StreamInterruptedError,
+                f"upstream connection broke mid-stream ({_describe(exc)});"
+                " the answer is partial",
+            )
+        return self._with_request_id(error)
+
+    def _with_request_id(self, error: APIError) -> APIError:
+        # The HTTP response that opened the stream carried the request id.
+        if error.request_id is None and self._ctx.attempts:
+            error.request_id = self._ctx.attempts[-1].request_id
+        return error
 
 
 def transport_error(target: Target, exc: Exception | None) -> APIError:
     """The typed error for an httpx failure before any response arrived."""
     if isinstance(exc, httpx.TimeoutException):
-        kind = type(exc).__name__
-        return target.fail(APITimeoutError, f"upstream did not answer in time ({kind})")
-    detail = f"{type(exc).__name__}: {exc}" if exc is not None else "no response"
+        return target.fail(
+            APITimeoutError, f"upstream did not answer in time ({_describe(exc)})"
+        )
+    detail = _describe(exc) if exc is not None else "no response"
     return target.fail(APIConnectionError, f"could not reach upstream ({detail})")
+
+
+def _describe(exc: BaseException) -> str:
+    """``Type: reason``; httpx errors sometimes keep the reason only in the cause."""
+    reason = ""
+    seen: BaseException | None = exc
+    while seen is not None and not reason:
+        reason = str(seen)
+        seen = seen.__cause__ or seen.__context__
+    return f"{type(exc).__name__}: {reason}" if reason else type(exc).__name__
 
 
 def _request_id(response: httpx.Response | None) -> str | None:

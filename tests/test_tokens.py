@@ -393,7 +393,7 @@ def test_import_does_not_load_tiktoken() -> None:
     """Importing palyra._tokens does not import tiktoken."""
     code = "import palyra._tokens, sys; assert 'tiktoken' not in sys.modules"
     root = str(Path(__file__).resolve().parents[1])
-    subprocess.run(  # noqa: S603 - fixed argv, our own interpreter
+    subprocess.run(
         [sys.executable, "-c", code],
         check=True,
         cwd=root,
