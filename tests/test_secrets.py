@@ -138,3 +138,20 @@ def test_excerpts_are_bounded() -> None:
 
     cleaned = excerpt("é" * 1000)
     assert cleaned == "é" * 240 + "…"
+
+
+def test_validation_error_chain_holds_no_key(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A 2xx body echoing the key leaves it nowhere in the exception chain."""
+    monkeypatch.setenv("UP_KEY", FAKE_KEY)
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        return httpx.Response(200, json={"unexpected": f"token={FAKE_KEY}"})
+
+    config = _config(api_key_env="UP_KEY")
+    with palyra.Palyra(config, transport=httpx.MockTransport(handler)) as client:
+        with pytest.raises(palyra.APIResponseValidationError) as info:
+            client.chat(USER)
+    seen: BaseException | None = info.value
+    while seen is not None:
+        _assert_clean(seen, repr(seen))
+        seen = seen.__cause__ or seen.__context__

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import json
 import math
-from typing import Any
+from typing import Any, TypeVar
 
 import httpx
-from pydantic import ValidationError
+from pydantic import BaseModel, ValidationError
 
 from .._exceptions import (
     APIResponseValidationError,
@@ -36,6 +36,8 @@ from .base import (
 )
 
 __all__ = ["OpenAIAdapter", "OpenAIStreamParser"]
+
+M = TypeVar("M", bound=BaseModel)
 
 _JSON_HEADERS = {"content-type": "application/json", "user-agent": USER_AGENT}
 
@@ -102,15 +104,15 @@ class OpenAIAdapter:
 
     def chat_response(self, target: Target, response: httpx.Response) -> ChatCompletion:
         """Validate a chat completion body."""
-        try:
-            return ChatCompletion.model_validate_json(response.content)
-        except ValidationError:
-            payload = parse_json(target, response, "chat")
-            raise target.fail(
-                APIResponseValidationError,
-                f"upstream chat response is not a chat completion: {payload}",
-                request_id=request_id(response),
-            ) from None
+        result = _validated(ChatCompletion, response.content)
+        if result is not None:
+            return result
+        payload = parse_json(target, response, "chat")
+        raise target.fail(
+            APIResponseValidationError,
+            f"upstream chat response is not a chat completion: {payload}",
+            request_id=request_id(response),
+        )
 
     def chat_stream(self, target: Target, request: ChatRequest) -> OpenAIStreamParser:
         """A parser for ``text/event-stream`` chat chunks."""
@@ -143,14 +145,13 @@ class OpenAIAdapter:
     ) -> EmbeddingResponse:
         """Validate vectors: one per input, in range, same size, finite."""
         payload = parse_json(target, response, "embeddings")
-        try:
-            result = EmbeddingResponse.model_validate(payload)
-        except ValidationError:
+        result = _validated(EmbeddingResponse, payload)
+        if result is None:
             raise target.fail(
                 APIResponseValidationError,
                 f"upstream embeddings response has the wrong shape: {payload}",
                 request_id=request_id(response),
-            ) from None
+            )
         expected = request.dimensions or target.model.entry.dimensions
         problem = _embedding_problem(result, len(request.inputs), expected)
         if problem:
@@ -190,18 +191,29 @@ class OpenAIAdapter:
         if request.response_format == "text":
             return Transcription(text=response.text.strip())
         payload = parse_json(target, response, "transcription")
-        try:
-            return Transcription.model_validate(payload)
-        except ValidationError:
+        result = _validated(Transcription, payload)
+        if result is None:
             raise target.fail(
                 APIResponseValidationError,
                 f"upstream transcription has the wrong shape: {payload}",
                 request_id=request_id(response),
-            ) from None
+            )
+        return result
 
     def status_error(self, target: Target, response: httpx.Response) -> APIStatusError:
         """Map an OpenAI error envelope (or any other body) to the error tree."""
         return status_error_from_response(target, response)
+
+
+def _validated(model: type[M], data: Any) -> M | None:
+    """Validate upstream data, or None; the failure (which quotes the upstream
+    body, credentials included) is dropped so no error chain can carry it."""
+    try:
+        if isinstance(data, bytes | str):
+            return model.model_validate_json(data)
+        return model.model_validate(data)
+    except ValidationError:
+        return None
 
 
 def _embedding_problem(
@@ -262,10 +274,9 @@ class OpenAIStreamParser:
 
     def _chunk(self, data: str, event: str) -> ChatCompletionChunk:
         if event != "error":
-            try:
-                return ChatCompletionChunk.model_validate_json(data)
-            except ValidationError:
-                pass
+            chunk = _validated(ChatCompletionChunk, data)
+            if chunk is not None:
+                return chunk
         try:
             payload = json.loads(data)
         except ValueError:
@@ -284,11 +295,15 @@ class OpenAIStreamParser:
         leftover = self._sse.close()
         finished = self._done or (self.accumulator.finished and not leftover)
         if not finished:
+            why = (
+                "an unfinished event was left over"
+                if self.accumulator.finished
+                else "no finish_reason and no [DONE]"
+            )
             raise self._target.fail(
                 StreamInterruptedError,
-                "upstream stream ended before completion (no finish_reason and no"
-                f" [DONE] after {self.accumulator.chunks} chunks); the answer is"
-                " partial",
+                f"upstream stream ended before completion ({why} after"
+                f" {self.accumulator.chunks} chunks); the answer is partial",
             )
         return self.accumulator.completion()
 
