@@ -148,9 +148,12 @@ def test_validation_error_chain_holds_no_key(monkeypatch: pytest.MonkeyPatch) ->
         return httpx.Response(200, json={"unexpected": f"token={FAKE_KEY}"})
 
     config = _config(api_key_env="UP_KEY")
-    with palyra.Palyra(config, transport=httpx.MockTransport(handler)) as client:
-        with pytest.raises(palyra.APIResponseValidationError) as info:
-            client.chat(USER)
+    transport = httpx.MockTransport(handler)
+    with (
+        palyra.Palyra(config, transport=transport) as client,
+        pytest.raises(palyra.APIResponseValidationError) as info,
+    ):
+        client.chat(USER)
     seen: BaseException | None = info.value
     while seen is not None:
         _assert_clean(seen, repr(seen))
