@@ -329,7 +329,7 @@ class _Offline:
         registry = self.client._registry
         model = registry.resolve(None, "chat")
         counter = self.client._token_counter()
-        adapter = self.client._adapter(model.provider.kind)
+        adapter = self.client._adapter(model)
         target = Target(model, None)
         request = chat_request(MESSAGES, {}, stream=False)
         pipeline = self.client._pipeline
