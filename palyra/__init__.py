@@ -96,6 +96,10 @@ def __getattr__(name: str) -> object:
     return value
 
 
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_LAZY))
+
+
 # Reprs, tracebacks and docs say `palyra.X`, not the private module.
 __locals = locals()
 for __name in __all__:

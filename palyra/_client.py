@@ -8,6 +8,7 @@ pooling) and drives the pipeline's generators: the sync methods with
 
 from __future__ import annotations
 
+import asyncio
 import importlib
 import logging
 import threading
@@ -22,7 +23,7 @@ import httpx
 from ._config import PalyraConfig, ProviderConfig
 from ._credentials import CredentialResolver
 from ._exceptions import ConfigError, UnsupportedCapabilityError
-from ._pipeline import Flow, Outcome, Pipeline, ProviderCall
+from ._pipeline import BodyReader, Flow, Outcome, Pipeline, ProviderCall
 from ._registry import Registry, ResolvedModel
 from ._request import (
     ChatOptions,
@@ -80,6 +81,10 @@ class Palyra:
         self.config = _load_config(config)
         self._registry = Registry(self.config)
         self._transport = transport
+        if async_transport is None and isinstance(transport, httpx.AsyncBaseTransport):
+            # MockTransport and friends serve both worlds: never fall through
+            # to the real network for async calls when a transport was given.
+            async_transport = transport
         self._async_transport = async_transport
         self._counter = token_counter
         self._credentials = credentials or CredentialResolver()
@@ -88,6 +93,8 @@ class Palyra:
         self._backends: dict[str, DeterministicBackend] = {}
         self._sync: httpx.Client | None = None
         self._async: httpx.AsyncClient | None = None
+        self._async_loop: asyncio.AbstractEventLoop | None = None
+        self._sync_closed = self._async_closed = False
         self._local: Any = None
         self._pipeline = Pipeline(
             self._registry, self._token_counter, self._adapter, self._credential
@@ -263,6 +270,7 @@ class Palyra:
         """Close the sync HTTP connections (the async ones need `aclose`)."""
         with self._lock:
             client, self._sync = self._sync, None
+            self._sync_closed = True
         if client is not None:
             client.close()
 
@@ -271,7 +279,11 @@ class Palyra:
         self.close()
         with self._lock:
             client, self._async = self._async, None
-        if client is not None:
+            loop, self._async_loop = self._async_loop, None
+            self._async_closed = True
+        # Connections opened by an event loop that has since ended cannot be
+        # closed from another one; they went away with their loop.
+        if client is not None and loop is asyncio.get_running_loop():
             await client.aclose()
 
     def __enter__(self) -> Palyra:
@@ -322,12 +334,18 @@ class Palyra:
         client = self._http(call)
         started = time.perf_counter()
         try:
-            response = client.send(call.request, stream=call.stream)
-            if call.stream and response.status_code >= 400:
+            response = client.send(call.request, stream=True)
+            # In-memory responses (mocks, the deterministic upstream) are read.
+            wanted = not call.stream or response.status_code >= 300
+            if wanted and not response.is_stream_consumed:
+                reader = BodyReader(call, response, started)
                 try:
-                    response.read()
+                    for part in response.iter_raw():
+                        if reader.add(part):
+                            break
                 finally:
                     response.close()
+                response = reader.response()
         except httpx.HTTPError as exc:
             return _outcome(call, None, exc, started)
         return _outcome(call, response, None, started)
@@ -336,12 +354,17 @@ class Palyra:
         client = self._ahttp(call)
         started = time.perf_counter()
         try:
-            response = await client.send(call.request, stream=call.stream)
-            if call.stream and response.status_code >= 400:
+            response = await client.send(call.request, stream=True)
+            wanted = not call.stream or response.status_code >= 300
+            if wanted and not response.is_stream_consumed:
+                reader = BodyReader(call, response, started)
                 try:
-                    await response.aread()
+                    async for part in response.aiter_raw():
+                        if reader.add(part):
+                            break
                 finally:
                     await response.aclose()
+                response = reader.response()
         except httpx.HTTPError as exc:
             return _outcome(call, None, exc, started)
         return _outcome(call, response, None, started)
@@ -354,6 +377,8 @@ class Palyra:
         client = self._sync
         if client is None:
             with self._lock:
+                if self._sync_closed:
+                    raise RuntimeError("this Palyra client is closed")
                 if self._sync is None:
                     self._sync = httpx.Client(transport=self._transport)
                 client = self._sync
@@ -362,11 +387,17 @@ class Palyra:
     def _ahttp(self, call: ProviderCall) -> httpx.AsyncClient:
         if call.target.model.provider.kind == "deterministic":
             return self._local_clients()[1]
+        loop = asyncio.get_running_loop()
         client = self._async
-        if client is None:
+        if client is None or self._async_loop is not loop:
             with self._lock:
-                if self._async is None:
+                if self._async_closed:
+                    raise RuntimeError("this Palyra client is closed")
+                if self._async is None or self._async_loop is not loop:
+                    # Connections belong to the loop that opened them; a client
+                    # used from a new loop (a second asyncio.run) needs new ones.
                     self._async = httpx.AsyncClient(transport=self._async_transport)
+                    self._async_loop = loop
                 client = self._async
         return client
 

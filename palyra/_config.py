@@ -30,7 +30,7 @@ from pydantic import (
 )
 
 from ._exceptions import ConfigError
-from ._utils import normalize_base_url
+from ._utils import normalize_base_url, private_address_problem
 
 __all__ = [
     "Capabilities",
@@ -92,16 +92,21 @@ class _ConfigModel(BaseModel):
         # outermost constructor turns errors into a ConfigError, so paths stay whole.
         depth = _NESTING.get()
         token = _NESTING.set(depth + 1)
+        errors: list[tuple[str, str]] = []
         try:
             super().__init__(**data)
         except ValidationError as exc:
             if depth:
                 raise
-            raise ConfigError(_validation_errors(exc)) from None
+            errors = _validation_errors(exc)
         except _CrossFieldError as exc:
-            raise ConfigError(exc.errors) from None
+            errors = exc.errors
         finally:
             _NESTING.reset(token)
+        if errors:
+            # Raised outside the except block: pydantic's error quotes the input
+            # (keys included), so it must not ride along as __context__.
+            raise ConfigError(errors)
 
 
 class _CrossFieldError(Exception):
@@ -259,6 +264,13 @@ class ProviderConfig(_ConfigModel):
             raise ValueError(f"set only one of {', '.join(given)}")
         if self.kind == "deterministic" and self.base_url is not None:
             raise ValueError("deterministic providers take no base_url")
+        if self.base_url is not None and not self.allow_private_base_url:
+            problem = private_address_problem(self.base_url)
+            if problem:
+                raise ValueError(
+                    f"base_url {problem}; set allow_private_base_url = true if this"
+                    " is intended"
+                )
         return self
 
     @property
@@ -340,6 +352,16 @@ class ModelEntry(_ConfigModel):
             if not value or "\x00" in value:
                 raise ValueError("must be a non-blank name without NUL characters")
         return value
+
+    @field_validator("aliases")
+    @staticmethod
+    def _check_aliases(value: tuple[str, ...]) -> tuple[str, ...]:
+        aliases = tuple(alias.strip() for alias in value)
+        if any(not alias for alias in aliases):
+            raise ValueError("aliases must be non-blank names")
+        if len(set(aliases)) != len(aliases):
+            raise ValueError("aliases must not repeat")
+        return aliases
 
     @field_validator("role", mode="before")
     @staticmethod

@@ -20,6 +20,7 @@ import httpx
 from ._exceptions import (
     APIConnectionError,
     APIError,
+    APIStatusError,
     APITimeoutError,
     ContextWindowExceededError,
     StreamInterruptedError,
@@ -52,6 +53,11 @@ class ProviderCall:
     request: httpx.Request
     stream: bool
 
+    @property
+    def budget(self) -> float:
+        """Seconds the whole attempt may take (its read timeout covers one read)."""
+        return float(self.request.extensions["timeout"]["read"])
+
 
 @dataclass(frozen=True, slots=True)
 class Outcome:
@@ -64,6 +70,59 @@ class Outcome:
 
 
 Flow = Generator[ProviderCall, Outcome, T]
+
+ERROR_BODY_LIMIT = 64 * 1024
+
+
+class BodyReader:
+    """Collects a response body for a driver, within the attempt's deadline.
+
+    httpx's timeouts bound each read, not the whole body, so an upstream that
+    trickles bytes could otherwise hold a call forever. Error bodies are capped:
+    an HTML error page of many megabytes only needs its first lines.
+    """
+
+    __slots__ = ("_call", "_deadline", "_limit", "_parts", "_response", "_size")
+
+    def __init__(self, call: ProviderCall, response: httpx.Response, started: float):
+        self._call = call
+        self._response = response
+        self._deadline = started + call.budget
+        self._limit = ERROR_BODY_LIMIT if response.status_code >= 300 else None
+        self._parts: list[bytes] = []
+        self._size = 0
+
+    def add(self, part: bytes) -> bool:
+        """Take one raw read; True when the rest is not needed."""
+        if time.perf_counter() > self._deadline:
+            raise httpx.ReadTimeout(
+                f"response body not complete after {self._call.budget:g}s",
+                request=self._call.request,
+            )
+        self._parts.append(part)
+        self._size += len(part)
+        return self._limit is not None and self._size >= self._limit
+
+    def response(self) -> httpx.Response:
+        """The response with its (possibly capped) body in memory."""
+        raw = b"".join(self._parts)
+        headers = self._response.headers
+        try:
+            return httpx.Response(
+                self._response.status_code,
+                headers=headers,
+                content=raw,
+                request=self._call.request,
+            )
+        except httpx.DecodingError:
+            # A capped compressed error body cannot be decoded: keep the bytes.
+            plain = {k: v for k, v in headers.items() if k != "content-encoding"}
+            return httpx.Response(
+                self._response.status_code,
+                headers=plain,
+                content=raw,
+                request=self._call.request,
+            )
 
 
 @dataclass(slots=True)
@@ -130,8 +189,9 @@ class Pipeline:
     ) -> Flow[tuple[StreamSession, httpx.Response]]:
         """Flow of a streaming chat call: the session and the open response."""
         ctx, target, adapter, response = yield from self._chat(model_name, request)
-        session = StreamSession(self, ctx, target, adapter.chat_stream(target, request))
-        return session, response
+        parser = adapter.chat_stream(target, request)
+        budget = float(response.request.extensions["timeout"]["read"])
+        return StreamSession(self, ctx, target, parser, budget), response
 
     def _chat(
         self, model_name: str | None, request: ChatRequest
@@ -219,6 +279,14 @@ class Pipeline:
             error = transport_error(target, outcome.error)
         elif response.status_code >= 400:
             error = adapter.status_error(target, response)
+        elif response.status_code >= 300:
+            location = response.headers.get("location", "nowhere")
+            error = target.fail(
+                APIStatusError,
+                f"upstream answered with a redirect to {location}; check base_url",
+                status_code=response.status_code,
+                request_id=_request_id(response),
+            )
         status = response.status_code if response is not None else None
         rid = error.request_id if error is not None else _request_id(response)
         ctx.attempts.append(
@@ -248,7 +316,16 @@ class Pipeline:
 class StreamSession:
     """The pure part of a streaming call, driven by `Stream` and `AsyncStream`."""
 
-    __slots__ = ("_ctx", "_parser", "_pipeline", "_target", "completion", "info")
+    __slots__ = (
+        "_budget",
+        "_ctx",
+        "_deadline",
+        "_parser",
+        "_pipeline",
+        "_target",
+        "completion",
+        "info",
+    )
 
     def __init__(
         self,
@@ -256,7 +333,12 @@ class StreamSession:
         ctx: CallContext,
         target: Target,
         parser: StreamParser,
+        budget: float,
     ) -> None:
+        # Keep-alive comments or empty events do not count as progress: the next
+        # chunk must come within the attempt's timeout, however many bytes trickle.
+        self._budget = budget
+        self._deadline = time.perf_counter() + budget
         self._pipeline = pipeline
         self._ctx = ctx
         self._target = target
@@ -267,9 +349,21 @@ class StreamSession:
     def feed(self, data: bytes) -> list[ChatCompletionChunk]:
         """Chunks for one network read."""
         try:
-            return self._parser.feed(data)
+            chunks = self._parser.feed(data)
         except APIError as exc:
             raise self._with_request_id(exc) from None
+        now = time.perf_counter()
+        if chunks:
+            self._deadline = now + self._budget
+        elif now > self._deadline:
+            raise self._with_request_id(
+                self._target.fail(
+                    APITimeoutError,
+                    f"upstream sent no chunk for {self._budget:g}s (only keep-alives"
+                    " or partial events); the answer is partial",
+                )
+            )
+        return chunks
 
     def flush(self) -> list[ChatCompletionChunk]:
         """Chunks completed only by the end of the body."""

@@ -66,6 +66,11 @@ _BODY_OPTIONS = frozenset(ChatOptions.__annotations__) - {
 }
 
 
+_POSITIVE_INTS = ("max_tokens", "max_completion_tokens", "n")
+# palyra sets these itself; letting extra_body replace them breaks the call.
+_RESERVED_BODY = frozenset({"model", "messages", "stream", "input"})
+
+
 @dataclass(slots=True)
 class Needs:
     """Capabilities a request needs from the model that serves it."""
@@ -150,6 +155,12 @@ def chat_request(
     if not checked:
         raise InvalidRequestError("messages: at least one message is required")
     body = {k: v for k, v in options.items() if k in _BODY_OPTIONS}
+    for name in _POSITIVE_INTS:
+        value = body.get(name)
+        if value is not None and (
+            not isinstance(value, int) or isinstance(value, bool) or value <= 0
+        ):
+            raise InvalidRequestError(f"{name}: must be a positive integer")
     if body.get("tools"):
         needs.tools = True
     fmt = body.get("response_format")
@@ -174,9 +185,16 @@ def call_options(options: Mapping[str, Any]) -> CallOptions:
     timeout = options.get("timeout")
     if timeout is not None and (not isinstance(timeout, int | float) or timeout <= 0):
         raise InvalidRequestError("timeout: must be a positive number of seconds")
+    extra_body = options.get("extra_body") or {}
+    reserved = sorted(_RESERVED_BODY & set(extra_body))
+    if reserved:
+        raise InvalidRequestError(
+            f"extra_body: {', '.join(reserved)} is set by palyra; pass it as an"
+            " argument instead"
+        )
     return CallOptions(
         extra_headers=options.get("extra_headers") or {},
-        extra_body=options.get("extra_body") or {},
+        extra_body=extra_body,
         timeout=float(timeout) if timeout is not None else None,
     )
 

@@ -54,14 +54,19 @@ class Stream(_StreamBase):
         return next(self._chunks)
 
     def _iterate(self) -> Generator[ChatCompletionChunk, None, None]:
+        failure = None
         try:
             for data in self._response.iter_bytes():
                 yield from self._session.feed(data)
             yield from self._session.flush()
         except httpx.HTTPError as exc:
-            raise self._session.interrupted(exc) from None
+            failure = self._session.interrupted(exc)
         finally:
             self._response.close()
+        if failure is not None:
+            # Raised outside the except block: httpx's error holds the request,
+            # credential header included, and must not ride along as __context__.
+            raise failure
         self._session.finish()
 
     def close(self) -> None:
@@ -97,6 +102,7 @@ class AsyncStream(_StreamBase):
         return await anext(self._chunks)
 
     async def _iterate(self) -> AsyncGenerator[ChatCompletionChunk, None]:
+        failure = None
         try:
             async for data in self._response.aiter_bytes():
                 for chunk in self._session.feed(data):
@@ -104,9 +110,11 @@ class AsyncStream(_StreamBase):
             for chunk in self._session.flush():
                 yield chunk
         except httpx.HTTPError as exc:
-            raise self._session.interrupted(exc) from None
+            failure = self._session.interrupted(exc)
         finally:
             await self._response.aclose()
+        if failure is not None:
+            raise failure  # outside the except block, as in Stream
         self._session.finish()
 
     async def aclose(self) -> None:

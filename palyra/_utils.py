@@ -62,6 +62,31 @@ def is_loopback_host(host: str) -> bool:
         return False
 
 
+def private_address_problem(url: str) -> str | None:
+    """Why a base URL's literal IP must not be called without an opt-in, if so.
+
+    Loopback is allowed (local servers and tests); private, link-local (cloud
+    metadata), reserved and unspecified addresses are not. Host names are
+    resolved and checked when the client is built (resilience release).
+    """
+    host = (urlsplit(url).hostname or "").strip("[]")
+    try:
+        address = ipaddress.ip_address(host)
+    except ValueError:
+        return None
+    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped:
+        address = address.ipv4_mapped
+    if address.is_loopback:
+        return None
+    if address.is_link_local:
+        return f"points at a link-local address ({address}, e.g. cloud metadata)"
+    if address.is_private or address.is_reserved or address.is_unspecified:
+        return f"points at a private or reserved address ({address})"
+    if address.is_multicast:
+        return f"points at a multicast address ({address})"
+    return None
+
+
 def normalize_base_url(url: str) -> str:
     """Check and normalise a provider base URL.
 
@@ -80,5 +105,9 @@ def normalize_base_url(url: str) -> str:
         raise ValueError("must not contain a query string or fragment")
     if parts.scheme == "http" and not is_loopback_host(parts.hostname):
         raise ValueError("http is only allowed for loopback hosts; use https")
+    try:
+        parts.port  # noqa: B018 - validates the port range
+    except ValueError:
+        raise ValueError("has an invalid port") from None
     path = parts.path.rstrip("/")
     return urlunsplit((parts.scheme, parts.netloc, path, "", ""))

@@ -149,7 +149,7 @@ def request_id(response: httpx.Response) -> str | None:
     """The upstream's request id header, if it sent one."""
     headers = response.headers
     value = headers.get("x-request-id") or headers.get("request-id")
-    return str(value) if value else None
+    return redact(value[:128]) if value else None
 
 
 def parse_json(target: Target, response: httpx.Response, what: str) -> Any:

@@ -88,10 +88,17 @@ class DeterministicBackend:
             refusal: A refusal instead of content.
             status: Answer with this HTTP status instead (e.g. 429, 500).
             error: The error message for a non-200 status.
+
+        Raises:
+            ValueError: for a status that is neither 200 nor 4xx/5xx, an error
+                message with status 200, or a tool call without a name.
         """
-        reply = ScriptedReply(
-            content, tuple(tool_calls), finish_reason, refusal, status, error
-        )
+        if status != 200 and not 400 <= status <= 599:
+            raise ValueError(f"status must be 200 or 400-599, not {status}")
+        if error is not None and status == 200:
+            raise ValueError("error needs a non-200 status")
+        calls = tuple(_scripted_call(call) for call in tool_calls)
+        reply = ScriptedReply(content, calls, finish_reason, refusal, status, error)
         with self._lock:
             self._queue.append(reply)
 
@@ -290,6 +297,16 @@ def _text_of(content: Any) -> str:
             str(p.get("text", "")) for p in content if p.get("type") == "text"
         )
     return ""
+
+
+def _scripted_call(call: Mapping[str, Any]) -> Mapping[str, Any]:
+    """Accept ``{"name", "arguments"}`` or the OpenAI ``{"function": {...}}`` shape."""
+    function = call.get("function")
+    if isinstance(function, Mapping):
+        call = {"id": call.get("id"), **function}
+    if not isinstance(call.get("name"), str) or not call["name"]:
+        raise ValueError(f"a scripted tool call needs a 'name': {dict(call)!r}")
+    return call
 
 
 def _tool_call(number: int, index: int, call: Mapping[str, Any]) -> dict[str, Any]:

@@ -61,12 +61,11 @@ class OpenAIAdapter:
         timeout: dict[str, float],
         **kw: Any,
     ) -> httpx.Request:
-        headers = {
-            **kw.pop("headers", {}),
-            **target.model.provider.headers,
-            **auth_headers(target),
-            **call_headers,
-        }
+        # httpx.Headers merges case-insensitively: no header is ever sent twice.
+        headers = httpx.Headers(kw.pop("headers", {}))
+        headers.update(target.model.provider.headers)
+        headers.update(auth_headers(target))
+        headers.update(call_headers)
         key = (self.base_url(target), path)
         url = self._urls.get(key)
         if url is None:
@@ -294,6 +293,11 @@ class OpenAIStreamParser:
         """End of body: the assembled answer, or `StreamInterruptedError`."""
         leftover = self._sse.close()
         finished = self._done or (self.accumulator.finished and not leftover)
+        if self.accumulator.chunks == 0 and self._done:
+            raise self._target.fail(
+                APIResponseValidationError,
+                "upstream stream ended with [DONE] but carried no chunk",
+            )
         if not finished:
             why = (
                 "an unfinished event was left over"
