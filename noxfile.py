@@ -18,7 +18,7 @@ def tests(session: nox.Session) -> None:
 @nox.session(python="3.11")
 def lint(session: nox.Session) -> None:
     """ruff check and format check."""
-    session.install("ruff")
+    session.install("-e", ".[dev]")  # the pinned ruff
     session.run("ruff", "check", ".")
     session.run("ruff", "format", "--check", ".")
 

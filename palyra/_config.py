@@ -173,7 +173,8 @@ class ProviderConfig(_ConfigModel):
         api_key: Inline key (discouraged: warns; kept as a `SecretStr`).
         auth_header: ``bearer``, ``x-api-key`` or ``none``; defaults per kind.
         headers: Extra non-secret headers sent with every request.
-        timeout: Seconds each attempt may take (read/write/pool).
+        timeout: Seconds one attempt may take: each read/write/pool wait and
+            the whole body; for streams, the longest wait for the next chunk.
         connect_timeout: Seconds to establish a connection.
         max_retries: Retries after the first attempt (0-10).
         retry_backoff: Base of the exponential retry backoff, in seconds.

@@ -28,7 +28,7 @@ class CredentialResolver:
 
     def __call__(self, provider: ProviderConfig) -> str | None:
         """The credential for ``provider``, or None when it takes none."""
-        if provider.kind == "deterministic" or provider.effective_auth_header == "none":
+        if provider.effective_auth_header == "none":  # deterministic: always none
             return None
         if provider.api_key is not None:
             return provider.api_key.get_secret_value()

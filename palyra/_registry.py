@@ -18,28 +18,12 @@ __all__: list[str] = []
 
 _ALL_OFF = {"streaming": False, "tools": False, "json_mode": False, "vision": False}
 # Defaults per (provider kind, role); entry-level capabilities override them.
+_CHAT = {"streaming": True, "tools": True, "json_mode": True, "audio": False}
+# Defaults per (provider kind, role); entry-level capabilities override them.
 _DEFAULT_CAPABILITIES: dict[tuple[str, str], dict[str, bool]] = {
-    ("deterministic", "chat"): {
-        "streaming": True,
-        "tools": True,
-        "json_mode": True,
-        "vision": False,
-        "audio": False,
-    },
-    ("openai_compatible", "chat"): {
-        "streaming": True,
-        "tools": True,
-        "json_mode": True,
-        "vision": True,
-        "audio": False,
-    },
-    ("anthropic", "chat"): {
-        "streaming": True,
-        "tools": True,
-        "json_mode": True,
-        "vision": True,
-        "audio": False,
-    },
+    ("deterministic", "chat"): {**_CHAT, "vision": False},
+    ("openai_compatible", "chat"): {**_CHAT, "vision": True},
+    ("anthropic", "chat"): {**_CHAT, "vision": True},
 }
 
 

@@ -130,7 +130,7 @@ class TranscriptionRequest:
     filename: str
     content: bytes
     content_type: str
-    fields: dict[str, str]
+    fields: dict[str, Any]
     response_format: Literal["json", "verbose_json", "text"]
     call: CallOptions
 
@@ -297,7 +297,7 @@ def transcription_request(
         filename=filename,
         content=content,
         content_type=_audio_type(filename),
-        fields={k: str(v) for k, v in fields.items() if v is not None},
+        fields={k: v for k, v in fields.items() if v is not None},
         response_format=response_format,  # type: ignore[arg-type]
         call=call_options(options),
     )

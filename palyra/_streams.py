@@ -74,6 +74,13 @@ class Stream(_StreamBase):
         self._chunks.close()
         self._response.close()
 
+    def __del__(self) -> None:
+        # A stream dropped without being read or closed must not pin a pooled
+        # connection for the life of the client.
+        response = getattr(self, "_response", None)
+        if response is not None and not response.is_closed:
+            response.close()
+
     def __enter__(self) -> Stream:
         return self
 

@@ -73,7 +73,7 @@ class TokenEstimate(BaseModel):
             ``"o200k_base"``, or ``"heuristic"`` (about four UTF-8 bytes a token).
     """
 
-    model_config = ConfigDict(frozen=True)
+    model_config = ConfigDict(frozen=True, defer_build=True)
 
     prompt_tokens: int
     approximate: bool

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import gc
 import json
+from collections.abc import Iterator
 from typing import Any
 
 import httpx
@@ -496,3 +498,42 @@ def test_anthropic_kind_is_refused_before_http() -> None:
     ):
         client.chat(USER)
     assert (info.value.provider, info.value.model) == ("claude", "claude-x")
+
+
+def test_transcription_list_fields_repeat(key: str) -> None:
+    """List options go out as repeated `name[]` multipart fields."""
+    recorder = Recorder(httpx.Response(200, json={"text": "ok"}))
+    config = _openai_config()
+    config["models"].append(
+        {"id": "whisper-1", "provider": "up", "role": "audio_transcription"}
+    )
+    with palyra.Palyra(config, transport=httpx.MockTransport(recorder)) as client:
+        client.transcribe(
+            b"RIFF", extra_body={"timestamp_granularities": ["word", "segment"]}
+        )
+    body = recorder.requests[0].content
+    assert body.count(b'name="timestamp_granularities[]"') == 2
+
+
+def test_dropped_unread_stream_releases_its_response(key: str) -> None:
+    """A stream dropped without reading or closing closes its response."""
+    closed: list[bool] = []
+
+    class Body(httpx.SyncByteStream):
+        def __iter__(self) -> Iterator[bytes]:
+            yield b""
+
+        def close(self) -> None:
+            closed.append(True)
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        headers = {"content-type": "text/event-stream"}
+        return httpx.Response(200, headers=headers, stream=Body())
+
+    with palyra.Palyra(
+        _openai_config(), transport=httpx.MockTransport(handler)
+    ) as client:
+        stream = client.stream(USER)
+        del stream
+        gc.collect()
+    assert closed == [True]

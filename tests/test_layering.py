@@ -64,18 +64,25 @@ def test_every_module_has_a_layer() -> None:
 
 
 def test_import_is_light() -> None:
-    """import palyra loads no adapter, tokenizer, keyring or config file."""
-    code = (
-        "import sys, builtins\n"
-        "opened = []\n"
-        "real_open = builtins.open\n"
-        "builtins.open = lambda *a, **k: opened.append(a[0]) or real_open(*a, **k)\n"
-        "import palyra\n"
-        "heavy = [m for m in sys.modules if m.split('.')[0] in"
-        " ('tiktoken', 'tiktoken_ext', 'keyring', 'croniter', 'tenacity')"
-        " or m in ('palyra._providers.openai', 'palyra._providers.deterministic')]\n"
-        "print(heavy, opened)\n"
-    )
+    """import palyra loads no adapter, tokenizer or keyring, and opens no file
+    or socket beyond its own modules."""
+    code = """
+import sys
+events = []
+def hook(event, args):
+    if event == "open" and args[0] is not None:
+        path = str(args[0])
+        if not path.endswith((".py", ".pyc", ".so", ".pth")):
+            events.append(path)
+    elif event.startswith("socket."):
+        events.append(event)
+sys.addaudithook(hook)
+import palyra
+heavy = [m for m in sys.modules if m.split(".")[0] in
+         ("tiktoken", "tiktoken_ext", "keyring", "croniter", "tenacity")
+         or m in ("palyra._providers.openai", "palyra._providers.deterministic")]
+print(heavy, [e for e in events if not e.endswith(("/", "site-packages"))])
+"""
     result = subprocess.run(
         [sys.executable, "-c", code], capture_output=True, text=True, check=True
     )

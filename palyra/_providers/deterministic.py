@@ -47,12 +47,6 @@ class ScriptedReply:
     error: str | None = None
 
 
-@dataclass(slots=True)
-class _Counters:
-    requests: int = 0
-    calls: int = 0
-
-
 class DeterministicBackend:
     """Scriptable state of one deterministic provider.
 
@@ -65,7 +59,7 @@ class DeterministicBackend:
         self._counter = counter
         self._queue: deque[ScriptedReply] = deque()
         self._lock = threading.Lock()
-        self._counts = _Counters()
+        self._requests = 0
         self.history: list[dict[str, Any]] = []
 
     def enqueue(
@@ -109,11 +103,11 @@ class DeterministicBackend:
         # a reply scripted for a chat call is not eaten by an embed in between.
         with self._lock:
             self.history.append(payload)
-            self._counts.requests += 1
+            self._requests += 1
             reply = None
             if self._queue and not (errors_only and self._queue[0].status == 200):
                 reply = self._queue.popleft()
-            return reply, self._counts.requests
+            return reply, self._requests
 
     def handle(self, request: httpx.Request) -> httpx.Response:
         """Answer one HTTP request in the OpenAI wire format."""

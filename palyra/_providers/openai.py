@@ -166,12 +166,14 @@ class OpenAIAdapter:
         self, target: Target, request: TranscriptionRequest
     ) -> httpx.Request:
         """Build a multipart ``POST /audio/transcriptions``."""
-        fields = {
-            "model": target.model.upstream,
-            "response_format": request.response_format,
-            **request.fields,
-            **{k: str(v) for k, v in request.call.extra_body.items()},
-        }
+        fields = _form_fields(
+            {
+                "model": target.model.upstream,
+                "response_format": request.response_format,
+                **request.fields,
+                **request.call.extra_body,
+            }
+        )
         files = {"file": (request.filename, request.content, request.content_type)}
         return self._request(
             target,
@@ -202,6 +204,17 @@ class OpenAIAdapter:
     def status_error(self, target: Target, response: httpx.Response) -> APIStatusError:
         """Map an OpenAI error envelope (or any other body) to the error tree."""
         return status_error_from_response(target, response)
+
+
+def _form_fields(values: dict[str, Any]) -> dict[str, Any]:
+    """Multipart fields: lists as repeated ``name[]`` parts, as OpenAI expects."""
+    fields: dict[str, Any] = {}
+    for name, value in values.items():
+        if isinstance(value, list | tuple):
+            fields[f"{name}[]"] = [str(item) for item in value]
+        else:
+            fields[name] = str(value)
+    return fields
 
 
 def _validated(model: type[M], data: Any) -> M | None:
