@@ -8,7 +8,6 @@ pooling) and drives the pipeline's generators: the sync methods with
 
 from __future__ import annotations
 
-import asyncio
 import importlib
 import logging
 import threading
@@ -93,7 +92,7 @@ class Palyra:
         self._backends: dict[str, DeterministicBackend] = {}
         self._sync: httpx.Client | None = None
         self._async: httpx.AsyncClient | None = None
-        self._async_loop: asyncio.AbstractEventLoop | None = None
+        self._async_loop: object = None
         self._sync_closed = self._async_closed = False
         self._local: Any = None
         self._pipeline = Pipeline(
@@ -283,7 +282,7 @@ class Palyra:
             self._async_closed = True
         # Connections opened by an event loop that has since ended cannot be
         # closed from another one; they went away with their loop.
-        if client is not None and loop is asyncio.get_running_loop():
+        if client is not None and loop is _running_loop():
             await client.aclose()
 
     def __enter__(self) -> Palyra:
@@ -387,7 +386,7 @@ class Palyra:
     def _ahttp(self, call: ProviderCall) -> httpx.AsyncClient:
         if call.target.model.provider.kind == "deterministic":
             return self._local_clients()[1]
-        loop = asyncio.get_running_loop()
+        loop = _running_loop()
         client = self._async
         if client is None or self._async_loop is not loop:
             with self._lock:
@@ -475,6 +474,14 @@ def _outcome(
             latency,
         )
     return Outcome(response, error, latency)
+
+
+def _running_loop() -> object:
+    # asyncio is loaded by whoever runs the loop; importing it here up front
+    # would cost every sync-only user import time.
+    import asyncio
+
+    return asyncio.get_running_loop()
 
 
 def _load_config(
