@@ -52,6 +52,7 @@ __all__ = [
     "ModelInfo",
     "ModelNotFoundError",
     "NotFoundError",
+    "OverloadedError",
     "Palyra",
     "PalyraConfig",
     "PalyraError",

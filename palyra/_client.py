@@ -48,6 +48,7 @@ logger = logging.getLogger("palyra")
 _ADAPTERS = {
     "openai_compatible": "palyra._providers.openai:OpenAIAdapter",
     "deterministic": "palyra._providers.deterministic:DeterministicAdapter",
+    "anthropic": "palyra._providers.anthropic:AnthropicAdapter",
 }
 
 

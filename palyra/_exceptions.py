@@ -19,6 +19,7 @@ mistakes sit beside it, so `except palyra.APIError` never hides a bug::
     │       ├── UnprocessableEntityError   422
     │       ├── RateLimitError             429
     │       └── InternalServerError        5xx
+    │           └── OverloadedError        529 (Anthropic: overloaded, retryable)
     ├── ContextWindowExceededError    prompt + output cannot fit (no HTTP sent)
     ├── UnsupportedCapabilityError    the model cannot do what was asked (no HTTP)
     ├── ModelNotFoundError            no such model or alias in the registry
@@ -50,6 +51,7 @@ __all__ = [
     "InvalidRequestError",
     "ModelNotFoundError",
     "NotFoundError",
+    "OverloadedError",
     "PalyraError",
     "PermissionDeniedError",
     "RateLimitError",
@@ -299,6 +301,12 @@ class ConfigError(PalyraError, ValueError):
         )
 
 
+class OverloadedError(InternalServerError):
+    """529: the upstream is overloaded (Anthropic); retryable."""
+
+    default_status = 529
+
+
 _STATUS_CLASSES: dict[int, type[APIStatusError]] = {
     400: BadRequestError,
     401: AuthenticationError,
@@ -313,6 +321,8 @@ _STATUS_CLASSES: dict[int, type[APIStatusError]] = {
 
 def status_error_class(status_code: int) -> type[APIStatusError]:
     """The exception class for an HTTP status, mirroring the OpenAI SDK."""
+    if status_code == 529:
+        return OverloadedError
     if status_code >= 500:
         return InternalServerError
     return _STATUS_CLASSES.get(status_code, APIStatusError)

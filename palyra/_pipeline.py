@@ -10,6 +10,7 @@ move bytes; neither can drift from the other because neither decides anything.
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Callable, Generator
 from dataclasses import dataclass, field
@@ -20,6 +21,7 @@ import httpx
 from ._exceptions import (
     APIConnectionError,
     APIError,
+    APIResponseValidationError,
     APIStatusError,
     APITimeoutError,
     ContextWindowExceededError,
@@ -191,7 +193,9 @@ class Pipeline:
         ctx, target, adapter, response = yield from self._chat(model_name, request)
         parser = adapter.chat_stream(target, request)
         budget = float(response.request.extensions["timeout"]["read"])
-        return StreamSession(self, ctx, target, parser, budget), response
+        session = StreamSession(self, ctx, target, parser, budget)
+        session.json_mode = request.needs.json_mode
+        return session, response
 
     def _chat(
         self, model_name: str | None, request: ChatRequest
@@ -325,6 +329,7 @@ class StreamSession:
         "_target",
         "completion",
         "info",
+        "json_mode",
     )
 
     def __init__(
@@ -339,6 +344,7 @@ class StreamSession:
         # chunk must come within the attempt's timeout, however many bytes trickle.
         self._budget = budget
         self._deadline = time.perf_counter() + budget
+        self.json_mode = False
         self._pipeline = pipeline
         self._ctx = ctx
         self._target = target
@@ -376,6 +382,8 @@ class StreamSession:
         """End of body: assemble, stamp ``palyra`` and run the completion hooks."""
         try:
             completion = self._parser.close()
+            if self.json_mode:
+                check_json_answer(self._target, completion)
         except APIError as exc:
             raise self._with_request_id(exc) from None
         self.completion = self._pipeline._complete(self._ctx, completion)
@@ -404,6 +412,29 @@ class StreamSession:
         if error.request_id is None and self._ctx.attempts:
             error.request_id = self._ctx.attempts[-1].request_id
         return error
+
+
+def check_json_answer(target: Target, completion: ChatCompletion) -> None:
+    """JSON mode: every finished text answer must parse as JSON.
+
+    Providers without a native JSON mode are asked for JSON in the prompt; a
+    model may still wrap it in a code fence, which is removed here.
+    """
+    for choice in completion.choices:
+        content = choice.message.content
+        if content is None or choice.finish_reason not in (None, "stop"):
+            continue
+        text = content.strip()
+        if text.startswith("```"):
+            text = text.strip("`").removeprefix("json").strip()
+        try:
+            json.loads(text)
+        except ValueError:
+            raise target.fail(
+                APIResponseValidationError,
+                f"JSON mode answer is not valid JSON: {content}",
+            ) from None
+        choice.message.content = text
 
 
 def transport_error(target: Target, exc: Exception | None) -> APIError:

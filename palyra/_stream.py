@@ -34,6 +34,7 @@ class _ToolCallState:
 class _ChoiceState:
     content: list[str] = field(default_factory=list)
     refusal: list[str] = field(default_factory=list)
+    reasoning: list[str] = field(default_factory=list)
     tool_calls: dict[int, _ToolCallState] = field(default_factory=dict)
     logprobs: list[Any] = field(default_factory=list)
     finish_reason: str | None = None
@@ -77,6 +78,9 @@ class ChunkAccumulator:
                 state.content.append(delta.content)
             if delta.refusal:
                 state.refusal.append(delta.refusal)
+            extra = delta.model_extra
+            if extra and extra.get("reasoning_content"):
+                state.reasoning.append(extra["reasoning_content"])
             if delta.tool_calls:
                 for piece in delta.tool_calls:
                     call = state.tool_calls.get(piece.index)
@@ -120,6 +124,8 @@ def _choice(index: int, state: _ChoiceState) -> Choice:
         refusal="".join(state.refusal) if state.refusal else None,
         tool_calls=tool_calls or None,
     )
+    if state.reasoning:
+        message.reasoning_content = "".join(state.reasoning)  # type: ignore[attr-defined]
     logprobs = None
     if state.logprobs:
         logprobs = {

@@ -486,20 +486,6 @@ def test_embed_does_not_eat_a_scripted_chat_reply() -> None:
             client.embed("x")
 
 
-def test_anthropic_kind_is_refused_before_http() -> None:
-    """A kind without an adapter raises a typed error naming provider and model."""
-    config = {
-        "providers": [{"id": "claude", "kind": "anthropic", "api_key_env": "K"}],
-        "models": [{"id": "claude-x", "provider": "claude"}],
-    }
-    with (
-        palyra.Palyra(config) as client,
-        pytest.raises(palyra.UnsupportedCapabilityError, match="anthropic") as info,
-    ):
-        client.chat(USER)
-    assert (info.value.provider, info.value.model) == ("claude", "claude-x")
-
-
 def test_transcription_list_fields_repeat(key: str) -> None:
     """List options go out as repeated `name[]` multipart fields."""
     recorder = Recorder(httpx.Response(200, json={"text": "ok"}))

@@ -592,7 +592,7 @@ MID_STREAM_ERRORS = [
     pytest.param(
         "event: error\ndata: "
         + json.dumps({"type": "overloaded_error", "message": "boom"}),
-        palyra.InternalServerError,
+        palyra.OverloadedError,
         529,
         id="error-event",
     ),

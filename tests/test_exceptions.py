@@ -21,7 +21,7 @@ from palyra._exceptions import status_error_class
         pytest.param(429, palyra.RateLimitError, id="429"),
         pytest.param(500, palyra.InternalServerError, id="500"),
         pytest.param(503, palyra.InternalServerError, id="503"),
-        pytest.param(529, palyra.InternalServerError, id="529"),
+        pytest.param(529, palyra.OverloadedError, id="529"),
         pytest.param(418, palyra.APIStatusError, id="other"),
     ],
 )
@@ -35,6 +35,7 @@ def test_tree_shape() -> None:
     assert issubclass(palyra.APITimeoutError, palyra.APIConnectionError)
     assert issubclass(palyra.StreamInterruptedError, palyra.APIConnectionError)
     assert issubclass(palyra.RateLimitError, palyra.APIStatusError)
+    assert issubclass(palyra.OverloadedError, palyra.InternalServerError)
     assert issubclass(palyra.APIStatusError, palyra.APIError)
     for cls in (
         palyra.ConfigError,

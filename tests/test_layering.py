@@ -26,6 +26,8 @@ LAYERS = [
     "_credentials",
     "_providers.base",
     "_providers.openai",
+    "_providers.anthropic_stream",
+    "_providers.anthropic",
     "_providers.deterministic",
     "_pipeline",
     "_streams",
@@ -80,7 +82,7 @@ sys.addaudithook(hook)
 import palyra
 heavy = [m for m in sys.modules if m.split(".")[0] in
          ("tiktoken", "tiktoken_ext", "keyring", "croniter", "tenacity")
-         or m in ("palyra._providers.openai", "palyra._providers.deterministic")]
+         or m.startswith("palyra._providers.") and m != "palyra._providers.base"]
 print(heavy, [e for e in events if not e.endswith(("/", "site-packages"))])
 """
     result = subprocess.run(

@@ -1,0 +1,407 @@
+"""The Anthropic Messages dialect behind the OpenAI-shaped client.
+
+Translation is pure and table-tested: `messages_payload` turns an OpenAI-shaped
+request into a Messages API body, `completion_from_message` turns a Messages
+API answer into a `ChatCompletion`. Streaming lives in `anthropic_stream`.
+
+Choices worth knowing:
+
+- ``max_tokens`` (required by Anthropic) comes from the request, else the model
+  entry's ``max_output_tokens``, else `DEFAULT_MAX_TOKENS`.
+- JSON mode (``response_format`` ``json_object`` / ``json_schema``) is asked for
+  in the system prompt, and the answer is checked to parse as JSON.
+- OpenAI options Anthropic has no equivalent for (``seed``, penalties,
+  ``logit_bias``...) are not sent; ``n > 1`` and ``logprobs`` are refused.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import httpx
+
+from .._exceptions import (
+    APIResponseValidationError,
+    APIStatusError,
+    InvalidRequestError,
+    UnsupportedCapabilityError,
+)
+from .._request import ChatRequest, EmbeddingsRequest, TranscriptionRequest
+from .._wire import ChatCompletion, EmbeddingResponse, Transcription
+from .anthropic_stream import AnthropicStreamParser, finish_reason, usage_from
+from .base import (
+    USER_AGENT,
+    Target,
+    encode_json,
+    parse_json,
+    request_id,
+    status_error_from_response,
+    timeout_for,
+)
+
+__all__ = ["DEFAULT_MAX_TOKENS", "AnthropicAdapter", "messages_payload"]
+
+API_VERSION = "2023-06-01"
+OAUTH_BETA = "oauth-2025-04-20"
+DEFAULT_MAX_TOKENS = 4096
+JSON_INSTRUCTION = (
+    "Respond with one valid JSON object and nothing else: no prose, no code fences."
+)
+# OpenAI options with no Anthropic counterpart: dropped, not sent.
+_DROPPED = frozenset(
+    {
+        "seed",
+        "presence_penalty",
+        "frequency_penalty",
+        "logit_bias",
+        "store",
+        "service_tier",
+        "prompt_cache_key",
+        "verbosity",
+        "reasoning_effort",
+        "prediction",
+        "stream_options",
+        "modalities",
+        "audio",
+    }
+)
+
+
+class AnthropicAdapter:
+    """Speaks the Anthropic Messages API to ``{base_url}/v1/messages``."""
+
+    def __init__(self) -> None:
+        self._urls: dict[str, httpx.URL] = {}
+
+    def chat_request(self, target: Target, request: ChatRequest) -> httpx.Request:
+        """Build ``POST /v1/messages``."""
+        payload = messages_payload(target, request)
+        payload.update(request.call.extra_body)
+        return httpx.Request(
+            "POST",
+            self._url(target, "/v1/messages"),
+            headers=_headers(target, request.call.extra_headers),
+            content=encode_json(payload),
+            extensions={"timeout": timeout_for(target, request.call)},
+        )
+
+    def chat_response(self, target: Target, response: httpx.Response) -> ChatCompletion:
+        """Translate a Messages API answer into a `ChatCompletion`."""
+        payload = parse_json(target, response, "messages")
+        if not isinstance(payload, dict) or not isinstance(
+            payload.get("content"), list
+        ):
+            raise target.fail(
+                APIResponseValidationError,
+                f"upstream messages response is not a message: {payload}",
+                request_id=request_id(response),
+            )
+        completion = completion_from_message(payload)
+        return completion
+
+    def chat_stream(
+        self, target: Target, request: ChatRequest
+    ) -> AnthropicStreamParser:
+        """A parser for Anthropic's named stream events."""
+        return AnthropicStreamParser(target, forward_usage=request.wants_usage_chunk)
+
+    def embeddings_request(
+        self, target: Target, request: EmbeddingsRequest
+    ) -> httpx.Request:
+        """Anthropic has no embeddings endpoint."""
+        raise _unsupported(target, "embeddings")
+
+    def embeddings_response(
+        self, target: Target, request: EmbeddingsRequest, response: httpx.Response
+    ) -> EmbeddingResponse:
+        """Anthropic has no embeddings endpoint."""
+        raise _unsupported(target, "embeddings")
+
+    def transcription_request(
+        self, target: Target, request: TranscriptionRequest
+    ) -> httpx.Request:
+        """Anthropic has no transcription endpoint."""
+        raise _unsupported(target, "audio_transcription")
+
+    def transcription_response(
+        self, target: Target, request: TranscriptionRequest, response: httpx.Response
+    ) -> Transcription:
+        """Anthropic has no transcription endpoint."""
+        raise _unsupported(target, "audio_transcription")
+
+    def status_error(self, target: Target, response: httpx.Response) -> APIStatusError:
+        """Map ``{"type": "error", "error": {...}}`` (or any body) to the tree."""
+        return status_error_from_response(target, response)
+
+    def _url(self, target: Target, path: str) -> httpx.URL:
+        base = target.model.provider.effective_base_url
+        url = self._urls.get(base + path)
+        if url is None:
+            url = self._urls[base + path] = httpx.URL(base + path)
+        return url
+
+
+def _headers(target: Target, extra: Mapping[str, str]) -> httpx.Headers:
+    headers = httpx.Headers(
+        {
+            "content-type": "application/json",
+            "user-agent": USER_AGENT,
+            "anthropic-version": API_VERSION,
+        }
+    )
+    style = target.model.provider.effective_auth_header
+    if target.credential is not None and style == "bearer":
+        # OAuth access tokens (and Anthropic-compatible third parties) use Bearer.
+        headers["authorization"] = f"Bearer {target.credential}"
+        headers["anthropic-beta"] = OAUTH_BETA
+    elif target.credential is not None and style == "x-api-key":
+        headers["x-api-key"] = target.credential
+    headers.update(target.model.provider.headers)
+    headers.update(extra)
+    return headers
+
+
+def _unsupported(target: Target, capability: str) -> UnsupportedCapabilityError:
+    return UnsupportedCapabilityError(
+        f"anthropic providers do not serve {capability.replace('_', ' ')}",
+        capability=capability,
+        provider=target.model.provider.id,
+        model=target.model.id,
+    )
+
+
+def messages_payload(target: Target, request: ChatRequest) -> dict[str, Any]:
+    """The Messages API body for an OpenAI-shaped chat request.
+
+    Raises:
+        UnsupportedCapabilityError: for ``n > 1`` or ``logprobs``.
+        InvalidRequestError: for tool-call arguments that are not JSON.
+    """
+    body = request.body
+    if body.get("n", 1) != 1 or body.get("logprobs"):
+        what = "n > 1" if body.get("n", 1) != 1 else "logprobs"
+        raise UnsupportedCapabilityError(
+            f"anthropic models do not support {what}",
+            capability=what,
+            provider=target.model.provider.id,
+            model=target.model.id,
+        )
+    system, messages = _split_system(request.messages)
+    if request.needs.json_mode:
+        system.append(_json_instruction(body.get("response_format")))
+    payload: dict[str, Any] = {
+        "model": target.model.upstream,
+        "max_tokens": request.requested_output_tokens
+        or target.model.entry.max_output_tokens
+        or DEFAULT_MAX_TOKENS,
+        "messages": messages,
+    }
+    if system:
+        payload["system"] = "\n\n".join(system)
+    _copy_options(body, payload)
+    if request.stream:
+        payload["stream"] = True
+    return payload
+
+
+def _copy_options(body: Mapping[str, Any], payload: dict[str, Any]) -> None:
+    for name in ("temperature", "top_p"):
+        if name in body:
+            payload[name] = body[name]
+    stop = body.get("stop")
+    if stop:
+        payload["stop_sequences"] = [stop] if isinstance(stop, str) else list(stop)
+    if body.get("tools"):
+        payload["tools"] = [_tool(t) for t in body["tools"]]
+    choice = _tool_choice(body.get("tool_choice"), body.get("parallel_tool_calls"))
+    if choice is not None and body.get("tools"):
+        payload["tool_choice"] = choice
+    user = body.get("user") or body.get("safety_identifier")
+    metadata = body.get("metadata") or {}
+    user = metadata.get("user_id") or user
+    if user:
+        payload["metadata"] = {"user_id": str(user)}
+
+
+def _json_instruction(fmt: Any) -> str:
+    schema = fmt.get("json_schema", {}).get("schema") if isinstance(fmt, dict) else None
+    if schema:
+        return (
+            f"{JSON_INSTRUCTION} It must match this JSON schema: {json.dumps(schema)}"
+        )
+    return JSON_INSTRUCTION
+
+
+def _split_system(
+    messages: Sequence[Mapping[str, Any]],
+) -> tuple[list[str], list[dict[str, Any]]]:
+    system: list[str] = []
+    turns: list[dict[str, Any]] = []
+    for index, message in enumerate(messages):
+        role = message["role"]
+        if role in ("system", "developer"):
+            text = _text(message.get("content"))
+            if text.strip():
+                system.append(text)
+            continue
+        blocks = _blocks(message, index)
+        if not blocks:
+            continue
+        wire_role = "assistant" if role == "assistant" else "user"
+        # The API wants alternating turns: merge consecutive same-role messages.
+        if turns and turns[-1]["role"] == wire_role:
+            turns[-1]["content"].extend(blocks)
+        else:
+            turns.append({"role": wire_role, "content": blocks})
+    return system, turns
+
+
+def _blocks(message: Mapping[str, Any], index: int) -> list[dict[str, Any]]:
+    role = message["role"]
+    if role in ("tool", "function"):
+        result: dict[str, Any] = {
+            "type": "tool_result",
+            "tool_use_id": message.get("tool_call_id") or message.get("name"),
+            "content": _result_content(message.get("content")),
+        }
+        if message.get("is_error"):
+            result["is_error"] = True
+        return [result]
+    blocks = _content_blocks(message.get("content"))
+    for call in message.get("tool_calls") or []:
+        blocks.append(_tool_use(call, index))
+    return blocks
+
+
+def _content_blocks(content: Any) -> list[dict[str, Any]]:
+    if isinstance(content, str):
+        return [{"type": "text", "text": content}] if content else []
+    blocks = []
+    for part in content or []:
+        kind = part.get("type")
+        if kind == "text" and part.get("text"):
+            block = {"type": "text", "text": part["text"]}
+            if "cache_control" in part:
+                block["cache_control"] = part["cache_control"]
+            blocks.append(block)
+        elif kind == "image_url":
+            blocks.append(_image(part["image_url"]))
+    return blocks
+
+
+def _result_content(content: Any) -> str | list[dict[str, Any]]:
+    if isinstance(content, str):
+        return content
+    return _content_blocks(content)
+
+
+def _image(image: Any) -> dict[str, Any]:
+    url = str(image.get("url") if isinstance(image, Mapping) else image)
+    if url.startswith("data:"):
+        header, _, data = url.partition(",")
+        media_type = header[5:].split(";")[0] or "image/png"
+        return {
+            "type": "image",
+            "source": {"type": "base64", "media_type": media_type, "data": data},
+        }
+    return {"type": "image", "source": {"type": "url", "url": url}}
+
+
+def _tool_use(call: Mapping[str, Any], index: int) -> dict[str, Any]:
+    function = call.get("function") or {}
+    arguments = function.get("arguments") or "{}"
+    try:
+        tool_input = json.loads(arguments) if isinstance(arguments, str) else arguments
+    except ValueError:
+        raise InvalidRequestError(
+            f"messages[{index}].tool_calls: arguments of {function.get('name')!r}"
+            " are not JSON"
+        ) from None
+    return {
+        "type": "tool_use",
+        "id": call.get("id"),
+        "name": function.get("name"),
+        "input": tool_input,
+    }
+
+
+def _tool(tool: Mapping[str, Any]) -> dict[str, Any]:
+    function = tool.get("function", tool)
+    result = {
+        "name": function["name"],
+        "input_schema": function.get("parameters")
+        or {"type": "object", "properties": {}},
+    }
+    if function.get("description"):
+        result["description"] = function["description"]
+    return result
+
+
+def _tool_choice(choice: Any, parallel: Any) -> dict[str, Any] | None:
+    if choice is None and parallel is None:
+        return None
+    if isinstance(choice, Mapping):
+        mapped: dict[str, Any] = {"type": "tool", "name": choice["function"]["name"]}
+    else:
+        kind = {"required": "any", "none": "none"}.get(str(choice), "auto")
+        mapped = {"type": kind}
+    if parallel is False and mapped["type"] != "none":
+        mapped["disable_parallel_tool_use"] = True
+    return mapped
+
+
+def _text(content: Any) -> str:
+    if isinstance(content, str):
+        return content
+    return "\n".join(
+        part.get("text", "") for part in content or [] if part.get("type") == "text"
+    )
+
+
+def completion_from_message(message: Mapping[str, Any]) -> ChatCompletion:
+    """A `ChatCompletion` for a Messages API ``message`` object."""
+    text: list[str] = []
+    tool_calls: list[dict[str, Any]] = []
+    thinking: list[Any] = []
+    for block in message.get("content") or []:
+        kind = block.get("type")
+        if kind == "text":
+            text.append(block.get("text", ""))
+        elif kind == "tool_use":
+            arguments = json.dumps(block.get("input") or {}, ensure_ascii=False)
+            tool_calls.append(
+                {
+                    "id": block.get("id", ""),
+                    "type": "function",
+                    "function": {"name": block.get("name", ""), "arguments": arguments},
+                }
+            )
+        elif kind in ("thinking", "redacted_thinking"):
+            thinking.append(block)
+    reply: dict[str, Any] = {
+        "role": "assistant",
+        "content": "".join(text) if text else None,
+        "tool_calls": tool_calls or None,
+    }
+    if thinking:
+        reply["thinking_blocks"] = thinking
+        reply["reasoning_content"] = "".join(b.get("thinking", "") for b in thinking)
+    usage = usage_from(message.get("usage") or {})
+    return ChatCompletion.model_validate(
+        {
+            "id": message.get("id", ""),
+            "created": int(time.time()),
+            "model": message.get("model", ""),
+            "choices": [
+                {
+                    "index": 0,
+                    "message": reply,
+                    "finish_reason": finish_reason(message.get("stop_reason")),
+                }
+            ],
+            "usage": usage,
+        }
+    )

@@ -1,0 +1,237 @@
+"""Anthropic's named stream events, translated into OpenAI-shaped chunks.
+
+Event to chunk, as a small state machine fed one event at a time:
+
+- ``message_start``: id, model and input usage; a first chunk with the role.
+- ``content_block_start``: a ``tool_use`` block opens a tool call, with a new
+  OpenAI ``index`` (one per tool, in order) and its id and name.
+- ``content_block_delta``: ``text_delta`` gives content; ``input_json_delta``
+  gives argument pieces for that tool's index; ``thinking_delta`` gives
+  ``reasoning_content`` (kept out of ``content``).
+- ``message_delta``: the finish reason and output usage.
+- ``message_stop``: the end; the usage chunk follows when the caller asked.
+- ``ping`` and unknown events are ignored; ``error`` raises the typed error.
+
+A stream that ends without ``message_stop`` raises `StreamInterruptedError`; a
+tool call whose arguments never became complete JSON raises
+`APIResponseValidationError` at the end instead of passing as a success.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from typing import Any
+
+from .._exceptions import APIResponseValidationError, StreamInterruptedError
+from .._sse import ServerSentEvent, SSEDecoder
+from .._stream import ChunkAccumulator
+from .._wire import ChatCompletion, ChatCompletionChunk
+from .base import Target, error_from_payload
+
+__all__ = ["AnthropicStreamParser", "finish_reason", "usage_from"]
+
+_FINISH = {
+    "end_turn": "stop",
+    "stop_sequence": "stop",
+    "max_tokens": "length",
+    "model_context_window_exceeded": "length",
+    "tool_use": "tool_calls",
+    "refusal": "content_filter",
+}
+_STATUS = {
+    "invalid_request_error": 400,
+    "authentication_error": 401,
+    "permission_error": 403,
+    "not_found_error": 404,
+    "request_too_large": 413,
+    "rate_limit_error": 429,
+    "api_error": 500,
+    "overloaded_error": 529,
+}
+
+
+def finish_reason(stop_reason: str | None) -> str | None:
+    """OpenAI finish reason for an Anthropic stop reason; unknown ones pass through
+    (``pause_turn`` among them: the turn was paused and can be continued)."""
+    if stop_reason is None:
+        return None
+    return _FINISH.get(stop_reason, stop_reason)
+
+
+def usage_from(usage: dict[str, Any]) -> dict[str, Any]:
+    """OpenAI usage: prompt tokens include cache reads and writes."""
+    uncached = int(usage.get("input_tokens") or 0)
+    read = int(usage.get("cache_read_input_tokens") or 0)
+    written = int(usage.get("cache_creation_input_tokens") or 0)
+    output = int(usage.get("output_tokens") or 0)
+    prompt = uncached + read + written
+    return {
+        "prompt_tokens": prompt,
+        "completion_tokens": output,
+        "total_tokens": prompt + output,
+        "prompt_tokens_details": {
+            "cached_tokens": read,
+            "cache_write_tokens": written,
+        },
+    }
+
+
+@dataclass(slots=True)
+class _State:
+    id: str = ""
+    model: str = ""
+    usage: dict[str, Any] = field(default_factory=dict)
+    # Anthropic block index -> OpenAI tool-call index, and its name.
+    tools: dict[int, tuple[int, str]] = field(default_factory=dict)
+    stop_reason: str | None = None
+    stopped: bool = False
+
+
+class AnthropicStreamParser:
+    """Incremental parser of an Anthropic Messages event stream."""
+
+    __slots__ = ("_forward_usage", "_sse", "_state", "_target", "accumulator")
+
+    def __init__(self, target: Target, *, forward_usage: bool) -> None:
+        self._target = target
+        self._forward_usage = forward_usage
+        self._sse = SSEDecoder()
+        self._state = _State()
+        self.accumulator = ChunkAccumulator()
+
+    def feed(self, data: bytes) -> list[ChatCompletionChunk]:
+        """Parse one network read into chunks."""
+        return self._events(self._sse.feed(data))
+
+    def flush(self) -> list[ChatCompletionChunk]:
+        """Chunks completed only by the end of the body."""
+        return self._events(self._sse.flush())
+
+    def _events(self, events: list[ServerSentEvent]) -> list[ChatCompletionChunk]:
+        chunks = []
+        for event in events:
+            if self._state.stopped:
+                continue
+            for body in self._translate(event):
+                chunk = ChatCompletionChunk.model_validate(body)
+                self.accumulator.add(chunk)
+                if chunk.choices or self._forward_usage:
+                    chunks.append(chunk)
+        return chunks
+
+    def _translate(self, event: ServerSentEvent) -> list[dict[str, Any]]:
+        payload = self._payload(event)
+        kind = payload.get("type", event.event)
+        if kind == "error" or event.event == "error":
+            error = payload.get("error", payload)
+            status = _STATUS.get(str(error.get("type")), 500)
+            raise error_from_payload(self._target, status, payload, None)
+        handler = _HANDLERS.get(kind)
+        return handler(self, payload) if handler else []
+
+    def _payload(self, event: ServerSentEvent) -> dict[str, Any]:
+        try:
+            payload = json.loads(event.data)
+        except ValueError:
+            payload = None
+        if not isinstance(payload, dict):
+            raise self._target.fail(
+                APIResponseValidationError,
+                f"malformed {event.event} event in upstream stream: {event.data}",
+            )
+        return payload
+
+    def _chunk(
+        self, delta: dict[str, Any], finish: str | None = None
+    ) -> dict[str, Any]:
+        choice = {"index": 0, "delta": delta, "finish_reason": finish}
+        return {"id": self._state.id, "model": self._state.model, "choices": [choice]}
+
+    def _message_start(self, payload: dict[str, Any]) -> list[dict[str, Any]]:
+        message = payload.get("message") or {}
+        self._state.id = str(message.get("id", ""))
+        self._state.model = str(message.get("model", ""))
+        self._state.usage = dict(message.get("usage") or {})
+        return [self._chunk({"role": "assistant", "content": ""})]
+
+    def _block_start(self, payload: dict[str, Any]) -> list[dict[str, Any]]:
+        block = payload.get("content_block") or {}
+        if block.get("type") != "tool_use":
+            return []
+        index = len(self._state.tools)
+        name = str(block.get("name", ""))
+        self._state.tools[int(payload.get("index", 0))] = (index, name)
+        call = {
+            "index": index,
+            "id": block.get("id", ""),
+            "type": "function",
+            "function": {"name": name, "arguments": ""},
+        }
+        return [self._chunk({"tool_calls": [call]})]
+
+    def _block_delta(self, payload: dict[str, Any]) -> list[dict[str, Any]]:
+        delta = payload.get("delta") or {}
+        kind = delta.get("type")
+        if kind == "text_delta":
+            return [self._chunk({"content": delta.get("text", "")})]
+        if kind == "input_json_delta":
+            tool = self._state.tools.get(int(payload.get("index", 0)))
+            piece = delta.get("partial_json", "")
+            if tool is None or not piece:
+                return []
+            call = {"index": tool[0], "function": {"arguments": piece}}
+            return [self._chunk({"tool_calls": [call]})]
+        if kind == "thinking_delta":
+            return [self._chunk({"reasoning_content": delta.get("thinking", "")})]
+        return []
+
+    def _message_delta(self, payload: dict[str, Any]) -> list[dict[str, Any]]:
+        self._state.usage.update(payload.get("usage") or {})
+        stop = (payload.get("delta") or {}).get("stop_reason")
+        self._state.stop_reason = stop
+        return [self._chunk({}, finish_reason(stop) or "stop")]
+
+    def _message_stop(self, payload: dict[str, Any]) -> list[dict[str, Any]]:
+        self._state.stopped = True
+        usage = usage_from(self._state.usage)
+        return [
+            {
+                "id": self._state.id,
+                "model": self._state.model,
+                "choices": [],
+                "usage": usage,
+            }
+        ]
+
+    def close(self) -> ChatCompletion:
+        """End of body: the assembled answer, or a typed error."""
+        self._sse.close()
+        if not self._state.stopped:
+            raise self._target.fail(
+                StreamInterruptedError,
+                "upstream stream ended before message_stop after"
+                f" {self.accumulator.chunks} chunks; the answer is partial",
+            )
+        completion = self.accumulator.completion()
+        for choice in completion.choices:
+            for call in choice.message.tool_calls or []:
+                try:
+                    json.loads(call.function.arguments or "{}")
+                except ValueError:
+                    raise self._target.fail(
+                        APIResponseValidationError,
+                        f"tool call {call.function.name!r} ended with incomplete"
+                        f" JSON arguments (stop_reason {self._state.stop_reason});"
+                        " raise max_tokens or retry",
+                    ) from None
+        return completion
+
+
+_HANDLERS = {
+    "message_start": AnthropicStreamParser._message_start,
+    "content_block_start": AnthropicStreamParser._block_start,
+    "content_block_delta": AnthropicStreamParser._block_delta,
+    "message_delta": AnthropicStreamParser._message_delta,
+    "message_stop": AnthropicStreamParser._message_stop,
+}
