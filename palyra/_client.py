@@ -34,7 +34,14 @@ from ._request import (
 from ._streams import AsyncStream, Stream
 from ._tokens import TiktokenCounter, TokenCounter
 from ._version import __version__
-from ._wire import ChatCompletion, EmbeddingResponse, ModelInfo, Transcription
+from ._wire import (
+    ChatCompletion,
+    EmbeddingResponse,
+    ModelInfo,
+    ProviderModel,
+    TokenCount,
+    Transcription,
+)
 
 if TYPE_CHECKING:
     from ._providers.deterministic import DeterministicBackend
@@ -243,6 +250,45 @@ class Palyra:
     def models(self) -> list[ModelInfo]:
         """Every model in the registry, with resolved capabilities."""
         return self._registry.describe()
+
+    def provider_models(self, provider: str) -> list[ProviderModel]:
+        """The models a provider itself lists (``GET /models``, every page).
+
+        Raises:
+            ModelNotFoundError: the provider is unknown or has no model.
+            APIError: the listing failed.
+        """
+        return self._run(self._pipeline.provider_models(provider))
+
+    async def aprovider_models(self, provider: str) -> list[ProviderModel]:
+        """Async `provider_models`."""
+        return await self._arun(self._pipeline.provider_models(provider))
+
+    def count_tokens(
+        self,
+        messages: Iterable[Mapping[str, Any]],
+        model: str | None = None,
+        *,
+        exact: bool = True,
+        **options: Unpack[ChatOptions],
+    ) -> TokenCount:
+        """Count a prompt's tokens: always the local estimate (no network), and
+        with ``exact`` the provider's own count where it has one (Anthropic).
+        """
+        request = chat_request(messages, options, stream=False)
+        return self._run(self._pipeline.count_tokens(model, request, exact))
+
+    async def acount_tokens(
+        self,
+        messages: Iterable[Mapping[str, Any]],
+        model: str | None = None,
+        *,
+        exact: bool = True,
+        **options: Unpack[ChatOptions],
+    ) -> TokenCount:
+        """Async `count_tokens`."""
+        request = chat_request(messages, options, stream=False)
+        return await self._arun(self._pipeline.count_tokens(model, request, exact))
 
     def deterministic(self, provider: str | None = None) -> DeterministicBackend:
         """The scriptable backend of a deterministic provider.

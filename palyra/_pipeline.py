@@ -38,13 +38,15 @@ from ._wire import (
     ChatCompletionChunk,
     EmbeddingResponse,
     PalyraInfo,
+    ProviderModel,
+    TokenCount,
     Transcription,
 )
 
 __all__: list[str] = []
 
 T = TypeVar("T")
-Operation = Literal["chat", "embeddings", "transcription"]
+Operation = Literal["chat", "embeddings", "transcription", "models", "count_tokens"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -74,6 +76,7 @@ class Outcome:
 Flow = Generator[ProviderCall, Outcome, T]
 
 ERROR_BODY_LIMIT = 64 * 1024
+_MAX_PAGES = 100  # a model list longer than this is an upstream bug
 
 
 class BodyReader:
@@ -260,6 +263,45 @@ class Pipeline:
         return self._complete(
             ctx, adapter.transcription_response(target, request, response)
         )
+
+    def provider_models(self, provider: str) -> Flow[list[ProviderModel]]:
+        """Flow listing a provider's own models, following pagination."""
+        model = self.registry.any_model(provider)
+        ctx = CallContext("models", model, time.perf_counter())
+        adapter = self._adapter(model)
+        target = Target(model, self._credential(model))
+        found: list[ProviderModel] = []
+        cursor: str | None = None
+        for _ in range(_MAX_PAGES):
+            request = adapter.models_request(target, cursor)
+            response = yield from self._attempt(ctx, adapter, target, request, False)
+            page, cursor = adapter.models_response(target, response)
+            found.extend(page)
+            if cursor is None:
+                break
+        return found
+
+    def count_tokens(
+        self, model_name: str | None, request: ChatRequest, exact: bool
+    ) -> Flow[TokenCount]:
+        """Flow of a token count: the local estimate, plus the provider's exact
+        count when asked and offered."""
+        model = self.registry.resolve(model_name, "chat")
+        estimate = self._counter().estimate_chat(
+            model.upstream, request.messages, request.body.get("tools")
+        )
+        count = TokenCount(estimate=estimate)
+        adapter = self._adapter(model)
+        if exact:
+            target = Target(model, self._credential(model))
+            http_request = adapter.count_tokens_request(target, request)
+            if http_request is not None:
+                ctx = CallContext("count_tokens", model, time.perf_counter())
+                response = yield from self._attempt(
+                    ctx, adapter, target, http_request, False
+                )
+                count.exact = adapter.count_tokens_response(target, response)
+        return count
 
     def _dispatch(self, ctx: CallContext) -> tuple[Target, ProviderAdapter]:
         for hook in self.before_dispatch:

@@ -125,6 +125,20 @@ class Registry:
             )
         return model
 
+    def any_model(self, provider: str) -> ResolvedModel:
+        """A model of ``provider`` to address provider-level calls with.
+
+        Raises:
+            ModelNotFoundError: the provider is unknown or has no model.
+        """
+        for model in self.models.values():
+            if model.provider.id == provider:
+                return model
+        raise ModelNotFoundError(
+            f"provider {provider!r} is not configured or has no model",
+            provider=provider,
+        )
+
     def describe(self) -> list[ModelInfo]:
         """Every registry model, as `ModelInfo`."""
         defaults = {id(m) for m in self._defaults.values() if m is not None}

@@ -33,6 +33,8 @@ __all__ = [
     "ModelInfo",
     "PalyraInfo",
     "PromptTokensDetails",
+    "ProviderModel",
+    "TokenCount",
     "ToolCall",
     "Transcription",
     "TranscriptionSegment",
@@ -255,3 +257,21 @@ class ModelInfo(_Wire):
     context_window: int | None = None
     max_output_tokens: int | None = None
     aliases: list[str] = Field(default_factory=list)
+
+
+class ProviderModel(_Wire):
+    """A model as the provider's own model list names it."""
+
+    id: str
+    provider: str
+    display_name: str | None = None
+    created: int | None = None
+    owned_by: str | None = None
+
+
+class TokenCount(_Wire):
+    """A prompt's size: palyra's local estimate, and the provider's exact count
+    where the provider offers one (Anthropic's ``count_tokens``)."""
+
+    estimate: TokenEstimate
+    exact: int | None = None

@@ -30,6 +30,8 @@ PAIRS = [
     pytest.param("embed", "aembed", id="embed"),
     pytest.param("transcribe", "atranscribe", id="transcribe"),
     pytest.param("close", "aclose", id="close"),
+    pytest.param("provider_models", "aprovider_models", id="provider_models"),
+    pytest.param("count_tokens", "acount_tokens", id="count_tokens"),
 ]
 # Only the stream classes differ between the twins' return types.
 RETURN_TWINS = {"Stream": "AsyncStream"}
@@ -66,6 +68,8 @@ def test_every_async_method_has_a_sync_twin() -> None:
         "aembed": "embed",
         "atranscribe": "transcribe",
         "aclose": "close",
+        "aprovider_models": "provider_models",
+        "acount_tokens": "count_tokens",
     }
 
 

@@ -29,13 +29,19 @@ from .._exceptions import (
     InvalidRequestError,
     UnsupportedCapabilityError,
 )
-from .._request import ChatRequest, EmbeddingsRequest, TranscriptionRequest
-from .._wire import ChatCompletion, EmbeddingResponse, Transcription
+from .._request import (
+    CallOptions,
+    ChatRequest,
+    EmbeddingsRequest,
+    TranscriptionRequest,
+)
+from .._wire import ChatCompletion, EmbeddingResponse, ProviderModel, Transcription
 from .anthropic_stream import AnthropicStreamParser, finish_reason, usage_from
 from .base import (
     USER_AGENT,
     Target,
     encode_json,
+    models_page,
     parse_json,
     request_id,
     status_error_from_response,
@@ -47,6 +53,7 @@ __all__ = ["DEFAULT_MAX_TOKENS", "AnthropicAdapter", "messages_payload"]
 API_VERSION = "2023-06-01"
 OAUTH_BETA = "oauth-2025-04-20"
 DEFAULT_MAX_TOKENS = 4096
+MODELS_PAGE_SIZE = 100
 JSON_INSTRUCTION = (
     "Respond with one valid JSON object and nothing else: no prose, no code fences."
 )
@@ -131,6 +138,58 @@ class AnthropicAdapter:
     ) -> Transcription:
         """Anthropic has no transcription endpoint."""
         raise _unsupported(target, "audio_transcription")
+
+    def models_request(self, target: Target, cursor: str | None) -> httpx.Request:
+        """One page of ``GET /v1/models``, after ``cursor``."""
+        params = {"limit": str(MODELS_PAGE_SIZE)}
+        if cursor is not None:
+            params["after_id"] = cursor
+        return httpx.Request(
+            "GET",
+            self._url(target, "/v1/models"),
+            params=params,
+            headers=_headers(target, {}),
+            extensions={"timeout": timeout_for(target, CallOptions())},
+        )
+
+    def models_response(
+        self, target: Target, response: httpx.Response
+    ) -> tuple[list[ProviderModel], str | None]:
+        """A page of models and the id to continue after, when there are more."""
+        payload = parse_json(target, response, "models")
+        if not isinstance(payload, dict):
+            payload = {}
+        page = models_page(target, response, payload.get("data"))
+        more = payload.get("has_more") and payload.get("last_id")
+        return page, str(more) if more else None
+
+    def count_tokens_request(
+        self, target: Target, request: ChatRequest
+    ) -> httpx.Request | None:
+        """``POST /v1/messages/count_tokens`` for the same body a call would send."""
+        payload = messages_payload(target, request)
+        for name in ("max_tokens", "stream", "stop_sequences", "temperature", "top_p"):
+            payload.pop(name, None)
+        payload.pop("metadata", None)
+        return httpx.Request(
+            "POST",
+            self._url(target, "/v1/messages/count_tokens"),
+            headers=_headers(target, request.call.extra_headers),
+            content=encode_json(payload),
+            extensions={"timeout": timeout_for(target, request.call)},
+        )
+
+    def count_tokens_response(self, target: Target, response: httpx.Response) -> int:
+        """``input_tokens`` of the count."""
+        payload = parse_json(target, response, "count_tokens")
+        count = payload.get("input_tokens") if isinstance(payload, dict) else None
+        if not isinstance(count, int):
+            raise target.fail(
+                APIResponseValidationError,
+                f"upstream token count has no input_tokens: {payload}",
+                request_id=request_id(response),
+            )
+        return count
 
     def status_error(self, target: Target, response: httpx.Response) -> APIStatusError:
         """Map ``{"type": "error", "error": {...}}`` (or any body) to the tree."""

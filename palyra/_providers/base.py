@@ -33,6 +33,7 @@ from .._wire import (
     ChatCompletion,
     ChatCompletionChunk,
     EmbeddingResponse,
+    ProviderModel,
     Transcription,
 )
 
@@ -111,6 +112,22 @@ class ProviderAdapter(Protocol):
     ) -> Transcription:
         """Parse a 2xx transcription response."""
 
+    def models_request(self, target: Target, cursor: str | None) -> httpx.Request:
+        """Build one page of the provider's model list."""
+
+    def models_response(
+        self, target: Target, response: httpx.Response
+    ) -> tuple[list[ProviderModel], str | None]:
+        """One page of models and the cursor of the next page (None at the end)."""
+
+    def count_tokens_request(
+        self, target: Target, request: ChatRequest
+    ) -> httpx.Request | None:
+        """Build an exact token count, or None when the provider has none."""
+
+    def count_tokens_response(self, target: Target, response: httpx.Response) -> int:
+        """The exact prompt token count."""
+
     def status_error(self, target: Target, response: httpx.Response) -> APIStatusError:
         """The typed error for a non-2xx response (body already read)."""
 
@@ -143,6 +160,29 @@ def auth_headers(target: Target) -> dict[str, str]:
     if style == "x-api-key":
         return {"x-api-key": target.credential}
     return {"authorization": f"Bearer {target.credential}"}
+
+
+def models_page(
+    target: Target, response: httpx.Response, items: Any
+) -> list[ProviderModel]:
+    """`ProviderModel`s from the ``data`` items of a model list."""
+    if not isinstance(items, list):
+        raise target.fail(
+            APIResponseValidationError,
+            "upstream model list has no 'data' list",
+            request_id=request_id(response),
+        )
+    return [
+        ProviderModel(
+            id=str(item["id"]),
+            provider=target.model.provider.id,
+            display_name=item.get("display_name"),
+            created=item.get("created"),
+            owned_by=item.get("owned_by"),
+        )
+        for item in items
+        if isinstance(item, dict) and "id" in item
+    ]
 
 
 def request_id(response: httpx.Response) -> str | None:

@@ -14,13 +14,19 @@ from .._exceptions import (
     APIStatusError,
     StreamInterruptedError,
 )
-from .._request import ChatRequest, EmbeddingsRequest, TranscriptionRequest
+from .._request import (
+    CallOptions,
+    ChatRequest,
+    EmbeddingsRequest,
+    TranscriptionRequest,
+)
 from .._sse import ServerSentEvent, SSEDecoder
 from .._stream import ChunkAccumulator
 from .._wire import (
     ChatCompletion,
     ChatCompletionChunk,
     EmbeddingResponse,
+    ProviderModel,
     Transcription,
 )
 from .base import (
@@ -29,6 +35,7 @@ from .base import (
     auth_headers,
     encode_json,
     error_from_payload,
+    models_page,
     parse_json,
     request_id,
     status_error_from_response,
@@ -59,6 +66,7 @@ class OpenAIAdapter:
         path: str,
         call_headers: Any,
         timeout: dict[str, float],
+        method: str = "POST",
         **kw: Any,
     ) -> httpx.Request:
         # httpx.Headers merges case-insensitively: no header is ever sent twice.
@@ -71,7 +79,7 @@ class OpenAIAdapter:
         if url is None:
             url = self._urls[key] = httpx.URL(key[0] + path)
         return httpx.Request(
-            "POST",
+            method,
             url,
             headers=headers,
             extensions={"timeout": timeout},
@@ -200,6 +208,35 @@ class OpenAIAdapter:
                 request_id=request_id(response),
             )
         return result
+
+    def models_request(self, target: Target, cursor: str | None) -> httpx.Request:
+        """``GET /models`` (OpenAI lists every model on one page)."""
+        return self._request(
+            target,
+            "/models",
+            {},
+            timeout_for(target, CallOptions()),
+            method="GET",
+            headers={"user-agent": USER_AGENT},
+        )
+
+    def models_response(
+        self, target: Target, response: httpx.Response
+    ) -> tuple[list[ProviderModel], str | None]:
+        """All models; there is no next page."""
+        payload = parse_json(target, response, "models")
+        items = payload.get("data") if isinstance(payload, dict) else None
+        return models_page(target, response, items), None
+
+    def count_tokens_request(
+        self, target: Target, request: ChatRequest
+    ) -> httpx.Request | None:
+        """OpenAI has no token-count endpoint: the local estimate stands."""
+        return None
+
+    def count_tokens_response(self, target: Target, response: httpx.Response) -> int:
+        """Never called: `count_tokens_request` builds no request."""
+        raise NotImplementedError
 
     def status_error(self, target: Target, response: httpx.Response) -> APIStatusError:
         """Map an OpenAI error envelope (or any other body) to the error tree."""
