@@ -16,10 +16,15 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from bench import imports, overhead, streaming  # noqa: E402
+from bench import anthropic_stream, imports, overhead, streaming  # noqa: E402
 from bench._common import machine, save  # noqa: E402
 
-BENCHMARKS = {"import": imports.run, "overhead": overhead.run, "stream": streaming.run}
+BENCHMARKS = {
+    "import": imports.run,
+    "overhead": overhead.run,
+    "stream": streaming.run,
+    "anthropic": anthropic_stream.run,
+}
 
 
 def main(argv: list[str] | None = None) -> int:
