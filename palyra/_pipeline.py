@@ -187,7 +187,10 @@ class Pipeline:
     ) -> Flow[ChatCompletion]:
         """Flow of a non-streaming chat call."""
         ctx, target, adapter, response = yield from self._chat(model_name, request)
-        return self._complete(ctx, adapter.chat_response(target, response))
+        completion = adapter.chat_response(target, response)
+        if request.needs.json_mode:
+            check_json_answer(target, completion)
+        return self._complete(ctx, completion)
 
     def chat_stream(
         self, model_name: str | None, request: ChatRequest

@@ -63,10 +63,18 @@ class SSEDecoder:
         return events
 
     def flush(self) -> list[ServerSentEvent]:
-        """At end of body: events completed by a final CR held back by `feed`."""
-        if self._buffer.endswith(b"\r"):
-            return self.feed(b"\n")
-        return []
+        """At end of body: dispatch what is pending as if the body had ended
+        with a blank line (recorded and real streams often end without one).
+
+        The last event may then be cut short; parsers treat an event from
+        `flush` that does not parse as an interrupted stream, not as garbage.
+        """
+        events = self.feed(b"\n") if self._buffer else []
+        if self._data:
+            event = self._dispatch()
+            if event is not None:
+                events.append(event)
+        return events
 
     def close(self) -> bool:
         """End of stream. Returns True when an unfinished event was left over."""

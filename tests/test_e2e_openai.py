@@ -211,6 +211,19 @@ async def test_chat_options_extra_body_and_headers(
         "response_format": {"type": "json_object"},
         "user": "user-1",
     }
+    # JSON mode answers are checked to be JSON: answer with a JSON object.
+    answer = {"role": "assistant", "content": '{"ok": true}'}
+    upstream.enqueue(
+        Reply(
+            json={
+                "id": "chatcmpl-json",
+                "object": "chat.completion",
+                "created": 0,
+                "model": MODEL,
+                "choices": [{"index": 0, "message": answer, "finish_reason": "stop"}],
+            }
+        )
+    )
     async with connect(config) as client:
         await chat(
             client,

@@ -67,16 +67,21 @@ def test_cr_terminated_final_event_is_dispatched() -> None:
     assert decoder.close() is False
 
 
-def test_flush_completes_only_what_a_final_cr_ends() -> None:
-    """`flush()` ends a held-back CR line but never invents a blank line."""
+def test_flush_dispatches_what_is_pending() -> None:
+    """`flush()` dispatches the pending event as if a blank line had ended the
+    body (recorded streams end without one); parsers judge a cut event."""
     decoder = SSEDecoder()
     assert decoder.feed(b"data: a\r") == []
-    assert decoder.flush() == []
-    assert decoder.close() is True
+    assert decoder.flush() == [ServerSentEvent(data="a")]
+    assert decoder.close() is False
     decoder = SSEDecoder()
     assert decoder.feed(b"data: a\n\ndata: b\n") == [ServerSentEvent(data="a")]
-    assert decoder.flush() == []
-    assert decoder.close() is True
+    assert decoder.flush() == [ServerSentEvent(data="b")]
+    assert decoder.close() is False
+    decoder = SSEDecoder()
+    assert decoder.feed(b"data: a\n\ndata: cut mid-li") == [ServerSentEvent(data="a")]
+    assert decoder.flush() == [ServerSentEvent(data="cut mid-li")]
+    assert decoder.close() is False
 
 
 def test_crlf_split_across_feeds_is_one_line_break() -> None:

@@ -248,7 +248,11 @@ def messages_payload(target: Target, request: ChatRequest) -> dict[str, Any]:
             provider=target.model.provider.id,
             model=target.model.id,
         )
-    system, messages = _split_system(request.messages)
+    try:
+        system, messages = _split_system(request.messages)
+    except UnsupportedCapabilityError as exc:
+        exc.provider, exc.model = target.model.provider.id, target.model.id
+        raise
     if request.needs.json_mode:
         system.append(_json_instruction(body.get("response_format")))
     payload: dict[str, Any] = {
@@ -348,6 +352,11 @@ def _content_blocks(content: Any) -> list[dict[str, Any]]:
             blocks.append(block)
         elif kind == "image_url":
             blocks.append(_image(part["image_url"]))
+        elif kind in ("input_audio", "file"):
+            # Never drop input silently: the Messages API has no such block.
+            raise UnsupportedCapabilityError(
+                f"anthropic models take no {kind} content parts", capability=kind
+            )
     return blocks
 
 

@@ -84,6 +84,8 @@ class _State:
     usage: dict[str, Any] = field(default_factory=dict)
     # Anthropic block index -> OpenAI tool-call index, and its name.
     tools: dict[int, tuple[int, str]] = field(default_factory=dict)
+    # Tool-call indexes that received argument pieces.
+    with_arguments: set[int] = field(default_factory=set)
     stop_reason: str | None = None
     stopped: bool = False
 
@@ -106,7 +108,18 @@ class AnthropicStreamParser:
 
     def flush(self) -> list[ChatCompletionChunk]:
         """Chunks completed only by the end of the body."""
-        return self._events(self._sse.flush())
+        events = self._sse.flush()
+        try:
+            return self._events(events)
+        except APIResponseValidationError:
+            cut = True
+        if cut:  # raised outside the except block: no chained upstream text
+            raise self._target.fail(
+                StreamInterruptedError,
+                "upstream stream ended in the middle of an event, before"
+                " message_stop; the answer is partial",
+            )
+        return []
 
     def _events(self, events: list[ServerSentEvent]) -> list[ChatCompletionChunk]:
         chunks = []
@@ -180,11 +193,20 @@ class AnthropicStreamParser:
             piece = delta.get("partial_json", "")
             if tool is None or not piece:
                 return []
+            self._state.with_arguments.add(tool[0])
             call = {"index": tool[0], "function": {"arguments": piece}}
             return [self._chunk({"tool_calls": [call]})]
         if kind == "thinking_delta":
             return [self._chunk({"reasoning_content": delta.get("thinking", "")})]
         return []
+
+    def _block_stop(self, payload: dict[str, Any]) -> list[dict[str, Any]]:
+        tool = self._state.tools.get(int(payload.get("index", 0)))
+        if tool is None or tool[0] in self._state.with_arguments:
+            return []
+        # A tool called without input: say "{}" as OpenAI streams do.
+        call = {"index": tool[0], "function": {"arguments": "{}"}}
+        return [self._chunk({"tool_calls": [call]})]
 
     def _message_delta(self, payload: dict[str, Any]) -> list[dict[str, Any]]:
         self._state.usage.update(payload.get("usage") or {})
@@ -232,6 +254,7 @@ _HANDLERS = {
     "message_start": AnthropicStreamParser._message_start,
     "content_block_start": AnthropicStreamParser._block_start,
     "content_block_delta": AnthropicStreamParser._block_delta,
+    "content_block_stop": AnthropicStreamParser._block_stop,
     "message_delta": AnthropicStreamParser._message_delta,
     "message_stop": AnthropicStreamParser._message_stop,
 }

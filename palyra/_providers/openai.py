@@ -303,7 +303,18 @@ class OpenAIStreamParser:
 
     def flush(self) -> list[ChatCompletionChunk]:
         """Chunks completed only by the end of the body."""
-        return self._events(self._sse.flush())
+        events = self._sse.flush()
+        try:
+            return self._events(events)
+        except APIResponseValidationError:
+            cut = True
+        if cut:  # raised outside the except block: no chained upstream text
+            raise self._target.fail(
+                StreamInterruptedError,
+                "upstream stream ended in the middle of an event; the answer is"
+                " partial",
+            )
+        return []
 
     def _events(self, events: list[ServerSentEvent]) -> list[ChatCompletionChunk]:
         chunks = []
