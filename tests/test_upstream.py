@@ -16,6 +16,8 @@ import pytest
 from tests.upstream import (
     Reply,
     Upstream,
+    anthropic_error_reply,
+    anthropic_sse,
     error_reply,
     html_reply,
     load_recorded,
@@ -24,6 +26,8 @@ from tests.upstream import (
 pytestmark = pytest.mark.e2e
 
 CHAT = "/chat/completions"
+MESSAGES = "/v1/messages"
+ANTHROPIC_HEADERS = {"anthropic-version": "2023-06-01", "x-api-key": "sk-ant"}
 
 
 @pytest.fixture
@@ -473,3 +477,342 @@ def test_fixture_copies_match_shared_recordings() -> None:
     ours = Path(__file__).resolve().parent / "fixtures" / "recorded"
     for path in shared.rglob("*.sse"):
         assert (ours / path.relative_to(shared)).read_bytes() == path.read_bytes()
+
+
+# ------------------------------------------------------------------- Anthropic
+
+
+@pytest.fixture
+def anthropic(upstream: Upstream) -> Iterator[httpx.Client]:
+    """An httpx client at the Anthropic base URL, sending Anthropic headers."""
+    with httpx.Client(
+        base_url=upstream.origin, headers=ANTHROPIC_HEADERS, timeout=5.0
+    ) as http:
+        yield http
+
+
+def messages_body(text: str, **extra: Any) -> dict[str, Any]:
+    """A Messages request whose last user message is ``text``."""
+    return {
+        "model": "claude-sonnet-4-5",
+        "max_tokens": 64,
+        "system": "be brief",
+        "messages": [
+            {"role": "user", "content": "earlier words"},
+            {"role": "assistant", "content": [{"type": "text", "text": "ok"}]},
+            {"role": "user", "content": text},
+        ],
+        **extra,
+    }
+
+
+def named_events(raw: bytes) -> list[tuple[str, dict[str, Any]]]:
+    """The ``(event, data)`` pairs of a named-event SSE body, in order."""
+    events = []
+    for block in raw.decode().replace("\r\n", "\n").split("\n\n"):
+        fields = dict(
+            line.split(": ", 1) for line in block.splitlines() if ": " in line
+        )
+        if fields:
+            events.append((fields["event"], json.loads(fields["data"])))
+    return events
+
+
+def test_anthropic_messages_echo(upstream: Upstream, anthropic: httpx.Client) -> None:
+    """POST /v1/messages echoes the last user message with word-count usage."""
+    response = anthropic.post(MESSAGES, json=messages_body("hello there world"))
+    assert response.status_code == 200
+    assert response.headers["content-type"] == "application/json"
+    assert response.headers["request-id"] == "req_1"
+    assert "x-request-id" not in response.headers
+    assert response.json() == {
+        "id": "msg_upstream_1",
+        "type": "message",
+        "role": "assistant",
+        "model": "claude-sonnet-4-5",
+        "content": [{"type": "text", "text": "hello there world"}],
+        "stop_reason": "end_turn",
+        "stop_sequence": None,
+        "usage": {
+            "input_tokens": 8,
+            "output_tokens": 3,
+            "cache_creation_input_tokens": 0,
+            "cache_read_input_tokens": 0,
+        },
+    }
+    recorded = upstream.requests[0]
+    assert (recorded.method, recorded.path) == ("POST", "/v1/messages")
+    assert recorded.headers["anthropic-version"] == "2023-06-01"
+
+
+def test_anthropic_messages_blocks_and_tool_results(anthropic: httpx.Client) -> None:
+    """Text blocks are joined; a turn of only tool results gets a fixed reply."""
+    blocks = [
+        {"type": "text", "text": "look "},
+        {"type": "image", "source": {"type": "base64", "data": ""}},
+        {"type": "text", "text": "here"},
+    ]
+    body = messages_body("x")
+    body["messages"][-1]["content"] = blocks
+    data = anthropic.post(MESSAGES, json=body).json()
+    assert data["content"] == [{"type": "text", "text": "look here"}]
+    results = [
+        {"type": "tool_result", "tool_use_id": "toolu_1", "content": "sunny, 20C"},
+        {"type": "tool_result", "tool_use_id": "toolu_2", "content": "rainy"},
+    ]
+    body["messages"][-1]["content"] = results
+    data = anthropic.post(MESSAGES, json=body).json()
+    assert data["content"][0]["text"] == "tool results received"
+    # system 2 + "earlier words" 2 + "ok" 1 + tool results 3.
+    assert data["usage"]["input_tokens"] == 8
+
+
+def test_anthropic_messages_streaming(anthropic: httpx.Client) -> None:
+    """Streaming sends Anthropic's named events in order; the deltas rebuild it."""
+    body = messages_body("hello  there world", stream=True)
+    with anthropic.stream("POST", MESSAGES, json=body) as response:
+        assert response.status_code == 200
+        assert response.headers["content-type"].startswith("text/event-stream")
+        assert response.headers["request-id"] == "req_1"
+        raw = response.read()
+    assert raw.startswith(b"event: message_start\ndata: {")
+    events = named_events(raw)
+    assert [name for name, _ in events] == [
+        "message_start",
+        "content_block_start",
+        "ping",
+        "content_block_delta",
+        "content_block_delta",
+        "content_block_delta",
+        "content_block_stop",
+        "message_delta",
+        "message_stop",
+    ]
+    assert all(data["type"] == name for name, data in events)
+    start = events[0][1]["message"]
+    assert start["id"] == "msg_upstream_1"
+    assert start["content"] == []
+    assert start["stop_reason"] is None
+    assert start["usage"]["input_tokens"] == 8
+    assert start["usage"]["output_tokens"] == 1
+    assert events[1][1] == {
+        "type": "content_block_start",
+        "index": 0,
+        "content_block": {"type": "text", "text": ""},
+    }
+    deltas = [data["delta"] for name, data in events if name == "content_block_delta"]
+    assert {d["type"] for d in deltas} == {"text_delta"}
+    assert "".join(d["text"] for d in deltas) == "hello  there world"
+    assert events[-2][1] == {
+        "type": "message_delta",
+        "delta": {"stop_reason": "end_turn", "stop_sequence": None},
+        "usage": {"output_tokens": 3},
+    }
+
+
+def test_anthropic_auth() -> None:
+    """With api_key set, x-api-key or Bearer passes; anything else is a 401."""
+    version = {"anthropic-version": "2023-06-01"}
+    with Upstream(api_key="sk-ant") as upstream:
+        upstream.enqueue(Reply(status=201, json={"scripted": True}))
+        with httpx.Client(base_url=upstream.origin, timeout=5.0) as http:
+            for bad in (
+                {},
+                {"x-api-key": "sk-bad"},
+                {"authorization": "Bearer sk-bad"},
+                {"authorization": "sk-ant"},
+            ):
+                response = http.post(
+                    MESSAGES, json=messages_body("x"), headers={**version, **bad}
+                )
+                assert response.status_code == 401
+                assert response.json() == {
+                    "type": "error",
+                    "error": {
+                        "type": "authentication_error",
+                        "message": "invalid x-api-key",
+                    },
+                }
+                assert response.headers["request-id"].startswith("req_")
+            assert upstream.pending == 1
+            good = {**version, "x-api-key": "sk-ant"}
+            response = http.post(MESSAGES, json=messages_body("x"), headers=good)
+            assert response.status_code == 201
+            assert upstream.pending == 0
+            bearer = {**version, "authorization": "Bearer sk-ant"}
+            response = http.post(MESSAGES, json=messages_body("hi"), headers=bearer)
+            assert response.status_code == 200
+            assert response.json()["content"][0]["text"] == "hi"
+            # The OpenAI side still wants its bearer token, not x-api-key.
+            openai = {"x-api-key": "sk-ant"}
+            response = http.get("/v1/models", headers=openai)
+            assert response.status_code == 401
+            assert response.json()["error"]["code"] == "invalid_api_key"
+
+
+def test_anthropic_missing_version() -> None:
+    """A valid key without anthropic-version is a 400 invalid_request_error."""
+    with Upstream(api_key="sk-ant") as upstream:
+        upstream.enqueue(Reply(status=201))
+        with httpx.Client(base_url=upstream.origin, timeout=5.0) as http:
+            for path in (MESSAGES, f"{MESSAGES}/count_tokens"):
+                response = http.post(
+                    path, json=messages_body("x"), headers={"x-api-key": "sk-ant"}
+                )
+                assert response.status_code == 400
+                body = response.json()
+                assert body["type"] == "error"
+                assert body["error"]["type"] == "invalid_request_error"
+                assert "anthropic-version" in body["error"]["message"]
+        assert upstream.pending == 1
+    with Upstream() as upstream, httpx.Client(base_url=upstream.origin) as http:
+        response = http.post(MESSAGES, json=messages_body("x"))
+        assert response.status_code == 400
+        assert response.json()["error"]["type"] == "invalid_request_error"
+
+
+def test_anthropic_missing_max_tokens(anthropic: httpx.Client) -> None:
+    """max_tokens is required by /v1/messages."""
+    body = messages_body("x")
+    del body["max_tokens"]
+    response = anthropic.post(MESSAGES, json=body)
+    assert response.status_code == 400
+    assert response.json() == {
+        "type": "error",
+        "error": {
+            "type": "invalid_request_error",
+            "message": "max_tokens: Field required",
+        },
+    }
+
+
+def test_anthropic_count_tokens(anthropic: httpx.Client) -> None:
+    """count_tokens counts the words of the messages and system prompt."""
+    body = messages_body("one two three")
+    del body["max_tokens"]
+    response = anthropic.post(f"{MESSAGES}/count_tokens", json=body)
+    assert response.status_code == 200
+    assert response.json() == {"input_tokens": 8}
+    blocks = [{"type": "text", "text": "a b"}, {"type": "text", "text": "c"}]
+    body = {
+        "model": "m",
+        "system": blocks,
+        "messages": [{"role": "user", "content": "d"}],
+    }
+    response = anthropic.post(f"{MESSAGES}/count_tokens", json=body)
+    assert response.json() == {"input_tokens": 4}
+
+
+def test_anthropic_models_pagination(anthropic: httpx.Client) -> None:
+    """Anthropic's GET /v1/models pages with limit and after_id."""
+    first = anthropic.get("/v1/models", params={"limit": 2})
+    assert first.status_code == 200
+    assert first.headers["request-id"] == "req_1"
+    page = first.json()
+    assert page == {
+        "data": [
+            {
+                "type": "model",
+                "id": "claude-sonnet-4-5",
+                "display_name": "Claude Sonnet 4.5",
+                "created_at": "2025-02-19T00:00:00Z",
+            },
+            {
+                "type": "model",
+                "id": "claude-haiku-4-5",
+                "display_name": "Claude Haiku 4.5",
+                "created_at": "2025-02-19T00:00:00Z",
+            },
+        ],
+        "has_more": True,
+        "first_id": "claude-sonnet-4-5",
+        "last_id": "claude-haiku-4-5",
+    }
+    params = {"limit": 2, "after_id": page["last_id"]}
+    second = anthropic.get("/v1/models", params=params).json()
+    assert [m["id"] for m in second["data"]] == ["claude-opus-4-1"]
+    assert second["has_more"] is False
+    assert second["first_id"] == second["last_id"] == "claude-opus-4-1"
+    everything = anthropic.get("/v1/models").json()
+    assert len(everything["data"]) == 3
+    assert everything["has_more"] is False
+    assert anthropic.get("/v1/models", params={"limit": 0}).status_code == 400
+
+
+def test_models_dialect_follows_version_header(
+    upstream: Upstream, client: httpx.Client
+) -> None:
+    """Without anthropic-version GET /v1/models keeps the OpenAI list."""
+    assert client.get("/models").json()["object"] == "list"
+    anthropic = client.get("/models", headers={"anthropic-version": "2023-06-01"})
+    assert "has_more" in anthropic.json()
+    assert [r.path for r in upstream.requests] == ["/v1/models", "/v1/models"]
+
+
+def test_anthropic_scripted_overloaded(
+    upstream: Upstream, anthropic: httpx.Client
+) -> None:
+    """A scripted 529 overloaded_error takes precedence over the default."""
+    upstream.enqueue(
+        anthropic_error_reply(
+            529, "overloaded_error", "Overloaded", headers={"retry-after": "2"}
+        )
+    )
+    response = anthropic.post(MESSAGES, json=messages_body("x"))
+    assert response.status_code == 529
+    assert response.headers["retry-after"] == "2"
+    assert response.headers["request-id"] == "req_1"
+    assert response.json() == {
+        "type": "error",
+        "error": {"type": "overloaded_error", "message": "Overloaded"},
+    }
+    assert anthropic.post(MESSAGES, json=messages_body("x")).status_code == 200
+
+
+def test_anthropic_sse_helper(upstream: Upstream, anthropic: httpx.Client) -> None:
+    """anthropic_sse writes named events; cut_after counts them."""
+    upstream.enqueue(
+        anthropic_sse(
+            [
+                ("ping", {}),
+                ("error", {"error": {"type": "overloaded_error", "message": "x"}}),
+            ]
+        ),
+        anthropic_sse([("ping", {}), ("ping", {}), ("ping", {})], cut_after=1),
+    )
+    body = messages_body("x", stream=True)
+    with anthropic.stream("POST", MESSAGES, json=body) as response:
+        raw = response.read()
+    assert raw == (
+        b'event: ping\ndata: {"type":"ping"}\n\n'
+        b"event: error\n"
+        b'data: {"type":"error","error":{"type":"overloaded_error","message":"x"}}'
+        b"\n\n"
+    )
+    received: list[str] = []
+    with anthropic.stream("POST", MESSAGES, json=body) as response:
+        lines = response.iter_lines()
+        with pytest.raises(httpx.RemoteProtocolError):
+            received.extend(line for line in lines if line)
+    assert received == ["event: ping", 'data: {"type":"ping"}']
+
+
+def test_anthropic_sse_raw_recorded(
+    upstream: Upstream, anthropic: httpx.Client
+) -> None:
+    """A recorded Anthropic stream is served byte for byte as named events."""
+    recorded = load_recorded("anthropic/tool_use_response.sse")
+    upstream.enqueue(Reply(sse_raw=recorded))
+    body = messages_body("x", stream=True)
+    with anthropic.stream("POST", MESSAGES, json=body) as response:
+        assert response.headers["content-type"].startswith("text/event-stream")
+        raw = response.read()
+    assert raw == recorded
+    events = named_events(raw)
+    assert events[0][0] == "message_start"
+    assert events[-1][0] == "message_stop"
+    assert any(
+        data.get("content_block", {}).get("type") == "tool_use"
+        for name, data in events
+        if name == "content_block_start"
+    )

@@ -1,9 +1,10 @@
-"""A real OpenAI-compatible HTTP server on 127.0.0.1 for end-to-end tests.
+"""A real OpenAI- and Anthropic-compatible HTTP server on 127.0.0.1 for e2e tests.
 
 The server is built on the standard library only (``http.server``) and runs in a
-daemon thread.  It answers the OpenAI wire format with deterministic, echo-style
-defaults, and can be scripted with :class:`Reply` objects to produce errors,
-recorded SSE streams, slow or truncated responses, hangs and connection resets::
+daemon thread.  It answers the OpenAI and the Anthropic Messages wire formats
+with deterministic, echo-style defaults, and can be scripted with :class:`Reply`
+objects to produce errors, recorded SSE streams, slow or truncated responses,
+hangs and connection resets::
 
     with Upstream(api_key="sk-test") as upstream:
         upstream.enqueue(error_reply(429, "Rate limit reached", code="rate_limit"))
@@ -20,7 +21,19 @@ their path; when the queue is empty the default behaviour answers:
 * ``POST /v1/audio/transcriptions`` parses the multipart upload and answers
   ``"transcribed <N> bytes of <filename>"`` (json, verbose_json or text);
 * ``GET /v1/models`` lists one model;
-* anything else is a 404 with the OpenAI error envelope.
+* ``POST /v1/messages`` (Anthropic) echoes the text of the last user message as
+  a ``message`` object or, with ``"stream": true``, as named SSE events
+  (``message_start`` ... ``message_stop``, one ``text_delta`` per word);
+* ``POST /v1/messages/count_tokens`` (Anthropic) counts the words of the
+  messages and system prompt;
+* ``GET /v1/models`` *with an* ``anthropic-version`` *header* pages through
+  :data:`ANTHROPIC_MODELS` (``limit``, ``after_id``);
+* anything else is a 404 with the OpenAI error envelope (the Anthropic one for
+  ``/v1/messages/...`` or when the request carries ``anthropic-version``).
+
+The Anthropic client's base URL is :attr:`Upstream.origin` (it appends
+``/v1/messages``); the OpenAI one is :attr:`Upstream.base_url` (``.../v1``).
+Answers to Anthropic requests carry ``request-id`` instead of ``x-request-id``.
 """
 
 from __future__ import annotations
@@ -43,6 +56,7 @@ import sys
 import threading
 import time
 import traceback
+import urllib.parse
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -50,9 +64,12 @@ from types import TracebackType
 from typing import Any
 
 __all__ = [
+    "ANTHROPIC_MODELS",
     "RecordedRequest",
     "Reply",
     "Upstream",
+    "anthropic_error_reply",
+    "anthropic_sse",
     "error_reply",
     "fixtures_dir",
     "html_reply",
@@ -61,6 +78,16 @@ __all__ = [
 
 DEFAULT_MODEL = "gpt-4o-mini"
 DEFAULT_EMBEDDING_DIMENSIONS = 8
+ANTHROPIC_MODELS: tuple[tuple[str, str], ...] = (
+    ("claude-sonnet-4-5", "Claude Sonnet 4.5"),
+    ("claude-haiku-4-5", "Claude Haiku 4.5"),
+    ("claude-opus-4-1", "Claude Opus 4.1"),
+)
+"""``(id, display_name)`` of the models the Anthropic ``GET /v1/models`` lists."""
+ANTHROPIC_MODELS_CREATED_AT = "2025-02-19T00:00:00Z"
+ANTHROPIC_TOOL_RESULTS_TEXT = "tool results received"
+"""The echo when the last user message holds only ``tool_result`` blocks."""
+_ANTHROPIC_ROUTES = ("/v1/messages", "/v1/messages/count_tokens")
 
 _SSE_EVENT_SPLIT = re.compile(rb"(?<=\r\n\r\n)|(?<=\n\n)|(?<=\r\r)")
 _WORD_PIECES = re.compile(r"\s*\S+\s*")
@@ -152,6 +179,44 @@ def error_reply(
     )
 
 
+def anthropic_error_reply(
+    status: int,
+    error_type: str,
+    message: str,
+    headers: dict[str, str] | None = None,
+) -> Reply:
+    """A reply carrying the Anthropic error envelope.
+
+    ``{"type": "error", "error": {"type": error_type, "message": message}}``,
+    e.g. ``anthropic_error_reply(529, "overloaded_error", "Overloaded")``.
+    """
+    return Reply(
+        status=status,
+        json=_anthropic_error_body(error_type, message),
+        headers=dict(headers or {}),
+    )
+
+
+def anthropic_sse(
+    events: list[tuple[str, dict[str, Any]]],
+    *,
+    headers: dict[str, str] | None = None,
+    chunk_delay: float = 0.0,
+    cut_after: int | None = None,
+) -> Reply:
+    """Named SSE events, each written as ``event: <name>\\ndata: <json>\\n\\n``.
+
+    The data gets ``"type": <name>`` first unless it has its own ``type``.
+    Served as ``sse_raw``, so ``chunk_delay`` and ``cut_after`` count events.
+    """
+    return Reply(
+        sse_raw=b"".join(_named_event(name, data) for name, data in events),
+        headers=dict(headers or {}),
+        chunk_delay=chunk_delay,
+        cut_after=cut_after,
+    )
+
+
 def html_reply(status: int = 502) -> Reply:
     """An nginx-style HTML error page, as a misbehaving proxy would send."""
     title = f"{status} {_phrase(status)}"
@@ -202,17 +267,30 @@ def _error_body(
     return {"error": {"message": message, "type": type, "param": param, "code": code}}
 
 
+def _anthropic_error_body(error_type: str, message: str) -> dict[str, Any]:
+    return {"type": "error", "error": {"type": error_type, "message": message}}
+
+
+def _named_event(name: str, data: dict[str, Any]) -> bytes:
+    payload = _json.dumps({"type": name, **data}, separators=(",", ":"))
+    return f"event: {name}\ndata: {payload}\n\n".encode()
+
+
 # ------------------------------------------------------------------------ server
 
 
 class Upstream:
-    """An OpenAI-compatible HTTP server on 127.0.0.1 for end-to-end tests."""
+    """An OpenAI- and Anthropic-compatible HTTP server on 127.0.0.1 for tests."""
 
     def __init__(self, *, api_key: str | None = None) -> None:
         """Configure the server; nothing is bound until :meth:`start`.
 
-        With ``api_key`` set, requests without ``Authorization: Bearer
-        <api_key>`` get a 401 (scripted replies are not consumed by them).
+        With ``api_key`` set, OpenAI requests without ``Authorization: Bearer
+        <api_key>`` get a 401; Anthropic requests (``/v1/messages...``, or any
+        request with an ``anthropic-version`` header) need ``x-api-key:
+        <api_key>`` or that bearer header (else a 401 ``authentication_error``)
+        and an ``anthropic-version`` header (else a 400).  Scripted replies are
+        not consumed by rejected requests.
         """
         self.api_key = api_key
         self.requests: list[RecordedRequest] = []
@@ -294,7 +372,7 @@ class Upstream:
 
     @property
     def origin(self) -> str:
-        """``http://127.0.0.1:<port>``."""
+        """``http://127.0.0.1:<port>``, the Anthropic-style base URL."""
         return f"http://127.0.0.1:{self.port}"
 
     @property
@@ -435,19 +513,13 @@ class _Handler(BaseHTTPRequestHandler):
             connection=self._conn_no,
         )
         number = upstream._record(request)
-        reply: Reply | None
-        if (
-            upstream.api_key is not None
-            and headers.get("authorization") != f"Bearer {upstream.api_key}"
-        ):
-            reply = error_reply(
-                401, "Incorrect API key provided", code="invalid_api_key"
-            )
-        else:
+        anthropic = _is_anthropic(request)
+        reply = _check_auth(upstream.api_key, request, anthropic)
+        if reply is None:
             reply = upstream._next_reply()
-            if reply is None:
-                reply = _default_reply(request, number)
-        self._send(reply, number)
+        if reply is None:
+            reply = _default_reply(request, number)
+        self._send(reply, number, anthropic=anthropic)
 
     def _read_body(self) -> bytes:
         if "chunked" in self.headers.get("transfer-encoding", "").lower():
@@ -475,7 +547,7 @@ class _Handler(BaseHTTPRequestHandler):
     def _drop(self) -> None:
         self.close_connection = True
 
-    def _send(self, reply: Reply, number: int) -> None:
+    def _send(self, reply: Reply, number: int, *, anthropic: bool = False) -> None:
         if reply.reset:
             self.connection.setsockopt(
                 socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0)
@@ -515,7 +587,7 @@ class _Handler(BaseHTTPRequestHandler):
 
         put("Server", self.version_string())
         put("Date", self.date_time_string())
-        put("x-request-id", f"req_{number}")
+        put("request-id" if anthropic else "x-request-id", f"req_{number}")
         if content_type:
             put("Content-Type", content_type)
         if streamed:
@@ -565,9 +637,53 @@ class _Handler(BaseHTTPRequestHandler):
 # ------------------------------------------------------------- default behaviour
 
 
+def _route(request: RecordedRequest) -> str:
+    return request.path.split("?", 1)[0].rstrip("/")
+
+
+def _is_anthropic(request: RecordedRequest) -> bool:
+    """A request in the Anthropic dialect (by path, or by its version header)."""
+    route = _route(request)
+    return (
+        route in _ANTHROPIC_ROUTES
+        or route.startswith("/v1/messages/")
+        or "anthropic-version" in request.headers
+    )
+
+
+def _check_auth(
+    api_key: str | None, request: RecordedRequest, anthropic: bool
+) -> Reply | None:
+    """The rejection of a request without the right credentials, if any."""
+    if api_key is None:
+        return None
+    bearer = request.headers.get("authorization") == f"Bearer {api_key}"
+    if not anthropic:
+        if bearer:
+            return None
+        return error_reply(401, "Incorrect API key provided", code="invalid_api_key")
+    if not (bearer or request.headers.get("x-api-key") == api_key):
+        return anthropic_error_reply(401, "authentication_error", "invalid x-api-key")
+    return _require_version(request)
+
+
+def _require_version(request: RecordedRequest) -> Reply | None:
+    if request.headers.get("anthropic-version"):
+        return None
+    return anthropic_error_reply(
+        400, "invalid_request_error", "anthropic-version: header is required"
+    )
+
+
 def _default_reply(request: RecordedRequest, number: int) -> Reply:
-    route = request.path.split("?", 1)[0].rstrip("/")
+    route = _route(request)
     method = request.method
+    if method == "POST" and route == "/v1/messages":
+        return _anthropic_messages(request, number)
+    if method == "POST" and route == "/v1/messages/count_tokens":
+        return _anthropic_count_tokens(request)
+    if method == "GET" and route == "/v1/models" and _is_anthropic(request):
+        return _anthropic_models(request)
     if method == "POST" and route == "/v1/chat/completions":
         return _chat_completions(request, number)
     if method == "POST" and route == "/v1/embeddings":
@@ -588,6 +704,8 @@ def _default_reply(request: RecordedRequest, number: int) -> Reply:
                 ],
             }
         )
+    if _is_anthropic(request):
+        return anthropic_error_reply(404, "not_found_error", "Not Found")
     return error_reply(
         404,
         f"Unknown request URL: {method} {route}. Please check the URL for typos.",
@@ -859,4 +977,190 @@ def _transcriptions(request: RecordedRequest) -> Reply:
         400,
         f"Unsupported response_format: {response_format!r}.",
         param="response_format",
+    )
+
+
+# ------------------------------------------------------------ Anthropic defaults
+
+
+def _anthropic_json_object(request: RecordedRequest) -> dict[str, Any] | Reply:
+    missing = _require_version(request)
+    if missing is not None:
+        return missing
+    try:
+        data = request.json()
+    except ValueError as exc:
+        return anthropic_error_reply(
+            400, "invalid_request_error", f"There was an issue with the JSON: {exc}"
+        )
+    if not isinstance(data, dict):
+        return anthropic_error_reply(
+            400, "invalid_request_error", "The request body must be a JSON object."
+        )
+    return data
+
+
+def _anthropic_text(content: Any) -> str:
+    """Text of Anthropic ``content`` (string or blocks), tool results included."""
+    if isinstance(content, str):
+        return content
+    if not isinstance(content, list):
+        return ""
+    pieces = []
+    for block in content:
+        if not isinstance(block, dict):
+            continue
+        if block.get("type") == "text":
+            pieces.append(str(block.get("text", "")))
+        elif block.get("type") == "tool_result":
+            pieces.append(_anthropic_text(block.get("content")))
+    return " ".join(pieces)
+
+
+def _anthropic_input_tokens(data: dict[str, Any]) -> int | Reply:
+    """Words of the messages and system prompt, or a 400 for bad ``messages``."""
+    messages = data.get("messages")
+    if messages is None:
+        return anthropic_error_reply(
+            400, "invalid_request_error", "messages: Field required"
+        )
+    if not isinstance(messages, list):
+        return anthropic_error_reply(
+            400, "invalid_request_error", "messages: Input should be a valid list"
+        )
+    words = _words(_anthropic_text(data.get("system")))
+    for message in messages:
+        if isinstance(message, dict):
+            words += _words(_anthropic_text(message.get("content")))
+    return words
+
+
+def _anthropic_echo(messages: list[Any]) -> str:
+    """The reply to the last user message (see :data:`ANTHROPIC_TOOL_RESULTS_TEXT`)."""
+    for message in reversed(messages):
+        if not isinstance(message, dict) or message.get("role") != "user":
+            continue
+        content = message.get("content")
+        if isinstance(content, str):
+            return content
+        items = content if isinstance(content, list) else []
+        blocks = [b for b in items if isinstance(b, dict)]
+        if blocks and all(b.get("type") == "tool_result" for b in blocks):
+            return ANTHROPIC_TOOL_RESULTS_TEXT
+        return "".join(
+            str(b.get("text", "")) for b in blocks if b.get("type") == "text"
+        )
+    return ""
+
+
+def _anthropic_messages(request: RecordedRequest, number: int) -> Reply:
+    data = _anthropic_json_object(request)
+    if isinstance(data, Reply):
+        return data
+    input_tokens = _anthropic_input_tokens(data)
+    if isinstance(input_tokens, Reply):
+        return input_tokens
+    if "max_tokens" not in data:
+        return anthropic_error_reply(
+            400, "invalid_request_error", "max_tokens: Field required"
+        )
+    text = _anthropic_echo(data["messages"])
+    output_tokens = _words(text)
+    message: dict[str, Any] = {
+        "id": f"msg_upstream_{number}",
+        "type": "message",
+        "role": "assistant",
+        "model": str(data.get("model") or ANTHROPIC_MODELS[0][0]),
+        "content": [{"type": "text", "text": text}],
+        "stop_reason": "end_turn",
+        "stop_sequence": None,
+        "usage": {
+            "input_tokens": input_tokens,
+            "output_tokens": output_tokens,
+            "cache_creation_input_tokens": 0,
+            "cache_read_input_tokens": 0,
+        },
+    }
+    if not data.get("stream"):
+        return Reply(json=message)
+    start = {
+        **message,
+        "content": [],
+        "stop_reason": None,
+        "usage": {**message["usage"], "output_tokens": 1},
+    }
+    pieces = _WORD_PIECES.findall(text) or ([text] if text else [])
+    empty_block = {"type": "text", "text": ""}
+    events: list[tuple[str, dict[str, Any]]] = [
+        ("message_start", {"message": start}),
+        ("content_block_start", {"index": 0, "content_block": empty_block}),
+        ("ping", {}),
+    ]
+    events += [
+        (
+            "content_block_delta",
+            {"index": 0, "delta": {"type": "text_delta", "text": p}},
+        )
+        for p in pieces
+    ]
+    events += [
+        ("content_block_stop", {"index": 0}),
+        (
+            "message_delta",
+            {
+                "delta": {"stop_reason": "end_turn", "stop_sequence": None},
+                "usage": {"output_tokens": output_tokens},
+            },
+        ),
+        ("message_stop", {}),
+    ]
+    return anthropic_sse(events)
+
+
+def _anthropic_count_tokens(request: RecordedRequest) -> Reply:
+    data = _anthropic_json_object(request)
+    if isinstance(data, Reply):
+        return data
+    input_tokens = _anthropic_input_tokens(data)
+    if isinstance(input_tokens, Reply):
+        return input_tokens
+    return Reply(json={"input_tokens": input_tokens})
+
+
+def _anthropic_models(request: RecordedRequest) -> Reply:
+    query = urllib.parse.parse_qs(request.path.partition("?")[2])
+    raw_limit = query.get("limit", ["20"])[-1]
+    try:
+        limit = int(raw_limit)
+    except ValueError:
+        limit = 0
+    if not 1 <= limit <= 1000:
+        return anthropic_error_reply(
+            400,
+            "invalid_request_error",
+            f"limit: Input should be between 1 and 1000, got {raw_limit!r}",
+        )
+    ids = [model_id for model_id, _ in ANTHROPIC_MODELS]
+    start = 0
+    after = query.get("after_id", [None])[-1]
+    if after is not None:
+        # An unknown cursor yields an empty last page.
+        start = ids.index(after) + 1 if after in ids else len(ids)
+    page = ANTHROPIC_MODELS[start : start + limit]
+    data = [
+        {
+            "type": "model",
+            "id": model_id,
+            "display_name": name,
+            "created_at": ANTHROPIC_MODELS_CREATED_AT,
+        }
+        for model_id, name in page
+    ]
+    return Reply(
+        json={
+            "data": data,
+            "has_more": start + limit < len(ids),
+            "first_id": data[0]["id"] if data else None,
+            "last_id": data[-1]["id"] if data else None,
+        }
     )
