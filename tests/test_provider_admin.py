@@ -138,3 +138,31 @@ async def test_async_twins() -> None:
         count = await client.acount_tokens(USER)
     assert [m.id for m in models] == ["m1", "m2", "m3"]
     assert count.exact == 17
+
+
+@pytest.mark.e2e
+def test_admin_calls_against_loopback_server(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Model pages and count_tokens through a real HTTP server."""
+    from tests.conftest import FAKE_KEY
+    from tests.upstream import ANTHROPIC_MODELS, Upstream
+
+    monkeypatch.setenv("AN_KEY", FAKE_KEY)
+    with Upstream(api_key=FAKE_KEY) as upstream:
+        config = {
+            "providers": [
+                {
+                    "id": "an",
+                    "kind": "anthropic",
+                    "base_url": upstream.origin,
+                    "api_key_env": "AN_KEY",
+                }
+            ],
+            "models": [{"id": "claude-sonnet-4-5", "provider": "an"}],
+        }
+        with palyra.Palyra(config) as client:
+            models = client.provider_models("an")
+            count = client.count_tokens(USER)
+    assert [m.id for m in models] == [model[0] for model in ANTHROPIC_MODELS]
+    assert models[0].display_name == ANTHROPIC_MODELS[0][1]
+    assert models[0].created == 1739923200  # 2025-02-19T00:00:00Z
+    assert count.exact == 3  # words: "Be brief." + "Hi"

@@ -8,6 +8,7 @@ the sync and the async world, so every adapter works in both for free.
 from __future__ import annotations
 
 import json
+from datetime import datetime
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Protocol
@@ -177,12 +178,23 @@ def models_page(
             id=str(item["id"]),
             provider=target.model.provider.id,
             display_name=item.get("display_name"),
-            created=item.get("created"),
+            created=_created(item),
             owned_by=item.get("owned_by"),
         )
         for item in items
         if isinstance(item, dict) and "id" in item
     ]
+
+
+def _created(item: dict[str, Any]) -> int | None:
+    """Unix seconds: OpenAI's ``created``, or Anthropic's ISO ``created_at``."""
+    created = item.get("created")
+    if isinstance(created, int):
+        return created
+    try:
+        return int(datetime.fromisoformat(str(item["created_at"])).timestamp())
+    except (KeyError, ValueError):
+        return None
 
 
 def request_id(response: httpx.Response) -> str | None:
