@@ -8,9 +8,9 @@ the sync and the async world, so every adapter works in both for free.
 from __future__ import annotations
 
 import json
-from datetime import datetime
 from collections.abc import Mapping
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any, Protocol
 
 import httpx
