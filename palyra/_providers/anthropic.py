@@ -333,7 +333,11 @@ def _blocks(message: Mapping[str, Any], index: int) -> list[dict[str, Any]]:
         if message.get("is_error"):
             result["is_error"] = True
         return [result]
-    blocks = _content_blocks(message.get("content"))
+    blocks: list[dict[str, Any]] = []
+    if role == "assistant":
+        # Extended thinking with tools: the API wants the signed blocks back first.
+        blocks = [dict(block) for block in message.get("thinking_blocks") or []]
+    blocks += _content_blocks(message.get("content"))
     for call in message.get("tool_calls") or []:
         blocks.append(_tool_use(call, index))
     return blocks

@@ -20,6 +20,7 @@ tool call whose arguments never became complete JSON raises
 from __future__ import annotations
 
 import json
+import time
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -88,6 +89,10 @@ class _State:
     with_arguments: set[int] = field(default_factory=set)
     stop_reason: str | None = None
     stopped: bool = False
+    created: int = 0
+    # Anthropic block index -> thinking block being assembled (signature included),
+    # to be sent back with a tool result as extended thinking requires.
+    thinking: dict[int, dict[str, Any]] = field(default_factory=dict)
 
 
 class AnthropicStreamParser:
@@ -159,17 +164,27 @@ class AnthropicStreamParser:
         self, delta: dict[str, Any], finish: str | None = None
     ) -> dict[str, Any]:
         choice = {"index": 0, "delta": delta, "finish_reason": finish}
-        return {"id": self._state.id, "model": self._state.model, "choices": [choice]}
+        state = self._state
+        return {
+            "id": state.id,
+            "model": state.model,
+            "created": state.created,
+            "choices": [choice],
+        }
 
     def _message_start(self, payload: dict[str, Any]) -> list[dict[str, Any]]:
         message = payload.get("message") or {}
         self._state.id = str(message.get("id", ""))
         self._state.model = str(message.get("model", ""))
         self._state.usage = dict(message.get("usage") or {})
+        self._state.created = int(time.time())
         return [self._chunk({"role": "assistant", "content": ""})]
 
     def _block_start(self, payload: dict[str, Any]) -> list[dict[str, Any]]:
         block = payload.get("content_block") or {}
+        if block.get("type") in ("thinking", "redacted_thinking"):
+            self._state.thinking[int(payload.get("index", 0))] = dict(block)
+            return []
         if block.get("type") != "tool_use":
             return []
         index = len(self._state.tools)
@@ -196,8 +211,13 @@ class AnthropicStreamParser:
             self._state.with_arguments.add(tool[0])
             call = {"index": tool[0], "function": {"arguments": piece}}
             return [self._chunk({"tool_calls": [call]})]
+        thinking = self._state.thinking.get(int(payload.get("index", 0)))
         if kind == "thinking_delta":
+            if thinking is not None:
+                thinking["thinking"] = thinking.get("thinking", "") + delta["thinking"]
             return [self._chunk({"reasoning_content": delta.get("thinking", "")})]
+        if kind == "signature_delta" and thinking is not None:
+            thinking["signature"] = delta.get("signature", "")
         return []
 
     def _block_stop(self, payload: dict[str, Any]) -> list[dict[str, Any]]:
@@ -236,6 +256,9 @@ class AnthropicStreamParser:
                 f" {self.accumulator.chunks} chunks; the answer is partial",
             )
         completion = self.accumulator.completion()
+        if self._state.thinking and completion.choices:
+            blocks = [block for _, block in sorted(self._state.thinking.items())]
+            completion.choices[0].message.thinking_blocks = blocks  # type: ignore[attr-defined]
         for choice in completion.choices:
             for call in choice.message.tool_calls or []:
                 try:
