@@ -27,6 +27,7 @@ from .._exceptions import (
     APIResponseValidationError,
     APIStatusError,
     InvalidRequestError,
+    OverloadedError,
     UnsupportedCapabilityError,
 )
 from .._request import (
@@ -54,6 +55,14 @@ API_VERSION = "2023-06-01"
 OAUTH_BETA = "oauth-2025-04-20"
 DEFAULT_MAX_TOKENS = 4096
 MODELS_PAGE_SIZE = 100
+# Image types the Messages API accepts (and the common misspelling of one).
+_MEDIA_TYPES = {
+    "image/jpg": "image/jpeg",
+    "image/jpeg": "image/jpeg",
+    "image/png": "image/png",
+    "image/gif": "image/gif",
+    "image/webp": "image/webp",
+}
 JSON_INSTRUCTION = (
     "Respond with one valid JSON object and nothing else: no prose, no code fences."
 )
@@ -87,6 +96,7 @@ class AnthropicAdapter:
         """Build ``POST /v1/messages``."""
         payload = messages_payload(target, request)
         payload.update(request.call.extra_body)
+        _check_thinking(payload, explicit_max=bool(request.requested_output_tokens))
         return httpx.Request(
             "POST",
             self._url(target, "/v1/messages"),
@@ -193,7 +203,19 @@ class AnthropicAdapter:
 
     def status_error(self, target: Target, response: httpx.Response) -> APIStatusError:
         """Map ``{"type": "error", "error": {...}}`` (or any body) to the tree."""
-        return status_error_from_response(target, response)
+        error = status_error_from_response(target, response)
+        if error.type == "overloaded_error" and not isinstance(error, OverloadedError):
+            # Gateways in front of Anthropic relay overload with 500 or 503.
+            return target.fail(  # type: ignore[return-value]
+                OverloadedError,
+                error.message,
+                status_code=error.status_code,
+                request_id=error.request_id,
+                body=error.body,
+                code=error.code,
+                type=error.type,
+            )
+        return error
 
     def _url(self, target: Target, path: str) -> httpx.URL:
         base = target.model.provider.effective_base_url
@@ -212,15 +234,55 @@ def _headers(target: Target, extra: Mapping[str, str]) -> httpx.Headers:
         }
     )
     style = target.model.provider.effective_auth_header
+    betas: list[str] = []
     if target.credential is not None and style == "bearer":
         # OAuth access tokens (and Anthropic-compatible third parties) use Bearer.
         headers["authorization"] = f"Bearer {target.credential}"
-        headers["anthropic-beta"] = OAUTH_BETA
+        betas.append(OAUTH_BETA)
     elif target.credential is not None and style == "x-api-key":
         headers["x-api-key"] = target.credential
     headers.update(target.model.provider.headers)
     headers.update(extra)
+    # Betas from config and caller add to the OAuth one instead of replacing it.
+    for source in (target.model.provider.headers, extra):
+        for name, value in source.items():
+            if name.lower() == "anthropic-beta":
+                betas.extend(v.strip() for v in value.split(",") if v.strip())
+    if betas:
+        headers["anthropic-beta"] = ",".join(dict.fromkeys(betas))
     return headers
+
+
+def _check_thinking(payload: dict[str, Any], *, explicit_max: bool) -> None:
+    """Extended thinking's rules, checked before the upstream says 400.
+
+    ``max_tokens`` must exceed ``budget_tokens`` (a defaulted one is raised to
+    make room), and sampling must be left alone: temperature 1, no ``top_k``,
+    ``top_p`` of at least 0.95, and no forced tool choice.
+    """
+    thinking = payload.get("thinking")
+    if not isinstance(thinking, Mapping) or thinking.get("type") != "enabled":
+        return
+    budget = int(thinking.get("budget_tokens") or 0)
+    if payload["max_tokens"] <= budget:
+        if explicit_max:
+            raise InvalidRequestError(
+                f"max_tokens ({payload['max_tokens']}) must exceed"
+                f" thinking.budget_tokens ({budget})"
+            )
+        payload["max_tokens"] = budget + DEFAULT_MAX_TOKENS
+    if payload.get("temperature", 1) != 1 or "top_k" in payload:
+        raise InvalidRequestError(
+            "with extended thinking anthropic takes no temperature (other than 1)"
+            " and no top_k"
+        )
+    if payload.get("top_p", 1) < 0.95:
+        raise InvalidRequestError("with extended thinking top_p must be >= 0.95")
+    choice = payload.get("tool_choice") or {}
+    if choice.get("type") in ("any", "tool"):
+        raise InvalidRequestError(
+            "with extended thinking tool_choice must be 'auto' or 'none'"
+        )
 
 
 def _unsupported(target: Target, capability: str) -> UnsupportedCapabilityError:
@@ -253,8 +315,14 @@ def messages_payload(target: Target, request: ChatRequest) -> dict[str, Any]:
     except UnsupportedCapabilityError as exc:
         exc.provider, exc.model = target.model.provider.id, target.model.id
         raise
+    if not messages:
+        raise InvalidRequestError(
+            "messages: at least one non-system message is required"
+        )
     if request.needs.json_mode:
-        system.append(_json_instruction(body.get("response_format")))
+        system.append(
+            {"type": "text", "text": _json_instruction(body.get("response_format"))}
+        )
     payload: dict[str, Any] = {
         "model": target.model.upstream,
         "max_tokens": request.requested_output_tokens
@@ -263,7 +331,11 @@ def messages_payload(target: Target, request: ChatRequest) -> dict[str, Any]:
         "messages": messages,
     }
     if system:
-        payload["system"] = "\n\n".join(system)
+        # A plain string unless a block asks for prompt caching.
+        cached = any("cache_control" in block for block in system)
+        payload["system"] = (
+            system if cached else "\n\n".join(block["text"] for block in system)
+        )
     _copy_options(body, payload)
     if request.stream:
         payload["stream"] = True
@@ -300,15 +372,13 @@ def _json_instruction(fmt: Any) -> str:
 
 def _split_system(
     messages: Sequence[Mapping[str, Any]],
-) -> tuple[list[str], list[dict[str, Any]]]:
-    system: list[str] = []
+) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    system: list[dict[str, Any]] = []
     turns: list[dict[str, Any]] = []
     for index, message in enumerate(messages):
         role = message["role"]
         if role in ("system", "developer"):
-            text = _text(message.get("content"))
-            if text.strip():
-                system.append(text)
+            system.extend(_system_blocks(message.get("content"), index))
             continue
         blocks = _blocks(message, index)
         if not blocks:
@@ -319,7 +389,30 @@ def _split_system(
             turns[-1]["content"].extend(blocks)
         else:
             turns.append({"role": wire_role, "content": blocks})
+    for turn in turns:
+        if turn["role"] == "user":
+            # tool_result blocks must open a user turn; sort is stable.
+            turn["content"].sort(key=lambda block: block["type"] != "tool_result")
     return system, turns
+
+
+def _system_blocks(content: Any, index: int) -> list[dict[str, Any]]:
+    if isinstance(content, str):
+        return [{"type": "text", "text": content}] if content.strip() else []
+    blocks = []
+    for part in content or []:
+        if part.get("type") != "text":
+            raise UnsupportedCapabilityError(
+                f"messages[{index}]: anthropic system prompts take text only,"
+                f" not {part.get('type')!r} parts",
+                capability="system_" + str(part.get("type")),
+            )
+        if part.get("text", "").strip():
+            block = {"type": "text", "text": part["text"]}
+            if "cache_control" in part:
+                block["cache_control"] = part["cache_control"]
+            blocks.append(block)
+    return blocks
 
 
 def _blocks(message: Mapping[str, Any], index: int) -> list[dict[str, Any]]:
@@ -375,6 +468,12 @@ def _image(image: Any) -> dict[str, Any]:
     if url.startswith("data:"):
         header, _, data = url.partition(",")
         media_type = header[5:].split(";")[0] or "image/png"
+        media_type = _MEDIA_TYPES.get(media_type, media_type)
+        if media_type not in _MEDIA_TYPES.values() or ";base64" not in header:
+            raise InvalidRequestError(
+                f"image data URL must be base64 {', '.join(_MEDIA_TYPES.values())},"
+                f" not {header[5:]!r}"
+            )
         return {
             "type": "image",
             "source": {"type": "base64", "media_type": media_type, "data": data},
@@ -416,7 +515,13 @@ def _tool_choice(choice: Any, parallel: Any) -> dict[str, Any] | None:
     if choice is None and parallel is None:
         return None
     if isinstance(choice, Mapping):
-        mapped: dict[str, Any] = {"type": "tool", "name": choice["function"]["name"]}
+        name = (choice.get("function") or {}).get("name")
+        if not isinstance(name, str) or not name:
+            raise InvalidRequestError(
+                "tool_choice: anthropic takes 'auto', 'required', 'none' or"
+                ' {"type": "function", "function": {"name": ...}}'
+            )
+        mapped: dict[str, Any] = {"type": "tool", "name": name}
     else:
         kind = {"required": "any", "none": "none"}.get(str(choice), "auto")
         mapped = {"type": kind}

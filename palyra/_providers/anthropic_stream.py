@@ -43,11 +43,13 @@ _FINISH = {
 _STATUS = {
     "invalid_request_error": 400,
     "authentication_error": 401,
+    "billing_error": 402,
     "permission_error": 403,
     "not_found_error": 404,
     "request_too_large": 413,
     "rate_limit_error": 429,
     "api_error": 500,
+    "timeout_error": 504,
     "overloaded_error": 529,
 }
 
@@ -143,6 +145,9 @@ class AnthropicStreamParser:
         kind = payload.get("type", event.event)
         if kind == "error" or event.event == "error":
             error = payload.get("error", payload)
+            if not isinstance(error, dict):
+                error = {"message": str(error)}
+                payload = {"error": error}
             status = _STATUS.get(str(error.get("type")), 500)
             raise error_from_payload(self._target, status, payload, None)
         handler = _HANDLERS.get(kind)
@@ -229,22 +234,21 @@ class AnthropicStreamParser:
         return [self._chunk({"tool_calls": [call]})]
 
     def _message_delta(self, payload: dict[str, Any]) -> list[dict[str, Any]]:
-        self._state.usage.update(payload.get("usage") or {})
+        # Null fields mean "unchanged", not zero (as the SDK reads them).
+        usage = payload.get("usage") or {}
+        self._state.usage.update({k: v for k, v in usage.items() if v is not None})
         stop = (payload.get("delta") or {}).get("stop_reason")
+        if stop is None:
+            return []
         self._state.stop_reason = stop
-        return [self._chunk({}, finish_reason(stop) or "stop")]
+        return [self._chunk({}, finish_reason(stop))]
 
     def _message_stop(self, payload: dict[str, Any]) -> list[dict[str, Any]]:
         self._state.stopped = True
-        usage = usage_from(self._state.usage)
-        return [
-            {
-                "id": self._state.id,
-                "model": self._state.model,
-                "choices": [],
-                "usage": usage,
-            }
-        ]
+        chunk = self._chunk({})
+        chunk["choices"] = []
+        chunk["usage"] = usage_from(self._state.usage)
+        return [chunk]
 
     def close(self) -> ChatCompletion:
         """End of body: the assembled answer, or a typed error."""

@@ -209,13 +209,16 @@ def parse_json(target: Target, response: httpx.Response, what: str) -> Any:
     try:
         return json.loads(response.content)
     except ValueError:
-        kind = response.headers.get("content-type", "no content type")
-        raise target.fail(
-            APIResponseValidationError,
-            f"upstream {what} response is not JSON ({kind},"
-            f" {len(response.content)} bytes): {response.text}",
-            request_id=request_id(response),
-        ) from None
+        pass
+    # Raised outside the except block: the decode error holds the whole body
+    # (echoed credentials included) and must not ride along as __context__.
+    kind = response.headers.get("content-type", "no content type")
+    raise target.fail(
+        APIResponseValidationError,
+        f"upstream {what} response is not JSON ({kind},"
+        f" {len(response.content)} bytes): {response.text}",
+        request_id=request_id(response),
+    )
 
 
 def error_from_payload(
