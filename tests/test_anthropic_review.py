@@ -445,3 +445,68 @@ def test_debug_logs_and_errors_never_carry_the_key_on_the_anthropic_path(
             for text in (str(seen), repr(seen), repr(vars(seen))):
                 assert FAKE_KEY not in text
             seen = seen.__cause__ or seen.__context__
+
+
+def test_foreign_tool_ids_are_made_safe_on_both_sides() -> None:
+    """Ids from another provider are cleaned the same on tool_use and tool_result."""
+    from tests.test_anthropic_translation import sent_body
+
+    call = {
+        "id": "functions.get_weather:0",
+        "type": "function",
+        "function": {"name": "get_weather", "arguments": "{}"},
+    }
+    body = sent_body(
+        [
+            {"role": "user", "content": "Weather?"},
+            {"role": "assistant", "content": None, "tool_calls": [call]},
+            {"role": "tool", "tool_call_id": call["id"], "content": "sunny"},
+        ]
+    )
+    use = body["messages"][1]["content"][0]
+    result = body["messages"][2]["content"][0]
+    assert use["id"] == result["tool_use_id"] == "functions_get_weather_0"
+
+
+def test_refusal_parts_and_blank_text() -> None:
+    """Refusal parts become text; whitespace-only text is not sent."""
+    from tests.test_anthropic_translation import sent_body
+
+    body = sent_body(
+        [
+            {"role": "user", "content": "Do the bad thing"},
+            {"role": "assistant", "content": [{"type": "refusal", "refusal": "No."}]},
+            {
+                "role": "user",
+                "content": [
+                    {"type": "text", "text": "  "},
+                    {"type": "text", "text": "ok"},
+                ],
+            },
+        ]
+    )
+    assert body["messages"][1] == {
+        "role": "assistant",
+        "content": [{"type": "text", "text": "No."}],
+    }
+    assert body["messages"][2]["content"] == [{"type": "text", "text": "ok"}]
+
+
+def test_base_url_ending_in_v1_is_not_doubled() -> None:
+    """https://api.anthropic.com/v1 still calls /v1/messages once."""
+    recorder = Recorder()
+    cfg = config({"base_url": "https://api.anthropic.com/v1"})
+    with client_for(recorder, cfg) as client:
+        client.chat(USER, MODEL)
+    assert recorder.requests[0].url == "https://api.anthropic.com/v1/messages"
+
+
+def test_system_only_conversation_is_refused() -> None:
+    """A request with nothing but system messages fails before HTTP."""
+    recorder = Recorder()
+    with (
+        client_for(recorder) as client,
+        pytest.raises(palyra.InvalidRequestError, match="non-system message"),
+    ):
+        client.chat([{"role": "system", "content": "Be brief."}], MODEL)
+    assert recorder.requests == []

@@ -17,6 +17,7 @@ Choices worth knowing:
 from __future__ import annotations
 
 import json
+import re
 import time
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -55,6 +56,7 @@ API_VERSION = "2023-06-01"
 OAUTH_BETA = "oauth-2025-04-20"
 DEFAULT_MAX_TOKENS = 4096
 MODELS_PAGE_SIZE = 100
+_ID_UNSAFE = re.compile(r"[^A-Za-z0-9_-]")
 # Image types the Messages API accepts (and the common misspelling of one).
 _MEDIA_TYPES = {
     "image/jpg": "image/jpeg",
@@ -218,7 +220,8 @@ class AnthropicAdapter:
         return error
 
     def _url(self, target: Target, path: str) -> httpx.URL:
-        base = target.model.provider.effective_base_url
+        # The paths carry /v1; a base URL that ends in it too is a common slip.
+        base = target.model.provider.effective_base_url.removesuffix("/v1")
         url = self._urls.get(base + path)
         if url is None:
             url = self._urls[base + path] = httpx.URL(base + path)
@@ -420,7 +423,7 @@ def _blocks(message: Mapping[str, Any], index: int) -> list[dict[str, Any]]:
     if role in ("tool", "function"):
         result: dict[str, Any] = {
             "type": "tool_result",
-            "tool_use_id": message.get("tool_call_id") or message.get("name"),
+            "tool_use_id": _tool_id(message.get("tool_call_id"), index),
             "content": _result_content(message.get("content")),
         }
         if message.get("is_error"):
@@ -438,11 +441,13 @@ def _blocks(message: Mapping[str, Any], index: int) -> list[dict[str, Any]]:
 
 def _content_blocks(content: Any) -> list[dict[str, Any]]:
     if isinstance(content, str):
-        return [{"type": "text", "text": content}] if content else []
+        return [{"type": "text", "text": content}] if content.strip() else []
     blocks = []
     for part in content or []:
         kind = part.get("type")
-        if kind == "text" and part.get("text"):
+        if kind == "refusal" and part.get("refusal"):
+            blocks.append({"type": "text", "text": part["refusal"]})
+        elif kind == "text" and part.get("text", "").strip():
             block = {"type": "text", "text": part["text"]}
             if "cache_control" in part:
                 block["cache_control"] = part["cache_control"]
@@ -493,10 +498,18 @@ def _tool_use(call: Mapping[str, Any], index: int) -> dict[str, Any]:
         ) from None
     return {
         "type": "tool_use",
-        "id": call.get("id"),
+        "id": _tool_id(call.get("id"), index),
         "name": function.get("name"),
         "input": tool_input,
     }
+
+
+def _tool_id(value: Any, index: int) -> str:
+    """Tool-call ids as the API accepts them (``[A-Za-z0-9_-]``), the same on the
+    tool_use and its tool_result, so ids from another provider still pair up."""
+    if not value:
+        raise InvalidRequestError(f"messages[{index}]: a tool call id is required")
+    return _ID_UNSAFE.sub("_", str(value))
 
 
 def _tool(tool: Mapping[str, Any]) -> dict[str, Any]:
