@@ -25,10 +25,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .._exceptions import APIResponseValidationError, StreamInterruptedError
-from .._sse import ServerSentEvent, SSEDecoder
-from .._stream import ChunkAccumulator
+from .._sse import ServerSentEvent
 from .._wire import ChatCompletion, ChatCompletionChunk
-from .base import Target, error_from_payload
+from .base import SSEChunkParser, Target, error_from_payload
 
 __all__ = ["AnthropicStreamParser", "finish_reason", "usage_from"]
 
@@ -97,36 +96,17 @@ class _State:
     thinking: dict[int, dict[str, Any]] = field(default_factory=dict)
 
 
-class AnthropicStreamParser:
+class AnthropicStreamParser(SSEChunkParser):
     """Incremental parser of an Anthropic Messages event stream."""
 
-    __slots__ = ("_forward_usage", "_sse", "_state", "_target", "accumulator")
+    __slots__ = ("_state",)
+    _cut_message = (
+        "upstream stream ended in the middle of an event, before message_stop"
+    )
 
     def __init__(self, target: Target, *, forward_usage: bool) -> None:
-        self._target = target
-        self._forward_usage = forward_usage
-        self._sse = SSEDecoder()
+        super().__init__(target, forward_usage=forward_usage)
         self._state = _State()
-        self.accumulator = ChunkAccumulator()
-
-    def feed(self, data: bytes) -> list[ChatCompletionChunk]:
-        """Parse one network read into chunks."""
-        return self._events(self._sse.feed(data))
-
-    def flush(self) -> list[ChatCompletionChunk]:
-        """Chunks completed only by the end of the body."""
-        events = self._sse.flush()
-        try:
-            return self._events(events)
-        except APIResponseValidationError:
-            cut = True
-        if cut:  # raised outside the except block: no chained upstream text
-            raise self._target.fail(
-                StreamInterruptedError,
-                "upstream stream ended in the middle of an event, before"
-                " message_stop; the answer is partial",
-            )
-        return []
 
     def _events(self, events: list[ServerSentEvent]) -> list[ChatCompletionChunk]:
         chunks = []

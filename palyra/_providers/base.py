@@ -20,6 +20,7 @@ from .._exceptions import (
     APIResponseValidationError,
     APIStatusError,
     InvalidRequestError,
+    StreamInterruptedError,
     status_error_class,
 )
 from .._registry import ResolvedModel
@@ -29,6 +30,8 @@ from .._request import (
     EmbeddingsRequest,
     TranscriptionRequest,
 )
+from .._sse import ServerSentEvent, SSEDecoder
+from .._stream import ChunkAccumulator
 from .._utils import excerpt, redact
 from .._wire import (
     ChatCompletion,
@@ -131,6 +134,41 @@ class ProviderAdapter(Protocol):
 
     def status_error(self, target: Target, response: httpx.Response) -> APIStatusError:
         """The typed error for a non-2xx response (body already read)."""
+
+
+class SSEChunkParser:
+    """What every dialect's stream parser shares: SSE decoding, the accumulator,
+    and treating an event cut off by the end of the body as an interruption.
+
+    Subclasses implement `_events` (decoded events to chunks) and `close`.
+    """
+
+    __slots__ = ("_forward_usage", "_sse", "_target", "accumulator")
+    _cut_message = "upstream stream ended in the middle of an event"
+
+    def __init__(self, target: Target, *, forward_usage: bool) -> None:
+        self._target = target
+        self._forward_usage = forward_usage
+        self._sse = SSEDecoder()
+        self.accumulator = ChunkAccumulator()
+
+    def feed(self, data: bytes) -> list[ChatCompletionChunk]:
+        """Parse one network read into chunks; error events raise typed errors."""
+        return self._events(self._sse.feed(data))
+
+    def flush(self) -> list[ChatCompletionChunk]:
+        """Chunks completed only by the end of the body."""
+        events = self._sse.flush()
+        try:
+            return self._events(events)
+        except APIResponseValidationError:
+            pass  # a cut final event; raised below, without the upstream text
+        raise self._target.fail(
+            StreamInterruptedError, f"{self._cut_message}; the answer is partial"
+        )
+
+    def _events(self, events: list[ServerSentEvent]) -> list[ChatCompletionChunk]:
+        raise NotImplementedError
 
 
 def encode_json(payload: Mapping[str, Any]) -> bytes:

@@ -20,8 +20,7 @@ from .._request import (
     EmbeddingsRequest,
     TranscriptionRequest,
 )
-from .._sse import ServerSentEvent, SSEDecoder
-from .._stream import ChunkAccumulator
+from .._sse import ServerSentEvent
 from .._wire import (
     ChatCompletion,
     ChatCompletionChunk,
@@ -31,6 +30,7 @@ from .._wire import (
 )
 from .base import (
     USER_AGENT,
+    SSEChunkParser,
     Target,
     auth_headers,
     encode_json,
@@ -285,36 +285,14 @@ def _embedding_problem(
     return None
 
 
-class OpenAIStreamParser:
+class OpenAIStreamParser(SSEChunkParser):
     """Incremental parser of an OpenAI ``chat.completion.chunk`` event stream."""
 
-    __slots__ = ("_done", "_forward_usage", "_sse", "_target", "accumulator")
+    __slots__ = ("_done",)
 
     def __init__(self, target: Target, *, forward_usage: bool) -> None:
-        self._target = target
-        self._forward_usage = forward_usage
-        self._sse = SSEDecoder()
+        super().__init__(target, forward_usage=forward_usage)
         self._done = False
-        self.accumulator = ChunkAccumulator()
-
-    def feed(self, data: bytes) -> list[ChatCompletionChunk]:
-        """Parse a network read into chunks; error events raise typed errors."""
-        return self._events(self._sse.feed(data))
-
-    def flush(self) -> list[ChatCompletionChunk]:
-        """Chunks completed only by the end of the body."""
-        events = self._sse.flush()
-        try:
-            return self._events(events)
-        except APIResponseValidationError:
-            cut = True
-        if cut:  # raised outside the except block: no chained upstream text
-            raise self._target.fail(
-                StreamInterruptedError,
-                "upstream stream ended in the middle of an event; the answer is"
-                " partial",
-            )
-        return []
 
     def _events(self, events: list[ServerSentEvent]) -> list[ChatCompletionChunk]:
         chunks = []
