@@ -20,6 +20,8 @@ LAYERS = [
     "_sse",
     "_wire",
     "_config",
+    "_retry",
+    "_health",
     "_request",
     "_registry",
     "_stream",
