@@ -99,13 +99,7 @@ class AnthropicAdapter:
         payload = messages_payload(target, request)
         payload.update(request.call.extra_body)
         _check_thinking(payload, explicit_max=bool(request.requested_output_tokens))
-        return httpx.Request(
-            "POST",
-            self._url(target, "/v1/messages"),
-            headers=_headers(target, request.call.extra_headers),
-            content=encode_json(payload),
-            extensions={"timeout": timeout_for(target, request.call)},
-        )
+        return self._post(target, "/v1/messages", payload, request)
 
     def chat_response(self, target: Target, response: httpx.Response) -> ChatCompletion:
         """Translate a Messages API answer into a `ChatCompletion`."""
@@ -183,13 +177,7 @@ class AnthropicAdapter:
         for name in ("max_tokens", "stream", "stop_sequences", "temperature", "top_p"):
             payload.pop(name, None)
         payload.pop("metadata", None)
-        return httpx.Request(
-            "POST",
-            self._url(target, "/v1/messages/count_tokens"),
-            headers=_headers(target, request.call.extra_headers),
-            content=encode_json(payload),
-            extensions={"timeout": timeout_for(target, request.call)},
-        )
+        return self._post(target, "/v1/messages/count_tokens", payload, request)
 
     def count_tokens_response(self, target: Target, response: httpx.Response) -> int:
         """``input_tokens`` of the count."""
@@ -218,6 +206,17 @@ class AnthropicAdapter:
                 type=error.type,
             )
         return error
+
+    def _post(
+        self, target: Target, path: str, payload: dict[str, Any], request: ChatRequest
+    ) -> httpx.Request:
+        return httpx.Request(
+            "POST",
+            self._url(target, path),
+            headers=_headers(target, request.call.extra_headers),
+            content=encode_json(payload),
+            extensions={"timeout": timeout_for(target, request.call)},
+        )
 
     def _url(self, target: Target, path: str) -> httpx.URL:
         # The paths carry /v1; a base URL that ends in it too is a common slip.
