@@ -16,8 +16,9 @@ HELLO = [{"role": "user", "content": "Hello"}]
 def status_errors(client: palyra.Palyra) -> None:
     """Scripted upstream failures map to `APIStatusError` subclasses."""
     backend = client.deterministic()
-    backend.enqueue(status=429, error="Rate limit reached; retry in 2s")
-    backend.enqueue(status=500, error="The upstream fell over")
+    # Each error is scripted once per attempt: the provider retries twice.
+    backend.enqueue(status=429, error="Rate limit reached; retry in 2s", times=3)
+    backend.enqueue(status=500, error="The upstream fell over", times=3)
 
     try:
         client.chat(HELLO)

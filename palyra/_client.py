@@ -12,7 +12,7 @@ import importlib
 import logging
 import threading
 import time
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, TypeVar, Unpack
@@ -22,7 +22,7 @@ import httpx
 from ._config import PalyraConfig, ProviderConfig
 from ._credentials import CredentialResolver
 from ._exceptions import ConfigError, UnsupportedCapabilityError
-from ._pipeline import BodyReader, Flow, Outcome, Pipeline, ProviderCall
+from ._pipeline import BodyReader, Flow, Outcome, Pipeline, ProviderCall, Sleep
 from ._registry import Registry, ResolvedModel
 from ._request import (
     ChatOptions,
@@ -71,6 +71,10 @@ class Palyra:
         token_counter: Replaces the tiktoken-based estimator.
         credentials: Replaces the credential lookup: takes a `ProviderConfig`,
             returns the key (or None).
+        sleep: Waits between retries in sync calls (default `time.sleep`);
+            tests pass a recorder.
+        async_sleep: Waits between retries in async calls (default
+            `asyncio.sleep`).
 
     Raises:
         ConfigError: when the configuration is invalid.
@@ -84,6 +88,8 @@ class Palyra:
         async_transport: httpx.AsyncBaseTransport | None = None,
         token_counter: TokenCounter | None = None,
         credentials: Callable[[ProviderConfig], str | None] | None = None,
+        sleep: Callable[[float], None] | None = None,
+        async_sleep: Callable[[float], Awaitable[None]] | None = None,
     ) -> None:
         self.config = _load_config(config)
         self._registry = Registry(self.config)
@@ -95,6 +101,8 @@ class Palyra:
         self._async_transport = async_transport
         self._counter = token_counter
         self._credentials = credentials or CredentialResolver()
+        self._sleep = sleep or time.sleep
+        self._async_sleep = async_sleep or _asyncio_sleep
         self._lock = threading.Lock()
         self._adapters: dict[str, Any] = {}
         self._backends: dict[str, DeterministicBackend] = {}
@@ -362,17 +370,25 @@ class Palyra:
 
     def _run(self, flow: Flow[T]) -> T:
         try:
-            call = next(flow)
+            step = next(flow)
             while True:
-                call = flow.send(self._send(call))
+                if isinstance(step, Sleep):
+                    self._sleep(step.seconds)
+                    step = flow.send(None)
+                else:
+                    step = flow.send(self._send(step))
         except StopIteration as stop:
             return stop.value  # type: ignore[no-any-return]
 
     async def _arun(self, flow: Flow[T]) -> T:
         try:
-            call = next(flow)
+            step = next(flow)
             while True:
-                call = flow.send(await self._asend(call))
+                if isinstance(step, Sleep):
+                    await self._async_sleep(step.seconds)
+                    step = flow.send(None)
+                else:
+                    step = flow.send(await self._asend(step))
         except StopIteration as stop:
             return stop.value  # type: ignore[no-any-return]
 
@@ -521,6 +537,12 @@ def _outcome(
             latency,
         )
     return Outcome(response, error, latency)
+
+
+async def _asyncio_sleep(seconds: float) -> None:
+    import asyncio  # loaded by whoever runs the loop; see _running_loop
+
+    await asyncio.sleep(seconds)
 
 
 def _running_loop() -> object:

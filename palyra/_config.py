@@ -182,9 +182,9 @@ class ProviderConfig(_ConfigModel):
         circuit_breaker_threshold: Consecutive failed calls that open the breaker.
         circuit_breaker_cooldown: Seconds the breaker stays open.
 
-    The retry, backoff, circuit-breaker and private-address settings are
-    validated now and acted on by the resilience layer (next release); until
-    then every call makes exactly one attempt.
+    Retries honour ``max_retries`` and the backoff settings; the circuit-breaker
+    settings and the DNS check of ``allow_private_base_url`` are validated now and
+    acted on when breakers and failover land.
     """
 
     id: ProviderId

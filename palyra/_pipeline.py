@@ -73,7 +73,14 @@ class Outcome:
     latency_ms: float
 
 
-Flow = Generator[ProviderCall, Outcome, T]
+@dataclass(frozen=True, slots=True)
+class Sleep:
+    """What the pipeline asks a driver to do between two attempts."""
+
+    seconds: float
+
+
+Flow = Generator[ProviderCall | Sleep, Outcome | None, T]
 
 ERROR_BODY_LIMIT = 64 * 1024
 _MAX_PAGES = 100  # a model list longer than this is an upstream bug
@@ -179,6 +186,7 @@ class Pipeline:
         self._credential = credential
         # Seams: routing and budget reservation go before dispatch; settlement
         # and the usage ledger after completion.
+        self._policies: dict[str, Any] = {}  # provider id -> RetryPolicy
         self.before_dispatch: list[Hook] = []
         self.after_completion: list[Hook] = []
 
@@ -321,7 +329,39 @@ class Pipeline:
         request: httpx.Request,
         stream: bool,
     ) -> Flow[httpx.Response]:
-        outcome = yield ProviderCall(target, request, stream)
+        # The one retry layer: attempts on this target, with the provider's
+        # backoff and the upstream's Retry-After between them.
+        from ._retry import RetryPolicy, classify
+
+        provider = target.model.provider
+        policy = self._policies.get(provider.id)
+        if policy is None:
+            policy = self._policies[provider.id] = RetryPolicy.from_provider(provider)
+        started = time.perf_counter()
+        attempt = 0
+        while True:
+            attempt += 1
+            outcome = yield ProviderCall(target, request, stream)
+            assert outcome is not None
+            response, error = self._judge(ctx, adapter, target, outcome)
+            if error is None:
+                assert response is not None
+                return response
+            headers = response.headers if response is not None else None
+            failure = classify(error, headers)
+            wait = policy.decide(attempt, failure, time.perf_counter() - started)
+            if wait is None:
+                raise error
+            yield Sleep(wait)
+
+    def _judge(
+        self,
+        ctx: CallContext,
+        adapter: ProviderAdapter,
+        target: Target,
+        outcome: Outcome,
+    ) -> tuple[httpx.Response | None, APIError | None]:
+        """The response or typed error of one attempt, recorded in ``attempts``."""
         response = outcome.response
         error: APIError | None = None
         if response is None:
@@ -349,10 +389,7 @@ class Pipeline:
                 request_id=rid,
             )
         )
-        if error is not None:
-            raise error
-        assert response is not None
-        return response
+        return response, error
 
     def _complete(self, ctx: CallContext, result: T) -> T:
         result.palyra = ctx.info()  # type: ignore[attr-defined]

@@ -359,12 +359,12 @@ def script_refusal(backend: Any) -> None:
 
 def script_429(backend: Any) -> None:
     """A scripted rate limit."""
-    backend.enqueue(status=429, error="Rate limit reached for requests")
+    backend.enqueue(status=429, error="Rate limit reached for requests", times=3)
 
 
 def script_500(backend: Any) -> None:
     """A scripted server error."""
-    backend.enqueue(status=500, error="The server had an error")
+    backend.enqueue(status=500, error="The server had an error", times=3)
 
 
 DETERMINISTIC_SCENARIOS = [
@@ -381,6 +381,14 @@ DETERMINISTIC_SCENARIOS = [
 ]
 
 
+def _no_sleep(seconds: float) -> None:
+    """Retries without waiting."""
+
+
+async def _no_async_sleep(seconds: float) -> None:
+    """Retries without waiting."""
+
+
 @pytest.mark.anyio
 @pytest.mark.parametrize(("op", "script", "expected"), DETERMINISTIC_SCENARIOS)
 async def test_deterministic_scenarios_match(
@@ -391,7 +399,9 @@ async def test_deterministic_scenarios_match(
     results: dict[str, dict[str, Any]] = {}
     history: dict[str, list[dict[str, Any]]] = {}
     for driver in DRIVERS:
-        async with palyra.Palyra() as client:
+        async with palyra.Palyra(
+            sleep=_no_sleep, async_sleep=_no_async_sleep
+        ) as client:
             backend = client.deterministic()
             script(backend)
             results[driver] = await outcome(
@@ -401,4 +411,5 @@ async def test_deterministic_scenarios_match(
     expect(results["sync"], expected)
     assert results["async"] == results["sync"]
     assert history["async"] == history["sync"]
-    assert len(history["sync"]) == 1
+    # One request, or three when a retryable error is retried (max_retries = 2).
+    assert len(history["sync"]) == (1 if expected == "ok" else 3)

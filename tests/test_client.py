@@ -147,10 +147,13 @@ def test_scripted_tool_call_streams_by_index() -> None:
 
 def test_scripted_error_status_is_typed() -> None:
     """A scripted 429 raises RateLimitError naming provider and model."""
-    with palyra.Palyra() as client:
-        client.deterministic().enqueue(status=429, error="slow down")
+    waits: list[float] = []
+    with palyra.Palyra(sleep=waits.append) as client:
+        client.deterministic().enqueue(status=429, error="slow down", times=3)
         with pytest.raises(palyra.RateLimitError) as info:
             client.chat(USER)
+    assert len(waits) == 2  # max_retries = 2: three attempts, two waits
+    assert 0 < waits[0] < waits[1]
     error = info.value
     assert (error.provider, error.model, error.status_code) == (
         "deterministic",
@@ -481,7 +484,7 @@ def test_embed_does_not_eat_a_scripted_chat_reply() -> None:
         backend.enqueue("for chat")
         client.embed("in between")
         assert client.chat(USER).choices[0].message.content == "for chat"
-        backend.enqueue(status=500, error="embeddings down")
+        backend.enqueue(status=500, error="embeddings down", times=3)
         with pytest.raises(palyra.InternalServerError, match="embeddings down"):
             client.embed("x")
 

@@ -78,8 +78,8 @@ def test_logs_never_carry_the_key(
     monkeypatch.setenv("UP_KEY", FAKE_KEY)
     caplog.set_level(logging.DEBUG)
     with Upstream(api_key=FAKE_KEY) as upstream:
-        upstream.enqueue(error_reply(500, f"boom with Bearer {FAKE_KEY}"))
-        config = _config(upstream.base_url, api_key_env="UP_KEY")
+        upstream.enqueue(*[error_reply(500, f"boom with Bearer {FAKE_KEY}")] * 3)
+        config = _config(upstream.base_url, api_key_env="UP_KEY", retry_backoff=0.01)
         with palyra.Palyra(config) as client:
             with pytest.raises(palyra.InternalServerError) as info:
                 client.chat(USER)

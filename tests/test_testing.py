@@ -40,7 +40,13 @@ def test_mock_answers_chat_stream_and_embeddings() -> None:
 async def test_mock_serves_async_clients() -> None:
     """The same mock works as an async transport."""
     mock = OpenAIMock()
-    mock.enqueue(status=503, error="down")
-    async with palyra.Palyra(CONFIG, async_transport=mock.transport) as client:
+    mock.enqueue(status=503, error="down", times=3)
+
+    async def no_wait(seconds: float) -> None:
+        """Retries without waiting."""
+
+    async with palyra.Palyra(
+        CONFIG, async_transport=mock.transport, async_sleep=no_wait
+    ) as client:
         with pytest.raises(palyra.InternalServerError, match="down"):
             await client.achat([{"role": "user", "content": "hi"}])

@@ -71,8 +71,9 @@ class DeterministicBackend:
         refusal: str | None = None,
         status: int = 200,
         error: str | None = None,
+        times: int = 1,
     ) -> None:
-        """Queue the next reply.
+        """Queue the next reply (``times`` copies of it).
 
         Args:
             content: Text of the answer (or the transcript, for transcriptions).
@@ -82,6 +83,8 @@ class DeterministicBackend:
             refusal: A refusal instead of content.
             status: Answer with this HTTP status instead (e.g. 429, 500).
             error: The error message for a non-200 status.
+            times: Queue this many copies: a retried error must be scripted once
+                per attempt (``max_retries + 1``) to reach the caller.
 
         Raises:
             ValueError: for a status that is neither 200 nor 4xx/5xx, an error
@@ -94,7 +97,7 @@ class DeterministicBackend:
         calls = tuple(_scripted_call(call) for call in tool_calls)
         reply = ScriptedReply(content, calls, finish_reason, refusal, status, error)
         with self._lock:
-            self._queue.append(reply)
+            self._queue.extend([reply] * times)
 
     def _next(
         self, payload: dict[str, Any], *, errors_only: bool = False
