@@ -7,6 +7,7 @@ Everything public is importable from here; the modules behind it are private.
 from ._client import *
 from ._config import *
 from ._exceptions import *
+from ._health import ModelHealth
 from ._request import *
 from ._streams import *
 from ._tokens import *
@@ -49,8 +50,10 @@ __all__ = [
     "InvalidRequestError",
     "ModelCapabilities",
     "ModelEntry",
+    "ModelHealth",
     "ModelInfo",
     "ModelNotFoundError",
+    "NoProviderAvailableError",
     "NotFoundError",
     "OverloadedError",
     "Palyra",

@@ -22,6 +22,7 @@ import httpx
 from ._config import PalyraConfig, ProviderConfig
 from ._credentials import CredentialResolver
 from ._exceptions import ConfigError, UnsupportedCapabilityError
+from ._health import ModelHealth
 from ._pipeline import BodyReader, Flow, Outcome, Pipeline, ProviderCall, Sleep
 from ._registry import Registry, ResolvedModel
 from ._request import (
@@ -254,6 +255,12 @@ class Palyra:
         fields = {"language": language, "prompt": prompt, "temperature": temperature}
         request = transcription_request(file, response_format, fields, options)
         return await self._arun(self._pipeline.transcription(model, request))
+
+    def health(self) -> list[ModelHealth]:
+        """Circuit-breaker state and recent health of every (provider, model)
+        this client has called: state, counters, success rate, median latency
+        and the last error (redacted)."""
+        return self._pipeline.health.snapshot()
 
     def models(self) -> list[ModelInfo]:
         """Every model in the registry, with resolved capabilities."""

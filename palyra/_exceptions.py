@@ -20,6 +20,7 @@ mistakes sit beside it, so `except palyra.APIError` never hides a bug::
     │       ├── RateLimitError             429
     │       └── InternalServerError        5xx
     │           └── OverloadedError        529 (Anthropic: overloaded, retryable)
+    │   └── NoProviderAvailableError  every candidate's circuit breaker is open
     ├── ContextWindowExceededError    prompt + output cannot fit (no HTTP sent)
     ├── UnsupportedCapabilityError    the model cannot do what was asked (no HTTP)
     ├── ModelNotFoundError            no such model or alias in the registry
@@ -50,6 +51,7 @@ __all__ = [
     "InternalServerError",
     "InvalidRequestError",
     "ModelNotFoundError",
+    "NoProviderAvailableError",
     "NotFoundError",
     "OverloadedError",
     "PalyraError",
@@ -147,6 +149,20 @@ class StreamInterruptedError(APIConnectionError):
     Raised from the stream iterator; the chunks already yielded stay valid, but the
     answer is partial and must not be taken as finished.
     """
+
+
+class NoProviderAvailableError(APIError):
+    """No candidate may be called now: their circuit breakers are open.
+
+    Attributes:
+        retry_after: Seconds until the earliest breaker lets a probe through.
+    """
+
+    status_code: ClassVar[int] = 503
+
+    def __init__(self, message: str, *, retry_after: float | None, **kw: Any):
+        super().__init__(message, **kw)
+        self.retry_after = retry_after
 
 
 class APIResponseValidationError(APIError):

@@ -25,9 +25,11 @@ from ._exceptions import (
     APIStatusError,
     APITimeoutError,
     ContextWindowExceededError,
+    NoProviderAvailableError,
     StreamInterruptedError,
     UnsupportedCapabilityError,
 )
+from ._health import HealthTracker
 from ._providers.base import ProviderAdapter, StreamParser, Target, request_id
 from ._registry import Registry, ResolvedModel
 from ._request import ChatRequest, EmbeddingsRequest, Needs, TranscriptionRequest
@@ -187,6 +189,7 @@ class Pipeline:
         # Seams: routing and budget reservation go before dispatch; settlement
         # and the usage ledger after completion.
         self._policies: dict[str, Any] = {}  # provider id -> RetryPolicy
+        self.health = HealthTracker()
         self.before_dispatch: list[Hook] = []
         self.after_completion: list[Hook] = []
 
@@ -337,6 +340,12 @@ class Pipeline:
         policy = self._policies.get(provider.id)
         if policy is None:
             policy = self._policies[provider.id] = RetryPolicy.from_provider(provider)
+        key = (provider.id, target.model.id)
+        admission = self.health.admit(
+            key, provider.circuit_breaker_threshold, provider.circuit_breaker_cooldown
+        )
+        if not admission:
+            raise self._circuit_open(target, key)
         started = time.perf_counter()
         attempt = 0
         while True:
@@ -344,15 +353,30 @@ class Pipeline:
             outcome = yield ProviderCall(target, request, stream)
             assert outcome is not None
             response, error = self._judge(ctx, adapter, target, outcome)
+            elapsed = time.perf_counter() - started
             if error is None:
                 assert response is not None
+                self.health.record(key, True, elapsed * 1000, admission=admission)
                 return response
             headers = response.headers if response is not None else None
             failure = classify(error, headers)
-            wait = policy.decide(attempt, failure, time.perf_counter() - started)
+            wait = policy.decide(attempt, failure, elapsed)
             if wait is None:
+                # Only the provider's failures count against its breaker: a
+                # rejected request means the upstream is answering.
+                ok = not failure.failover
+                self.health.record(key, ok, elapsed * 1000, error, admission)
                 raise error
             yield Sleep(wait)
+
+    def _circuit_open(self, target: Target, key: tuple[str, str]) -> APIError:
+        wait = self.health.earliest_reopen([key])
+        return target.fail(
+            NoProviderAvailableError,
+            "circuit breaker is open after repeated failures; the next probe goes"
+            f" through in {wait or 0:.1f}s",
+            retry_after=wait,
+        )
 
     def _judge(
         self,

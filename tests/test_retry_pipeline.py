@@ -142,3 +142,60 @@ async def test_async_driver_sleeps_through_async_sleep() -> None:
         reply = await client.achat(USER)
     assert reply.choices[0].message.content == "fine"
     assert len(waits) == 1
+
+
+class ManualClock:
+    """A monotonic clock the test moves by hand."""
+
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_breaker_opens_then_lets_one_probe_through() -> None:
+    """Three failed calls open the breaker; after the cooldown a probe closes it."""
+    from palyra._health import HealthTracker
+
+    clock = ManualClock()
+    failures = [httpx.Response(500, json={"error": {"message": "down"}})] * 3
+    waits: list[float] = []
+    client, sent = _client(
+        [*failures, httpx.Response(200, json=OK)],
+        waits,
+        max_retries=0,
+        circuit_breaker_threshold=3,
+        circuit_breaker_cooldown=30,
+    )
+    client._pipeline.health = HealthTracker(clock=clock)
+    with client:
+        for _ in range(3):
+            with pytest.raises(palyra.InternalServerError):
+                client.chat(USER)
+        with pytest.raises(palyra.NoProviderAvailableError) as info:
+            client.chat(USER)
+        assert len(sent) == 3  # refused without an HTTP call
+        assert info.value.retry_after == pytest.approx(30)
+        [health] = client.health()
+        assert (health.state, health.consecutive_failures) == ("open", 3)
+        assert health.last_error is not None
+        clock.now += 30
+        reply = client.chat(USER)  # the half-open probe
+        assert reply.choices[0].message.content == "fine"
+        [health] = client.health()
+    assert health.state == "closed"
+    assert health.provider == "up"
+
+
+def test_request_errors_do_not_open_the_breaker() -> None:
+    """A rejected request is the caller's fault, not the provider's."""
+    waits: list[float] = []
+    bad = [httpx.Response(400, json={"error": {"message": "bad"}})] * 4
+    client, _ = _client(bad, waits, circuit_breaker_threshold=1)
+    with client:
+        for _ in range(4):
+            with pytest.raises(palyra.BadRequestError):
+                client.chat(USER)
+        [health] = client.health()
+    assert health.state == "closed"
