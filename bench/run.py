@@ -16,7 +16,13 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from bench import anthropic_stream, imports, overhead, streaming  # noqa: E402
+from bench import (  # noqa: E402
+    anthropic_stream,
+    bookkeeping,
+    imports,
+    overhead,
+    streaming,
+)
 from bench._common import machine, save  # noqa: E402
 
 BENCHMARKS = {
@@ -24,6 +30,7 @@ BENCHMARKS = {
     "overhead": overhead.run,
     "stream": streaming.run,
     "anthropic": anthropic_stream.run,
+    "bookkeeping": bookkeeping.run,
 }
 
 
