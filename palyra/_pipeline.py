@@ -62,7 +62,7 @@ class ProviderCall:
     @property
     def budget(self) -> float:
         """Seconds the whole attempt may take (its read timeout covers one read)."""
-        return float(self.request.extensions["timeout"]["read"])
+        return attempt_budget(self.request)
 
 
 @dataclass(frozen=True, slots=True)
@@ -209,7 +209,7 @@ class Pipeline:
         """Flow of a streaming chat call: the session and the open response."""
         ctx, target, adapter, response = yield from self._chat(model_name, request)
         parser = adapter.chat_stream(target, request)
-        budget = float(response.request.extensions["timeout"]["read"])
+        budget = attempt_budget(response.request)
         session = StreamSession(self, ctx, target, parser, budget)
         session.json_mode = request.needs.json_mode
         return session, response
@@ -398,10 +398,13 @@ class Pipeline:
                 APIStatusError,
                 f"upstream answered with a redirect to {location}; check base_url",
                 status_code=response.status_code,
-                request_id=_request_id(response),
+                request_id=request_id(response),
             )
         status = response.status_code if response is not None else None
-        rid = error.request_id if error is not None else _request_id(response)
+        if error is not None:
+            rid = error.request_id
+        else:
+            rid = request_id(response) if response is not None else None
         ctx.attempts.append(
             Attempt(
                 provider=target.model.provider.id,
@@ -563,8 +566,9 @@ def _describe(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {reason}" if reason else type(exc).__name__
 
 
-def _request_id(response: httpx.Response | None) -> str | None:
-    return None if response is None else request_id(response)
+def attempt_budget(request: httpx.Request) -> float:
+    """Seconds one attempt may take: the adapter puts it in the read timeout."""
+    return float(request.extensions["timeout"]["read"])
 
 
 def _check_needs(model: ResolvedModel, needs: Needs) -> None:

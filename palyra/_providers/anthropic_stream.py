@@ -27,7 +27,7 @@ from typing import Any
 from .._exceptions import APIResponseValidationError, StreamInterruptedError
 from .._sse import ServerSentEvent
 from .._wire import ChatCompletion, ChatCompletionChunk
-from .base import SSEChunkParser, Target, error_from_payload
+from .base import SSEChunkParser, Target, error_from_payload, stream_error_status
 
 __all__ = ["AnthropicStreamParser", "finish_reason", "usage_from"]
 
@@ -38,18 +38,6 @@ _FINISH = {
     "model_context_window_exceeded": "length",
     "tool_use": "tool_calls",
     "refusal": "content_filter",
-}
-_STATUS = {
-    "invalid_request_error": 400,
-    "authentication_error": 401,
-    "billing_error": 402,
-    "permission_error": 403,
-    "not_found_error": 404,
-    "request_too_large": 413,
-    "rate_limit_error": 429,
-    "api_error": 500,
-    "timeout_error": 504,
-    "overloaded_error": 529,
 }
 
 
@@ -128,7 +116,7 @@ class AnthropicStreamParser(SSEChunkParser):
             if not isinstance(error, dict):
                 error = {"message": str(error)}
                 payload = {"error": error}
-            status = _STATUS.get(str(error.get("type")), 500)
+            status = stream_error_status(error)
             raise error_from_payload(self._target, status, payload, None)
         handler = _HANDLERS.get(kind)
         return handler(self, payload) if handler else []

@@ -259,6 +259,37 @@ def parse_json(target: Target, response: httpx.Response, what: str) -> Any:
     )
 
 
+# Error types of both dialects (OpenAI's and Anthropic's) and their statuses.
+_ERROR_TYPE_STATUS = {
+    "invalid_request_error": 400,
+    "authentication_error": 401,
+    "billing_error": 402,
+    "permission_error": 403,
+    "not_found_error": 404,
+    "request_too_large": 413,
+    "rate_limit_error": 429,
+    "rate_limit_exceeded": 429,
+    "insufficient_quota": 429,
+    "server_error": 500,
+    "api_error": 500,
+    "timeout_error": 504,
+    "overloaded_error": 529,
+}
+
+
+def stream_error_status(error: Any) -> int:
+    """A mid-stream error has no HTTP status of its own: infer one from its
+    numeric code or its type (500 when neither says)."""
+    if isinstance(error, dict):
+        for key in ("code", "type"):
+            value = error.get(key)
+            if isinstance(value, int) and 400 <= value < 600:
+                return value
+            if isinstance(value, str) and value in _ERROR_TYPE_STATUS:
+                return _ERROR_TYPE_STATUS[value]
+    return 500
+
+
 def error_from_payload(
     target: Target, status: int, payload: Any, rid: str | None
 ) -> APIStatusError:

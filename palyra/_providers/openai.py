@@ -39,6 +39,7 @@ from .base import (
     parse_json,
     request_id,
     status_error_from_response,
+    stream_error_status,
     timeout_for,
 )
 
@@ -321,7 +322,7 @@ class OpenAIStreamParser(SSEChunkParser):
             payload = None
         if isinstance(payload, dict) and (event == "error" or "error" in payload):
             error = payload.get("error", payload)
-            status = _stream_error_status(error)
+            status = stream_error_status(error)
             raise error_from_payload(self._target, status, payload, None)
         raise self._target.fail(
             APIResponseValidationError,
@@ -349,29 +350,3 @@ class OpenAIStreamParser(SSEChunkParser):
                 f" {self.accumulator.chunks} chunks); the answer is partial",
             )
         return self.accumulator.completion()
-
-
-_ERROR_TYPE_STATUS = {
-    "invalid_request_error": 400,
-    "authentication_error": 401,
-    "permission_error": 403,
-    "not_found_error": 404,
-    "rate_limit_error": 429,
-    "rate_limit_exceeded": 429,
-    "insufficient_quota": 429,
-    "overloaded_error": 529,
-    "server_error": 500,
-    "api_error": 500,
-}
-
-
-def _stream_error_status(error: Any) -> int:
-    """A mid-stream error has no HTTP status of its own; infer one from its type."""
-    if isinstance(error, dict):
-        for key in ("code", "type"):
-            value = error.get(key)
-            if isinstance(value, int) and 400 <= value < 600:
-                return value
-            if isinstance(value, str) and value in _ERROR_TYPE_STATUS:
-                return _ERROR_TYPE_STATUS[value]
-    return 500
