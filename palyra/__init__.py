@@ -68,6 +68,7 @@ __all__ = [
     "RateLimitError",
     "RegistryDefaults",
     "RequestTooLargeError",
+    "ResilienceConfig",
     "ScriptedReply",
     "Stream",
     "StreamInterruptedError",

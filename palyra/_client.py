@@ -21,9 +21,17 @@ import httpx
 
 from ._config import PalyraConfig, ProviderConfig
 from ._credentials import CredentialResolver
-from ._exceptions import ConfigError, UnsupportedCapabilityError
-from ._health import ModelHealth
-from ._pipeline import BodyReader, Flow, Outcome, Pipeline, ProviderCall, Sleep
+from ._exceptions import APIError, ConfigError, UnsupportedCapabilityError
+from ._health import HealthTracker, ModelHealth
+from ._pipeline import (
+    BodyReader,
+    Flow,
+    Outcome,
+    Pipeline,
+    Prime,
+    ProviderCall,
+    Sleep,
+)
 from ._registry import Registry, ResolvedModel
 from ._request import (
     ChatOptions,
@@ -76,6 +84,9 @@ class Palyra:
             tests pass a recorder.
         async_sleep: Waits between retries in async calls (default
             `asyncio.sleep`).
+        clock: Monotonic seconds for circuit-breaker cooldowns, health
+            windows and call deadlines (default `time.monotonic`). Tests pass
+            a fake clock that their fake ``sleep`` advances.
 
     Raises:
         ConfigError: when the configuration is invalid.
@@ -91,6 +102,7 @@ class Palyra:
         credentials: Callable[[ProviderConfig], str | None] | None = None,
         sleep: Callable[[float], None] | None = None,
         async_sleep: Callable[[float], Awaitable[None]] | None = None,
+        clock: Callable[[], float] | None = None,
     ) -> None:
         self.config = _load_config(config)
         self._registry = Registry(self.config)
@@ -112,8 +124,14 @@ class Palyra:
         self._async_loop: object = None
         self._sync_closed = self._async_closed = False
         self._local: Any = None
+        clock = clock or time.monotonic
         self._pipeline = Pipeline(
-            self._registry, self._token_counter, self._adapter, self._credential
+            self._registry,
+            self._token_counter,
+            self._adapter,
+            self._credential,
+            HealthTracker(clock=clock),
+            clock,
         )
 
     @classmethod
@@ -382,6 +400,8 @@ class Palyra:
                 if isinstance(step, Sleep):
                     self._sleep(step.seconds)
                     step = flow.send(None)
+                elif isinstance(step, Prime):
+                    step = flow.send(_prime(step))
                 else:
                     step = flow.send(self._send(step))
         except StopIteration as stop:
@@ -394,6 +414,8 @@ class Palyra:
                 if isinstance(step, Sleep):
                     await self._async_sleep(step.seconds)
                     step = flow.send(None)
+                elif isinstance(step, Prime):
+                    step = flow.send(await _aprime(step))
                 else:
                     step = flow.send(await self._asend(step))
         except StopIteration as stop:
@@ -544,6 +566,50 @@ def _outcome(
             latency,
         )
     return Outcome(response, error, latency)
+
+
+def _prime(step: Prime) -> Outcome:
+    """Read a new stream until its first chunk (see `Prime`)."""
+    session, response = step.session, step.response
+    started = time.perf_counter()
+    error: Exception | None = None
+    try:
+        session.source = source = response.iter_bytes()
+        for data in source:
+            if session.prime(data):
+                break
+        else:
+            session.source = None
+            session.prime_end()
+    except httpx.HTTPError as exc:
+        error = session.interrupted(exc)
+    except APIError as exc:
+        error = exc
+    if error is not None or session.source is None:
+        response.close()
+    return Outcome(None, error, (time.perf_counter() - started) * 1000)
+
+
+async def _aprime(step: Prime) -> Outcome:
+    """Async `_prime`."""
+    session, response = step.session, step.response
+    started = time.perf_counter()
+    error: Exception | None = None
+    try:
+        session.source = source = response.aiter_bytes()
+        async for data in source:
+            if session.prime(data):
+                break
+        else:
+            session.source = None
+            session.prime_end()
+    except httpx.HTTPError as exc:
+        error = session.interrupted(exc)
+    except APIError as exc:
+        error = exc
+    if error is not None or session.source is None:
+        await response.aclose()
+    return Outcome(None, error, (time.perf_counter() - started) * 1000)
 
 
 async def _asyncio_sleep(seconds: float) -> None:

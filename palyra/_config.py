@@ -40,6 +40,7 @@ __all__ = [
     "Pricing",
     "ProviderConfig",
     "RegistryDefaults",
+    "ResilienceConfig",
 ]
 
 ProviderKind = Literal["deterministic", "openai_compatible", "anthropic"]
@@ -321,6 +322,10 @@ class ModelEntry(_ConfigModel):
         latency_tier: ``low``, ``standard`` or ``high``.
         pricing: Prices per 1M tokens.
         aliases: Other names that resolve to this model.
+        fallbacks: Model ids or aliases to fail over to, in this order, when
+            this model fails after its retries or its breaker is open. None
+            (the default) picks candidates automatically; ``[]`` disables
+            failover for this model.
         metadata_source: Where this entry came from (informational).
     """
 
@@ -337,6 +342,7 @@ class ModelEntry(_ConfigModel):
     latency_tier: Literal["low", "standard", "high"] | None = None
     pricing: Pricing | None = None
     aliases: tuple[str, ...] = ()
+    fallbacks: tuple[str, ...] | None = None
     metadata_source: Literal[
         "static", "discovery", "operator_override", "legacy_migration"
     ] = "static"
@@ -378,6 +384,27 @@ class ModelEntry(_ConfigModel):
         if window is not None and output is not None and output > window:
             raise ValueError("max_output_tokens cannot exceed context_window")
         return self
+
+
+class ResilienceConfig(_ConfigModel):
+    """How calls survive failing upstreams (retries are set per provider).
+
+    Args:
+        failover: Try other candidates when a model fails after its retries or
+            its circuit breaker is open. Models with an explicit ``fallbacks``
+            list use it whatever this says.
+        deadline: Seconds a whole call may take: every attempt, backoff sleep
+            and failover included (for streams, until the first chunk). Each
+            attempt's timeout is shortened to the time left. None: no limit
+            beyond the per-attempt timeouts.
+        retry_after_cap: Longest ``Retry-After`` honoured, in seconds. An
+            upstream asking for a longer wait is not retried; the call fails
+            over (or raises) at once.
+    """
+
+    failover: bool = True
+    deadline: PositiveSeconds | None = 300.0
+    retry_after_cap: Annotated[float, Field(ge=0, le=3600)] = 60.0
 
 
 class RegistryDefaults(_ConfigModel):
@@ -425,6 +452,7 @@ class PalyraConfig(_ConfigModel):
     providers: tuple[ProviderConfig, ...] = ()
     models: tuple[ModelEntry, ...] = ()
     defaults: RegistryDefaults = Field(default_factory=RegistryDefaults)
+    resilience: ResilienceConfig = Field(default_factory=ResilienceConfig)
 
     @model_validator(mode="before")
     @classmethod
@@ -506,6 +534,7 @@ def _registry_errors(config: PalyraConfig) -> list[tuple[str, str]]:
                 where = f"models[{i}].id" if j == 0 else f"models[{i}].aliases[{j - 1}]"
                 errors.append((where, f"{name!r} is already used by another model"))
             names[name] = model
+    errors.extend(_fallback_errors(config, names))
     for role in ("chat", "embeddings", "audio_transcription"):
         wanted = getattr(config.defaults, role)
         if wanted is None:
@@ -517,4 +546,28 @@ def _registry_errors(config: PalyraConfig) -> list[tuple[str, str]]:
             errors.append(
                 (f"defaults.{role}", f"model {wanted!r} has role {default.role!r}")
             )
+    return errors
+
+
+def _fallback_errors(
+    config: PalyraConfig, names: Mapping[str, ModelEntry]
+) -> list[tuple[str, str]]:
+    errors: list[tuple[str, str]] = []
+    for i, model in enumerate(config.models):
+        for j, name in enumerate(model.fallbacks or ()):
+            where = f"models[{i}].fallbacks[{j}]"
+            target = names.get(name)
+            if target is None:
+                errors.append((where, f"unknown model {name!r}"))
+            elif target is model:
+                errors.append((where, "a model cannot fall back to itself"))
+            elif target.role != model.role:
+                errors.append(
+                    (
+                        where,
+                        f"model {name!r} has role {target.role!r}, not {model.role!r}",
+                    )
+                )
+        if model.fallbacks and len(set(model.fallbacks)) != len(model.fallbacks):
+            errors.append((f"models[{i}].fallbacks", "fallbacks must not repeat"))
     return errors

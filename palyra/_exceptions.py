@@ -34,7 +34,10 @@ before it reaches an exception.
 
 from __future__ import annotations
 
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
+
+if TYPE_CHECKING:
+    from ._wire import Attempt
 
 __all__ = [
     "APIConnectionError",
@@ -84,6 +87,8 @@ class _CallContextError(PalyraError):
         self.provider = provider
         self.model = model
         self.request_id = request_id
+        # Every attempt and skipped candidate of the failed call, in order.
+        self.attempts: list[Attempt] = []
 
     def __str__(self) -> str:
         where = _describe_target(self.provider, self.model, self.request_id)
@@ -116,6 +121,8 @@ class APIError(_CallContextError):
         body: The parsed error body (redacted), when there was one.
         code: The error code the upstream gave (``error.code``), if any.
         type: The error type the upstream gave (``error.type``), if any.
+        attempts: Every attempt and skipped candidate of the call, in order
+            (`Attempt`), so nothing recorded is lost when a call fails.
     """
 
     def __init__(
@@ -152,7 +159,7 @@ class StreamInterruptedError(APIConnectionError):
 
 
 class NoProviderAvailableError(APIError):
-    """No candidate may be called now: their circuit breakers are open.
+    """No candidate may be called now: every candidate's circuit breaker is open.
 
     Attributes:
         retry_after: Seconds until the earliest breaker lets a probe through.

@@ -89,6 +89,9 @@ class ModelHealth(BreakerSnapshot):
     last_error: str | None  # "ClassName: excerpt", redacted and bounded
     status: HealthStatus
     calls: int
+    # "auth_invalid" or "permission" after the provider refused its credential;
+    # cleared by the provider's next success.
+    credential_problem: str | None = None
 
 
 class CircuitBreaker:
@@ -321,6 +324,7 @@ class HealthTracker:
         self._clock = clock
         self._window = (window_size, max_age)
         self._entries: dict[HealthKey, _Entry] = {}
+        self._credentials: dict[str, str] = {}  # provider id -> failure class
         self._lock = threading.Lock()  # guards adding entries
 
     def _entry(self, key: HealthKey, threshold: int, cooldown: float) -> _Entry:
@@ -358,9 +362,21 @@ class HealthTracker:
         breaker, window = self._entry(key, *_DEFAULT_SETTINGS)
         if ok:
             breaker.record_success(admission)
+            if self._credentials:
+                self._credentials.pop(key[0], None)
         else:
             breaker.record_failure(admission)
         window.record(ok, latency_ms, error)
+
+    def mark_credential(self, provider: str, problem: str) -> None:
+        """Note that ``provider`` refused its credential (``auth_invalid`` or
+        ``permission``) until one of its calls succeeds."""
+        if self.enabled:
+            self._credentials[provider] = problem
+
+    def credential_problem(self, provider: str) -> str | None:
+        """The provider's marked credential problem, if any."""
+        return self._credentials.get(provider)
 
     def status(self, key: HealthKey) -> HealthStatus:
         """The key's health status; a key never seen is healthy."""
@@ -394,6 +410,7 @@ class HealthTracker:
                 last_error=window.last_error,
                 status=window.status,
                 calls=window.calls,
+                credential_problem=self._credentials.get(provider),
             )
             for (provider, model), (breaker, window) in items
         ]

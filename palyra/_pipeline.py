@@ -14,10 +14,11 @@ import json
 import time
 from collections.abc import Callable, Generator
 from dataclasses import dataclass, field
-from typing import Any, Literal, TypeVar
+from typing import TYPE_CHECKING, Any, Literal, TypeVar
 
 import httpx
 
+from ._config import ModelRole
 from ._exceptions import (
     APIConnectionError,
     APIError,
@@ -25,11 +26,15 @@ from ._exceptions import (
     APIStatusError,
     APITimeoutError,
     ContextWindowExceededError,
+    CredentialError,
     NoProviderAvailableError,
+    PalyraError,
     StreamInterruptedError,
     UnsupportedCapabilityError,
+    _CallContextError,
 )
-from ._health import HealthTracker
+from ._failover import plan as failover_plan
+from ._health import Admission, HealthTracker
 from ._providers.base import ProviderAdapter, StreamParser, Target, request_id
 from ._registry import Registry, ResolvedModel
 from ._request import ChatRequest, EmbeddingsRequest, Needs, TranscriptionRequest
@@ -45,9 +50,13 @@ from ._wire import (
     Transcription,
 )
 
+if TYPE_CHECKING:
+    from ._retry import Failure  # loaded lazily at run time (tenacity)
+
 __all__: list[str] = []
 
 T = TypeVar("T")
+E = TypeVar("E", bound=_CallContextError)
 Operation = Literal["chat", "embeddings", "transcription", "models", "count_tokens"]
 
 
@@ -82,7 +91,18 @@ class Sleep:
     seconds: float
 
 
-Flow = Generator[ProviderCall | Sleep, Outcome | None, T]
+@dataclass(frozen=True, slots=True)
+class Prime:
+    """What the pipeline asks a driver to do with an opened stream: read until
+    the session holds its first chunk (`StreamSession.prime`), so that a
+    failure before anything reached the caller can still be retried or failed
+    over. The driver answers with an `Outcome` whose error is the failure."""
+
+    session: StreamSession
+    response: httpx.Response
+
+
+Flow = Generator[ProviderCall | Sleep | Prime, Outcome | None, T]
 
 ERROR_BODY_LIMIT = 64 * 1024
 _MAX_PAGES = 100  # a model list longer than this is an upstream bug
@@ -141,28 +161,69 @@ class BodyReader:
 
 @dataclass(slots=True)
 class CallContext:
-    """Everything known about one call, handed to the hooks."""
+    """Everything known about one call, handed to the hooks.
+
+    ``model`` is the candidate being tried (after a failover, the one that
+    served); ``requested`` is the model the caller asked for (after routing).
+    """
 
     operation: Operation
     model: ResolvedModel
-    started: float
+    started: float  # perf_counter(), for latency
+    deadline: float | None = None  # clock() time the call must end by
+    seconds: float | None = None  # the deadline, as given
+    clock: Callable[[], float] = time.monotonic
     estimate: TokenEstimate | None = None
     attempts: list[Attempt] = field(default_factory=list)
     result: Any = None
+    error: PalyraError | None = None  # set when the call failed
+    requested: ResolvedModel | None = None
 
     def info(self) -> PalyraInfo:
         """The ``palyra`` field of the result."""
+        requested = self.requested or self.model
         return PalyraInfo(
             provider=self.model.provider.id,
             model=self.model.id,
             upstream_model=self.model.upstream,
+            requested_model=requested.id,
             attempts=self.attempts,
             latency_ms=(time.perf_counter() - self.started) * 1000,
             token_estimate=self.estimate,
         )
 
+    def left(self) -> float | None:
+        """Seconds left before the call's deadline (None: no deadline)."""
+        if self.deadline is None:
+            return None
+        return self.deadline - self.clock()
+
 
 Hook = Callable[[CallContext], None]
+# Checks a candidate before it is tried (token estimate, context window).
+Prepare = Callable[[ResolvedModel], None]
+Build = Callable[[Target, ProviderAdapter], httpx.Request]
+# Makes the stream session for an opened streaming response.
+Opener = Callable[[CallContext, Target, ProviderAdapter], "StreamSession"]
+
+
+@dataclass(frozen=True, slots=True)
+class Served:
+    """A candidate's successful answer."""
+
+    target: Target
+    adapter: ProviderAdapter
+    response: httpx.Response
+    session: StreamSession | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class _Failed:
+    """A candidate that did not answer; ``failure`` is None when it was never
+    called because its breaker was open."""
+
+    error: _CallContextError
+    failure: Failure | None
 
 
 class Pipeline:
@@ -173,6 +234,9 @@ class Pipeline:
         counter: Returns the token counter (created lazily by the client).
         adapter: Returns the adapter for a provider kind.
         credential: Returns the credential for a provider (or None).
+        health: Breakers and health windows (a fresh tracker by default).
+        clock: Monotonic seconds for call deadlines (tests inject a fake one
+            that their fake sleep advances).
     """
 
     def __init__(
@@ -181,64 +245,105 @@ class Pipeline:
         counter: Callable[[], TokenCounter],
         adapter: Callable[[ResolvedModel], ProviderAdapter],
         credential: Callable[[ResolvedModel], str | None],
+        health: HealthTracker | None = None,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.registry = registry
+        self.clock = clock
+        self.resilience = registry.config.resilience
         self._counter = counter
         self._adapter = adapter
         self._credential = credential
-        # Seams: routing and budget reservation go before dispatch; settlement
-        # and the usage ledger after completion.
         self._policies: dict[str, Any] = {}  # provider id -> RetryPolicy
-        self.health = HealthTracker()
+        self.health = health if health is not None else HealthTracker()
+        # Seams: routing and budget reservation go before dispatch (a hook may
+        # replace ctx.model); settlement and the ledger after completion; a
+        # reservation is released after failure.
         self.before_dispatch: list[Hook] = []
         self.after_completion: list[Hook] = []
+        self.after_failure: list[Hook] = []
+
+    # -- operations ----------------------------------------------------------
 
     def chat(
         self, model_name: str | None, request: ChatRequest
     ) -> Flow[ChatCompletion]:
         """Flow of a non-streaming chat call."""
-        ctx, target, adapter, response = yield from self._chat(model_name, request)
-        completion = adapter.chat_response(target, response)
-        if request.needs.json_mode:
-            check_json_answer(target, completion)
+        ctx, served = yield from self._chat(model_name, request, None)
+        try:
+            completion = served.adapter.chat_response(served.target, served.response)
+            if request.needs.json_mode:
+                check_json_answer(served.target, completion)
+        except APIError as exc:
+            raise self.failed_after(ctx, exc) from None
         return self._complete(ctx, completion)
 
     def chat_stream(
         self, model_name: str | None, request: ChatRequest
     ) -> Flow[tuple[StreamSession, httpx.Response]]:
-        """Flow of a streaming chat call: the session and the open response."""
-        ctx, target, adapter, response = yield from self._chat(model_name, request)
-        parser = adapter.chat_stream(target, request)
-        budget = attempt_budget(response.request)
-        session = StreamSession(self, ctx, target, parser, budget)
-        session.json_mode = request.needs.json_mode
-        return session, response
+        """Flow of a streaming chat call: the session (its first chunks read)
+        and the open response."""
+
+        def opener(
+            ctx: CallContext, target: Target, adapter: ProviderAdapter
+        ) -> StreamSession:
+            parser = adapter.chat_stream(target, request)
+            budget = target.model.provider.timeout
+            if request.call.timeout is not None:
+                budget = request.call.timeout
+            session = StreamSession(self, ctx, target, parser, budget)
+            session.json_mode = request.needs.json_mode
+            return session
+
+        _, served = yield from self._chat(model_name, request, opener)
+        assert served.session is not None
+        return served.session, served.response
 
     def _chat(
-        self, model_name: str | None, request: ChatRequest
-    ) -> Flow[tuple[CallContext, Target, ProviderAdapter, httpx.Response]]:
-        model = self.registry.resolve(model_name, "chat")
-        _check_needs(model, request.needs)
-        ctx = CallContext("chat", model, time.perf_counter())
-        ctx.estimate = self._counter().estimate_chat(
-            model.upstream, request.messages, request.body.get("tools")
-        )
-        _check_context(
-            model, ctx.estimate.prompt_tokens, request.requested_output_tokens
-        )
-        target, adapter = self._dispatch(ctx)
-        http_request = adapter.chat_request(target, request)
-        response = yield from self._attempt(
-            ctx, adapter, target, http_request, request.stream
-        )
-        return ctx, target, adapter, response
+        self, model_name: str | None, request: ChatRequest, opener: Opener | None
+    ) -> Flow[tuple[CallContext, Served]]:
+        ctx = self._context("chat", model_name, "chat", request.call.deadline)
+        _check_needs(ctx.model, request.needs)
+        tools = request.body.get("tools")
+
+        def prepare(model: ResolvedModel) -> None:
+            estimate = self._counter().estimate_chat(
+                model.upstream, request.messages, tools
+            )
+            ctx.estimate = estimate
+            _check_context(
+                model, estimate.prompt_tokens, request.requested_output_tokens
+            )
+
+        def build(target: Target, adapter: ProviderAdapter) -> httpx.Request:
+            return adapter.chat_request(target, request)
+
+        served = yield from self._serve(ctx, request.needs, prepare, build, opener)
+        return ctx, served
 
     def embeddings(
         self, model_name: str | None, request: EmbeddingsRequest
     ) -> Flow[EmbeddingResponse]:
         """Flow of an embeddings call."""
-        model = self.registry.resolve(model_name, "embeddings")
-        ctx = CallContext("embeddings", model, time.perf_counter())
+        ctx = self._context(
+            "embeddings", model_name, "embeddings", request.call.deadline
+        )
+
+        def prepare(model: ResolvedModel) -> None:
+            ctx.estimate = self._embeddings_estimate(model, request)
+
+        def build(target: Target, adapter: ProviderAdapter) -> httpx.Request:
+            return adapter.embeddings_request(target, request)
+
+        served = yield from self._serve(ctx, Needs(), prepare, build)
+        return self._complete(
+            ctx,
+            served.adapter.embeddings_response(served.target, request, served.response),
+        )
+
+    def _embeddings_estimate(
+        self, model: ResolvedModel, request: EmbeddingsRequest
+    ) -> TokenEstimate:
         counts, approximate = self._counter().count_texts(
             model.upstream, request.inputs
         )
@@ -255,40 +360,40 @@ class Pipeline:
                 )
         # An empty chat estimate is the cheapest way to learn the encoding's name.
         encoding = self._counter().estimate_chat(model.upstream, []).encoding
-        ctx.estimate = TokenEstimate(
+        return TokenEstimate(
             prompt_tokens=sum(counts), approximate=approximate, encoding=encoding
-        )
-        target, adapter = self._dispatch(ctx)
-        http_request = adapter.embeddings_request(target, request)
-        response = yield from self._attempt(ctx, adapter, target, http_request, False)
-        return self._complete(
-            ctx, adapter.embeddings_response(target, request, response)
         )
 
     def transcription(
         self, model_name: str | None, request: TranscriptionRequest
     ) -> Flow[Transcription]:
         """Flow of an audio transcription call."""
-        model = self.registry.resolve(model_name, "audio_transcription")
-        ctx = CallContext("transcription", model, time.perf_counter())
-        target, adapter = self._dispatch(ctx)
-        http_request = adapter.transcription_request(target, request)
-        response = yield from self._attempt(ctx, adapter, target, http_request, False)
+        ctx = self._context(
+            "transcription", model_name, "audio_transcription", request.call.deadline
+        )
+
+        def build(target: Target, adapter: ProviderAdapter) -> httpx.Request:
+            return adapter.transcription_request(target, request)
+
+        served = yield from self._serve(ctx, Needs(audio=True), _no_check, build)
         return self._complete(
-            ctx, adapter.transcription_response(target, request, response)
+            ctx,
+            served.adapter.transcription_response(
+                served.target, request, served.response
+            ),
         )
 
     def provider_models(self, provider: str) -> Flow[list[ProviderModel]]:
         """Flow listing a provider's own models, following pagination."""
         model = self.registry.any_model(provider)
-        ctx = CallContext("models", model, time.perf_counter())
+        ctx = self._start("models", model, None)
         adapter = self._adapter(model)
         target = Target(model, self._credential(model))
         found: list[ProviderModel] = []
         cursor: str | None = None
         for _ in range(_MAX_PAGES):
             request = adapter.models_request(target, cursor)
-            response = yield from self._attempt(ctx, adapter, target, request, False)
+            response = yield from self._single(ctx, adapter, target, request)
             page, cursor = adapter.models_response(target, response)
             found.extend(page)
             if cursor is None:
@@ -310,28 +415,138 @@ class Pipeline:
             target = Target(model, self._credential(model))
             http_request = adapter.count_tokens_request(target, request)
             if http_request is not None:
-                ctx = CallContext("count_tokens", model, time.perf_counter())
-                response = yield from self._attempt(
-                    ctx, adapter, target, http_request, False
-                )
+                ctx = self._start("count_tokens", model, request.call.deadline)
+                response = yield from self._single(ctx, adapter, target, http_request)
                 count.exact = adapter.count_tokens_response(target, response)
         return count
 
-    def _dispatch(self, ctx: CallContext) -> tuple[Target, ProviderAdapter]:
-        for hook in self.before_dispatch:
-            hook(ctx)
-        model = ctx.model
-        adapter = self._adapter(model)
-        return Target(model, self._credential(model)), adapter
+    # -- one call: candidates, attempts, hooks ---------------------------------
 
-    def _attempt(
+    def _start(
+        self, operation: Operation, model: ResolvedModel, deadline: float | None
+    ) -> CallContext:
+        seconds = deadline if deadline is not None else self.resilience.deadline
+        end = None if seconds is None else self.clock() + seconds
+        return CallContext(
+            operation,
+            model,
+            time.perf_counter(),
+            end,
+            seconds,
+            self.clock,
+            requested=model,
+        )
+
+    def _context(
+        self,
+        operation: Operation,
+        model_name: str | None,
+        role: ModelRole,
+        deadline: float | None,
+    ) -> CallContext:
+        ctx = self._start(operation, self.registry.resolve(model_name, role), deadline)
+        for hook in self.before_dispatch:
+            hook(ctx)  # routing may replace ctx.model
+        ctx.requested = ctx.model
+        return ctx
+
+    def _serve(
+        self,
+        ctx: CallContext,
+        needs: Needs,
+        prepare: Prepare,
+        build: Build,
+        opener: Opener | None = None,
+    ) -> Flow[Served]:
+        """Try the call's candidates in failover order until one answers."""
+        assert ctx.requested is not None
+        plan = failover_plan(
+            self.registry,
+            ctx.requested,
+            needs,
+            self.health,
+            auto=self.resilience.failover,
+        )
+        failures: list[_Failed] = []
+        keys: list[tuple[str, str]] = []
+        for model in plan:
+            ctx.model = model
+            keys.append((model.provider.id, model.id))
+            result = yield from self._candidate(ctx, model, prepare, build, opener)
+            if isinstance(result, Served):
+                return result
+            failures.append(result)
+            if result.failure is not None:
+                plan.narrow(model, result.failure)
+            left = ctx.left()
+            if left is not None and left <= 0:
+                break
+        raise self._fail_call(ctx, failures, keys)
+
+    def _candidate(
+        self,
+        ctx: CallContext,
+        model: ResolvedModel,
+        prepare: Prepare,
+        build: Build,
+        opener: Opener | None,
+    ) -> Flow[Served | _Failed]:
+        """One candidate: checked, admitted by its breaker, then attempted."""
+        try:
+            prepare(model)
+            target = Target(model, self._credential(model))
+        except (ContextWindowExceededError, CredentialError) as exc:
+            return self._skip(ctx, model, exc)
+        provider = model.provider
+        key = (provider.id, model.id)
+        admission = self.health.admit(
+            key, provider.circuit_breaker_threshold, provider.circuit_breaker_cooldown
+        )
+        if not admission:
+            return self._skip(ctx, model, self._circuit_open(target, [key]))
+        adapter = self._adapter(model)
+        request = build(target, adapter)
+        return (
+            yield from self._attempts(ctx, adapter, target, request, opener, admission)
+        )
+
+    def _single(
         self,
         ctx: CallContext,
         adapter: ProviderAdapter,
         target: Target,
         request: httpx.Request,
-        stream: bool,
     ) -> Flow[httpx.Response]:
+        """A provider-level call (model lists, token counts): no failover."""
+        model = target.model
+        key = (model.provider.id, model.id)
+        admission = self.health.admit(
+            key,
+            model.provider.circuit_breaker_threshold,
+            model.provider.circuit_breaker_cooldown,
+        )
+        error: _CallContextError
+        if not admission:
+            error = self._circuit_open(target, [key])
+        else:
+            result = yield from self._attempts(
+                ctx, adapter, target, request, None, admission
+            )
+            if isinstance(result, Served):
+                return result.response
+            error = result.error
+        error.attempts = ctx.attempts
+        raise error
+
+    def _attempts(
+        self,
+        ctx: CallContext,
+        adapter: ProviderAdapter,
+        target: Target,
+        request: httpx.Request,
+        opener: Opener | None,
+        admission: Admission,
+    ) -> Flow[Served | _Failed]:
         # The one retry layer: attempts on this target, with the provider's
         # backoff and the upstream's Retry-After between them.
         from ._retry import RetryPolicy, classify
@@ -339,38 +554,145 @@ class Pipeline:
         provider = target.model.provider
         policy = self._policies.get(provider.id)
         if policy is None:
-            policy = self._policies[provider.id] = RetryPolicy.from_provider(provider)
+            policy = self._policies[provider.id] = RetryPolicy.from_provider(
+                provider, retry_after_cap=self.resilience.retry_after_cap
+            )
         key = (provider.id, target.model.id)
-        admission = self.health.admit(
-            key, provider.circuit_breaker_threshold, provider.circuit_breaker_cooldown
-        )
-        if not admission:
-            raise self._circuit_open(target, key)
+        base = dict(request.extensions["timeout"])
         started = time.perf_counter()
         attempt = 0
         while True:
             attempt += 1
-            outcome = yield ProviderCall(target, request, stream)
-            assert outcome is not None
-            response, error = self._judge(ctx, adapter, target, outcome)
+            served, error, response = yield from self._attempt(
+                ctx, adapter, target, request, opener, base
+            )
             elapsed = time.perf_counter() - started
-            if error is None:
-                assert response is not None
+            if served is not None:
                 self.health.record(key, True, elapsed * 1000, admission=admission)
-                return response
+                return served
+            assert error is not None
             headers = response.headers if response is not None else None
             failure = classify(error, headers)
+            ctx.attempts[-1].failure = failure.cls.value
             wait = policy.decide(attempt, failure, elapsed)
-            if wait is None:
-                # Only the provider's failures count against its breaker: a
-                # rejected request means the upstream is answering.
-                ok = not failure.failover
-                self.health.record(key, ok, elapsed * 1000, error, admission)
-                raise error
+            left = ctx.left()
+            if wait is None or (left is not None and wait >= left):
+                self._report(key, failure, error, elapsed, admission)
+                return _Failed(error, failure)
             yield Sleep(wait)
 
-    def _circuit_open(self, target: Target, key: tuple[str, str]) -> APIError:
-        wait = self.health.earliest_reopen([key])
+    def _attempt(
+        self,
+        ctx: CallContext,
+        adapter: ProviderAdapter,
+        target: Target,
+        request: httpx.Request,
+        opener: Opener | None,
+        base: dict[str, float],
+    ) -> Flow[tuple[Served | None, APIError | None, httpx.Response | None]]:
+        """One HTTP attempt, with its timeouts cut to the call's deadline; a
+        stream counts as answered once its first chunk has arrived."""
+        left = ctx.left()
+        if left is not None and left <= 0.001:
+            late = self._deadline_error(ctx, target)
+            self._record(ctx, target, None, late, 0.0)
+            return None, late, None
+        request.extensions["timeout"] = _cut(base, left)
+        outcome = yield ProviderCall(target, request, opener is not None)
+        assert outcome is not None
+        response, error = self._judge(target, adapter, outcome)
+        latency = outcome.latency_ms
+        session = None
+        if error is None and opener is not None:
+            assert response is not None
+            session = opener(ctx, target, adapter)
+            session.limit_first_chunk(ctx.left())
+            primed = yield Prime(session, response)
+            assert primed is not None
+            latency += primed.latency_ms
+            if primed.error is not None:
+                error = _as_api_error(target, primed.error)
+        if (
+            isinstance(error, APITimeoutError)
+            and left is not None
+            and left < base["read"]
+        ):
+            error = self._deadline_error(ctx, target, error)
+        self._record(ctx, target, response, error, latency)
+        if error is not None:
+            return None, error, response
+        assert response is not None
+        if session is not None:
+            session.live = True
+            session.info = ctx.info()
+        return Served(target, adapter, response, session), None, response
+
+    def _report(
+        self,
+        key: tuple[str, str],
+        failure: Failure,
+        error: APIError,
+        elapsed: float,
+        admission: Admission,
+    ) -> None:
+        # Only the provider's failures count against its breaker: a rejected
+        # request means the upstream is answering.
+        ok = not failure.provider_fault
+        self.health.record(key, ok, elapsed * 1000, error, admission)
+        if failure.cls in ("auth_invalid", "permission") and failure.status:
+            self.health.mark_credential(key[0], failure.cls.value)
+            notify = getattr(self._credential, "credential_refused", None)
+            if notify is not None:
+                notify(key[0], failure.cls.value)
+
+    def _skip(
+        self, ctx: CallContext, model: ResolvedModel, error: _CallContextError
+    ) -> _Failed:
+        """A candidate passed over without a request: recorded, then failed."""
+        from ._retry import classify
+
+        failure = None
+        if not isinstance(error, NoProviderAvailableError):
+            failure = classify(error)
+        ctx.attempts.append(
+            Attempt(
+                provider=model.provider.id,
+                model=model.id,
+                outcome="skipped",
+                error=type(error).__name__,
+                failure=failure.cls.value if failure else None,
+                latency_ms=0.0,
+            )
+        )
+        return _Failed(error, failure)
+
+    def _fail_call(
+        self,
+        ctx: CallContext,
+        failures: list[_Failed],
+        keys: list[tuple[str, str]],
+    ) -> _CallContextError:
+        """The error of a call no candidate served: the last real failure, or
+        `NoProviderAvailableError` when every breaker was open."""
+        tried = [f for f in failures if f.failure is not None]
+        if tried:
+            error = tried[-1].error
+        elif failures:
+            wait = self.health.earliest_reopen(keys)
+            requested = ctx.requested or ctx.model
+            error = NoProviderAvailableError(
+                f"every candidate's circuit breaker is open ({len(keys)} tried);"
+                f" the next probe goes through in {wait or 0:.1f}s",
+                retry_after=wait,
+                provider=requested.provider.id,
+                model=requested.id,
+            )
+        else:
+            error = self._deadline_error(ctx, Target(ctx.model, None))
+        return self.failed_after(ctx, error)
+
+    def _circuit_open(self, target: Target, keys: list[tuple[str, str]]) -> APIError:
+        wait = self.health.earliest_reopen(keys)
         return target.fail(
             NoProviderAvailableError,
             "circuit breaker is open after repeated failures; the next probe goes"
@@ -378,29 +700,47 @@ class Pipeline:
             retry_after=wait,
         )
 
+    def _deadline_error(
+        self, ctx: CallContext, target: Target, cause: APIError | None = None
+    ) -> APIError:
+        seconds = ctx.seconds or 0.0
+        detail = f" ({cause.message})" if cause is not None else ""
+        error = target.fail(
+            APITimeoutError,
+            f"call deadline of {seconds:g}s passed after"
+            f" {len(ctx.attempts)} attempt(s){detail}",
+        )
+        if cause is not None:
+            error.request_id = cause.request_id
+        return error
+
     def _judge(
-        self,
-        ctx: CallContext,
-        adapter: ProviderAdapter,
-        target: Target,
-        outcome: Outcome,
+        self, target: Target, adapter: ProviderAdapter, outcome: Outcome
     ) -> tuple[httpx.Response | None, APIError | None]:
-        """The response or typed error of one attempt, recorded in ``attempts``."""
+        """The response or typed error of one attempt."""
         response = outcome.response
-        error: APIError | None = None
         if response is None:
-            error = transport_error(target, outcome.error)
-        elif response.status_code >= 400:
-            error = adapter.status_error(target, response)
-        elif response.status_code >= 300:
+            return None, transport_error(target, outcome.error)
+        if response.status_code >= 400:
+            return response, adapter.status_error(target, response)
+        if response.status_code >= 300:
             location = response.headers.get("location", "nowhere")
-            error = target.fail(
+            return response, target.fail(
                 APIStatusError,
                 f"upstream answered with a redirect to {location}; check base_url",
                 status_code=response.status_code,
                 request_id=request_id(response),
             )
-        status = response.status_code if response is not None else None
+        return response, None
+
+    def _record(
+        self,
+        ctx: CallContext,
+        target: Target,
+        response: httpx.Response | None,
+        error: APIError | None,
+        latency_ms: float,
+    ) -> None:
         if error is not None:
             rid = error.request_id
         else:
@@ -411,12 +751,36 @@ class Pipeline:
                 model=target.model.id,
                 outcome="error" if error else "success",
                 error=type(error).__name__ if error else None,
-                status_code=status,
-                latency_ms=outcome.latency_ms,
+                status_code=response.status_code if response is not None else None,
+                latency_ms=latency_ms,
                 request_id=rid,
             )
         )
-        return response, error
+
+    def stream_failed(self, ctx: CallContext, target: Target, error: APIError) -> None:
+        """A stream broke after its first chunk: too late to fail over, but
+        the breaker and health hear of it and the attempt says so."""
+        from ._retry import classify
+
+        failure = classify(error)
+        key = (target.model.provider.id, target.model.id)
+        if failure.provider_fault:
+            self.health.record(key, False, 0.0, error)
+        if ctx.attempts:
+            last = ctx.attempts[-1]
+            last.outcome = "error"
+            last.error = type(error).__name__
+            last.failure = failure.cls.value
+        self.failed_after(ctx, error)
+
+    def failed_after(self, ctx: CallContext, error: E) -> E:
+        """A served answer turned out unusable (e.g. JSON mode): the error gets
+        the attempts and the failure hooks run."""
+        error.attempts = ctx.attempts
+        ctx.error = error
+        for hook in self.after_failure:
+            hook(ctx)
+        return error
 
     def _complete(self, ctx: CallContext, result: T) -> T:
         result.palyra = ctx.info()  # type: ignore[attr-defined]
@@ -426,8 +790,31 @@ class Pipeline:
         return result
 
 
+def _no_check(model: ResolvedModel) -> None:
+    return None
+
+
+def _cut(base: dict[str, float], left: float | None) -> dict[str, float]:
+    """The attempt's timeouts, none longer than the time left in the call."""
+    if left is None:
+        return base
+    return {name: min(value, left) for name, value in base.items()}
+
+
+def _as_api_error(target: Target, error: Exception) -> APIError:
+    if isinstance(error, APIError):
+        return error
+    return target.fail(StreamInterruptedError, f"stream failed: {_describe(error)}")
+
+
 class StreamSession:
-    """The pure part of a streaming call, driven by `Stream` and `AsyncStream`."""
+    """The pure part of a streaming call, driven by `Stream` and `AsyncStream`.
+
+    Before the stream is handed to the caller the driver *primes* it (reads
+    until the first chunk, kept in ``pending``), so a failure up to then can be
+    retried or failed over. After that (``live``) a failure raises from the
+    iterator and is reported to the breaker.
+    """
 
     __slots__ = (
         "_budget",
@@ -439,6 +826,9 @@ class StreamSession:
         "completion",
         "info",
         "json_mode",
+        "live",
+        "pending",
+        "source",
     )
 
     def __init__(
@@ -454,6 +844,9 @@ class StreamSession:
         self._budget = budget
         self._deadline = time.perf_counter() + budget
         self.json_mode = False
+        self.live = False
+        self.pending: list[ChatCompletionChunk] = []
+        self.source: Any = None  # the driver's byte iterator, kept across priming
         self._pipeline = pipeline
         self._ctx = ctx
         self._target = target
@@ -461,17 +854,43 @@ class StreamSession:
         self.info = ctx.info()
         self.completion: ChatCompletion | None = None
 
+    def limit_first_chunk(self, left: float | None) -> None:
+        """The first chunk must also come within the call's time ``left``."""
+        if left is not None:
+            self._deadline = min(self._deadline, time.perf_counter() + left)
+
+    def prime(self, data: bytes) -> bool:
+        """Take one read while priming; True once a chunk is pending."""
+        self.pending.extend(self.feed(data))
+        return bool(self.pending)
+
+    def prime_end(self) -> None:
+        """The body ended while priming: what it completed, or the error."""
+        self.pending.extend(self.flush())
+        if not self.pending:
+            # Raised here rather than at close(): an empty stream is a failed
+            # attempt, so another attempt or candidate may still serve.
+            self._parser.close()
+            raise self._target.fail(
+                StreamInterruptedError, "upstream ended the stream before any chunk"
+            )
+
+    def take_pending(self) -> list[ChatCompletionChunk]:
+        """The chunks read while priming (once)."""
+        pending, self.pending = self.pending, []
+        return pending
+
     def feed(self, data: bytes) -> list[ChatCompletionChunk]:
         """Chunks for one network read."""
         try:
             chunks = self._parser.feed(data)
         except APIError as exc:
-            raise self._with_request_id(exc) from None
+            raise self._failed(exc) from None
         now = time.perf_counter()
         if chunks:
             self._deadline = now + self._budget
         elif now > self._deadline:
-            raise self._with_request_id(
+            raise self._failed(
                 self._target.fail(
                     APITimeoutError,
                     f"upstream sent no chunk for {self._budget:g}s (only keep-alives"
@@ -485,16 +904,20 @@ class StreamSession:
         try:
             return self._parser.flush()
         except APIError as exc:
-            raise self._with_request_id(exc) from None
+            raise self._failed(exc) from None
 
     def finish(self) -> ChatCompletion:
         """End of body: assemble, stamp ``palyra`` and run the completion hooks."""
         try:
             completion = self._parser.close()
-            if self.json_mode:
-                check_json_answer(self._target, completion)
         except APIError as exc:
-            raise self._with_request_id(exc) from None
+            raise self._failed(exc) from None
+        if self.json_mode:
+            try:
+                check_json_answer(self._target, completion)
+            except APIError as exc:
+                # The model's answer, not the upstream, is at fault: no breaker.
+                raise self._pipeline.failed_after(self._ctx, exc) from None
         self.completion = self._pipeline._complete(self._ctx, completion)
         assert completion.palyra is not None
         self.info = completion.palyra
@@ -514,12 +937,15 @@ class StreamSession:
                 f"upstream connection broke mid-stream ({_describe(exc)});"
                 " the answer is partial",
             )
-        return self._with_request_id(error)
+        return self._failed(error)
 
-    def _with_request_id(self, error: APIError) -> APIError:
+    def _failed(self, error: APIError) -> APIError:
         # The HTTP response that opened the stream carried the request id.
         if error.request_id is None and self._ctx.attempts:
             error.request_id = self._ctx.attempts[-1].request_id
+        if self.live:
+            self._pipeline.stream_failed(self._ctx, self._target, error)
+            self.info = self._ctx.info()
         return error
 
 

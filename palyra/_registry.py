@@ -125,6 +125,10 @@ class Registry:
             )
         return model
 
+    def find(self, name: str) -> ResolvedModel | None:
+        """The model with this id or alias, if any (no role or enabled check)."""
+        return self._by_name.get(name)
+
     def any_model(self, provider: str) -> ResolvedModel:
         """A model of ``provider`` to address provider-level calls with.
 

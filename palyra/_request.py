@@ -57,13 +57,11 @@ class ChatOptions(TypedDict, total=False):
     extra_body: Mapping[str, Any]
     extra_headers: Mapping[str, str]
     timeout: float
+    deadline: float
 
 
-_BODY_OPTIONS = frozenset(ChatOptions.__annotations__) - {
-    "extra_body",
-    "extra_headers",
-    "timeout",
-}
+_CALL_OPTIONS = frozenset({"extra_body", "extra_headers", "timeout", "deadline"})
+_BODY_OPTIONS = frozenset(ChatOptions.__annotations__) - _CALL_OPTIONS
 
 
 _POSITIVE_INTS = ("max_tokens", "max_completion_tokens", "n")
@@ -94,6 +92,7 @@ class CallOptions:
     extra_headers: Mapping[str, str] = field(default_factory=dict)
     extra_body: Mapping[str, Any] = field(default_factory=dict)
     timeout: float | None = None
+    deadline: float | None = None
 
 
 @dataclass(slots=True)
@@ -146,7 +145,7 @@ def chat_request(
         InvalidRequestError: naming the bad message or option.
         TypeError: for an option palyra does not know (use ``extra_body``).
     """
-    unknown = set(options) - _BODY_OPTIONS - {"extra_body", "extra_headers", "timeout"}
+    unknown = set(options) - _BODY_OPTIONS - _CALL_OPTIONS
     if unknown:
         names = ", ".join(sorted(unknown))
         raise TypeError(f"unknown chat option(s): {names}; pass them in extra_body")
@@ -182,9 +181,8 @@ def chat_request(
 
 def call_options(options: Mapping[str, Any]) -> CallOptions:
     """Pick the per-call settings out of caller options."""
-    timeout = options.get("timeout")
-    if timeout is not None and (not isinstance(timeout, int | float) or timeout <= 0):
-        raise InvalidRequestError("timeout: must be a positive number of seconds")
+    timeout = _seconds(options, "timeout")
+    deadline = _seconds(options, "deadline")
     extra_body = options.get("extra_body") or {}
     reserved = sorted(_RESERVED_BODY & set(extra_body))
     if reserved:
@@ -195,8 +193,18 @@ def call_options(options: Mapping[str, Any]) -> CallOptions:
     return CallOptions(
         extra_headers=options.get("extra_headers") or {},
         extra_body=extra_body,
-        timeout=float(timeout) if timeout is not None else None,
+        timeout=timeout,
+        deadline=deadline,
     )
+
+
+def _seconds(options: Mapping[str, Any], name: str) -> float | None:
+    value = options.get(name)
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int | float) or value <= 0:
+        raise InvalidRequestError(f"{name}: must be a positive number of seconds")
+    return float(value)
 
 
 def _check_message(item: Any, index: int, needs: Needs) -> Mapping[str, Any]:

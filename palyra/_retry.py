@@ -99,6 +99,12 @@ class Failure:
     status: int | None = None
     retry_after: float | None = None
 
+    @property
+    def provider_fault(self) -> bool:
+        """Whether this counts against the provider's breaker and health: not
+        when the request itself was refused (the upstream is answering)."""
+        return self.failover and self.cls is not FailureClass.CONTEXT_OVERFLOW
+
 
 _CONTEXT = re.compile(
     r"context_length_exceeded|maximum context length|prompt is too long"
@@ -321,7 +327,8 @@ class RetryPolicy:
         Stops when the failure is not retryable, when ``max_retries`` retries
         were made, or when the sleep would reach the deadline. The wait is the
         upstream's ``Retry-After`` (at most ``retry_after_cap``) when given, else
-        exponential backoff with jitter, at most ``backoff_max``.
+        exponential backoff with jitter, at most ``backoff_max``. A
+        ``Retry-After`` longer than the cap stops retrying at once.
         """
         if not failure.retryable:
             return None
@@ -330,7 +337,11 @@ class RetryPolicy:
         state.start_time = 0.0
         state.outcome_timestamp = max(elapsed, 0.0)
         if failure.retry_after is not None:
-            wait = min(failure.retry_after, self.retry_after_cap)
+            if failure.retry_after > self.retry_after_cap:
+                # Asked to stay away longer than we may wait: another candidate
+                # (or the caller) is better served than a sleep that ends early.
+                return None
+            wait = failure.retry_after
         else:
             factor = min(max(self.jitter(), 0.0), 1.0)
             wait = float(self._engine.wait(state)) * (1 - JITTER_SPREAD * factor)

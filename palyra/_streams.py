@@ -55,10 +55,13 @@ class Stream(_StreamBase):
 
     def _iterate(self) -> Generator[ChatCompletionChunk, None, None]:
         failure = None
+        session = self._session
         try:
-            for data in self._response.iter_bytes():
-                yield from self._session.feed(data)
-            yield from self._session.flush()
+            yield from session.take_pending()
+            if session.source is not None:
+                for data in session.source:
+                    yield from session.feed(data)
+                yield from session.flush()
         except httpx.HTTPError as exc:
             failure = self._session.interrupted(exc)
         finally:
@@ -110,12 +113,16 @@ class AsyncStream(_StreamBase):
 
     async def _iterate(self) -> AsyncGenerator[ChatCompletionChunk, None]:
         failure = None
+        session = self._session
         try:
-            async for data in self._response.aiter_bytes():
-                for chunk in self._session.feed(data):
-                    yield chunk
-            for chunk in self._session.flush():
+            for chunk in session.take_pending():
                 yield chunk
+            if session.source is not None:
+                async for data in session.source:
+                    for chunk in session.feed(data):
+                        yield chunk
+                for chunk in session.flush():
+                    yield chunk
         except httpx.HTTPError as exc:
             failure = self._session.interrupted(exc)
         finally:

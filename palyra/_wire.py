@@ -47,23 +47,38 @@ class _Wire(BaseModel):
 
 
 class Attempt(_Wire):
-    """One upstream attempt made for a call."""
+    """One upstream attempt made for a call, or a candidate passed over.
+
+    Attributes:
+        outcome: ``success``, ``error``, or ``skipped`` (no request was sent:
+            the breaker was open, the credential was missing, or the prompt
+            did not fit the model's context window).
+        error: The palyra exception class name of a failed or skipped attempt.
+        failure: The failure class (``rate_limited``, ``server_error``, ...)
+            that decided whether to retry or fail over.
+    """
 
     provider: str
     model: str
-    outcome: Literal["success", "error"]
+    outcome: Literal["success", "error", "skipped"]
     error: str | None = None
+    failure: str | None = None
     status_code: int | None = None
     latency_ms: float
     request_id: str | None = None
 
 
 class PalyraInfo(_Wire):
-    """What palyra knows about how a call was served."""
+    """What palyra knows about how a call was served.
+
+    ``provider`` and ``model`` name the candidate that served the call; it
+    differs from ``requested_model`` after a failover.
+    """
 
     provider: str
     model: str
     upstream_model: str
+    requested_model: str | None = None
     attempts: list[Attempt] = Field(default_factory=list)
     latency_ms: float = 0.0
     token_estimate: TokenEstimate | None = None

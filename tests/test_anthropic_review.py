@@ -103,6 +103,7 @@ def _stream(
     client = palyra.Palyra(
         config(), transport=httpx.MockTransport(handler), credentials=lambda p: KEY
     )
+    stream = None  # an error before the first chunk raises from client.stream
     with client:
         try:
             with client.stream(USER, MODEL, **options) as stream:

@@ -510,7 +510,16 @@ def test_dropped_unread_stream_releases_its_response(key: str) -> None:
 
     class Body(httpx.SyncByteStream):
         def __iter__(self) -> Iterator[bytes]:
-            yield b""
+            # The first chunk is read before client.stream returns; the rest not.
+            chunk = {
+                "id": "c",
+                "object": "chat.completion.chunk",
+                "created": 1,
+                "model": "m",
+                "choices": [{"index": 0, "delta": {"role": "assistant"}}],
+            }
+            yield f"data: {json.dumps(chunk)}\n\n".encode()
+            yield b"data: [DONE]\n\n"
 
         def close(self) -> None:
             closed.append(True)

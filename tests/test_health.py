@@ -338,6 +338,7 @@ def test_tracker_snapshot_fields() -> None:
         "last_error": "RuntimeError: 503 overloaded; Authorization: Bearer <redacted>",
         "status": "degraded",
         "calls": 2,
+        "credential_problem": None,
     }
     assert (first.provider, first.state, first.status) == (
         "anthropic",

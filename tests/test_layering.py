@@ -24,6 +24,7 @@ LAYERS = [
     "_health",
     "_request",
     "_registry",
+    "_failover",
     "_stream",
     "_credentials",
     "_providers.base",
@@ -40,8 +41,17 @@ LAYERS = [
 def _palyra_imports(path: Path, module: str) -> set[str]:
     tree = ast.parse(path.read_text())
     package = module.rsplit(".", 1)[0] if "." in module else ""
+    # Imports for annotations only (under `if TYPE_CHECKING:`) never run.
+    typing_only = {
+        id(inner)
+        for node in ast.walk(tree)
+        if isinstance(node, ast.If) and ast.unparse(node.test) == "TYPE_CHECKING"
+        for inner in ast.walk(node)
+    }
     found = set()
     for node in ast.walk(tree):
+        if id(node) in typing_only:
+            continue
         if isinstance(node, ast.ImportFrom) and node.level:
             base = package if node.level == 1 else ""
             target = f"{base}.{node.module}" if base and node.module else node.module

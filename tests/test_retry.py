@@ -285,11 +285,24 @@ def test_never_retries_request_errors(status: int) -> None:
 
 
 def test_honours_retry_after_up_to_the_cap() -> None:
-    """The upstream's wait wins over backoff, without jitter, up to the cap."""
+    """The upstream's wait wins over backoff, without jitter, up to the cap;
+    a longer one stops retrying (failover or the caller decides)."""
     policy = RetryPolicy(retry_after_cap=60.0, jitter=lambda: 0.5)
     assert policy.decide(1, _fail(retry_after=3.0), 0.0) == 3.0
     assert policy.decide(1, _fail(retry_after=0.0), 0.0) == 0.0
-    assert policy.decide(1, _fail(retry_after=600.0), 0.0) == 60.0
+    assert policy.decide(1, _fail(retry_after=60.0), 0.0) == 60.0
+    assert policy.decide(1, _fail(retry_after=600.0), 0.0) is None
+    assert RetryPolicy(retry_after_cap=0.0).decide(1, _fail(retry_after=1), 0) is None
+
+
+def test_provider_fault() -> None:
+    """Request-caused failures (context overflow included) spare the breaker."""
+    assert classify(_status(503)).provider_fault
+    assert classify(_status(401)).provider_fault
+    assert not classify(_status(400)).provider_fault
+    overflow = classify(_status(400, "maximum context length is 8192 tokens"))
+    assert overflow.failover
+    assert not overflow.provider_fault
 
 
 def test_backoff_grows_and_is_capped() -> None:

@@ -18,7 +18,12 @@ OK = {
 }
 
 
-def _client(responses: list[httpx.Response], waits: list[float], **provider: Any):
+def _client(
+    responses: list[httpx.Response],
+    waits: list[float],
+    clock: Any = None,
+    **provider: Any,
+):
     sent: list[httpx.Request] = []
 
     def handler(request: httpx.Request) -> httpx.Response:
@@ -32,7 +37,7 @@ def _client(responses: list[httpx.Response], waits: list[float], **provider: Any
         "models": [{"id": "m", "provider": "up"}],
     }
     client = palyra.Palyra(
-        config, transport=httpx.MockTransport(handler), sleep=waits.append
+        config, transport=httpx.MockTransport(handler), sleep=waits.append, clock=clock
     )
     return client, sent
 
@@ -156,19 +161,17 @@ class ManualClock:
 
 def test_breaker_opens_then_lets_one_probe_through() -> None:
     """Three failed calls open the breaker; after the cooldown a probe closes it."""
-    from palyra._health import HealthTracker
-
     clock = ManualClock()
     failures = [httpx.Response(500, json={"error": {"message": "down"}})] * 3
     waits: list[float] = []
     client, sent = _client(
         [*failures, httpx.Response(200, json=OK)],
         waits,
+        clock,
         max_retries=0,
         circuit_breaker_threshold=3,
         circuit_breaker_cooldown=30,
     )
-    client._pipeline.health = HealthTracker(clock=clock)
     with client:
         for _ in range(3):
             with pytest.raises(palyra.InternalServerError):

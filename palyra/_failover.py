@@ -1,0 +1,138 @@
+"""Failover planning: which models may serve a call, in which order.
+
+Pure: the pipeline asks `plan` for the candidates of a call and tells the
+plan about each failure, which narrows what is left. Ordering (documented in
+``docs/resilience.md``):
+
+1. the requested model;
+2. its explicit ``fallbacks`` list, in order, when the model entry has one;
+3. otherwise every other enabled model of the same role that can do what the
+   request needs, ordered healthy before degraded before unhealthy, providers
+   whose credential was refused last, then the same upstream model on another
+   provider first, then cheaper cost tiers, then faster latency tiers, then
+   configuration order.
+
+Embeddings fail over automatically only to the same upstream model with the
+same dimensions: vectors of different models are not comparable, so a silent
+switch would corrupt an index. An explicit ``fallbacks`` list is trusted.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from collections.abc import Callable, Iterator
+from typing import TYPE_CHECKING
+
+from ._health import HealthTracker
+from ._registry import Registry, ResolvedModel
+from ._request import Needs
+
+if TYPE_CHECKING:
+    # At run time failure classes compare as strings: `_retry` loads tenacity,
+    # which `import palyra` must not pay for.
+    from ._retry import Failure
+
+__all__: list[str] = []
+
+_COST = {"low": 0, "standard": 1, "premium": 2}
+_LATENCY = {"low": 0, "standard": 1, "high": 2}
+_STATUS = {"healthy": 0, "degraded": 1, "unhealthy": 2}
+_CREDENTIAL_CLASSES = frozenset({"auth_invalid", "permission"})
+
+
+class Plan:
+    """The candidates of one call, consumed in order and narrowed by failures."""
+
+    __slots__ = ("_queue",)
+
+    def __init__(self, candidates: list[ResolvedModel]) -> None:
+        self._queue = deque(candidates)
+
+    def __iter__(self) -> Iterator[ResolvedModel]:
+        while self._queue:
+            yield self._queue.popleft()
+
+    def __len__(self) -> int:
+        return len(self._queue)
+
+    def keys(self) -> list[tuple[str, str]]:
+        """Health keys of the candidates not tried yet."""
+        return [(m.provider.id, m.id) for m in self._queue]
+
+    def narrow(self, model: ResolvedModel, failure: Failure) -> None:
+        """Drop the candidates that ``failure`` of ``model`` rules out."""
+        queue = self._queue
+        if not failure.failover:
+            queue.clear()  # the request itself is at fault: anyone would refuse it
+        elif failure.cls in _CREDENTIAL_CLASSES:
+            # The credential is per provider: its other models would refuse too.
+            provider = model.provider.id
+            self._keep(lambda m: m.provider.id != provider)
+        elif failure.cls == "context_overflow":
+            window = model.entry.context_window
+            if window is None:
+                queue.clear()  # nothing is known to be larger
+            else:
+                self._keep(lambda m: (m.entry.context_window or 0) > window)
+
+    def _keep(self, wanted: Callable[[ResolvedModel], bool]) -> None:
+        self._queue = deque(m for m in self._queue if wanted(m))
+
+
+def plan(
+    registry: Registry,
+    primary: ResolvedModel,
+    needs: Needs,
+    health: HealthTracker,
+    *,
+    auto: bool,
+) -> Plan:
+    """The ordered candidates for a call to ``primary`` (itself first).
+
+    Args:
+        registry: Where the other models come from.
+        primary: The model the caller asked for (already checked to serve).
+        needs: What the request needs (vision, tools, JSON mode, ...).
+        health: Recent health, for ordering.
+        auto: Whether to pick candidates automatically when the model entry
+            has no explicit ``fallbacks`` list.
+    """
+    explicit = primary.entry.fallbacks
+    if explicit is not None:
+        named = (registry.find(name) for name in explicit)
+        chosen = [m for m in named if m is not None and _serves(m, primary, needs)]
+        return Plan([primary, *chosen])
+    if not auto:
+        return Plan([primary])
+    pool = [
+        m
+        for m in registry.models.values()
+        if m is not primary and _serves(m, primary, needs)
+    ]
+    if primary.role == "embeddings":
+        dims = primary.entry.dimensions
+        pool = [
+            m
+            for m in pool
+            if m.upstream == primary.upstream and m.entry.dimensions == dims
+        ]
+    order = {id(m): i for i, m in enumerate(registry.models.values())}
+
+    def rank(m: ResolvedModel) -> tuple[int, ...]:
+        return (
+            _STATUS[health.status((m.provider.id, m.id))],
+            health.credential_problem(m.provider.id) is not None,
+            m.upstream != primary.upstream,
+            _COST.get(m.entry.cost_tier or "standard", 1),
+            _LATENCY.get(m.entry.latency_tier or "standard", 1),
+            order[id(m)],
+        )
+
+    return Plan([primary, *sorted(pool, key=rank)])
+
+
+def _serves(model: ResolvedModel, primary: ResolvedModel, needs: Needs) -> bool:
+    if model.role != primary.role or not model.usable:
+        return False
+    capabilities = model.capabilities
+    return all(getattr(capabilities, name) for name in needs.names())
