@@ -13,9 +13,13 @@ not allow extra words after the language, so the docs pages use the comment).
 
 from __future__ import annotations
 
+import ast
+import contextlib
+import io
 import json
 import re
 import textwrap
+import tokenize
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -157,7 +161,90 @@ def test_page_code_blocks_run(
     namespace: dict[str, Any] = {"__name__": f"docs_{page.stem}"}
     for block in runnable:
         where = f"{page.relative_to(ROOT)}:{block.line}"
-        exec(compile(block.code, where, "exec"), namespace)  # noqa: S102
+        run_checking_output(block.code, where, namespace)
+
+
+def run_checking_output(code: str, where: str, namespace: dict[str, Any]) -> None:
+    """Run a block statement by statement; what a statement prints must match
+    the output its comments claim (see `claimed_output`)."""
+    tree = ast.parse(code)
+    lines = code.splitlines()
+    comments = _comments(code)
+    for stmt in tree.body:
+        claimed = claimed_output(stmt, lines, comments)
+        out = io.StringIO()
+        with contextlib.redirect_stdout(out):
+            module = ast.Module(body=[stmt], type_ignores=[])
+            exec(compile(module, where, "exec"), namespace)  # noqa: S102
+        if claimed is not None:
+            printed = [line.rstrip() for line in out.getvalue().splitlines()]
+            line = int(where.rsplit(":", 1)[1]) + stmt.lineno - 1
+            assert _matches(claimed, printed), (
+                f"{where.rsplit(':', 1)[0]}:{line}: the comments say\n"
+                + "\n".join(claimed)
+                + "\nbut it printed\n"
+                + "\n".join(printed)
+            )
+
+
+def claimed_output(
+    stmt: ast.stmt, lines: list[str], comments: dict[int, tuple[int, str]]
+) -> list[str] | None:
+    """The output a statement that prints claims: a comment at the end of a lone
+    ``print(...)``, or the unindented comment lines right after the statement.
+    ``...`` in a claimed line matches anything."""
+    if not any(
+        isinstance(node, ast.Call) and getattr(node.func, "id", None) == "print"
+        for node in ast.walk(stmt)
+    ):
+        return None
+    assert stmt.end_lineno is not None
+    claimed = []
+    inline = comments.get(stmt.end_lineno)
+    lone_print = isinstance(stmt, ast.Expr) and isinstance(stmt.value, ast.Call)
+    if inline is not None and inline[0] > 0 and lone_print:
+        claimed.append(inline[1])
+    row = stmt.end_lineno + 1
+    while row in comments and comments[row][0] == 0 and lines[row - 1].startswith("#"):
+        claimed.append(comments[row][1])
+        row += 1
+    return claimed or None
+
+
+def _comments(code: str) -> dict[int, tuple[int, str]]:
+    """Row -> (column, text without '# ') of each comment."""
+    found = {}
+    for token in tokenize.generate_tokens(io.StringIO(code).readline):
+        if token.type == tokenize.COMMENT:
+            text = token.string[1:]
+            found[token.start[0]] = (
+                token.start[1],
+                text[1:] if text[:1] == " " else text,
+            )
+    return found
+
+
+_NOTE = re.compile(r"\s{2,}\([^)]*\)$")  # "output  (a note for the reader)"
+
+
+def _matches(claimed: list[str], printed: list[str]) -> bool:
+    # Whitespace is free, so long outputs may wrap over several comment lines.
+    want = " ".join(_NOTE.sub("", line) for line in claimed).split()
+    got = " ".join(printed).split()
+    parts = " ".join(want).split("...")
+    pattern = ".*".join(re.escape(part.strip()) for part in parts)
+    return re.fullmatch(pattern, " ".join(got), re.DOTALL) is not None
+
+
+def test_claimed_output_is_checked() -> None:
+    """A wrong output comment fails the page; ``...`` is a wildcard."""
+    namespace: dict[str, Any] = {}
+    run_checking_output("print(1 + 1)  # 2\nprint('a', 3)\n# a ...\n", "p:1", namespace)
+    with pytest.raises(AssertionError, match="the comments say"):
+        run_checking_output("print(2)  # 3\n", "p:1", namespace)
+    with pytest.raises(AssertionError, match="but it printed"):
+        run_checking_output("for i in (1, 2):\n    print(i)\n# 1\n", "p:1", namespace)
+    run_checking_output("x = 1  # not output\nprint(x)\n\n# not output\n", "p:1", {})
 
 
 def test_fence_parser_reads_skips_and_config_names(tmp_path: Path) -> None:
