@@ -87,9 +87,14 @@ class Palyra:
         clock: Monotonic seconds for circuit-breaker cooldowns, health
             windows and call deadlines (default `time.monotonic`). Tests pass
             a fake clock that their fake ``sleep`` advances.
+        resolver: Resolves base-URL host names for the network guard: takes
+            a host and a port, returns IP address strings (default: the
+            system resolver, at most 5 s per host).
 
     Raises:
-        ConfigError: when the configuration is invalid.
+        ConfigError: when the configuration is invalid, or a base URL's host
+            resolves to a private, link-local or reserved address (or cannot
+            be resolved) without ``allow_private_base_url``.
     """
 
     def __init__(
@@ -103,8 +108,10 @@ class Palyra:
         sleep: Callable[[float], None] | None = None,
         async_sleep: Callable[[float], Awaitable[None]] | None = None,
         clock: Callable[[], float] | None = None,
+        resolver: Callable[[str, int], list[str]] | None = None,
     ) -> None:
         self.config = _load_config(config)
+        _guard_base_urls(self.config, resolver)
         self._registry = Registry(self.config)
         self._transport = transport
         if async_transport is None and isinstance(transport, httpx.AsyncBaseTransport):
@@ -624,6 +631,20 @@ def _running_loop() -> object:
     import asyncio
 
     return asyncio.get_running_loop()
+
+
+def _guard_base_urls(
+    config: PalyraConfig, resolver: Callable[[str, int], list[str]] | None
+) -> None:
+    # Host names are resolved now, once: a name may point into a private network
+    # (or at cloud metadata) where a literal address in the config would not.
+    if any(
+        p.base_url and p.enabled and not p.allow_private_base_url
+        for p in config.providers
+    ):
+        from . import _netguard  # loaded only when there is a host to check
+
+        _netguard.guard(config.providers, resolver or _netguard.system_resolver)
 
 
 def _load_config(

@@ -24,6 +24,25 @@ def _clean_environ(monkeypatch: pytest.MonkeyPatch) -> None:
             monkeypatch.delenv(name, raising=False)
 
 
+# Names the tests use in base URLs, and where they "resolve" to: tests never
+# ask a real DNS server (test_netguard.py checks the real resolver on loopback).
+_TEST_DNS = {"localhost": ["127.0.0.1", "::1"], "box.localhost": ["127.0.0.1"]}
+_PUBLIC_TEST_ADDRESS = "203.0.114.7"  # not special to ipaddress: "public"
+
+
+def fake_resolver(host: str, port: int) -> list[str]:
+    """Test DNS: loopback names to loopback, everything else to one public IP."""
+    return _TEST_DNS.get(host.lower(), [_PUBLIC_TEST_ADDRESS])
+
+
+@pytest.fixture(autouse=True)
+def _no_real_dns(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Clients built in tests resolve base-URL hosts with `fake_resolver`."""
+    import palyra._netguard
+
+    monkeypatch.setattr(palyra._netguard, "system_resolver", fake_resolver)
+
+
 @pytest.fixture
 def anyio_backend() -> str:
     """Async tests run on asyncio."""

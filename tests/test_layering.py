@@ -16,6 +16,7 @@ LAYERS = [
     "_version",
     "_exceptions",
     "_utils",
+    "_netguard",
     "_tokens",
     "_sse",
     "_wire",
@@ -54,8 +55,11 @@ def _palyra_imports(path: Path, module: str) -> set[str]:
             continue
         if isinstance(node, ast.ImportFrom) and node.level:
             base = package if node.level == 1 else ""
-            target = f"{base}.{node.module}" if base and node.module else node.module
-            found.add((target or base).lstrip("."))
+            if node.module is None:  # `from . import _module`
+                found.update(f"{base}.{a.name}".lstrip(".") for a in node.names)
+                continue
+            target = f"{base}.{node.module}" if base else node.module
+            found.add(target.lstrip("."))
     return found
 
 
