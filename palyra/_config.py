@@ -166,8 +166,9 @@ class ProviderConfig(_ConfigModel):
         kind: ``deterministic``, ``openai_compatible`` (alias ``openai``) or
             ``anthropic``.
         base_url: ``https`` URL (``http`` only to loopback); defaults per kind.
-        allow_private_base_url: Allow a base URL that resolves to a private or
-            reserved address (checked when the client is built).
+        allow_private_base_url: Allow a base URL that is, or resolves to, a
+            private, link-local or reserved address (host names are resolved
+            when the client is built; unresolvable names are refused).
         enabled: Disabled providers serve no calls.
         auth_profile: Id of an auth profile holding the credential.
         api_key_env: Name of an environment variable holding the API key.
@@ -183,9 +184,9 @@ class ProviderConfig(_ConfigModel):
         circuit_breaker_threshold: Consecutive failed calls that open the breaker.
         circuit_breaker_cooldown: Seconds the breaker stays open.
 
-    Retries honour ``max_retries`` and the backoff settings; the circuit-breaker
-    settings and the DNS check of ``allow_private_base_url`` are validated now and
-    acted on when breakers and failover land.
+    Literal private addresses are refused here; host names are resolved and
+    checked when a `Palyra` client is built. Retries, breakers and failover are
+    described in ``docs/resilience.md``.
     """
 
     id: ProviderId

@@ -67,7 +67,7 @@ def private_address_problem(url: str) -> str | None:
 
     Loopback is allowed (local servers and tests); private, link-local (cloud
     metadata), reserved and unspecified addresses are not. Host names are
-    resolved and checked when the client is built (resilience release).
+    resolved and checked when the client is built (`palyra._netguard`).
     """
     host = (urlsplit(url).hostname or "").strip("[]")
     try:
