@@ -41,29 +41,40 @@ _CREDENTIAL_CLASSES = frozenset({"auth_invalid", "permission"})
 
 
 class Plan:
-    """The candidates of one call, consumed in order and narrowed by failures."""
+    """The candidates of one call, consumed in order and narrowed by failures.
 
-    __slots__ = ("_queue",)
+    Only the first candidate is known up front: the others are worked out on
+    the first failure, so a call that succeeds pays nothing for failover.
+    """
 
-    def __init__(self, candidates: list[ResolvedModel]) -> None:
-        self._queue = deque(candidates)
+    __slots__ = ("_first", "_more", "_queue")
+
+    def __init__(
+        self,
+        first: ResolvedModel,
+        more: Callable[[], list[ResolvedModel]] = list,
+    ) -> None:
+        self._first: ResolvedModel | None = first
+        self._more = more
+        self._queue: deque[ResolvedModel] | None = None
 
     def __iter__(self) -> Iterator[ResolvedModel]:
-        while self._queue:
-            yield self._queue.popleft()
+        if self._first is not None:
+            first, self._first = self._first, None
+            yield first
+        while self._pending():
+            yield self._pending().popleft()
 
-    def __len__(self) -> int:
-        return len(self._queue)
-
-    def keys(self) -> list[tuple[str, str]]:
-        """Health keys of the candidates not tried yet."""
-        return [(m.provider.id, m.id) for m in self._queue]
+    def _pending(self) -> deque[ResolvedModel]:
+        if self._queue is None:
+            self._queue = deque(self._more())
+        return self._queue
 
     def narrow(self, model: ResolvedModel, failure: Failure) -> None:
         """Drop the candidates that ``failure`` of ``model`` rules out."""
-        queue = self._queue
         if not failure.failover:
-            queue.clear()  # the request itself is at fault: anyone would refuse it
+            # The request itself is at fault: anyone would refuse it.
+            self._queue = deque()
         elif failure.cls in _CREDENTIAL_CLASSES:
             # The credential is per provider: its other models would refuse too.
             provider = model.provider.id
@@ -71,12 +82,12 @@ class Plan:
         elif failure.cls == "context_overflow":
             window = model.entry.context_window
             if window is None:
-                queue.clear()  # nothing is known to be larger
+                self._queue = deque()  # nothing is known to be larger
             else:
                 self._keep(lambda m: (m.entry.context_window or 0) > window)
 
     def _keep(self, wanted: Callable[[ResolvedModel], bool]) -> None:
-        self._queue = deque(m for m in self._queue if wanted(m))
+        self._queue = deque(m for m in self._pending() if wanted(m))
 
 
 def plan(
@@ -99,11 +110,20 @@ def plan(
     """
     explicit = primary.entry.fallbacks
     if explicit is not None:
-        named = (registry.find(name) for name in explicit)
-        chosen = [m for m in named if m is not None and _serves(m, primary, needs)]
-        return Plan([primary, *chosen])
+
+        def named() -> list[ResolvedModel]:
+            found = (registry.find(name) for name in explicit)
+            return [m for m in found if m is not None and _serves(m, primary, needs)]
+
+        return Plan(primary, named)
     if not auto:
-        return Plan([primary])
+        return Plan(primary)
+    return Plan(primary, lambda: _automatic(registry, primary, needs, health))
+
+
+def _automatic(
+    registry: Registry, primary: ResolvedModel, needs: Needs, health: HealthTracker
+) -> list[ResolvedModel]:
     pool = [
         m
         for m in registry.models.values()
@@ -128,7 +148,7 @@ def plan(
             order[id(m)],
         )
 
-    return Plan([primary, *sorted(pool, key=rank)])
+    return sorted(pool, key=rank)
 
 
 def _serves(model: ResolvedModel, primary: ResolvedModel, needs: Needs) -> bool:
