@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any, Literal, TypeVar
 
 import httpx
 
-from ._config import ModelRole
+from ._config import ModelRole, ProviderConfig
 from ._exceptions import (
     APIConnectionError,
     APIError,
@@ -51,7 +51,7 @@ from ._wire import (
 )
 
 if TYPE_CHECKING:
-    from ._retry import Failure  # loaded lazily at run time (tenacity)
+    from ._retry import Failure, RetryPolicy  # loaded lazily (tenacity)
 
 __all__: list[str] = []
 
@@ -254,7 +254,7 @@ class Pipeline:
         self._counter = counter
         self._adapter = adapter
         self._credential = credential
-        self._policies: dict[str, Any] = {}  # provider id -> RetryPolicy
+        self._policies: dict[str, RetryPolicy] = {}  # by provider id
         self.health = health if health is not None else HealthTracker()
         # Seams: routing and budget reservation go before dispatch (a hook may
         # replace ctx.model); settlement and the ledger after completion; a
@@ -549,16 +549,9 @@ class Pipeline:
     ) -> Flow[Served | _Failed]:
         # The one retry layer: attempts on this target, with the provider's
         # backoff and the upstream's Retry-After between them.
-        from ._retry import RetryPolicy, classify
-
         provider = target.model.provider
-        policy = self._policies.get(provider.id)
-        if policy is None:
-            policy = self._policies[provider.id] = RetryPolicy.from_provider(
-                provider, retry_after_cap=self.resilience.retry_after_cap
-            )
         key = (provider.id, target.model.id)
-        base = dict(request.extensions["timeout"])
+        base = request.extensions["timeout"]
         started = time.perf_counter()
         attempt = 0
         while True:
@@ -571,15 +564,27 @@ class Pipeline:
                 self.health.record(key, True, elapsed * 1000, admission=admission)
                 return served
             assert error is not None
+            from ._retry import classify  # loaded on the first failure only
+
             headers = response.headers if response is not None else None
             failure = classify(error, headers)
             ctx.attempts[-1].failure = failure.cls.value
-            wait = policy.decide(attempt, failure, elapsed)
+            wait = self._policy(provider).decide(attempt, failure, elapsed)
             left = ctx.left()
             if wait is None or (left is not None and wait >= left):
                 self._report(key, failure, error, elapsed, admission)
                 return _Failed(error, failure)
             yield Sleep(wait)
+
+    def _policy(self, provider: ProviderConfig) -> RetryPolicy:
+        policy = self._policies.get(provider.id)
+        if policy is None:
+            from ._retry import RetryPolicy
+
+            policy = self._policies[provider.id] = RetryPolicy.from_provider(
+                provider, retry_after_cap=self.resilience.retry_after_cap
+            )
+        return policy
 
     def _attempt(
         self,
@@ -796,7 +801,7 @@ def _no_check(model: ResolvedModel) -> None:
 
 def _cut(base: dict[str, float], left: float | None) -> dict[str, float]:
     """The attempt's timeouts, none longer than the time left in the call."""
-    if left is None:
+    if left is None or left >= max(base.values()):
         return base
     return {name: min(value, left) for name, value in base.items()}
 
