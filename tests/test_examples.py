@@ -263,3 +263,15 @@ def test_error_handling(capsys: pytest.CaptureFixture[str]) -> None:
     assert "does not support vision" in out
     assert "missing capability: vision" in out
     assert "ModelNotFoundError: unknown model 'gpt-5'" in out
+
+
+def test_failover(capsys: pytest.CaptureFixture[str]) -> None:
+    """failover.py: retries, failover, an open breaker skipped, a probe closing it."""
+    load_example("failover").main()
+    out = capsys.readouterr().out.splitlines()
+    assert out.count("served by spare (asked for main)") == 3
+    assert out.count("  main: error server_error 503") == 4
+    assert "  main: skipped  -" in out
+    assert "main: breaker open, status degraded" in out
+    assert "served by main (asked for main)" in out
+    assert out[-1] == "after the probe: {'spare': 'closed', 'main': 'closed'}"
