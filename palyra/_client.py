@@ -68,6 +68,14 @@ _ADAPTERS = {
 }
 
 
+# httpx's default keeps 20 of its 100 connections alive. httpcore 1.0 closes
+# "surplus idle" connections by counting every connection, idle or not, and can
+# close one just handed to another thread (encode/httpcore#1110): keeping them
+# all alive avoids that path, and busy apps reuse connections instead of
+# reconnecting.
+_LIMITS = httpx.Limits(max_connections=100, max_keepalive_connections=100)
+
+
 class Palyra:
     """One client for every configured model provider.
 
@@ -478,7 +486,7 @@ class Palyra:
                 if self._sync_closed:
                     raise RuntimeError("this Palyra client is closed")
                 if self._sync is None:
-                    self._sync = httpx.Client(transport=self._transport)
+                    self._sync = httpx.Client(transport=self._transport, limits=_LIMITS)
                 client = self._sync
         return client
 
@@ -494,7 +502,9 @@ class Palyra:
                 if self._async is None or self._async_loop is not loop:
                     # Connections belong to the loop that opened them; a client
                     # used from a new loop (a second asyncio.run) needs new ones.
-                    self._async = httpx.AsyncClient(transport=self._async_transport)
+                    self._async = httpx.AsyncClient(
+                        transport=self._async_transport, limits=_LIMITS
+                    )
                     self._async_loop = loop
                 client = self._async
         return client

@@ -561,7 +561,13 @@ class Pipeline:
             )
             elapsed = time.perf_counter() - started
             if served is not None:
-                self.health.record(key, True, elapsed * 1000, admission=admission)
+                session = served.session
+                if session is not None and not admission.probe:
+                    # A stream has not succeeded until it ends: its report waits
+                    # (a half-open probe reports now, so traffic can return).
+                    session.admission = admission
+                else:
+                    self.health.record(key, True, elapsed * 1000, admission=admission)
                 return served
             assert error is not None
             from ._retry import classify  # loaded on the first failure only
@@ -599,7 +605,7 @@ class Pipeline:
         stream counts as answered once its first chunk has arrived."""
         left = ctx.left()
         if left is not None and left <= 0.001:
-            late = self._deadline_error(ctx, target)
+            late = self._deadline_error(ctx, target, sent=len(ctx.attempts))
             self._record(ctx, target, None, late, 0.0)
             return None, late, None
         request.extensions["timeout"] = _cut(base, left)
@@ -611,6 +617,7 @@ class Pipeline:
         if error is None and opener is not None:
             assert response is not None
             session = opener(ctx, target, adapter)
+            session.request_id = request_id(response)
             session.limit_first_chunk(ctx.left())
             primed = yield Prime(session, response)
             assert primed is not None
@@ -622,7 +629,8 @@ class Pipeline:
             and left is not None
             and left < base["read"]
         ):
-            error = self._deadline_error(ctx, target, error)
+            # This attempt is recorded just below: it counts as sent.
+            error = self._deadline_error(ctx, target, len(ctx.attempts) + 1, error)
         self._record(ctx, target, response, error, latency)
         if error is not None:
             return None, error, response
@@ -693,7 +701,8 @@ class Pipeline:
                 model=requested.id,
             )
         else:
-            error = self._deadline_error(ctx, Target(ctx.model, None))
+            sent = sum(a.outcome != "skipped" for a in ctx.attempts)
+            error = self._deadline_error(ctx, Target(ctx.model, None), sent)
         return self.failed_after(ctx, error)
 
     def _circuit_open(self, target: Target, keys: list[tuple[str, str]]) -> APIError:
@@ -706,14 +715,17 @@ class Pipeline:
         )
 
     def _deadline_error(
-        self, ctx: CallContext, target: Target, cause: APIError | None = None
+        self,
+        ctx: CallContext,
+        target: Target,
+        sent: int,
+        cause: APIError | None = None,
     ) -> APIError:
         seconds = ctx.seconds or 0.0
         detail = f" ({cause.message})" if cause is not None else ""
         error = target.fail(
             APITimeoutError,
-            f"call deadline of {seconds:g}s passed after"
-            f" {len(ctx.attempts)} attempt(s){detail}",
+            f"call deadline of {seconds:g}s passed after {sent} attempt(s){detail}",
         )
         if cause is not None:
             error.request_id = cause.request_id
@@ -762,15 +774,32 @@ class Pipeline:
             )
         )
 
-    def stream_failed(self, ctx: CallContext, target: Target, error: APIError) -> None:
+    def stream_ended(
+        self, ctx: CallContext, target: Target, admission: Admission | None
+    ) -> None:
+        """A stream ended well (or its reader stopped early): its deferred
+        report to the breaker and health window."""
+        if admission is not None:
+            key = (target.model.provider.id, target.model.id)
+            latency = (time.perf_counter() - ctx.started) * 1000
+            self.health.record(key, True, latency, admission=admission)
+
+    def stream_failed(
+        self,
+        ctx: CallContext,
+        target: Target,
+        error: APIError,
+        admission: Admission | None,
+    ) -> None:
         """A stream broke after its first chunk: too late to fail over, but
         the breaker and health hear of it and the attempt says so."""
         from ._retry import classify
 
         failure = classify(error)
         key = (target.model.provider.id, target.model.id)
-        if failure.provider_fault:
-            self.health.record(key, False, 0.0, error)
+        latency = (time.perf_counter() - ctx.started) * 1000
+        ok = not failure.provider_fault
+        self.health.record(key, ok, latency, error, admission)
         if ctx.attempts:
             last = ctx.attempts[-1]
             last.outcome = "error"
@@ -828,11 +857,13 @@ class StreamSession:
         "_parser",
         "_pipeline",
         "_target",
+        "admission",
         "completion",
         "info",
         "json_mode",
         "live",
         "pending",
+        "request_id",
         "source",
     )
 
@@ -852,6 +883,9 @@ class StreamSession:
         self.live = False
         self.pending: list[ChatCompletionChunk] = []
         self.source: Any = None  # the driver's byte iterator, kept across priming
+        self.request_id: str | None = None  # of the response being read
+        # The breaker admission whose report waits for the end of the stream.
+        self.admission: Admission | None = None
         self._pipeline = pipeline
         self._ctx = ctx
         self._target = target
@@ -923,10 +957,20 @@ class StreamSession:
             except APIError as exc:
                 # The model's answer, not the upstream, is at fault: no breaker.
                 raise self._pipeline.failed_after(self._ctx, exc) from None
+        self._report_end()
         self.completion = self._pipeline._complete(self._ctx, completion)
         assert completion.palyra is not None
         self.info = completion.palyra
         return completion
+
+    def stopped(self) -> None:
+        """The reader closed the stream early: the upstream did nothing wrong."""
+        if self.completion is None:
+            self._report_end()
+
+    def _report_end(self) -> None:
+        admission, self.admission = self.admission, None
+        self._pipeline.stream_ended(self._ctx, self._target, admission)
 
     def interrupted(self, exc: Exception) -> APIError:
         """The typed error for a transport failure in the middle of the body."""
@@ -946,10 +990,11 @@ class StreamSession:
 
     def _failed(self, error: APIError) -> APIError:
         # The HTTP response that opened the stream carried the request id.
-        if error.request_id is None and self._ctx.attempts:
-            error.request_id = self._ctx.attempts[-1].request_id
+        if error.request_id is None:
+            error.request_id = self.request_id
         if self.live:
-            self._pipeline.stream_failed(self._ctx, self._target, error)
+            admission, self.admission = self.admission, None
+            self._pipeline.stream_failed(self._ctx, self._target, error, admission)
             self.info = self._ctx.info()
         return error
 
@@ -994,6 +1039,8 @@ def _describe(exc: BaseException) -> str:
     while seen is not None and not reason:
         reason = str(seen)
         seen = seen.__cause__ or seen.__context__
+    if reason.startswith("Cancelled via cancel scope"):
+        reason = ""  # anyio's wording for an async timeout: no news to the reader
     return f"{type(exc).__name__}: {reason}" if reason else type(exc).__name__
 
 

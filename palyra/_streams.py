@@ -76,6 +76,7 @@ class Stream(_StreamBase):
         """Stop reading and close the upstream response."""
         self._chunks.close()
         self._response.close()
+        self._session.stopped()
 
     def __del__(self) -> None:
         # A stream dropped without being read or closed must not pin a pooled
@@ -135,6 +136,7 @@ class AsyncStream(_StreamBase):
         """Stop reading and close the upstream response."""
         await self._chunks.aclose()
         await self._response.aclose()
+        self._session.stopped()
 
     async def __aenter__(self) -> AsyncStream:
         return self

@@ -421,6 +421,7 @@ class Upstream:
 
 class _Server(ThreadingHTTPServer):
     daemon_threads = True
+    request_queue_size = 128  # 50 concurrent callers must not be reset
     block_on_close = True  # server_close() joins the handler threads
 
     def __init__(
