@@ -635,3 +635,39 @@ def test_secrets_stay_out_of_failover_errors() -> None:
     dumped += [a.model_dump_json() for a in info.value.attempts]
     dumped += [h.model_dump_json() for h in health]
     assert all(KEY not in text for text in dumped)
+
+
+def test_a_stream_reports_to_its_breaker_when_it_ends() -> None:
+    """Success is reported at the end of a stream, or when the reader stops
+    early; a stream that fails mid-answer counts as a failed call."""
+    body = _sse(_chunk("a"), _chunk("b", "stop"), "[DONE]")
+    ups = Upstreams(m1=[body])
+    providers = [{"id": "a", "max_retries": 0, "circuit_breaker_threshold": 2}]
+    with _client(_config([TWO[0]], providers), ups) as client:
+        stream = client.stream(USER)
+        assert client.health()[0].calls == 0  # first chunk read: not over yet
+        list(stream)
+        assert client.health()[0].calls == 1
+        with client.stream(USER) as stream:
+            next(iter(stream))  # the reader stops early: not the upstream's fault
+        [health] = client.health()
+    assert (health.calls, health.success_rate) == (2, 1.0)
+
+
+def test_streams_failing_mid_answer_open_the_breaker() -> None:
+    cut = httpx.Response(
+        200,
+        content=f"data: {json.dumps(_chunk('par'))}\n\n".encode(),
+        headers={"content-type": "text/event-stream"},
+    )
+    ups = Upstreams(m1=[cut])
+    providers = [{"id": "a", "max_retries": 0, "circuit_breaker_threshold": 2}]
+    with _client(_config([TWO[0]], providers), ups) as client:
+        for _ in range(2):
+            with pytest.raises(palyra.StreamInterruptedError):
+                list(client.stream(USER))
+        with pytest.raises(palyra.NoProviderAvailableError):
+            client.stream(USER)
+        [health] = client.health()
+    assert (health.state, health.calls, health.consecutive_failures) == ("open", 2, 2)
+    assert len(ups.sent) == 2
