@@ -589,6 +589,7 @@ def _prime(step: Prime) -> Outcome:
     """Read a new stream until its first chunk (see `Prime`)."""
     session, response = step.session, step.response
     started = time.perf_counter()
+    watchdog = _Watchdog(response, step.within)
     error: Exception | None = None
     try:
         session.source = source = response.iter_bytes()
@@ -599,34 +600,86 @@ def _prime(step: Prime) -> Outcome:
             session.source = None
             session.prime_end()
     except httpx.HTTPError as exc:
-        error = session.interrupted(exc)
+        error = session.interrupted(watchdog.explain(exc))
     except APIError as exc:
         error = exc
-    if error is not None or session.source is None:
-        response.close()
+    except Exception as exc:  # a parser tripped on upstream data
+        error = session.malformed(exc)
+    finally:
+        watchdog.cancel()
+        if session.source is None or session.pending == []:
+            session.source = None
+            response.close()
     return Outcome(None, error, (time.perf_counter() - started) * 1000)
 
 
 async def _aprime(step: Prime) -> Outcome:
-    """Async `_prime`."""
+    """Async `_prime`; the first chunk's deadline is an asyncio timeout."""
+    import asyncio
+
     session, response = step.session, step.response
     started = time.perf_counter()
     error: Exception | None = None
     try:
-        session.source = source = response.aiter_bytes()
-        async for data in source:
-            if session.prime(data):
-                break
-        else:
-            session.source = None
-            session.prime_end()
+        async with asyncio.timeout(step.within):
+            session.source = source = response.aiter_bytes()
+            async for data in source:
+                if session.prime(data):
+                    break
+            else:
+                session.source = None
+                session.prime_end()
+    except TimeoutError:
+        late = httpx.ReadTimeout("no first chunk before the call's deadline")
+        error = session.interrupted(late)
     except httpx.HTTPError as exc:
         error = session.interrupted(exc)
     except APIError as exc:
         error = exc
-    if error is not None or session.source is None:
-        await response.aclose()
+    except Exception as exc:  # a parser tripped on upstream data
+        error = session.malformed(exc)
+    finally:
+        if session.source is None or session.pending == []:
+            session.source = None
+            await response.aclose()
     return Outcome(None, error, (time.perf_counter() - started) * 1000)
+
+
+class _Watchdog:
+    """Ends a sync read that would outlast the call's deadline.
+
+    A blocking socket read can only be bounded by its timeout, which httpcore
+    fixes for the whole body; the first chunk's tighter deadline is kept by
+    shutting the socket down from a timer thread, which makes the read fail.
+    """
+
+    def __init__(self, response: httpx.Response, within: float | None) -> None:
+        self.fired = False
+        self._timer: threading.Timer | None = None
+        stream = response.extensions.get("network_stream")
+        sock = stream.get_extra_info("socket") if stream is not None else None
+        if within is not None and sock is not None:
+            self._timer = threading.Timer(within, self._fire, (sock,))
+            self._timer.daemon = True
+            self._timer.start()
+
+    def _fire(self, sock: Any) -> None:
+        import contextlib
+        import socket
+
+        self.fired = True
+        with contextlib.suppress(OSError):  # already closed: nothing to stop
+            sock.shutdown(socket.SHUT_RDWR)
+
+    def explain(self, exc: httpx.HTTPError) -> httpx.HTTPError:
+        """The error to report: a timeout when the watchdog caused it."""
+        if self.fired:
+            return httpx.ReadTimeout("no first chunk before the call's deadline")
+        return exc
+
+    def cancel(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
 
 
 async def _asyncio_sleep(seconds: float) -> None:

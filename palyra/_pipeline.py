@@ -27,6 +27,7 @@ from ._exceptions import (
     APITimeoutError,
     ContextWindowExceededError,
     CredentialError,
+    InvalidRequestError,
     NoProviderAvailableError,
     PalyraError,
     StreamInterruptedError,
@@ -100,6 +101,7 @@ class Prime:
 
     session: StreamSession
     response: httpx.Response
+    within: float | None = None  # seconds the first chunk may take, if cut
 
 
 Flow = Generator[ProviderCall | Sleep | Prime, Outcome | None, T]
@@ -224,6 +226,7 @@ class _Failed:
 
     error: _CallContextError
     failure: Failure | None
+    sent: bool = False  # a request went upstream
 
 
 class Pipeline:
@@ -336,10 +339,13 @@ class Pipeline:
             return adapter.embeddings_request(target, request)
 
         served = yield from self._serve(ctx, Needs(), prepare, build)
-        return self._complete(
-            ctx,
-            served.adapter.embeddings_response(served.target, request, served.response),
-        )
+        try:
+            result = served.adapter.embeddings_response(
+                served.target, request, served.response
+            )
+        except APIError as exc:
+            raise self.failed_after(ctx, exc) from None
+        return self._complete(ctx, result)
 
     def _embeddings_estimate(
         self, model: ResolvedModel, request: EmbeddingsRequest
@@ -376,12 +382,13 @@ class Pipeline:
             return adapter.transcription_request(target, request)
 
         served = yield from self._serve(ctx, Needs(audio=True), _no_check, build)
-        return self._complete(
-            ctx,
-            served.adapter.transcription_response(
+        try:
+            result = served.adapter.transcription_response(
                 served.target, request, served.response
-            ),
-        )
+            )
+        except APIError as exc:
+            raise self.failed_after(ctx, exc) from None
+        return self._complete(ctx, result)
 
     def provider_models(self, provider: str) -> Flow[list[ProviderModel]]:
         """Flow listing a provider's own models, following pagination."""
@@ -479,8 +486,8 @@ class Pipeline:
             if result.failure is not None:
                 plan.narrow(model, result.failure)
             left = ctx.left()
-            if left is not None and left <= 0:
-                break
+            if left is not None and left <= _LATE:
+                break  # no time for another candidate: nothing more is sent
         raise self._fail_call(ctx, failures, keys)
 
     def _candidate(
@@ -497,15 +504,28 @@ class Pipeline:
             target = Target(model, self._credential(model))
         except (ContextWindowExceededError, CredentialError) as exc:
             return self._skip(ctx, model, exc)
+        adapter = self._adapter(model)
+        try:
+            request = build(target, adapter)
+        except (UnsupportedCapabilityError, InvalidRequestError) as exc:
+            if model is ctx.requested:
+                raise  # the caller asked this model for what it cannot do
+            # A fallback's dialect cannot express the request: try the next.
+            reason = UnsupportedCapabilityError(
+                getattr(exc, "message", None) or str(exc),
+                capability=getattr(exc, "capability", None) or "request",
+                provider=model.provider.id,
+                model=model.id,
+            )
+            return self._skip(ctx, model, reason, failover=True)
         provider = model.provider
         key = (provider.id, model.id)
+        # Asked last, once a request exists: an admitted probe is always sent.
         admission = self.health.admit(
             key, provider.circuit_breaker_threshold, provider.circuit_breaker_cooldown
         )
         if not admission:
             return self._skip(ctx, model, self._circuit_open(target, [key]))
-        adapter = self._adapter(model)
-        request = build(target, adapter)
         return (
             yield from self._attempts(ctx, adapter, target, request, opener, admission)
         )
@@ -579,7 +599,7 @@ class Pipeline:
             left = ctx.left()
             if wait is None or (left is not None and wait >= left):
                 self._report(key, failure, error, elapsed, admission)
-                return _Failed(error, failure)
+                return _Failed(error, failure, sent=True)
             yield Sleep(wait)
 
     def _policy(self, provider: ProviderConfig) -> RetryPolicy:
@@ -604,10 +624,6 @@ class Pipeline:
         """One HTTP attempt, with its timeouts cut to the call's deadline; a
         stream counts as answered once its first chunk has arrived."""
         left = ctx.left()
-        if left is not None and left <= 0.001:
-            late = self._deadline_error(ctx, target, sent=len(ctx.attempts))
-            self._record(ctx, target, None, late, 0.0)
-            return None, late, None
         request.extensions["timeout"] = _cut(base, left)
         outcome = yield ProviderCall(target, request, opener is not None)
         assert outcome is not None
@@ -618,18 +634,22 @@ class Pipeline:
             assert response is not None
             session = opener(ctx, target, adapter)
             session.request_id = request_id(response)
-            session.limit_first_chunk(ctx.left())
-            primed = yield Prime(session, response)
+            # httpcore reads the body's read timeout when the body is first
+            # read: the provider's own, so chunks after the first may take it.
+            # The deadline bounds the first chunk through `Prime.within`.
+            request.extensions["timeout"] = base
+            now_left = ctx.left()
+            session.limit_first_chunk(now_left)
+            cut = now_left if now_left is not None and now_left < base["read"] else None
+            primed = yield Prime(session, response, cut)
             assert primed is not None
             latency += primed.latency_ms
             if primed.error is not None:
                 error = _as_api_error(target, primed.error)
-        if (
-            isinstance(error, APITimeoutError)
-            and left is not None
-            and left < base["read"]
-        ):
-            # This attempt is recorded just below: it counts as sent.
+        after = ctx.left()
+        if isinstance(error, APITimeoutError) and after is not None and after <= _LATE:
+            # The deadline, not the upstream's own pace, ended this attempt
+            # (recorded just below: it counts as sent).
             error = self._deadline_error(ctx, target, len(ctx.attempts) + 1, error)
         self._record(ctx, target, response, error, latency)
         if error is not None:
@@ -659,13 +679,21 @@ class Pipeline:
                 notify(key[0], failure.cls.value)
 
     def _skip(
-        self, ctx: CallContext, model: ResolvedModel, error: _CallContextError
+        self,
+        ctx: CallContext,
+        model: ResolvedModel,
+        error: _CallContextError,
+        *,
+        failover: bool = False,
     ) -> _Failed:
-        """A candidate passed over without a request: recorded, then failed."""
-        from ._retry import classify
+        """A candidate passed over without a request: recorded, then failed.
+        ``failover`` lets the next candidates be tried whatever the error."""
+        from ._retry import Failure, FailureClass, classify
 
         failure = None
-        if not isinstance(error, NoProviderAvailableError):
+        if failover:
+            failure = Failure(FailureClass.UNKNOWN, retryable=False, failover=True)
+        elif not isinstance(error, NoProviderAvailableError):
             failure = classify(error)
         ctx.attempts.append(
             Attempt(
@@ -687,7 +715,10 @@ class Pipeline:
     ) -> _CallContextError:
         """The error of a call no candidate served: the last real failure, or
         `NoProviderAvailableError` when every breaker was open."""
-        tried = [f for f in failures if f.failure is not None]
+        # An upstream's answer says most; then why a candidate was passed over.
+        tried = [f for f in failures if f.sent] or [
+            f for f in failures if f.failure is not None
+        ]
         if tried:
             error = tried[-1].error
         elif failures:
@@ -810,6 +841,10 @@ class Pipeline:
     def failed_after(self, ctx: CallContext, error: E) -> E:
         """A served answer turned out unusable (e.g. JSON mode): the error gets
         the attempts and the failure hooks run."""
+        last = ctx.attempts[-1] if ctx.attempts else None
+        if last is not None and last.outcome == "success":
+            last.outcome = "error"  # the HTTP exchange worked; its answer did not
+            last.error = type(error).__name__
         error.attempts = ctx.attempts
         ctx.error = error
         for hook in self.after_failure:
@@ -828,10 +863,14 @@ def _no_check(model: ResolvedModel) -> None:
     return None
 
 
+_LATE = 0.001  # seconds left at which a call's deadline counts as passed
+
+
 def _cut(base: dict[str, float], left: float | None) -> dict[str, float]:
     """The attempt's timeouts, none longer than the time left in the call."""
     if left is None or left >= max(base.values()):
         return base
+    left = max(left, _LATE)
     return {name: min(value, left) for name, value in base.items()}
 
 
@@ -913,6 +952,14 @@ class StreamSession:
             raise self._target.fail(
                 StreamInterruptedError, "upstream ended the stream before any chunk"
             )
+
+    def malformed(self, exc: Exception) -> APIError:
+        """The typed error for a stream the parser could not make sense of."""
+        return self._target.fail(
+            APIResponseValidationError,
+            f"upstream stream could not be parsed ({type(exc).__name__})",
+            request_id=self.request_id,
+        )
 
     def take_pending(self) -> list[ChatCompletionChunk]:
         """The chunks read while priming (once)."""

@@ -5,6 +5,7 @@ test_faults.py)."""
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
 from typing import Any
 
 import httpx
@@ -671,3 +672,111 @@ def test_streams_failing_mid_answer_open_the_breaker() -> None:
         [health] = client.health()
     assert (health.state, health.calls, health.consecutive_failures) == ("open", 2, 2)
     assert len(ups.sent) == 2
+
+
+# -- review regressions ----------------------------------------------------------
+
+
+def test_a_fallback_that_cannot_express_the_request_is_skipped() -> None:
+    """The anthropic fallback refuses logprobs while building its request: it
+    is skipped (never admitted by its breaker) and the next candidate serves."""
+    models = [
+        {"id": "m1", "provider": "a", "fallbacks": ["claude", "m2"]},
+        {"id": "claude", "provider": "an"},
+        {"id": "m2", "provider": "b"},
+    ]
+    providers = [{"id": "a"}, {"id": "b"}, {"id": "an", "kind": "anthropic"}]
+    ups = Upstreams(m1=[_error(503)], m2=[_ok("m2")])
+    with _client(_config(models, providers), ups) as client:
+        reply = client.chat(USER, "m1", logprobs=True)
+        assert {h.model for h in client.health()} == {"m1", "m2"}
+    assert reply.palyra.model == "m2"
+    skipped = reply.palyra.attempts[3]
+    assert (skipped.model, skipped.outcome, skipped.error) == (
+        "claude",
+        "skipped",
+        "UnsupportedCapabilityError",
+    )
+    with (
+        _client(_config(models, providers), ups) as client,
+        pytest.raises(palyra.UnsupportedCapabilityError),
+    ):
+        client.chat(USER, "claude", logprobs=True)  # asked for directly: raised
+
+
+def test_a_stream_the_parser_cannot_read_is_a_typed_error_and_closed() -> None:
+    closed: list[bool] = []
+
+    class Body(httpx.SyncByteStream):
+        def __iter__(self) -> Iterator[bytes]:
+            yield b"event: message_start\n"
+            yield b'data: {"type":"message_start","message":"x"}\n\n'
+
+        def close(self) -> None:
+            closed.append(True)
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        if "anthropic" in str(request.url):
+            headers = {"content-type": "text/event-stream"}
+            return httpx.Response(200, headers=headers, stream=Body())
+        return _sse(_chunk("ok", "stop"), "[DONE]")
+
+    models = [{"id": "claude", "provider": "an"}, {"id": "m2", "provider": "b"}]
+    providers = [{"id": "an", "kind": "anthropic", "max_retries": 0}, {"id": "b"}]
+    client = palyra.Palyra(
+        _config(models, providers), transport=httpx.MockTransport(handler)
+    )
+    with client, client.stream(USER, "claude") as stream:
+        assert [c.choices[0].delta.content for c in stream] == ["ok"]
+    assert closed == [True]
+    first = stream.palyra.attempts[0]
+    assert (first.model, first.error) == ("claude", "APIResponseValidationError")
+
+
+def test_a_timeout_within_the_deadline_is_not_called_a_deadline() -> None:
+    def handler(request: httpx.Request) -> httpx.Response:
+        raise httpx.ConnectTimeout("connect timed out", request=request)
+
+    client = palyra.Palyra(
+        _config([TWO[0]], [{"id": "a", "max_retries": 0}], deadline=30),
+        transport=httpx.MockTransport(handler),
+    )
+    with client, pytest.raises(palyra.APITimeoutError) as info:
+        client.chat(USER)
+    assert "deadline" not in info.value.message
+
+
+def test_no_candidate_is_admitted_once_the_deadline_has_passed() -> None:
+    clock = ManualClock()
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        clock.now += 9.9995  # the primary's answer leaves half a millisecond
+        return _error(503)
+
+    providers = [{"id": "a", "max_retries": 0}, {"id": "b"}]
+    client = palyra.Palyra(
+        _config(TWO, providers, deadline=10),
+        transport=httpx.MockTransport(handler),
+        clock=clock,
+    )
+    with client, pytest.raises(palyra.InternalServerError) as info:
+        client.chat(USER, "m1")
+    assert [a.model for a in info.value.attempts] == ["m1"]
+    assert {h.model for h in client.health()} == {"m1"}  # m2 never admitted
+
+
+def test_an_unusable_embeddings_answer_keeps_the_attempts() -> None:
+    def handler(request: httpx.Request) -> httpx.Response:
+        return httpx.Response(200, json={"object": "list", "data": "nope"})
+
+    failed: list[str] = []
+    models = [{"id": "e", "provider": "a", "role": "embeddings"}]
+    client = palyra.Palyra(
+        _config(models, [{"id": "a"}]), transport=httpx.MockTransport(handler)
+    )
+    client._pipeline.after_failure.append(lambda ctx: failed.append(ctx.operation))
+    with client, pytest.raises(palyra.APIResponseValidationError) as info:
+        client.embed("hi")
+    [attempt] = info.value.attempts
+    assert (attempt.status_code, attempt.outcome) == (200, "error")
+    assert failed == ["embeddings"]

@@ -1251,3 +1251,49 @@ async def test_breaker_under_fifty_concurrent_callers(
             health = health_of(client)[("a", "m1")]
             assert (health.state, health.opens) == ("closed", 1)
             assert_no_secret(client=client)
+
+
+# -- streams and the deadline ----------------------------------------------------------
+
+
+def _gapped(gap: float) -> Reply:
+    """A keep-alive, then ``gap`` seconds between each of the later events."""
+    events = [chunk_json("hel"), chunk_json("lo", "stop"), "[DONE]"]
+    raw = b": keep-alive\n\n" + b"".join(f"data: {e}\n\n".encode() for e in events)
+    return Reply(sse_raw=raw, chunk_delay=gap)
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize("driver", DRIVERS)
+async def test_deadline_bounds_a_silent_first_chunk(
+    servers: tuple[Upstream, Upstream], driver: str
+) -> None:
+    """Headers and a keep-alive arrive, then nothing: the call's deadline (not
+    the provider's 10 s timeout) ends the wait for the first chunk."""
+    a, _ = servers
+    a.enqueue(_gapped(3.0))
+    config = make_config(a, fallbacks=(), a_opts={"max_retries": 0, "timeout": 10})
+    started = time.perf_counter()
+    async with connect(config) as client:
+        with pytest.raises(palyra.APITimeoutError) as info:
+            await open_stream(client, driver, deadline=0.5)
+    assert 0.4 <= elapsed_since(started) < 1.5
+    assert "call deadline of 0.5s passed after 1 attempt(s)" in info.value.message
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize("driver", DRIVERS)
+async def test_after_the_first_chunk_the_provider_timeout_bounds_each_wait(
+    servers: tuple[Upstream, Upstream], driver: str
+) -> None:
+    """A 0.5 s deadline covers getting the first chunk; later gaps of 0.8 s
+    are within the provider's timeout, so the answer completes."""
+    a, _ = servers
+    events = [chunk_json("hel"), chunk_json("lo", "stop"), "[DONE]"]
+    a.enqueue(Reply(sse=events, chunk_delay=0.8))
+    config = make_config(a, fallbacks=(), a_opts={"max_retries": 0, "timeout": 10})
+    async with connect(config) as client:
+        stream = await open_stream(client, driver, deadline=0.5)
+        chunks: list[palyra.ChatCompletionChunk] = []
+        await drain(stream, chunks)
+    assert "".join(texts(chunks)) == "hello"
