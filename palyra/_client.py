@@ -19,19 +19,12 @@ from typing import TYPE_CHECKING, Any, TypeVar, Unpack
 
 import httpx
 
+from ._call import BodyReader, Flow, Outcome, Prime, ProviderCall, Sleep
 from ._config import PalyraConfig, ProviderConfig
 from ._credentials import CredentialResolver
 from ._exceptions import APIError, ConfigError, UnsupportedCapabilityError
 from ._health import HealthTracker, ModelHealth
-from ._pipeline import (
-    BodyReader,
-    Flow,
-    Outcome,
-    Pipeline,
-    Prime,
-    ProviderCall,
-    Sleep,
-)
+from ._pipeline import Pipeline
 from ._registry import Registry, ResolvedModel
 from ._request import (
     ChatOptions,

@@ -13,7 +13,7 @@ from types import TracebackType
 
 import httpx
 
-from ._pipeline import StreamSession
+from ._session import StreamSession
 from ._wire import ChatCompletion, ChatCompletionChunk, CompletionUsage, PalyraInfo
 
 __all__ = ["AsyncStream", "Stream"]
