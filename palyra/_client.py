@@ -9,7 +9,6 @@ pooling) and drives the pipeline's generators: the sync methods with
 from __future__ import annotations
 
 import importlib
-import logging
 import threading
 import time
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
@@ -22,7 +21,8 @@ import httpx
 from ._call import BodyReader, Flow, Outcome, Prime, ProviderCall, Sleep
 from ._config import PalyraConfig, ProviderConfig
 from ._credentials import CredentialResolver
-from ._exceptions import APIError, ConfigError, UnsupportedCapabilityError
+from ._drivers import aprime, asyncio_sleep, outcome, prime, running_loop
+from ._exceptions import ConfigError, UnsupportedCapabilityError
 from ._health import HealthTracker, ModelHealth
 from ._pipeline import Pipeline
 from ._registry import Registry, ResolvedModel
@@ -51,7 +51,6 @@ if TYPE_CHECKING:
 __all__ = ["Palyra"]
 
 T = TypeVar("T")
-logger = logging.getLogger("palyra")
 
 # Adapters load on first use, so `import palyra` pays for none of them.
 _ADAPTERS = {
@@ -123,7 +122,7 @@ class Palyra:
         self._counter = token_counter
         self._credentials = credentials or CredentialResolver()
         self._sleep = sleep or time.sleep
-        self._async_sleep = async_sleep or _asyncio_sleep
+        self._async_sleep = async_sleep or asyncio_sleep
         self._lock = threading.Lock()
         self._adapters: dict[str, Any] = {}
         self._backends: dict[str, DeterministicBackend] = {}
@@ -370,7 +369,7 @@ class Palyra:
             self._async_closed = True
         # Connections opened by an event loop that has since ended cannot be
         # closed from another one; they went away with their loop.
-        if client is not None and loop is _running_loop():
+        if client is not None and loop is running_loop():
             await client.aclose()
 
     def __enter__(self) -> Palyra:
@@ -409,7 +408,7 @@ class Palyra:
                     self._sleep(step.seconds)
                     step = flow.send(None)
                 elif isinstance(step, Prime):
-                    step = flow.send(_prime(step))
+                    step = flow.send(prime(step))
                 else:
                     step = flow.send(self._send(step))
         except StopIteration as stop:
@@ -423,7 +422,7 @@ class Palyra:
                     await self._async_sleep(step.seconds)
                     step = flow.send(None)
                 elif isinstance(step, Prime):
-                    step = flow.send(await _aprime(step))
+                    step = flow.send(await aprime(step))
                 else:
                     step = flow.send(await self._asend(step))
         except StopIteration as stop:
@@ -446,8 +445,8 @@ class Palyra:
                     response.close()
                 response = reader.response()
         except httpx.HTTPError as exc:
-            return _outcome(call, None, exc, started)
-        return _outcome(call, response, None, started)
+            return outcome(call, None, exc, started)
+        return outcome(call, response, None, started)
 
     async def _asend(self, call: ProviderCall) -> Outcome:
         client = self._ahttp(call)
@@ -465,8 +464,8 @@ class Palyra:
                     await response.aclose()
                 response = reader.response()
         except httpx.HTTPError as exc:
-            return _outcome(call, None, exc, started)
-        return _outcome(call, response, None, started)
+            return outcome(call, None, exc, started)
+        return outcome(call, response, None, started)
 
     # -- lazily built parts --------------------------------------------------
 
@@ -486,7 +485,7 @@ class Palyra:
     def _ahttp(self, call: ProviderCall) -> httpx.AsyncClient:
         if call.target.model.provider.kind == "deterministic":
             return self._local_clients()[1]
-        loop = _running_loop()
+        loop = running_loop()
         client = self._async
         if client is None or self._async_loop is not loop:
             with self._lock:
@@ -557,136 +556,6 @@ class Palyra:
 
     def _credential(self, model: ResolvedModel) -> str | None:
         return self._credentials(model.provider)
-
-
-def _outcome(
-    call: ProviderCall,
-    response: httpx.Response | None,
-    error: Exception | None,
-    started: float,
-) -> Outcome:
-    latency = (time.perf_counter() - started) * 1000
-    if logger.isEnabledFor(logging.DEBUG):
-        status = response.status_code if response is not None else type(error).__name__
-        logger.debug(
-            "palyra call provider=%s model=%s status=%s latency_ms=%.1f",
-            call.target.model.provider.id,
-            call.target.model.id,
-            status,
-            latency,
-        )
-    return Outcome(response, error, latency)
-
-
-def _prime(step: Prime) -> Outcome:
-    """Read a new stream until its first chunk (see `Prime`)."""
-    session, response = step.session, step.response
-    started = time.perf_counter()
-    watchdog = _Watchdog(response, step.within)
-    error: Exception | None = None
-    try:
-        session.source = source = response.iter_bytes()
-        for data in source:
-            if session.prime(data):
-                break
-        else:
-            session.source = None
-            session.prime_end()
-    except httpx.HTTPError as exc:
-        error = session.interrupted(watchdog.explain(exc))
-    except APIError as exc:
-        error = exc
-    except Exception as exc:  # a parser tripped on upstream data
-        error = session.malformed(exc)
-    finally:
-        watchdog.cancel()
-        if session.source is None or session.pending == []:
-            session.source = None
-            response.close()
-    return Outcome(None, error, (time.perf_counter() - started) * 1000)
-
-
-async def _aprime(step: Prime) -> Outcome:
-    """Async `_prime`; the first chunk's deadline is an asyncio timeout."""
-    import asyncio
-
-    session, response = step.session, step.response
-    started = time.perf_counter()
-    error: Exception | None = None
-    try:
-        async with asyncio.timeout(step.within):
-            session.source = source = response.aiter_bytes()
-            async for data in source:
-                if session.prime(data):
-                    break
-            else:
-                session.source = None
-                session.prime_end()
-    except TimeoutError:
-        late = httpx.ReadTimeout("no first chunk before the call's deadline")
-        error = session.interrupted(late)
-    except httpx.HTTPError as exc:
-        error = session.interrupted(exc)
-    except APIError as exc:
-        error = exc
-    except Exception as exc:  # a parser tripped on upstream data
-        error = session.malformed(exc)
-    finally:
-        if session.source is None or session.pending == []:
-            session.source = None
-            await response.aclose()
-    return Outcome(None, error, (time.perf_counter() - started) * 1000)
-
-
-class _Watchdog:
-    """Ends a sync read that would outlast the call's deadline.
-
-    A blocking socket read can only be bounded by its timeout, which httpcore
-    fixes for the whole body; the first chunk's tighter deadline is kept by
-    shutting the socket down from a timer thread, which makes the read fail.
-    """
-
-    def __init__(self, response: httpx.Response, within: float | None) -> None:
-        self.fired = False
-        self._timer: threading.Timer | None = None
-        stream = response.extensions.get("network_stream")
-        sock = stream.get_extra_info("socket") if stream is not None else None
-        if within is not None and sock is not None:
-            self._timer = threading.Timer(within, self._fire, (sock,))
-            self._timer.daemon = True
-            self._timer.start()
-
-    def _fire(self, sock: Any) -> None:
-        import contextlib
-        import socket
-
-        self.fired = True
-        with contextlib.suppress(OSError):  # already closed: nothing to stop
-            sock.shutdown(socket.SHUT_RDWR)
-
-    def explain(self, exc: httpx.HTTPError) -> httpx.HTTPError:
-        """The error to report: a timeout when the watchdog caused it."""
-        if self.fired:
-            return httpx.ReadTimeout("no first chunk before the call's deadline")
-        return exc
-
-    def cancel(self) -> None:
-        if self._timer is not None:
-            self._timer.cancel()
-
-
-async def _asyncio_sleep(seconds: float) -> None:
-    import asyncio  # loaded by whoever runs the loop; see _running_loop
-
-    await asyncio.sleep(seconds)
-
-
-def _running_loop() -> object:
-    # asyncio is loaded by whoever runs the loop; importing it here up front
-    # would cost every sync-only user import time.
-    import asyncio
-
-    return asyncio.get_running_loop()
 
 
 def _guard_base_urls(

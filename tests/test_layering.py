@@ -37,6 +37,7 @@ LAYERS = [
     "_session",
     "_dispatch",
     "_pipeline",
+    "_drivers",
     "_streams",
     "_client",
 ]
