@@ -368,9 +368,6 @@ class Dispatcher:
         self.health.record(key, ok, elapsed * 1000, error, admission)
         if failure.cls in ("auth_invalid", "permission") and failure.status:
             self.health.mark_credential(key[0], failure.cls.value)
-            notify = getattr(self._credential, "credential_refused", None)
-            if notify is not None:
-                notify(key[0], failure.cls.value)
 
     def _skip(
         self,
