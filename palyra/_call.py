@@ -29,7 +29,6 @@ from ._wire import (
 
 if TYPE_CHECKING:
     from ._session import StreamSession
-    # loaded lazily (tenacity)
 
 __all__: list[str] = []
 

@@ -563,13 +563,9 @@ def _guard_base_urls(
 ) -> None:
     # Host names are resolved now, once: a name may point into a private network
     # (or at cloud metadata) where a literal address in the config would not.
-    if any(
-        p.base_url and p.enabled and not p.allow_private_base_url
-        for p in config.providers
-    ):
-        from . import _netguard  # loaded only when there is a host to check
+    from . import _netguard  # stdlib only; decides itself which hosts to check
 
-        _netguard.guard(config.providers, resolver or _netguard.system_resolver)
+    _netguard.guard(config.providers, resolver or _netguard.system_resolver)
 
 
 def _load_config(

@@ -23,7 +23,6 @@ from ._call import (
     Prime,
     ProviderCall,
     Sleep,
-    describe_error,
     transport_error,
 )
 from ._config import ModelRole, ProviderConfig
@@ -35,7 +34,6 @@ from ._exceptions import (
     CredentialError,
     InvalidRequestError,
     NoProviderAvailableError,
-    StreamInterruptedError,
     UnsupportedCapabilityError,
     _CallContextError,
 )
@@ -46,9 +44,7 @@ from ._registry import Registry, ResolvedModel
 from ._request import Needs
 from ._session import StreamSession
 from ._tokens import TokenCounter
-from ._wire import (
-    Attempt,
-)
+from ._wire import Attempt
 
 if TYPE_CHECKING:
     from ._retry import Failure, RetryPolicy  # loaded lazily (tenacity)
@@ -212,14 +208,10 @@ class Dispatcher:
                 model=model.id,
             )
             return self._skip(ctx, model, reason, failover=True)
-        provider = model.provider
-        key = (provider.id, model.id)
         # Asked last, once a request exists: an admitted probe is always sent.
-        admission = self.health.admit(
-            key, provider.circuit_breaker_threshold, provider.circuit_breaker_cooldown
-        )
+        admission = self._admit(model)
         if not admission:
-            return self._skip(ctx, model, self._circuit_open(target, [key]))
+            return self._skip(ctx, model, self._circuit_open(target))
         return (
             yield from self._attempts(ctx, adapter, target, request, opener, admission)
         )
@@ -232,16 +224,10 @@ class Dispatcher:
         request: httpx.Request,
     ) -> Flow[httpx.Response]:
         """A provider-level call (model lists, token counts): no failover."""
-        model = target.model
-        key = (model.provider.id, model.id)
-        admission = self.health.admit(
-            key,
-            model.provider.circuit_breaker_threshold,
-            model.provider.circuit_breaker_cooldown,
-        )
+        admission = self._admit(target.model)
         error: _CallContextError
         if not admission:
-            error = self._circuit_open(target, [key])
+            error = self._circuit_open(target)
         else:
             result = yield from self._attempts(
                 ctx, adapter, target, request, None, admission
@@ -251,6 +237,14 @@ class Dispatcher:
             error = result.error
         error.attempts = ctx.attempts
         raise error
+
+    def _admit(self, model: ResolvedModel) -> Admission:
+        provider = model.provider
+        return self.health.admit(
+            (provider.id, model.id),
+            provider.circuit_breaker_threshold,
+            provider.circuit_breaker_cooldown,
+        )
 
     def _attempts(
         self,
@@ -339,12 +333,13 @@ class Dispatcher:
             assert primed is not None
             latency += primed.latency_ms
             if primed.error is not None:
-                error = _as_api_error(target, primed.error)
+                # The drivers type every priming failure (`StreamSession`).
+                assert isinstance(primed.error, APIError)
+                error = primed.error
         after = ctx.left()
         if isinstance(error, APITimeoutError) and after is not None and after <= _LATE:
-            # The deadline, not the upstream's own pace, ended this attempt
-            # (recorded just below: it counts as sent).
-            error = self._deadline_error(ctx, target, len(ctx.attempts) + 1, error)
+            # The deadline, not the upstream's own pace, ended this attempt.
+            error = _deadline_error(ctx, target, error)
         self._record(ctx, target, response, error, latency)
         if error is not None:
             return None, error, response
@@ -412,7 +407,7 @@ class Dispatcher:
         ]
         if tried:
             error = tried[-1].error
-        elif failures:
+        else:
             wait = self.health.earliest_reopen(keys)
             requested = ctx.requested or ctx.model
             error = NoProviderAvailableError(
@@ -422,36 +417,17 @@ class Dispatcher:
                 provider=requested.provider.id,
                 model=requested.id,
             )
-        else:
-            sent = sum(a.outcome != "skipped" for a in ctx.attempts)
-            error = self._deadline_error(ctx, Target(ctx.model, None), sent)
         return self.failed_after(ctx, error)
 
-    def _circuit_open(self, target: Target, keys: list[tuple[str, str]]) -> APIError:
-        wait = self.health.earliest_reopen(keys)
+    def _circuit_open(self, target: Target) -> APIError:
+        model = target.model
+        wait = self.health.earliest_reopen([(model.provider.id, model.id)])
         return target.fail(
             NoProviderAvailableError,
             "circuit breaker is open after repeated failures; the next probe goes"
             f" through in {wait or 0:.1f}s",
             retry_after=wait,
         )
-
-    def _deadline_error(
-        self,
-        ctx: CallContext,
-        target: Target,
-        sent: int,
-        cause: APIError | None = None,
-    ) -> APIError:
-        seconds = ctx.seconds or 0.0
-        detail = f" ({cause.message})" if cause is not None else ""
-        error = target.fail(
-            APITimeoutError,
-            f"call deadline of {seconds:g}s passed after {sent} attempt(s){detail}",
-        )
-        if cause is not None:
-            error.request_id = cause.request_id
-        return error
 
     def _judge(
         self, target: Target, adapter: ProviderAdapter, outcome: Outcome
@@ -523,11 +499,8 @@ class Dispatcher:
         ok = not failure.provider_fault
         self.health.record(key, ok, latency, error, admission)
         if ctx.attempts:
-            last = ctx.attempts[-1]
-            last.outcome = "error"
-            last.error = type(error).__name__
-            last.failure = failure.cls.value
-        self.failed_after(ctx, error)
+            ctx.attempts[-1].failure = failure.cls.value
+        self.failed_after(ctx, error)  # marks the attempt an error
 
     def failed_after(self, ctx: CallContext, error: E) -> E:
         """A served answer turned out unusable (e.g. JSON mode): the error gets
@@ -561,9 +534,13 @@ def _cut(base: dict[str, float], left: float | None) -> dict[str, float]:
     return {name: min(value, left) for name, value in base.items()}
 
 
-def _as_api_error(target: Target, error: Exception) -> APIError:
-    if isinstance(error, APIError):
-        return error
-    return target.fail(
-        StreamInterruptedError, f"stream failed: {describe_error(error)}"
+def _deadline_error(ctx: CallContext, target: Target, cause: APIError) -> APIError:
+    # Built before this attempt is recorded: it counts as sent.
+    sent = len(ctx.attempts) + 1
+    error = target.fail(
+        APITimeoutError,
+        f"call deadline of {ctx.seconds or 0:g}s passed after {sent} attempt(s)"
+        f" ({cause.message})",
     )
+    error.request_id = cause.request_id
+    return error
