@@ -25,7 +25,7 @@ REPLY = {
 
 
 def _client(enabled: bool) -> palyra.Palyra:
-    from palyra._health import HealthTracker
+    from palyra._core.health import HealthTracker
 
     def handler(request: httpx.Request) -> httpx.Response:
         return httpx.Response(200, json=REPLY)
@@ -41,7 +41,7 @@ def _client(enabled: bool) -> palyra.Palyra:
 
 def _direct_us() -> float:
     """The tracker's own cost per call (admit + record), without the call."""
-    from palyra._health import HealthTracker
+    from palyra._core.health import HealthTracker
 
     tracker, key = HealthTracker(), ("up", "m")
 

@@ -313,7 +313,7 @@ class _Offline:
     """
 
     def __init__(self, base_url: str) -> None:
-        from palyra._call import CallContext, Outcome
+        from palyra._core.steps import CallContext, Outcome
         from palyra._providers.base import Target, request_id
         from palyra._request import chat_request
 

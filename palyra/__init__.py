@@ -6,10 +6,10 @@ Everything public is importable from here; the modules behind it are private.
 
 from ._client import *
 from ._config import *
+from ._core.health import ModelHealth
+from ._core.streams import *
 from ._exceptions import *
-from ._health import ModelHealth
 from ._request import *
-from ._streams import *
 from ._tokens import *
 from ._version import __version__
 from ._wire import *

@@ -18,13 +18,14 @@ from typing import TYPE_CHECKING, Any, TypeVar, Unpack
 
 import httpx
 
-from ._call import BodyReader, Flow, Outcome, Prime, ProviderCall, Sleep
 from ._config import PalyraConfig, ProviderConfig
+from ._core.drivers import aprime, asyncio_sleep, outcome, prime, running_loop
+from ._core.health import HealthTracker, ModelHealth
+from ._core.pipeline import Pipeline
+from ._core.steps import BodyReader, Flow, Outcome, Prime, ProviderCall, Sleep
+from ._core.streams import AsyncStream, Stream
 from ._credentials import CredentialResolver
-from ._drivers import aprime, asyncio_sleep, outcome, prime, running_loop
 from ._exceptions import ConfigError, UnsupportedCapabilityError
-from ._health import HealthTracker, ModelHealth
-from ._pipeline import Pipeline
 from ._registry import Registry, ResolvedModel
 from ._request import (
     ChatOptions,
@@ -33,7 +34,6 @@ from ._request import (
     embeddings_request,
     transcription_request,
 )
-from ._streams import AsyncStream, Stream
 from ._tokens import TiktokenCounter, TokenCounter
 from ._version import __version__
 from ._wire import (
@@ -563,7 +563,9 @@ def _guard_base_urls(
 ) -> None:
     # Host names are resolved now, once: a name may point into a private network
     # (or at cloud metadata) where a literal address in the config would not.
-    from . import _netguard  # stdlib only; decides itself which hosts to check
+    from ._core import (
+        netguard as _netguard,  # stdlib only; decides itself which hosts to check
+    )
 
     _netguard.guard(config.providers, resolver or _netguard.system_resolver)
 

@@ -38,9 +38,9 @@ def fake_resolver(host: str, port: int) -> list[str]:
 @pytest.fixture(autouse=True)
 def _no_real_dns(monkeypatch: pytest.MonkeyPatch) -> None:
     """Clients built in tests resolve base-URL hosts with `fake_resolver`."""
-    import palyra._netguard
+    import palyra._core.netguard
 
-    monkeypatch.setattr(palyra._netguard, "system_resolver", fake_resolver)
+    monkeypatch.setattr(palyra._core.netguard, "system_resolver", fake_resolver)
 
 
 @pytest.fixture

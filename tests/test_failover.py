@@ -12,11 +12,11 @@ import httpx
 import pytest
 
 import palyra
-from palyra._failover import plan
-from palyra._health import HealthTracker
+from palyra._core.failover import plan
+from palyra._core.health import HealthTracker
+from palyra._core.retry import classify
 from palyra._registry import Registry
 from palyra._request import Needs
-from palyra._retry import classify
 
 USER = [{"role": "user", "content": "hi"}]
 KEY = "sk-failover-SECRET-0123456789"

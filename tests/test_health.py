@@ -1,4 +1,4 @@
-"""Tests for palyra._health (circuit breakers and rolling health)."""
+"""Tests for palyra._core.health (circuit breakers and rolling health)."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import threading
 
 import pytest
 
-from palyra._health import (
+from palyra._core.health import (
     Admission,
     BreakerSnapshot,
     BreakerState,

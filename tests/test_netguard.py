@@ -10,8 +10,13 @@ from typing import Any
 import pytest
 
 from palyra._config import ProviderConfig
+from palyra._core.netguard import (
+    address_problem,
+    check_providers,
+    guard,
+    system_resolver,
+)
 from palyra._exceptions import ConfigError
-from palyra._netguard import address_problem, check_providers, guard, system_resolver
 from palyra._utils import private_address_problem
 
 

@@ -11,8 +11,7 @@ import httpx
 import pytest
 
 import palyra
-from palyra._exceptions import status_error_class
-from palyra._retry import (
+from palyra._core.retry import (
     RETRYABLE_STATUSES,
     Failure,
     FailureClass,
@@ -20,6 +19,7 @@ from palyra._retry import (
     classify,
     retry_after_seconds,
 )
+from palyra._exceptions import status_error_class
 
 C = FailureClass
 NOW = 1_700_000_000.0

@@ -1,4 +1,4 @@
-"""Unit tests of the incremental server-sent-events decoder `palyra._sse.SSEDecoder`."""
+"""The incremental server-sent-events decoder (`palyra._providers.sse`)."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ from collections.abc import Iterable
 
 import pytest
 
-from palyra._sse import ServerSentEvent, SSEDecoder
+from palyra._providers.sse import ServerSentEvent, SSEDecoder
 from tests.upstream import load_recorded
 
 RECORDED = [

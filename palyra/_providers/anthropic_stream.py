@@ -25,9 +25,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .._exceptions import APIResponseValidationError, StreamInterruptedError
-from .._sse import ServerSentEvent
 from .._wire import ChatCompletion, ChatCompletionChunk
 from .base import SSEChunkParser, Target, error_from_payload, stream_error_status
+from .sse import ServerSentEvent
 
 __all__ = ["AnthropicStreamParser", "finish_reason", "usage_from"]
 

@@ -30,8 +30,6 @@ from .._request import (
     EmbeddingsRequest,
     TranscriptionRequest,
 )
-from .._sse import ServerSentEvent, SSEDecoder
-from .._stream import ChunkAccumulator
 from .._utils import excerpt, redact
 from .._wire import (
     ChatCompletion,
@@ -40,6 +38,8 @@ from .._wire import (
     ProviderModel,
     Transcription,
 )
+from .accumulator import ChunkAccumulator
+from .sse import ServerSentEvent, SSEDecoder
 
 __all__ = ["ProviderAdapter", "StreamParser", "Target"]
 

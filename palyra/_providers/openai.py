@@ -20,7 +20,6 @@ from .._request import (
     EmbeddingsRequest,
     TranscriptionRequest,
 )
-from .._sse import ServerSentEvent
 from .._wire import (
     ChatCompletion,
     ChatCompletionChunk,
@@ -42,6 +41,7 @@ from .base import (
     stream_error_status,
     timeout_for,
 )
+from .sse import ServerSentEvent
 
 __all__ = ["OpenAIAdapter", "OpenAIStreamParser"]
 

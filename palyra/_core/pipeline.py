@@ -14,25 +14,25 @@ from typing import TypeVar
 
 import httpx
 
-from ._call import CallContext, Flow
-from ._dispatch import Dispatcher, Opener, Served
-from ._exceptions import (
+from .._exceptions import (
     APIError,
     ContextWindowExceededError,
     UnsupportedCapabilityError,
 )
-from ._providers.base import ProviderAdapter, Target
-from ._registry import ResolvedModel
-from ._request import ChatRequest, EmbeddingsRequest, Needs, TranscriptionRequest
-from ._session import StreamSession, check_json_answer
-from ._tokens import TokenEstimate
-from ._wire import (
+from .._providers.base import ProviderAdapter, Target
+from .._registry import ResolvedModel
+from .._request import ChatRequest, EmbeddingsRequest, Needs, TranscriptionRequest
+from .._tokens import TokenEstimate
+from .._wire import (
     ChatCompletion,
     EmbeddingResponse,
     ProviderModel,
     TokenCount,
     Transcription,
 )
+from .dispatch import Dispatcher, Opener, Served
+from .session import StreamSession, check_json_answer
+from .steps import CallContext, Flow
 
 __all__: list[str] = []
 

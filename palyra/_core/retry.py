@@ -31,7 +31,7 @@ from tenacity import (
 )
 from tenacity.stop import stop_base
 
-from ._exceptions import (
+from .._exceptions import (
     APIConnectionError,
     APIError,
     APIStatusError,
@@ -42,7 +42,7 @@ from ._exceptions import (
 )
 
 if TYPE_CHECKING:
-    from ._config import ProviderConfig
+    from .._config import ProviderConfig
 
 __all__ = [
     "RETRYABLE_STATUSES",

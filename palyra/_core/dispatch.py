@@ -14,19 +14,8 @@ from typing import TYPE_CHECKING, TypeVar
 
 import httpx
 
-from ._call import (
-    CallContext,
-    Flow,
-    Hook,
-    Operation,
-    Outcome,
-    Prime,
-    ProviderCall,
-    Sleep,
-    transport_error,
-)
-from ._config import ModelRole, ProviderConfig
-from ._exceptions import (
+from .._config import ModelRole, ProviderConfig
+from .._exceptions import (
     APIError,
     APIStatusError,
     APITimeoutError,
@@ -37,17 +26,28 @@ from ._exceptions import (
     UnsupportedCapabilityError,
     _CallContextError,
 )
-from ._failover import plan as failover_plan
-from ._health import Admission, HealthTracker
-from ._providers.base import ProviderAdapter, Target, request_id
-from ._registry import Registry, ResolvedModel
-from ._request import Needs
-from ._session import StreamSession
-from ._tokens import TokenCounter
-from ._wire import Attempt
+from .._providers.base import ProviderAdapter, Target, request_id
+from .._registry import Registry, ResolvedModel
+from .._request import Needs
+from .._tokens import TokenCounter
+from .._wire import Attempt
+from .failover import plan as failover_plan
+from .health import Admission, HealthTracker
+from .session import StreamSession
+from .steps import (
+    CallContext,
+    Flow,
+    Hook,
+    Operation,
+    Outcome,
+    Prime,
+    ProviderCall,
+    Sleep,
+    transport_error,
+)
 
 if TYPE_CHECKING:
-    from ._retry import Failure, RetryPolicy  # loaded lazily (tenacity)
+    from .retry import Failure, RetryPolicy  # loaded lazily (tenacity)
 
 __all__: list[str] = []
 
@@ -278,7 +278,7 @@ class Dispatcher:
                     self.health.record(key, True, elapsed * 1000, admission=admission)
                 return served
             assert error is not None
-            from ._retry import classify  # loaded on the first failure only
+            from .retry import classify  # loaded on the first failure only
 
             headers = response.headers if response is not None else None
             failure = classify(error, headers)
@@ -293,7 +293,7 @@ class Dispatcher:
     def _policy(self, provider: ProviderConfig) -> RetryPolicy:
         policy = self._policies.get(provider.id)
         if policy is None:
-            from ._retry import RetryPolicy
+            from .retry import RetryPolicy
 
             policy = self._policies[provider.id] = RetryPolicy.from_provider(
                 provider, retry_after_cap=self.resilience.retry_after_cap
@@ -374,7 +374,7 @@ class Dispatcher:
     ) -> _Failed:
         """A candidate passed over without a request: recorded, then failed.
         ``failover`` lets the next candidates be tried whatever the error."""
-        from ._retry import Failure, FailureClass, classify
+        from .retry import Failure, FailureClass, classify
 
         failure = None
         if failover:
@@ -491,7 +491,7 @@ class Dispatcher:
     ) -> None:
         """A stream broke after its first chunk: too late to fail over, but
         the breaker and health hear of it and the attempt says so."""
-        from ._retry import classify
+        from .retry import classify
 
         failure = classify(error)
         key = (target.model.provider.id, target.model.id)

@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from ._wire import (
+from .._wire import (
     ChatCompletion,
     ChatCompletionChunk,
     ChatCompletionMessage,

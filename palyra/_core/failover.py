@@ -23,14 +23,14 @@ from collections import deque
 from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING
 
-from ._health import HealthTracker
-from ._registry import Registry, ResolvedModel
-from ._request import Needs
+from .._registry import Registry, ResolvedModel
+from .._request import Needs
+from .health import HealthTracker
 
 if TYPE_CHECKING:
     # At run time failure classes compare as strings: `_retry` loads tenacity,
     # which `import palyra` must not pay for.
-    from ._retry import Failure
+    from .retry import Failure
 
 __all__: list[str] = []
 

@@ -14,8 +14,8 @@ from typing import Any
 
 import httpx
 
-from ._call import Outcome, Prime, ProviderCall
-from ._exceptions import APIError
+from .._exceptions import APIError
+from .steps import Outcome, Prime, ProviderCall
 
 __all__: list[str] = []
 

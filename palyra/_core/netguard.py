@@ -17,8 +17,8 @@ from collections.abc import Callable, Iterable, Mapping
 from typing import Protocol
 from urllib.parse import urlsplit
 
-from ._exceptions import ConfigError
-from ._utils import excerpt
+from .._exceptions import ConfigError
+from .._utils import excerpt
 
 __all__: list[str] = []
 

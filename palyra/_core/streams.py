@@ -13,8 +13,8 @@ from types import TracebackType
 
 import httpx
 
-from ._session import StreamSession
-from ._wire import ChatCompletion, ChatCompletionChunk, CompletionUsage, PalyraInfo
+from .._wire import ChatCompletion, ChatCompletionChunk, CompletionUsage, PalyraInfo
+from .session import StreamSession
 
 __all__ = ["AsyncStream", "Stream"]
 

@@ -13,22 +13,22 @@ from typing import TYPE_CHECKING, Any, Literal, TypeVar
 
 import httpx
 
-from ._exceptions import (
+from .._exceptions import (
     APIConnectionError,
     APIError,
     APITimeoutError,
     PalyraError,
 )
-from ._providers.base import Target
-from ._registry import ResolvedModel
-from ._tokens import TokenEstimate
-from ._wire import (
+from .._providers.base import Target
+from .._registry import ResolvedModel
+from .._tokens import TokenEstimate
+from .._wire import (
     Attempt,
     PalyraInfo,
 )
 
 if TYPE_CHECKING:
-    from ._session import StreamSession
+    from .session import StreamSession
 
 __all__: list[str] = []
 

@@ -13,20 +13,20 @@ from typing import Any, Protocol, TypeVar
 
 import httpx
 
-from ._call import CallContext, describe_error
-from ._exceptions import (
+from .._exceptions import (
     APIError,
     APIResponseValidationError,
     APITimeoutError,
     StreamInterruptedError,
     _CallContextError,
 )
-from ._health import Admission
-from ._providers.base import StreamParser, Target
-from ._wire import (
+from .._providers.base import StreamParser, Target
+from .._wire import (
     ChatCompletion,
     ChatCompletionChunk,
 )
+from .health import Admission
+from .steps import CallContext, describe_error
 
 __all__: list[str] = []
 

@@ -16,7 +16,7 @@ from typing import ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict
 
-from ._utils import excerpt
+from .._utils import excerpt
 
 __all__ = [
     "Admission",

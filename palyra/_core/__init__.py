@@ -1,0 +1,1 @@
+"""The request core: the sans-I/O pipeline and its thin sync and async drivers."""
