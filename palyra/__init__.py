@@ -1,18 +1,87 @@
 """palyra: one in-process client for large language models.
 
 Everything public is importable from here; the modules behind it are private.
-``palyra.testing`` (test doubles) is the opt-in public submodule.
+``palyra.testing`` (test doubles) and, later, ``palyra.asgi`` are the opt-in
+public submodules.
+
+Names load on first use (PEP 562), the way pydantic's own do: ``import
+palyra`` costs next to nothing, and the first ``palyra.Palyra`` imports the
+client with what it needs. Static type checkers see the imports below.
 """
 
-from ._client import *
-from ._config import *
-from ._core.health import ModelHealth
-from ._core.streams import *
-from ._exceptions import *
-from ._request import *
-from ._tokens import *
+import typing
+
 from ._version import __version__
-from ._wire import *
+
+if typing.TYPE_CHECKING:
+    from ._client import Palyra
+    from ._config import (
+        Capabilities,
+        InsecureConfigWarning,
+        ModelEntry,
+        PalyraConfig,
+        Pricing,
+        ProviderConfig,
+        RegistryDefaults,
+        ResilienceConfig,
+    )
+    from ._core import AsyncStream, ModelHealth, Stream
+    from ._exceptions import (
+        APIConnectionError,
+        APIError,
+        APIResponseValidationError,
+        APIStatusError,
+        APITimeoutError,
+        AuthenticationError,
+        BadRequestError,
+        BlockedAddressError,
+        ConfigError,
+        ConflictError,
+        ContextWindowExceededError,
+        CredentialError,
+        InternalServerError,
+        InvalidRequestError,
+        ModelNotFoundError,
+        NoProviderAvailableError,
+        NotFoundError,
+        OverloadedError,
+        PalyraError,
+        PermissionDeniedError,
+        RateLimitError,
+        RequestTooLargeError,
+        StreamInterruptedError,
+        UnprocessableEntityError,
+        UnsupportedCapabilityError,
+    )
+    from ._providers import DeterministicBackend, ScriptedReply
+    from ._request import ChatOptions, RequestOptions
+    from ._tokens import TiktokenCounter, TokenCounter, TokenEstimate
+    from ._wire import (
+        Attempt,
+        ChatCompletion,
+        ChatCompletionChunk,
+        ChatCompletionMessage,
+        Choice,
+        ChoiceDelta,
+        ChoiceDeltaToolCall,
+        ChoiceDeltaToolCallFunction,
+        ChunkChoice,
+        CompletionTokensDetails,
+        CompletionUsage,
+        Embedding,
+        EmbeddingResponse,
+        EmbeddingUsage,
+        Function,
+        ModelCapabilities,
+        ModelInfo,
+        PalyraInfo,
+        PromptTokensDetails,
+        ProviderModel,
+        TokenCount,
+        ToolCall,
+        Transcription,
+        TranscriptionSegment,
+    )
 
 __all__ = [
     "APIConnectionError",
@@ -24,6 +93,7 @@ __all__ = [
     "Attempt",
     "AuthenticationError",
     "BadRequestError",
+    "BlockedAddressError",
     "Capabilities",
     "ChatCompletion",
     "ChatCompletionChunk",
@@ -67,6 +137,7 @@ __all__ = [
     "ProviderModel",
     "RateLimitError",
     "RegistryDefaults",
+    "RequestOptions",
     "RequestTooLargeError",
     "ResilienceConfig",
     "ScriptedReply",
@@ -84,11 +155,79 @@ __all__ = [
     "__version__",
 ]
 
-# The deterministic backend module is only imported when first used.
-_LAZY = {
-    "DeterministicBackend": "palyra._providers.deterministic",
-    "ScriptedReply": "palyra._providers.deterministic",
+# The module each public name comes from; the TYPE_CHECKING imports above
+# say the same (tests/test_exported_members.py checks that they agree).
+_SOURCES = {
+    "._client": ("Palyra",),
+    "._config": (
+        "Capabilities",
+        "InsecureConfigWarning",
+        "ModelEntry",
+        "PalyraConfig",
+        "Pricing",
+        "ProviderConfig",
+        "RegistryDefaults",
+        "ResilienceConfig",
+    ),
+    "._core": ("AsyncStream", "ModelHealth", "Stream"),
+    "._exceptions": (
+        "APIConnectionError",
+        "APIError",
+        "APIResponseValidationError",
+        "APIStatusError",
+        "APITimeoutError",
+        "AuthenticationError",
+        "BadRequestError",
+        "BlockedAddressError",
+        "ConfigError",
+        "ConflictError",
+        "ContextWindowExceededError",
+        "CredentialError",
+        "InternalServerError",
+        "InvalidRequestError",
+        "ModelNotFoundError",
+        "NoProviderAvailableError",
+        "NotFoundError",
+        "OverloadedError",
+        "PalyraError",
+        "PermissionDeniedError",
+        "RateLimitError",
+        "RequestTooLargeError",
+        "StreamInterruptedError",
+        "UnprocessableEntityError",
+        "UnsupportedCapabilityError",
+    ),
+    "._providers": ("DeterministicBackend", "ScriptedReply"),
+    "._request": ("ChatOptions", "RequestOptions"),
+    "._tokens": ("TiktokenCounter", "TokenCounter", "TokenEstimate"),
+    "._wire": (
+        "Attempt",
+        "ChatCompletion",
+        "ChatCompletionChunk",
+        "ChatCompletionMessage",
+        "Choice",
+        "ChoiceDelta",
+        "ChoiceDeltaToolCall",
+        "ChoiceDeltaToolCallFunction",
+        "ChunkChoice",
+        "CompletionTokensDetails",
+        "CompletionUsage",
+        "Embedding",
+        "EmbeddingResponse",
+        "EmbeddingUsage",
+        "Function",
+        "ModelCapabilities",
+        "ModelInfo",
+        "PalyraInfo",
+        "PromptTokensDetails",
+        "ProviderModel",
+        "TokenCount",
+        "ToolCall",
+        "Transcription",
+        "TranscriptionSegment",
+    ),
 }
+_LAZY = {name: module for module, names in _SOURCES.items() for name in names}
 
 
 def __getattr__(name: str) -> object:
@@ -97,18 +236,14 @@ def __getattr__(name: str) -> object:
         raise AttributeError(f"module 'palyra' has no attribute {name!r}")
     import importlib
 
-    value = getattr(importlib.import_module(module), name)
-    value.__module__ = "palyra"
-    globals()[name] = value
-    return value
+    source = importlib.import_module(module, __name__)
+    for public in _SOURCES[module]:
+        value = getattr(source, public)
+        # Reprs, tracebacks and docs say `palyra.X`, not the private module.
+        value.__module__ = "palyra"
+        globals()[public] = value
+    return globals()[name]
 
 
 def __dir__() -> list[str]:
     return sorted(set(globals()) | set(_LAZY))
-
-
-# Reprs, tracebacks and docs say `palyra.X`, not the private module.
-__locals = locals()
-for __name in __all__:
-    if not __name.startswith("__") and __name not in _LAZY:
-        __locals[__name].__module__ = "palyra"

@@ -401,11 +401,16 @@ class ResilienceConfig(_ConfigModel):
         retry_after_cap: Longest ``Retry-After`` honoured, in seconds. An
             upstream asking for a longer wait is not retried; the call fails
             over (or raises) at once.
+        circuit_breakers: False turns breakers and health windows off: no call
+            is refused for past failures, failover ignores health, and
+            `Palyra.health` is empty (for an upstream gateway that already
+            does this, or to measure what the bookkeeping costs).
     """
 
     failover: bool = True
     deadline: PositiveSeconds | None = 300.0
     retry_after_cap: Annotated[float, Field(ge=0, le=3600)] = 60.0
+    circuit_breakers: bool = True
 
 
 class RegistryDefaults(_ConfigModel):

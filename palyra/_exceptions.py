@@ -7,6 +7,7 @@ mistakes sit beside it, so `except palyra.APIError` never hides a bug::
     ├── APIError                      a call failed (provider, model, request id)
     │   ├── APIConnectionError        no usable HTTP response
     │   │   ├── APITimeoutError       a deadline passed
+    │   │   ├── BlockedAddressError   the host's address is refused (never retried)
     │   │   └── StreamInterruptedError  the upstream stopped mid-stream
     │   ├── APIResponseValidationError  2xx body that is not what the API promises
     │   └── APIStatusError            non-2xx answer (status_code)
@@ -47,6 +48,7 @@ __all__ = [
     "APITimeoutError",
     "AuthenticationError",
     "BadRequestError",
+    "BlockedAddressError",
     "ConfigError",
     "ConflictError",
     "ContextWindowExceededError",
@@ -148,6 +150,25 @@ class APIConnectionError(APIError):
 
 class APITimeoutError(APIConnectionError):
     """A deadline passed while connecting to or waiting for the upstream."""
+
+
+class BlockedAddressError(APIConnectionError):
+    """The upstream's host resolved to an address palyra refuses to connect to.
+
+    Checked on every new connection, on the very address the connection uses:
+    private, link-local (cloud metadata), shared, reserved and multicast
+    addresses are refused unless the provider sets ``allow_private_base_url``.
+    Never retried; failover moves on to another provider.
+
+    Attributes:
+        host: The host name (or literal address) from the base URL.
+        reason: Why the address is refused.
+    """
+
+    def __init__(self, message: str, *, host: str, reason: str, **kw: Any) -> None:
+        super().__init__(message, **kw)
+        self.host = host
+        self.reason = reason
 
 
 class StreamInterruptedError(APIConnectionError):

@@ -15,7 +15,7 @@ from typing import IO, Any, Literal, TypedDict
 
 from ._exceptions import InvalidRequestError
 
-__all__ = ["ChatOptions"]
+__all__ = ["ChatOptions", "RequestOptions"]
 
 ROLES = frozenset({"system", "developer", "user", "assistant", "tool", "function"})
 
@@ -60,7 +60,17 @@ class ChatOptions(TypedDict, total=False):
     deadline: float
 
 
-_CALL_OPTIONS = frozenset({"extra_body", "extra_headers", "timeout", "deadline"})
+class RequestOptions(TypedDict, total=False):
+    """Options every call accepts (`Palyra.embed` and `Palyra.transcribe` take
+    only these; `ChatOptions` adds the OpenAI chat options)."""
+
+    extra_body: Mapping[str, Any]
+    extra_headers: Mapping[str, str]
+    timeout: float
+    deadline: float
+
+
+_CALL_OPTIONS = frozenset(RequestOptions.__annotations__)
 _BODY_OPTIONS = frozenset(ChatOptions.__annotations__) - _CALL_OPTIONS
 
 
@@ -105,6 +115,9 @@ class ChatRequest:
     needs: Needs
     call: CallOptions
     wants_usage_chunk: bool = False
+    # Who the call is for, for upstreams that take an end-user id (Anthropic's
+    # metadata.user_id) when the options name none.
+    end_user: str | None = None
 
     @property
     def requested_output_tokens(self) -> int:
@@ -138,6 +151,7 @@ def chat_request(
     messages: Iterable[Mapping[str, Any] | Any],
     options: Mapping[str, Any],
     stream: bool,
+    end_user: str | None = None,
 ) -> ChatRequest:
     """Check messages and options and note what the request needs.
 
@@ -176,11 +190,28 @@ def chat_request(
         needs=needs,
         call=call_options(options),
         wants_usage_chunk=wants_usage,
+        end_user=end_user,
     )
 
 
-def call_options(options: Mapping[str, Any]) -> CallOptions:
-    """Pick the per-call settings out of caller options."""
+def call_options(options: Mapping[str, Any], what: str | None = None) -> CallOptions:
+    """Pick the per-call settings out of caller options.
+
+    Args:
+        options: The caller's keyword options.
+        what: The operation whose options are only these (``embed``,
+            ``transcribe``): any other name is refused.
+
+    Raises:
+        TypeError: ``what`` is given and an option is unknown.
+        InvalidRequestError: a bad value.
+    """
+    unknown = set(options) - _CALL_OPTIONS if what else set()
+    if unknown:
+        names = ", ".join(sorted(unknown))
+        raise TypeError(
+            f"unknown {what} option(s): {names}; upstream fields go in extra_body"
+        )
     timeout = _seconds(options, "timeout")
     deadline = _seconds(options, "deadline")
     extra_body = options.get("extra_body") or {}
@@ -277,7 +308,7 @@ def embeddings_request(
             raise InvalidRequestError(f"input[{i}]: must be a non-empty string")
     if dimensions is not None and (not isinstance(dimensions, int) or dimensions <= 0):
         raise InvalidRequestError("dimensions: must be a positive integer")
-    return EmbeddingsRequest(items, dimensions, call_options(options))
+    return EmbeddingsRequest(items, dimensions, call_options(options, "embed"))
 
 
 FileInput = str | os.PathLike[str] | bytes | IO[bytes] | tuple[str, bytes | IO[bytes]]
@@ -307,7 +338,7 @@ def transcription_request(
         content_type=_audio_type(filename),
         fields={k: v for k, v in fields.items() if v is not None},
         response_format=response_format,  # type: ignore[arg-type]
-        call=call_options(options),
+        call=call_options(options, "transcribe"),
     )
 
 

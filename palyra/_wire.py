@@ -72,7 +72,9 @@ class PalyraInfo(_Wire):
     """What palyra knows about how a call was served.
 
     ``provider`` and ``model`` name the candidate that served the call; it
-    differs from ``requested_model`` after a failover.
+    differs from ``requested_model`` after a failover. ``agent``, ``session``,
+    ``principal`` and ``tags`` say who the call was for (the call's own
+    arguments over those of `Palyra.bind`).
     """
 
     provider: str
@@ -82,6 +84,10 @@ class PalyraInfo(_Wire):
     attempts: list[Attempt] = Field(default_factory=list)
     latency_ms: float = 0.0
     token_estimate: TokenEstimate | None = None
+    agent: str | None = None
+    session: str | None = None
+    principal: str | None = None
+    tags: dict[str, str] = Field(default_factory=dict)
 
 
 class Function(_Wire):

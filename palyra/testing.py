@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import httpx
 
-from ._providers.deterministic import DeterministicBackend
+from ._providers import DeterministicBackend
 from ._tokens import TiktokenCounter, TokenCounter
 
 __all__ = ["OpenAIMock"]

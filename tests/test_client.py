@@ -433,9 +433,9 @@ def test_http_client_is_reused_and_closed(key: str) -> None:
     )
     client = palyra.Palyra(_openai_config(), transport=httpx.MockTransport(recorder))
     client.chat(USER)
-    pooled = client._sync
+    pooled = client._sync._network
     client.chat(USER)
-    assert client._sync is pooled
+    assert client._sync._network is pooled
     client.close()
     assert pooled is not None
     assert pooled.is_closed

@@ -127,21 +127,14 @@ def serve_real_providers_from_a_mock(monkeypatch: pytest.MonkeyPatch) -> None:
     """Clients built without a transport talk to `openai_upstream` instead.
 
     The README's examples call OpenAI through a config file and cannot take a
-    transport argument; this swaps httpx's default transport underneath them.
+    transport argument; this swaps palyra's own network transport for a mock.
     """
+    import palyra._core.connect as connect
+
     monkeypatch.setenv("OPENAI_API_KEY", FAKE_KEY)
     mock = httpx.MockTransport(openai_upstream)
-
-    class Client(httpx.Client):
-        def __init__(self, *args: Any, transport: Any = None, **kw: Any) -> None:
-            super().__init__(*args, transport=transport or mock, **kw)
-
-    class AsyncClient(httpx.AsyncClient):
-        def __init__(self, *args: Any, transport: Any = None, **kw: Any) -> None:
-            super().__init__(*args, transport=transport or mock, **kw)
-
-    monkeypatch.setattr(httpx, "Client", Client)
-    monkeypatch.setattr(httpx, "AsyncClient", AsyncClient)
+    monkeypatch.setattr(connect, "GuardedTransport", lambda guard, limits: mock)
+    monkeypatch.setattr(connect, "AsyncGuardedTransport", lambda guard, limits: mock)
 
 
 @pytest.mark.parametrize(

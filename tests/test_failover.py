@@ -13,8 +13,8 @@ import pytest
 
 import palyra
 from palyra._core.failover import plan
+from palyra._core.failures import classify
 from palyra._core.health import HealthTracker
-from palyra._core.retry import classify
 from palyra._registry import Registry
 from palyra._request import Needs
 
@@ -525,18 +525,29 @@ def test_hooks_see_the_serving_candidate_and_failures() -> None:
     ups = Upstreams(m1=[_error(503)], m2=[_ok("m2")])
     seen: list[tuple[str, str | None]] = []
     with _client(_config(TWO, failover=True), ups) as client:
-        pipeline = client._pipeline
-        pipeline.after_completion.append(
-            lambda ctx: seen.append(("done", ctx.model.id))
+        hooks = client._pipeline.hooks
+        hooks.after_completion.append(
+            lambda ctx, done: seen.append(("done", done.candidate.model.id))
         )
-        pipeline.after_failure.append(
-            lambda ctx: seen.append(("failed", type(ctx.error).__name__))
+        hooks.after_failure.append(
+            lambda ctx, failed: seen.append(
+                (
+                    "failed" if failed.candidate is None else failed.candidate.model.id,
+                    type(failed.error).__name__,
+                )
+            )
         )
         client.chat(USER, "m1")
         ups.scripts["m2"] = [_error(400)]
         with pytest.raises(palyra.BadRequestError):
             client.chat(USER, "m1")
-    assert seen == [("done", "m2"), ("failed", "BadRequestError")]
+    assert seen == [
+        ("m1", "InternalServerError"),
+        ("done", "m2"),
+        ("m1", "InternalServerError"),
+        ("m2", "BadRequestError"),
+        ("failed", "BadRequestError"),
+    ]
 
 
 # -- streams -------------------------------------------------------------------
@@ -774,9 +785,11 @@ def test_an_unusable_embeddings_answer_keeps_the_attempts() -> None:
     client = palyra.Palyra(
         _config(models, [{"id": "a"}]), transport=httpx.MockTransport(handler)
     )
-    client._pipeline.after_failure.append(lambda ctx: failed.append(ctx.operation))
+    client._pipeline.hooks.after_failure.append(
+        lambda ctx, f: failed.append(ctx.operation if f.candidate is None else "e")
+    )
     with client, pytest.raises(palyra.APIResponseValidationError) as info:
         client.embed("hi")
     [attempt] = info.value.attempts
     assert (attempt.status_code, attempt.outcome) == (200, "error")
-    assert failed == ["embeddings"]
+    assert failed == ["e", "embeddings"]

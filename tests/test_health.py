@@ -383,8 +383,8 @@ def test_tracker_applies_changed_settings() -> None:
     assert not tracker.admit(KEY, 1, 30.0)
 
 
-def test_rank_orders_by_health_and_is_stable() -> None:
-    """healthy before degraded before unhealthy; input order otherwise."""
+def test_order_puts_healthy_before_degraded_before_unhealthy() -> None:
+    """The failover order of a key is its status's rank; unseen keys are healthy."""
     tracker = HealthTracker(clock=ManualClock())
     for _ in range(3):
         tracker.record(KEY, False, 1.0)
@@ -393,8 +393,9 @@ def test_rank_orders_by_health_and_is_stable() -> None:
     unseen = ("local", "unseen")
     assert tracker.status(KEY) == "unhealthy"
     assert tracker.status(OTHER) == "degraded"
-    assert tracker.rank([KEY, OTHER, THIRD, unseen]) == [THIRD, unseen, OTHER, KEY]
-    assert tracker.rank([unseen, THIRD]) == [unseen, THIRD]
+    ranked = sorted([KEY, OTHER, THIRD, unseen], key=tracker.order)
+    assert ranked == [THIRD, unseen, OTHER, KEY]
+    assert [tracker.order(k) for k in (unseen, OTHER, KEY)] == [0, 1, 2]
 
 
 def test_earliest_reopen() -> None:
@@ -423,4 +424,4 @@ def test_disabled_tracker_keeps_no_books() -> None:
     assert tracker.admit(KEY, 1, 30.0)
     assert tracker.snapshot() == []
     assert tracker.status(KEY) == "healthy"
-    assert tracker.rank([KEY, OTHER]) == [KEY, OTHER]
+    assert tracker.order(KEY) == tracker.order(OTHER) == 0

@@ -1,4 +1,5 @@
-"""Layers only import layers below them; import stays light."""
+"""The architecture holds: layers import downward only, packages are entered
+through their ``__init__``, and ``import palyra`` stays light."""
 
 from __future__ import annotations
 
@@ -11,42 +12,89 @@ import pytest
 
 PACKAGE = Path(__file__).resolve().parents[1] / "palyra"
 
-# From the leaves up: a module may import only modules earlier in this list.
-LAYERS = [
-    "_version",
-    "_exceptions",
-    "_utils",
-    "_tokens",
-    "_providers.sse",
-    "_wire",
-    "_config",
-    "_core.retry",
-    "_core.health",
-    "_request",
-    "_registry",
-    "_core.failover",
-    "_providers.accumulator",
-    "_credentials",
-    "_providers.base",
-    "_providers.openai",
-    "_providers.anthropic_stream",
-    "_providers.anthropic",
-    "_providers.deterministic",
-    "_core.netguard",
-    "_core.steps",
-    "_core.session",
-    "_core.dispatch",
-    "_core.pipeline",
-    "_core.drivers",
-    "_core.streams",
-    "_client",
+# From the leaves up (docs/architecture.md draws it). Within a layer, a module
+# may import the ones listed before it; it may import anything of a lower
+# layer, but a package only through its __init__ ("_core", never "_core.x").
+# The subsystems to come (_auth, _governance, _routing, _cron, _state) go
+# between the core and the client; asgi and the CLI above the client.
+LAYERS: list[tuple[str, list[str]]] = [
+    (
+        "leaves",
+        [
+            "_version",
+            "_exceptions",
+            "_utils",
+            "_tokens",
+            "_wire",
+            "_config",
+            "_request",
+            "_registry",
+            "_credentials",
+        ],
+    ),
+    (
+        "_providers",
+        [
+            "sse",
+            "accumulator",
+            "base",
+            "openai",
+            "anthropic_stream",
+            "anthropic",
+            "deterministic",
+            "__init__",
+        ],
+    ),
+    (
+        "_core",
+        [
+            "failures",
+            "retry",
+            "health",
+            "context",
+            "netguard",
+            "connect",
+            "steps",
+            "errors",
+            "hooks",
+            "failover",
+            "session",
+            "attempts",
+            "dispatch",
+            "pipeline",
+            "drivers",
+            "streams",
+            "__init__",
+        ],
+    ),
+    ("client", ["_client"]),
+    ("surface", ["testing", "__init__"]),
 ]
+PACKAGES = {name for name, _ in LAYERS if name.startswith("_")}
 
 
-def _palyra_imports(path: Path, module: str) -> set[str]:
+def _dotted(layer: str, module: str) -> str:
+    """A module's name relative to palyra ("" is palyra's own __init__)."""
+    if layer in PACKAGES:
+        return layer if module == "__init__" else f"{layer}.{module}"
+    return "" if module == "__init__" else module
+
+
+ORDER = [_dotted(layer, module) for layer, modules in LAYERS for module in modules]
+
+
+def _path(dotted: str) -> Path:
+    if dotted in PACKAGES or dotted == "":
+        return PACKAGE / dotted / "__init__.py"
+    return PACKAGE / (dotted.replace(".", "/") + ".py")
+
+
+def _imports(dotted: str) -> set[str]:
+    """What a module imports from palyra at run time (not under TYPE_CHECKING)."""
+    path = _path(dotted)
     tree = ast.parse(path.read_text())
-    package = module.rsplit(".", 1)[0] if "." in module else ""
-    # Imports for annotations only (under `if TYPE_CHECKING:`) never run.
+    is_package = path.name == "__init__.py"
+    here = dotted if is_package else dotted.rpartition(".")[0]
     typing_only = {
         id(inner)
         for node in ast.walk(tree)
@@ -55,34 +103,65 @@ def _palyra_imports(path: Path, module: str) -> set[str]:
     }
     found = set()
     for node in ast.walk(tree):
-        if id(node) in typing_only:
+        if id(node) in typing_only or not isinstance(node, ast.ImportFrom):
             continue
-        if isinstance(node, ast.ImportFrom) and node.level:
-            base = package if node.level == 1 else ""
-            if node.module is None:  # `from . import _module`
-                found.update(f"{base}.{a.name}".lstrip(".") for a in node.names)
+        if node.level:
+            base = here.split(".") if here else []
+            base = base[: len(base) - (node.level - 1)]
+            target = ".".join([*base, node.module] if node.module else base)
+            if node.module is None:  # `from . import x`: x is a submodule
+                found.update(f"{target}.{a.name}".lstrip(".") for a in node.names)
                 continue
-            target = f"{base}.{node.module}" if base else node.module
-            found.add(target.lstrip("."))
+            found.add(target)
+        elif node.module and node.module.startswith("palyra."):
+            found.add(node.module.removeprefix("palyra."))
     return found
 
 
-@pytest.mark.parametrize("module", LAYERS)
-def test_module_imports_only_lower_layers(module: str) -> None:
-    """No module reaches up the stack."""
-    path = PACKAGE / (module.replace(".", "/") + ".py")
-    allowed = set(LAYERS[: LAYERS.index(module)]) | {"_providers", "_core"}
-    assert _palyra_imports(path, module) <= allowed
+def _allowed(dotted: str) -> set[str]:
+    """What ``dotted`` may import: earlier modules, packages whole from outside."""
+    own = dotted.split(".")[0] if "." in dotted else dotted
+    allowed = set()
+    for earlier in ORDER[: ORDER.index(dotted)]:
+        package = earlier.split(".")[0]
+        if "." in earlier and package != own:
+            continue  # another package's insides: import the package instead
+        allowed.add(earlier)
+    return allowed
+
+
+@pytest.mark.parametrize("dotted", [d for d in ORDER if d])
+def test_modules_import_only_lower_layers(dotted: str) -> None:
+    """No module reaches up the stack, or into another package's modules."""
+    assert _imports(dotted) <= _allowed(dotted)
 
 
 def test_every_module_has_a_layer() -> None:
     """New modules must be placed in LAYERS."""
-    modules = {
-        str(p.relative_to(PACKAGE).with_suffix("")).replace("/", ".")
-        for p in PACKAGE.rglob("*.py")
-        if p.name != "__init__.py"
-    }
-    assert modules <= set(LAYERS) | {"testing"}
+    modules = set()
+    for path in PACKAGE.rglob("*.py"):
+        parts = path.relative_to(PACKAGE).with_suffix("").parts
+        if parts[-1] == "__init__":
+            parts = parts[:-1]
+        modules.add(".".join(parts))
+    assert modules == set(ORDER)
+
+
+@pytest.mark.parametrize("package", sorted(PACKAGES))
+def test_each_package_says_what_it_is_for_and_may_import(package: str) -> None:
+    """A package's __init__ docstring is its contract with the rest of palyra."""
+    docstring = ast.get_docstring(ast.parse(_path(package).read_text())) or ""
+    assert "What it is for" in docstring
+    assert "May import" in docstring
+
+
+def test_the_core_never_imports_a_subsystem_or_the_client() -> None:
+    """The layering rules above, spelled out for the core: subsystems join
+    through hooks that the client wires."""
+    core = [d for d in ORDER if d == "_core" or d.startswith("_core.")]
+    above = {"_client", "testing", "_auth", "_governance", "_routing", "_cron"}
+    for dotted in core:
+        assert not {i.split(".")[0] for i in _imports(dotted)} & above, dotted
 
 
 def test_import_is_light() -> None:

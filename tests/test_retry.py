@@ -11,14 +11,14 @@ import httpx
 import pytest
 
 import palyra
-from palyra._core.retry import (
+from palyra._core.failures import (
     RETRYABLE_STATUSES,
     Failure,
     FailureClass,
-    RetryPolicy,
     classify,
     retry_after_seconds,
 )
+from palyra._core.retry import RetryPolicy
 from palyra._exceptions import status_error_class
 
 C = FailureClass
@@ -270,29 +270,65 @@ def _fail(status: int = 503, retry_after: float | None = None) -> Failure:
     return Failure(C.SERVER_ERROR, True, True, status, retry_after)
 
 
+def _waits(policy: RetryPolicy, *failures: Failure) -> list[float | None]:
+    """The policy's answer after each failed attempt of one candidate."""
+    run = policy.start()
+    return [run.after(failure) for failure in failures]
+
+
 def test_stops_after_max_retries() -> None:
     """max_retries retries follow the first attempt, then it stops."""
     policy = RetryPolicy(max_retries=2, jitter=_no_jitter)
-    assert [policy.decide(n, _fail(), 0.0) for n in (1, 2, 3)] == [0.15, 0.3, None]
-    assert RetryPolicy(max_retries=0).decide(1, _fail(), 0.0) is None
+    assert _waits(policy, _fail(), _fail(), _fail()) == [0.15, 0.3, None]
+    assert _waits(RetryPolicy(max_retries=0), _fail()) == [None]
+
+
+def test_each_run_starts_afresh() -> None:
+    """A policy serves many calls: each run counts its own attempts."""
+    policy = RetryPolicy(max_retries=1, jitter=_no_jitter)
+    assert _waits(policy, _fail(), _fail()) == [0.15, None]
+    assert _waits(policy, _fail(), _fail()) == [0.15, None]
 
 
 @pytest.mark.parametrize("status", [400, 401, 403, 404, 413, 422])
 def test_never_retries_request_errors(status: int) -> None:
     """Other 4xx are never retried, even with a Retry-After."""
     failure = classify(_status(status), {"retry-after": "1"})
-    assert RetryPolicy(max_retries=10).decide(1, failure, 0.0) is None
+    assert _waits(RetryPolicy(max_retries=10), failure) == [None]
+
+
+def test_a_refused_address_is_never_retried() -> None:
+    """The network guard's refusal is final for the provider."""
+    error = palyra.BlockedAddressError(
+        "refused", host="h", reason="resolves to a private address"
+    )
+    failure = classify(error)
+    assert (failure.cls, failure.retryable, failure.failover) == (
+        C.BLOCKED,
+        False,
+        True,
+    )
+    assert not failure.provider_fault
+    assert not failure.reached_upstream
+    assert _waits(RetryPolicy(max_retries=10), failure) == [None]
 
 
 def test_honours_retry_after_up_to_the_cap() -> None:
     """The upstream's wait wins over backoff, without jitter, up to the cap;
     a longer one stops retrying (failover or the caller decides)."""
     policy = RetryPolicy(retry_after_cap=60.0, jitter=lambda: 0.5)
-    assert policy.decide(1, _fail(retry_after=3.0), 0.0) == 3.0
-    assert policy.decide(1, _fail(retry_after=0.0), 0.0) == 0.0
-    assert policy.decide(1, _fail(retry_after=60.0), 0.0) == 60.0
-    assert policy.decide(1, _fail(retry_after=600.0), 0.0) is None
-    assert RetryPolicy(retry_after_cap=0.0).decide(1, _fail(retry_after=1), 0) is None
+    assert _waits(policy, _fail(retry_after=3.0)) == [3.0]
+    assert _waits(policy, _fail(retry_after=0.0)) == [0.0]
+    assert _waits(policy, _fail(retry_after=60.0)) == [60.0]
+    assert _waits(policy, _fail(retry_after=600.0)) == [None]
+    assert _waits(RetryPolicy(retry_after_cap=0.0), _fail(retry_after=1)) == [None]
+
+
+def test_retry_after_and_backoff_mix_within_one_run() -> None:
+    """Backoff counts every attempt, whether or not the upstream named a wait."""
+    policy = RetryPolicy(max_retries=3, backoff=1.0, jitter=_no_jitter)
+    waits = _waits(policy, _fail(retry_after=5.0), _fail(), _fail(), _fail())
+    assert waits == [5.0, 2.0, 4.0, None]
 
 
 def test_provider_fault() -> None:
@@ -310,12 +346,11 @@ def test_backoff_grows_and_is_capped() -> None:
     policy = RetryPolicy(
         max_retries=10, backoff=1.0, backoff_max=4.0, jitter=_no_jitter
     )
-    waits = [policy.decide(n, _fail(), 0.0) for n in range(1, 6)]
-    assert waits == [1.0, 2.0, 4.0, 4.0, 4.0]
+    assert _waits(policy, *[_fail()] * 5) == [1.0, 2.0, 4.0, 4.0, 4.0]
     huge = RetryPolicy(
         max_retries=10**6, backoff=1.0, backoff_max=4.0, jitter=_no_jitter
     )
-    assert huge.decide(5000, _fail(), 0.0) == 4.0
+    assert _waits(huge, *[_fail()] * 200)[-1] == 4.0
 
 
 def test_jitter_is_injected() -> None:
@@ -323,21 +358,7 @@ def test_jitter_is_injected() -> None:
     policy = RetryPolicy(
         max_retries=5, backoff=1.0, backoff_max=4.0, jitter=lambda: 0.5
     )
-    assert [policy.decide(n, _fail(), 0.0) for n in (1, 2, 3, 4)] == [
-        0.875,
-        1.75,
-        3.5,
-        3.5,
-    ]
-
-
-def test_deadline_stops_a_retry_that_would_overrun() -> None:
-    """No sleep may carry the call to or past its deadline."""
-    policy = RetryPolicy(max_retries=5, backoff=2.0, deadline=10.0, jitter=_no_jitter)
-    assert policy.decide(1, _fail(), 5.0) == 2.0
-    assert policy.decide(1, _fail(), 8.5) is None
-    assert policy.decide(1, _fail(retry_after=30.0), 0.0) is None
-    assert policy.decide(1, _fail(retry_after=4.0), 0.0) == 4.0
+    assert _waits(policy, *[_fail()] * 4) == [0.875, 1.75, 3.5, 3.5]
 
 
 def test_from_provider() -> None:
@@ -345,9 +366,9 @@ def test_from_provider() -> None:
     config = palyra.ProviderConfig(
         id="p", max_retries=4, retry_backoff=0.5, retry_backoff_max=3.0
     )
-    policy = RetryPolicy.from_provider(config, deadline=30.0)
+    policy = RetryPolicy.from_provider(config, retry_after_cap=30.0)
     assert (policy.max_retries, policy.backoff, policy.backoff_max) == (4, 0.5, 3.0)
-    assert (policy.deadline, policy.retry_after_cap) == (30.0, 60.0)
+    assert policy.retry_after_cap == 30.0
 
 
 @pytest.mark.parametrize(
@@ -355,7 +376,7 @@ def test_from_provider() -> None:
     [
         pytest.param({"max_retries": -1}, id="retries"),
         pytest.param({"backoff": -1.0}, id="backoff"),
-        pytest.param({"deadline": 0.0}, id="deadline"),
+        pytest.param({"retry_after_cap": -1.0}, id="cap"),
     ],
 )
 def test_policy_rejects_bad_settings(kwargs: dict[str, float]) -> None:

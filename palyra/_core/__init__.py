@@ -1,1 +1,48 @@
-"""The request core: the sans-I/O pipeline and its thin sync and async drivers."""
+"""The request core: one sans-I/O pipeline, driven by thin sync and async drivers.
+
+What it is for: everything one call goes through, written once. The call's
+context and caller (``context``), the steps a flow yields (``steps``), the
+pipeline's operations (``pipeline``), the failover loop (``dispatch``) and the
+attempt loop with the one retry layer (``attempts``; ``retry`` is the only
+tenacity user, ``failures`` the taxonomy), circuit breakers and health
+(``health``), failover order (``failover``), stream sessions and results
+(``session``, ``streams``), the seams where subsystems join (``hooks``), and
+the only I/O: the drivers and the connect-time network guard (``drivers``,
+``netguard``).
+
+May import: the leaves (``_exceptions``, ``_utils``, ``_wire``, ``_config``,
+``_tokens``, ``_request``, ``_registry``), the adapter contract exported by
+``palyra._providers``, httpx, httpcore and tenacity. Never a subsystem
+(``_auth``, ``_governance``, ``_routing``, ``_cron``, ``_state``): they join a
+call through `Hooks`, which ``palyra._client`` wires.
+
+Exports to the rest of palyra: what is listed in ``__all__`` below.
+"""
+
+from .context import MAX_TAGS, NOBODY, CallContext, Caller
+from .drivers import AsyncDriver, SyncDriver
+from .health import HealthTracker, ModelHealth
+from .hooks import Candidate, Completion, Failed, Hooks
+from .netguard import NetworkGuard, Resolver
+from .pipeline import Pipeline
+from .streams import AsyncStream, Stream
+
+__all__ = [
+    "MAX_TAGS",
+    "NOBODY",
+    "AsyncDriver",
+    "AsyncStream",
+    "CallContext",
+    "Caller",
+    "Candidate",
+    "Completion",
+    "Failed",
+    "HealthTracker",
+    "Hooks",
+    "ModelHealth",
+    "NetworkGuard",
+    "Pipeline",
+    "Resolver",
+    "Stream",
+    "SyncDriver",
+]

@@ -1,25 +1,261 @@
-"""The I/O half of the drivers: turning pipeline steps into httpx calls.
+"""The drivers: the only code that does a call's I/O, sync and async.
 
-`Palyra._run` and `Palyra._arun` hand each `ProviderCall` to httpx and each
-`Prime` step to `prime` / `aprime` here, which read a new stream up to its first
-chunk. Nothing here decides what to do with the result.
+`SyncDriver.run` and `AsyncDriver.run` walk a flow from the pipeline: each
+`ProviderCall` goes to httpx (body read within the attempt's deadline), each
+`Prime` reads a new stream up to its first chunk, each `Sleep` sleeps. They
+own the HTTP clients: palyra's guarded network client, made on first use and
+reused for connection pooling, and one client per in-process upstream.
+Nothing here decides what to do with a result.
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import socket
 import threading
 import time
-from typing import Any
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar
 
 import httpx
 
 from .._exceptions import APIError
-from .steps import Outcome, Prime, ProviderCall
+from .._providers import InProcessTransport
+from .netguard import BlockedAddress, NetworkGuard
+from .steps import Flow, Outcome, Prime, ProviderCall, Sleep
 
-__all__: list[str] = []
+__all__ = ["LIMITS", "AsyncDriver", "SyncDriver", "running_loop"]
 
+T = TypeVar("T")
 logger = logging.getLogger("palyra")
+
+# httpx's default keeps 20 of its 100 connections alive. httpcore 1.0 closes
+# "surplus idle" connections by counting every connection, idle or not, and can
+# close one just handed to another thread (encode/httpcore#1110): keeping them
+# all alive avoids that path, and busy apps reuse connections instead of
+# reconnecting.
+LIMITS = httpx.Limits(max_connections=100, max_keepalive_connections=100)
+ERROR_BODY_LIMIT = 64 * 1024
+# What a send can fail with before a response: httpx's errors, and the guard's
+# refusal (not an httpx error, so it arrives untouched).
+_SEND_ERRORS = (httpx.HTTPError, BlockedAddress)
+
+
+class _Driver:
+    """What both drivers share: the guard, the closed flag, the local clients."""
+
+    def __init__(self, transport: Any, guard: NetworkGuard) -> None:
+        self._transport = transport  # the caller's own, or None for palyra's
+        self._guard = guard
+        self._lock = threading.Lock()
+        self._closed = False
+        self._local: dict[int, Any] = {}  # id(InProcessTransport) -> client
+
+    def _check_open(self) -> None:
+        if self._closed:
+            raise RuntimeError("this Palyra client is closed")
+
+    def _local_client(self, transport: InProcessTransport, factory: Any) -> Any:
+        # In-process upstreams never touch a socket: their clients need no
+        # closing and outlive any event loop.
+        client = self._local.get(id(transport))
+        if client is None:
+            with self._lock:
+                client = self._local.setdefault(
+                    id(transport), factory(transport=transport)
+                )
+        return client
+
+
+class SyncDriver(_Driver):
+    """Runs flows with `httpx.Client`.
+
+    Args:
+        transport: The caller's httpx transport, or None for palyra's own
+            (guarded, honouring the environment's proxies).
+        guard: The network guard of palyra's own transport.
+        sleep: Waits between retries (tests pass a recorder).
+    """
+
+    def __init__(
+        self,
+        transport: httpx.BaseTransport | None,
+        guard: NetworkGuard,
+        sleep: Callable[[float], None],
+    ) -> None:
+        super().__init__(transport, guard)
+        self._sleep = sleep
+        self._network: httpx.Client | None = None
+
+    def run(self, flow: Flow[T]) -> T:
+        """Carry out every step of ``flow``; its return value is the result."""
+        try:
+            step = next(flow)
+            while True:
+                if isinstance(step, Sleep):
+                    self._sleep(step.seconds)
+                    step = flow.send(None)
+                elif isinstance(step, Prime):
+                    step = flow.send(prime(step))
+                else:
+                    step = flow.send(self._send(step))
+        except StopIteration as stop:
+            return stop.value  # type: ignore[no-any-return]
+
+    def _send(self, call: ProviderCall) -> Outcome:
+        client = self._client(call)
+        started = time.perf_counter()
+        try:
+            response = client.send(call.request, stream=True)
+            # In-memory responses (mocks, the deterministic upstream) are read.
+            if _wants_body(call, response):
+                reader = BodyReader(call, response, started)
+                try:
+                    for part in response.iter_raw():
+                        if reader.add(part):
+                            break
+                finally:
+                    response.close()
+                response = reader.response()
+        except _SEND_ERRORS as exc:
+            return outcome(call, None, exc, started)
+        return outcome(call, response, None, started)
+
+    def _client(self, call: ProviderCall) -> httpx.Client:
+        if call.local is not None:
+            return self._local_client(call.local, httpx.Client)  # type: ignore[no-any-return]
+        client = self._network
+        if client is None:
+            with self._lock:
+                self._check_open()
+                if self._network is None:
+                    self._network = _network_client(self._transport, self._guard)
+                client = self._network
+        return client
+
+    def close(self) -> None:
+        """Close the network connections; later calls raise."""
+        with self._lock:
+            client, self._network = self._network, None
+            self._closed = True
+        if client is not None:
+            client.close()
+
+
+class AsyncDriver(_Driver):
+    """Runs flows with `httpx.AsyncClient`, one per event loop.
+
+    Args:
+        transport: The caller's async httpx transport, or None for palyra's.
+        guard: The network guard of palyra's own transport.
+        sleep: Waits between retries (default `asyncio.sleep`).
+    """
+
+    def __init__(
+        self,
+        transport: httpx.AsyncBaseTransport | None,
+        guard: NetworkGuard,
+        sleep: Callable[[float], Awaitable[None]] | None,
+    ) -> None:
+        super().__init__(transport, guard)
+        self._sleep = sleep or asyncio_sleep
+        self._network: httpx.AsyncClient | None = None
+        self._loop: object = None
+
+    async def run(self, flow: Flow[T]) -> T:
+        """Carry out every step of ``flow``; its return value is the result."""
+        try:
+            step = next(flow)
+            while True:
+                if isinstance(step, Sleep):
+                    await self._sleep(step.seconds)
+                    step = flow.send(None)
+                elif isinstance(step, Prime):
+                    step = flow.send(await aprime(step))
+                else:
+                    step = flow.send(await self._send(step))
+        except StopIteration as stop:
+            return stop.value  # type: ignore[no-any-return]
+
+    async def _send(self, call: ProviderCall) -> Outcome:
+        client = self._client(call)
+        started = time.perf_counter()
+        try:
+            response = await client.send(call.request, stream=True)
+            if _wants_body(call, response):
+                reader = BodyReader(call, response, started)
+                try:
+                    async for part in response.aiter_raw():
+                        if reader.add(part):
+                            break
+                finally:
+                    await response.aclose()
+                response = reader.response()
+        except _SEND_ERRORS as exc:
+            return outcome(call, None, exc, started)
+        return outcome(call, response, None, started)
+
+    def _client(self, call: ProviderCall) -> httpx.AsyncClient:
+        if call.local is not None:
+            return self._local_client(call.local, httpx.AsyncClient)  # type: ignore[no-any-return]
+        loop = running_loop()
+        client = self._network
+        if client is None or self._loop is not loop:
+            with self._lock:
+                self._check_open()
+                if self._network is None or self._loop is not loop:
+                    # Connections belong to the loop that opened them; a client
+                    # used from a new loop (a second asyncio.run) needs new ones.
+                    self._network = _async_network_client(self._transport, self._guard)
+                    self._loop = loop
+                client = self._network
+        return client
+
+    async def aclose(self) -> None:
+        """Close the network connections of the running loop; later calls raise."""
+        with self._lock:
+            client, self._network = self._network, None
+            loop, self._loop = self._loop, None
+            self._closed = True
+        # Connections opened by an event loop that has since ended cannot be
+        # closed from another one; they went away with their loop.
+        if client is not None and loop is running_loop():
+            await client.aclose()
+
+
+def _network_client(
+    transport: httpx.BaseTransport | None, guard: NetworkGuard
+) -> httpx.Client:
+    if transport is not None:
+        return httpx.Client(transport=transport, limits=LIMITS)
+    from .connect import GuardedTransport, proxy_mounts  # httpcore, on first use
+
+    return httpx.Client(
+        transport=GuardedTransport(guard, LIMITS),
+        mounts=proxy_mounts(LIMITS, asynchronous=False),  # type: ignore[arg-type]
+        limits=LIMITS,
+    )
+
+
+def _async_network_client(
+    transport: httpx.AsyncBaseTransport | None, guard: NetworkGuard
+) -> httpx.AsyncClient:
+    if transport is not None:
+        return httpx.AsyncClient(transport=transport, limits=LIMITS)
+    from .connect import AsyncGuardedTransport, proxy_mounts
+
+    return httpx.AsyncClient(
+        transport=AsyncGuardedTransport(guard, LIMITS),
+        mounts=proxy_mounts(LIMITS, asynchronous=True),  # type: ignore[arg-type]
+        limits=LIMITS,
+    )
+
+
+def _wants_body(call: ProviderCall, response: httpx.Response) -> bool:
+    # A stream's body is the session's to read, unless it is an error.
+    wanted = not call.stream or response.status_code >= 300
+    return wanted and not response.is_stream_consumed
 
 
 def outcome(
@@ -28,6 +264,7 @@ def outcome(
     error: Exception | None,
     started: float,
 ) -> Outcome:
+    """The driver's answer to a call, logged at DEBUG."""
     latency = (time.perf_counter() - started) * 1000
     if logger.isEnabledFor(logging.DEBUG):
         status = response.status_code if response is not None else type(error).__name__
@@ -41,19 +278,72 @@ def outcome(
     return Outcome(response, error, latency)
 
 
+class BodyReader:
+    """Collects a response body for a driver, within the attempt's deadline.
+
+    httpx's timeouts bound each read, not the whole body, so an upstream that
+    trickles bytes could otherwise hold a call forever. Error bodies are capped:
+    an HTML error page of many megabytes only needs its first lines.
+    """
+
+    __slots__ = ("_call", "_deadline", "_limit", "_parts", "_response", "_size")
+
+    def __init__(self, call: ProviderCall, response: httpx.Response, started: float):
+        self._call = call
+        self._response = response
+        self._deadline = started + call.budget
+        self._limit = ERROR_BODY_LIMIT if response.status_code >= 300 else None
+        self._parts: list[bytes] = []
+        self._size = 0
+
+    def add(self, part: bytes) -> bool:
+        """Take one raw read; True when the rest is not needed."""
+        if time.perf_counter() > self._deadline:
+            raise httpx.ReadTimeout(
+                f"response body not complete after {self._call.budget:g}s",
+                request=self._call.request,
+            )
+        self._parts.append(part)
+        self._size += len(part)
+        return self._limit is not None and self._size >= self._limit
+
+    def response(self) -> httpx.Response:
+        """The response with its (possibly capped) body in memory."""
+        raw = b"".join(self._parts)
+        headers = self._response.headers
+        try:
+            return httpx.Response(
+                self._response.status_code,
+                headers=headers,
+                content=raw,
+                request=self._call.request,
+            )
+        except httpx.DecodingError:
+            # A capped compressed error body cannot be decoded: keep the bytes.
+            plain = {k: v for k, v in headers.items() if k != "content-encoding"}
+            return httpx.Response(
+                self._response.status_code,
+                headers=plain,
+                content=raw,
+                request=self._call.request,
+            )
+
+
 def prime(step: Prime) -> Outcome:
     """Read a new stream until its first chunk (see `Prime`)."""
     session, response = step.session, step.response
     started = time.perf_counter()
     watchdog = _Watchdog(response, step.within)
     error: Exception | None = None
+    keep_open = False
     try:
-        session.source = source = response.iter_bytes()
+        source = response.iter_bytes()
         for data in source:
             if session.prime(data):
+                session.attach(source)
+                keep_open = True
                 break
         else:
-            session.source = None
             session.prime_end()
     except httpx.HTTPError as exc:
         error = session.interrupted(watchdog.explain(exc))
@@ -63,8 +353,7 @@ def prime(step: Prime) -> Outcome:
         error = session.malformed(exc)
     finally:
         watchdog.cancel()
-        if session.source is None or session.pending == []:
-            session.source = None
+        if not keep_open:
             response.close()
     return Outcome(None, error, (time.perf_counter() - started) * 1000)
 
@@ -76,14 +365,16 @@ async def aprime(step: Prime) -> Outcome:
     session, response = step.session, step.response
     started = time.perf_counter()
     error: Exception | None = None
+    keep_open = False
     try:
         async with asyncio.timeout(step.within):
-            session.source = source = response.aiter_bytes()
+            source = response.aiter_bytes()
             async for data in source:
                 if session.prime(data):
+                    session.attach(source)
+                    keep_open = True
                     break
             else:
-                session.source = None
                 session.prime_end()
     except TimeoutError:
         late = httpx.ReadTimeout("no first chunk before the call's deadline")
@@ -95,8 +386,7 @@ async def aprime(step: Prime) -> Outcome:
     except Exception as exc:  # a parser tripped on upstream data
         error = session.malformed(exc)
     finally:
-        if session.source is None or session.pending == []:
-            session.source = None
+        if not keep_open:
             await response.aclose()
     return Outcome(None, error, (time.perf_counter() - started) * 1000)
 
@@ -120,9 +410,6 @@ class _Watchdog:
             self._timer.start()
 
     def _fire(self, sock: Any) -> None:
-        import contextlib
-        import socket
-
         self.fired = True
         with contextlib.suppress(OSError):  # already closed: nothing to stop
             sock.shutdown(socket.SHUT_RDWR)
@@ -139,14 +426,18 @@ class _Watchdog:
 
 
 async def asyncio_sleep(seconds: float) -> None:
-    import asyncio  # loaded by whoever runs the loop; see _running_loop
+    """`asyncio.sleep`, imported when first awaited."""
+    import asyncio  # loaded by whoever runs the loop; see running_loop
 
     await asyncio.sleep(seconds)
 
 
 def running_loop() -> object:
-    # asyncio is loaded by whoever runs the loop; importing it here up front
-    # would cost every sync-only user import time.
+    """The running event loop.
+
+    asyncio is loaded by whoever runs the loop; importing it here up front
+    would cost every sync-only user import time.
+    """
     import asyncio
 
     return asyncio.get_running_loop()

@@ -21,23 +21,19 @@ from __future__ import annotations
 
 from collections import deque
 from collections.abc import Callable, Iterator
-from typing import TYPE_CHECKING
 
 from .._registry import Registry, ResolvedModel
 from .._request import Needs
+from .failures import CREDENTIAL_CLASSES, Failure, FailureClass
 from .health import HealthTracker
 
-if TYPE_CHECKING:
-    # At run time failure classes compare as strings: `_retry` loads tenacity,
-    # which `import palyra` must not pay for.
-    from .retry import Failure
-
-__all__: list[str] = []
+__all__ = ["Plan", "plan"]
 
 _COST = {"low": 0, "standard": 1, "premium": 2}
 _LATENCY = {"low": 0, "standard": 1, "high": 2}
-_STATUS = {"healthy": 0, "degraded": 1, "unhealthy": 2}
-_CREDENTIAL_CLASSES = frozenset({"auth_invalid", "permission"})
+# Failures that rule out the provider, not only the model: its other models
+# would refuse the same credential, or connect to the same refused address.
+_PROVIDER_WIDE = CREDENTIAL_CLASSES | {FailureClass.BLOCKED}
 
 
 class Plan:
@@ -75,11 +71,10 @@ class Plan:
         if not failure.failover:
             # The request itself is at fault: anyone would refuse it.
             self._queue = deque()
-        elif failure.cls in _CREDENTIAL_CLASSES:
-            # The credential is per provider: its other models would refuse too.
+        elif failure.cls in _PROVIDER_WIDE:
             provider = model.provider.id
             self._keep(lambda m: m.provider.id != provider)
-        elif failure.cls == "context_overflow":
+        elif failure.cls is FailureClass.CONTEXT_OVERFLOW:
             window = model.entry.context_window
             if window is None:
                 self._queue = deque()  # nothing is known to be larger
@@ -140,7 +135,7 @@ def _automatic(
 
     def rank(m: ResolvedModel) -> tuple[int, ...]:
         return (
-            _STATUS[health.status((m.provider.id, m.id))],
+            health.order((m.provider.id, m.id)),
             health.credential_problem(m.provider.id) is not None,
             m.upstream != primary.upstream,
             _COST.get(m.entry.cost_tier or "standard", 1),

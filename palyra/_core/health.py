@@ -309,7 +309,7 @@ class HealthTracker:
         max_age: Seconds after which an outcome leaves the window (None: never).
         clock: Monotonic seconds.
         enabled: False makes `admit` always allow and the rest no-ops (a key is
-            then never seen), to measure what the bookkeeping costs.
+            then never seen): ``[resilience] circuit_breakers = false``.
     """
 
     def __init__(
@@ -383,9 +383,10 @@ class HealthTracker:
         entry = self._entries.get(key)
         return "healthy" if entry is None else entry[1].status
 
-    def rank(self, keys: Iterable[HealthKey]) -> list[HealthKey]:
-        """Keys ordered healthy, degraded, unhealthy; stable within each group."""
-        return sorted(keys, key=lambda key: _STATUS_ORDER[self.status(key)])
+    def order(self, key: HealthKey) -> int:
+        """Where the key's status puts it in failover order: 0 healthy, 1
+        degraded, 2 unhealthy."""
+        return _STATUS_ORDER[self.status(key)]
 
     def earliest_reopen(self, keys: Iterable[HealthKey]) -> float | None:
         """Seconds until one of these keys admits a call (0.0: now; None: no keys)."""

@@ -1,78 +1,87 @@
-"""The DNS half of the base-URL guard: host names must not reach private networks.
+"""The network guard: connections to upstreams must not reach private networks.
 
-Config validation checks only *literal* IPs (`private_address_problem`); a host
-name can point anywhere, so it is resolved when the client is built and every
-address is checked. A name that cannot be resolved is refused (fail closed): an
-address never seen cannot be checked. The resolver is injected, so tests never
-touch the network.
+It runs when a connection is opened, inside palyra's own transports, through
+httpcore's network-backend seam (sync and async). Each new connection's host
+is resolved once, every address is checked, and the connection goes to an
+address that passed. No name is resolved twice, so a DNS server that answers
+a public address first and a private one later (rebinding) is refused on the
+connection that sees the private one. Nothing is resolved when a client is
+built: an unreachable resolver is an ordinary connection error at call time.
+
+Config validation checks literal addresses without any I/O
+(`palyra._utils.private_address_problem`); the same rules apply here. A
+provider with ``allow_private_base_url`` is trusted: its host is not checked.
+A transport passed to `Palyra` replaces palyra's and the guard with it.
+
+This module decides; `palyra._core.connect` (httpcore's backends and httpx's
+transports, loaded with the first network client) connects.
 """
 
 from __future__ import annotations
 
+import contextlib
 import ipaddress
 import queue
 import socket
 import threading
-from collections.abc import Callable, Iterable, Mapping
-from typing import Protocol
+from collections.abc import Callable, Iterable
+from typing import Any
 from urllib.parse import urlsplit
 
-from .._exceptions import ConfigError
+from .._config import ProviderConfig
 from .._utils import excerpt
 
-__all__: list[str] = []
+__all__ = [
+    "BlockedAddress",
+    "LookupFailed",
+    "LookupTimeout",
+    "NetworkGuard",
+    "Resolver",
+    "address_problem",
+    "system_resolver",
+]
 
 Resolver = Callable[[str, int], list[str]]
 """Takes a host and port; returns the IP address strings the host resolves to."""
 
 _DEFAULT_PORTS = {"https": 443, "http": 80}
+_RESOLVE_TIMEOUT = 5.0  # when httpcore gives no connect timeout
 
 
-class _Provider(Protocol):
-    """The fields of `ProviderConfig` the guard reads (properties: read-only)."""
+class BlockedAddress(Exception):
+    """A connection refused by the guard.
 
-    @property
-    def id(self) -> str: ...
-    @property
-    def kind(self) -> str: ...
-    @property
-    def base_url(self) -> str | None: ...
-    @property
-    def allow_private_base_url(self) -> bool: ...
-    @property
-    def enabled(self) -> bool: ...
+    Raised inside httpcore's connect; it is not an httpcore error, so httpx
+    passes it through unchanged and the pipeline turns it into the typed
+    `palyra.BlockedAddressError` (never retried).
+    """
+
+    def __init__(self, host: str, port: int, reason: str) -> None:
+        super().__init__(f"{host}:{port} {reason}")
+        self.host = host
+        self.port = port
+        self.reason = reason
 
 
-def system_resolver(host: str, port: int, *, timeout: float = 5.0) -> list[str]:
-    """Resolve ``host`` with the system resolver, waiting at most ``timeout`` s.
+class LookupFailed(OSError):
+    """A host could not be resolved: an ordinary connection error."""
 
-    `socket.getaddrinfo` takes no timeout and can block for tens of seconds on
-    a broken resolver, which would hang client construction. It runs in a
-    daemon thread; on timeout the thread is abandoned (it cannot be cancelled,
-    and being a daemon it never keeps the process alive).
+
+class LookupTimeout(TimeoutError):
+    """A host took longer to resolve than the connection may take."""
+
+
+def system_resolver(host: str, port: int) -> list[str]:
+    """Resolve ``host`` with the system resolver (`socket.getaddrinfo`).
+
+    The guard bounds the lookup by the connection's timeout.
 
     Raises:
-        TimeoutError: the lookup took longer than ``timeout``.
         OSError: the lookup failed (`socket.gaierror`).
     """
-    box: queue.Queue[list[str] | BaseException] = queue.Queue(maxsize=1)
-
-    def lookup() -> None:
-        try:
-            infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
-            # One entry per address, in the order the system gave them.
-            box.put(list(dict.fromkeys(str(info[4][0]) for info in infos)))
-        except BaseException as exc:  # handed to the caller, not swallowed
-            box.put(exc)
-
-    threading.Thread(target=lookup, name="palyra-dns", daemon=True).start()
-    try:
-        outcome = box.get(timeout=timeout)
-    except queue.Empty:
-        raise TimeoutError(f"lookup took longer than {timeout:g}s") from None
-    if isinstance(outcome, BaseException):
-        raise outcome
-    return outcome
+    infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    # One entry per address, in the order the system gave them.
+    return list(dict.fromkeys(str(info[4][0]) for info in infos))
 
 
 def address_problem(address: str) -> str | None:
@@ -101,86 +110,151 @@ def address_problem(address: str) -> str | None:
     return None
 
 
-def check_providers(
-    providers: Iterable[_Provider],
-    resolver: Resolver,
-    *,
-    paths: Mapping[str, str] | None = None,
-) -> list[tuple[str, str]]:
-    """Resolve each provider's base URL host and check every address.
-
-    Skipped: disabled providers, ``allow_private_base_url``, ``deterministic``,
-    an unset ``base_url`` (the kinds' defaults are fixed public hosts) and
-    literal-IP hosts (checked at config time). Each distinct (host, port) is
-    resolved once.
+class NetworkGuard:
+    """Resolves and checks the host of each new upstream connection.
 
     Args:
-        providers: Provider configs; the i-th is reported as ``providers[i]``.
-        resolver: How to resolve a host (`system_resolver` in production).
-        paths: Provider id to its config path (e.g. ``"providers[3]"``), when
-            the sequence given is not the config's own list.
-
-    Returns:
-        ``(path, message)`` pairs as in `ConfigError`, empty when all is well.
+        resolver: How to resolve a host (default: the system resolver).
+        trusted: ``(host, port)`` pairs of providers that set
+            ``allow_private_base_url``: connected to without a check.
     """
-    errors: list[tuple[str, str]] = []
-    # (host, port) -> the addresses, or the reason they could not be had.
-    seen: dict[tuple[str, int], list[str] | str] = {}
-    for index, provider in enumerate(providers):
-        url = provider.base_url
-        if (
-            not provider.enabled
-            or provider.allow_private_base_url
-            or provider.kind == "deterministic"
-            or url is None
-        ):
-            continue
-        parts = urlsplit(url)
-        host = parts.hostname or ""
-        try:  # a literal IP was already checked at config time
-            ipaddress.ip_address(host)
-            continue
-        except ValueError:
-            pass
-        key = (host, parts.port or _DEFAULT_PORTS.get(parts.scheme, 443))
-        if key not in seen:
-            seen[key] = _resolve(resolver, *key)
-        path = (paths or {}).get(provider.id, f"providers[{index}]") + ".base_url"
-        found = seen[key]
-        if isinstance(found, str):
-            errors.append((path, _unresolved(host, found)))
-            continue
-        problem = next(filter(None, map(address_problem, found)), None)
-        if problem:
-            hint = "set allow_private_base_url = true if this is intended"
-            errors.append((path, f"base_url host {host!r} {problem}; {hint}"))
-    return errors
+
+    def __init__(
+        self,
+        resolver: Resolver | None = None,
+        trusted: Iterable[tuple[str, int]] = (),
+    ) -> None:
+        self._resolver = resolver
+        self._trusted = frozenset((host.lower(), port) for host, port in trusted)
+
+    @classmethod
+    def for_providers(
+        cls, providers: Iterable[ProviderConfig], resolver: Resolver | None = None
+    ) -> NetworkGuard:
+        """The guard of a client: trusts the providers that opted in."""
+        trusted = []
+        for provider in providers:
+            if provider.allow_private_base_url and provider.base_url:
+                parts = urlsplit(provider.base_url)
+                port = parts.port or _DEFAULT_PORTS.get(parts.scheme, 443)
+                trusted.append(((parts.hostname or "").strip("[]"), port))
+        return cls(resolver, trusted)
+
+    def trusts(self, host: str, port: int) -> bool:
+        """Whether connections to ``host:port`` skip the check (an opt-in)."""
+        return (host.lower(), port) in self._trusted
+
+    def check(self, host: str, port: int, addresses: list[str]) -> list[str]:
+        """The addresses, if every one of them may be connected to.
+
+        Raises:
+            BlockedAddress: naming the first refused address.
+            LookupFailed: the resolver found no address.
+        """
+        if not addresses:
+            raise LookupFailed(f"{host!r} resolved to no address")
+        for address in addresses:
+            problem = address_problem(address)
+            if problem is not None:
+                raise BlockedAddress(host, port, problem)
+        return addresses
+
+    def resolve(self, host: str, port: int, timeout: float | None) -> list[str]:
+        """The checked addresses of ``host`` (a literal address is only checked).
+
+        Raises:
+            BlockedAddress, LookupFailed, LookupTimeout.
+        """
+        literal = _literal(host)
+        if literal is not None:
+            return self.check(host, port, [literal])
+        resolver = self._resolver or system_resolver  # read now: tests patch it
+        return self.check(host, port, _bounded(resolver, host, port, timeout))
+
+    async def aresolve(self, host: str, port: int, within: float | None) -> list[str]:
+        """Async `resolve`: the resolver runs in a thread, awaited at most
+        ``within`` seconds (the connection's timeout)."""
+        literal = _literal(host)
+        if literal is not None:
+            return self.check(host, port, [literal])
+        resolver = self._resolver or system_resolver
+        return self.check(host, port, await _abounded(resolver, host, port, within))
 
 
-def guard(
-    providers: Iterable[_Provider],
-    resolver: Resolver,
-    *,
-    paths: Mapping[str, str] | None = None,
-) -> None:
-    """Raise `ConfigError` if any provider fails `check_providers`."""
-    errors = check_providers(providers, resolver, paths=paths)
-    if errors:
-        raise ConfigError(errors)
-
-
-def _resolve(resolver: Resolver, host: str, port: int) -> list[str] | str:
-    """The addresses, or why there are none (a string): failures fail closed."""
+def _literal(host: str) -> str | None:
+    bare = host.strip("[]")
     try:
-        addresses = resolver(host, port)
-    except (OSError, UnicodeError) as exc:  # TimeoutError and gaierror included
+        ipaddress.ip_address(bare)
+    except ValueError:
+        return None
+    return bare
+
+
+def _resolved(resolver: Resolver, host: str, port: int) -> list[str] | str:
+    """The addresses, or why there are none (a string): every failure of a
+    resolver, a buggy one included, is a connection error, never a crash."""
+    try:
+        return [str(address) for address in resolver(host, port)]
+    except Exception as exc:
         reason = (exc.strerror if isinstance(exc, OSError) else None) or str(exc)
         return excerpt(reason or type(exc).__name__, limit=120)
-    return addresses or "no addresses returned"
 
 
-def _unresolved(host: str, reason: str) -> str:
-    return (
-        f"base_url host {host!r} could not be resolved ({reason}); the address"
-        " cannot be checked. Set allow_private_base_url = true to skip the check"
-    )
+def _addresses(host: str, found: list[str] | str) -> list[str]:
+    if isinstance(found, str):
+        raise LookupFailed(f"could not resolve {host!r} ({found})")
+    return found
+
+
+def _bounded(
+    resolver: Resolver, host: str, port: int, timeout: float | None
+) -> list[str]:
+    # getaddrinfo takes no timeout and can block for tens of seconds on a broken
+    # resolver. It runs in a daemon thread; on timeout the thread is abandoned
+    # (it cannot be cancelled, and a daemon never keeps the process alive).
+    seconds = timeout if timeout is not None else _RESOLVE_TIMEOUT
+    box: queue.Queue[list[str] | str] = queue.Queue(maxsize=1)
+    threading.Thread(
+        target=lambda: box.put(_resolved(resolver, host, port)),
+        name="palyra-dns",
+        daemon=True,
+    ).start()
+    try:
+        found = box.get(timeout=seconds)
+    except queue.Empty:
+        raise _too_slow(host, seconds) from None
+    return _addresses(host, found)
+
+
+async def _abounded(
+    resolver: Resolver, host: str, port: int, within: float | None
+) -> list[str]:
+    import asyncio  # loaded by whoever runs the loop
+
+    # A thread of its own, not the loop's executor: lookups abandoned on a
+    # broken resolver must not use up the workers everyone else shares.
+    seconds = within if within is not None else _RESOLVE_TIMEOUT
+    loop = asyncio.get_running_loop()
+    answer: asyncio.Future[list[str] | str] = loop.create_future()
+
+    def lookup() -> None:
+        found = _resolved(resolver, host, port)
+        with contextlib.suppress(RuntimeError):  # the loop ended meanwhile
+            loop.call_soon_threadsafe(_settle, answer, found)
+
+    threading.Thread(target=lookup, name="palyra-dns", daemon=True).start()
+    try:
+        async with asyncio.timeout(seconds):
+            found = await answer
+    except TimeoutError:
+        raise _too_slow(host, seconds) from None
+    return _addresses(host, found)
+
+
+def _settle(answer: Any, found: list[str] | str) -> None:
+    if not answer.done():  # a call that gave up has cancelled it
+        answer.set_result(found)
+
+
+def _too_slow(host: str, seconds: float) -> LookupTimeout:
+    return LookupTimeout(f"resolving {host!r} took longer than {seconds:g}s")

@@ -1,28 +1,29 @@
-"""The request pipeline, written once as sans-I/O generators.
+"""The request pipeline: one sans-I/O generator per operation.
 
-Each operation is a generator that resolves the model, checks what the request
-needs, estimates tokens, runs the *before dispatch* hooks (routing, budget
-reservation), then **yields** a `ProviderCall` and **receives** an `Outcome`.
-It turns the outcome into a result or a typed error, and runs the *after
-completion* hooks (settlement, ledger). `Palyra.chat` and `Palyra.achat` only
-move bytes; neither can drift from the other because neither decides anything.
+Each operation resolves the model and runs the *route* hooks, checks what the
+request needs, then hands its candidates to the `Dispatcher` (estimate and
+build per candidate, the *before dispatch* hooks, attempts, failover). It turns
+the served response into a result and runs the *after completion* hooks.
+`Palyra.chat` and `Palyra.achat` only drive the generators with a sync or an
+async driver; neither can drift from the other because neither decides.
 """
 
 from __future__ import annotations
 
-from typing import TypeVar
+from collections.abc import Callable
 
 import httpx
 
+from .._config import ModelRole
 from .._exceptions import (
     APIError,
     ContextWindowExceededError,
     UnsupportedCapabilityError,
 )
-from .._providers.base import ProviderAdapter, Target
-from .._registry import ResolvedModel
+from .._providers import Adapters, ProviderAdapter, Target, request_id
+from .._registry import Registry, ResolvedModel
 from .._request import ChatRequest, EmbeddingsRequest, Needs, TranscriptionRequest
-from .._tokens import TokenEstimate
+from .._tokens import TokenCounter, TokenEstimate
 from .._wire import (
     ChatCompletion,
     EmbeddingResponse,
@@ -30,60 +31,91 @@ from .._wire import (
     TokenCount,
     Transcription,
 )
-from .dispatch import Dispatcher, Opener, Served
+from .attempts import Served
+from .context import CallContext, Caller, Operation
+from .dispatch import Dispatcher
+from .health import HealthTracker
+from .hooks import Candidate, Hooks
 from .session import StreamSession, check_json_answer
-from .steps import CallContext, Flow
+from .steps import Flow
 
-__all__: list[str] = []
+__all__ = ["Pipeline"]
 
-T = TypeVar("T")
 _MAX_PAGES = 100  # a model list longer than this is an upstream bug
 
 
-class Pipeline(Dispatcher):
-    """The decisions of every call, shared by the sync and async drivers:
-    one generator per operation, run by `Dispatcher`."""
+class Pipeline:
+    """The decisions of every call, shared by the sync and async drivers.
+
+    Args:
+        registry: The resolved providers and models.
+        counter: Returns the token counter (created lazily by the client).
+        adapters: The client's adapters.
+        credential: Returns the credential for a call to a model (or None).
+        health: Breakers and health windows.
+        clock: Monotonic seconds for call deadlines (tests inject a fake one
+            that their fake sleep advances).
+    """
+
+    def __init__(
+        self,
+        registry: Registry,
+        counter: Callable[[], TokenCounter],
+        adapters: Adapters,
+        credential: Callable[[CallContext, ResolvedModel], str | None],
+        health: HealthTracker,
+        clock: Callable[[], float],
+    ) -> None:
+        self.registry = registry
+        self.health = health
+        self.hooks = Hooks()
+        self._counter = counter
+        self._adapters = adapters
+        self._credential = credential
+        self._clock = clock
+        self._resilience = registry.config.resilience
+        self.dispatcher = Dispatcher(
+            registry,
+            self.hooks,
+            health,
+            self._resilience,
+            credential,
+            adapters.for_model,
+        )
 
     # -- operations ----------------------------------------------------------
 
     def chat(
-        self, model_name: str | None, request: ChatRequest
+        self, model_name: str | None, request: ChatRequest, caller: Caller
     ) -> Flow[ChatCompletion]:
         """Flow of a non-streaming chat call."""
-        ctx, served = yield from self._chat(model_name, request, None)
+        ctx = self._context("chat", model_name, "chat", caller, request)
+        served = yield from self._chat(ctx, request, stream=False)
         try:
-            completion = served.adapter.chat_response(served.target, served.response)
+            completion = served.adapter.chat_response(
+                served.candidate.target, served.response
+            )
             if request.needs.json_mode:
-                check_json_answer(served.target, completion)
+                check_json_answer(served.candidate.target, completion)
         except APIError as exc:
-            raise self.failed_after(ctx, exc) from None
-        return self._complete(ctx, completion)
+            raise self.dispatcher.reject(ctx, served.candidate, exc) from None
+        return self.dispatcher.complete(
+            ctx, served.candidate, completion, completion.usage
+        )
 
     def chat_stream(
-        self, model_name: str | None, request: ChatRequest
+        self, model_name: str | None, request: ChatRequest, caller: Caller
     ) -> Flow[tuple[StreamSession, httpx.Response]]:
         """Flow of a streaming chat call: the session (its first chunks read)
         and the open response."""
-
-        def opener(
-            ctx: CallContext, target: Target, adapter: ProviderAdapter
-        ) -> StreamSession:
-            parser = adapter.chat_stream(target, request)
-            budget = target.model.provider.timeout
-            if request.call.timeout is not None:
-                budget = request.call.timeout
-            session = StreamSession(self, ctx, target, parser, budget)
-            session.json_mode = request.needs.json_mode
-            return session
-
-        _, served = yield from self._chat(model_name, request, opener)
+        ctx = self._context("chat", model_name, "chat", caller, request)
+        served = yield from self._chat(ctx, request, stream=True)
         assert served.session is not None
         return served.session, served.response
 
     def _chat(
-        self, model_name: str | None, request: ChatRequest, opener: Opener | None
-    ) -> Flow[tuple[CallContext, Served]]:
-        ctx = self._context("chat", model_name, "chat", request.call.deadline)
+        self, ctx: CallContext, request: ChatRequest, *, stream: bool
+    ) -> Flow[Served]:
         _check_needs(ctx.model, request.needs)
         tools = request.body.get("tools")
 
@@ -99,16 +131,34 @@ class Pipeline(Dispatcher):
         def build(target: Target, adapter: ProviderAdapter) -> httpx.Request:
             return adapter.chat_request(target, request)
 
-        served = yield from self._serve(ctx, request.needs, prepare, build, opener)
-        return ctx, served
+        def open_stream(
+            ctx: CallContext,
+            candidate: Candidate,
+            adapter: ProviderAdapter,
+            response: httpx.Response,
+            left: float | None,
+        ) -> StreamSession:
+            budget = request.call.timeout or candidate.model.provider.timeout
+            return StreamSession(
+                ctx,
+                candidate.target,
+                adapter.chat_stream(candidate.target, request),
+                budget=budget,
+                json_mode=request.needs.json_mode,
+                request_id=request_id(response),
+                first_within=left,
+            )
+
+        opener = open_stream if stream else None
+        return (
+            yield from self.dispatcher.serve(ctx, request.needs, prepare, build, opener)
+        )
 
     def embeddings(
-        self, model_name: str | None, request: EmbeddingsRequest
+        self, model_name: str | None, request: EmbeddingsRequest, caller: Caller
     ) -> Flow[EmbeddingResponse]:
         """Flow of an embeddings call."""
-        ctx = self._context(
-            "embeddings", model_name, "embeddings", request.call.deadline
-        )
+        ctx = self._context("embeddings", model_name, "embeddings", caller, request)
 
         def prepare(model: ResolvedModel) -> None:
             ctx.estimate = self._embeddings_estimate(model, request)
@@ -116,14 +166,14 @@ class Pipeline(Dispatcher):
         def build(target: Target, adapter: ProviderAdapter) -> httpx.Request:
             return adapter.embeddings_request(target, request)
 
-        served = yield from self._serve(ctx, Needs(), prepare, build)
+        served = yield from self.dispatcher.serve(ctx, Needs(), prepare, build)
         try:
             result = served.adapter.embeddings_response(
-                served.target, request, served.response
+                served.candidate.target, request, served.response
             )
         except APIError as exc:
-            raise self.failed_after(ctx, exc) from None
-        return self._complete(ctx, result)
+            raise self.dispatcher.reject(ctx, served.candidate, exc) from None
+        return self.dispatcher.complete(ctx, served.candidate, result, result.usage)
 
     def _embeddings_estimate(
         self, model: ResolvedModel, request: EmbeddingsRequest
@@ -149,36 +199,38 @@ class Pipeline(Dispatcher):
         )
 
     def transcription(
-        self, model_name: str | None, request: TranscriptionRequest
+        self, model_name: str | None, request: TranscriptionRequest, caller: Caller
     ) -> Flow[Transcription]:
         """Flow of an audio transcription call."""
         ctx = self._context(
-            "transcription", model_name, "audio_transcription", request.call.deadline
+            "transcription", model_name, "audio_transcription", caller, request
         )
 
         def build(target: Target, adapter: ProviderAdapter) -> httpx.Request:
             return adapter.transcription_request(target, request)
 
-        served = yield from self._serve(ctx, Needs(audio=True), _no_check, build)
+        served = yield from self.dispatcher.serve(
+            ctx, Needs(audio=True), _no_check, build
+        )
         try:
             result = served.adapter.transcription_response(
-                served.target, request, served.response
+                served.candidate.target, request, served.response
             )
         except APIError as exc:
-            raise self.failed_after(ctx, exc) from None
-        return self._complete(ctx, result)
+            raise self.dispatcher.reject(ctx, served.candidate, exc) from None
+        return self.dispatcher.complete(ctx, served.candidate, result, None)
 
     def provider_models(self, provider: str) -> Flow[list[ProviderModel]]:
         """Flow listing a provider's own models, following pagination."""
         model = self.registry.any_model(provider)
-        ctx = self._start("models", model, None)
-        adapter = self._adapter(model)
-        target = Target(model, self._credential(model))
+        ctx = self._start("models", model, None, Caller(), None)
+        adapter = self._adapters.for_model(model)
+        target = Target(model, self._credential(ctx, model))
         found: list[ProviderModel] = []
         cursor: str | None = None
         for _ in range(_MAX_PAGES):
             request = adapter.models_request(target, cursor)
-            response = yield from self._single(ctx, adapter, target, request)
+            response = yield from self.dispatcher.single(ctx, adapter, target, request)
             page, cursor = adapter.models_response(target, response)
             found.extend(page)
             if cursor is None:
@@ -186,7 +238,11 @@ class Pipeline(Dispatcher):
         return found
 
     def count_tokens(
-        self, model_name: str | None, request: ChatRequest, exact: bool
+        self,
+        model_name: str | None,
+        request: ChatRequest,
+        exact: bool,
+        caller: Caller,
     ) -> Flow[TokenCount]:
         """Flow of a token count: the local estimate, plus the provider's exact
         count when asked and offered."""
@@ -195,17 +251,54 @@ class Pipeline(Dispatcher):
             model.upstream, request.messages, request.body.get("tools")
         )
         count = TokenCount(estimate=estimate)
-        adapter = self._adapter(model)
-        if exact:
-            target = Target(model, self._credential(model))
-            http_request = adapter.count_tokens_request(target, request)
-            if http_request is not None:
-                ctx = self._start("count_tokens", model, request.call.deadline)
-                response = yield from self._single(ctx, adapter, target, http_request)
-                count.exact = adapter.count_tokens_response(target, response)
+        if not exact:
+            return count
+        ctx = self._start("count_tokens", model, request.call.deadline, caller, request)
+        adapter = self._adapters.for_model(model)
+        target = Target(model, self._credential(ctx, model))
+        http_request = adapter.count_tokens_request(target, request)
+        if http_request is not None:
+            response = yield from self.dispatcher.single(
+                ctx, adapter, target, http_request
+            )
+            count.exact = adapter.count_tokens_response(target, response)
         return count
 
-    # -- one call: candidates, attempts, hooks ---------------------------------
+    # -- the call's context ----------------------------------------------------
+
+    def _start(
+        self,
+        operation: Operation,
+        model: ResolvedModel,
+        deadline: float | None,
+        caller: Caller,
+        request: object,
+    ) -> CallContext:
+        seconds = deadline if deadline is not None else self._resilience.deadline
+        end = None if seconds is None else self._clock() + seconds
+        return CallContext(
+            operation,
+            model,
+            caller,
+            request,
+            deadline=end,
+            seconds=seconds,
+            clock=self._clock,
+            requested=model,
+        )
+
+    def _context(
+        self,
+        operation: Operation,
+        model_name: str | None,
+        role: ModelRole,
+        caller: Caller,
+        request: ChatRequest | EmbeddingsRequest | TranscriptionRequest,
+    ) -> CallContext:
+        model = self.registry.resolve(model_name, role)
+        ctx = self._start(operation, model, request.call.deadline, caller, request)
+        self.hooks.routed(ctx)  # routing may replace the requested model
+        return ctx
 
 
 def _no_check(model: ResolvedModel) -> None:

@@ -1,15 +1,19 @@
-"""The pure part of a streaming call: parse, prime, finish, fail honestly.
+"""The pure part of a streaming call: prime, parse, finish, fail honestly.
 
-`Stream` and `AsyncStream` (``palyra._streams``) and the drivers' prime step
-(``palyra._client``) feed bytes to a `StreamSession`; it turns them into chunks,
-assembles the answer, and reports the end of the stream to the call's owner.
+A `StreamSession` is built when a stream's response arrives, with everything
+it needs. The drivers *prime* it (read until its first chunk) while a failure
+can still be retried or failed over; then the dispatcher *hands it over* to
+the caller with a `StreamReport`, and `Stream` / `AsyncStream` feed it bytes.
+The session turns them into chunks, assembles the answer and reports the end
+of the stream exactly once: finished, closed early, or broken.
 """
 
 from __future__ import annotations
 
 import json
 import time
-from typing import Any, Protocol, TypeVar
+from collections.abc import AsyncIterator, Iterator
+from typing import Protocol
 
 import httpx
 
@@ -18,123 +22,135 @@ from .._exceptions import (
     APIResponseValidationError,
     APITimeoutError,
     StreamInterruptedError,
-    _CallContextError,
 )
-from .._providers.base import StreamParser, Target
-from .._wire import (
-    ChatCompletion,
-    ChatCompletionChunk,
-)
-from .health import Admission
-from .steps import CallContext, describe_error
+from .._providers import StreamParser, Target
+from .._wire import ChatCompletion, ChatCompletionChunk, CompletionUsage, PalyraInfo
+from .context import CallContext
+from .errors import describe_error
 
-__all__: list[str] = []
-
-T = TypeVar("T")
-E = TypeVar("E", bound=_CallContextError)
+__all__ = ["StreamReport", "StreamSession", "check_json_answer"]
 
 
-class SessionOwner(Protocol):
-    """What a session reports to: the dispatcher of its call."""
+class StreamReport(Protocol):
+    """Where a stream handed to the caller reports how it ended (once)."""
 
-    def _complete(self, ctx: CallContext, result: T) -> T: ...
-    def failed_after(self, ctx: CallContext, error: E) -> E: ...
-    def stream_ended(
-        self, ctx: CallContext, target: Target, admission: Admission | None
-    ) -> None: ...
-    def stream_failed(
-        self,
-        ctx: CallContext,
-        target: Target,
-        error: APIError,
-        admission: Admission | None,
-    ) -> None: ...
+    def ended(
+        self, completion: ChatCompletion | None, usage: CompletionUsage | None
+    ) -> None:
+        """The stream finished (``completion``), or its reader stopped early
+        (None, with the usage seen so far)."""
+
+    def failed(
+        self, error: APIError, usage: CompletionUsage | None, *, upstream_fault: bool
+    ) -> None:
+        """The stream broke, or its answer was unusable (not the upstream's
+        fault: JSON mode)."""
 
 
 class StreamSession:
-    """The pure part of a streaming call, driven by `Stream` and `AsyncStream`.
+    """One streaming call's state, driven by the drivers and by `Stream`.
 
-    Before the stream is handed to the caller the driver *primes* it (reads
-    until the first chunk, kept in ``pending``), so a failure up to then can be
-    retried or failed over. After that (``live``) a failure raises from the
-    iterator and is reported to the breaker.
+    Args:
+        ctx: The call.
+        target: The candidate being read.
+        parser: The dialect's stream parser.
+        budget: Seconds the next chunk may take (keep-alives do not count).
+        json_mode: Whether the finished answer must be JSON.
+        request_id: The upstream's request id, from the response headers.
+        first_within: Seconds left in the call: the first chunk must come
+            within them too (None: no deadline).
     """
 
     __slots__ = (
         "_budget",
         "_ctx",
         "_deadline",
+        "_json_mode",
         "_parser",
-        "_pipeline",
+        "_pending",
+        "_report",
+        "_request_id",
+        "_source",
         "_target",
-        "admission",
         "completion",
         "info",
-        "json_mode",
-        "live",
-        "pending",
-        "request_id",
-        "source",
     )
 
     def __init__(
         self,
-        pipeline: SessionOwner,
         ctx: CallContext,
         target: Target,
         parser: StreamParser,
+        *,
         budget: float,
+        json_mode: bool,
+        request_id: str | None,
+        first_within: float | None,
     ) -> None:
-        # Keep-alive comments or empty events do not count as progress: the next
-        # chunk must come within the attempt's timeout, however many bytes trickle.
-        self._budget = budget
-        self._deadline = time.perf_counter() + budget
-        self.json_mode = False
-        self.live = False
-        self.pending: list[ChatCompletionChunk] = []
-        self.source: Any = None  # the driver's byte iterator, kept across priming
-        self.request_id: str | None = None  # of the response being read
-        # The breaker admission whose report waits for the end of the stream.
-        self.admission: Admission | None = None
-        self._pipeline = pipeline
         self._ctx = ctx
         self._target = target
         self._parser = parser
-        self.info = ctx.info()
+        self._budget = budget
+        self._json_mode = json_mode
+        self._request_id = request_id
+        now = time.perf_counter()
+        # Keep-alive comments or empty events do not count as progress: the next
+        # chunk must come within the attempt's timeout, however many bytes trickle.
+        self._deadline = now + budget
+        if first_within is not None:
+            self._deadline = min(self._deadline, now + first_within)
+        self._pending: list[ChatCompletionChunk] = []
+        self._source: Iterator[bytes] | AsyncIterator[bytes] | None = None
+        self._report: StreamReport | None = None  # set once the caller has it
         self.completion: ChatCompletion | None = None
+        self.info: PalyraInfo = ctx.info()
 
-    def limit_first_chunk(self, left: float | None) -> None:
-        """The first chunk must also come within the call's time ``left``."""
-        if left is not None:
-            self._deadline = min(self._deadline, time.perf_counter() + left)
+    # -- priming (the drivers) ---------------------------------------------
 
     def prime(self, data: bytes) -> bool:
         """Take one read while priming; True once a chunk is pending."""
-        self.pending.extend(self.feed(data))
-        return bool(self.pending)
+        self._pending.extend(self.feed(data))
+        return bool(self._pending)
 
     def prime_end(self) -> None:
         """The body ended while priming: what it completed, or the error."""
-        self.pending.extend(self.flush())
-        if not self.pending:
-            # Raised here rather than at close(): an empty stream is a failed
+        self._pending.extend(self.flush())
+        if not self._pending:
+            # Raised here rather than at the end: an empty stream is a failed
             # attempt, so another attempt or candidate may still serve.
             self._parser.close()
             raise self._target.fail(
                 StreamInterruptedError, "upstream ended the stream before any chunk"
             )
 
+    def attach(self, source: Iterator[bytes] | AsyncIterator[bytes]) -> None:
+        """Keep the byte iterator the stream goes on reading after priming."""
+        self._source = source
+
     def malformed(self, exc: Exception) -> APIError:
         """The typed error for a stream the parser could not make sense of."""
         return self._target.fail(
             APIResponseValidationError,
             f"upstream stream could not be parsed ({type(exc).__name__})",
-            request_id=self.request_id,
+            request_id=self._request_id,
         )
+
+    def hand_over(self, report: StreamReport) -> None:
+        """The stream is the caller's now: failures are no longer retried but
+        reported, and so is the end."""
+        self._report = report
+        self.info = self._ctx.info()
+
+    # -- reading (Stream / AsyncStream) ------------------------------------
+
+    @property
+    def source(self) -> Iterator[bytes] | AsyncIterator[bytes] | None:
+        """The bytes still to read (None: priming read the whole body)."""
+        return self._source
 
     def take_pending(self) -> list[ChatCompletionChunk]:
         """The chunks read while priming (once)."""
-        pending, self.pending = self.pending, []
+        pending, self._pending = self._pending, []
         return pending
 
     def feed(self, data: bytes) -> list[ChatCompletionChunk]:
@@ -164,31 +180,31 @@ class StreamSession:
             raise self._failed(exc) from None
 
     def finish(self) -> ChatCompletion:
-        """End of body: assemble, stamp ``palyra`` and run the completion hooks."""
+        """End of body: assemble, report, and return the stamped answer."""
         try:
             completion = self._parser.close()
         except APIError as exc:
             raise self._failed(exc) from None
-        if self.json_mode:
+        if self._json_mode:
             try:
                 check_json_answer(self._target, completion)
             except APIError as exc:
                 # The model's answer, not the upstream, is at fault: no breaker.
-                raise self._pipeline.failed_after(self._ctx, exc) from None
-        self._report_end()
-        self.completion = self._pipeline._complete(self._ctx, completion)
-        assert completion.palyra is not None
-        self.info = completion.palyra
+                raise self._failed(exc, upstream_fault=False) from None
+        report, self._report = self._report, None
+        if report is not None:
+            report.ended(completion, self._parser.usage)
+        self.completion = completion
+        if completion.palyra is not None:
+            self.info = completion.palyra
         return completion
 
     def stopped(self) -> None:
-        """The reader closed the stream early: the upstream did nothing wrong."""
-        if self.completion is None:
-            self._report_end()
-
-    def _report_end(self) -> None:
-        admission, self.admission = self.admission, None
-        self._pipeline.stream_ended(self._ctx, self._target, admission)
+        """The reader closed (or dropped) the stream early: the upstream did
+        nothing wrong."""
+        report, self._report = self._report, None
+        if report is not None:
+            report.ended(None, self._parser.usage)
 
     def interrupted(self, exc: Exception) -> APIError:
         """The typed error for a transport failure in the middle of the body."""
@@ -206,13 +222,13 @@ class StreamSession:
             )
         return self._failed(error)
 
-    def _failed(self, error: APIError) -> APIError:
+    def _failed(self, error: APIError, *, upstream_fault: bool = True) -> APIError:
         # The HTTP response that opened the stream carried the request id.
         if error.request_id is None:
-            error.request_id = self.request_id
-        if self.live:
-            admission, self.admission = self.admission, None
-            self._pipeline.stream_failed(self._ctx, self._target, error, admission)
+            error.request_id = self._request_id
+        report, self._report = self._report, None
+        if report is not None:
+            report.failed(error, self._parser.usage, upstream_fault=upstream_fault)
             self.info = self._ctx.info()
         return error
 

@@ -2,21 +2,28 @@
 
 All parsing and bookkeeping is in the session; these classes only read bytes.
 Leaving early (``break``, ``close()``, the ``with`` block ending) closes the
-upstream response. A stream that the upstream cut short raises a typed error
-from the iterator: it never ends as if it were complete.
+upstream response, and so does dropping a stream unread: its connection goes
+back and its breaker hears that it ended. A stream that the upstream cut short
+raises a typed error from the iterator: it never ends as if it were complete.
 """
 
 from __future__ import annotations
 
-from collections.abc import AsyncGenerator, Generator
+import logging
+import sys
+from collections.abc import AsyncGenerator, AsyncIterator, Generator, Iterator
 from types import TracebackType
+from typing import Any, cast
 
 import httpx
 
 from .._wire import ChatCompletion, ChatCompletionChunk, CompletionUsage, PalyraInfo
+from .drivers import running_loop
 from .session import StreamSession
 
 __all__ = ["AsyncStream", "Stream"]
+
+logger = logging.getLogger("palyra")
 
 
 class _StreamBase:
@@ -58,8 +65,9 @@ class Stream(_StreamBase):
         session = self._session
         try:
             yield from session.take_pending()
-            if session.source is not None:
-                for data in session.source:
+            source = cast("Iterator[bytes] | None", session.source)
+            if source is not None:
+                for data in source:
                     yield from session.feed(data)
                 yield from session.flush()
         except httpx.HTTPError as exc:
@@ -80,10 +88,11 @@ class Stream(_StreamBase):
 
     def __del__(self) -> None:
         # A stream dropped without being read or closed must not pin a pooled
-        # connection for the life of the client.
+        # connection for the life of the client, nor lose its health sample.
         response = getattr(self, "_response", None)
         if response is not None and not response.is_closed:
             response.close()
+            _report_dropped(self._session)
 
     def __enter__(self) -> Stream:
         return self
@@ -104,6 +113,7 @@ class AsyncStream(_StreamBase):
     def __init__(self, session: StreamSession, response: httpx.Response) -> None:
         self._session = session
         self._response = response
+        self._loop = running_loop()
         self._chunks = self._iterate()
 
     def __aiter__(self) -> AsyncGenerator[ChatCompletionChunk, None]:
@@ -118,8 +128,9 @@ class AsyncStream(_StreamBase):
         try:
             for chunk in session.take_pending():
                 yield chunk
-            if session.source is not None:
-                async for data in session.source:
+            source = cast("AsyncIterator[bytes] | None", session.source)
+            if source is not None:
+                async for data in source:
                     for chunk in session.feed(data):
                         yield chunk
                 for chunk in session.flush():
@@ -138,6 +149,23 @@ class AsyncStream(_StreamBase):
         await self._response.aclose()
         self._session.stopped()
 
+    def __del__(self) -> None:
+        # As Stream does: a dropped stream gives its connection back (closed on
+        # its own loop, which may be running in another thread, or gone) and
+        # reports its end. A stream read to the end or closed has no work here.
+        response = getattr(self, "_response", None)
+        if response is None or response.is_closed:
+            return
+        _report_dropped(self._session)
+        loop: Any = self._loop
+        if loop.is_closed() or not loop.is_running():
+            return  # its connections went (or go) with the loop
+        closing = response.aclose()
+        try:
+            loop.call_soon_threadsafe(loop.create_task, closing)
+        except RuntimeError:  # the loop closed in between
+            closing.close()
+
     async def __aenter__(self) -> AsyncStream:
         return self
 
@@ -148,3 +176,16 @@ class AsyncStream(_StreamBase):
         tb: TracebackType | None,
     ) -> None:
         await self.aclose()
+
+
+def _report_dropped(session: StreamSession) -> None:
+    """The end report of a stream the garbage collector found: nothing can be
+    raised from a finalizer, so a failing report is logged instead."""
+    if sys.is_finalizing():
+        return  # the interpreter is going away: nothing is left to report to
+    try:
+        session.stopped()
+    except Exception as exc:
+        logger.warning(
+            "palyra: reporting a dropped stream failed (%s)", type(exc).__name__
+        )

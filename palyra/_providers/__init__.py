@@ -1,4 +1,104 @@
 """Provider adapters: pure translators between palyra and one wire dialect.
 
-Adapters are imported on first use by the client, never by ``import palyra``.
+What it is for: the adapter contract (`ProviderAdapter`, `Target`,
+`StreamParser`), the dialect toolkit every adapter shares (the SSE decoder,
+the chunk accumulator, error mapping in ``base``), and the adapters
+themselves: ``openai`` (OpenAI-compatible), ``anthropic`` (Messages API, with
+``anthropic_stream``) and ``deterministic`` (the offline upstream).
+
+May import: the leaves (``_exceptions``, ``_utils``, ``_wire``, ``_config``,
+``_tokens``, ``_request``, ``_registry``) and httpx. Never the core or a
+subsystem: the core drives adapters through the contract exported here.
+
+Exports to the rest of palyra: the contract, `request_id`, and `Adapters`,
+which loads each kind's adapter on first use (``import palyra`` loads none).
 """
+
+from __future__ import annotations
+
+import importlib
+import threading
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+from .._exceptions import UnsupportedCapabilityError
+from .._registry import ResolvedModel
+from .._tokens import TokenCounter
+from .._version import __version__
+from .base import InProcessTransport, ProviderAdapter, StreamParser, Target, request_id
+
+if TYPE_CHECKING:
+    from .deterministic import DeterministicAdapter, DeterministicBackend, ScriptedReply
+
+__all__ = [
+    "Adapters",
+    "DeterministicAdapter",
+    "DeterministicBackend",
+    "InProcessTransport",
+    "ProviderAdapter",
+    "ScriptedReply",
+    "StreamParser",
+    "Target",
+    "request_id",
+]
+
+# Provider kind -> module whose ``create(counter)`` builds the kind's adapter.
+_MODULES = {
+    "openai_compatible": "palyra._providers.openai",
+    "anthropic": "palyra._providers.anthropic",
+    "deterministic": "palyra._providers.deterministic",
+}
+_LAZY = {"DeterministicAdapter", "DeterministicBackend", "ScriptedReply"}
+
+
+class Adapters:
+    """The adapters of one client, one per provider kind, built on first use.
+
+    Args:
+        counter: Returns the client's token counter (the deterministic
+            upstream counts usage with it).
+    """
+
+    def __init__(self, counter: Callable[[], TokenCounter]) -> None:
+        self._counter = counter
+        self._built: dict[str, ProviderAdapter] = {}
+        self._lock = threading.Lock()
+
+    def for_model(self, model: ResolvedModel) -> ProviderAdapter:
+        """The adapter speaking ``model``'s provider dialect.
+
+        Raises:
+            UnsupportedCapabilityError: no adapter serves the provider's kind.
+        """
+        adapter = self._built.get(model.provider.kind)
+        if adapter is None:
+            adapter = self._build(model.provider.kind, model)
+        return adapter
+
+    def for_kind(self, kind: str) -> ProviderAdapter:
+        """The adapter of one provider kind."""
+        return self._built.get(kind) or self._build(kind, None)
+
+    def _build(self, kind: str, model: ResolvedModel | None) -> ProviderAdapter:
+        module = _MODULES.get(kind)
+        if module is None:
+            raise UnsupportedCapabilityError(
+                f"provider kind {kind!r} is not served by palyra {__version__}",
+                capability="provider_kind",
+                provider=model.provider.id if model else None,
+                model=model.id if model else None,
+            )
+        create = importlib.import_module(module).create
+        with self._lock:
+            if kind not in self._built:
+                self._built[kind] = create(self._counter)
+            return self._built[kind]
+
+
+def __getattr__(name: str) -> Any:
+    # The deterministic module (and its email parser) loads only when used.
+    if name in _LAZY:
+        from . import deterministic
+
+        return getattr(deterministic, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -19,7 +19,7 @@ from __future__ import annotations
 import json
 import re
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import httpx
@@ -37,10 +37,12 @@ from .._request import (
     EmbeddingsRequest,
     TranscriptionRequest,
 )
+from .._tokens import TokenCounter
 from .._wire import ChatCompletion, EmbeddingResponse, ProviderModel, Transcription
 from .anthropic_stream import AnthropicStreamParser, finish_reason, usage_from
 from .base import (
     USER_AGENT,
+    InProcessTransport,
     Target,
     encode_json,
     models_page,
@@ -50,7 +52,7 @@ from .base import (
     timeout_for,
 )
 
-__all__ = ["DEFAULT_MAX_TOKENS", "AnthropicAdapter", "messages_payload"]
+__all__ = ["DEFAULT_MAX_TOKENS", "AnthropicAdapter", "create", "messages_payload"]
 
 API_VERSION = "2023-06-01"
 OAUTH_BETA = "oauth-2025-04-20"
@@ -88,11 +90,20 @@ _DROPPED = frozenset(
 )
 
 
+def create(counter: Callable[[], TokenCounter]) -> AnthropicAdapter:
+    """The adapter for ``anthropic`` providers (no token counter needed)."""
+    return AnthropicAdapter()
+
+
 class AnthropicAdapter:
     """Speaks the Anthropic Messages API to ``{base_url}/v1/messages``."""
 
     def __init__(self) -> None:
         self._urls: dict[str, httpx.URL] = {}
+
+    def local_transport(self, target: Target) -> InProcessTransport | None:
+        """Over the network: no in-process upstream."""
+        return None
 
     def chat_request(self, target: Target, request: ChatRequest) -> httpx.Request:
         """Build ``POST /v1/messages``."""
@@ -338,13 +349,15 @@ def messages_payload(target: Target, request: ChatRequest) -> dict[str, Any]:
         payload["system"] = (
             system if cached else "\n\n".join(block["text"] for block in system)
         )
-    _copy_options(body, payload)
+    _copy_options(body, payload, request.end_user)
     if request.stream:
         payload["stream"] = True
     return payload
 
 
-def _copy_options(body: Mapping[str, Any], payload: dict[str, Any]) -> None:
+def _copy_options(
+    body: Mapping[str, Any], payload: dict[str, Any], end_user: str | None
+) -> None:
     for name in ("temperature", "top_p"):
         if name in body:
             payload[name] = body[name]
@@ -358,7 +371,7 @@ def _copy_options(body: Mapping[str, Any], payload: dict[str, Any]) -> None:
         payload["tool_choice"] = choice
     user = body.get("user") or body.get("safety_identifier")
     metadata = body.get("metadata") or {}
-    user = metadata.get("user_id") or user
+    user = metadata.get("user_id") or user or end_user
     if user:
         payload["metadata"] = {"user_id": str(user)}
 
@@ -540,14 +553,6 @@ def _tool_choice(choice: Any, parallel: Any) -> dict[str, Any] | None:
     if parallel is False and mapped["type"] != "none":
         mapped["disable_parallel_tool_use"] = True
     return mapped
-
-
-def _text(content: Any) -> str:
-    if isinstance(content, str):
-        return content
-    return "\n".join(
-        part.get("text", "") for part in content or [] if part.get("type") == "text"
-    )
 
 
 def completion_from_message(message: Mapping[str, Any]) -> ChatCompletion:

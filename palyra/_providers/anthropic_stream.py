@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .._exceptions import APIResponseValidationError, StreamInterruptedError
-from .._wire import ChatCompletion, ChatCompletionChunk
+from .._wire import ChatCompletion, ChatCompletionChunk, CompletionUsage
 from .base import SSEChunkParser, Target, error_from_payload, stream_error_status
 from .sse import ServerSentEvent
 
@@ -217,6 +217,16 @@ class AnthropicStreamParser(SSEChunkParser):
         chunk["choices"] = []
         chunk["usage"] = usage_from(self._state.usage)
         return [chunk]
+
+    @property
+    def usage(self) -> CompletionUsage | None:
+        """Usage so far: input tokens arrive with ``message_start``, output
+        tokens with each ``message_delta``."""
+        if self.accumulator.usage is not None:
+            return self.accumulator.usage
+        if not self._state.usage:
+            return None
+        return CompletionUsage.model_validate(usage_from(self._state.usage))
 
     def close(self) -> ChatCompletion:
         """End of body: the assembled answer, or a typed error."""

@@ -8,6 +8,7 @@ the sync and the async world, so every adapter works in both for free.
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
@@ -34,6 +35,7 @@ from .._utils import excerpt, redact
 from .._wire import (
     ChatCompletion,
     ChatCompletionChunk,
+    CompletionUsage,
     EmbeddingResponse,
     ProviderModel,
     Transcription,
@@ -41,7 +43,13 @@ from .._wire import (
 from .accumulator import ChunkAccumulator
 from .sse import ServerSentEvent, SSEDecoder
 
-__all__ = ["ProviderAdapter", "StreamParser", "Target"]
+__all__ = [
+    "InProcessTransport",
+    "ProviderAdapter",
+    "StreamParser",
+    "Target",
+    "request_id",
+]
 
 USER_AGENT = "palyra"
 
@@ -83,9 +91,21 @@ class StreamParser(Protocol):
     def close(self) -> ChatCompletion:
         """End of body: the assembled answer, or `StreamInterruptedError`."""
 
+    @property
+    def usage(self) -> CompletionUsage | None:
+        """The token usage the upstream has reported so far, if any."""
+
+
+class InProcessTransport(httpx.BaseTransport, httpx.AsyncBaseTransport):
+    """An upstream that lives in this process: it answers sync and async
+    clients alike and never opens a socket, so the drivers need not close it."""
+
 
 class ProviderAdapter(Protocol):
     """Translate provider-neutral requests to one wire dialect and back."""
+
+    def local_transport(self, target: Target) -> InProcessTransport | None:
+        """The in-process upstream serving ``target``, or None for the network."""
 
     def chat_request(self, target: Target, request: ChatRequest) -> httpx.Request:
         """Build the upstream chat request."""
@@ -155,6 +175,11 @@ class SSEChunkParser:
     def feed(self, data: bytes) -> list[ChatCompletionChunk]:
         """Parse one network read into chunks; error events raise typed errors."""
         return self._events(self._sse.feed(data))
+
+    @property
+    def usage(self) -> CompletionUsage | None:
+        """The token usage the upstream has reported so far, if any."""
+        return self.accumulator.usage
 
     def flush(self) -> list[ChatCompletionChunk]:
         """Chunks completed only by the end of the body."""
@@ -236,10 +261,18 @@ def _created(item: dict[str, Any]) -> int | None:
 
 
 def request_id(response: httpx.Response) -> str | None:
-    """The upstream's request id header, if it sent one."""
+    """The upstream's request id header, if it sent one (redacted)."""
     headers = response.headers
     value = headers.get("x-request-id") or headers.get("request-id")
-    return redact(value[:128]) if value else None
+    if not value:
+        return None
+    value = value[:128]
+    # The usual id ("req_...", a UUID) cannot hold what redaction looks for:
+    # one check instead of every redaction pattern on every call.
+    return value if _PLAIN_ID.fullmatch(value) else redact(value)
+
+
+_PLAIN_ID = re.compile(r"(?!.*sk-)[A-Za-z0-9_.+/-]+")
 
 
 def parse_json(target: Target, response: httpx.Response, what: str) -> Any:

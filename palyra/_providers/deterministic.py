@@ -25,12 +25,19 @@ import httpx
 
 from .._registry import ResolvedModel
 from .._tokens import TokenCounter
-from .base import Target
+from .base import InProcessTransport, Target
 from .openai import OpenAIAdapter
 
-__all__ = ["DeterministicBackend", "ScriptedReply"]
+__all__ = [
+    "DeterministicAdapter",
+    "DeterministicBackend",
+    "DeterministicTransport",
+    "ScriptedReply",
+    "create",
+]
 
 BASE_URL = "http://deterministic.palyra.invalid/v1"
+_PROVIDER_HEADER = "x-palyra-deterministic"
 _STREAM_PIECE_WORDS = 4
 _WORDS = re.compile(r"\s*\S+\s*?(?=\s|$)|\s+")
 
@@ -216,32 +223,67 @@ class DeterministicBackend:
         return _json({"text": text})
 
 
-class DeterministicTransport(httpx.BaseTransport, httpx.AsyncBaseTransport):
-    """An httpx transport answering from a `DeterministicBackend`, sync or async."""
+class DeterministicTransport(InProcessTransport):
+    """An httpx transport answering from a `DeterministicBackend`, sync or async.
 
-    def __init__(self, backends: Mapping[str, DeterministicBackend]) -> None:
-        self._backends = backends
+    Args:
+        backend: Returns the backend of a provider id (the request names its
+            provider in a header the adapter sets).
+    """
 
-    def _backend(self, request: httpx.Request) -> DeterministicBackend:
-        return self._backends[request.headers["x-palyra-deterministic"]]
+    def __init__(self, backend: Callable[[str], DeterministicBackend]) -> None:
+        self._backend = backend
+
+    def _answer(self, request: httpx.Request) -> httpx.Response:
+        return self._backend(request.headers[_PROVIDER_HEADER]).handle(request)
 
     def handle_request(self, request: httpx.Request) -> httpx.Response:
         """Answer synchronously."""
         request.read()
-        return self._backend(request).handle(request)
+        return self._answer(request)
 
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
         """Answer in the event loop (no I/O happens, so no thread is needed)."""
         await request.aread()
-        return self._backend(request).handle(request)
+        return self._answer(request)
+
+
+def create(counter: Callable[[], TokenCounter]) -> DeterministicAdapter:
+    """The adapter of ``deterministic`` providers, with their backends."""
+    return DeterministicAdapter(counter)
 
 
 class DeterministicAdapter(OpenAIAdapter):
-    """The OpenAI dialect, addressed to the in-process deterministic upstream."""
+    """The OpenAI dialect, addressed to the in-process deterministic upstream.
+
+    It owns one scriptable `DeterministicBackend` per provider id, and the
+    transport that answers from them.
+    """
+
+    def __init__(self, counter: Callable[[], TokenCounter]) -> None:
+        super().__init__()
+        self._counter = counter
+        self._backends: dict[str, DeterministicBackend] = {}
+        self._lock = threading.Lock()
+        self._transport = DeterministicTransport(self.backend)
+
+    def backend(self, provider_id: str) -> DeterministicBackend:
+        """The scriptable backend of one deterministic provider (made on first use)."""
+        backend = self._backends.get(provider_id)
+        if backend is None:
+            with self._lock:
+                backend = self._backends.setdefault(
+                    provider_id, DeterministicBackend(self._counter)
+                )
+        return backend
 
     def base_url(self, target: Target) -> str:
         """The in-process upstream's (never resolved) URL."""
         return BASE_URL
+
+    def local_transport(self, target: Target) -> InProcessTransport:
+        """The in-process upstream: no socket is ever opened."""
+        return self._transport
 
     def chat_request(self, target: Target, request: Any) -> httpx.Request:
         """Tag the request with the provider whose backend must answer it."""
@@ -257,7 +299,7 @@ class DeterministicAdapter(OpenAIAdapter):
 
 
 def _tag(model: ResolvedModel, request: httpx.Request) -> httpx.Request:
-    request.headers["x-palyra-deterministic"] = model.provider.id
+    request.headers[_PROVIDER_HEADER] = model.provider.id
     return request
 
 

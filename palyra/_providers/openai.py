@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+from collections.abc import Callable
 from typing import Any, TypeVar
 
 import httpx
@@ -20,6 +21,7 @@ from .._request import (
     EmbeddingsRequest,
     TranscriptionRequest,
 )
+from .._tokens import TokenCounter
 from .._wire import (
     ChatCompletion,
     ChatCompletionChunk,
@@ -29,6 +31,7 @@ from .._wire import (
 )
 from .base import (
     USER_AGENT,
+    InProcessTransport,
     SSEChunkParser,
     Target,
     auth_headers,
@@ -43,11 +46,16 @@ from .base import (
 )
 from .sse import ServerSentEvent
 
-__all__ = ["OpenAIAdapter", "OpenAIStreamParser"]
+__all__ = ["OpenAIAdapter", "OpenAIStreamParser", "create"]
 
 M = TypeVar("M", bound=BaseModel)
 
 _JSON_HEADERS = {"content-type": "application/json", "user-agent": USER_AGENT}
+
+
+def create(counter: Callable[[], TokenCounter]) -> OpenAIAdapter:
+    """The adapter for ``openai_compatible`` providers (no token counter needed)."""
+    return OpenAIAdapter()
 
 
 class OpenAIAdapter:
@@ -60,6 +68,10 @@ class OpenAIAdapter:
     def base_url(self, target: Target) -> str:
         """Where the provider's API lives."""
         return target.model.provider.effective_base_url
+
+    def local_transport(self, target: Target) -> InProcessTransport | None:
+        """Over the network: no in-process upstream."""
+        return None
 
     def _request(
         self,

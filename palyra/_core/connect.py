@@ -1,0 +1,178 @@
+"""palyra's own httpx transports: httpcore's network backends behind the guard.
+
+Loaded when the first network client is made, so a deterministic-only app
+never loads httpcore. Each new connection's host goes through `NetworkGuard`
+and the connection is made to an address the guard passed. A refusal passes
+through httpx untouched, for the pipeline to type; a failed or slow lookup
+becomes httpcore's connect error or timeout, like any unreachable host.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any
+
+import httpcore
+import httpx
+
+from .netguard import LookupFailed, LookupTimeout, NetworkGuard
+
+__all__ = ["AsyncGuardedTransport", "GuardedTransport", "proxy_mounts"]
+
+
+def _connect_error(
+    exc: LookupFailed | LookupTimeout,
+) -> httpcore.ConnectError | httpcore.ConnectTimeout:
+    if isinstance(exc, LookupTimeout):
+        return httpcore.ConnectTimeout(str(exc))
+    return httpcore.ConnectError(str(exc))
+
+
+class _GuardedBackend(httpcore.NetworkBackend):
+    """httpcore's sync backend, connecting only to addresses the guard passed."""
+
+    def __init__(self, guard: NetworkGuard) -> None:
+        self._guard = guard
+        self._inner = httpcore.SyncBackend()
+
+    def connect_tcp(
+        self,
+        host: str,
+        port: int,
+        timeout: float | None = None,
+        local_address: str | None = None,
+        socket_options: Iterable[Any] | None = None,
+    ) -> httpcore.NetworkStream:
+        if self._guard.trusts(host, port):
+            return self._inner.connect_tcp(
+                host, port, timeout, local_address, socket_options
+            )
+        try:
+            addresses = self._guard.resolve(host, port, timeout)
+        except (LookupFailed, LookupTimeout) as exc:
+            raise _connect_error(exc) from None
+        failure: httpcore.ConnectError | None = None
+        for address in addresses:
+            try:
+                return self._inner.connect_tcp(
+                    address, port, timeout, local_address, socket_options
+                )
+            except httpcore.ConnectError as exc:  # the next address may answer
+                failure = exc
+        assert failure is not None
+        raise failure
+
+    def connect_unix_socket(
+        self,
+        path: str,
+        timeout: float | None = None,
+        socket_options: Iterable[Any] | None = None,
+    ) -> httpcore.NetworkStream:
+        return self._inner.connect_unix_socket(path, timeout, socket_options)
+
+    def sleep(self, seconds: float) -> None:
+        self._inner.sleep(seconds)
+
+
+class _AsyncGuardedBackend(httpcore.AsyncNetworkBackend):
+    """httpcore's async (anyio) backend, behind the same guard."""
+
+    def __init__(self, guard: NetworkGuard) -> None:
+        self._guard = guard
+        self._inner = httpcore.AnyIOBackend()
+
+    async def connect_tcp(
+        self,
+        host: str,
+        port: int,
+        timeout: float | None = None,  # noqa: ASYNC109 (httpcore's interface)
+        local_address: str | None = None,
+        socket_options: Iterable[Any] | None = None,
+    ) -> httpcore.AsyncNetworkStream:
+        if self._guard.trusts(host, port):
+            return await self._inner.connect_tcp(
+                host, port, timeout, local_address, socket_options
+            )
+        try:
+            addresses = await self._guard.aresolve(host, port, timeout)
+        except (LookupFailed, LookupTimeout) as exc:
+            raise _connect_error(exc) from None
+        failure: httpcore.ConnectError | None = None
+        for address in addresses:
+            try:
+                return await self._inner.connect_tcp(
+                    address, port, timeout, local_address, socket_options
+                )
+            except httpcore.ConnectError as exc:
+                failure = exc
+        assert failure is not None
+        raise failure
+
+    async def connect_unix_socket(
+        self,
+        path: str,
+        timeout: float | None = None,  # noqa: ASYNC109 (httpcore's interface)
+        socket_options: Iterable[Any] | None = None,
+    ) -> httpcore.AsyncNetworkStream:
+        return await self._inner.connect_unix_socket(path, timeout, socket_options)
+
+    async def sleep(self, seconds: float) -> None:
+        await self._inner.sleep(seconds)
+
+
+def _pool_settings(limits: httpx.Limits) -> dict[str, Any]:
+    return {
+        "max_connections": limits.max_connections,
+        "max_keepalive_connections": limits.max_keepalive_connections,
+        "keepalive_expiry": limits.keepalive_expiry,
+    }
+
+
+class GuardedTransport(httpx.HTTPTransport):
+    """httpx's own transport, with connections opened through the guard.
+
+    httpx takes no network backend (encode/httpx#3180), so the connection pool
+    it builds is replaced by an identical one that has the guarded backend;
+    requests, responses and error mapping stay httpx's.
+    """
+
+    def __init__(self, guard: NetworkGuard, limits: httpx.Limits) -> None:
+        ssl_context = httpx.create_ssl_context(trust_env=True)
+        super().__init__(verify=ssl_context, limits=limits)
+        self._pool = httpcore.ConnectionPool(
+            ssl_context=ssl_context,
+            network_backend=_GuardedBackend(guard),
+            **_pool_settings(limits),
+        )
+
+
+class AsyncGuardedTransport(httpx.AsyncHTTPTransport):
+    """The async twin of `GuardedTransport`."""
+
+    def __init__(self, guard: NetworkGuard, limits: httpx.Limits) -> None:
+        ssl_context = httpx.create_ssl_context(trust_env=True)
+        super().__init__(verify=ssl_context, limits=limits)
+        self._pool = httpcore.AsyncConnectionPool(
+            ssl_context=ssl_context,
+            network_backend=_AsyncGuardedBackend(guard),
+            **_pool_settings(limits),
+        )
+
+
+def proxy_mounts(
+    limits: httpx.Limits, *, asynchronous: bool
+) -> dict[str, httpx.BaseTransport | httpx.AsyncBaseTransport | None]:
+    """Transports for the proxies the environment names (``HTTPS_PROXY``,
+    ``ALL_PROXY``, ``NO_PROXY``...), as httpx would mount them itself.
+
+    A proxy resolves and connects to the upstream, so the guard cannot see
+    that address; connections to the proxy itself are not checked. Hosts in
+    ``NO_PROXY`` (None here) use palyra's guarded transport.
+    """
+    from httpx._utils import get_environment_proxies  # httpx's reading of the env
+
+    transport = httpx.AsyncHTTPTransport if asynchronous else httpx.HTTPTransport
+    return {
+        pattern: None if url is None else transport(proxy=url, limits=limits)
+        for pattern, url in get_environment_proxies().items()
+    }
