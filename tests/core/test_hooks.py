@@ -1,0 +1,336 @@
+"""The hook contract (docs/architecture.md): the order of events for success,
+retry, failover, streams closed early or cut, and a hook that raises, sync and
+async, on a real loopback server. Every ``before_dispatch`` is matched by
+exactly one ``after_completion`` or candidate ``after_failure``."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator, Iterator
+from typing import Any
+
+import httpx
+import pytest
+
+import palyra
+from palyra._core import CallContext, Candidate, Completion, Failed
+from tests.helpers import (
+    DRIVERS,
+    ManualClock,
+    chat,
+    chunk_json,
+    close,
+    drain,
+    loopback_transports,
+    start_stream,
+)
+from tests.upstream import Reply, Upstream, error_reply
+
+USER = [{"role": "user", "content": "one two three"}]
+Event = tuple[Any, ...]
+
+
+class Recorder:
+    """Registers on every seam and records what each one saw, in order."""
+
+    def __init__(self, client: palyra.Palyra, *, route_to: str | None = None) -> None:
+        self.events: list[Event] = []
+        self.contexts: list[CallContext] = []
+        self.requests: list[httpx.Request] = []
+        self._client = client
+        self._route_to = route_to
+        hooks = client._pipeline.hooks
+        hooks.route.append(self.route)
+        hooks.before_dispatch.append(self.dispatch)
+        hooks.after_completion.append(self.done)
+        hooks.after_failure.append(self.failed)
+
+    def route(self, ctx: CallContext) -> Any:
+        self.events.append(("route", ctx.model.id))
+        self.contexts.append(ctx)
+        if self._route_to is None:
+            return None
+        return self._client._registry.resolve(self._route_to, "chat")
+
+    def dispatch(
+        self, ctx: CallContext, candidate: Candidate, request: httpx.Request
+    ) -> None:
+        self.events.append(("dispatch", candidate.model.id, candidate.position))
+        self.requests.append(request)
+
+    def done(self, ctx: CallContext, completion: Completion) -> None:
+        usage = getattr(completion.usage, "total_tokens", None)
+        self.events.append(
+            ("done", completion.candidate.model.id, completion.complete, usage)
+        )
+        assert completion.latency_ms >= 0
+
+    def failed(self, ctx: CallContext, failed: Failed) -> None:
+        who = "call" if failed.candidate is None else failed.candidate.model.id
+        self.events.append(("failed", who, type(failed.error).__name__))
+
+    def assert_balanced(self) -> None:
+        """Each dispatched candidate ended once: served or failed, never both."""
+        dispatched = [e[1] for e in self.events if e[0] == "dispatch"]
+        ended = [e[1] for e in self.events if e[0] == "done"] + [
+            e[1] for e in self.events if e[0] == "failed" and e[1] != "call"
+        ]
+        assert sorted(dispatched) == sorted(ended)
+
+
+def _config(upstream: Upstream) -> dict[str, Any]:
+    base = {
+        "kind": "openai",
+        "base_url": upstream.base_url,
+        "auth_header": "none",
+        "max_retries": 1,
+        "retry_backoff": 0.01,
+    }
+    return {
+        "providers": [{"id": "a", **base}, {"id": "b", **base}],
+        "models": [
+            {"id": "m1", "provider": "a", "upstream_model": "gpt-4o-mini"},
+            {"id": "m2", "provider": "b", "upstream_model": "gpt-4o-mini"},
+        ],
+    }
+
+
+@pytest.fixture
+async def client(upstream_without_key: Upstream) -> AsyncIterator[palyra.Palyra]:
+    clock = ManualClock()
+    async with palyra.Palyra(
+        _config(upstream_without_key),
+        clock=clock,
+        sleep=clock.sleep,
+        async_sleep=clock.asleep,
+        **loopback_transports(),
+    ) as client:
+        yield client
+
+
+@pytest.fixture
+def upstream_without_key() -> Iterator[Upstream]:
+    with Upstream() as server:
+        yield server
+    assert not server.errors, server.errors
+
+
+@pytest.mark.parametrize("driver", DRIVERS)
+@pytest.mark.anyio
+async def test_success(client: palyra.Palyra, driver: str) -> None:
+    seen = Recorder(client)
+    await chat(client, driver, USER, "m1")
+    assert seen.events == [
+        ("route", "m1"),
+        ("dispatch", "m1", 0),
+        ("done", "m1", True, seen.events[-1][3]),
+    ]
+    assert isinstance(seen.events[-1][3], int)
+    # The hook saw the very payload that was sent: it can price what it reads.
+    assert json.loads(seen.requests[0].content)["model"] == "gpt-4o-mini"
+
+
+@pytest.mark.parametrize("driver", DRIVERS)
+@pytest.mark.anyio
+async def test_retry_then_success_dispatches_once(
+    client: palyra.Palyra, upstream_without_key: Upstream, driver: str
+) -> None:
+    upstream_without_key.enqueue(error_reply(503, "busy", type="server_error"))
+    seen = Recorder(client)
+    reply = await chat(client, driver, USER, "m1")
+    assert [e[:2] for e in seen.events] == [
+        ("route", "m1"),
+        ("dispatch", "m1"),
+        ("done", "m1"),
+    ]
+    assert reply.palyra is not None
+    assert [a.outcome for a in reply.palyra.attempts] == ["error", "success"]
+
+
+@pytest.mark.parametrize("driver", DRIVERS)
+@pytest.mark.anyio
+async def test_failover(
+    client: palyra.Palyra, upstream_without_key: Upstream, driver: str
+) -> None:
+    busy = error_reply(500, "down", type="server_error")
+    upstream_without_key.enqueue(busy, busy)  # m1 and its one retry
+    seen = Recorder(client)
+    reply = await chat(client, driver, USER, "m1")
+    assert [e[:3] for e in seen.events] == [
+        ("route", "m1"),
+        ("dispatch", "m1", 0),
+        ("failed", "m1", "InternalServerError"),
+        ("dispatch", "m2", 1),
+        ("done", "m2", True),
+    ]
+    assert reply.palyra is not None
+    assert reply.palyra.model == "m2"
+    seen.assert_balanced()
+
+
+@pytest.mark.parametrize("driver", DRIVERS)
+@pytest.mark.anyio
+async def test_a_call_that_fails_everywhere(
+    client: palyra.Palyra, upstream_without_key: Upstream, driver: str
+) -> None:
+    upstream_without_key.enqueue(*[error_reply(500, "down", type="server_error")] * 4)
+    seen = Recorder(client)
+    with pytest.raises(palyra.InternalServerError):
+        await chat(client, driver, USER, "m1")
+    assert seen.events[-3:] == [
+        ("dispatch", "m2", 1),
+        ("failed", "m2", "InternalServerError"),
+        ("failed", "call", "InternalServerError"),
+    ]
+    seen.assert_balanced()
+
+
+@pytest.mark.parametrize("driver", DRIVERS)
+@pytest.mark.anyio
+async def test_a_stream_closed_early(client: palyra.Palyra, driver: str) -> None:
+    seen = Recorder(client)
+    stream = await start_stream(client, driver, USER, "m1")
+    assert seen.events == [("route", "m1"), ("dispatch", "m1", 0)]
+    await close(stream)
+    await close(stream)  # a second close reports nothing more
+    assert seen.events[2:] == [("done", "m1", False, None)]
+    seen.assert_balanced()
+
+
+@pytest.mark.parametrize("driver", DRIVERS)
+@pytest.mark.anyio
+async def test_a_stream_read_to_the_end(client: palyra.Palyra, driver: str) -> None:
+    seen = Recorder(client)
+    stream = await start_stream(client, driver, USER, "m1")
+    await drain(stream)
+    [(_, model, complete, usage)] = seen.events[2:]
+    assert (model, complete) == ("m1", True)
+    assert stream.usage is not None
+    assert usage == stream.usage.total_tokens
+
+
+@pytest.mark.parametrize("driver", DRIVERS)
+@pytest.mark.anyio
+async def test_a_stream_cut_mid_way(
+    client: palyra.Palyra, upstream_without_key: Upstream, driver: str
+) -> None:
+    events = [chunk_json("one "), chunk_json("two "), chunk_json("three", "stop")]
+    upstream_without_key.enqueue(Reply(sse=[*events, "[DONE]"], cut_after=2))
+    seen = Recorder(client)
+    stream = await start_stream(client, driver, USER, "m1")
+    with pytest.raises(palyra.StreamInterruptedError):
+        await drain(stream)
+    assert seen.events == [
+        ("route", "m1"),
+        ("dispatch", "m1", 0),
+        ("failed", "m1", "StreamInterruptedError"),
+        ("failed", "call", "StreamInterruptedError"),
+    ]
+
+
+class Refused(palyra.APIError):
+    """What a budget block will look like: a typed error from a hook."""
+
+
+@pytest.mark.parametrize("driver", DRIVERS)
+@pytest.mark.anyio
+async def test_a_hook_that_raises_stops_the_call(
+    client: palyra.Palyra, upstream_without_key: Upstream, driver: str
+) -> None:
+    seen = Recorder(client)
+
+    def refuse(ctx: CallContext, candidate: Candidate, request: httpx.Request) -> None:
+        raise Refused("over budget", provider=candidate.model.provider.id)
+
+    client._pipeline.hooks.before_dispatch.append(refuse)
+    with pytest.raises(Refused) as info:
+        await chat(client, driver, USER, "m1")
+    assert seen.events == [
+        ("route", "m1"),
+        ("dispatch", "m1", 0),
+        ("failed", "m1", "Refused"),
+        ("failed", "call", "Refused"),
+    ]
+    assert upstream_without_key.requests == []  # no retry, no failover
+    [attempt] = info.value.attempts
+    assert (attempt.model, attempt.outcome, attempt.error) == (
+        "m1",
+        "skipped",
+        "Refused",
+    )
+
+
+@pytest.mark.parametrize("driver", DRIVERS)
+@pytest.mark.anyio
+async def test_route_replaces_the_requested_model(
+    client: palyra.Palyra, driver: str
+) -> None:
+    seen = Recorder(client, route_to="m2")
+    reply = await chat(client, driver, USER, "m1")
+    assert [e[:2] for e in seen.events] == [
+        ("route", "m1"),
+        ("dispatch", "m2"),
+        ("done", "m2"),
+    ]
+    assert reply.palyra is not None
+    assert (reply.palyra.requested_model, reply.palyra.model) == ("m2", "m2")
+
+
+@pytest.mark.parametrize("driver", DRIVERS)
+@pytest.mark.anyio
+async def test_hooks_see_who_the_call_is_for(
+    client: palyra.Palyra, driver: str
+) -> None:
+    seen = Recorder(client)
+    bound = client.bind(agent="support", tags={"team": "billing"})
+    await chat(bound, driver, USER, "m1", session="s-1")
+    caller = seen.contexts[0].caller
+    assert (caller.agent, caller.session, dict(caller.tags)) == (
+        "support",
+        "s-1",
+        {"team": "billing"},
+    )
+
+
+@pytest.mark.parametrize("driver", DRIVERS)
+@pytest.mark.anyio
+async def test_a_refused_payload_reaches_no_hook_but_route(driver: str) -> None:
+    """Anthropic takes no file parts: the adapter refuses the request before
+    any before_dispatch hook, so no reservation is ever made for it."""
+    config = {
+        "providers": [{"id": "ant", "kind": "anthropic", "auth_header": "none"}],
+        "models": [{"id": "claude", "provider": "ant"}],
+    }
+    client = palyra.Palyra(config, transport=httpx.MockTransport(_never))
+    seen = Recorder(client)
+    message = {"role": "user", "content": [{"type": "file", "file": {"file_id": "f"}}]}
+    with pytest.raises(palyra.UnsupportedCapabilityError, match="file"):
+        await chat(client, driver, [message])
+    assert seen.events == [("route", "claude")]
+
+
+@pytest.mark.parametrize("driver", DRIVERS)
+@pytest.mark.anyio
+async def test_an_open_breaker_ends_a_dispatched_candidate(
+    client: palyra.Palyra, upstream_without_key: Upstream, driver: str
+) -> None:
+    """A candidate its breaker refuses after the hooks ran still gets its end."""
+    health = client._pipeline.health
+    for _ in range(3):
+        key = ("a", "m1")
+        health.record(key, False, 1.0, admission=health.admit(key, 3, 30.0))
+    seen = Recorder(client)
+    reply = await chat(client, driver, USER, "m1")
+    assert [e[:3] for e in seen.events] == [
+        ("route", "m1"),
+        ("dispatch", "m1", 0),
+        ("failed", "m1", "NoProviderAvailableError"),
+        ("dispatch", "m2", 1),
+        ("done", "m2", True),
+    ]
+    assert reply.palyra is not None
+    assert reply.palyra.model == "m2"
+
+
+def _never(request: httpx.Request) -> httpx.Response:
+    raise AssertionError("nothing may be sent")
