@@ -65,25 +65,47 @@ def is_loopback_host(host: str) -> bool:
 def private_address_problem(url: str) -> str | None:
     """Why a base URL's literal IP must not be called without an opt-in, if so.
 
-    Loopback is allowed (local servers and tests); private, link-local (cloud
-    metadata), reserved and unspecified addresses are not. Host names are
-    resolved and checked when the client is built (`palyra._netguard`).
+    The rules are `special_address`'s. Host names are checked when a
+    connection is opened (`palyra._core.netguard`), with the same rules.
     """
     host = (urlsplit(url).hostname or "").strip("[]")
     try:
         address = ipaddress.ip_address(host)
     except ValueError:
         return None
+    kind = special_address(address)
+    return None if kind is None else f"points at {kind}"
+
+
+def special_address(
+    address: ipaddress.IPv4Address | ipaddress.IPv6Address,
+) -> str | None:
+    """What an address is, when palyra refuses it without an opt-in.
+
+    Loopback is allowed (local servers and tests); link-local (cloud metadata),
+    private, reserved, unspecified, IPv6 site-local and multicast addresses
+    are not. IPv4-mapped IPv6 addresses are judged by their IPv4 address.
+
+    Returns:
+        A noun phrase naming the kind and the address (``"a private or
+        reserved address (10.0.0.1)"``), or None when it may be called.
+    """
     if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped:
         address = address.ipv4_mapped
     if address.is_loopback:
         return None
     if address.is_link_local:
-        return f"points at a link-local address ({address}, e.g. cloud metadata)"
-    if address.is_private or address.is_reserved or address.is_unspecified:
-        return f"points at a private or reserved address ({address})"
+        return f"a link-local address ({address}, e.g. cloud metadata)"
+    site_local = isinstance(address, ipaddress.IPv6Address) and address.is_site_local
+    if (
+        address.is_private
+        or address.is_reserved
+        or address.is_unspecified
+        or site_local
+    ):
+        return f"a private or reserved address ({address})"
     if address.is_multicast:
-        return f"points at a multicast address ({address})"
+        return f"a multicast address ({address})"
     return None
 
 

@@ -90,6 +90,30 @@ def texts(chunks: Chunks) -> list[str]:
     return [c.choices[0].delta.content or "" for c in chunks if c.choices]
 
 
+# -- upstreams ---------------------------------------------------------------------
+
+
+def upstream_config(base_url: str, key_env: str = "UP_KEY") -> dict[str, Any]:
+    """Chat, embeddings and transcription models on one OpenAI-compatible
+    upstream, one attempt per call (every scripted reply maps to one call)."""
+    provider = {
+        "id": "up",
+        "kind": "openai",
+        "base_url": base_url,
+        "api_key_env": key_env,
+        "timeout": 2,
+        "max_retries": 0,
+    }
+    return {
+        "providers": [provider],
+        "models": [
+            {"id": "gpt-4o-mini", "provider": "up", "context_window": 128000},
+            {"id": "emb", "provider": "up", "role": "embeddings", "dimensions": 8},
+            {"id": "whisper-1", "provider": "up", "role": "audio_transcription"},
+        ],
+    }
+
+
 # -- upstream bodies -----------------------------------------------------------------
 
 

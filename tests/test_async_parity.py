@@ -10,15 +10,14 @@ from __future__ import annotations
 import inspect
 import json
 import re
-import ssl
 from collections.abc import Callable
 from typing import Any
 
-import httpx
 import pytest
 
 import palyra
 from tests.conftest import FAKE_KEY
+from tests.helpers import completion_json, loopback_transports, upstream_config
 from tests.upstream import Reply, Upstream, error_reply, load_recorded
 
 DRIVERS = ("sync", "async")
@@ -35,7 +34,6 @@ PAIRS = [
 ]
 # Only the stream classes differ between the twins' return types.
 RETURN_TWINS = {"Stream": "AsyncStream"}
-_TLS = ssl.create_default_context()  # shared: building one per client is slow
 
 
 # -- signatures ----------------------------------------------------------------
@@ -88,24 +86,6 @@ def test_twin_signatures_match(sync_name: str, async_name: str) -> None:
 
 
 # -- scenarios -----------------------------------------------------------------
-
-
-def completion_json(content: str) -> dict[str, Any]:
-    """A fixed chat completion body (no clock-dependent fields)."""
-    return {
-        "id": "chatcmpl-fixed",
-        "object": "chat.completion",
-        "created": 1700000000,
-        "model": "gpt-4o-mini",
-        "choices": [
-            {
-                "index": 0,
-                "message": {"role": "assistant", "content": content},
-                "finish_reason": "stop",
-            }
-        ],
-        "usage": {"prompt_tokens": 5, "completion_tokens": 2, "total_tokens": 7},
-    }
 
 
 def embeddings_json() -> dict[str, Any]:
@@ -176,26 +156,6 @@ UPSTREAM_SCENARIOS = [
         "stream", [Reply(reset=True)], "APIConnectionError", id="stream-reset"
     ),
 ]
-
-
-def upstream_config(upstream: Upstream) -> dict[str, Any]:
-    """Chat, embeddings and transcription models on one loopback upstream."""
-    provider = {
-        "id": "up",
-        "kind": "openai",
-        "base_url": upstream.base_url,
-        "api_key_env": "UP_KEY",
-        "timeout": 2,
-        "max_retries": 0,
-    }
-    return {
-        "providers": [provider],
-        "models": [
-            {"id": "gpt-4o-mini", "provider": "up", "context_window": 128000},
-            {"id": "emb", "provider": "up", "role": "embeddings", "dimensions": 8},
-            {"id": "whisper-1", "provider": "up", "role": "audio_transcription"},
-        ],
-    }
 
 
 UPSTREAM_MODELS = {
@@ -312,9 +272,8 @@ async def both_drivers(
         with Upstream(api_key=FAKE_KEY) as upstream:
             upstream.enqueue(*replies)
             async with palyra.Palyra(
-                upstream_config(upstream),
-                transport=httpx.HTTPTransport(verify=_TLS),
-                async_transport=httpx.AsyncHTTPTransport(verify=_TLS),
+                upstream_config(upstream.base_url),
+                **loopback_transports(),
             ) as client:
                 results[driver] = await outcome(client, driver, op, UPSTREAM_MODELS[op])
             assert upstream.pending == 0

@@ -12,6 +12,7 @@ import pytest
 
 import palyra
 from tests.conftest import FAKE_KEY
+from tests.helpers import completion_json
 
 USER = [{"role": "user", "content": "Hello there, palyra"}]
 
@@ -25,23 +26,6 @@ def _openai_config(**provider: Any) -> dict[str, Any]:
             {"id": "gpt-4o-mini", "provider": "up", "context_window": 1000},
             {"id": "emb", "provider": "up", "role": "embeddings", "dimensions": 3},
         ],
-    }
-
-
-def _completion(content: str = "hi") -> dict[str, Any]:
-    return {
-        "id": "chatcmpl-1",
-        "object": "chat.completion",
-        "created": 1,
-        "model": "gpt-4o-mini",
-        "choices": [
-            {
-                "index": 0,
-                "message": {"role": "assistant", "content": content},
-                "finish_reason": "stop",
-            }
-        ],
-        "usage": {"prompt_tokens": 5, "completion_tokens": 1, "total_tokens": 6},
     }
 
 
@@ -275,7 +259,7 @@ def test_disabled_model_is_not_served() -> None:
 
 def test_openai_request_shape(key: str) -> None:
     """Model, messages, options, extra_body and headers reach the upstream."""
-    recorder = Recorder(httpx.Response(200, json=_completion()))
+    recorder = Recorder(httpx.Response(200, json=completion_json("hi")))
     config = _openai_config(headers={"x-team": "a"})
     with palyra.Palyra(config, transport=httpx.MockTransport(recorder)) as client:
         reply = client.chat(
@@ -317,7 +301,7 @@ def test_missing_env_key_is_a_credential_error() -> None:
 
 def test_credential_resolver_is_injectable() -> None:
     """A custom resolver supplies keys (the seam for auth profiles)."""
-    recorder = Recorder(httpx.Response(200, json=_completion()))
+    recorder = Recorder(httpx.Response(200, json=completion_json("hi")))
     with palyra.Palyra(
         _openai_config(),
         transport=httpx.MockTransport(recorder),
@@ -429,7 +413,8 @@ def test_bad_transcription_input() -> None:
 def test_http_client_is_reused_and_closed(key: str) -> None:
     """One pooled httpx client serves every call; close() releases it."""
     recorder = Recorder(
-        httpx.Response(200, json=_completion()), httpx.Response(200, json=_completion())
+        httpx.Response(200, json=completion_json("hi")),
+        httpx.Response(200, json=completion_json("hi")),
     )
     client = palyra.Palyra(_openai_config(), transport=httpx.MockTransport(recorder))
     client.chat(USER)
@@ -463,7 +448,7 @@ async def test_async_transport_is_used(key: str) -> None:
     """async_transport serves the async methods."""
 
     async def handler(request: httpx.Request) -> httpx.Response:
-        return httpx.Response(200, json=_completion("async"))
+        return httpx.Response(200, json=completion_json("async"))
 
     async with palyra.Palyra(
         _openai_config(), async_transport=httpx.MockTransport(handler)

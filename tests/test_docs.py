@@ -133,8 +133,11 @@ def serve_real_providers_from_a_mock(monkeypatch: pytest.MonkeyPatch) -> None:
 
     monkeypatch.setenv("OPENAI_API_KEY", FAKE_KEY)
     mock = httpx.MockTransport(openai_upstream)
-    monkeypatch.setattr(connect, "GuardedTransport", lambda guard, limits: mock)
-    monkeypatch.setattr(connect, "AsyncGuardedTransport", lambda guard, limits: mock)
+    monkeypatch.setattr(
+        connect,
+        "client_options",
+        lambda guard, limits, asynchronous: {"transport": mock},
+    )
 
 
 @pytest.mark.parametrize(

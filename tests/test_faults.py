@@ -14,7 +14,6 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-import ssl
 import threading
 import time
 import traceback
@@ -26,6 +25,17 @@ import httpx
 import pytest
 
 import palyra
+from tests import helpers
+from tests.helpers import (
+    DRIVERS,
+    OPS,
+    ManualClock,
+    chunk_json,
+    completion_json,
+    drain,
+    loopback_transports,
+    texts,
+)
 from tests.upstream import (
     Reply,
     Upstream,
@@ -40,8 +50,6 @@ SECRET = "sk-test-SECRET-abc123"
 MESSAGES = [{"role": "user", "content": "hello fault world"}]
 ANSWER = "hello fault world"  # the upstream echoes the last user message
 A_UPSTREAM, B_UPSTREAM, CLAUDE = "gpt-4o-mini", "gpt-4o", "claude-sonnet-4-5"
-DRIVERS = [pytest.param("sync", id="sync"), pytest.param("async", id="async")]
-OPS = [pytest.param("chat", id="chat"), pytest.param("stream", id="stream")]
 CALLERS = 50
 
 
@@ -52,10 +60,6 @@ def combos(*pairs: str) -> list[Any]:
 
 AnyStream = palyra.Stream | palyra.AsyncStream
 Row = tuple[str, str, str, str | None, int | None]
-
-# Building an httpx client loads the CA bundle (~40 ms); the loopback servers
-# speak plain HTTP, so every client shares one TLS context.
-_TLS = ssl.create_default_context()
 
 
 # -- fixtures and helpers --------------------------------------------------------------
@@ -92,16 +96,6 @@ class Waits(list[float]):
     async def asleep(self, seconds: float) -> None:
         self.append(seconds)
         await asyncio.sleep(seconds)
-
-
-class ManualClock:
-    """A monotonic clock the test moves by hand (breaker cooldowns)."""
-
-    def __init__(self) -> None:
-        self.now = 1000.0
-
-    def __call__(self) -> float:
-        return self.now
 
 
 def provider(pid: str, server: Upstream, kind: str, **opts: Any) -> dict[str, Any]:
@@ -169,8 +163,7 @@ def connect(
     pool: dict[str, Any] = {} if limits is None else {"limits": limits}
     return palyra.Palyra(
         config,
-        transport=httpx.HTTPTransport(verify=_TLS, **pool),
-        async_transport=httpx.AsyncHTTPTransport(verify=_TLS, **pool),
+        **loopback_transports(**pool),
         sleep=waits.sleep,
         async_sleep=waits.asleep,
         clock=clock,
@@ -180,36 +173,15 @@ def connect(
 async def chat(
     client: palyra.Palyra, driver: str, model: str = "m1", **options: Any
 ) -> palyra.ChatCompletion:
-    """A non-streaming chat call through the chosen driver."""
-    if driver == "sync":
-        return client.chat(MESSAGES, model, **options)
-    return await client.achat(MESSAGES, model, **options)
+    """A chat call for `MESSAGES` through the chosen driver."""
+    return await helpers.chat(client, driver, MESSAGES, model, **options)
 
 
 async def open_stream(
     client: palyra.Palyra, driver: str, model: str = "m1", **options: Any
 ) -> AnyStream:
-    """Open a stream (read up to its first chunk) through the chosen driver."""
-    if driver == "sync":
-        return client.stream(MESSAGES, model, **options)
-    return await client.astream(MESSAGES, model, **options)
-
-
-async def drain(stream: AnyStream, into: list[palyra.ChatCompletionChunk]) -> None:
-    """Read every chunk into ``into`` (kept if the iterator raises), then close."""
-    if isinstance(stream, palyra.AsyncStream):
-        async with stream:
-            async for chunk in stream:
-                into.append(chunk)
-    else:
-        with stream:
-            for chunk in stream:
-                into.append(chunk)
-
-
-def texts(chunks: list[palyra.ChatCompletionChunk]) -> list[str]:
-    """The text pieces of the chunks."""
-    return [c.choices[0].delta.content or "" for c in chunks if c.choices]
+    """A stream for `MESSAGES`, opened through the chosen driver."""
+    return await helpers.start_stream(client, driver, MESSAGES, model, **options)
 
 
 async def run(
@@ -259,38 +231,6 @@ def assert_no_secret(
     for text in shown:
         assert SECRET not in text
         assert SECRET[3:] not in text  # not even without its "sk-" prefix
-
-
-def chunk_json(content: str | None = None, finish: str | None = None) -> str:
-    """One ``chat.completion.chunk`` event payload."""
-    delta = {} if content is None else {"content": content}
-    return json.dumps(
-        {
-            "id": "chatcmpl-faults",
-            "object": "chat.completion.chunk",
-            "created": 1,
-            "model": A_UPSTREAM,
-            "choices": [{"index": 0, "delta": delta, "finish_reason": finish}],
-        }
-    )
-
-
-def completion_json(text: str) -> dict[str, Any]:
-    """A whole ``chat.completion`` answering ``text``."""
-    return {
-        "id": "chatcmpl-faults",
-        "object": "chat.completion",
-        "created": 1,
-        "model": A_UPSTREAM,
-        "choices": [
-            {
-                "index": 0,
-                "message": {"role": "assistant", "content": text},
-                "finish_reason": "stop",
-            }
-        ],
-        "usage": {"prompt_tokens": 3, "completion_tokens": 2, "total_tokens": 5},
-    }
 
 
 def server_error(status: int = 503, **kw: Any) -> Reply:

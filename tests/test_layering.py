@@ -67,7 +67,7 @@ LAYERS: list[tuple[str, list[str]]] = [
             "__init__",
         ],
     ),
-    ("client", ["_client"]),
+    ("client", ["_calls", "_client"]),
     ("surface", ["testing", "__init__"]),
 ]
 PACKAGES = {name for name, _ in LAYERS if name.startswith("_")}

@@ -17,7 +17,12 @@ import httpx
 
 from .netguard import LookupFailed, LookupTimeout, NetworkGuard
 
-__all__ = ["AsyncGuardedTransport", "GuardedTransport", "proxy_mounts"]
+__all__ = [
+    "AsyncGuardedTransport",
+    "GuardedTransport",
+    "client_options",
+    "proxy_mounts",
+]
 
 
 def _connect_error(
@@ -175,4 +180,17 @@ def proxy_mounts(
     return {
         pattern: None if url is None else transport(proxy=url, limits=limits)
         for pattern, url in get_environment_proxies().items()
+    }
+
+
+def client_options(
+    guard: NetworkGuard, limits: httpx.Limits, *, asynchronous: bool
+) -> dict[str, Any]:
+    """The keyword arguments of palyra's own `httpx.Client` (``asynchronous``:
+    `httpx.AsyncClient`): the guarded transport, and the environment's proxies."""
+    transport = AsyncGuardedTransport if asynchronous else GuardedTransport
+    return {
+        "transport": transport(guard, limits),
+        "mounts": proxy_mounts(limits, asynchronous=asynchronous),
+        "limits": limits,
     }

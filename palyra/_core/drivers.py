@@ -130,7 +130,9 @@ class SyncDriver(_Driver):
             with self._lock:
                 self._check_open()
                 if self._network is None:
-                    self._network = _network_client(self._transport, self._guard)
+                    self._network = httpx.Client(
+                        **_client_options(self._transport, self._guard, False)
+                    )
                 client = self._network
         return client
 
@@ -207,7 +209,9 @@ class AsyncDriver(_Driver):
                 if self._network is None or self._loop is not loop:
                     # Connections belong to the loop that opened them; a client
                     # used from a new loop (a second asyncio.run) needs new ones.
-                    self._network = _async_network_client(self._transport, self._guard)
+                    self._network = httpx.AsyncClient(
+                        **_client_options(self._transport, self._guard, True)
+                    )
                     self._loop = loop
                 client = self._network
         return client
@@ -224,32 +228,14 @@ class AsyncDriver(_Driver):
             await client.aclose()
 
 
-def _network_client(
-    transport: httpx.BaseTransport | None, guard: NetworkGuard
-) -> httpx.Client:
+def _client_options(transport: Any, guard: NetworkGuard, asynchronous: bool) -> Any:
+    """The keyword arguments of a network client: the caller's transport, or
+    palyra's own behind the guard (loaded on first use: it imports httpcore)."""
     if transport is not None:
-        return httpx.Client(transport=transport, limits=LIMITS)
-    from .connect import GuardedTransport, proxy_mounts  # httpcore, on first use
+        return {"transport": transport, "limits": LIMITS}
+    from .connect import client_options
 
-    return httpx.Client(
-        transport=GuardedTransport(guard, LIMITS),
-        mounts=proxy_mounts(LIMITS, asynchronous=False),  # type: ignore[arg-type]
-        limits=LIMITS,
-    )
-
-
-def _async_network_client(
-    transport: httpx.AsyncBaseTransport | None, guard: NetworkGuard
-) -> httpx.AsyncClient:
-    if transport is not None:
-        return httpx.AsyncClient(transport=transport, limits=LIMITS)
-    from .connect import AsyncGuardedTransport, proxy_mounts
-
-    return httpx.AsyncClient(
-        transport=AsyncGuardedTransport(guard, LIMITS),
-        mounts=proxy_mounts(LIMITS, asynchronous=True),  # type: ignore[arg-type]
-        limits=LIMITS,
-    )
+    return client_options(guard, LIMITS, asynchronous=asynchronous)
 
 
 def _wants_body(call: ProviderCall, response: httpx.Response) -> bool:

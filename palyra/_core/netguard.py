@@ -29,7 +29,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from .._config import ProviderConfig
-from .._utils import excerpt
+from .._utils import excerpt, special_address
 
 __all__ = [
     "BlockedAddress",
@@ -87,27 +87,15 @@ def system_resolver(host: str, port: int) -> list[str]:
 def address_problem(address: str) -> str | None:
     """Why a resolved IP address must not be called without an opt-in, if so.
 
-    Same rules as `private_address_problem` (loopback allowed; link-local,
-    private, reserved, unspecified and multicast refused; IPv4-mapped IPv6
-    unwrapped), plus deprecated IPv6 site-local (fec0::/10). An unparsable
-    address is refused: it cannot be checked.
+    The rules of config validation (`palyra._utils.special_address`); an
+    unparsable address is refused too: it cannot be checked.
     """
     try:
         ip = ipaddress.ip_address(address)
     except ValueError:
         return f"resolves to an unrecognised address ({address!r})"
-    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped:
-        ip = ip.ipv4_mapped
-    if ip.is_loopback:
-        return None
-    if ip.is_link_local:
-        return f"resolves to a link-local address ({ip}, e.g. cloud metadata)"
-    site_local = isinstance(ip, ipaddress.IPv6Address) and ip.is_site_local
-    if ip.is_private or ip.is_reserved or ip.is_unspecified or site_local:
-        return f"resolves to a private or reserved address ({ip})"
-    if ip.is_multicast:
-        return f"resolves to a multicast address ({ip})"
-    return None
+    kind = special_address(ip)
+    return None if kind is None else f"resolves to {kind}"
 
 
 class NetworkGuard:

@@ -120,6 +120,7 @@ def test_refused_addresses_say_why(address: str, shown: str) -> None:
         "224.0.0.1",
         "ff02::1",
         "240.0.0.1",
+        "fec0::1",
     ],
 )
 def test_same_verdict_as_the_literal_ip_check(address: str) -> None:

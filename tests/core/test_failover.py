@@ -17,6 +17,7 @@ from palyra._core.failures import classify
 from palyra._core.health import HealthTracker
 from palyra._registry import Registry
 from palyra._request import Needs
+from tests.helpers import ManualClock
 
 USER = [{"role": "user", "content": "hi"}]
 KEY = "sk-failover-SECRET-0123456789"
@@ -77,17 +78,6 @@ class Upstreams:
 
     def models(self) -> list[str]:
         return [model for model, _ in self.sent]
-
-
-class ManualClock:
-    def __init__(self) -> None:
-        self.now = 1000.0
-
-    def __call__(self) -> float:
-        return self.now
-
-    def sleep(self, seconds: float) -> None:
-        self.now += seconds
 
 
 def _config(

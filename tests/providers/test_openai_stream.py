@@ -9,7 +9,7 @@ assembles must match it, sync and async alike.
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -18,6 +18,7 @@ import pytest
 
 import palyra
 from tests.conftest import FAKE_KEY
+from tests.helpers import PieceTransport
 from tests.upstream import fixtures_dir, load_recorded
 
 FILES = sorted(path.name for path in (fixtures_dir() / "openai").glob("*.sse"))
@@ -111,43 +112,9 @@ def _key(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("UP_KEY", FAKE_KEY)
 
 
-def pieces_of(raw: bytes, size: int = PIECE) -> list[bytes]:
-    """The body cut into small network reads."""
-    return [raw[i : i + size] for i in range(0, len(raw), size)]
-
-
-class Served:
-    """A mock upstream serving one body in pieces, recording requests and reads."""
-
-    def __init__(self, raw: bytes) -> None:
-        self.pieces = pieces_of(raw)
-        self.requests: list[httpx.Request] = []
-        self.sent = 0
-
-    def _iter(self) -> Iterator[bytes]:
-        for piece in self.pieces:
-            self.sent += 1
-            yield piece
-
-    async def _aiter(self) -> AsyncIterator[bytes]:
-        for piece in self.pieces:
-            self.sent += 1
-            yield piece
-
-    def handler(self, request: httpx.Request) -> httpx.Response:
-        """Sync handler: the body is a generator of pieces."""
-        self.requests.append(request)
-        return httpx.Response(200, headers=SSE_HEADERS, content=self._iter())
-
-    async def ahandler(self, request: httpx.Request) -> httpx.Response:
-        """Async handler: the body is an async generator of pieces."""
-        self.requests.append(request)
-        return httpx.Response(200, headers=SSE_HEADERS, content=self._aiter())
-
-    def body(self) -> dict[str, Any]:
-        """The JSON body of the only request."""
-        assert len(self.requests) == 1
-        return json.loads(self.requests[0].content)  # type: ignore[no-any-return]
+def serve(raw: bytes) -> PieceTransport:
+    """The recorded body served in network reads of ``PIECE`` bytes."""
+    return PieceTransport(raw, PIECE, SSE_HEADERS)
 
 
 def dump(chunk: palyra.ChatCompletionChunk) -> dict[str, Any]:
@@ -234,7 +201,7 @@ def test_recorded_stream_sync(name: str, with_usage: bool) -> None:
     """A recorded stream yields its chunks and assembles to what the file says."""
     raw = load_recorded(f"openai/{name}")
     expected = expected_from(raw)
-    served = Served(raw)
+    served = serve(raw)
     options: dict[str, Any] = (
         {"stream_options": {"include_usage": True}} if with_usage else {}
     )
@@ -268,7 +235,7 @@ async def test_recorded_stream_async_matches_sync(name: str, with_usage: bool) -
     options: dict[str, Any] = (
         {"stream_options": {"include_usage": True}} if with_usage else {}
     )
-    sync_served, async_served = Served(raw), Served(raw)
+    sync_served, async_served = serve(raw), serve(raw)
     async with palyra.Palyra(
         config(),
         transport=httpx.MockTransport(sync_served.handler),
@@ -304,7 +271,7 @@ def test_upstream_request_always_asks_for_usage(
 ) -> None:
     """The upstream body has ``stream: true`` and ``include_usage: true`` always."""
     raw = load_recorded("openai/chat_stream_text_a.sse")
-    served = Served(raw)
+    served = serve(raw)
     options: dict[str, Any] = (
         {"stream_options": stream_options} if stream_options is not None else {}
     )
@@ -334,7 +301,7 @@ def test_upstream_request_always_asks_for_usage(
 def test_chunks_are_yielded_incrementally() -> None:
     """Each chunk is yielded as soon as its bytes arrive, not at the end of the body."""
     raw = load_recorded("openai/chat_stream_text_long.sse")
-    served = Served(raw)
+    served = serve(raw)
     seen_at: list[int] = []
     with (
         palyra.Palyra(
@@ -364,7 +331,7 @@ def test_chunks_are_yielded_incrementally() -> None:
 async def test_async_chunks_are_yielded_incrementally() -> None:
     """`astream` yields chunks as their bytes arrive from an async body."""
     raw = load_recorded("openai/chat_stream_text_long.sse")
-    served = Served(raw)
+    served = serve(raw)
     seen_at: list[int] = []
     async with (
         palyra.Palyra(
@@ -398,7 +365,7 @@ def test_recorded_stream_in_other_framings(
     """The same stream with other line endings, a BOM or keep-alive comments
     yields the same chunks and answer, and is not reported as interrupted."""
     raw = load_recorded(f"openai/{name}")
-    served = Served(variant(raw))
+    served = serve(variant(raw))
     with (
         palyra.Palyra(
             config(), transport=httpx.MockTransport(served.handler)

@@ -11,16 +11,23 @@ from __future__ import annotations
 
 import json
 import re
-import ssl
 import time
 import traceback
 from typing import Any
 
-import httpx
 import pytest
 
 import palyra
+from tests import helpers
 from tests.conftest import FAKE_KEY
+from tests.helpers import (
+    DRIVERS,
+    OPS,
+    chunk_json,
+    drain,
+    loopback_transports,
+    upstream_config,
+)
 from tests.upstream import Reply, Upstream, error_reply, html_reply, load_recorded
 
 pytestmark = pytest.mark.e2e
@@ -30,25 +37,17 @@ MESSAGES = [
     {"role": "system", "content": "be brief"},
     {"role": "user", "content": "hello there world"},
 ]
-DRIVERS = [pytest.param("sync", id="sync"), pytest.param("async", id="async")]
-OPS = [pytest.param("chat", id="chat"), pytest.param("stream", id="stream")]
 AUDIO = ("clip.wav", b"RIFF" + bytes(range(100)))
 
 Result = palyra.ChatCompletion
 AnyStream = palyra.Stream | palyra.AsyncStream
-
-# Building an httpx client loads the CA bundle (~40 ms). The loopback upstream
-# speaks plain HTTP, so most tests share one TLS context through injected
-# transports; the round-trip tests keep the client's own default transports.
-_TLS = ssl.create_default_context()
 
 
 def connect(config: dict[str, Any]) -> palyra.Palyra:
     """A client on the upstream with cheap-to-build transports."""
     return palyra.Palyra(
         config,
-        transport=httpx.HTTPTransport(verify=_TLS),
-        async_transport=httpx.AsyncHTTPTransport(verify=_TLS),
+        **loopback_transports(),
     )
 
 
@@ -56,52 +55,20 @@ def connect(config: dict[str, Any]) -> palyra.Palyra:
 def config(upstream: Upstream, monkeypatch: pytest.MonkeyPatch) -> dict[str, Any]:
     """A registry with chat, embeddings and transcription models on the upstream."""
     monkeypatch.setenv("UP_KEY", FAKE_KEY)
-    provider = {
-        "id": "up",
-        "kind": "openai",
-        "base_url": upstream.base_url,
-        "api_key_env": "UP_KEY",
-        "timeout": 2,
-        # One attempt per call, so every scripted reply maps to one call.
-        "max_retries": 0,
-    }
-    return {
-        "providers": [provider],
-        "models": [
-            {"id": MODEL, "provider": "up", "context_window": 128000},
-            {"id": "emb", "provider": "up", "role": "embeddings", "dimensions": 8},
-            {"id": "whisper-1", "provider": "up", "role": "audio_transcription"},
-        ],
-    }
+    return upstream_config(upstream.base_url)
 
 
 # -- drivers -------------------------------------------------------------------
 
 
 async def chat(client: palyra.Palyra, driver: str, **options: Any) -> Result:
-    """A non-streaming chat call through the chosen driver."""
-    if driver == "sync":
-        return client.chat(MESSAGES, MODEL, **options)
-    return await client.achat(MESSAGES, MODEL, **options)
+    """A chat call for `MESSAGES` through the chosen driver."""
+    return await helpers.chat(client, driver, MESSAGES, MODEL, **options)
 
 
 async def start_stream(client: palyra.Palyra, driver: str, **options: Any) -> AnyStream:
-    """Open a stream through the chosen driver (the request is sent here)."""
-    if driver == "sync":
-        return client.stream(MESSAGES, MODEL, **options)
-    return await client.astream(MESSAGES, MODEL, **options)
-
-
-async def drain(stream: AnyStream, into: list[palyra.ChatCompletionChunk]) -> None:
-    """Read every chunk into ``into`` (kept if the iterator raises), then close."""
-    if isinstance(stream, palyra.AsyncStream):
-        async with stream:
-            async for chunk in stream:
-                into.append(chunk)
-    else:
-        with stream:
-            for chunk in stream:
-                into.append(chunk)
+    """A stream for `MESSAGES`, opened through the chosen driver."""
+    return await helpers.start_stream(client, driver, MESSAGES, MODEL, **options)
 
 
 async def send(
@@ -126,20 +93,6 @@ async def run(client: palyra.Palyra, driver: str, op: str, **options: Any) -> Re
     await drain(stream, [])
     assert stream.completion is not None
     return stream.completion
-
-
-def chunk_json(content: str | None = None, finish: str | None = None) -> str:
-    """One ``chat.completion.chunk`` event payload."""
-    delta = {} if content is None else {"content": content}
-    return json.dumps(
-        {
-            "id": "chatcmpl-1",
-            "object": "chat.completion.chunk",
-            "created": 1,
-            "model": MODEL,
-            "choices": [{"index": 0, "delta": delta, "finish_reason": finish}],
-        }
-    )
 
 
 # -- success paths -------------------------------------------------------------

@@ -15,24 +15,12 @@ from palyra._core.health import (
     HealthWindow,
     ModelHealth,
 )
+from tests.helpers import ManualClock
 
 FAKE_KEY = "sk-test1234567890abcdef"
 KEY = ("openai", "gpt-4o-mini")
 OTHER = ("anthropic", "claude-haiku")
 THIRD = ("local", "llama")
-
-
-class ManualClock:
-    """Monotonic seconds that only move when a test says so."""
-
-    def __init__(self, now: float = 1000.0) -> None:
-        self.now = now
-
-    def __call__(self) -> float:
-        return self.now
-
-    def advance(self, seconds: float) -> None:
-        self.now += seconds
 
 
 def _open_breaker(clock: ManualClock, threshold: int = 3) -> CircuitBreaker:

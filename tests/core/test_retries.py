@@ -8,6 +8,7 @@ import httpx
 import pytest
 
 import palyra
+from tests.helpers import ManualClock
 
 USER = [{"role": "user", "content": "hi"}]
 OK = {
@@ -147,16 +148,6 @@ async def test_async_driver_sleeps_through_async_sleep() -> None:
         reply = await client.achat(USER)
     assert reply.choices[0].message.content == "fine"
     assert len(waits) == 1
-
-
-class ManualClock:
-    """A monotonic clock the test moves by hand."""
-
-    def __init__(self) -> None:
-        self.now = 1000.0
-
-    def __call__(self) -> float:
-        return self.now
 
 
 def test_breaker_opens_then_lets_one_probe_through() -> None:

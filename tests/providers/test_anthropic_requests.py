@@ -1,14 +1,10 @@
-"""Unit tests of the Anthropic Messages translation, through `httpx.MockTransport`.
-
-Requests are golden: the whole JSON body palyra sends is compared with the body
-the Messages API expects. Responses are golden too: a Messages API answer (or
-error envelope) goes in, the whole OpenAI-shaped result (or typed error) comes out.
-"""
+"""The Anthropic adapter's requests, through `httpx.MockTransport`: the whole
+JSON body palyra sends is compared with the body the Messages API expects, and
+what the API cannot take is refused before any HTTP call."""
 
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
 from typing import Any
 
 import httpx
@@ -16,140 +12,22 @@ import pytest
 
 import palyra
 from palyra._providers.anthropic import DEFAULT_MAX_TOKENS, JSON_INSTRUCTION
-
-KEY = "sk-ant-test-KEY"
-BASE = "https://anthropic.test"
-MODEL = "claude"
-UPSTREAM = "claude-sonnet-4-5"
-USER = [{"role": "user", "content": "Hi"}]
-USER_TURN = {"role": "user", "content": [{"type": "text", "text": "Hi"}]}
-WEATHER_TOOL = {
-    "type": "function",
-    "function": {
-        "name": "get_weather",
-        "description": "Weather for a city.",
-        "parameters": {
-            "type": "object",
-            "properties": {"city": {"type": "string"}},
-            "required": ["city"],
-        },
-    },
-}
-WEATHER_SCHEMA = WEATHER_TOOL["function"]["parameters"]  # type: ignore[index]
-TINY_PNG = (
-    "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR4nGNgYGD4DwABBAEAfbLI3wAAAABJ"
-    "RU5ErkJggg=="
+from tests.providers.anthropic_fixtures import (
+    BASE,
+    KEY,
+    MODEL,
+    TINY_PNG,
+    USER,
+    WEATHER_SCHEMA,
+    WEATHER_TOOL,
+    Recorder,
+    client_for,
+    config,
+    expect,
+    message,
+    sent_body,
+    text,
 )
-
-
-def config(provider: dict[str, Any] | None = None, **model: Any) -> dict[str, Any]:
-    """One Anthropic provider with one chat model (upstream name differs)."""
-    return {
-        "providers": [
-            {
-                "id": "ant",
-                "kind": "anthropic",
-                "base_url": BASE,
-                "timeout": 2,
-                "max_retries": 0,
-                **(provider or {}),
-            }
-        ],
-        "models": [
-            {
-                "id": MODEL,
-                "provider": "ant",
-                "upstream_model": UPSTREAM,
-                "context_window": 200000,
-                **model,
-            }
-        ],
-    }
-
-
-def message(
-    content: list[dict[str, Any]] | None = None,
-    stop_reason: str | None = "end_turn",
-    usage: dict[str, Any] | None = None,
-) -> dict[str, Any]:
-    """A Messages API ``message`` object."""
-    return {
-        "id": "msg_01ABC",
-        "type": "message",
-        "role": "assistant",
-        "model": UPSTREAM,
-        "content": [{"type": "text", "text": "Hello!"}] if content is None else content,
-        "stop_reason": stop_reason,
-        "stop_sequence": None,
-        "usage": usage or {"input_tokens": 10, "output_tokens": 3},
-    }
-
-
-class Recorder:
-    """A mock Messages API: records each request, answers with one fixed reply."""
-
-    def __init__(
-        self,
-        reply: dict[str, Any] | None = None,
-        status: int = 200,
-        headers: dict[str, str] | None = None,
-    ) -> None:
-        self.reply = message() if reply is None else reply
-        self.status = status
-        self.headers = headers or {}
-        self.requests: list[httpx.Request] = []
-
-    def __call__(self, request: httpx.Request) -> httpx.Response:
-        """Record and answer."""
-        self.requests.append(request)
-        return httpx.Response(self.status, json=self.reply, headers=self.headers)
-
-    @property
-    def body(self) -> dict[str, Any]:
-        """The JSON body of the only request."""
-        assert len(self.requests) == 1
-        return json.loads(self.requests[0].content)  # type: ignore[no-any-return]
-
-
-def client_for(recorder: Recorder, cfg: dict[str, Any] | None = None) -> palyra.Palyra:
-    """A client whose only upstream is ``recorder``."""
-    return palyra.Palyra(
-        cfg or config(),
-        transport=httpx.MockTransport(recorder),
-        credentials=lambda provider: KEY,
-    )
-
-
-def sent_body(
-    messages: list[dict[str, Any]], cfg: dict[str, Any] | None = None, **options: Any
-) -> dict[str, Any]:
-    """The Messages API body a chat call sends."""
-    recorder = Recorder()
-    with client_for(recorder, cfg) as client:
-        client.chat(messages, MODEL, **options)
-    return recorder.body
-
-
-def answer(reply: dict[str, Any], **options: Any) -> palyra.ChatCompletion:
-    """The `ChatCompletion` palyra makes of a Messages API answer."""
-    with client_for(Recorder(reply)) as client:
-        return client.chat(USER, MODEL, **options)
-
-
-def expect(turns: list[dict[str, Any]] | None = None, **fields: Any) -> dict[str, Any]:
-    """A whole expected body: the defaults plus ``fields``."""
-    return {
-        "model": UPSTREAM,
-        "max_tokens": 4096,
-        "messages": [USER_TURN] if turns is None else turns,
-        **fields,
-    }
-
-
-def text(value: str) -> dict[str, Any]:
-    """A text block."""
-    return {"type": "text", "text": value}
-
 
 # -- golden request payloads ------------------------------------------------------
 
@@ -707,393 +585,192 @@ async def test_transcribe_on_anthropic_audio_model_sends_nothing() -> None:
     assert recorder.requests == []
 
 
-# -- golden responses -------------------------------------------------------------
+# -- edge cases found in review ------------------------------------------------------
 
 
-def test_golden_response_with_cache_reads_and_writes() -> None:
-    """A whole Messages answer becomes the whole OpenAI-shaped completion."""
-    reply = message(
-        [text("Hello"), text(", world")],
-        usage={
-            "input_tokens": 12,
-            "cache_read_input_tokens": 1000,
-            "cache_creation_input_tokens": 250,
-            "output_tokens": 7,
-            "service_tier": "standard",
-        },
-    )
-    completion = answer(reply)
-    got = completion.model_dump(mode="json", exclude={"palyra", "created"})
-    assert got == {
-        "id": "msg_01ABC",
-        "object": "chat.completion",
-        "model": UPSTREAM,
-        "system_fingerprint": None,
-        "choices": [
-            {
-                "index": 0,
-                "message": {
-                    "role": "assistant",
-                    "content": "Hello, world",
-                    "refusal": None,
-                    "tool_calls": None,
-                },
-                "finish_reason": "stop",
-                "logprobs": None,
-            }
-        ],
-        "usage": {
-            "prompt_tokens": 1262,
-            "completion_tokens": 7,
-            "total_tokens": 1269,
-            "prompt_tokens_details": {
-                "cached_tokens": 1000,
-                "cache_write_tokens": 250,
-                "audio_tokens": None,
-            },
-            "completion_tokens_details": None,
-        },
-    }
-    assert completion.created > 0
-    assert completion.palyra is not None
-    assert completion.palyra.provider == "ant"
-    assert completion.palyra.upstream_model == UPSTREAM
+def test_oauth_beta_survives_another_beta_header() -> None:
+    recorder = Recorder()
+    with client_for(recorder, config({"auth_header": "bearer"})) as client:
+        client.chat(
+            USER,
+            MODEL,
+            extra_headers={"anthropic-beta": "interleaved-thinking-2025-05-14"},
+        )
+    beta = recorder.requests[0].headers["anthropic-beta"]
+    assert "oauth-2025-04-20" in [b.strip() for b in beta.split(",")]
+    assert "interleaved-thinking-2025-05-14" in beta
 
 
-def test_usage_without_cache_fields() -> None:
-    """No cache fields: prompt tokens are the input tokens, cache counts are 0."""
-    usage = answer(message(usage={"input_tokens": 5, "output_tokens": 2})).usage
-    assert usage is not None
-    assert (usage.prompt_tokens, usage.completion_tokens, usage.total_tokens) == (
-        5,
-        2,
-        7,
-    )
-    assert usage.prompt_tokens_details is not None
-    assert usage.prompt_tokens_details.cached_tokens == 0
-    assert usage.prompt_tokens_details.cache_write_tokens == 0
-
-
-def test_tool_use_to_tool_calls() -> None:
-    """``tool_use`` blocks become tool calls with JSON-string arguments."""
-    reply = message(
+def test_system_cache_control_is_kept() -> None:
+    body = sent_body(
         [
-            text("Let me check."),
             {
-                "type": "tool_use",
-                "id": "toolu_01A",
-                "name": "get_weather",
-                "input": {"city": "Zürich", "days": [1, 2]},
+                "role": "system",
+                "content": [
+                    {
+                        "type": "text",
+                        "text": "Long shared instructions.",
+                        "cache_control": {"type": "ephemeral"},
+                    }
+                ],
             },
-            {"type": "tool_use", "id": "toolu_01B", "name": "now", "input": {}},
-        ],
-        stop_reason="tool_use",
-    )
-    choice = answer(reply, tools=[WEATHER_TOOL]).choices[0]
-    assert choice.finish_reason == "tool_calls"
-    assert choice.message.content == "Let me check."
-    calls = choice.message.tool_calls
-    assert calls is not None
-    assert [(c.id, c.type, c.function.name) for c in calls] == [
-        ("toolu_01A", "function", "get_weather"),
-        ("toolu_01B", "function", "now"),
-    ]
-    assert all(isinstance(c.function.arguments, str) for c in calls)
-    assert json.loads(calls[0].function.arguments) == {"city": "Zürich", "days": [1, 2]}
-    assert json.loads(calls[1].function.arguments) == {}
-
-
-def test_tool_use_only_has_no_content() -> None:
-    """An answer of only a tool call has ``content`` None, as OpenAI's does."""
-    reply = message(
-        [{"type": "tool_use", "id": "toolu_1", "name": "now", "input": {}}],
-        stop_reason="tool_use",
-    )
-    assert answer(reply).choices[0].message.content is None
-
-
-def test_thinking_blocks_kept_out_of_content() -> None:
-    """Thinking blocks go to the message's extra fields, never into ``content``."""
-    thinking = {"type": "thinking", "thinking": "Let me think.", "signature": "sig=="}
-    redacted = {"type": "redacted_thinking", "data": "opaque"}
-    reply = message([thinking, redacted, text("42")])
-    completion = answer(reply, extra_body={"thinking": {"type": "enabled"}})
-    message_ = completion.choices[0].message
-    assert message_.content == "42"
-    assert message_.model_extra == {
-        "thinking_blocks": [thinking, redacted],
-        "reasoning_content": "Let me think.",
-    }
-
-
-def test_thinking_blocks_sent_back_with_the_tool_call() -> None:
-    """An answer with thinking and a tool call, sent back as the assistant turn,
-    keeps its thinking block (signature included) before the ``tool_use``."""
-    thinking = {"type": "thinking", "thinking": "Need weather.", "signature": "sig=="}
-    tool_use = {
-        "type": "tool_use",
-        "id": "toolu_1",
-        "name": "get_weather",
-        "input": {"city": "Paris"},
-    }
-    recorder = Recorder(message([thinking, tool_use], stop_reason="tool_use"))
-    options: dict[str, Any] = {
-        "tools": [WEATHER_TOOL],
-        "extra_body": {"thinking": {"type": "enabled", "budget_tokens": 1024}},
-    }
-    with client_for(recorder) as client:
-        first = client.chat(USER, MODEL, **options)
-        follow_up = [
-            *USER,
-            first.choices[0].message,
-            {"role": "tool", "tool_call_id": "toolu_1", "content": "18C"},
+            {"role": "user", "content": "Hi"},
         ]
-        client.chat(follow_up, MODEL, **options)
-    body = json.loads(recorder.requests[1].content)
-    assert body["messages"][1] == {"role": "assistant", "content": [thinking, tool_use]}
-
-
-def test_no_thinking_no_extra_fields() -> None:
-    """A plain answer carries no thinking fields."""
-    assert answer(message()).choices[0].message.model_extra == {}
-
-
-@pytest.mark.parametrize(
-    ("stop_reason", "finish_reason"),
-    [
-        pytest.param("end_turn", "stop", id="end_turn"),
-        pytest.param("stop_sequence", "stop", id="stop_sequence"),
-        pytest.param("max_tokens", "length", id="max_tokens"),
-        pytest.param("tool_use", "tool_calls", id="tool_use"),
-        pytest.param("refusal", "content_filter", id="refusal"),
-        pytest.param(
-            "model_context_window_exceeded", "length", id="context_window_exceeded"
-        ),
-        pytest.param("pause_turn", "pause_turn", id="pause_turn_passthrough"),
-        pytest.param("brand_new_reason", "brand_new_reason", id="unknown_passthrough"),
-    ],
-)
-def test_stop_reason_mapping(stop_reason: str, finish_reason: str) -> None:
-    """Every stop reason maps to its OpenAI finish reason; unknown ones pass."""
-    choice = answer(message(stop_reason=stop_reason)).choices[0]
-    assert choice.finish_reason == finish_reason
-
-
-def test_response_that_is_not_a_message() -> None:
-    """A 2xx body without a ``content`` list is `APIResponseValidationError`."""
-    recorder = Recorder({"type": "message", "id": "x"})
-    with (
-        client_for(recorder) as client,
-        pytest.raises(palyra.APIResponseValidationError) as info,
-    ):
-        client.chat(USER, MODEL)
-    assert info.value.provider == "ant"
-
-
-# -- JSON mode answers ------------------------------------------------------------
-
-JSON_ANSWERS = [
-    ("valid", '{"a": 1}', '{"a": 1}'),
-    ("valid_with_whitespace", '  {"a": 1}\n', '{"a": 1}'),
-    ("fenced", '```json\n{"a": 1}\n```', '{"a": 1}'),
-    ("fenced_without_language", "```\n[1, 2]\n```", "[1, 2]"),
-    ("prose", "Sure! Here it is: {", None),
-]
-
-
-def _json_mode_chat(reply_text: str) -> palyra.ChatCompletion:
-    with client_for(Recorder(message([text(reply_text)]))) as client:
-        return client.chat(USER, MODEL, response_format={"type": "json_object"})
-
-
-def _json_mode_stream(reply_text: str) -> palyra.ChatCompletion:
-    events = [
-        (
-            "message_start",
-            {
-                "type": "message_start",
-                "message": {**message([]), "stop_reason": None},
-            },
-        ),
-        (
-            "content_block_start",
-            {"type": "content_block_start", "index": 0, "content_block": text("")},
-        ),
-        (
-            "content_block_delta",
-            {
-                "type": "content_block_delta",
-                "index": 0,
-                "delta": {"type": "text_delta", "text": reply_text},
-            },
-        ),
-        ("content_block_stop", {"type": "content_block_stop", "index": 0}),
-        (
-            "message_delta",
-            {
-                "type": "message_delta",
-                "delta": {"stop_reason": "end_turn"},
-                "usage": {"output_tokens": 4},
-            },
-        ),
-        ("message_stop", {"type": "message_stop"}),
-    ]
-    raw = "".join(f"event: {n}\ndata: {json.dumps(d)}\n\n" for n, d in events)
-
-    def handler(request: httpx.Request) -> httpx.Response:
-        return httpx.Response(
-            200, headers={"content-type": "text/event-stream"}, content=raw.encode()
-        )
-
-    with (
-        palyra.Palyra(
-            config(),
-            transport=httpx.MockTransport(handler),
-            credentials=lambda provider: KEY,
-        ) as client,
-        client.stream(USER, MODEL, response_format={"type": "json_object"}) as stream,
-    ):
-        list(stream)
-    assert stream.completion is not None
-    return stream.completion
-
-
-def _json_cases() -> list[Any]:
-    """Every answer through both calls."""
-    return [
-        pytest.param(call, reply_text, content, id=f"{call_name}-{name}")
-        for call_name, call in (
-            ("chat", _json_mode_chat),
-            ("stream", _json_mode_stream),
-        )
-        for name, reply_text, content in JSON_ANSWERS
-    ]
-
-
-@pytest.mark.parametrize(("call", "reply_text", "content"), _json_cases())
-def test_json_mode_answer_checked(
-    call: Callable[[str], palyra.ChatCompletion], reply_text: str, content: str | None
-) -> None:
-    """JSON mode answers are JSON (a fence is removed); prose is an error."""
-    if content is None:
-        with pytest.raises(palyra.APIResponseValidationError, match="not valid JSON"):
-            call(reply_text)
-    else:
-        assert call(reply_text).choices[0].message.content == content
-
-
-# -- error envelopes --------------------------------------------------------------
-
-
-@pytest.mark.parametrize(
-    ("status", "error_type", "cls"),
-    [
-        pytest.param(400, "invalid_request_error", palyra.BadRequestError, id="400"),
-        pytest.param(401, "authentication_error", palyra.AuthenticationError, id="401"),
-        pytest.param(403, "permission_error", palyra.PermissionDeniedError, id="403"),
-        pytest.param(404, "not_found_error", palyra.NotFoundError, id="404"),
-        pytest.param(413, "request_too_large", palyra.RequestTooLargeError, id="413"),
-        pytest.param(429, "rate_limit_error", palyra.RateLimitError, id="429"),
-        pytest.param(500, "api_error", palyra.InternalServerError, id="500"),
-        pytest.param(529, "overloaded_error", palyra.OverloadedError, id="529"),
-    ],
-)
-@pytest.mark.parametrize("op", [pytest.param("chat"), pytest.param("stream")])
-def test_error_envelope(
-    status: int, error_type: str, cls: type[palyra.APIStatusError], op: str
-) -> None:
-    """``{"type":"error","error":{...}}`` maps to the typed error with its context."""
-    envelope = {
-        "type": "error",
-        "error": {"type": error_type, "message": f"{error_type} happened"},
-    }
-    recorder = Recorder(envelope, status=status, headers={"request-id": "req_01XYZ"})
-    with client_for(recorder) as client:
-        call = client.chat if op == "chat" else client.stream
-        with pytest.raises(palyra.APIStatusError) as info:
-            call(USER, MODEL)
-    error = info.value
-    assert type(error) is cls
-    assert error.status_code == status
-    assert error.message == f"{error_type} happened"
-    assert error.type == error_type
-    assert error.provider == "ant"
-    assert error.model == MODEL
-    assert error.request_id == "req_01XYZ"
-    assert error.body == envelope
-    assert KEY not in str(error)
-    assert len(recorder.requests) == 1
-
-
-def test_overloaded_is_a_retryable_server_error() -> None:
-    """`OverloadedError` is an `InternalServerError` (5xx), so 5xx handling applies."""
-    assert issubclass(palyra.OverloadedError, palyra.InternalServerError)
-    recorder = Recorder(
-        {"type": "error", "error": {"type": "overloaded_error", "message": "Busy"}},
-        status=529,
     )
+    system = body["system"]
+    assert isinstance(system, list)
+    assert system[0]["cache_control"] == {"type": "ephemeral"}
+
+
+def test_tool_results_come_first_in_a_merged_user_turn() -> None:
+    call = {
+        "id": "toolu_1",
+        "type": "function",
+        "function": {"name": "get_weather", "arguments": '{"city": "Paris"}'},
+    }
+    body = sent_body(
+        [
+            {"role": "user", "content": "Weather?"},
+            {"role": "assistant", "content": None, "tool_calls": [call]},
+            {"role": "user", "content": "(metric units please)"},
+            {"role": "tool", "tool_call_id": "toolu_1", "content": "18C"},
+        ],
+        tools=[WEATHER_TOOL],
+    )
+    last = body["messages"][-1]["content"]
+    kinds = [block["type"] for block in last]
+    assert kinds[0] == "tool_result"
+
+
+def test_thinking_budget_fits_in_the_default_max_tokens() -> None:
+    thinking = {"type": "enabled", "budget_tokens": 10000}
+    recorder = Recorder()
+    with client_for(recorder) as client:
+        try:
+            client.chat(USER, MODEL, extra_body={"thinking": thinking})
+        except (palyra.InvalidRequestError, palyra.UnsupportedCapabilityError):
+            assert not recorder.requests  # refused before any HTTP call: fine
+            return
+    assert recorder.body["max_tokens"] > thinking["budget_tokens"]
+
+
+def test_thinking_with_temperature_is_caught_before_http() -> None:
+    recorder = Recorder()
+    thinking = {"type": "enabled", "budget_tokens": 1024}
+    with client_for(recorder) as client:
+        try:
+            client.chat(
+                USER,
+                MODEL,
+                max_tokens=4096,
+                temperature=0.2,
+                extra_body={"thinking": thinking},
+            )
+        except (palyra.InvalidRequestError, palyra.UnsupportedCapabilityError):
+            assert not recorder.requests
+            return
+    assert recorder.body.get("temperature", 1) == 1
+
+
+def test_image_in_a_system_message_is_not_dropped() -> None:
+    recorder = Recorder()
+    image: dict[str, Any] = {
+        "type": "image_url",
+        "image_url": {"url": "https://img.test/a.png"},
+    }
+    messages: list[dict[str, Any]] = [
+        {"role": "system", "content": [{"type": "text", "text": "Style:"}, image]},
+        {"role": "user", "content": "Hi"},
+    ]
+    with client_for(recorder) as client:
+        try:
+            client.chat(messages, MODEL)
+        except (palyra.UnsupportedCapabilityError, palyra.InvalidRequestError):
+            assert not recorder.requests
+            return
+    assert "img.test" in json.dumps(recorder.body)
+
+
+def test_jpg_media_type_is_normalised() -> None:
+    url = f"data:image/jpg;base64,{TINY_PNG}"
+    body = sent_body(
+        [
+            {
+                "role": "user",
+                "content": [{"type": "image_url", "image_url": {"url": url}}],
+            }
+        ]
+    )
+    source = body["messages"][0]["content"][0]["source"]
+    assert source["media_type"] == "image/jpeg"
+
+
+def test_unknown_tool_choice_shape_is_a_typed_error() -> None:
+    choice = {"type": "allowed_tools", "allowed_tools": {"mode": "auto", "tools": []}}
+    recorder = Recorder()
+    with client_for(recorder) as client, pytest.raises(palyra.PalyraError):
+        client.chat(USER, MODEL, tools=[WEATHER_TOOL], tool_choice=choice)
+    assert not recorder.requests
+
+
+def test_foreign_tool_ids_are_made_safe_on_both_sides() -> None:
+    """Ids from another provider are cleaned the same on tool_use and tool_result."""
+
+    call = {
+        "id": "functions.get_weather:0",
+        "type": "function",
+        "function": {"name": "get_weather", "arguments": "{}"},
+    }
+    body = sent_body(
+        [
+            {"role": "user", "content": "Weather?"},
+            {"role": "assistant", "content": None, "tool_calls": [call]},
+            {"role": "tool", "tool_call_id": call["id"], "content": "sunny"},
+        ]
+    )
+    use = body["messages"][1]["content"][0]
+    result = body["messages"][2]["content"][0]
+    assert use["id"] == result["tool_use_id"] == "functions_get_weather_0"
+
+
+def test_refusal_parts_and_blank_text() -> None:
+    """Refusal parts become text; whitespace-only text is not sent."""
+
+    body = sent_body(
+        [
+            {"role": "user", "content": "Do the bad thing"},
+            {"role": "assistant", "content": [{"type": "refusal", "refusal": "No."}]},
+            {
+                "role": "user",
+                "content": [
+                    {"type": "text", "text": "  "},
+                    {"type": "text", "text": "ok"},
+                ],
+            },
+        ]
+    )
+    assert body["messages"][1] == {
+        "role": "assistant",
+        "content": [{"type": "text", "text": "No."}],
+    }
+    assert body["messages"][2]["content"] == [{"type": "text", "text": "ok"}]
+
+
+def test_base_url_ending_in_v1_is_not_doubled() -> None:
+    """https://api.anthropic.com/v1 still calls /v1/messages once."""
+    recorder = Recorder()
+    cfg = config({"base_url": "https://api.anthropic.com/v1"})
+    with client_for(recorder, cfg) as client:
+        client.chat(USER, MODEL)
+    assert recorder.requests[0].url == "https://api.anthropic.com/v1/messages"
+
+
+def test_system_only_conversation_is_refused() -> None:
+    """A request with nothing but system messages fails before HTTP."""
+    recorder = Recorder()
     with (
         client_for(recorder) as client,
-        pytest.raises(palyra.InternalServerError) as info,
+        pytest.raises(palyra.InvalidRequestError, match="non-system message"),
     ):
-        client.chat(USER, MODEL)
-    assert isinstance(info.value, palyra.OverloadedError)
-    assert str(info.value).startswith("HTTP 529: Busy")
-
-
-def test_streamed_thinking_keeps_signed_blocks() -> None:
-    """A streamed answer keeps its thinking blocks (with signature) for the
-    next turn, and the reasoning stays out of content."""
-    events = [
-        ("message_start", {"message": {"id": "m", "model": "c", "usage": {}}}),
-        ("content_block_start", {"index": 0, "content_block": {"type": "thinking"}}),
-        (
-            "content_block_delta",
-            {"index": 0, "delta": {"type": "thinking_delta", "thinking": "Hm."}},
-        ),
-        (
-            "content_block_delta",
-            {"index": 0, "delta": {"type": "signature_delta", "signature": "sig"}},
-        ),
-        ("content_block_stop", {"index": 0}),
-        ("content_block_start", {"index": 1, "content_block": {"type": "text"}}),
-        (
-            "content_block_delta",
-            {"index": 1, "delta": {"type": "text_delta", "text": "Done."}},
-        ),
-        ("content_block_stop", {"index": 1}),
-        ("message_delta", {"delta": {"stop_reason": "end_turn"}, "usage": {}}),
-        ("message_stop", {}),
-    ]
-    body = "".join(
-        f"event: {name}\ndata: {json.dumps({'type': name, **data})}\n\n"
-        for name, data in events
-    ).encode()
-
-    def handler(request: httpx.Request) -> httpx.Response:
-        return httpx.Response(
-            200, headers={"content-type": "text/event-stream"}, content=body
-        )
-
-    config = {
-        "providers": [{"id": "an", "kind": "anthropic", "api_key_env": "K"}],
-        "models": [{"id": "claude", "provider": "an"}],
-    }
-    with (
-        palyra.Palyra(
-            config,
-            transport=httpx.MockTransport(handler),
-            credentials=lambda provider: "sk-ant-x",
-        ) as client,
-        client.stream([{"role": "user", "content": "think"}]) as stream,
-    ):
-        list(stream)
-    assert stream.completion is not None
-    message = stream.completion.choices[0].message
-    assert message.content == "Done."
-    assert message.model_extra is not None
-    assert message.model_extra["reasoning_content"] == "Hm."
-    assert message.model_extra["thinking_blocks"] == [
-        {"type": "thinking", "thinking": "Hm.", "signature": "sig"}
-    ]
-    assert stream.completion.created > 0
+        client.chat([{"role": "system", "content": "Be brief."}], MODEL)
+    assert recorder.requests == []

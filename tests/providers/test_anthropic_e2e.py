@@ -8,14 +8,14 @@ envelope), through the public client, with the sync driver and the async one.
 from __future__ import annotations
 
 import json
-import ssl
+import logging
 from typing import Any
 
-import httpx
 import pytest
 
 import palyra
 from tests.conftest import FAKE_KEY
+from tests.helpers import DRIVERS, OPS, loopback_transports
 from tests.upstream import (
     ANTHROPIC_MODELS,
     ANTHROPIC_TOOL_RESULTS_TEXT,
@@ -34,14 +34,8 @@ MESSAGES = [
     {"role": "system", "content": "be brief"},
     {"role": "user", "content": "hello there world"},
 ]
-DRIVERS = [pytest.param("sync", id="sync"), pytest.param("async", id="async")]
-OPS = [pytest.param("chat", id="chat"), pytest.param("stream", id="stream")]
 
 AnyStream = palyra.Stream | palyra.AsyncStream
-
-# Building an httpx client loads the CA bundle; the loopback server speaks plain
-# HTTP, so every test shares one TLS context through injected transports.
-_TLS = ssl.create_default_context()
 
 
 def config(upstream: Upstream, **provider: Any) -> dict[str, Any]:
@@ -73,8 +67,7 @@ def connect(upstream: Upstream, key: str = FAKE_KEY, **provider: Any) -> palyra.
     """A client on the upstream, with ``key`` as the credential."""
     return palyra.Palyra(
         config(upstream, **provider),
-        transport=httpx.HTTPTransport(verify=_TLS),
-        async_transport=httpx.AsyncHTTPTransport(verify=_TLS),
+        **loopback_transports(),
         credentials=lambda p: key,
     )
 
@@ -459,3 +452,72 @@ async def test_models_and_count_tokens(upstream: Upstream, driver: str) -> None:
     assert paths[-1] == "/v1/messages/count_tokens"
     assert set(paths[:-1]) == {"/v1/models"}
     assert all(r.headers["x-api-key"] == FAKE_KEY for r in upstream.requests)
+
+
+@pytest.mark.parametrize(
+    "provider",
+    [
+        pytest.param({}, id="x-api-key"),
+        pytest.param({"auth_header": "bearer"}, id="bearer"),
+    ],
+)
+def test_debug_logs_and_errors_never_carry_the_key_on_the_anthropic_path(
+    caplog: pytest.LogCaptureFixture, provider: dict[str, Any]
+) -> None:
+    """DEBUG logging of palyra, httpx and httpcore over real Anthropic calls
+    (chat, stream, an error echoing the key, a mid-stream error echoing it)."""
+    caplog.set_level(logging.DEBUG)
+    for name in ("palyra", "httpx", "httpcore"):
+        caplog.set_level(logging.DEBUG, logger=name)
+    errors: list[BaseException] = []
+    with Upstream(api_key=FAKE_KEY) as upstream:
+        client = connect(upstream, **provider)
+        with client:
+            client.chat(MESSAGES, MODEL)
+            with client.stream(MESSAGES, MODEL) as stream:
+                list(stream)
+            upstream.enqueue(
+                anthropic_error_reply(
+                    401, "authentication_error", f"invalid x-api-key {FAKE_KEY}"
+                )
+            )
+            with pytest.raises(palyra.AuthenticationError) as auth:
+                client.chat(MESSAGES, MODEL)
+            errors.append(auth.value)
+            upstream.enqueue(
+                anthropic_sse(
+                    [
+                        ("message_start", {"message": {"id": "m", "usage": {}}}),
+                        (
+                            "error",
+                            {
+                                "error": {
+                                    "type": "overloaded_error",
+                                    "message": f"busy {FAKE_KEY}",
+                                }
+                            },
+                        ),
+                    ]
+                )
+            )
+            with (
+                pytest.raises(palyra.OverloadedError) as busy,
+                client.stream(MESSAGES, MODEL) as stream,
+            ):
+                list(stream)
+            errors.append(busy.value)
+    received = upstream.requests[0].headers
+    assert FAKE_KEY in (
+        received.get("x-api-key", "") + received.get("authorization", "")
+    )
+    assert any(r.name.startswith("httpcore") for r in caplog.records)
+    assert FAKE_KEY not in caplog.text
+    for record in caplog.records:
+        assert FAKE_KEY not in record.getMessage()
+        assert FAKE_KEY not in repr(record.args)
+    for error in errors:
+        seen: BaseException | None = error
+        while seen is not None:
+            for text in (str(seen), repr(seen), repr(vars(seen))):
+                assert FAKE_KEY not in text
+            seen = seen.__cause__ or seen.__context__

@@ -10,7 +10,7 @@ with its cache fields). `client.stream` and `client.astream` must agree with it.
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -18,6 +18,7 @@ import httpx
 import pytest
 
 import palyra
+from tests.helpers import PieceTransport
 from tests.upstream import fixtures_dir, load_recorded
 
 KEY = "sk-ant-test-KEY"
@@ -228,32 +229,12 @@ def config() -> dict[str, Any]:
     }
 
 
-class Served:
-    """A mock upstream serving one body in small pieces, recording requests."""
-
-    def __init__(self, raw: bytes, size: int = PIECE) -> None:
-        self.pieces = [raw[i : i + size] for i in range(0, len(raw), size)]
-        self.requests: list[httpx.Request] = []
-
-    def _iter(self) -> Iterator[bytes]:
-        yield from self.pieces
-
-    async def _aiter(self) -> AsyncIterator[bytes]:
-        for piece in self.pieces:
-            yield piece
-
-    def handler(self, request: httpx.Request) -> httpx.Response:
-        """Sync handler: the body is a generator of pieces."""
-        self.requests.append(request)
-        return httpx.Response(200, headers=SSE_HEADERS, content=self._iter())
-
-    async def ahandler(self, request: httpx.Request) -> httpx.Response:
-        """Async handler: the body is an async generator of pieces."""
-        self.requests.append(request)
-        return httpx.Response(200, headers=SSE_HEADERS, content=self._aiter())
+def serve(raw: bytes, size: int = PIECE) -> PieceTransport:
+    """The recorded body served in network reads of ``size`` bytes."""
+    return PieceTransport(raw, size, SSE_HEADERS)
 
 
-def client_on(served: Served) -> palyra.Palyra:
+def client_on(served: PieceTransport) -> palyra.Palyra:
     """A client whose only upstream is ``served`` (sync and async)."""
     return palyra.Palyra(
         config(),
@@ -272,7 +253,7 @@ def read_sync(
     raw: bytes, **options: Any
 ) -> tuple[list[palyra.ChatCompletionChunk], palyra.Stream, Exception | None]:
     """Stream ``raw`` with `client.stream`: chunks, the stream, the error if any."""
-    served = Served(raw)
+    served = serve(raw)
     chunks: list[palyra.ChatCompletionChunk] = []
     error: Exception | None = None
     with client_on(served) as client, client.stream(MESSAGES, MODEL, **options) as s:
@@ -291,7 +272,7 @@ async def read_async(
     raw: bytes, **options: Any
 ) -> tuple[list[palyra.ChatCompletionChunk], palyra.AsyncStream, Exception | None]:
     """Stream ``raw`` with `client.astream`."""
-    served = Served(raw)
+    served = serve(raw)
     chunks: list[palyra.ChatCompletionChunk] = []
     error: Exception | None = None
     async with (
@@ -706,3 +687,181 @@ def test_events_after_message_stop_are_ignored() -> None:
     assert all(
         "LATE" not in (c.choices[0].delta.content or "") for c in chunks if c.choices
     )
+
+
+# -- edge cases found in review ----------------------------------------------------
+
+START_USAGE = {
+    "input_tokens": 10,
+    "cache_read_input_tokens": 100,
+    "cache_creation_input_tokens": 50,
+    "output_tokens": 1,
+}
+
+
+def _event(name: str, data: dict[str, Any]) -> bytes:
+    return f"event: {name}\ndata: {json.dumps({'type': name, **data})}\n\n".encode()
+
+
+def _start(usage: dict[str, Any] | None = None) -> bytes:
+    message = {
+        "id": "msg_r",
+        "type": "message",
+        "role": "assistant",
+        "model": "claude-sonnet-4-5",
+        "content": [],
+        "usage": usage or dict(START_USAGE),
+    }
+    return _event("message_start", {"message": message})
+
+
+def _text(index: int, text: str) -> bytes:
+    return (
+        _event(
+            "content_block_start",
+            {"index": index, "content_block": {"type": "text", "text": ""}},
+        )
+        + _event(
+            "content_block_delta",
+            {"index": index, "delta": {"type": "text_delta", "text": text}},
+        )
+        + _event("content_block_stop", {"index": index})
+    )
+
+
+def _tool(index: int, call_id: str, name: str, pieces: list[str]) -> bytes:
+    block = {"type": "tool_use", "id": call_id, "name": name, "input": {}}
+    out = _event("content_block_start", {"index": index, "content_block": block})
+    for piece in pieces:
+        delta = {"type": "input_json_delta", "partial_json": piece}
+        out += _event("content_block_delta", {"index": index, "delta": delta})
+    return out + _event("content_block_stop", {"index": index})
+
+
+def _end(stop_reason: str = "end_turn", usage: dict[str, Any] | None = None) -> bytes:
+    delta = {"stop_reason": stop_reason, "stop_sequence": None}
+    return _event(
+        "message_delta", {"delta": delta, "usage": usage or {"output_tokens": 7}}
+    ) + _event("message_stop", {})
+
+
+def _stream(
+    body: bytes, **options: Any
+) -> tuple[list[palyra.ChatCompletionChunk], Any, BaseException | None]:
+    """Chunks, the stream and the error of a streamed call on ``body``."""
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        return httpx.Response(
+            200,
+            content=body,
+            headers={"content-type": "text/event-stream", "request-id": "req_r"},
+        )
+
+    chunks: list[palyra.ChatCompletionChunk] = []
+    client = palyra.Palyra(
+        config(), transport=httpx.MockTransport(handler), credentials=lambda p: KEY
+    )
+    stream = None  # an error before the first chunk raises from client.stream
+    with client:
+        try:
+            with client.stream(MESSAGES, MODEL, **options) as stream:
+                for chunk in stream:
+                    chunks.append(chunk)
+        except Exception as exc:
+            return chunks, stream, exc
+    return chunks, stream, None
+
+
+def test_null_usage_fields_in_message_delta_keep_input_tokens() -> None:
+    usage = {
+        "input_tokens": None,
+        "cache_read_input_tokens": None,
+        "cache_creation_input_tokens": None,
+        "output_tokens": 7,
+    }
+    _, stream, error = _stream(_start() + _text(0, "Hi") + _end(usage=usage))
+    assert error is None
+    assert stream.usage is not None
+    assert stream.usage.prompt_tokens == 160
+    assert stream.usage.prompt_tokens_details.cached_tokens == 100
+
+
+def test_usage_chunk_carries_created() -> None:
+    chunks, _, error = _stream(
+        _start() + _text(0, "Hi") + _end(), stream_options={"include_usage": True}
+    )
+    assert error is None
+    assert chunks[-1].usage is not None
+    assert {c.created for c in chunks} == {chunks[0].created} != {0}
+
+
+def test_error_event_with_a_string_error_is_typed() -> None:
+    _, _, error = _stream(_start() + _event("error", {"error": "upstream exploded"}))
+    assert isinstance(error, palyra.APIError)
+
+
+@pytest.mark.parametrize(
+    ("error_type", "status"),
+    [
+        pytest.param("billing_error", 402, id="billing"),
+        pytest.param("timeout_error", 504, id="timeout"),
+    ],
+)
+def test_error_event_status_for_billing_and_timeout(
+    error_type: str, status: int
+) -> None:
+    error_event = _event("error", {"error": {"type": error_type, "message": "no"}})
+    _, _, error = _stream(_start() + error_event)
+    assert isinstance(error, palyra.APIStatusError)
+    assert error.status_code == status
+
+
+def test_stream_with_several_tools_and_text_after_a_tool() -> None:
+    """Two tool_use blocks (one without input) around text: one index per tool,
+    ids and names kept, text joined, arguments complete."""
+    body = (
+        _start()
+        + _text(0, "Checking. ")
+        + _tool(1, "toolu_a", "get_weather", ['{"city"', ': "Paris"}'])
+        + _text(2, "And one more.")
+        + _tool(3, "toolu_b", "get_time", [])
+        + _end("tool_use", {"output_tokens": 40})
+    )
+    chunks, stream, error = _stream(body)
+    assert error is None
+    firsts = [
+        (c.choices[0].delta.tool_calls[0].index, c.choices[0].delta.tool_calls[0].id)
+        for c in chunks
+        if c.choices
+        and c.choices[0].delta.tool_calls
+        and c.choices[0].delta.tool_calls[0].id
+    ]
+    assert firsts == [(0, "toolu_a"), (1, "toolu_b")]
+    message = stream.completion.choices[0].message
+    assert message.content == "Checking. And one more."
+    calls = [(c.id, c.function.name, c.function.arguments) for c in message.tool_calls]
+    assert calls == [
+        ("toolu_a", "get_weather", '{"city": "Paris"}'),
+        ("toolu_b", "get_time", "{}"),
+    ]
+    assert stream.completion.choices[0].finish_reason == "tool_calls"
+
+
+def test_message_delta_with_cumulative_input_usage() -> None:
+    """Newer streams repeat input and cache counts in message_delta; the totals
+    are not double counted."""
+    final = {
+        "input_tokens": 10,
+        "cache_read_input_tokens": 100,
+        "cache_creation_input_tokens": 50,
+        "output_tokens": 20,
+    }
+    _, stream, error = _stream(_start() + _text(0, "Hi") + _end(usage=final))
+    assert error is None
+    usage = stream.usage
+    assert (usage.prompt_tokens, usage.completion_tokens, usage.total_tokens) == (
+        160,
+        20,
+        180,
+    )
+    assert usage.prompt_tokens_details.cached_tokens == 100

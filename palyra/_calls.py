@@ -1,0 +1,274 @@
+"""The calls of `Palyra`: one sync and one async method per operation.
+
+Each method checks its input, works out who the call is for (its own
+``agent``, ``session``, ``principal`` and ``tags`` over the client's bound
+ones) and hands one flow of `palyra._core.Pipeline` to the sync or the async
+driver. No method decides anything, so the twins cannot drift apart.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any, Unpack
+
+from ._core import AsyncDriver, AsyncStream, Caller, Pipeline, Stream, SyncDriver
+from ._request import (
+    ChatOptions,
+    FileInput,
+    RequestOptions,
+    chat_request,
+    embeddings_request,
+    transcription_request,
+)
+from ._wire import (
+    ChatCompletion,
+    EmbeddingResponse,
+    ProviderModel,
+    TokenCount,
+    Transcription,
+)
+
+__all__: list[str] = []
+
+Tags = Mapping[str, str] | None
+
+
+class Calls:
+    """The operations `Palyra` offers; `Palyra` builds what they run on."""
+
+    _caller: Caller
+    _pipeline: Pipeline
+    _sync: SyncDriver
+    _async: AsyncDriver
+
+    def chat(
+        self,
+        messages: Iterable[Mapping[str, Any]],
+        model: str | None = None,
+        *,
+        agent: str | None = None,
+        session: str | None = None,
+        principal: str | None = None,
+        tags: Tags = None,
+        **options: Unpack[ChatOptions],
+    ) -> ChatCompletion:
+        """Send a chat completion and wait for the whole answer.
+
+        Args:
+            messages: OpenAI-shaped messages (dicts or pydantic models).
+            model: Registry model id or alias; the default chat model when None.
+            **options: OpenAI options (`ChatOptions`); others go in ``extra_body``.
+
+        Raises:
+            APIError: the call failed (a subclass says how).
+            ContextWindowExceededError, UnsupportedCapabilityError,
+            InvalidRequestError, ModelNotFoundError: before any HTTP call.
+        """
+        caller = self._caller.merged(agent, session, principal, tags)
+        request = chat_request(messages, options, False, caller.end_user)
+        return self._sync.run(self._pipeline.chat(model, request, caller))
+
+    async def achat(
+        self,
+        messages: Iterable[Mapping[str, Any]],
+        model: str | None = None,
+        *,
+        agent: str | None = None,
+        session: str | None = None,
+        principal: str | None = None,
+        tags: Tags = None,
+        **options: Unpack[ChatOptions],
+    ) -> ChatCompletion:
+        """Async `chat`."""
+        caller = self._caller.merged(agent, session, principal, tags)
+        request = chat_request(messages, options, False, caller.end_user)
+        return await self._async.run(self._pipeline.chat(model, request, caller))
+
+    def stream(
+        self,
+        messages: Iterable[Mapping[str, Any]],
+        model: str | None = None,
+        *,
+        agent: str | None = None,
+        session: str | None = None,
+        principal: str | None = None,
+        tags: Tags = None,
+        **options: Unpack[ChatOptions],
+    ) -> Stream:
+        """Send a chat completion and stream the answer as chunks.
+
+        The request is sent before this returns, so errors before the first
+        chunk (status, connection) raise here; errors after it raise from the
+        iterator. Use as ``with client.stream(...) as stream: for chunk in
+        stream: ...``; leaving early closes the upstream response.
+        """
+        caller = self._caller.merged(agent, session, principal, tags)
+        request = chat_request(messages, options, True, caller.end_user)
+        flow = self._pipeline.chat_stream(model, request, caller)
+        return Stream(*self._sync.run(flow))
+
+    async def astream(
+        self,
+        messages: Iterable[Mapping[str, Any]],
+        model: str | None = None,
+        *,
+        agent: str | None = None,
+        session: str | None = None,
+        principal: str | None = None,
+        tags: Tags = None,
+        **options: Unpack[ChatOptions],
+    ) -> AsyncStream:
+        """Async `stream`: ``async with await client.astream(...) as stream``."""
+        caller = self._caller.merged(agent, session, principal, tags)
+        request = chat_request(messages, options, True, caller.end_user)
+        flow = self._pipeline.chat_stream(model, request, caller)
+        return AsyncStream(*await self._async.run(flow))
+
+    def embed(
+        self,
+        inputs: str | Sequence[str],
+        model: str | None = None,
+        *,
+        dimensions: int | None = None,
+        agent: str | None = None,
+        session: str | None = None,
+        principal: str | None = None,
+        tags: Tags = None,
+        **options: Unpack[RequestOptions],
+    ) -> EmbeddingResponse:
+        """Embed one text or a batch; vectors come back in input order.
+
+        Args:
+            inputs: A string or 1-2048 non-empty strings.
+            model: Registry model id or alias; the default embeddings model when
+                None.
+            dimensions: Vector size, for models that can shorten vectors.
+            **options: ``extra_body``, ``extra_headers``, ``timeout``,
+                ``deadline``; any other name is a `TypeError`.
+        """
+        caller = self._caller.merged(agent, session, principal, tags)
+        request = embeddings_request(inputs, dimensions, options)
+        return self._sync.run(self._pipeline.embeddings(model, request, caller))
+
+    async def aembed(
+        self,
+        inputs: str | Sequence[str],
+        model: str | None = None,
+        *,
+        dimensions: int | None = None,
+        agent: str | None = None,
+        session: str | None = None,
+        principal: str | None = None,
+        tags: Tags = None,
+        **options: Unpack[RequestOptions],
+    ) -> EmbeddingResponse:
+        """Async `embed`."""
+        caller = self._caller.merged(agent, session, principal, tags)
+        request = embeddings_request(inputs, dimensions, options)
+        flow = self._pipeline.embeddings(model, request, caller)
+        return await self._async.run(flow)
+
+    def transcribe(
+        self,
+        file: FileInput,
+        model: str | None = None,
+        *,
+        response_format: str = "json",
+        language: str | None = None,
+        prompt: str | None = None,
+        temperature: float | None = None,
+        agent: str | None = None,
+        session: str | None = None,
+        principal: str | None = None,
+        tags: Tags = None,
+        **options: Unpack[RequestOptions],
+    ) -> Transcription:
+        """Transcribe an audio file.
+
+        Args:
+            file: A path, bytes, a binary file object, or ``(filename, bytes)``.
+            model: Registry model id or alias; the default audio model when None.
+            response_format: ``json``, ``verbose_json`` or ``text``.
+            language: ISO-639-1 language of the audio, if known.
+            prompt: Text to guide the style or vocabulary.
+            temperature: Sampling temperature.
+            **options: ``extra_body``, ``extra_headers``, ``timeout``,
+                ``deadline``; any other name is a `TypeError`.
+        """
+        caller = self._caller.merged(agent, session, principal, tags)
+        fields = {"language": language, "prompt": prompt, "temperature": temperature}
+        request = transcription_request(file, response_format, fields, options)
+        return self._sync.run(self._pipeline.transcription(model, request, caller))
+
+    async def atranscribe(
+        self,
+        file: FileInput,
+        model: str | None = None,
+        *,
+        response_format: str = "json",
+        language: str | None = None,
+        prompt: str | None = None,
+        temperature: float | None = None,
+        agent: str | None = None,
+        session: str | None = None,
+        principal: str | None = None,
+        tags: Tags = None,
+        **options: Unpack[RequestOptions],
+    ) -> Transcription:
+        """Async `transcribe`."""
+        caller = self._caller.merged(agent, session, principal, tags)
+        fields = {"language": language, "prompt": prompt, "temperature": temperature}
+        request = transcription_request(file, response_format, fields, options)
+        flow = self._pipeline.transcription(model, request, caller)
+        return await self._async.run(flow)
+
+    def count_tokens(
+        self,
+        messages: Iterable[Mapping[str, Any]],
+        model: str | None = None,
+        *,
+        exact: bool = True,
+        agent: str | None = None,
+        session: str | None = None,
+        principal: str | None = None,
+        tags: Tags = None,
+        **options: Unpack[ChatOptions],
+    ) -> TokenCount:
+        """Count a prompt's tokens: always the local estimate (no network), and
+        with ``exact`` the provider's own count where it has one (Anthropic).
+        """
+        caller = self._caller.merged(agent, session, principal, tags)
+        request = chat_request(messages, options, False, caller.end_user)
+        flow = self._pipeline.count_tokens(model, request, exact, caller)
+        return self._sync.run(flow)
+
+    async def acount_tokens(
+        self,
+        messages: Iterable[Mapping[str, Any]],
+        model: str | None = None,
+        *,
+        exact: bool = True,
+        agent: str | None = None,
+        session: str | None = None,
+        principal: str | None = None,
+        tags: Tags = None,
+        **options: Unpack[ChatOptions],
+    ) -> TokenCount:
+        """Async `count_tokens`."""
+        caller = self._caller.merged(agent, session, principal, tags)
+        request = chat_request(messages, options, False, caller.end_user)
+        flow = self._pipeline.count_tokens(model, request, exact, caller)
+        return await self._async.run(flow)
+
+    def provider_models(self, provider: str) -> list[ProviderModel]:
+        """The models a provider itself lists (``GET /models``, every page).
+
+        Raises:
+            ModelNotFoundError: the provider is unknown or has no model.
+            APIError: the listing failed.
+        """
+        return self._sync.run(self._pipeline.provider_models(provider))
+
+    async def aprovider_models(self, provider: str) -> list[ProviderModel]:
+        """Async `provider_models`."""
+        return await self._async.run(self._pipeline.provider_models(provider))
