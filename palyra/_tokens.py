@@ -27,7 +27,6 @@ from pydantic import BaseModel, ConfigDict
 __all__ = ["TiktokenCounter", "TokenCounter", "TokenEstimate"]
 
 _log = logging.getLogger(__name__)
-
 # Official blob file and sha256 of each encoding's BPE data (copied from
 # tiktoken_ext/openai_public.py, whose constructors would download them).
 _BLOB = "https://openaipublic.blob.core.windows.net/encodings/{}.tiktoken"
@@ -387,8 +386,7 @@ class TiktokenCounter:
             The token count of each text, and whether the counts are approximate.
         """
         choice = self._choice(model)
-        count = choice.count
-        return [count(text) for text in texts], choice.approximate
+        return list(map(choice.count, texts)), choice.approximate
 
     def estimate_chat(
         self,

@@ -18,20 +18,9 @@ PACKAGE = Path(__file__).resolve().parents[1] / "palyra"
 # The subsystems to come (_auth, _governance, _routing, _cron, _state) go
 # between the core and the client; asgi and the CLI above the client.
 LAYERS: list[tuple[str, list[str]]] = [
-    (
-        "leaves",
-        [
-            "_version",
-            "_exceptions",
-            "_utils",
-            "_tokens",
-            "_wire",
-            "_config",
-            "_request",
-            "_registry",
-            "_credentials",
-        ],
-    ),
+    ("leaves", ["_version", "_exceptions", "_utils", "_tokens", "_wire"]),
+    ("_config", ["base", "providers", "models", "root", "__init__"]),
+    ("registry", ["_request", "_registry", "_credentials"]),
     (
         "_providers",
         [
@@ -40,6 +29,7 @@ LAYERS: list[tuple[str, list[str]]] = [
             "base",
             "openai",
             "anthropic_stream",
+            "anthropic_messages",
             "anthropic",
             "deterministic",
             "__init__",

@@ -11,7 +11,7 @@ import httpx
 import pytest
 
 import palyra
-from palyra._providers.anthropic import DEFAULT_MAX_TOKENS, JSON_INSTRUCTION
+from palyra._providers.anthropic_messages import DEFAULT_MAX_TOKENS, JSON_INSTRUCTION
 from tests.providers.anthropic_fixtures import (
     BASE,
     KEY,

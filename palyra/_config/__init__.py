@@ -1,0 +1,45 @@
+"""Configuration: frozen pydantic models of providers, models and the tables
+of each subsystem, from Python objects, a dict or TOML.
+
+What it is for: every configuration model and its validation. Whatever the
+source, a bad configuration raises `ConfigError` naming the path of each bad
+field, e.g. ``providers[1].base_url: http is only allowed for loopback hosts;
+use https``. Configs hold secret *references* (an environment variable name,
+an auth profile id); an inline ``api_key`` is accepted with a warning and kept
+as a `pydantic.SecretStr`. The subsystems' tables (auth, ledger, budgets,
+routing, state) join here as modules of their own, so `PalyraConfig` can hold
+them without this leaf importing any subsystem.
+
+May import: ``_exceptions``, ``_utils``, pydantic and the standard library.
+Never the core, the providers or a subsystem.
+
+Exports to the rest of palyra: the public models below, `ModelRole` and the
+per-kind defaults.
+"""
+
+from .base import InsecureConfigWarning
+from .models import Capabilities, ModelEntry, ModelRole, Pricing
+from .providers import (
+    DEFAULT_AUTH_HEADERS,
+    DEFAULT_BASE_URLS,
+    AuthHeader,
+    ProviderConfig,
+    ProviderKind,
+)
+from .root import PalyraConfig, RegistryDefaults, ResilienceConfig
+
+__all__ = [
+    "DEFAULT_AUTH_HEADERS",
+    "DEFAULT_BASE_URLS",
+    "AuthHeader",
+    "Capabilities",
+    "InsecureConfigWarning",
+    "ModelEntry",
+    "ModelRole",
+    "PalyraConfig",
+    "Pricing",
+    "ProviderConfig",
+    "ProviderKind",
+    "RegistryDefaults",
+    "ResilienceConfig",
+]

@@ -1,0 +1,177 @@
+"""Where and how to reach one upstream: `ProviderConfig`."""
+
+from __future__ import annotations
+
+import re
+import warnings
+from typing import Annotated, Any, Literal, Self
+
+from pydantic import Field, SecretStr, field_validator, model_validator
+
+from .._utils import normalize_base_url, private_address_problem
+from .base import (
+    ConfigModel,
+    InsecureConfigWarning,
+    PositiveSeconds,
+    ProviderId,
+    normalize_id,
+)
+
+__all__ = [
+    "DEFAULT_AUTH_HEADERS",
+    "DEFAULT_BASE_URLS",
+    "AuthHeader",
+    "ProviderConfig",
+    "ProviderKind",
+]
+
+ProviderKind = Literal["deterministic", "openai_compatible", "anthropic"]
+AuthHeader = Literal["bearer", "x-api-key", "none"]
+
+DEFAULT_BASE_URLS: dict[str, str] = {
+    "openai_compatible": "https://api.openai.com/v1",
+    "anthropic": "https://api.anthropic.com",
+}
+DEFAULT_AUTH_HEADERS: dict[str, AuthHeader] = {
+    "deterministic": "none",
+    "openai_compatible": "bearer",
+    "anthropic": "x-api-key",
+}
+_KIND_ALIASES = {
+    "openai": "openai_compatible",
+    "openai-compatible": "openai_compatible",
+}
+# Credentials belong in api_key_env / auth profiles, never in plain header config.
+_SENSITIVE_HEADERS = frozenset(
+    {"authorization", "proxy-authorization", "x-api-key", "api-key", "cookie"}
+)
+_ENV_PATTERN = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+
+
+class ProviderConfig(ConfigModel):
+    """Where and how to reach one upstream.
+
+    Args:
+        id: Unique provider id (``a-z0-9_.:-``, lower-cased).
+        kind: ``deterministic``, ``openai_compatible`` (alias ``openai``) or
+            ``anthropic``.
+        base_url: ``https`` URL (``http`` only to loopback); defaults per kind.
+        allow_private_base_url: Allow a base URL that is, or resolves to, a
+            private, link-local or reserved address (host names are resolved
+            when the client is built; unresolvable names are refused).
+        enabled: Disabled providers serve no calls.
+        auth_profile: Id of an auth profile holding the credential.
+        api_key_env: Name of an environment variable holding the API key.
+        api_key: Inline key (discouraged: warns; kept as a `SecretStr`).
+        auth_header: ``bearer``, ``x-api-key`` or ``none``; defaults per kind.
+        headers: Extra non-secret headers sent with every request.
+        timeout: Seconds one attempt may take: each read/write/pool wait and
+            the whole body; for streams, the longest wait for the next chunk.
+        connect_timeout: Seconds to establish a connection.
+        max_retries: Retries after the first attempt (0-10).
+        retry_backoff: Base of the exponential retry backoff, in seconds.
+        retry_backoff_max: Cap of one backoff sleep, in seconds.
+        circuit_breaker_threshold: Consecutive failed calls that open the breaker.
+        circuit_breaker_cooldown: Seconds the breaker stays open.
+
+    Literal private addresses are refused here; host names are resolved and
+    checked when a `Palyra` client is built. Retries, breakers and failover are
+    described in ``docs/resilience.md``.
+    """
+
+    id: ProviderId
+    kind: ProviderKind = "deterministic"
+    base_url: str | None = None
+    allow_private_base_url: bool = False
+    enabled: bool = True
+    auth_profile: str | None = None
+    api_key_env: str | None = None
+    api_key: SecretStr | None = None
+    auth_header: AuthHeader | None = None
+    headers: dict[str, str] = Field(default_factory=dict)
+    timeout: PositiveSeconds = 60.0
+    connect_timeout: PositiveSeconds = 10.0
+    max_retries: Annotated[int, Field(ge=0, le=10)] = 2
+    retry_backoff: PositiveSeconds = 0.15
+    retry_backoff_max: PositiveSeconds = 8.0
+    circuit_breaker_threshold: Annotated[int, Field(gt=0, le=1000)] = 3
+    circuit_breaker_cooldown: PositiveSeconds = 30.0
+
+    _normalize_id = field_validator("id", "auth_profile", mode="before")(
+        staticmethod(normalize_id)
+    )
+
+    @field_validator("kind", mode="before")
+    @staticmethod
+    def _kind_alias(value: Any) -> Any:
+        if isinstance(value, str):
+            value = value.strip().lower()
+            return _KIND_ALIASES.get(value, value)
+        return value
+
+    @field_validator("base_url")
+    @staticmethod
+    def _check_base_url(value: str | None) -> str | None:
+        return None if value is None else normalize_base_url(value)
+
+    @field_validator("api_key_env")
+    @staticmethod
+    def _check_env_name(value: str | None) -> str | None:
+        if value is not None and not _ENV_PATTERN.match(value):
+            raise ValueError("must be an environment variable name, not a key")
+        return value
+
+    @field_validator("api_key")
+    @staticmethod
+    def _warn_inline_key(value: SecretStr | None) -> SecretStr | None:
+        if value is not None:
+            if not value.get_secret_value().strip():
+                return None
+            warnings.warn(
+                "an inline api_key keeps a secret in configuration; prefer"
+                " api_key_env or an auth_profile",
+                InsecureConfigWarning,
+                stacklevel=2,
+            )
+        return value
+
+    @field_validator("headers")
+    @staticmethod
+    def _check_headers(value: dict[str, str]) -> dict[str, str]:
+        for name in value:
+            if name.lower() in _SENSITIVE_HEADERS:
+                raise ValueError(
+                    f"header {name!r} carries credentials; use api_key_env or"
+                    " auth_profile instead"
+                )
+        return value
+
+    @model_validator(mode="after")
+    def _check_credentials(self) -> Self:
+        given = [
+            name
+            for name in ("auth_profile", "api_key_env", "api_key")
+            if getattr(self, name) is not None
+        ]
+        if len(given) > 1:
+            raise ValueError(f"set only one of {', '.join(given)}")
+        if self.kind == "deterministic" and self.base_url is not None:
+            raise ValueError("deterministic providers take no base_url")
+        if self.base_url is not None and not self.allow_private_base_url:
+            problem = private_address_problem(self.base_url)
+            if problem:
+                raise ValueError(
+                    f"base_url {problem}; set allow_private_base_url = true if this"
+                    " is intended"
+                )
+        return self
+
+    @property
+    def effective_base_url(self) -> str:
+        """The base URL used for calls (the kind's default when unset)."""
+        return self.base_url or DEFAULT_BASE_URLS.get(self.kind, "")
+
+    @property
+    def effective_auth_header(self) -> AuthHeader:
+        """The auth header style used for calls (the kind's default when unset)."""
+        return self.auth_header or DEFAULT_AUTH_HEADERS[self.kind]

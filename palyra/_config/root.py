@@ -1,0 +1,211 @@
+"""The whole configuration: `PalyraConfig` and its tables, read from Python
+objects, a dict or TOML, and checked across fields (ids, aliases, defaults,
+fallbacks)."""
+
+from __future__ import annotations
+
+import tomllib
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Annotated, Any, Self
+
+from pydantic import Field, model_validator
+
+from .._exceptions import ConfigError
+from .base import ConfigModel, CrossFieldError, PositiveSeconds
+from .models import ModelEntry
+from .providers import ProviderConfig
+
+__all__ = ["PalyraConfig", "RegistryDefaults", "ResilienceConfig"]
+
+
+class ResilienceConfig(ConfigModel):
+    """How calls survive failing upstreams (retries are set per provider).
+
+    Args:
+        failover: Try other candidates when a model fails after its retries or
+            its circuit breaker is open. Models with an explicit ``fallbacks``
+            list use it whatever this says.
+        deadline: Seconds a whole call may take: every attempt, backoff sleep
+            and failover included (for streams, until the first chunk). Each
+            attempt's timeout is shortened to the time left. None: no limit
+            beyond the per-attempt timeouts.
+        retry_after_cap: Longest ``Retry-After`` honoured, in seconds. An
+            upstream asking for a longer wait is not retried; the call fails
+            over (or raises) at once.
+        circuit_breakers: False turns breakers and health windows off: no call
+            is refused for past failures, failover ignores health, and
+            `Palyra.health` is empty (for an upstream gateway that already
+            does this, or to measure what the bookkeeping costs).
+    """
+
+    failover: bool = True
+    deadline: PositiveSeconds | None = 300.0
+    retry_after_cap: Annotated[float, Field(ge=0, le=3600)] = 60.0
+    circuit_breakers: bool = True
+
+
+class RegistryDefaults(ConfigModel):
+    """Default model id (or alias) per role."""
+
+    chat: str | None = None
+    embeddings: str | None = None
+    audio_transcription: str | None = None
+
+
+def _builtin_providers() -> tuple[ProviderConfig, ...]:
+    return (ProviderConfig(id="deterministic", kind="deterministic"),)
+
+
+def _builtin_models() -> tuple[ModelEntry, ...]:
+    return (
+        ModelEntry(
+            id="deterministic-chat",
+            provider="deterministic",
+            role="chat",
+            context_window=8192,
+            max_output_tokens=4096,
+            cost_tier="low",
+            latency_tier="low",
+        ),
+        ModelEntry(
+            id="deterministic-embeddings",
+            provider="deterministic",
+            role="embeddings",
+            context_window=8192,
+            dimensions=64,
+            cost_tier="low",
+            latency_tier="low",
+        ),
+    )
+
+
+class PalyraConfig(ConfigModel):
+    """The whole registry: providers, models and per-role defaults.
+
+    With no providers and no models, a deterministic provider with a chat and an
+    embeddings model is configured, so ``Palyra()`` works offline.
+    """
+
+    providers: tuple[ProviderConfig, ...] = ()
+    models: tuple[ModelEntry, ...] = ()
+    defaults: RegistryDefaults = Field(default_factory=RegistryDefaults)
+    resilience: ResilienceConfig = Field(default_factory=ResilienceConfig)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _fill_builtin(cls, data: Any) -> Any:
+        if isinstance(data, Mapping) and not data.get("providers"):
+            if data.get("models"):
+                raise CrossFieldError(
+                    [("providers", "at least one provider is required for models")]
+                )
+            data = {
+                **data,
+                "providers": _builtin_providers(),
+                "models": _builtin_models(),
+            }
+        return data
+
+    @model_validator(mode="after")
+    def _check_registry(self) -> Self:
+        errors = _registry_errors(self)
+        if errors:
+            raise CrossFieldError(errors)
+        return self
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> PalyraConfig:
+        """Build a config from plain data (e.g. parsed TOML or JSON).
+
+        Raises:
+            ConfigError: naming the path of every bad field.
+        """
+        if not isinstance(data, Mapping):
+            raise ConfigError([("", "configuration must be a mapping")])
+        if "palyra" in data and len(data) == 1:
+            data = data["palyra"]
+        return cls(**{str(key): value for key, value in data.items()})
+
+    @classmethod
+    def from_file(cls, path: str | Path) -> PalyraConfig:
+        """Read a TOML configuration file.
+
+        Raises:
+            ConfigError: for an unreadable file, bad TOML or a bad field.
+        """
+        file = Path(path)
+        try:
+            data = tomllib.loads(file.read_text(encoding="utf-8"))
+        except OSError as exc:
+            raise ConfigError([(str(file), f"cannot read: {exc.strerror}")]) from None
+        except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+            raise ConfigError([(str(file), f"invalid TOML: {exc}")]) from None
+        return cls.from_dict(data)
+
+
+def _registry_errors(config: PalyraConfig) -> list[tuple[str, str]]:
+    errors: list[tuple[str, str]] = []
+    providers: dict[str, ProviderConfig] = {}
+    for i, provider in enumerate(config.providers):
+        if provider.id in providers:
+            errors.append(
+                (f"providers[{i}].id", f"duplicate provider id {provider.id!r}")
+            )
+        providers[provider.id] = provider
+    if not config.models:
+        errors.append(("models", "at least one model is required"))
+    names: dict[str, ModelEntry] = {}
+    for i, model in enumerate(config.models):
+        if model.provider not in providers:
+            errors.append(
+                (f"models[{i}].provider", f"unknown provider {model.provider!r}")
+            )
+        elif (
+            model.role == "embeddings" and providers[model.provider].kind == "anthropic"
+        ):
+            errors.append(
+                (f"models[{i}].role", "anthropic providers serve no embeddings")
+            )
+        for j, name in enumerate((model.id, *model.aliases)):
+            if name in names:
+                where = f"models[{i}].id" if j == 0 else f"models[{i}].aliases[{j - 1}]"
+                errors.append((where, f"{name!r} is already used by another model"))
+            names[name] = model
+    errors.extend(_fallback_errors(config, names))
+    for role in ("chat", "embeddings", "audio_transcription"):
+        wanted = getattr(config.defaults, role)
+        if wanted is None:
+            continue
+        default = names.get(wanted)
+        if default is None:
+            errors.append((f"defaults.{role}", f"unknown model {wanted!r}"))
+        elif default.role != role:
+            errors.append(
+                (f"defaults.{role}", f"model {wanted!r} has role {default.role!r}")
+            )
+    return errors
+
+
+def _fallback_errors(
+    config: PalyraConfig, names: Mapping[str, ModelEntry]
+) -> list[tuple[str, str]]:
+    errors: list[tuple[str, str]] = []
+    for i, model in enumerate(config.models):
+        for j, name in enumerate(model.fallbacks or ()):
+            where = f"models[{i}].fallbacks[{j}]"
+            target = names.get(name)
+            if target is None:
+                errors.append((where, f"unknown model {name!r}"))
+            elif target is model:
+                errors.append((where, "a model cannot fall back to itself"))
+            elif target.role != model.role:
+                errors.append(
+                    (
+                        where,
+                        f"model {name!r} has role {target.role!r}, not {model.role!r}",
+                    )
+                )
+        if model.fallbacks and len(set(model.fallbacks)) != len(model.fallbacks):
+            errors.append((f"models[{i}].fallbacks", "fallbacks must not repeat"))
+    return errors
