@@ -1,4 +1,4 @@
-"""Developer tasks: `nox -s tests lint typecheck docs bench`."""
+"""Developer tasks: `nox -s tests lint typecheck docs bench ab`."""
 
 from __future__ import annotations
 
@@ -42,3 +42,10 @@ def bench(session: nox.Session) -> None:
     """Benchmarks (not part of the tests); prints figures for docs/performance.md."""
     session.install("-e", ".[dev]")
     session.run("python", "bench/run.py", *session.posargs)
+
+
+@nox.session(python="3.11")
+def ab(session: nox.Session) -> None:
+    """A/B against a base revision in one run: `nox -s ab -- --base REV`."""
+    session.install("-e", ".[dev]")
+    session.run("python", "bench/ab.py", *(session.posargs or ["--base", "HEAD~1"]))

@@ -1,10 +1,13 @@
 """A/B: palyra at a base commit against the working tree, in one run.
 
-``python bench/ab.py --base REV [--rounds N] [--quick]`` exports REV's
-``palyra/`` into a temporary directory and runs ``bench/probe.py`` (this
-tree's) alternately against each, N rounds, each sample a fresh process. The
-floor, ``import httpx, pydantic``, is sampled in the same rounds. Reported:
-medians per side and the change. Nothing leaves 127.0.0.1.
+``python bench/ab.py --base REV [--rounds N] [--quick] [--instructions]``
+exports REV's ``palyra/`` into a temporary directory and runs
+``bench/probe.py`` (this tree's) alternately against each, N rounds, each
+sample a fresh process. The floor, ``import httpx, pydantic``, is sampled in
+the same rounds. Reported: medians per side and the change. With
+``--instructions`` (needs valgrind), the instructions of one ``Palyra.chat``
+over ``MockTransport`` are counted too, beside raw httpx's: counts that the
+machine's load does not move. Nothing leaves 127.0.0.1.
 """
 
 from __future__ import annotations
@@ -65,6 +68,58 @@ def floor() -> float:
     return float(_run(None, [], ROOT).strip())
 
 
+def instructions(palyra_root: Path, subject: str) -> int:
+    """Instructions of one call of ``subject`` (``bench/icount.py``), counted
+    by callgrind as the difference between 300 and 100 calls."""
+    totals = []
+    for calls in (100, 300):
+        env = {**os.environ, "PYTHONPATH": str(palyra_root), "PYTHONHASHSEED": "0"}
+        done = subprocess.run(
+            [
+                "valgrind",
+                "--tool=callgrind",
+                "--callgrind-out-file=/dev/null",
+                sys.executable,
+                "-P",
+                str(ROOT / "bench" / "icount.py"),
+                subject,
+                str(calls),
+            ],
+            capture_output=True,
+            text=True,
+            check=True,
+            env=env,
+            cwd=palyra_root,
+        )
+        line = next(x for x in done.stderr.splitlines() if "Collected" in x)
+        totals.append(int(line.split()[-1]))
+    return (totals[1] - totals[0]) // 200
+
+
+def count_instructions(trees: dict[str, Path]) -> dict[str, dict[str, int]]:
+    """Instructions per call, palyra and raw httpx, for each tree."""
+    raw = instructions(ROOT, "raw")
+    counts = {}
+    for side, tree in trees.items():
+        palyra = instructions(tree, "palyra")
+        counts[side] = {"palyra": palyra, "raw": raw, "overhead": palyra - raw}
+    print(
+        table(
+            ["instructions per call", "base", "head", "change"],
+            [
+                [
+                    key,
+                    counts["base"][key],
+                    counts["head"][key],
+                    f"{(counts['head'][key] / counts['base'][key] - 1) * 100:+.1f} %",
+                ]
+                for key in ("palyra", "raw", "overhead")
+            ],
+        )
+    )
+    return counts
+
+
 def _flat(sample: dict[str, Any]) -> dict[str, float]:
     flat: dict[str, float] = {}
     for key, value in sample.items():
@@ -75,9 +130,10 @@ def _flat(sample: dict[str, Any]) -> dict[str, float]:
     return flat
 
 
-def run(base: str, rounds: int, quick: bool) -> dict[str, Any]:
+def run(base: str, rounds: int, quick: bool, icount: bool) -> dict[str, Any]:
     """Sample both sides alternately and summarise."""
     banner(f"A/B: {base} vs working tree, {rounds} rounds (fresh processes)")
+    counts = None
     with tempfile.TemporaryDirectory(prefix="palyra-ab-") as tmp:
         trees = {"base": export(base, Path(tmp)), "head": ROOT}
         samples: dict[str, list[dict[str, float]]] = {"base": [], "head": []}
@@ -86,6 +142,8 @@ def run(base: str, rounds: int, quick: bool) -> dict[str, Any]:
             floors.append(floor())
             for side in ("base", "head") if i % 2 == 0 else ("head", "base"):
                 samples[side].append(_flat(sample(trees[side], quick)))
+        if icount:
+            counts = count_instructions(trees)
     medians = {
         side: {k: statistics.median(s[k] for s in runs) for k in runs[0]}
         for side, runs in samples.items()
@@ -104,7 +162,13 @@ def run(base: str, rounds: int, quick: bool) -> dict[str, Any]:
         print(
             f"{side}: import palyra {ratio:.2f}x the floor; first client {first:.2f}x"
         )
-    return {"base": base, "rounds": rounds, "floor_s": floor_s, "medians": medians}
+    return {
+        "base": base,
+        "rounds": rounds,
+        "floor_s": floor_s,
+        "medians": medians,
+        "instructions": counts,
+    }
 
 
 def main() -> int:
@@ -113,8 +177,11 @@ def main() -> int:
     parser.add_argument("--base", required=True, help="git revision to compare with")
     parser.add_argument("--rounds", type=int, default=9)
     parser.add_argument("--quick", action="store_true", help="short probes")
+    parser.add_argument(
+        "--instructions", action="store_true", help="count instructions (valgrind)"
+    )
     args = parser.parse_args()
-    result = run(args.base, args.rounds, args.quick)
+    result = run(args.base, args.rounds, args.quick, args.instructions)
     out = ROOT / "bench" / "results" / "ab.json"
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")

@@ -313,8 +313,9 @@ class _Offline:
     """
 
     def __init__(self, base_url: str) -> None:
-        from palyra._core.steps import CallContext, Outcome
-        from palyra._providers.base import Target, request_id
+        from palyra._core import NOBODY, CallContext
+        from palyra._core.steps import Outcome
+        from palyra._providers import Target, request_id
         from palyra._request import chat_request
 
         self.client = palyra.Palyra(_config(base_url))
@@ -328,8 +329,8 @@ class _Offline:
         )
         registry = self.client._registry
         model = registry.resolve(None, "chat")
-        counter = self.client._token_counter()
-        adapter = self.client._adapter(model)
+        counter = self.client._pipeline._counter()
+        adapter = self.client._adapters.for_model(model)
         target = Target(model, None)
         request = chat_request(MESSAGES, {}, stream=False)
         pipeline = self.client._pipeline
@@ -337,7 +338,7 @@ class _Offline:
         serial = iter(range(10**9))
 
         def flow() -> object:
-            steps = pipeline.chat(None, chat_request(MESSAGES, {}, False))
+            steps = pipeline.chat(None, chat_request(MESSAGES, {}, False), NOBODY)
             next(steps)
             try:
                 steps.send(Outcome(response, None, 1.0))
@@ -374,7 +375,11 @@ class _Offline:
                 lambda: counter.estimate_chat(model.upstream, new_text(), None),
                 False,
             ),
-            ("credential lookup", lambda: self.client._credential(model), False),
+            (
+                "credential lookup",
+                lambda: self.client._pipeline._credential(None, model),
+                False,
+            ),
             (
                 "adapter.chat_request (httpx.Request)",
                 lambda: adapter.chat_request(target, request),
@@ -399,7 +404,7 @@ class _Offline:
             ("request_id(response)", lambda: request_id(response), False),
             (
                 "CallContext(...).info() (PalyraInfo)",
-                lambda: CallContext("chat", model, time.perf_counter()).info(),
+                lambda: CallContext("chat", model).info(),
                 False,
             ),
         ]

@@ -19,6 +19,7 @@ if str(ROOT) not in sys.path:
 from bench import (  # noqa: E402
     anthropic_stream,
     bookkeeping,
+    construction,
     imports,
     overhead,
     streaming,
@@ -31,6 +32,7 @@ BENCHMARKS = {
     "stream": streaming.run,
     "anthropic": anthropic_stream.run,
     "bookkeeping": bookkeeping.run,
+    "construction": construction.run,
 }
 
 

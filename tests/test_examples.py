@@ -275,3 +275,23 @@ def test_failover(capsys: pytest.CaptureFixture[str]) -> None:
     assert "main: breaker open, status degraded" in out
     assert "served by main (asked for main)" in out
     assert out[-1] == "after the probe: {'spare': 'closed', 'main': 'closed'}"
+
+
+def test_agents(capsys: pytest.CaptureFixture[str]) -> None:
+    """agents.py: bound views carry who each call is for; bad values are refused."""
+    load_example("agents").main()
+    out = capsys.readouterr().out.splitlines()
+    assert out[0] == (
+        "Palyra(providers=[deterministic], models=2, agent='planner',"
+        " tags={'team': 'travel'})"
+    )
+    assert out[1] == (
+        "planner  session=trip-7 principal=user:1234 tags={'team': 'travel'}"
+    )
+    assert out[2].endswith("tags={'team': 'travel', 'step': 'draft'}")
+    assert out[3] == (
+        "streamed 'Check the draft' for writer, tags {'team': 'travel',"
+        " 'step': 'review'}"
+    )
+    assert out[4] == "requests seen by the shared backend: 3"
+    assert out[5].startswith("refused: agent: must be 1-128 characters")

@@ -58,7 +58,7 @@ class ProviderConfig(ConfigModel):
         base_url: ``https`` URL (``http`` only to loopback); defaults per kind.
         allow_private_base_url: Allow a base URL that is, or resolves to, a
             private, link-local or reserved address (host names are resolved
-            when the client is built; unresolvable names are refused).
+            and checked when a connection is opened, never at construction).
         enabled: Disabled providers serve no calls.
         auth_profile: Id of an auth profile holding the credential.
         api_key_env: Name of an environment variable holding the API key.
@@ -75,7 +75,7 @@ class ProviderConfig(ConfigModel):
         circuit_breaker_cooldown: Seconds the breaker stays open.
 
     Literal private addresses are refused here; host names are resolved and
-    checked when a `Palyra` client is built. Retries, breakers and failover are
+    checked on every new connection (`palyra.BlockedAddressError`). Retries, breakers and failover are
     described in ``docs/resilience.md``.
     """
 

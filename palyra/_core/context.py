@@ -47,6 +47,18 @@ class Caller:
     session: str | None = None
     principal: str | None = None
     tags: Mapping[str, str] = field(default_factory=lambda: _NO_TAGS)
+    # What reply.palyra says of this caller: worked out once, read per call.
+    _info: dict[str, Any] = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        info: dict[str, Any] = {
+            name: value
+            for name in ("agent", "session", "principal")
+            if (value := getattr(self, name)) is not None
+        }
+        if self.tags:
+            info["tags"] = dict(self.tags)
+        object.__setattr__(self, "_info", info)
 
     def merged(
         self,
@@ -80,16 +92,7 @@ class Caller:
     def info_fields(self) -> dict[str, Any]:
         """The fields of ``reply.palyra`` that say who the call was for (only
         those set: an unbound call pays nothing for them)."""
-        if self is NOBODY:
-            return {}
-        fields: dict[str, Any] = {
-            name: value
-            for name in ("agent", "session", "principal")
-            if (value := getattr(self, name)) is not None
-        }
-        if self.tags:
-            fields["tags"] = dict(self.tags)
-        return fields
+        return self._info
 
     @property
     def end_user(self) -> str | None:
