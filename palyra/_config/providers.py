@@ -75,8 +75,8 @@ class ProviderConfig(ConfigModel):
         circuit_breaker_cooldown: Seconds the breaker stays open.
 
     Literal private addresses are refused here; host names are resolved and
-    checked on every new connection (`palyra.BlockedAddressError`). Retries, breakers and failover are
-    described in ``docs/resilience.md``.
+    checked on every new connection (`palyra.BlockedAddressError`). Retries,
+    breakers and failover are described in ``docs/resilience.md``.
     """
 
     id: ProviderId
