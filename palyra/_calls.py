@@ -105,7 +105,7 @@ class Calls:
         caller = self._caller.merged(agent, session, principal, tags)
         request = chat_request(messages, options, True, caller.end_user)
         flow = self._pipeline.chat_stream(model, request, caller)
-        return Stream(*self._sync.run(flow))
+        return Stream(*self._sync.run(flow), self._sync.later)
 
     async def astream(
         self,
@@ -122,7 +122,7 @@ class Calls:
         caller = self._caller.merged(agent, session, principal, tags)
         request = chat_request(messages, options, True, caller.end_user)
         flow = self._pipeline.chat_stream(model, request, caller)
-        return AsyncStream(*await self._async.run(flow))
+        return AsyncStream(*await self._async.run(flow), self._async.later)
 
     def embed(
         self,

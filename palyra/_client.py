@@ -23,6 +23,7 @@ from ._core import (
     NOBODY,
     AsyncDriver,
     Caller,
+    Deferred,
     HealthTracker,
     ModelHealth,
     NetworkGuard,
@@ -100,8 +101,9 @@ class Palyra(Calls):
             # MockTransport and friends serve both worlds: never fall through
             # to the real network for async calls when a transport was given.
             async_transport = transport
-        self._sync = SyncDriver(transport, guard, sleep or time.sleep)
-        self._async = AsyncDriver(async_transport, guard, async_sleep)
+        later = Deferred()  # what dropped streams leave to the next call
+        self._sync = SyncDriver(transport, guard, sleep or time.sleep, later)
+        self._async = AsyncDriver(async_transport, guard, async_sleep, later)
         clock = clock or time.monotonic
         lookup = credentials or CredentialResolver()
         health = HealthTracker(

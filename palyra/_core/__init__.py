@@ -7,8 +7,8 @@ attempt loop with the one retry layer (``attempts``; ``retry`` is the only
 tenacity user, ``failures`` the taxonomy), circuit breakers and health
 (``health``), failover order (``failover``), stream sessions and results
 (``session``, ``streams``), the seams where subsystems join (``hooks``), and
-the only I/O: the drivers and the connect-time network guard (``drivers``,
-``netguard``).
+the only I/O: the drivers, and the network guard with the transports behind
+it (``drivers``, ``netguard``, ``connect``).
 
 May import: the leaves (``_exceptions``, ``_utils``, ``_wire``, ``_config``,
 ``_tokens``, ``_request``, ``_registry``), the adapter contract exported by
@@ -20,7 +20,7 @@ Exports to the rest of palyra: what is listed in ``__all__`` below.
 """
 
 from .context import MAX_TAGS, NOBODY, CallContext, Caller
-from .drivers import AsyncDriver, SyncDriver
+from .drivers import AsyncDriver, Deferred, SyncDriver
 from .health import HealthTracker, ModelHealth
 from .hooks import Candidate, Completion, Failed, Hooks
 from .netguard import NetworkGuard, Resolver
@@ -36,6 +36,7 @@ __all__ = [
     "Caller",
     "Candidate",
     "Completion",
+    "Deferred",
     "Failed",
     "HealthTracker",
     "Hooks",

@@ -171,6 +171,7 @@ class CallContext:
     attempts: list[Attempt] = field(default_factory=list)
     result: Any = None
     error: PalyraError | None = None  # set when the call failed
+    failed: bool = False  # the call-level failure hooks have run
     requested: ResolvedModel | None = None
 
     def info(self) -> PalyraInfo:

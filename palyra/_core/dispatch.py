@@ -142,9 +142,15 @@ class Dispatcher:
             error = self._circuit_open(target)
             self.hooks.failed(ctx, Failed(candidate, error))
             return self._skip(ctx, model, error)
-        result = yield from self.attempts.run(
-            ctx, candidate, adapter, request, opener, admission
-        )
+        try:
+            result = yield from self.attempts.run(
+                ctx, candidate, adapter, request, opener, admission
+            )
+        except BaseException as exc:
+            # Cancelled or interrupted mid-attempt (the drivers throw it in):
+            # the candidate announced to the hooks still ends.
+            self.hooks.failed(ctx, Failed(candidate, exc))
+            raise
         if isinstance(result, NotServed):
             self.hooks.failed(ctx, Failed(candidate, result.error))
         elif result.session is not None:
@@ -276,6 +282,7 @@ class Dispatcher:
             error.attempts = ctx.attempts
         if isinstance(error, PalyraError):
             ctx.error = error
+        ctx.failed = True
         self.hooks.failed(ctx, Failed(None, error, usage))
         return error
 

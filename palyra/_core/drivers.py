@@ -15,6 +15,7 @@ import logging
 import socket
 import threading
 import time
+from collections import deque
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
@@ -25,7 +26,7 @@ from .._providers import InProcessTransport
 from .netguard import BlockedAddress, NetworkGuard
 from .steps import Flow, Outcome, Prime, ProviderCall, Sleep
 
-__all__ = ["LIMITS", "AsyncDriver", "SyncDriver", "running_loop"]
+__all__ = ["LIMITS", "AsyncDriver", "Deferred", "SyncDriver", "running_loop"]
 
 T = TypeVar("T")
 logger = logging.getLogger("palyra")
@@ -42,12 +43,49 @@ ERROR_BODY_LIMIT = 64 * 1024
 _SEND_ERRORS = (httpx.HTTPError, BlockedAddress)
 
 
-class _Driver:
-    """What both drivers share: the guard, the closed flag, the local clients."""
+class Deferred:
+    """Work put off from finalizers, done at the start of the next call.
 
-    def __init__(self, transport: Any, guard: NetworkGuard) -> None:
+    A stream the garbage collector drops must give its connection back and
+    report its end, but a finalizer may run while this very thread holds any
+    lock (httpcore's pool, a health window): the work waits here instead.
+    """
+
+    __slots__ = ("_actions",)
+
+    def __init__(self) -> None:
+        self._actions: deque[Callable[[], object]] = deque()
+
+    def __call__(self, action: Callable[[], object]) -> None:
+        """Put ``action`` off (an atomic append: safe anywhere)."""
+        self._actions.append(action)
+
+    def __bool__(self) -> bool:
+        return bool(self._actions)
+
+    def settle(self) -> None:
+        """Do what was put off."""
+        while self._actions:
+            try:
+                action = self._actions.popleft()
+            except IndexError:  # another thread took the last one
+                return
+            try:
+                action()
+            except Exception as exc:
+                logger.warning(
+                    "palyra: closing a dropped stream failed (%s)", type(exc).__name__
+                )
+
+
+class _Driver:
+    """What both drivers share: the guard, the closed flag, the local clients,
+    and the work put off from finalizers."""
+
+    def __init__(self, transport: Any, guard: NetworkGuard, later: Deferred) -> None:
         self._transport = transport  # the caller's own, or None for palyra's
         self._guard = guard
+        self.later = later
         self._lock = threading.Lock()
         self._closed = False
         self._local: dict[int, Any] = {}  # id(InProcessTransport) -> client
@@ -76,6 +114,7 @@ class SyncDriver(_Driver):
             (guarded, honouring the environment's proxies).
         guard: The network guard of palyra's own transport.
         sleep: Waits between retries (tests pass a recorder).
+        later: Work put off from finalizers (shared with the async driver).
     """
 
     def __init__(
@@ -83,25 +122,37 @@ class SyncDriver(_Driver):
         transport: httpx.BaseTransport | None,
         guard: NetworkGuard,
         sleep: Callable[[float], None],
+        later: Deferred,
     ) -> None:
-        super().__init__(transport, guard)
+        super().__init__(transport, guard, later)
         self._sleep = sleep
         self._network: httpx.Client | None = None
 
     def run(self, flow: Flow[T]) -> T:
         """Carry out every step of ``flow``; its return value is the result."""
+        if self.later:
+            self.later.settle()
         try:
             step = next(flow)
             while True:
-                if isinstance(step, Sleep):
-                    self._sleep(step.seconds)
-                    step = flow.send(None)
-                elif isinstance(step, Prime):
-                    step = flow.send(prime(step))
+                try:
+                    answer = self._carry_out(step)
+                except BaseException as exc:
+                    # Interrupted (or a bug here): the flow hears of it, so each
+                    # candidate it announced to the hooks still ends.
+                    step = flow.throw(exc)
                 else:
-                    step = flow.send(self._send(step))
+                    step = flow.send(answer)
         except StopIteration as stop:
             return stop.value  # type: ignore[no-any-return]
+
+    def _carry_out(self, step: ProviderCall | Sleep | Prime) -> Outcome | None:
+        if isinstance(step, Sleep):
+            self._sleep(step.seconds)
+            return None
+        if isinstance(step, Prime):
+            return prime(step)
+        return self._send(step)
 
     def _send(self, call: ProviderCall) -> Outcome:
         client = self._client(call)
@@ -138,6 +189,7 @@ class SyncDriver(_Driver):
 
     def close(self) -> None:
         """Close the network connections; later calls raise."""
+        self.later.settle()
         with self._lock:
             client, self._network = self._network, None
             self._closed = True
@@ -152,6 +204,7 @@ class AsyncDriver(_Driver):
         transport: The caller's async httpx transport, or None for palyra's.
         guard: The network guard of palyra's own transport.
         sleep: Waits between retries (default `asyncio.sleep`).
+        later: Work put off from finalizers (shared with the sync driver).
     """
 
     def __init__(
@@ -159,26 +212,38 @@ class AsyncDriver(_Driver):
         transport: httpx.AsyncBaseTransport | None,
         guard: NetworkGuard,
         sleep: Callable[[float], Awaitable[None]] | None,
+        later: Deferred,
     ) -> None:
-        super().__init__(transport, guard)
+        super().__init__(transport, guard, later)
         self._sleep = sleep or asyncio_sleep
         self._network: httpx.AsyncClient | None = None
         self._loop: object = None
 
     async def run(self, flow: Flow[T]) -> T:
         """Carry out every step of ``flow``; its return value is the result."""
+        if self.later:
+            self.later.settle()
         try:
             step = next(flow)
             while True:
-                if isinstance(step, Sleep):
-                    await self._sleep(step.seconds)
-                    step = flow.send(None)
-                elif isinstance(step, Prime):
-                    step = flow.send(await aprime(step))
+                try:
+                    answer = await self._carry_out(step)
+                except BaseException as exc:
+                    # Cancelled, timed out by the caller, or interrupted: the
+                    # flow hears of it, so each announced candidate still ends.
+                    step = flow.throw(exc)
                 else:
-                    step = flow.send(await self._send(step))
+                    step = flow.send(answer)
         except StopIteration as stop:
             return stop.value  # type: ignore[no-any-return]
+
+    async def _carry_out(self, step: ProviderCall | Sleep | Prime) -> Outcome | None:
+        if isinstance(step, Sleep):
+            await self._sleep(step.seconds)
+            return None
+        if isinstance(step, Prime):
+            return await aprime(step)
+        return await self._send(step)
 
     async def _send(self, call: ProviderCall) -> Outcome:
         client = self._client(call)
@@ -218,6 +283,7 @@ class AsyncDriver(_Driver):
 
     async def aclose(self) -> None:
         """Close the network connections of the running loop; later calls raise."""
+        self.later.settle()
         with self._lock:
             client, self._network = self._network, None
             loop, self._loop = self._loop, None

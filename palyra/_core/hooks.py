@@ -14,15 +14,19 @@ drawn in ``docs/architecture.md``:
   the answer is parsed, or at the end of a stream (finished or closed early).
 - ``after_failure(ctx, failed)`` runs for every candidate that reached
   ``before_dispatch`` and did not serve (``failed.candidate`` set), and once
-  more when the call as a whole fails (``failed.candidate`` None).
+  more when the call as a whole fails (``failed.candidate`` None), whatever
+  failed: an upstream, a check after routing, a cancellation.
 
 So every ``before_dispatch`` is matched by exactly one ``after_completion``
 or candidate ``after_failure``: a reservation made for a candidate is always
-settled or released.
+settled or released. An ``after_*`` hook that raises is logged and counted
+(``Hooks.errors``); it changes nothing about the call, and the other hooks
+still run.
 """
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import NamedTuple
@@ -53,6 +57,7 @@ __all__ = [
     "Usage",
 ]
 
+logger = logging.getLogger("palyra")
 Result = ChatCompletion | EmbeddingResponse | Transcription
 Usage = CompletionUsage | EmbeddingUsage
 
@@ -112,9 +117,16 @@ FailureHook = Callable[[CallContext, Failed], None]
 class Hooks:
     """The hooks of one client's pipeline (internal: the subsystems' seam)."""
 
-    __slots__ = ("after_completion", "after_failure", "before_dispatch", "route")
+    __slots__ = (
+        "after_completion",
+        "after_failure",
+        "before_dispatch",
+        "errors",
+        "route",
+    )
 
     def __init__(self) -> None:
+        self.errors = 0  # completion and failure hooks that raised
         self.route: list[RouteHook] = []
         self.before_dispatch: list[DispatchHook] = []
         self.after_completion: list[CompletionHook] = []
@@ -146,9 +158,23 @@ class Hooks:
         if self.after_completion:
             completion = Completion(candidate, result, usage, ctx.elapsed_ms())
             for hook in self.after_completion:
-                hook(ctx, completion)
+                self._guarded("completion", hook, ctx, completion)
 
     def failed(self, ctx: CallContext, failed: Failed) -> None:
         """Run the failure hooks."""
         for hook in self.after_failure:
-            hook(ctx, failed)
+            self._guarded("failure", hook, ctx, failed)
+
+    def _guarded(self, seam: str, hook: Callable[..., None], *args: object) -> None:
+        # What happened has happened: a completion or failure hook that raises
+        # must not change the call's outcome nor keep the others from running.
+        try:
+            hook(*args)
+        except Exception as exc:
+            self.errors += 1
+            logger.error(
+                "palyra: %s hook %s raised %s",
+                seam,
+                getattr(hook, "__qualname__", type(hook).__name__),
+                type(exc).__name__,
+            )

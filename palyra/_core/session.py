@@ -144,6 +144,11 @@ class StreamSession:
     # -- reading (Stream / AsyncStream) ------------------------------------
 
     @property
+    def owes_report(self) -> bool:
+        """Whether the caller has the stream and its end is not reported yet."""
+        return self._report is not None
+
+    @property
     def source(self) -> Iterator[bytes] | AsyncIterator[bytes] | None:
         """The bytes still to read (None: priming read the whole body)."""
         return self._source

@@ -1,15 +1,17 @@
-"""Streaming results: thin sync and async drivers over a `StreamSession`.
+"""Streaming results: thin sync and async readers of a `StreamSession`.
 
 All parsing and bookkeeping is in the session; these classes only read bytes.
-Leaving early (``break``, ``close()``, the ``with`` block ending) closes the
-upstream response, and so does dropping a stream unread: its connection goes
-back and its breaker hears that it ended. A stream that the upstream cut short
-raises a typed error from the iterator: it never ends as if it were complete.
+Leaving early (``break`` then ``close()``, the ``with`` block ending, a
+cancelled task) closes the upstream response and reports a stream closed
+early. A stream dropped unread or half-read gives its connection back and
+reports the same, from the next call of the client (its async twin: on its
+event loop), never from the garbage collector, which may run while this
+thread holds any lock. A stream that the upstream cut short raises a typed
+error from the iterator: it never ends as if it were complete.
 """
 
 from __future__ import annotations
 
-import logging
 import sys
 from collections.abc import AsyncGenerator, AsyncIterator, Generator, Iterator
 from types import TracebackType
@@ -18,16 +20,19 @@ from typing import Any, cast
 import httpx
 
 from .._wire import ChatCompletion, ChatCompletionChunk, CompletionUsage, PalyraInfo
-from .drivers import running_loop
+from .drivers import Deferred, running_loop
 from .session import StreamSession
 
 __all__ = ["AsyncStream", "Stream"]
 
-logger = logging.getLogger("palyra")
+# Closing tasks of dropped async streams: the loop holds its tasks weakly.
+_CLOSING: set[Any] = set()
 
 
 class _StreamBase:
     _session: StreamSession
+    _response: httpx.Response
+    _later: Deferred
 
     @property
     def palyra(self) -> PalyraInfo:
@@ -45,40 +50,32 @@ class _StreamBase:
         completion = self._session.completion
         return completion.usage if completion is not None else None
 
+    def _dropped(self) -> bool:
+        """Whether a finalizer found work: an open response or a report owed."""
+        session = getattr(self, "_session", None)
+        if session is None or sys.is_finalizing():
+            return False  # built halfway, or the interpreter is going away
+        return session.owes_report or not self._response.is_closed
+
 
 class Stream(_StreamBase):
     """An iterator of `ChatCompletionChunk`, usable as a context manager."""
 
-    def __init__(self, session: StreamSession, response: httpx.Response) -> None:
+    def __init__(
+        self, session: StreamSession, response: httpx.Response, later: Deferred
+    ) -> None:
         self._session = session
         self._response = response
-        self._chunks = self._iterate()
+        self._later = later
+        # A generator of its own: it holds no reference to this object, so
+        # dropping the stream finalizes it at once (no cycle for the GC).
+        self._chunks = _read(session, response)
 
     def __iter__(self) -> Generator[ChatCompletionChunk, None, None]:
         return self._chunks
 
     def __next__(self) -> ChatCompletionChunk:
         return next(self._chunks)
-
-    def _iterate(self) -> Generator[ChatCompletionChunk, None, None]:
-        failure = None
-        session = self._session
-        try:
-            yield from session.take_pending()
-            source = cast("Iterator[bytes] | None", session.source)
-            if source is not None:
-                for data in source:
-                    yield from session.feed(data)
-                yield from session.flush()
-        except httpx.HTTPError as exc:
-            failure = self._session.interrupted(exc)
-        finally:
-            self._response.close()
-        if failure is not None:
-            # Raised outside the except block: httpx's error holds the request,
-            # credential header included, and must not ride along as __context__.
-            raise failure
-        self._session.finish()
 
     def close(self) -> None:
         """Stop reading and close the upstream response."""
@@ -87,12 +84,8 @@ class Stream(_StreamBase):
         self._session.stopped()
 
     def __del__(self) -> None:
-        # A stream dropped without being read or closed must not pin a pooled
-        # connection for the life of the client, nor lose its health sample.
-        response = getattr(self, "_response", None)
-        if response is not None and not response.is_closed:
-            response.close()
-            _report_dropped(self._session)
+        if self._dropped():
+            self._later(_Closing(self._session, self._response))
 
     def __enter__(self) -> Stream:
         return self
@@ -110,38 +103,20 @@ class AsyncStream(_StreamBase):
     """An async iterator of `ChatCompletionChunk`, usable as an async context
     manager."""
 
-    def __init__(self, session: StreamSession, response: httpx.Response) -> None:
+    def __init__(
+        self, session: StreamSession, response: httpx.Response, later: Deferred
+    ) -> None:
         self._session = session
         self._response = response
+        self._later = later
         self._loop = running_loop()
-        self._chunks = self._iterate()
+        self._chunks = _aread(session, response)
 
     def __aiter__(self) -> AsyncGenerator[ChatCompletionChunk, None]:
         return self._chunks
 
     async def __anext__(self) -> ChatCompletionChunk:
         return await anext(self._chunks)
-
-    async def _iterate(self) -> AsyncGenerator[ChatCompletionChunk, None]:
-        failure = None
-        session = self._session
-        try:
-            for chunk in session.take_pending():
-                yield chunk
-            source = cast("AsyncIterator[bytes] | None", session.source)
-            if source is not None:
-                async for data in source:
-                    for chunk in session.feed(data):
-                        yield chunk
-                for chunk in session.flush():
-                    yield chunk
-        except httpx.HTTPError as exc:
-            failure = self._session.interrupted(exc)
-        finally:
-            await self._response.aclose()
-        if failure is not None:
-            raise failure  # outside the except block, as in Stream
-        self._session.finish()
 
     async def aclose(self) -> None:
         """Stop reading and close the upstream response."""
@@ -150,21 +125,15 @@ class AsyncStream(_StreamBase):
         self._session.stopped()
 
     def __del__(self) -> None:
-        # As Stream does: a dropped stream gives its connection back (closed on
-        # its own loop, which may be running in another thread, or gone) and
-        # reports its end. A stream read to the end or closed has no work here.
-        response = getattr(self, "_response", None)
-        if response is None or response.is_closed:
+        if not self._dropped():
             return
-        _report_dropped(self._session)
-        loop: Any = self._loop
-        if loop.is_closed() or not loop.is_running():
-            return  # its connections went (or go) with the loop
-        closing = response.aclose()
+        session, response, loop = self._session, self._response, self._loop
         try:
-            loop.call_soon_threadsafe(loop.create_task, closing)
-        except RuntimeError:  # the loop closed in between
-            closing.close()
+            # The connection belongs to its loop, which may run in another
+            # thread: close it there, and report from there.
+            loop.call_soon_threadsafe(_close_on_loop, loop, session, response)  # type: ignore[attr-defined]
+        except RuntimeError:  # the loop is closed: its connections went with it
+            self._later(session.stopped)
 
     async def __aenter__(self) -> AsyncStream:
         return self
@@ -178,14 +147,82 @@ class AsyncStream(_StreamBase):
         await self.aclose()
 
 
-def _report_dropped(session: StreamSession) -> None:
-    """The end report of a stream the garbage collector found: nothing can be
-    raised from a finalizer, so a failing report is logged instead."""
-    if sys.is_finalizing():
-        return  # the interpreter is going away: nothing is left to report to
+def _read(
+    session: StreamSession, response: httpx.Response
+) -> Generator[ChatCompletionChunk, None, None]:
+    failure = None
     try:
-        session.stopped()
-    except Exception as exc:
-        logger.warning(
-            "palyra: reporting a dropped stream failed (%s)", type(exc).__name__
-        )
+        yield from session.take_pending()
+        source = cast("Iterator[bytes] | None", session.source)
+        if source is not None:
+            for data in source:
+                yield from session.feed(data)
+            yield from session.flush()
+    except httpx.HTTPError as exc:
+        response.close()
+        failure = session.interrupted(exc)
+    except GeneratorExit:
+        raise  # closed: `close()` or the finalizer closes the response
+    except BaseException:
+        response.close()
+        session.stopped()  # interrupted (or already reported, if it failed)
+        raise
+    else:
+        response.close()
+    if failure is not None:
+        # Raised outside the except block: httpx's error holds the request,
+        # credential header included, and must not ride along as __context__.
+        raise failure
+    session.finish()
+
+
+async def _aread(
+    session: StreamSession, response: httpx.Response
+) -> AsyncGenerator[ChatCompletionChunk, None]:
+    failure = None
+    try:
+        for chunk in session.take_pending():
+            yield chunk
+        source = cast("AsyncIterator[bytes] | None", session.source)
+        if source is not None:
+            async for data in source:
+                for chunk in session.feed(data):
+                    yield chunk
+            for chunk in session.flush():
+                yield chunk
+    except httpx.HTTPError as exc:
+        await response.aclose()
+        failure = session.interrupted(exc)
+    except GeneratorExit:
+        raise  # closed: `aclose()` or the finalizer closes the response
+    except BaseException:
+        await response.aclose()
+        session.stopped()  # cancelled (or already reported, if it failed)
+        raise
+    else:
+        await response.aclose()
+    if failure is not None:
+        raise failure  # outside the except block, as in Stream
+    session.finish()
+
+
+class _Closing:
+    """What a dropped sync stream leaves to the client's next call."""
+
+    __slots__ = ("_response", "_session")
+
+    def __init__(self, session: StreamSession, response: httpx.Response) -> None:
+        self._session = session
+        self._response = response
+
+    def __call__(self) -> None:
+        self._response.close()
+        self._session.stopped()
+
+
+def _close_on_loop(loop: Any, session: StreamSession, response: httpx.Response) -> None:
+    session.stopped()
+    if not response.is_closed:
+        task = loop.create_task(response.aclose())
+        _CLOSING.add(task)
+        task.add_done_callback(_CLOSING.discard)

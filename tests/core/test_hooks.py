@@ -294,9 +294,10 @@ async def test_hooks_see_who_the_call_is_for(
 
 @pytest.mark.parametrize("driver", DRIVERS)
 @pytest.mark.anyio
-async def test_a_refused_payload_reaches_no_hook_but_route(driver: str) -> None:
+async def test_a_refused_payload_reaches_no_dispatch_hook(driver: str) -> None:
     """Anthropic takes no file parts: the adapter refuses the request before
-    any before_dispatch hook, so no reservation is ever made for it."""
+    any before_dispatch hook, so no reservation is ever made for it; the call
+    still counts as failed."""
     config = {
         "providers": [{"id": "ant", "kind": "anthropic", "auth_header": "none"}],
         "models": [{"id": "claude", "provider": "ant"}],
@@ -306,7 +307,10 @@ async def test_a_refused_payload_reaches_no_hook_but_route(driver: str) -> None:
     message = {"role": "user", "content": [{"type": "file", "file": {"file_id": "f"}}]}
     with pytest.raises(palyra.UnsupportedCapabilityError, match="file"):
         await chat(client, driver, [message])
-    assert seen.events == [("route", "claude")]
+    assert seen.events == [
+        ("route", "claude"),
+        ("failed", "call", "UnsupportedCapabilityError"),
+    ]
 
 
 @pytest.mark.parametrize("driver", DRIVERS)
