@@ -5,8 +5,9 @@ Everything public is importable from here; the modules behind it are private.
 public submodules.
 
 Names load on first use (PEP 562), the way pydantic's own do: ``import
-palyra`` costs next to nothing, and the first ``palyra.Palyra`` imports the
-client with what it needs. Static type checkers see the imports below.
+palyra`` costs next to nothing, and the first use of any public name loads
+the whole surface at once (so every annotation resolves in this namespace).
+Static type checkers see the imports below.
 """
 
 import typing
@@ -231,18 +232,24 @@ _LAZY = {name: module for module, names in _SOURCES.items() for name in names}
 
 
 def __getattr__(name: str) -> object:
-    module = _LAZY.get(name)
-    if module is None:
+    if name not in _LAZY:
         raise AttributeError(f"module 'palyra' has no attribute {name!r}")
+    _load()
+    return globals()[name]
+
+
+def _load() -> None:
+    # Every module at once: the public classes' annotations name each other,
+    # and tools resolve them in this namespace (their __module__ is palyra).
     import importlib
 
-    source = importlib.import_module(module, __name__)
-    for public in _SOURCES[module]:
-        value = getattr(source, public)
-        # Reprs, tracebacks and docs say `palyra.X`, not the private module.
-        value.__module__ = "palyra"
-        globals()[public] = value
-    return globals()[name]
+    for module, names in _SOURCES.items():
+        source = importlib.import_module(module, __name__)
+        for public in names:
+            value = getattr(source, public)
+            # Reprs, tracebacks and docs say `palyra.X`, not the private module.
+            value.__module__ = "palyra"
+            globals()[public] = value
 
 
 def __dir__() -> list[str]:

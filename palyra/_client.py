@@ -142,7 +142,7 @@ class Palyra(Calls):
         Raises:
             InvalidRequestError: naming the bad field.
         """
-        view = object.__new__(Palyra)
+        view = object.__new__(type(self))
         view.__dict__.update(self.__dict__)
         view._caller = self._caller.merged(agent, session, principal, tags)
         return view

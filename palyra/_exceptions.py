@@ -156,7 +156,7 @@ class BlockedAddressError(APIConnectionError):
     """The upstream's host resolved to an address palyra refuses to connect to.
 
     Checked on every new connection, on the very address the connection uses:
-    private, link-local (cloud metadata), shared, reserved and multicast
+    private, link-local (cloud metadata), reserved, unspecified and multicast
     addresses are refused unless the provider sets ``allow_private_base_url``.
     Never retried; failover moves on to another provider.
 

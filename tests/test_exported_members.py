@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import ast
+import inspect
+import subprocess
+import sys
 import types
 
 import palyra
@@ -30,3 +34,29 @@ def test_lazy_exports_resolve() -> None:
     """Lazily imported names are real attributes."""
     assert palyra.DeterministicBackend.__name__ == "DeterministicBackend"
     assert palyra.ScriptedReply(content="x").content == "x"
+
+
+def test_annotations_resolve_in_the_public_namespace() -> None:
+    """Names load lazily, but as a whole: in a fresh process, the first use
+    of one makes every public annotation resolvable (as docs tools need)."""
+    code = (
+        "import typing, palyra; palyra.PalyraInfo;"
+        " print(sorted(typing.get_type_hints(palyra.PalyraInfo))[:3])"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True
+    )
+    assert done.stdout.strip() == "['agent', 'attempts', 'latency_ms']"
+
+
+def test_the_sources_map_matches_the_typing_imports() -> None:
+    """palyra._SOURCES and the TYPE_CHECKING imports name the same things."""
+    tree = ast.parse(inspect.getsource(palyra))
+    typed: dict[str, set[str]] = {}
+    for node in ast.walk(tree):
+        imported = isinstance(node, ast.ImportFrom) and node.level == 1
+        if imported and node.module and node.module != "_version":
+            typed.setdefault("." + node.module, set()).update(
+                alias.name for alias in node.names
+            )
+    assert typed == {module: set(names) for module, names in palyra._SOURCES.items()}

@@ -9,6 +9,7 @@ becomes httpcore's connect error or timeout, like any unreachable host.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterable
 from typing import Any
 
@@ -33,12 +34,18 @@ def _connect_error(
     return httpcore.ConnectError(str(exc))
 
 
-class _GuardedBackend(httpcore.NetworkBackend):
-    """httpcore's sync backend, connecting only to addresses the guard passed."""
+class GuardedBackend(httpcore.NetworkBackend):
+    """httpcore's sync backend, connecting only to addresses the guard passed.
 
-    def __init__(self, guard: NetworkGuard) -> None:
+    The addresses are tried in turn, sharing the connect timeout (resolution
+    included), so one that is black-holed does not use up the whole of it.
+    """
+
+    def __init__(
+        self, guard: NetworkGuard, inner: httpcore.NetworkBackend | None = None
+    ) -> None:
         self._guard = guard
-        self._inner = httpcore.SyncBackend()
+        self._inner = inner or httpcore.SyncBackend()
 
     def connect_tcp(
         self,
@@ -48,24 +55,23 @@ class _GuardedBackend(httpcore.NetworkBackend):
         local_address: str | None = None,
         socket_options: Iterable[Any] | None = None,
     ) -> httpcore.NetworkStream:
-        if self._guard.trusts(host, port):
-            return self._inner.connect_tcp(
-                host, port, timeout, local_address, socket_options
-            )
+        deadline = _deadline(timeout)
         try:
             addresses = self._guard.resolve(host, port, timeout)
         except (LookupFailed, LookupTimeout) as exc:
             raise _connect_error(exc) from None
-        failure: httpcore.ConnectError | None = None
-        for address in addresses:
+        failure: Exception | None = None
+        for index, address in enumerate(addresses):
+            share = _share(deadline, len(addresses) - index)
+            if share is not None and share <= 0:
+                break
             try:
                 return self._inner.connect_tcp(
-                    address, port, timeout, local_address, socket_options
+                    address, port, share, local_address, socket_options
                 )
-            except httpcore.ConnectError as exc:  # the next address may answer
-                failure = exc
-        assert failure is not None
-        raise failure
+            except (httpcore.ConnectError, httpcore.ConnectTimeout) as exc:
+                failure = exc  # the next address may answer
+        raise failure or _out_of_time(host, timeout)
 
     def connect_unix_socket(
         self,
@@ -79,12 +85,14 @@ class _GuardedBackend(httpcore.NetworkBackend):
         self._inner.sleep(seconds)
 
 
-class _AsyncGuardedBackend(httpcore.AsyncNetworkBackend):
+class AsyncGuardedBackend(httpcore.AsyncNetworkBackend):
     """httpcore's async (anyio) backend, behind the same guard."""
 
-    def __init__(self, guard: NetworkGuard) -> None:
+    def __init__(
+        self, guard: NetworkGuard, inner: httpcore.AsyncNetworkBackend | None = None
+    ) -> None:
         self._guard = guard
-        self._inner = httpcore.AnyIOBackend()
+        self._inner = inner or httpcore.AnyIOBackend()
 
     async def connect_tcp(
         self,
@@ -94,24 +102,23 @@ class _AsyncGuardedBackend(httpcore.AsyncNetworkBackend):
         local_address: str | None = None,
         socket_options: Iterable[Any] | None = None,
     ) -> httpcore.AsyncNetworkStream:
-        if self._guard.trusts(host, port):
-            return await self._inner.connect_tcp(
-                host, port, timeout, local_address, socket_options
-            )
+        deadline = _deadline(timeout)
         try:
             addresses = await self._guard.aresolve(host, port, timeout)
         except (LookupFailed, LookupTimeout) as exc:
             raise _connect_error(exc) from None
-        failure: httpcore.ConnectError | None = None
-        for address in addresses:
+        failure: Exception | None = None
+        for index, address in enumerate(addresses):
+            share = _share(deadline, len(addresses) - index)
+            if share is not None and share <= 0:
+                break
             try:
                 return await self._inner.connect_tcp(
-                    address, port, timeout, local_address, socket_options
+                    address, port, share, local_address, socket_options
                 )
-            except httpcore.ConnectError as exc:
+            except (httpcore.ConnectError, httpcore.ConnectTimeout) as exc:
                 failure = exc
-        assert failure is not None
-        raise failure
+        raise failure or _out_of_time(host, timeout)
 
     async def connect_unix_socket(
         self,
@@ -123,6 +130,21 @@ class _AsyncGuardedBackend(httpcore.AsyncNetworkBackend):
 
     async def sleep(self, seconds: float) -> None:
         await self._inner.sleep(seconds)
+
+
+def _deadline(timeout: float | None) -> float | None:
+    return None if timeout is None else time.monotonic() + timeout
+
+
+def _share(deadline: float | None, addresses_left: int) -> float | None:
+    """An even share of the time left for each address still to try."""
+    if deadline is None:
+        return None
+    return (deadline - time.monotonic()) / addresses_left
+
+
+def _out_of_time(host: str, timeout: float | None) -> httpcore.ConnectTimeout:
+    return httpcore.ConnectTimeout(f"no address of {host!r} answered in {timeout}s")
 
 
 def _pool_settings(limits: httpx.Limits) -> dict[str, Any]:
@@ -146,7 +168,7 @@ class GuardedTransport(httpx.HTTPTransport):
         super().__init__(verify=ssl_context, limits=limits)
         self._pool = httpcore.ConnectionPool(
             ssl_context=ssl_context,
-            network_backend=_GuardedBackend(guard),
+            network_backend=GuardedBackend(guard),
             **_pool_settings(limits),
         )
 
@@ -159,7 +181,7 @@ class AsyncGuardedTransport(httpx.AsyncHTTPTransport):
         super().__init__(verify=ssl_context, limits=limits)
         self._pool = httpcore.AsyncConnectionPool(
             ssl_context=ssl_context,
-            network_backend=_AsyncGuardedBackend(guard),
+            network_backend=AsyncGuardedBackend(guard),
             **_pool_settings(limits),
         )
 

@@ -73,7 +73,7 @@ class Caller:
         Raises:
             InvalidRequestError: naming the bad field.
         """
-        if agent is None and session is None and principal is None and not tags:
+        if agent is None and session is None and principal is None and tags is None:
             return self
         merged_tags = self.tags
         if tags is not None:

@@ -21,9 +21,9 @@ from __future__ import annotations
 
 import contextlib
 import ipaddress
-import queue
 import socket
 import threading
+import time
 from collections.abc import Callable, Iterable
 from typing import Any
 from urllib.parse import urlsplit
@@ -46,6 +46,9 @@ Resolver = Callable[[str, int], list[str]]
 
 _DEFAULT_PORTS = {"https": 443, "http": 80}
 _RESOLVE_TIMEOUT = 5.0  # when httpcore gives no connect timeout
+# A lookup still running after this long is abandoned and the next connection
+# starts another: a resolver that hangs costs one thread per host this often.
+_STALE_LOOKUP = 30.0
 
 
 class BlockedAddress(Exception):
@@ -101,10 +104,14 @@ def address_problem(address: str) -> str | None:
 class NetworkGuard:
     """Resolves and checks the host of each new upstream connection.
 
+    Lookups are single-flight: connections opened at once to the same host and
+    port share one lookup, in one thread of its own, so a resolver that hangs
+    never piles up threads. The resolver may be called from several threads.
+
     Args:
         resolver: How to resolve a host (default: the system resolver).
         trusted: ``(host, port)`` pairs of providers that set
-            ``allow_private_base_url``: connected to without a check.
+            ``allow_private_base_url``: their addresses are not checked.
     """
 
     def __init__(
@@ -113,27 +120,29 @@ class NetworkGuard:
         trusted: Iterable[tuple[str, int]] = (),
     ) -> None:
         self._resolver = resolver
-        self._trusted = frozenset((host.lower(), port) for host, port in trusted)
+        self._trusted = frozenset((_host_key(host), port) for host, port in trusted)
+        self._lookups: dict[tuple[str, int], _Lookup] = {}
+        self._lock = threading.Lock()
 
     @classmethod
     def for_providers(
         cls, providers: Iterable[ProviderConfig], resolver: Resolver | None = None
     ) -> NetworkGuard:
-        """The guard of a client: trusts the providers that opted in."""
+        """The guard of a client: trusts the enabled providers that opted in."""
         trusted = []
         for provider in providers:
-            if provider.allow_private_base_url and provider.base_url:
-                parts = urlsplit(provider.base_url)
+            if provider.enabled and provider.allow_private_base_url:
+                parts = urlsplit(provider.effective_base_url)
                 port = parts.port or _DEFAULT_PORTS.get(parts.scheme, 443)
                 trusted.append(((parts.hostname or "").strip("[]"), port))
         return cls(resolver, trusted)
 
     def trusts(self, host: str, port: int) -> bool:
         """Whether connections to ``host:port`` skip the check (an opt-in)."""
-        return (host.lower(), port) in self._trusted
+        return (_host_key(host), port) in self._trusted
 
     def check(self, host: str, port: int, addresses: list[str]) -> list[str]:
-        """The addresses, if every one of them may be connected to.
+        """The addresses, in connection order, if every one may be called.
 
         Raises:
             BlockedAddress: naming the first refused address.
@@ -141,11 +150,12 @@ class NetworkGuard:
         """
         if not addresses:
             raise LookupFailed(f"{host!r} resolved to no address")
-        for address in addresses:
-            problem = address_problem(address)
-            if problem is not None:
-                raise BlockedAddress(host, port, problem)
-        return addresses
+        if not self.trusts(host, port):
+            for address in addresses:
+                problem = address_problem(address)
+                if problem is not None:
+                    raise BlockedAddress(host, port, problem)
+        return _interleaved(addresses)
 
     def resolve(self, host: str, port: int, timeout: float | None) -> list[str]:
         """The checked addresses of ``host`` (a literal address is only checked).
@@ -156,17 +166,115 @@ class NetworkGuard:
         literal = _literal(host)
         if literal is not None:
             return self.check(host, port, [literal])
-        resolver = self._resolver or system_resolver  # read now: tests patch it
-        return self.check(host, port, _bounded(resolver, host, port, timeout))
+        seconds = timeout if timeout is not None else _RESOLVE_TIMEOUT
+        found = self._lookup(host, port).wait(seconds)
+        return self.check(host, port, _addresses(host, found))
 
     async def aresolve(self, host: str, port: int, within: float | None) -> list[str]:
-        """Async `resolve`: the resolver runs in a thread, awaited at most
-        ``within`` seconds (the connection's timeout)."""
+        """Async `resolve`: waits for the lookup at most ``within`` seconds."""
         literal = _literal(host)
         if literal is not None:
             return self.check(host, port, [literal])
-        resolver = self._resolver or system_resolver
-        return self.check(host, port, await _abounded(resolver, host, port, within))
+        seconds = within if within is not None else _RESOLVE_TIMEOUT
+        found = await self._lookup(host, port).await_for(seconds)
+        return self.check(host, port, _addresses(host, found))
+
+    def _lookup(self, host: str, port: int) -> _Lookup:
+        key = (host, port)
+        with self._lock:
+            running = self._lookups.get(key)
+            if running is not None and not running.stale():
+                return running
+            lookup = self._lookups[key] = _Lookup(host)
+        resolver = self._resolver or system_resolver  # read now: tests patch it
+
+        def run() -> None:
+            found = _resolved(resolver, host, port)
+            with self._lock:
+                if self._lookups.get(key) is lookup:
+                    del self._lookups[key]
+            lookup.finish(found)
+
+        threading.Thread(target=run, name="palyra-dns", daemon=True).start()
+        return lookup
+
+
+class _Lookup:
+    """One lookup in its thread, and whoever waits for it, sync or async."""
+
+    __slots__ = ("_done", "_found", "_host", "_lock", "_started", "_waiters")
+
+    def __init__(self, host: str) -> None:
+        self._host = host
+        self._started = time.monotonic()
+        self._done = threading.Event()
+        self._found: list[str] | str = ""
+        self._lock = threading.Lock()
+        self._waiters: list[Callable[[list[str] | str], None]] = []
+
+    def stale(self) -> bool:
+        return time.monotonic() - self._started > _STALE_LOOKUP
+
+    def finish(self, found: list[str] | str) -> None:
+        with self._lock:
+            self._found = found
+            self._done.set()
+            waiters, self._waiters = self._waiters, []
+        for waiter in waiters:
+            waiter(found)
+
+    def wait(self, seconds: float) -> list[str] | str:
+        """The answer; LookupTimeout after ``seconds`` (the lookup goes on)."""
+        if not self._done.wait(seconds):
+            raise _too_slow(self._host, seconds)
+        return self._found
+
+    async def await_for(self, seconds: float) -> list[str] | str:
+        """Async `wait`."""
+        import asyncio  # loaded by whoever runs the loop
+
+        loop = asyncio.get_running_loop()
+        answer: asyncio.Future[list[str] | str] = loop.create_future()
+
+        def deliver(found: list[str] | str) -> None:
+            with contextlib.suppress(RuntimeError):  # the loop ended meanwhile
+                loop.call_soon_threadsafe(_settle, answer, found)
+
+        with self._lock:
+            done = self._done.is_set()
+            if not done:
+                self._waiters.append(deliver)
+        if done:
+            return self._found
+        try:
+            async with asyncio.timeout(seconds):
+                return await answer
+        except TimeoutError:
+            raise _too_slow(self._host, seconds) from None
+
+
+def _host_key(host: str) -> str:
+    """A host as connections name it: lower case, no trailing dot, IDNA."""
+    host = host.strip("[]").rstrip(".").lower()
+    try:
+        return host.encode("idna").decode("ascii")
+    except UnicodeError:
+        return host
+
+
+def _interleaved(addresses: list[str]) -> list[str]:
+    """IPv6 and IPv4 in turn, the first answer's family first (RFC 8305), so a
+    black-holed family costs one attempt, not all of them."""
+    first: list[str] = []
+    second: list[str] = []
+    family = ":" in addresses[0]
+    for address in addresses:
+        (first if (":" in address) == family else second).append(address)
+    merged: list[str] = []
+    for pair in zip(first, second, strict=False):
+        merged.extend(pair)
+    longer = first if len(first) > len(second) else second
+    return merged + longer[min(len(first), len(second)) :]
 
 
 def _literal(host: str) -> str | None:
@@ -192,51 +300,6 @@ def _addresses(host: str, found: list[str] | str) -> list[str]:
     if isinstance(found, str):
         raise LookupFailed(f"could not resolve {host!r} ({found})")
     return found
-
-
-def _bounded(
-    resolver: Resolver, host: str, port: int, timeout: float | None
-) -> list[str]:
-    # getaddrinfo takes no timeout and can block for tens of seconds on a broken
-    # resolver. It runs in a daemon thread; on timeout the thread is abandoned
-    # (it cannot be cancelled, and a daemon never keeps the process alive).
-    seconds = timeout if timeout is not None else _RESOLVE_TIMEOUT
-    box: queue.Queue[list[str] | str] = queue.Queue(maxsize=1)
-    threading.Thread(
-        target=lambda: box.put(_resolved(resolver, host, port)),
-        name="palyra-dns",
-        daemon=True,
-    ).start()
-    try:
-        found = box.get(timeout=seconds)
-    except queue.Empty:
-        raise _too_slow(host, seconds) from None
-    return _addresses(host, found)
-
-
-async def _abounded(
-    resolver: Resolver, host: str, port: int, within: float | None
-) -> list[str]:
-    import asyncio  # loaded by whoever runs the loop
-
-    # A thread of its own, not the loop's executor: lookups abandoned on a
-    # broken resolver must not use up the workers everyone else shares.
-    seconds = within if within is not None else _RESOLVE_TIMEOUT
-    loop = asyncio.get_running_loop()
-    answer: asyncio.Future[list[str] | str] = loop.create_future()
-
-    def lookup() -> None:
-        found = _resolved(resolver, host, port)
-        with contextlib.suppress(RuntimeError):  # the loop ended meanwhile
-            loop.call_soon_threadsafe(_settle, answer, found)
-
-    threading.Thread(target=lookup, name="palyra-dns", daemon=True).start()
-    try:
-        async with asyncio.timeout(seconds):
-            found = await answer
-    except TimeoutError:
-        raise _too_slow(host, seconds) from None
-    return _addresses(host, found)
 
 
 def _settle(answer: Any, found: list[str] | str) -> None:

@@ -99,6 +99,13 @@ def test_a_view_shares_pools_breakers_and_backends() -> None:
     assert repr(view) == ("Palyra(providers=[det], models=3, agent='x', session='y')")
 
 
+def test_a_subclass_binds_to_its_own_class() -> None:
+    class App(palyra.Palyra):
+        pass
+
+    assert type(App().bind(agent="x")) is App
+
+
 def test_closing_a_view_closes_the_client() -> None:
     """One lifecycle: a view is the same client seen from another caller."""
     config = {
@@ -126,6 +133,7 @@ def test_closing_a_view_closes_the_client() -> None:
         ("principal", "user 42", "principal: must be"),
         ("principal", ["user:1"], "principal: must be a string, got list"),
         ("tags", "team=a", "tags: must be a mapping of str to str, got str"),
+        ("tags", [], "tags: must be a mapping of str to str, got list"),
         ("tags", {"Team": "a"}, "tags: keys must be 1-64 characters"),
         ("tags", {"": "a"}, "tags: keys must be"),
         ("tags", {"k" * 65: "a"}, "tags: keys must be"),

@@ -20,6 +20,7 @@ from tests.helpers import (
     chat,
     chunk_json,
     close,
+    completion_json,
     drain,
     loopback_transports,
     start_stream,
@@ -128,6 +129,7 @@ async def test_success(client: palyra.Palyra, driver: str) -> None:
     assert isinstance(seen.events[-1][3], int)
     # The hook saw the very payload that was sent: it can price what it reads.
     assert json.loads(seen.requests[0].content)["model"] == "gpt-4o-mini"
+    seen.assert_balanced()
 
 
 @pytest.mark.parametrize("driver", DRIVERS)
@@ -145,6 +147,7 @@ async def test_retry_then_success_dispatches_once(
     ]
     assert reply.palyra is not None
     assert [a.outcome for a in reply.palyra.attempts] == ["error", "success"]
+    seen.assert_balanced()
 
 
 @pytest.mark.parametrize("driver", DRIVERS)
@@ -207,6 +210,7 @@ async def test_a_stream_read_to_the_end(client: palyra.Palyra, driver: str) -> N
     assert (model, complete) == ("m1", True)
     assert stream.usage is not None
     assert usage == stream.usage.total_tokens
+    seen.assert_balanced()
 
 
 @pytest.mark.parametrize("driver", DRIVERS)
@@ -226,6 +230,7 @@ async def test_a_stream_cut_mid_way(
         ("failed", "m1", "StreamInterruptedError"),
         ("failed", "call", "StreamInterruptedError"),
     ]
+    seen.assert_balanced()
 
 
 class Refused(palyra.APIError):
@@ -258,6 +263,7 @@ async def test_a_hook_that_raises_stops_the_call(
         "skipped",
         "Refused",
     )
+    seen.assert_balanced()
 
 
 @pytest.mark.parametrize("driver", DRIVERS)
@@ -274,6 +280,7 @@ async def test_route_replaces_the_requested_model(
     ]
     assert reply.palyra is not None
     assert (reply.palyra.requested_model, reply.palyra.model) == ("m2", "m2")
+    seen.assert_balanced()
 
 
 @pytest.mark.parametrize("driver", DRIVERS)
@@ -290,6 +297,7 @@ async def test_hooks_see_who_the_call_is_for(
         "s-1",
         {"team": "billing"},
     )
+    seen.assert_balanced()
 
 
 @pytest.mark.parametrize("driver", DRIVERS)
@@ -311,6 +319,7 @@ async def test_a_refused_payload_reaches_no_dispatch_hook(driver: str) -> None:
         ("route", "claude"),
         ("failed", "call", "UnsupportedCapabilityError"),
     ]
+    seen.assert_balanced()
 
 
 @pytest.mark.parametrize("driver", DRIVERS)
@@ -334,7 +343,141 @@ async def test_an_open_breaker_ends_a_dispatched_candidate(
     ]
     assert reply.palyra is not None
     assert reply.palyra.model == "m2"
+    seen.assert_balanced()
 
 
 def _never(request: httpx.Request) -> httpx.Response:
     raise AssertionError("nothing may be sent")
+
+
+# -- every path ends what it announced ------------------------------------------------
+
+
+@pytest.mark.parametrize("driver", DRIVERS)
+@pytest.mark.anyio
+async def test_an_unusable_answer_fails_the_candidate_and_the_call(
+    client: palyra.Palyra, upstream_without_key: Upstream, driver: str
+) -> None:
+    upstream_without_key.enqueue(Reply(json={"not": "a completion"}))
+    seen = Recorder(client)
+    with pytest.raises(palyra.APIResponseValidationError):
+        await chat(client, driver, USER, "m1")
+    assert seen.events[1:] == [
+        ("dispatch", "m1", 0),
+        ("failed", "m1", "APIResponseValidationError"),
+        ("failed", "call", "APIResponseValidationError"),
+    ]
+    seen.assert_balanced()
+
+
+@pytest.mark.parametrize("driver", DRIVERS)
+@pytest.mark.anyio
+async def test_json_mode_failing_at_the_end_of_a_stream(
+    client: palyra.Palyra, upstream_without_key: Upstream, driver: str
+) -> None:
+    events = [chunk_json("not "), chunk_json("json", "stop"), "[DONE]"]
+    upstream_without_key.enqueue(Reply(sse=events))
+    seen = Recorder(client)
+    stream = await start_stream(
+        client, driver, USER, "m1", response_format={"type": "json_object"}
+    )
+    with pytest.raises(palyra.APIResponseValidationError, match="not valid JSON"):
+        await drain(stream)
+    assert seen.events[2:] == [
+        ("failed", "m1", "APIResponseValidationError"),
+        ("failed", "call", "APIResponseValidationError"),
+    ]
+    seen.assert_balanced()
+    # The model's answer was at fault, not the upstream: a success for health.
+    assert [h.success_rate for h in client.health()] == [1.0]
+
+
+@pytest.mark.parametrize("driver", DRIVERS)
+@pytest.mark.anyio
+async def test_hooks_that_raise_after_the_fact_change_nothing(
+    client: palyra.Palyra,
+    upstream_without_key: Upstream,
+    driver: str,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    def broken(ctx: CallContext, event: Any) -> None:
+        raise RuntimeError("a bug in a hook")
+
+    hooks = client._pipeline.hooks
+    hooks.after_completion.append(broken)
+    hooks.after_failure.append(broken)
+    seen = Recorder(client)  # registered after the broken ones: still runs
+    busy = error_reply(500, "down", type="server_error")
+    upstream_without_key.enqueue(busy, busy)
+    reply = await chat(client, driver, USER, "m1")  # m1 fails, m2 serves
+    assert reply.palyra is not None
+    assert reply.palyra.model == "m2"
+    assert [e[0] for e in seen.events] == [
+        "route",
+        "dispatch",
+        "failed",
+        "dispatch",
+        "done",
+    ]
+    assert hooks.errors == 2
+    assert "failure hook" in caplog.text
+    assert "completion hook" in caplog.text
+    assert "a bug in a hook" not in caplog.text  # the class is logged, not the text
+    seen.assert_balanced()
+
+
+@pytest.mark.anyio
+async def test_a_cancelled_call_still_ends_its_candidate(
+    client: palyra.Palyra, upstream_without_key: Upstream
+) -> None:
+    import asyncio
+
+    upstream_without_key.enqueue(Reply(json=completion_json("late"), delay=2.0))
+    seen = Recorder(client)
+    with pytest.raises(TimeoutError):
+        await asyncio.wait_for(client.achat(USER, "m1"), 0.2)
+    assert seen.events == [
+        ("route", "m1"),
+        ("dispatch", "m1", 0),
+        ("failed", "m1", "CancelledError"),
+        ("failed", "call", "CancelledError"),
+    ]
+    seen.assert_balanced()
+
+
+def test_an_interrupted_sync_call_still_ends_its_candidate(
+    upstream_without_key: Upstream,
+) -> None:
+    """Ctrl-C during a retry's sleep: the candidate and the call end."""
+
+    def interrupted(seconds: float) -> None:
+        raise KeyboardInterrupt
+
+    client = palyra.Palyra(
+        _config(upstream_without_key), sleep=interrupted, **loopback_transports()
+    )
+    upstream_without_key.enqueue(error_reply(503, "busy", type="server_error"))
+    seen = Recorder(client)
+    with client, pytest.raises(KeyboardInterrupt):
+        client.chat(USER, "m1")
+    assert seen.events[1:] == [
+        ("dispatch", "m1", 0),
+        ("failed", "m1", "KeyboardInterrupt"),
+        ("failed", "call", "KeyboardInterrupt"),
+    ]
+    seen.assert_balanced()
+
+
+@pytest.mark.parametrize("driver", DRIVERS)
+@pytest.mark.anyio
+async def test_provider_level_calls_run_no_hooks(
+    client: palyra.Palyra, driver: str
+) -> None:
+    seen = Recorder(client)
+    if driver == "sync":
+        client.provider_models("a")
+        client.count_tokens(USER, "m1")
+    else:
+        await client.aprovider_models("a")
+        await client.acount_tokens(USER, "m1")
+    assert seen.events == []

@@ -15,10 +15,12 @@ import threading
 import time
 from typing import Any
 
+import httpcore
 import pytest
 
 import palyra
 from palyra._config import ProviderConfig
+from palyra._core.connect import AsyncGuardedBackend, GuardedBackend
 from palyra._core.netguard import (
     BlockedAddress,
     LookupFailed,
@@ -123,8 +125,8 @@ def test_refused_addresses_say_why(address: str, shown: str) -> None:
         "fec0::1",
     ],
 )
-def test_same_verdict_as_the_literal_ip_check(address: str) -> None:
-    """DNS answers are judged exactly like literal IPs in the config."""
+def test_config_and_connections_word_the_same_verdict(address: str) -> None:
+    """One rule judges literal IPs in the config and resolved addresses."""
     literal = private_address_problem(
         f"https://[{address}]/" if ":" in address else f"https://{address}/"
     )
@@ -223,6 +225,7 @@ async def test_a_slow_resolver_is_bounded_in_async_too() -> None:
 
 
 def test_opted_in_providers_are_trusted_by_host_and_port() -> None:
+    """Only enabled providers with the opt-in; the name as connections spell it."""
     providers = [
         ProviderConfig(
             id="vllm",
@@ -233,11 +236,32 @@ def test_opted_in_providers_are_trusted_by_host_and_port() -> None:
         ),
         ProviderConfig(id="pub", kind="openai", base_url="https://api.example/v1"),
     ]
+    providers.append(
+        ProviderConfig(
+            id="off",
+            kind="openai",
+            base_url="https://off.internal/v1",
+            allow_private_base_url=True,
+            enabled=False,
+            auth_header="none",
+        )
+    )
+    providers.append(
+        ProviderConfig(
+            id="idn",
+            kind="openai",
+            base_url="https://bücher.internal./v1",
+            allow_private_base_url=True,
+            auth_header="none",
+        )
+    )
     guard = NetworkGuard.for_providers(providers, never_called)
     assert guard.trusts("vllm.internal", 8443)
-    assert guard.trusts("VLLM.internal", 8443)
+    assert guard.trusts("VLLM.internal.", 8443)
     assert not guard.trusts("vllm.internal", 443)
     assert not guard.trusts("api.example", 443)
+    assert not guard.trusts("off.internal", 443)
+    assert guard.trusts("xn--bcher-kva.internal", 443)  # what httpcore passes
 
 
 def test_system_resolver_resolves_loopback_names() -> None:
@@ -257,6 +281,167 @@ def test_system_resolver_passes_lookup_errors_through(
     monkeypatch.setattr(socket, "getaddrinfo", failing)
     with pytest.raises(socket.gaierror, match="Name or service not known"):
         system_resolver("nowhere.invalid", 443)
+
+
+# -- the backends: which address each connection goes to ---------------------------
+
+
+class FakeBackend:
+    """An inner network backend that records each connect and fails on cue."""
+
+    def __init__(self, fail: dict[str, Exception] | None = None) -> None:
+        self.fail = fail or {}
+        self.connects: list[tuple[str, float | None]] = []
+
+    def connect_tcp(self, host: str, port: int, timeout: Any, *args: Any) -> Any:
+        self.connects.append((host, timeout))
+        if host in self.fail:
+            raise self.fail[host]
+        return f"stream to {host}"
+
+
+class AsyncFakeBackend(FakeBackend):
+    async def connect_tcp(  # type: ignore[override]
+        self,
+        host: str,
+        port: int,
+        timeout: Any,  # noqa: ASYNC109 (httpcore's interface)
+        *args: Any,
+    ) -> Any:
+        return FakeBackend.connect_tcp(self, host, port, timeout)
+
+
+def test_the_backend_connects_to_the_checked_address_not_the_name() -> None:
+    inner = FakeBackend()
+    guard = NetworkGuard(FakeResolver({"api.example.com": ["93.184.216.34"]}))
+    stream = GuardedBackend(guard, inner).connect_tcp("api.example.com", 443, 5.0)
+    assert stream == "stream to 93.184.216.34"
+    assert [host for host, _ in inner.connects] == ["93.184.216.34"]
+
+
+def test_a_trusted_host_connects_to_its_private_address() -> None:
+    inner = FakeBackend()
+    guard = NetworkGuard(
+        FakeResolver({"vllm.internal": ["10.1.2.3"]}), trusted=[("vllm.internal", 8000)]
+    )
+    GuardedBackend(guard, inner).connect_tcp("vllm.internal", 8000, 5.0)
+    assert [host for host, _ in inner.connects] == ["10.1.2.3"]
+    with pytest.raises(BlockedAddress):  # the same answer, on another port
+        GuardedBackend(guard, inner).connect_tcp("vllm.internal", 443, 5.0)
+
+
+def test_the_next_address_is_tried_after_a_timeout_and_time_is_shared() -> None:
+    """A black-holed first address (often IPv6) costs its share of the connect
+    timeout, not all of it: the next one still gets a turn."""
+    inner = FakeBackend(fail={"2606:4700::1": httpcore.ConnectTimeout("black hole")})
+    answer = ["2606:4700::1", "2606:4700::2", "93.184.216.34"]
+    guard = NetworkGuard(FakeResolver({"dual.example": answer}))
+    stream = GuardedBackend(guard, inner).connect_tcp("dual.example", 443, 3.0)
+    assert stream == "stream to 93.184.216.34"
+    # Families in turn: v6, v4 (then v6 again, not needed).
+    [(first, first_share), (second, second_share)] = inner.connects
+    assert (first, second) == ("2606:4700::1", "93.184.216.34")
+    assert first_share is not None
+    assert 0.9 < first_share <= 1.0  # a third each of the three addresses
+    assert second_share is not None
+    assert 1.0 < second_share <= 1.5  # half of what is left
+
+
+def test_when_no_address_answers_the_last_error_is_raised() -> None:
+    refused = httpcore.ConnectError("refused")
+    inner = FakeBackend(fail={"93.184.216.34": refused, "93.184.216.35": refused})
+    guard = NetworkGuard(
+        FakeResolver({"down.example": ["93.184.216.34", "93.184.216.35"]})
+    )
+    with pytest.raises(httpcore.ConnectError, match="refused"):
+        GuardedBackend(guard, inner).connect_tcp("down.example", 443, 1.0)
+    assert len(inner.connects) == 2
+
+
+@pytest.mark.anyio
+async def test_the_async_backend_does_the_same() -> None:
+    inner = AsyncFakeBackend(fail={"2606:4700::1": httpcore.ConnectError("no route")})
+    guard = NetworkGuard(
+        FakeResolver({"dual.example": ["2606:4700::1", "93.184.216.34"]})
+    )
+    stream = await AsyncGuardedBackend(guard, inner).connect_tcp(  # type: ignore[arg-type]
+        "dual.example", 443, 2.0
+    )
+    assert stream == "stream to 93.184.216.34"
+    guard = NetworkGuard(FakeResolver({"meta.example": ["169.254.169.254"]}))
+    with pytest.raises(BlockedAddress):
+        await AsyncGuardedBackend(guard, inner).connect_tcp(  # type: ignore[arg-type]
+            "meta.example", 443, 2.0
+        )
+
+
+def test_concurrent_connections_share_one_lookup() -> None:
+    release = threading.Event()
+    calls: list[str] = []
+
+    def slow(host: str, port: int) -> list[str]:
+        calls.append(host)
+        release.wait(5)
+        return ["93.184.216.34"]
+
+    guard = NetworkGuard(slow)
+    results: list[list[str]] = []
+    threads = [
+        threading.Thread(
+            target=lambda: results.append(guard.resolve("h.example", 443, 5))
+        )
+        for _ in range(20)
+    ]
+    for thread in threads:
+        thread.start()
+    time.sleep(0.2)
+    release.set()
+    for thread in threads:
+        thread.join(5)
+    assert calls == ["h.example"]
+    assert results == [["93.184.216.34"]] * 20
+    guard.resolve("h.example", 443, 5)  # done: the next connection looks again
+    assert calls == ["h.example"] * 2
+
+
+def test_a_hanging_resolver_does_not_pile_up_threads() -> None:
+    release = threading.Event()
+
+    def hanging(host: str, port: int) -> list[str]:
+        release.wait(10)
+        return ["93.184.216.34"]
+
+    guard = NetworkGuard(hanging)
+    before = sum(t.name == "palyra-dns" for t in threading.enumerate())
+    try:
+        for _ in range(10):
+            with pytest.raises(LookupTimeout):
+                guard.resolve("stuck.example", 443, 0.02)
+        running = sum(t.name == "palyra-dns" for t in threading.enumerate())
+    finally:
+        release.set()
+    assert running - before == 1
+
+
+@pytest.mark.anyio
+async def test_async_waiters_share_the_lookup_too() -> None:
+    import asyncio
+
+    release = threading.Event()
+    calls: list[str] = []
+
+    def slow(host: str, port: int) -> list[str]:
+        calls.append(host)
+        release.wait(5)
+        return ["93.184.216.34"]
+
+    guard = NetworkGuard(slow)
+    waits = [guard.aresolve("h.example", 443, 5) for _ in range(10)]
+    gathered = asyncio.gather(*waits)
+    await asyncio.sleep(0.1)
+    release.set()
+    assert await gathered == [["93.184.216.34"]] * 10
+    assert calls == ["h.example"]
 
 
 # -- real connections ----------------------------------------------------------------
@@ -384,17 +569,6 @@ async def test_an_unresolvable_host_is_a_connection_error_at_call_time(
     assert (health.model, health.state) == ("m", "open")
 
 
-@pytest.mark.parametrize("driver", DRIVERS)
-@pytest.mark.anyio
-async def test_opted_in_hosts_connect_unchecked(
-    upstream: Upstream, driver: str
-) -> None:
-    config = _config(upstream.base_url, allow_private_base_url=True)
-    async with palyra.Palyra(config, resolver=never_called) as client:
-        reply = await chat(client, driver, USER)
-    assert reply.choices[0].message.content == "hello guard"
-
-
 def test_a_caller_transport_bypasses_the_guard() -> None:
     """Documented: a transport passed to Palyra replaces palyra's, guard and all."""
     import httpx
@@ -469,3 +643,77 @@ def test_building_a_client_does_no_io_at_all() -> None:
     assert heavy == []
     # The benchmark holds the 2 ms target; this only catches a gross regression.
     assert best < 0.05
+
+
+# -- proxies from the environment ------------------------------------------------------
+
+
+class ForwardProxy:
+    """A plain-HTTP forward proxy on 127.0.0.1 that records what it forwards."""
+
+    def __init__(self) -> None:
+        self.forwarded: list[str] = []
+
+    def __enter__(self) -> ForwardProxy:
+        import http.client
+        from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+        from urllib.parse import urlsplit
+
+        proxy = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                target = urlsplit(self.path)  # absolute form: http://host:port/path
+                proxy.forwarded.append(self.path)
+                body = self.rfile.read(int(self.headers.get("content-length", 0)))
+                upstream = http.client.HTTPConnection(
+                    target.hostname, target.port, timeout=5
+                )
+                headers = {
+                    k: v
+                    for k, v in self.headers.items()
+                    if k.lower() not in ("proxy-connection", "connection", "keep-alive")
+                }
+                upstream.request("POST", target.path, body, headers)
+                answer = upstream.getresponse()
+                content = answer.read()
+                self.send_response(answer.status)
+                for key, value in answer.getheaders():
+                    if key.lower() not in ("transfer-encoding", "connection"):
+                        self.send_header(key, value)
+                self.send_header("content-length", str(len(content)))
+                self.end_headers()
+                self.wfile.write(content)
+                upstream.close()
+
+            def log_message(self, format: str, *args: Any) -> None:
+                pass
+
+        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.port = self._server.server_address[1]
+        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._server.shutdown()
+        self._server.server_close()
+
+
+@pytest.mark.parametrize("driver", DRIVERS)
+@pytest.mark.anyio
+async def test_proxies_named_by_the_environment_are_used(
+    upstream: Upstream, driver: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """HTTP_PROXY is honoured as httpx would, and NO_PROXY hosts skip it."""
+    with ForwardProxy() as proxy:
+        monkeypatch.setenv("HTTP_PROXY", f"http://127.0.0.1:{proxy.port}")
+        async with palyra.Palyra(_config(upstream.base_url)) as client:
+            reply = await chat(client, driver, USER)
+        assert reply.choices[0].message.content == "hello guard"
+        assert proxy.forwarded == [upstream.base_url + "/chat/completions"]
+        monkeypatch.setenv("NO_PROXY", "127.0.0.1")
+        async with palyra.Palyra(_config(upstream.base_url)) as client:
+            await chat(client, driver, USER)
+        assert len(proxy.forwarded) == 1  # straight to the upstream this time
+        assert len(upstream.requests) == 2
