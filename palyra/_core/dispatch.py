@@ -83,32 +83,43 @@ class Dispatcher:
         build: Build,
         opener: Opener | None = None,
     ) -> Flow[Served]:
-        """Try the call's candidates in failover order until one answers."""
-        assert ctx.requested is not None
-        plan = failover_plan(
-            self.registry,
-            ctx.requested,
-            needs,
-            self.health,
-            auto=self.resilience.failover,
-        )
-        failures: list[NotServed] = []
-        keys: list[tuple[str, str]] = []
-        for index, model in enumerate(plan):
-            ctx.model = model
-            keys.append((model.provider.id, model.id))
-            result = yield from self._candidate(
-                ctx, model, index, prepare, build, opener
+        """Route the call, then try its candidates in failover order until one
+        answers. A call that fails here, whatever failed (a check, a hook, an
+        upstream, a cancellation), is reported to the failure hooks once."""
+        try:
+            self.hooks.routed(ctx)  # routing may replace the requested model
+            assert ctx.requested is not None
+            _check_needs(ctx.requested, needs)
+            plan = failover_plan(
+                self.registry,
+                ctx.requested,
+                needs,
+                self.health,
+                auto=self.resilience.failover,
             )
-            if isinstance(result, Served):
-                return result
-            failures.append(result)
-            if result.failure is not None:
-                plan.narrow(model, result.failure)
-            left = ctx.left()
-            if left is not None and left <= LATE:
-                break  # no time for another candidate: nothing more is sent
-        raise self._fail_call(ctx, failures, keys)
+            failures: list[NotServed] = []
+            keys: list[tuple[str, str]] = []
+            for index, model in enumerate(plan):
+                ctx.model = model
+                keys.append((model.provider.id, model.id))
+                result = yield from self._candidate(
+                    ctx, model, index, prepare, build, opener
+                )
+                if isinstance(result, Served):
+                    return result
+                failures.append(result)
+                if result.failure is not None:
+                    plan.narrow(model, result.failure)
+                left = ctx.left()
+                if left is not None and left <= LATE:
+                    break  # no time for another candidate: nothing more is sent
+            raise self._fail_call(ctx, failures, keys)
+        except GeneratorExit:
+            raise  # abandoned by its driver: nothing to report to
+        except BaseException as exc:
+            if not ctx.failed:
+                self.fail(ctx, exc)
+            raise
 
     def _candidate(
         self,
@@ -339,6 +350,17 @@ class StreamEnd:
             )
         dispatcher.hooks.failed(ctx, Failed(candidate, error, usage))
         dispatcher.fail(ctx, error, usage)
+
+
+def _check_needs(model: ResolvedModel, needs: Needs) -> None:
+    for name in needs.names():
+        if not getattr(model.capabilities, name):
+            raise UnsupportedCapabilityError(
+                f"model {model.id!r} does not support {name.replace('_', ' ')}",
+                capability=name,
+                provider=model.provider.id,
+                model=model.id,
+            )
 
 
 def _passed_over(

@@ -24,7 +24,7 @@ import httpx
 from .._exceptions import APIError
 from .._providers import InProcessTransport
 from .netguard import BlockedAddress, NetworkGuard
-from .steps import Flow, Outcome, Prime, ProviderCall, Sleep
+from .steps import Flow, Outcome, Prime, ProviderCall
 
 __all__ = ["LIMITS", "AsyncDriver", "Deferred", "SyncDriver", "running_loop"]
 
@@ -136,7 +136,13 @@ class SyncDriver(_Driver):
             step = next(flow)
             while True:
                 try:
-                    answer = self._carry_out(step)
+                    if isinstance(step, ProviderCall):
+                        answer: Outcome | None = self._send(step)
+                    elif isinstance(step, Prime):
+                        answer = prime(step)
+                    else:
+                        self._sleep(step.seconds)
+                        answer = None
                 except BaseException as exc:
                     # Interrupted (or a bug here): the flow hears of it, so each
                     # candidate it announced to the hooks still ends.
@@ -145,14 +151,6 @@ class SyncDriver(_Driver):
                     step = flow.send(answer)
         except StopIteration as stop:
             return stop.value  # type: ignore[no-any-return]
-
-    def _carry_out(self, step: ProviderCall | Sleep | Prime) -> Outcome | None:
-        if isinstance(step, Sleep):
-            self._sleep(step.seconds)
-            return None
-        if isinstance(step, Prime):
-            return prime(step)
-        return self._send(step)
 
     def _send(self, call: ProviderCall) -> Outcome:
         client = self._client(call)
@@ -227,7 +225,13 @@ class AsyncDriver(_Driver):
             step = next(flow)
             while True:
                 try:
-                    answer = await self._carry_out(step)
+                    if isinstance(step, ProviderCall):
+                        answer: Outcome | None = await self._send(step)
+                    elif isinstance(step, Prime):
+                        answer = await aprime(step)
+                    else:
+                        await self._sleep(step.seconds)
+                        answer = None
                 except BaseException as exc:
                     # Cancelled, timed out by the caller, or interrupted: the
                     # flow hears of it, so each announced candidate still ends.
@@ -236,14 +240,6 @@ class AsyncDriver(_Driver):
                     step = flow.send(answer)
         except StopIteration as stop:
             return stop.value  # type: ignore[no-any-return]
-
-    async def _carry_out(self, step: ProviderCall | Sleep | Prime) -> Outcome | None:
-        if isinstance(step, Sleep):
-            await self._sleep(step.seconds)
-            return None
-        if isinstance(step, Prime):
-            return await aprime(step)
-        return await self._send(step)
 
     async def _send(self, call: ProviderCall) -> Outcome:
         client = self._client(call)

@@ -11,7 +11,6 @@ async driver; neither can drift from the other because neither decides.
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import TypeVar
 
 import httpx
 
@@ -19,7 +18,6 @@ from .._config import ModelRole
 from .._exceptions import (
     APIError,
     ContextWindowExceededError,
-    UnsupportedCapabilityError,
 )
 from .._providers import Adapters, ProviderAdapter, Target, request_id
 from .._registry import Registry, ResolvedModel
@@ -41,8 +39,6 @@ from .session import StreamSession, check_json_answer
 from .steps import Flow
 
 __all__ = ["Pipeline"]
-
-R = TypeVar("R")
 
 _MAX_PAGES = 100  # a model list longer than this is an upstream bug
 
@@ -93,11 +89,6 @@ class Pipeline:
     ) -> Flow[ChatCompletion]:
         """Flow of a non-streaming chat call."""
         ctx = self._context("chat", model_name, "chat", caller, request)
-        return (yield from self._call(ctx, self._chat_answer(ctx, request)))
-
-    def _chat_answer(
-        self, ctx: CallContext, request: ChatRequest
-    ) -> Flow[ChatCompletion]:
         served = yield from self._chat(ctx, request, stream=False)
         try:
             completion = served.adapter.chat_response(
@@ -117,14 +108,13 @@ class Pipeline:
         """Flow of a streaming chat call: the session (its first chunks read)
         and the open response."""
         ctx = self._context("chat", model_name, "chat", caller, request)
-        served = yield from self._call(ctx, self._chat(ctx, request, stream=True))
+        served = yield from self._chat(ctx, request, stream=True)
         assert served.session is not None
         return served.session, served.response
 
     def _chat(
         self, ctx: CallContext, request: ChatRequest, *, stream: bool
     ) -> Flow[Served]:
-        _check_needs(ctx.model, request.needs)
         tools = request.body.get("tools")
 
         def prepare(model: ResolvedModel) -> None:
@@ -167,11 +157,7 @@ class Pipeline:
     ) -> Flow[EmbeddingResponse]:
         """Flow of an embeddings call."""
         ctx = self._context("embeddings", model_name, "embeddings", caller, request)
-        return (yield from self._call(ctx, self._embeddings(ctx, request)))
 
-    def _embeddings(
-        self, ctx: CallContext, request: EmbeddingsRequest
-    ) -> Flow[EmbeddingResponse]:
         def prepare(model: ResolvedModel) -> None:
             ctx.estimate = self._embeddings_estimate(model, request)
 
@@ -217,11 +203,7 @@ class Pipeline:
         ctx = self._context(
             "transcription", model_name, "audio_transcription", caller, request
         )
-        return (yield from self._call(ctx, self._transcription(ctx, request)))
 
-    def _transcription(
-        self, ctx: CallContext, request: TranscriptionRequest
-    ) -> Flow[Transcription]:
         def build(target: Target, adapter: ProviderAdapter) -> httpx.Request:
             return adapter.transcription_request(target, request)
 
@@ -314,33 +296,9 @@ class Pipeline:
         model = self.registry.resolve(model_name, role)
         return self._start(operation, model, request.call.deadline, caller, request)
 
-    def _call(self, ctx: CallContext, body: Flow[R]) -> Flow[R]:
-        """Route the call, then run its body; a call that fails is reported to
-        the failure hooks exactly once, whatever failed."""
-        try:
-            self.hooks.routed(ctx)  # routing may replace the requested model
-            return (yield from body)
-        except GeneratorExit:
-            raise  # abandoned by its driver: nothing to report to
-        except BaseException as exc:
-            if not ctx.failed:
-                self.dispatcher.fail(ctx, exc)
-            raise
-
 
 def _no_check(model: ResolvedModel) -> None:
     return None
-
-
-def _check_needs(model: ResolvedModel, needs: Needs) -> None:
-    for name in needs.names():
-        if not getattr(model.capabilities, name):
-            raise UnsupportedCapabilityError(
-                f"model {model.id!r} does not support {name.replace('_', ' ')}",
-                capability=name,
-                provider=model.provider.id,
-                model=model.id,
-            )
 
 
 def _check_context(model: ResolvedModel, prompt: int, output: int) -> None:

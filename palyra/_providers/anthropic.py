@@ -217,8 +217,9 @@ def _headers(target: Target, extra: Mapping[str, str]) -> httpx.Headers:
         betas.append(OAUTH_BETA)
     elif target.credential is not None and style == "x-api-key":
         headers["x-api-key"] = target.credential
-    headers.update(target.model.provider.headers)
-    headers.update(extra)
+    for source in (target.model.provider.headers, extra):
+        if source:  # an update costs as much as a header set
+            headers.update(source)
     # Betas from config and caller add to the OAuth one instead of replacing it.
     for source in (target.model.provider.headers, extra):
         for name, value in source.items():

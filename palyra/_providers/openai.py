@@ -83,10 +83,15 @@ class OpenAIAdapter:
         **kw: Any,
     ) -> httpx.Request:
         # httpx.Headers merges case-insensitively: no header is ever sent twice.
+        # (An update costs as much as a header set: empty ones are skipped.)
         headers = httpx.Headers(kw.pop("headers", {}))
-        headers.update(target.model.provider.headers)
-        headers.update(auth_headers(target))
-        headers.update(call_headers)
+        for extra in (
+            target.model.provider.headers,
+            auth_headers(target),
+            call_headers,
+        ):
+            if extra:
+                headers.update(extra)
         key = (self.base_url(target), path)
         url = self._urls.get(key)
         if url is None:
