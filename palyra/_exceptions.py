@@ -27,6 +27,7 @@ mistakes sit beside it, so `except palyra.APIError` never hides a bug::
     ├── ModelNotFoundError            no such model or alias in the registry
     ├── CredentialError               no credential could be found for a provider
     ├── InvalidRequestError (also ValueError)  bad call input (no HTTP sent)
+    ├── ClientClosedError (also RuntimeError)  a call on a closed client
     └── ConfigError (also ValueError) bad configuration, named by its path
 
 Messages never contain secrets: upstream text is redacted and cut to an excerpt
@@ -49,6 +50,7 @@ __all__ = [
     "AuthenticationError",
     "BadRequestError",
     "BlockedAddressError",
+    "ClientClosedError",
     "ConfigError",
     "ConflictError",
     "ContextWindowExceededError",
@@ -325,6 +327,11 @@ class CredentialError(_CallContextError):
 
 class InvalidRequestError(PalyraError, ValueError):
     """The call's input is invalid; the message names the bad field. No HTTP sent."""
+
+
+class ClientClosedError(PalyraError, RuntimeError):
+    """A call was made on a client after ``close()`` (or the end of its ``with``
+    block). Build a new `Palyra`, or keep the client open while it is used."""
 
 
 class ConfigError(PalyraError, ValueError):

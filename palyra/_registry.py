@@ -7,14 +7,21 @@ plain dict reads, because they happen on every call.
 
 from __future__ import annotations
 
+import difflib
 from dataclasses import dataclass
 from types import MappingProxyType
 
 from ._config import ModelEntry, ModelRole, PalyraConfig, ProviderConfig
-from ._exceptions import ModelNotFoundError, UnsupportedCapabilityError
+from ._exceptions import (
+    InvalidRequestError,
+    ModelNotFoundError,
+    UnsupportedCapabilityError,
+)
 from ._wire import ModelCapabilities, ModelInfo
 
 __all__: list[str] = []
+
+_LISTED = 20  # names an unknown-model error lists in full
 
 _ALL_OFF = {"streaming": False, "tools": False, "json_mode": False, "vision": False}
 # Defaults per (provider kind, role); entry-level capabilities override them.
@@ -101,6 +108,11 @@ class Registry:
             ModelNotFoundError: no model or alias of that name, or no default.
             UnsupportedCapabilityError: the model exists but has another role.
         """
+        if name is not None and not isinstance(name, str):
+            kind = type(name).__name__
+            raise InvalidRequestError(
+                f"model: must be a model id or alias (a string), got {kind}"
+            )
         model = self._defaults[role] if name is None else self._by_name.get(name)
         if model is None:
             if name is None:
@@ -108,7 +120,9 @@ class Registry:
                     f"no {role} model is configured; add a model with role"
                     f" {role!r} or set defaults.{role}"
                 )
-            raise ModelNotFoundError(f"unknown model {name!r}", model=name)
+            raise ModelNotFoundError(
+                f"unknown model {name!r}; {self._known(name, role)}", model=name
+            )
         if model.role != role:
             raise UnsupportedCapabilityError(
                 f"model {model.id!r} has role {model.role!r}, not {role!r}",
@@ -124,6 +138,17 @@ class Registry:
                 model=model.id,
             )
         return model
+
+    def _known(self, name: str, role: ModelRole) -> str:
+        """What could have been meant: every name of the role, or the nearest."""
+        names = [n for n, m in self._by_name.items() if m.role == role]
+        if not names:
+            return f"no {role} model is configured"
+        if len(names) <= _LISTED:
+            return f"configured {role} models: {', '.join(names)}"
+        near = difflib.get_close_matches(name, names, n=5, cutoff=0.4)
+        shown = ", ".join(near or names[:_LISTED])
+        return f"{len(names)} {role} models are configured, e.g. {shown}"
 
     def find(self, name: str) -> ResolvedModel | None:
         """The model with this id or alias, if any (no role or enabled check)."""

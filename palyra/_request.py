@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any, Literal, TypedDict
 
+from ._checks import check_depth, check_headers, check_option, seconds
 from ._exceptions import InvalidRequestError
 
 __all__ = ["ChatOptions", "RequestOptions"]
@@ -74,9 +75,18 @@ _CALL_OPTIONS = frozenset(RequestOptions.__annotations__)
 _BODY_OPTIONS = frozenset(ChatOptions.__annotations__) - _CALL_OPTIONS
 
 
-_POSITIVE_INTS = ("max_tokens", "max_completion_tokens", "n")
 # palyra sets these itself; letting extra_body replace them breaks the call.
-_RESERVED_BODY = frozenset({"model", "messages", "stream", "input"})
+_RESERVED_BODY = {
+    "model": "pass it as the model argument",
+    "messages": "pass them as the messages argument",
+    "input": "pass it as the inputs argument",
+    "stream": "call client.stream() or client.astream() for a streamed answer",
+    "stream_options": "pass stream_options=... to client.stream() instead",
+}
+_MESSAGES_SHAPE = (
+    "messages: must be a list of message dicts, e.g."
+    " [{'role': 'user', 'content': 'Hello'}]"
+)
 
 
 @dataclass(slots=True)
@@ -160,20 +170,27 @@ def chat_request(
         TypeError: for an option palyra does not know (use ``extra_body``).
     """
     unknown = set(options) - _BODY_OPTIONS - _CALL_OPTIONS
+    if "stream" in unknown:
+        raise TypeError(
+            "stream is not a chat option: call client.stream() (or astream()) for"
+            " a streamed answer"
+        )
     if unknown:
         names = ", ".join(sorted(unknown))
         raise TypeError(f"unknown chat option(s): {names}; pass them in extra_body")
     needs = Needs(streaming=stream)
-    checked = [_check_message(m, i, needs) for i, m in enumerate(messages)]
+    checked = [_check_message(m, i, needs) for i, m in enumerate(_listed(messages))]
     if not checked:
         raise InvalidRequestError("messages: at least one message is required")
     body = {k: v for k, v in options.items() if k in _BODY_OPTIONS}
-    for name in _POSITIVE_INTS:
-        value = body.get(name)
-        if value is not None and (
-            not isinstance(value, int) or isinstance(value, bool) or value <= 0
-        ):
-            raise InvalidRequestError(f"{name}: must be a positive integer")
+    for name, value in body.items():
+        check_option(name, value)
+    if "stream_options" in body and not stream:
+        raise InvalidRequestError(
+            "stream_options: only for streams (client.stream() or astream())"
+        )
+    check_depth("messages", checked)
+    check_depth("tools", body.get("tools"))
     if body.get("tools"):
         needs.tools = True
     fmt = body.get("response_format")
@@ -212,30 +229,28 @@ def call_options(options: Mapping[str, Any], what: str | None = None) -> CallOpt
         raise TypeError(
             f"unknown {what} option(s): {names}; upstream fields go in extra_body"
         )
-    timeout = _seconds(options, "timeout")
-    deadline = _seconds(options, "deadline")
     extra_body = options.get("extra_body") or {}
-    reserved = sorted(_RESERVED_BODY & set(extra_body))
-    if reserved:
-        raise InvalidRequestError(
-            f"extra_body: {', '.join(reserved)} is set by palyra; pass it as an"
-            " argument instead"
-        )
+    check_option("extra_body", extra_body)
+    check_depth("extra_body", extra_body)
+    for name, advice in _RESERVED_BODY.items():
+        if name in extra_body:
+            raise InvalidRequestError(f"extra_body: {name} is set by palyra; {advice}")
     return CallOptions(
-        extra_headers=options.get("extra_headers") or {},
+        extra_headers=check_headers(
+            "extra_headers", options.get("extra_headers") or {}
+        ),
         extra_body=extra_body,
-        timeout=timeout,
-        deadline=deadline,
+        timeout=seconds("timeout", options.get("timeout")),
+        deadline=seconds("deadline", options.get("deadline")),
     )
 
 
-def _seconds(options: Mapping[str, Any], name: str) -> float | None:
-    value = options.get(name)
-    if value is None:
-        return None
-    if isinstance(value, bool) or not isinstance(value, int | float) or value <= 0:
-        raise InvalidRequestError(f"{name}: must be a positive number of seconds")
-    return float(value)
+def _listed(messages: Any) -> Iterable[Any]:
+    if isinstance(messages, str | bytes | Mapping) or not isinstance(
+        messages, Iterable
+    ):
+        raise InvalidRequestError(f"{_MESSAGES_SHAPE}; got {type(messages).__name__}")
+    return messages
 
 
 def _check_message(item: Any, index: int, needs: Needs) -> Mapping[str, Any]:
@@ -245,10 +260,13 @@ def _check_message(item: Any, index: int, needs: Needs) -> Mapping[str, Any]:
     else:
         dump = getattr(item, "model_dump", None)
         if dump is None:
-            raise InvalidRequestError(f"messages[{index}]: must be a mapping")
+            raise InvalidRequestError(
+                f"messages[{index}]: must be a message dict, got"
+                f" {type(item).__name__}; {_MESSAGES_SHAPE}"
+            )
         message = dict(dump(exclude_none=True))
     role = message.get("role")
-    if role not in ROLES:
+    if not isinstance(role, str) or role not in ROLES:
         raise InvalidRequestError(
             f"messages[{index}].role: must be one of"
             f" {', '.join(sorted(ROLES - {'function'}))}, got {role!r}"

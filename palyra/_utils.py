@@ -51,6 +51,48 @@ def excerpt(
     return flat if len(flat) <= limit else flat[:limit] + "…"
 
 
+# RFC 9110 tokens for names; for values, visible ASCII with inner spaces or tabs
+# (h11 refuses anything else, CR and LF above all: they would split a header).
+_HEADER_NAME = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")
+_HEADER_VALUE = re.compile(r"(?:[\x21-\x7e](?:[ \t]*[\x21-\x7e])*)?")
+CREDENTIAL_HEADERS = frozenset(
+    {"authorization", "proxy-authorization", "x-api-key", "api-key", "cookie"}
+)
+_FRAMING_HEADERS = frozenset(
+    {
+        "content-length",
+        "transfer-encoding",
+        "host",
+        "connection",
+        "keep-alive",
+        "upgrade",
+        "te",
+        "trailer",
+    }
+)
+
+
+def header_problem(name: str, value: str) -> str | None:
+    """Why a header palyra is asked to send must not be, if so (never showing
+    the value: it may be a secret)."""
+    if not _HEADER_NAME.fullmatch(name):
+        return "not a valid header name"
+    lower = name.lower()
+    if lower in CREDENTIAL_HEADERS:
+        return (
+            "carries credentials; configure them on the provider (api_key_env or"
+            " auth_profile) instead"
+        )
+    if lower in _FRAMING_HEADERS:
+        return "is set by palyra's HTTP client"
+    if not _HEADER_VALUE.fullmatch(value):
+        return (
+            "the value must be visible ASCII on one line (no control characters,"
+            " line breaks or outer spaces)"
+        )
+    return None
+
+
 def is_loopback_host(host: str) -> bool:
     """Whether a URL host names this machine (``localhost`` or a loopback IP)."""
     host = host.strip("[]").lower()

@@ -221,7 +221,7 @@ def test_unknown_option_is_a_type_error() -> None:
             r"content\[0\]\.type",
             id="part",
         ),
-        pytest.param(["hi"], r"messages\[0\]: must be a mapping", id="str"),
+        pytest.param(["hi"], r"messages\[0\]: must be a message dict", id="str"),
     ],
 )
 def test_invalid_messages(messages: list[Any], message: str) -> None:

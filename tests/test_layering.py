@@ -20,7 +20,7 @@ PACKAGE = Path(__file__).resolve().parents[1] / "palyra"
 LAYERS: list[tuple[str, list[str]]] = [
     ("leaves", ["_version", "_exceptions", "_utils", "_tokens", "_wire"]),
     ("_config", ["base", "providers", "models", "root", "__init__"]),
-    ("registry", ["_request", "_registry", "_credentials"]),
+    ("registry", ["_checks", "_request", "_registry", "_credentials"]),
     (
         "_providers",
         [

@@ -108,14 +108,19 @@ def test_done_only_stream_is_not_a_clean_answer(
 def test_headers_are_never_sent_twice(
     upstream: Upstream, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """Caller headers replace palyra's case-insensitively."""
+    """Config headers replace palyra's, and caller headers the config's, case
+    insensitively; a credential in the caller's headers is refused."""
     monkeypatch.setenv("UP_KEY", FAKE_KEY)
-    config = _config(upstream.base_url, headers={"User-Agent": "my-app"})
+    config = _config(upstream.base_url, headers={"User-Agent": "my-app", "X-Team": "a"})
     with palyra.Palyra(config) as client:
-        client.chat(USER, extra_headers={"Authorization": f"Bearer {FAKE_KEY}"})
+        client.chat(USER, extra_headers={"x-team": "b"})
+        with pytest.raises(palyra.InvalidRequestError, match="carries credentials"):
+            client.chat(USER, extra_headers={"Authorization": f"Bearer {FAKE_KEY}"})
     request = upstream.requests[-1]
     assert request.headers["user-agent"] == "my-app"
+    assert request.headers["x-team"] == "b"
     assert request.headers["authorization"] == f"Bearer {FAKE_KEY}"
+    assert len(upstream.requests) == 1
 
 
 # The first loop's connection cannot be closed once its loop has ended: it is

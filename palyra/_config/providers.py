@@ -8,7 +8,7 @@ from typing import Annotated, Any, Literal, Self
 
 from pydantic import Field, SecretStr, field_validator, model_validator
 
-from .._utils import normalize_base_url, private_address_problem
+from .._utils import header_problem, normalize_base_url, private_address_problem
 from .base import (
     ConfigModel,
     InsecureConfigWarning,
@@ -41,10 +41,6 @@ _KIND_ALIASES = {
     "openai": "openai_compatible",
     "openai-compatible": "openai_compatible",
 }
-# Credentials belong in api_key_env / auth profiles, never in plain header config.
-_SENSITIVE_HEADERS = frozenset(
-    {"authorization", "proxy-authorization", "x-api-key", "api-key", "cookie"}
-)
 _ENV_PATTERN = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 
 
@@ -138,12 +134,10 @@ class ProviderConfig(ConfigModel):
     @field_validator("headers")
     @staticmethod
     def _check_headers(value: dict[str, str]) -> dict[str, str]:
-        for name in value:
-            if name.lower() in _SENSITIVE_HEADERS:
-                raise ValueError(
-                    f"header {name!r} carries credentials; use api_key_env or"
-                    " auth_profile instead"
-                )
+        for name, text in value.items():
+            problem = header_problem(name, text)
+            if problem:
+                raise ValueError(f"header {name!r} {problem}")
         return value
 
     @model_validator(mode="after")

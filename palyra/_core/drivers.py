@@ -21,7 +21,7 @@ from typing import Any, TypeVar
 
 import httpx
 
-from .._exceptions import APIError
+from .._exceptions import APIError, ClientClosedError
 from .._providers import InProcessTransport
 from .netguard import BlockedAddress, NetworkGuard
 from .steps import Flow, Outcome, Prime, ProviderCall
@@ -92,7 +92,9 @@ class _Driver:
 
     def _check_open(self) -> None:
         if self._closed:
-            raise RuntimeError("this Palyra client is closed")
+            raise ClientClosedError(
+                "this Palyra client is closed; build a new one to make more calls"
+            )
 
     def _local_client(self, transport: InProcessTransport, factory: Any) -> Any:
         # In-process upstreams never touch a socket: their clients need no
@@ -132,6 +134,9 @@ class SyncDriver(_Driver):
         """Carry out every step of ``flow``; its return value is the result."""
         if self.later:
             self.later.settle()
+        if self._closed:
+            flow.close()
+            self._check_open()
         try:
             step = next(flow)
             while True:
@@ -221,6 +226,9 @@ class AsyncDriver(_Driver):
         """Carry out every step of ``flow``; its return value is the result."""
         if self.later:
             self.later.settle()
+        if self._closed:
+            flow.close()
+            self._check_open()
         try:
             step = next(flow)
             while True:

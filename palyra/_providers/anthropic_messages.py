@@ -60,7 +60,9 @@ def check_thinking(payload: dict[str, Any], *, explicit_max: bool) -> None:
     thinking = payload.get("thinking")
     if not isinstance(thinking, Mapping) or thinking.get("type") != "enabled":
         return
-    budget = int(thinking.get("budget_tokens") or 0)
+    budget = thinking.get("budget_tokens") or 0
+    if isinstance(budget, bool) or not isinstance(budget, int) or budget < 0:
+        raise InvalidRequestError("thinking.budget_tokens: must be a positive integer")
     if payload["max_tokens"] <= budget:
         if explicit_max:
             raise InvalidRequestError(
@@ -140,7 +142,7 @@ def _copy_options(
     if stop:
         payload["stop_sequences"] = [stop] if isinstance(stop, str) else list(stop)
     if body.get("tools"):
-        payload["tools"] = [_tool(t) for t in body["tools"]]
+        payload["tools"] = [_tool(t, i) for i, t in enumerate(body["tools"])]
     choice = _tool_choice(body.get("tool_choice"), body.get("parallel_tool_calls"))
     if choice is not None and body.get("tools"):
         payload["tool_choice"] = choice
@@ -299,8 +301,13 @@ def _tool_id(value: Any, index: int) -> str:
     return _ID_UNSAFE.sub("_", str(value))
 
 
-def _tool(tool: Mapping[str, Any]) -> dict[str, Any]:
+def _tool(tool: Mapping[str, Any], index: int) -> dict[str, Any]:
     function = tool.get("function", tool)
+    if not isinstance(function.get("name"), str) or not function["name"]:
+        raise InvalidRequestError(
+            f"tools[{index}]: anthropic takes function tools with a name, not"
+            f" {tool.get('type', 'this')!r} tools"
+        )
     result = {
         "name": function["name"],
         "input_schema": function.get("parameters")

@@ -1,0 +1,315 @@
+"""Bad caller input: every row is a typed error naming the argument, raised before
+anything is sent, sync and async, for chat and stream, on both dialects."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterator
+from typing import Any
+
+import httpx
+import pytest
+
+import palyra
+from tests.helpers import DRIVERS, OPS, close, start_stream
+
+USER = [{"role": "user", "content": "hi"}]
+
+
+def _nested(depth: int) -> Any:
+    content: Any = "deep"
+    for _ in range(depth):
+        content = [content]
+    return content
+
+
+# (messages or None for USER, options, what the message must name)
+ROWS = [
+    pytest.param(
+        None, {"tools": [1]}, r"tools\[0\]: must be a mapping", id="tools-int"
+    ),
+    pytest.param(None, {"tools": "abc"}, "tools: must be a list", id="tools-str"),
+    pytest.param(None, {"tools": {"a": 1}}, "tools: must be a list", id="tools-dict"),
+    pytest.param(
+        None,
+        {"tools": [{"type": "function", "function": None}]},
+        r"tools\[0\]\.function: required",
+        id="tools-function-none",
+    ),
+    pytest.param(
+        None,
+        {"tools": [{"type": "function", "function": {"name": ""}}]},
+        r"tools\[0\]\.function\.name",
+        id="tools-nameless",
+    ),
+    pytest.param(
+        "none", {}, "messages: must be a list of message dicts", id="messages-none"
+    ),
+    pytest.param(
+        "hello", {}, "messages: must be a list of message dicts", id="messages-str"
+    ),
+    pytest.param(
+        {"role": "user", "content": "hi"},
+        {},
+        "messages: must be a list of message dicts, e.g.",
+        id="messages-dict",
+    ),
+    pytest.param(
+        [{"role": ["user"], "content": "hi"}], {}, r"messages\[0\]\.role", id="role"
+    ),
+    pytest.param(
+        [
+            {
+                "role": "user",
+                "content": [{"type": "text", "text": "hi", "x": _nested(5000)}],
+            }
+        ],
+        {},
+        "nested more than 64 levels",
+        id="deep-content",
+    ),
+    pytest.param(None, {"extra_body": [1]}, "extra_body: must be a mapping", id="eb"),
+    pytest.param(
+        None, {"extra_body": {"a": _nested(5000)}}, "extra_body: nested", id="eb-deep"
+    ),
+    pytest.param(
+        None,
+        {"extra_headers": {"x": 1}},
+        "extra_headers: header names and values are strings",
+        id="header-int",
+    ),
+    pytest.param(
+        None,
+        {"extra_headers": {"x-trace": "caf\u00e9"}},
+        r"extra_headers\['x-trace'\]: the value must be visible ASCII",
+        id="header-non-ascii",
+    ),
+    pytest.param(
+        None,
+        {"extra_headers": {"x-trace": "abc\r\n"}},
+        r"extra_headers\['x-trace'\]: the value must be visible ASCII",
+        id="header-crlf",
+    ),
+    pytest.param(
+        None,
+        {"extra_headers": {"bad name": "v"}},
+        "not a valid header name",
+        id="header-name",
+    ),
+    pytest.param(
+        None,
+        {"extra_headers": {"x-api-key": "k"}},
+        "carries credentials",
+        id="header-credential",
+    ),
+    pytest.param(None, {"timeout": math.nan}, "timeout: must be a positive", id="t"),
+    pytest.param(None, {"deadline": math.nan}, "deadline: must be a positive", id="d"),
+    pytest.param(None, {"deadline": math.inf}, "deadline: must be a positive", id="di"),
+    pytest.param(
+        None, {"temperature": math.nan}, "temperature: must be a finite", id="temp-nan"
+    ),
+    pytest.param(
+        None, {"temperature": math.inf}, "temperature: must be a finite", id="temp-inf"
+    ),
+    pytest.param(None, {"top_p": "high"}, "top_p: must be a number", id="top-p"),
+    pytest.param(None, {"metadata": "x"}, "metadata: must be a mapping", id="meta"),
+    pytest.param(None, {"stop": 5}, "stop: must be a string or a list", id="stop"),
+    pytest.param(None, {"seed": 1.5}, "seed: must be an integer", id="seed"),
+    pytest.param(
+        None,
+        {"extra_body": {"stream": True}},
+        r"stream is set by palyra; call client\.stream\(\)",
+        id="eb-stream",
+    ),
+    pytest.param(
+        None,
+        {"extra_body": {"stream_options": None}},
+        r"stream_options is set by palyra; pass stream_options=",
+        id="eb-stream-options",
+    ),
+]
+
+
+def _messages(messages: Any) -> Any:
+    if messages is None:
+        return USER
+    return None if messages == "none" else messages
+
+
+class Recorder:
+    """A MockTransport that records every request (none may arrive)."""
+
+    def __init__(self) -> None:
+        self.requests: list[httpx.Request] = []
+        self.transport = httpx.MockTransport(self._handle)
+
+    def _handle(self, request: httpx.Request) -> httpx.Response:
+        self.requests.append(request)
+        return httpx.Response(500)
+
+
+def _config(kind: str) -> dict[str, Any]:
+    model = "claude-sonnet-4-5" if kind == "anthropic" else "gpt-4o-mini"
+    return {
+        "providers": [
+            {
+                "id": "up",
+                "kind": kind,
+                "base_url": "https://api.example.com/v1",
+                "api_key_env": "UP_KEY",
+            }
+        ],
+        "models": [{"id": model, "provider": "up"}],
+    }
+
+
+@pytest.fixture(name="recorder")
+def recorder_fixture() -> Recorder:
+    return Recorder()
+
+
+def _client(kind: str, recorder: Recorder) -> palyra.Palyra:
+    transports: dict[str, Any] = {
+        "transport": recorder.transport,
+        "async_transport": recorder.transport,
+    }
+    return palyra.Palyra(_config(kind), **transports)
+
+
+@pytest.fixture(name="client", params=["openai", "anthropic"])
+def client_fixture(
+    request: pytest.FixtureRequest,
+    recorder: Recorder,
+    monkeypatch: pytest.MonkeyPatch,
+) -> Iterator[palyra.Palyra]:
+    monkeypatch.setenv("UP_KEY", "sk-test-0123456789abcdef")
+    with _client(request.param, recorder) as client:
+        yield client
+
+
+async def _call(
+    client: palyra.Palyra, driver: str, op: str, messages: Any, **options: Any
+) -> None:
+    if op == "stream":
+        await close(await start_stream(client, driver, messages, **options))
+    elif driver == "sync":
+        client.chat(messages, **options)
+    else:
+        await client.achat(messages, **options)
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize("driver", DRIVERS)
+@pytest.mark.parametrize("op", OPS)
+@pytest.mark.parametrize(("messages", "options", "message"), ROWS)
+async def test_bad_input_is_named_before_any_send(
+    client: palyra.Palyra,
+    recorder: Recorder,
+    driver: str,
+    op: str,
+    messages: Any,
+    options: dict[str, Any],
+    message: str,
+) -> None:
+    """Each bad input of the adversarial pass raises InvalidRequestError naming
+    the argument, and no request leaves."""
+    with pytest.raises(palyra.InvalidRequestError, match=message):
+        await _call(client, driver, op, _messages(messages), **options)
+    assert recorder.requests == []
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize("driver", DRIVERS)
+async def test_stream_options_must_be_a_mapping_and_only_on_streams(
+    client: palyra.Palyra, recorder: Recorder, driver: str
+) -> None:
+    with pytest.raises(palyra.InvalidRequestError, match="stream_options: must be"):
+        await _call(client, driver, "stream", USER, stream_options="x")
+    with pytest.raises(palyra.InvalidRequestError, match="stream_options: only for"):
+        await _call(client, driver, "chat", USER, stream_options={})
+    assert recorder.requests == []
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize("driver", DRIVERS)
+@pytest.mark.parametrize("op", OPS)
+async def test_model_must_be_a_string(
+    client: palyra.Palyra, driver: str, op: str
+) -> None:
+    with pytest.raises(palyra.InvalidRequestError, match="model: must be a model id"):
+        await _call(client, driver, op, USER, model=["x"])
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize("driver", DRIVERS)
+async def test_stream_as_a_chat_option_points_to_stream(
+    client: palyra.Palyra, driver: str
+) -> None:
+    with pytest.raises(TypeError, match=r"client\.stream\(\)"):
+        await _call(client, driver, "chat", USER, stream=True)
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize("driver", DRIVERS)
+@pytest.mark.parametrize(
+    ("options", "message"),
+    [
+        pytest.param({"tools": [{}]}, r"tools\[0\].function: required", id="empty"),
+        pytest.param(
+            {"tools": [{"type": "web_search"}]},
+            r"tools\[0\]: anthropic takes function tools",
+            id="other-type",
+        ),
+        pytest.param(
+            {"extra_body": {"thinking": {"type": "enabled", "budget_tokens": "lots"}}},
+            "thinking.budget_tokens: must be a positive integer",
+            id="budget",
+        ),
+    ],
+)
+async def test_anthropic_specific_input(
+    recorder: Recorder,
+    monkeypatch: pytest.MonkeyPatch,
+    driver: str,
+    options: dict[str, Any],
+    message: str,
+) -> None:
+    monkeypatch.setenv("UP_KEY", "sk-ant-test-0123456789")
+    with (
+        _client("anthropic", recorder) as client,
+        pytest.raises(palyra.InvalidRequestError, match=message),
+    ):
+        await _call(client, driver, "chat", USER, **options)
+    assert recorder.requests == []
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize("driver", DRIVERS)
+@pytest.mark.parametrize("op", OPS)
+async def test_calls_after_close_raise_client_closed(driver: str, op: str) -> None:
+    """Deterministic calls too: closed means closed, with a typed error."""
+    client = palyra.Palyra()
+    await _call(client, driver, op, USER)
+    if driver == "sync":
+        client.close()
+    else:
+        await client.aclose()
+    with pytest.raises(palyra.ClientClosedError, match="client is closed"):
+        await _call(client, driver, op, USER)
+    assert issubclass(palyra.ClientClosedError, RuntimeError)
+
+
+@pytest.mark.parametrize(
+    ("headers", "message"),
+    [
+        pytest.param({"Content-Length": "5"}, "set by palyra's HTTP client", id="cl"),
+        pytest.param({"X-Trace": "a\r\nb"}, "visible ASCII on one line", id="crlf"),
+        pytest.param({"X Trace": "a"}, "not a valid header name", id="name"),
+        pytest.param({"Authorization": "Bearer x"}, "carries credentials", id="auth"),
+    ],
+)
+def test_config_headers_are_checked(headers: dict[str, str], message: str) -> None:
+    config = _config("openai")
+    config["providers"][0]["headers"] = headers
+    with pytest.raises(palyra.ConfigError, match=message):
+        palyra.PalyraConfig.from_dict(config)
