@@ -177,7 +177,7 @@ def check_headers(name: str, headers: Any) -> Mapping[str, str]:
             raise InvalidRequestError(f"{name}: header names and values are strings")
         problem = header_problem(key, value)
         if problem:
-            raise InvalidRequestError(f"{name}[{key!r}]: {problem}")
+            raise InvalidRequestError(f"{name}: header {key!r} {problem}")
     return headers
 
 

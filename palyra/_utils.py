@@ -76,7 +76,7 @@ def header_problem(name: str, value: str) -> str | None:
     """Why a header palyra is asked to send must not be, if so (never showing
     the value: it may be a secret)."""
     if not _HEADER_NAME.fullmatch(name):
-        return "not a valid header name"
+        return "is not a valid header name"
     lower = name.lower()
     if lower in CREDENTIAL_HEADERS:
         return (
@@ -87,8 +87,8 @@ def header_problem(name: str, value: str) -> str | None:
         return "is set by palyra's HTTP client"
     if not _HEADER_VALUE.fullmatch(value):
         return (
-            "the value must be visible ASCII on one line (no control characters,"
-            " line breaks or outer spaces)"
+            "has a value that is not visible ASCII on one line (a control"
+            " character, line break, non-ASCII character or outer space)"
         )
     return None
 

@@ -81,13 +81,13 @@ ROWS = [
     pytest.param(
         None,
         {"extra_headers": {"x-trace": "caf\u00e9"}},
-        r"extra_headers\['x-trace'\]: the value must be visible ASCII",
+        "extra_headers: header 'x-trace' has a value that is not visible ASCII",
         id="header-non-ascii",
     ),
     pytest.param(
         None,
         {"extra_headers": {"x-trace": "abc\r\n"}},
-        r"extra_headers\['x-trace'\]: the value must be visible ASCII",
+        "extra_headers: header 'x-trace' has a value that is not visible ASCII",
         id="header-crlf",
     ),
     pytest.param(
@@ -303,7 +303,7 @@ async def test_calls_after_close_raise_client_closed(driver: str, op: str) -> No
     ("headers", "message"),
     [
         pytest.param({"Content-Length": "5"}, "set by palyra's HTTP client", id="cl"),
-        pytest.param({"X-Trace": "a\r\nb"}, "visible ASCII on one line", id="crlf"),
+        pytest.param({"X-Trace": "a\r\nb"}, "not visible ASCII on one line", id="crlf"),
         pytest.param({"X Trace": "a"}, "not a valid header name", id="name"),
         pytest.param({"Authorization": "Bearer x"}, "carries credentials", id="auth"),
     ],
@@ -313,3 +313,29 @@ def test_config_headers_are_checked(headers: dict[str, str], message: str) -> No
     config["providers"][0]["headers"] = headers
     with pytest.raises(palyra.ConfigError, match=message):
         palyra.PalyraConfig.from_dict(config)
+
+
+def test_unknown_model_lists_what_exists() -> None:
+    """Up to 20 names of the role are listed; past that, the nearest ones."""
+    with (
+        palyra.Palyra() as client,
+        pytest.raises(palyra.ModelNotFoundError) as info,
+    ):
+        client.chat(USER, "gpt-4o")
+    assert str(info.value) == (
+        "unknown model 'gpt-4o'; configured chat models: deterministic-chat"
+        " (model=gpt-4o)"
+    )
+    many = {
+        "providers": [{"id": "local", "kind": "deterministic"}],
+        "models": [{"id": f"model-{i:02d}", "provider": "local"} for i in range(30)]
+        + [{"id": "e", "provider": "local", "role": "embeddings"}],
+    }
+    with (
+        palyra.Palyra(many) as client,
+        pytest.raises(palyra.ModelNotFoundError) as info,
+    ):
+        client.chat(USER, "model-7")
+    head, listed = str(info.value).split("30 chat models are configured, e.g. ")
+    names = listed.removesuffix(" (model=model-7)").split(", ")
+    assert "model-07" in names and len(names) <= 5

@@ -357,6 +357,108 @@ def test_palyra_table_wrapper_is_accepted() -> None:
     assert config.providers[0].id == "openai"
 
 
+def test_palyra_table_inside_an_application_file(tmp_path: Path) -> None:
+    """Beside the application's own tables, [palyra] is read and the rest left
+    alone; errors inside it name the table."""
+    path = tmp_path / "app.toml"
+    path.write_text(
+        """
+[app]
+name = "mine"
+workers = 4
+
+[[palyra.providers]]
+id = "local"
+kind = "deterministic"
+
+[[palyra.models]]
+id = "m"
+provider = "local"
+aliases = "fast"
+
+[server]
+port = 8080
+""",
+        encoding="utf-8",
+    )
+    config = PalyraConfig.from_file(path)
+    assert [m.aliases for m in config.models] == [("fast",)]
+    with pytest.raises(ConfigError) as info:
+        PalyraConfig.from_dict({"app": {}, "palyra": {"defualts": {}}})
+    assert info.value.errors == [
+        ("palyra.defualts", "unknown key; did you mean 'defaults'?")
+    ]
+    assert "palyra: must be a table" in _error({"palyra": "x"})
+
+
+@pytest.mark.parametrize(
+    ("data", "first"),
+    [
+        pytest.param(
+            {
+                "provider": [{"id": "a", "kind": "openai"}],
+                "models": [{"id": "m", "provider": "a"}],
+            },
+            "provider: unknown key; did you mean 'providers'?",
+            id="provider",
+        ),
+        pytest.param(
+            {**_config(), "defualts": {"chat": "gpt-4o-mini"}},
+            "defualts: unknown key; did you mean 'defaults'?",
+            id="defualts",
+        ),
+        pytest.param(
+            _config(
+                providers=[{"id": "o", "kind": "openai", "api_key_evn": "K"}],
+                models=[{"id": "m", "provider": "o"}],
+            ),
+            "providers[0].api_key_evn: unknown key; did you mean 'api_key_env'?",
+            id="api_key_evn",
+        ),
+        pytest.param(
+            _config(
+                models=[
+                    {"id": "m", "provider": "openai", "capabilities": {"tool": True}}
+                ]
+            ),
+            "models[0].capabilities.tool: unknown key; did you mean 'tools'?",
+            id="nested",
+        ),
+        pytest.param(
+            {**_config(), "resilience": {"retry_after_cpa": 3}},
+            "resilience.retry_after_cpa: unknown key; did you mean 'retry_after_cap'?",
+            id="resilience",
+        ),
+        pytest.param(
+            {**_config(), "zzz": 1},
+            "zzz: unknown key",
+            id="no-suggestion",
+        ),
+    ],
+)
+def test_unknown_keys_come_first_with_a_suggestion(
+    data: dict[str, Any], first: str
+) -> None:
+    """A misspelt key is the first error reported, with the nearest real key."""
+    with pytest.raises(ConfigError) as info:
+        PalyraConfig.from_dict(data)
+    path, message = info.value.errors[0]
+    assert f"{path}: {message}" == first
+
+
+def test_a_single_alias_or_fallback_may_be_a_string() -> None:
+    """aliases = "fast" is one alias; a number there says what is expected."""
+    data = _config()
+    data["models"] = [
+        {"id": "a", "provider": "openai", "aliases": "fast", "fallbacks": "b"},
+        {"id": "b", "provider": "openai"},
+    ]
+    config = PalyraConfig.from_dict(data)
+    assert (config.models[0].aliases, config.models[0].fallbacks) == (("fast",), ("b",))
+    data["models"][0]["aliases"] = 5
+    assert "models[0].aliases: must be a list" in _error(data)
+
+
 def test_warning_filter_does_not_leak_key() -> None:
     """The inline-key warning message names no secret."""
     data = _config(

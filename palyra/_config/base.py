@@ -4,7 +4,10 @@ common field types and validators."""
 
 from __future__ import annotations
 
+import difflib
 import re
+import typing
+from collections.abc import Iterable
 from contextvars import ContextVar
 from typing import Annotated, Any
 
@@ -49,7 +52,7 @@ class ConfigModel(BaseModel):
         except ValidationError as exc:
             if depth:
                 raise
-            errors = _validation_errors(exc)
+            errors = _validation_errors(exc, type(self))
         except CrossFieldError as exc:
             errors = exc.errors
         finally:
@@ -68,19 +71,75 @@ class CrossFieldError(Exception):
         self.errors = errors
 
 
-def _validation_errors(exc: ValidationError) -> list[tuple[str, str]]:
-    errors = []
+_SEQUENCE_TYPES = frozenset({"tuple_type", "list_type"})
+
+
+def _validation_errors(
+    exc: ValidationError, root: type[BaseModel]
+) -> list[tuple[str, str]]:
+    """(path, message) per problem, unknown keys first: a misspelt table name
+    explains the errors that follow from it."""
+    unknown, other = [], []
     for err in exc.errors(include_url=False):
         path = _format_path(err["loc"])
         kind, msg = err["type"], err["msg"]
         if kind == "extra_forbidden":
-            msg = "unknown key"
-        elif kind == "missing":
+            unknown.append((path, "unknown key" + _suggestion(root, err["loc"])))
+            continue
+        if kind == "missing":
             msg = "required key is missing"
+        elif kind in _SEQUENCE_TYPES:
+            msg = "must be a list"
         elif msg.startswith(("Value error, ", "Assertion failed, ")):
             msg = msg.split(", ", 1)[1]
-        errors.append((path, msg))
-    return errors
+        other.append((path, msg))
+    return unknown + other
+
+
+def unknown_keys(
+    model: type[BaseModel], keys: Iterable[Any], prefix: str = ""
+) -> list[tuple[str, str]]:
+    """An error per key ``model`` has no field for, with a suggestion."""
+    known = _names(model)
+    return [
+        (f"{prefix}{key}", "unknown key" + _near(str(key), known))
+        for key in keys
+        if key not in known
+    ]
+
+
+def _suggestion(root: type[BaseModel], loc: tuple[int | str, ...]) -> str:
+    model: type[BaseModel] | None = root
+    for part in loc[:-1]:
+        if model is None:
+            return ""
+        if isinstance(part, str):
+            field = model.model_fields.get(part)
+            model = _model_in(field.annotation) if field else None
+    return _near(str(loc[-1]), _names(model)) if model is not None else ""
+
+
+def _names(model: type[BaseModel]) -> list[str]:
+    names = list(model.model_fields)
+    names += [f.alias for f in model.model_fields.values() if f.alias]
+    return names
+
+
+def _near(key: str, known: list[str]) -> str:
+    match = difflib.get_close_matches(key, known, n=1, cutoff=0.6)
+    return f"; did you mean {match[0]!r}?" if match else ""
+
+
+def _model_in(annotation: Any) -> type[BaseModel] | None:
+    """The config model an annotation holds (itself, or inside a tuple,
+    Optional or Annotated)."""
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return annotation
+    for arg in typing.get_args(annotation):
+        found = _model_in(arg)
+        if found is not None:
+            return found
+    return None
 
 
 def _format_path(loc: tuple[int | str, ...]) -> str:

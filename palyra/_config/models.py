@@ -94,6 +94,12 @@ class ModelEntry(ConfigModel):
                 raise ValueError("must be a non-blank name without NUL characters")
         return value
 
+    @field_validator("aliases", "fallbacks", mode="before")
+    @staticmethod
+    def _one_name(value: Any) -> Any:
+        # aliases = "fast" means one alias, not the letters of one.
+        return (value,) if isinstance(value, str) else value
+
     @field_validator("aliases")
     @staticmethod
     def _check_aliases(value: tuple[str, ...]) -> tuple[str, ...]:

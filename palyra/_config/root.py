@@ -12,7 +12,7 @@ from typing import Annotated, Any, Self
 from pydantic import Field, model_validator
 
 from .._exceptions import ConfigError
-from .base import ConfigModel, CrossFieldError, PositiveSeconds
+from .base import ConfigModel, CrossFieldError, PositiveSeconds, unknown_keys
 from .models import ModelEntry
 from .providers import ProviderConfig
 
@@ -97,8 +97,12 @@ class PalyraConfig(ConfigModel):
     def _fill_builtin(cls, data: Any) -> Any:
         if isinstance(data, Mapping) and not data.get("providers"):
             if data.get("models"):
+                # A misspelt [[providers]] is the likelier story: say so first.
                 raise CrossFieldError(
-                    [("providers", "at least one provider is required for models")]
+                    [
+                        *unknown_keys(cls, data),
+                        ("providers", "at least one provider is required for models"),
+                    ]
                 )
             data = {
                 **data,
@@ -123,9 +127,20 @@ class PalyraConfig(ConfigModel):
         """
         if not isinstance(data, Mapping):
             raise ConfigError([("", "configuration must be a mapping")])
-        if "palyra" in data and len(data) == 1:
-            data = data["palyra"]
-        return cls(**{str(key): value for key, value in data.items()})
+        if "palyra" not in data:
+            return cls(**{str(key): value for key, value in data.items()})
+        # palyra's own table inside an application's file: the rest of the
+        # file is the application's business, and errors name the table.
+        table = data["palyra"]
+        if not isinstance(table, Mapping):
+            raise ConfigError([("palyra", "must be a table of palyra settings")])
+        try:
+            return cls(**{str(key): value for key, value in table.items()})
+        except ConfigError as exc:
+            errors = [
+                (f"palyra.{path}" if path else "palyra", m) for path, m in exc.errors
+            ]
+        raise ConfigError(errors)
 
     @classmethod
     def from_file(cls, path: str | Path) -> PalyraConfig:
