@@ -336,6 +336,7 @@ def test_unknown_model_lists_what_exists() -> None:
         pytest.raises(palyra.ModelNotFoundError) as info,
     ):
         client.chat(USER, "model-7")
-    head, listed = str(info.value).split("30 chat models are configured, e.g. ")
+    _head, listed = str(info.value).split("30 chat models are configured, e.g. ")
     names = listed.removesuffix(" (model=model-7)").split(", ")
-    assert "model-07" in names and len(names) <= 5
+    assert "model-07" in names
+    assert len(names) <= 5
