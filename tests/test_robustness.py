@@ -6,7 +6,7 @@ import asyncio
 import gc
 import time
 import warnings
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
 import httpx
@@ -14,6 +14,14 @@ import pytest
 
 import palyra
 from tests.conftest import FAKE_KEY
+from tests.helpers import (
+    DRIVERS,
+    chat,
+    chunk_json,
+    completion_json,
+    drain,
+    start_stream,
+)
 from tests.upstream import Reply, Upstream
 
 pytestmark = pytest.mark.e2e
@@ -28,6 +36,20 @@ def _config(base_url: str, **provider: Any) -> dict[str, Any]:
         "providers": [{**entry, "api_key_env": "UP_KEY", **provider}],
         "models": [{"id": "gpt-4o-mini", "provider": "up"}],
     }
+
+
+@pytest.fixture(name="driven")
+async def driven_fixture(
+    upstream: Upstream, monkeypatch: pytest.MonkeyPatch, driver: str
+) -> AsyncIterator[palyra.Palyra]:
+    """A client of the loopback upstream, closed by the test's driver."""
+    monkeypatch.setenv("UP_KEY", FAKE_KEY)
+    client = palyra.Palyra(_config(upstream.base_url))
+    yield client
+    if driver == "async":
+        await client.aclose()
+    else:
+        client.close()
 
 
 @pytest.fixture(name="client")
@@ -62,6 +84,53 @@ def test_stream_of_keepalives_hits_the_deadline(
     with pytest.raises(palyra.APITimeoutError, match=r"no chunk for 0\.4s"):
         client.stream(USER, timeout=0.4)
     assert time.perf_counter() - started < 1.5
+
+
+SILENT = Reply(sse_raw=b": open\n\n: never sent\n\n", chunk_delay=30)
+KEEPALIVES = Reply(sse_raw=b": keep-alive\n\n" * 100, chunk_delay=0.05)
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize("driver", DRIVERS)
+@pytest.mark.parametrize(
+    ("reply", "detail"),
+    [
+        pytest.param(SILENT, "no first chunk arrived", id="silent"),
+        pytest.param(
+            KEEPALIVES, "no first chunk arrived; only keep-alives", id="keepalives"
+        ),
+    ],
+)
+async def test_stream_deadline_is_a_timeout_sync_and_async(
+    upstream: Upstream, driven: palyra.Palyra, driver: str, reply: Reply, detail: str
+) -> None:
+    """Headers, then nothing (or keep-alives only): the call's deadline passes
+    before the first chunk, and both drivers say so with APITimeoutError."""
+    upstream.enqueue(reply)
+    started = time.perf_counter()
+    with pytest.raises(palyra.APITimeoutError) as info:
+        await start_stream(driven, driver, USER, deadline=0.6)
+    assert time.perf_counter() - started < 1.5
+    assert info.value.message.startswith("call deadline of 0.6s passed after 1 attempt")
+    assert detail in info.value.message
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize("driver", DRIVERS)
+async def test_silence_before_the_first_chunk_is_named(
+    upstream: Upstream, driven: palyra.Palyra, driver: str
+) -> None:
+    """A read timeout before any chunk says "before the first chunk", not
+    "mid-stream"; after a chunk it says "mid-stream"."""
+    upstream.enqueue(SILENT)
+    with pytest.raises(palyra.APITimeoutError) as info:
+        await start_stream(driven, driver, USER, timeout=0.3)
+    assert "upstream went silent before the first chunk" in info.value.message
+    first = chunk_json(content="a")
+    upstream.enqueue(Reply(sse=[first, first], chunk_delay=30))
+    stream = await start_stream(driven, driver, USER, timeout=0.3)
+    with pytest.raises(palyra.APITimeoutError, match="went silent mid-stream"):
+        await drain(stream)
 
 
 @pytest.mark.anyio
@@ -303,3 +372,81 @@ def test_scripted_replies_are_checked() -> None:
 def test_lazy_exports_are_listed_by_dir() -> None:
     """dir(palyra) shows lazily imported names too."""
     assert {"DeterministicBackend", "ScriptedReply"} <= set(dir(palyra))
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize("driver", DRIVERS)
+@pytest.mark.parametrize(
+    "limit",
+    [
+        pytest.param({"timeout": 0.01}, id="timeout"),
+        pytest.param({"deadline": 0.01}, id="deadline"),
+    ],
+)
+async def test_callers_own_short_limits_never_open_the_breaker(
+    upstream: Upstream,
+    driven: palyra.Palyra,
+    driver: str,
+    limit: dict[str, float],
+) -> None:
+    """Five calls timed out by the caller's own 10 ms against an upstream that
+    answers in 50 ms leave the breaker closed and the health window empty."""
+    for _ in range(5):
+        upstream.enqueue(Reply(json=completion_json("late"), delay=0.05))
+        with pytest.raises(palyra.APITimeoutError):
+            await chat(driven, driver, USER, **limit)
+    upstream.enqueue(Reply(json=completion_json("fine")))
+    reply = await chat(driven, driver, USER)
+    assert reply.choices[0].message.content == "fine"
+    (health,) = driven.health()
+    assert health.state == "closed"
+    assert (health.consecutive_failures, health.last_error) == (0, None)
+    assert health.success_rate == 1.0
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize("driver", DRIVERS)
+async def test_bad_headers_are_refused_and_never_open_the_breaker(
+    upstream: Upstream, driven: palyra.Palyra, driver: str
+) -> None:
+    """A header with CRLF is the caller's mistake: a typed error before any
+    send, however often, and the next valid call is served."""
+    for _ in range(5):
+        with pytest.raises(palyra.InvalidRequestError, match="x-trace"):
+            await chat(driven, driver, USER, extra_headers={"x-trace": "abc\r\n"})
+    assert upstream.requests == []
+    assert driven.health() == []
+    reply = await chat(driven, driver, USER)
+    assert reply.choices[0].message.content
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize("driver", DRIVERS)
+async def test_a_request_h11_refuses_is_not_retried_nor_counted(driver: str) -> None:
+    """Should a request still be invalid HTTP (a transport refusing it as h11
+    does), it is sent once, counted as the caller's, and its error quotes
+    nothing of the request."""
+    sent: list[int] = []
+
+    class Refusing(httpx.BaseTransport, httpx.AsyncBaseTransport):
+        def handle_request(self, request: httpx.Request) -> httpx.Response:
+            sent.append(1)
+            raise httpx.LocalProtocolError(
+                f"Illegal header value b'Bearer {FAKE_KEY}\\n'"
+            )
+
+        async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+            return self.handle_request(request)
+
+    config = _config("https://api.example.com/v1", api_key_env=None, auth_header="none")
+    config["providers"][0]["max_retries"] = 2
+    with palyra.Palyra(
+        config, transport=Refusing(), async_transport=Refusing()
+    ) as client:
+        for _ in range(4):
+            with pytest.raises(palyra.APIConnectionError) as info:
+                await chat(client, driver, USER)
+            assert "not valid HTTP" in str(info.value)
+            assert FAKE_KEY not in repr(info.value)
+        assert len(sent) == 4
+        assert [h.consecutive_failures for h in client.health()] in ([], [0])

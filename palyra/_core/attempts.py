@@ -17,7 +17,7 @@ import httpx
 
 from .._config import ProviderConfig
 from .._exceptions import APIError, APIStatusError, APITimeoutError
-from .._providers import ProviderAdapter, request_id
+from .._providers import ProviderAdapter, Target, request_id
 from .._wire import Attempt
 from .context import CallContext
 from .errors import deadline_error, transport_error
@@ -73,6 +73,8 @@ class Answer(NamedTuple):
     served: Served | None
     error: APIError | None
     response: httpx.Response | None
+    caller: bool = False  # the failure is the caller's doing (`Failure.caller`)
+    sendable: bool = True  # False: the request was not valid HTTP
 
 
 class Attempts:
@@ -111,6 +113,8 @@ class Attempts:
             assert answer.error is not None
             headers = answer.response.headers if answer.response is not None else None
             failure = classify(answer.error, headers)
+            if answer.caller:
+                failure = failure.by_caller(sendable=answer.sendable)
             ctx.attempts[-1].failure = failure.cls.value
             if retries is None:
                 retries = self._policy(candidate.model.provider).start()
@@ -155,12 +159,13 @@ class Attempts:
         """One HTTP attempt, with its timeouts cut to the call's deadline; a
         stream counts as answered once its first chunk has arrived."""
         target = candidate.target
-        request.extensions["timeout"] = _cut(base, ctx.left())
+        timeouts = request.extensions["timeout"] = _cut(base, ctx.left())
         local = adapter.local_transport(target)
         outcome = yield ProviderCall(target, request, opener is not None, local)
         assert outcome is not None
         response, error = _judge(candidate, adapter, outcome)
         latency = outcome.latency_ms
+        limited = _limited(target, timeouts)
         session = None
         if error is None and opener is not None:
             assert response is not None
@@ -171,6 +176,7 @@ class Attempts:
             left = ctx.left()
             session = opener(ctx, candidate, adapter, response, left)
             cut = left if left is not None and left < base["read"] else None
+            limited = limited or cut is not None
             primed = yield Prime(session, response, cut)
             assert primed is not None
             latency += primed.latency_ms
@@ -184,7 +190,10 @@ class Attempts:
             error = deadline_error(ctx, target, error)
         _record(ctx, candidate, response, error, latency)
         if error is not None:
-            return Answer(None, error, response)
+            if isinstance(outcome.error, httpx.LocalProtocolError):
+                return Answer(None, error, response, caller=True, sendable=False)
+            caller = limited and isinstance(error, APITimeoutError)
+            return Answer(None, error, response, caller=caller)
         assert response is not None
         return Answer(Served(candidate, adapter, response, session), None, response)
 
@@ -197,8 +206,8 @@ class Attempts:
         admission: Admission | None,
     ) -> None:
         """Tell the breaker and health window how a candidate failed."""
-        if not failure.reached_upstream:
-            return  # e.g. a refused address: no upstream took part
+        if not failure.reported:
+            return  # a refused address, or the caller's own limits or input
         # Only the provider's failures count against its breaker: a rejected
         # request means the upstream is answering.
         key = _key(candidate)
@@ -254,6 +263,15 @@ def _record(
             latency_ms=latency_ms,
             request_id=rid,
         )
+    )
+
+
+def _limited(target: Target, timeouts: dict[str, float]) -> bool:
+    """Whether the caller's ``timeout`` or ``deadline`` gave this attempt less
+    time than the provider's own: its timeouts are then the caller's doing."""
+    provider = target.model.provider
+    return timeouts["read"] < provider.timeout or timeouts["connect"] < min(
+        provider.connect_timeout, provider.timeout
     )
 
 

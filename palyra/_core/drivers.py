@@ -402,7 +402,7 @@ def prime(step: Prime) -> Outcome:
         else:
             session.prime_end()
     except httpx.HTTPError as exc:
-        error = session.interrupted(watchdog.explain(exc))
+        error = session.interrupted(exc)
     except APIError as exc:
         error = exc
     except Exception as exc:  # a parser tripped on upstream data
@@ -411,6 +411,10 @@ def prime(step: Prime) -> Outcome:
         watchdog.cancel()
         if not keep_open:
             response.close()
+    if error is not None and watchdog.fired:
+        # The watchdog's shutdown reads as a broken connection or as the end
+        # of the body: either way the deadline is what ended it.
+        error = session.deadline_passed()
     return Outcome(None, error, (time.perf_counter() - started) * 1000)
 
 
@@ -433,8 +437,7 @@ async def aprime(step: Prime) -> Outcome:
             else:
                 session.prime_end()
     except TimeoutError:
-        late = httpx.ReadTimeout("no first chunk before the call's deadline")
-        error = session.interrupted(late)
+        error = session.deadline_passed()
     except httpx.HTTPError as exc:
         error = session.interrupted(exc)
     except APIError as exc:
@@ -469,12 +472,6 @@ class _Watchdog:
         self.fired = True
         with contextlib.suppress(OSError):  # already closed: nothing to stop
             sock.shutdown(socket.SHUT_RDWR)
-
-    def explain(self, exc: httpx.HTTPError) -> httpx.HTTPError:
-        """The error to report: a timeout when the watchdog caused it."""
-        if self.fired:
-            return httpx.ReadTimeout("no first chunk before the call's deadline")
-        return exc
 
     def cancel(self) -> None:
         if self._timer is not None:

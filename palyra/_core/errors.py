@@ -32,6 +32,13 @@ def transport_error(target: Target, exc: Exception | None) -> APIError:
         return target.fail(
             APITimeoutError, f"upstream did not answer in time ({describe_error(exc)})"
         )
+    if isinstance(exc, httpx.LocalProtocolError):
+        # h11's reason quotes the offending header, which may hold a secret.
+        return target.fail(
+            APIConnectionError,
+            "the request is not valid HTTP and was not sent (LocalProtocolError);"
+            " check the provider's headers and base_url",
+        )
     detail = describe_error(exc) if exc is not None else "no response"
     return target.fail(APIConnectionError, f"could not reach upstream ({detail})")
 

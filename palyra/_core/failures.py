@@ -13,7 +13,7 @@ import email.utils
 import re
 import time
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC
 from enum import StrEnum
 
@@ -77,6 +77,9 @@ class Failure:
             model with a larger context window qualifies; the router must check.
         status: The upstream HTTP status, when there was one.
         retry_after: Seconds the upstream asked us to wait, when it said so.
+        caller: The caller's own doing: a timeout the caller's ``timeout`` or
+            ``deadline`` cut below the provider's, or a request that was not
+            valid HTTP. It never counts against the provider.
     """
 
     cls: FailureClass
@@ -84,18 +87,33 @@ class Failure:
     failover: bool
     status: int | None = None
     retry_after: float | None = None
+    caller: bool = False
 
     @property
     def provider_fault(self) -> bool:
         """Whether this counts against the provider's breaker and health: not
-        when the request itself was refused (the upstream is answering)."""
-        return self.failover and self.cls not in _NOT_PROVIDER_FAULTS
+        when the request itself was refused (the upstream is answering), nor
+        when the caller's limits or input caused it."""
+        return (
+            self.failover and not self.caller and self.cls not in _NOT_PROVIDER_FAULTS
+        )
 
     @property
-    def reached_upstream(self) -> bool:
-        """Whether an upstream took part at all: a refused address never did,
-        so its health window learns nothing from it."""
-        return self.cls is not FailureClass.BLOCKED
+    def reported(self) -> bool:
+        """Whether the health window learns from this at all: not from a
+        refused address (no upstream took part), nor from the caller's own
+        failures (the upstream was not given a fair chance)."""
+        return self.cls is not FailureClass.BLOCKED and not self.caller
+
+    def by_caller(self, *, sendable: bool) -> Failure:
+        """This failure, as the caller's doing; a request that could not be
+        sent is not retried and no other candidate is tried."""
+        return replace(
+            self,
+            caller=True,
+            retryable=self.retryable and sendable,
+            failover=self.failover and sendable,
+        )
 
 
 _CONTEXT = re.compile(

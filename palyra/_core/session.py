@@ -63,8 +63,11 @@ class StreamSession:
 
     __slots__ = (
         "_budget",
+        "_chunked",
         "_ctx",
         "_deadline",
+        "_deadline_first",
+        "_heard",
         "_json_mode",
         "_parser",
         "_pending",
@@ -97,6 +100,11 @@ class StreamSession:
         # Keep-alive comments or empty events do not count as progress: the next
         # chunk must come within the attempt's timeout, however many bytes trickle.
         self._deadline = now + budget
+        self._chunked = False  # whether any chunk has arrived
+        self._heard = False  # whether any byte arrived while priming
+        # Whether the call's deadline, not the provider's timeout, bounds the
+        # first chunk (the error says which limit passed).
+        self._deadline_first = first_within is not None and first_within < budget
         if first_within is not None:
             self._deadline = min(self._deadline, now + first_within)
         self._pending: list[ChatCompletionChunk] = []
@@ -109,6 +117,7 @@ class StreamSession:
 
     def prime(self, data: bytes) -> bool:
         """Take one read while priming; True once a chunk is pending."""
+        self._heard = True
         self._pending.extend(self.feed(data))
         return bool(self._pending)
 
@@ -167,15 +176,36 @@ class StreamSession:
         now = time.perf_counter()
         if chunks:
             self._deadline = now + self._budget
+            self._chunked = True
         elif now > self._deadline:
-            raise self._failed(
-                self._target.fail(
-                    APITimeoutError,
-                    f"upstream sent no chunk for {self._budget:g}s (only keep-alives"
-                    " or partial events); the answer is partial",
-                )
-            )
+            raise self._failed(self._silence())
         return chunks
+
+    def _silence(self) -> APIError:
+        """The timeout of a stream that trickles keep-alives or partial events."""
+        only = "only keep-alives or partial events arrived"
+        if self._chunked:
+            message = (
+                f"upstream sent no chunk for {self._budget:g}s mid-stream ({only});"
+                " the answer is partial"
+            )
+        elif self._deadline_first:
+            message = f"no first chunk arrived; {only}"  # named by deadline_error
+        else:
+            message = (
+                f"upstream sent no chunk for {self._budget:g}s, before the first"
+                f" chunk ({only})"
+            )
+        return self._target.fail(APITimeoutError, message)
+
+    def deadline_passed(self) -> APIError:
+        """The error of a stream whose first chunk the call's deadline cut off
+        (the drivers stop the read when it passes; `deadline_error` names the
+        deadline)."""
+        message = "no first chunk arrived"
+        if self._heard:
+            message += "; only keep-alives or partial events arrived"
+        return self._failed(self._target.fail(APITimeoutError, message))
 
     def flush(self) -> list[ChatCompletionChunk]:
         """Chunks completed only by the end of the body."""
@@ -214,16 +244,16 @@ class StreamSession:
     def interrupted(self, exc: Exception) -> APIError:
         """The typed error for a transport failure in the middle of the body."""
         target = self._target
+        when = "mid-stream" if self._chunked else "before the first chunk"
         if isinstance(exc, httpx.TimeoutException):
             error = target.fail(
-                APITimeoutError,
-                f"upstream went silent mid-stream ({describe_error(exc)})",
+                APITimeoutError, f"upstream went silent {when} ({describe_error(exc)})"
             )
         else:
+            partial = "; the answer is partial" if self._chunked else ""
             error = target.fail(
                 StreamInterruptedError,
-                f"upstream connection broke mid-stream ({describe_error(exc)});"
-                " the answer is partial",
+                f"upstream connection broke {when} ({describe_error(exc)}){partial}",
             )
         return self._failed(error)
 

@@ -82,6 +82,9 @@ class PrimeSession(Protocol):
     def malformed(self, exc: Exception) -> APIError:
         """The typed error for a stream the parser could not make sense of."""
 
+    def deadline_passed(self) -> APIError:
+        """The typed error for a first chunk the call's deadline cut off."""
+
 
 class Prime(NamedTuple):
     """What the pipeline asks a driver to do with an opened stream: read until

@@ -203,8 +203,11 @@ def encode_json(payload: Mapping[str, Any]) -> bytes:
         InvalidRequestError: when the payload holds something JSON cannot encode.
     """
     try:
-        return json.dumps(payload, separators=(",", ":"), ensure_ascii=False).encode()
-    except (TypeError, ValueError) as exc:
+        return json.dumps(
+            payload, separators=(",", ":"), ensure_ascii=False, allow_nan=False
+        ).encode()
+    except (TypeError, ValueError, RecursionError) as exc:
+        # allow_nan=False: NaN and Infinity are not JSON, and upstreams refuse them.
         raise InvalidRequestError(f"request is not JSON-serialisable: {exc}") from None
 
 

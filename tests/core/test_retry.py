@@ -309,7 +309,7 @@ def test_a_refused_address_is_never_retried() -> None:
         True,
     )
     assert not failure.provider_fault
-    assert not failure.reached_upstream
+    assert not failure.reported
     assert _waits(RetryPolicy(max_retries=10), failure) == [None]
 
 
