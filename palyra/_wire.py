@@ -74,7 +74,9 @@ class PalyraInfo(_Wire):
     ``provider`` and ``model`` name the candidate that served the call; it
     differs from ``requested_model`` after a failover. ``agent``, ``session``,
     ``principal`` and ``tags`` say who the call was for (the call's own
-    arguments over those of `Palyra.bind`).
+    arguments over those of `Palyra.bind`). ``usage_estimated`` is True when
+    the upstream reported no usage and palyra counted it locally: the prompt
+    from its pre-call estimate, the completion from the answer's text.
     """
 
     provider: str
@@ -88,6 +90,7 @@ class PalyraInfo(_Wire):
     session: str | None = None
     principal: str | None = None
     tags: dict[str, str] = Field(default_factory=dict)
+    usage_estimated: bool = False
 
 
 class Function(_Wire):

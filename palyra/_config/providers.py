@@ -69,6 +69,9 @@ class ProviderConfig(ConfigModel):
         retry_backoff_max: Cap of one backoff sleep, in seconds.
         circuit_breaker_threshold: Consecutive failed calls that open the breaker.
         circuit_breaker_cooldown: Seconds the breaker stays open.
+        stream_usage: Ask an OpenAI-compatible upstream for usage at the end
+            of a stream (``stream_options.include_usage``). False for a server
+            that refuses the option: usage is then counted locally.
 
     Literal private addresses are refused here; host names are resolved and
     checked on every new connection (`palyra.BlockedAddressError`). Retries,
@@ -92,6 +95,7 @@ class ProviderConfig(ConfigModel):
     retry_backoff_max: PositiveSeconds = 8.0
     circuit_breaker_threshold: Annotated[int, Field(gt=0, le=1000)] = 3
     circuit_breaker_cooldown: PositiveSeconds = 30.0
+    stream_usage: bool = True
 
     _normalize_id = field_validator("id", "auth_profile", mode="before")(
         staticmethod(normalize_id)

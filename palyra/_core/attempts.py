@@ -40,6 +40,9 @@ Opener = Callable[
     [CallContext, Candidate, ProviderAdapter, httpx.Response, float | None],
     StreamSession,
 ]
+# Turns a whole (not streamed) answer into the call's result, raising a typed
+# error when the upstream's answer is unusable: the attempt then failed.
+Reader = Callable[[Target, ProviderAdapter, httpx.Response], object]
 
 
 class Served(NamedTuple):
@@ -54,6 +57,7 @@ class Served(NamedTuple):
     response: httpx.Response
     session: StreamSession | None = None
     admission: Admission | None = None
+    result: object = None  # what the `Reader` made of a whole answer
 
 
 class NotServed(NamedTuple):
@@ -98,6 +102,7 @@ class Attempts:
         request: httpx.Request,
         opener: Opener | None,
         admission: Admission,
+        reader: Reader | None = None,
     ) -> Flow[Served | NotServed]:
         """Attempt until served, or until the policy or the deadline says stop."""
         base = request.extensions["timeout"]
@@ -105,7 +110,7 @@ class Attempts:
         retries: RetryRun | None = None
         while True:
             answer = yield from self._attempt(
-                ctx, candidate, adapter, request, opener, base
+                ctx, candidate, adapter, request, (opener, reader), base
             )
             elapsed_ms = (time.perf_counter() - started) * 1000
             if answer.served is not None:
@@ -153,12 +158,13 @@ class Attempts:
         candidate: Candidate,
         adapter: ProviderAdapter,
         request: httpx.Request,
-        opener: Opener | None,
+        reading: tuple[Opener | None, Reader | None],
         base: dict[str, float],
     ) -> Flow[Answer]:
         """One HTTP attempt, with its timeouts cut to the call's deadline; a
         stream counts as answered once its first chunk has arrived."""
         target = candidate.target
+        opener, reader = reading
         timeouts = request.extensions["timeout"] = _cut(base, ctx.left())
         local = adapter.local_transport(target)
         outcome = yield ProviderCall(target, request, opener is not None, local)
@@ -166,7 +172,13 @@ class Attempts:
         response, error = _judge(candidate, adapter, outcome)
         latency = outcome.latency_ms
         limited = _limited(target, timeouts)
-        session = None
+        session = result = None
+        if error is None and reader is not None:
+            assert response is not None
+            try:
+                result = reader(target, adapter, response)
+            except APIError as exc:
+                error = exc  # an unusable answer is a failed attempt
         if error is None and opener is not None:
             assert response is not None
             # httpcore reads the body's read timeout when the body is first
@@ -195,7 +207,8 @@ class Attempts:
             caller = limited and isinstance(error, APITimeoutError)
             return Answer(None, error, response, caller=caller)
         assert response is not None
-        return Answer(Served(candidate, adapter, response, session), None, response)
+        served = Served(candidate, adapter, response, session, result=result)
+        return Answer(served, None, response)
 
     def report(
         self,

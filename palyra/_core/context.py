@@ -173,6 +173,7 @@ class CallContext:
     error: PalyraError | None = None  # set when the call failed
     failed: bool = False  # the call-level failure hooks have run
     requested: ResolvedModel | None = None
+    usage_estimated: bool = False  # the upstream reported none: counted locally
 
     def info(self) -> PalyraInfo:
         """The ``palyra`` field of the result."""
@@ -185,6 +186,7 @@ class CallContext:
             attempts=self.attempts,
             latency_ms=self.elapsed_ms(),
             token_estimate=self.estimate,
+            usage_estimated=self.usage_estimated,
             **self.caller.info_fields(),
         )
 

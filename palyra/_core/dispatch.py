@@ -28,7 +28,7 @@ from .._providers import ProviderAdapter, Target
 from .._registry import Registry, ResolvedModel
 from .._request import Needs
 from .._wire import Attempt, ChatCompletion, CompletionUsage
-from .attempts import LATE, Attempts, NotServed, Opener, Served
+from .attempts import LATE, Attempts, NotServed, Opener, Reader, Served
 from .context import CallContext
 from .failover import plan as failover_plan
 from .failures import Failure, FailureClass, classify
@@ -82,6 +82,7 @@ class Dispatcher:
         prepare: Prepare,
         build: Build,
         opener: Opener | None = None,
+        reader: Reader | None = None,
     ) -> Flow[Served]:
         """Route the call, then try its candidates in failover order until one
         answers. A call that fails here, whatever failed (a check, a hook, an
@@ -103,7 +104,7 @@ class Dispatcher:
                 ctx.model = model
                 keys.append((model.provider.id, model.id))
                 result = yield from self._candidate(
-                    ctx, model, index, prepare, build, opener
+                    ctx, model, index, prepare, build, (opener, reader)
                 )
                 if isinstance(result, Served):
                     return result
@@ -128,7 +129,7 @@ class Dispatcher:
         index: int,
         prepare: Prepare,
         build: Build,
-        opener: Opener | None,
+        reading: tuple[Opener | None, Reader | None],
     ) -> Flow[Served | NotServed]:
         """One candidate: checked and built, announced to the hooks, admitted
         by its breaker, then attempted."""
@@ -155,7 +156,7 @@ class Dispatcher:
             return self._skip(ctx, model, error)
         try:
             result = yield from self.attempts.run(
-                ctx, candidate, adapter, request, opener, admission
+                ctx, candidate, adapter, request, reading[0], admission, reading[1]
             )
         except BaseException as exc:
             # Cancelled or interrupted mid-attempt (the drivers throw it in):
@@ -185,9 +186,11 @@ class Dispatcher:
         adapter: ProviderAdapter,
         target: Target,
         request: httpx.Request,
-    ) -> Flow[httpx.Response]:
+        reader: Reader,
+    ) -> Flow[object]:
         """A provider-level call (model lists, token counts): no failover and
-        no hooks (nothing is billed)."""
+        no hooks (nothing is billed); its result is what ``reader`` made of
+        the answer."""
         candidate = Candidate(target.model, target, 0)
         admission = self._admit(target.model)
         error: APIError | Exception
@@ -195,10 +198,10 @@ class Dispatcher:
             error = self._circuit_open(target)
         else:
             result = yield from self.attempts.run(
-                ctx, candidate, adapter, request, None, admission
+                ctx, candidate, adapter, request, None, admission, reader
             )
             if isinstance(result, Served):
-                return result.response
+                return result.result
             error = result.error
         if isinstance(error, _CallContextError):
             error.attempts = ctx.attempts

@@ -19,12 +19,19 @@ from .._exceptions import (
     APIError,
     ContextWindowExceededError,
 )
-from .._providers import Adapters, ProviderAdapter, Target, request_id
+from .._providers import (
+    Adapters,
+    ProviderAdapter,
+    Target,
+    request_id,
+    stream_parser,
+)
 from .._registry import Registry, ResolvedModel
 from .._request import ChatRequest, EmbeddingsRequest, Needs, TranscriptionRequest
 from .._tokens import TokenCounter, TokenEstimate
 from .._wire import (
     ChatCompletion,
+    CompletionUsage,
     EmbeddingResponse,
     ProviderModel,
     TokenCount,
@@ -33,6 +40,7 @@ from .._wire import (
 from .attempts import Served
 from .context import CallContext, Caller, Operation
 from .dispatch import Dispatcher
+from .estimates import estimated_usage
 from .health import HealthTracker
 from .hooks import Candidate, Hooks
 from .session import StreamSession, check_json_answer
@@ -90,14 +98,16 @@ class Pipeline:
         """Flow of a non-streaming chat call."""
         ctx = self._context("chat", model_name, "chat", caller, request)
         served = yield from self._chat(ctx, request, stream=False)
-        try:
-            completion = served.adapter.chat_response(
-                served.candidate.target, served.response
-            )
-            if request.needs.json_mode:
+        completion = served.result
+        assert isinstance(completion, ChatCompletion)
+        if completion.usage is None:
+            completion.usage = self.estimated_usage(ctx, completion)
+        if request.needs.json_mode:
+            try:
                 check_json_answer(served.candidate.target, completion)
-        except APIError as exc:
-            raise self.dispatcher.reject(ctx, served.candidate, exc) from None
+            except APIError as exc:
+                # The model's answer, not the upstream, is at fault: no breaker.
+                raise self.dispatcher.reject(ctx, served.candidate, exc) from None
         return self.dispatcher.complete(
             ctx, served.candidate, completion, completion.usage
         )
@@ -140,16 +150,24 @@ class Pipeline:
             return StreamSession(
                 ctx,
                 candidate.target,
-                adapter.chat_stream(candidate.target, request),
+                stream_parser(adapter, candidate.target, request, response),
                 budget=budget,
                 json_mode=request.needs.json_mode,
                 request_id=request_id(response),
                 first_within=left,
+                usage_for=self.estimated_usage,
             )
 
-        opener = open_stream if stream else None
+        if stream:
+            return (
+                yield from self.dispatcher.serve(
+                    ctx, request.needs, prepare, build, opener=open_stream
+                )
+            )
         return (
-            yield from self.dispatcher.serve(ctx, request.needs, prepare, build, opener)
+            yield from self.dispatcher.serve(
+                ctx, request.needs, prepare, build, reader=_chat_answer
+            )
         )
 
     def embeddings(
@@ -164,14 +182,26 @@ class Pipeline:
         def build(target: Target, adapter: ProviderAdapter) -> httpx.Request:
             return adapter.embeddings_request(target, request)
 
-        served = yield from self.dispatcher.serve(ctx, Needs(), prepare, build)
-        try:
-            result = served.adapter.embeddings_response(
-                served.candidate.target, request, served.response
-            )
-        except APIError as exc:
-            raise self.dispatcher.reject(ctx, served.candidate, exc) from None
+        def read(
+            target: Target, adapter: ProviderAdapter, response: httpx.Response
+        ) -> EmbeddingResponse:
+            return adapter.embeddings_response(target, request, response)
+
+        served = yield from self.dispatcher.serve(
+            ctx, Needs(), prepare, build, reader=read
+        )
+        result = served.result
+        assert isinstance(result, EmbeddingResponse)
         return self.dispatcher.complete(ctx, served.candidate, result, result.usage)
+
+    def estimated_usage(
+        self, ctx: CallContext, completion: ChatCompletion
+    ) -> CompletionUsage:
+        """Usage counted locally, for an answer whose upstream reported none."""
+        ctx.usage_estimated = True
+        return estimated_usage(
+            self._counter(), ctx.model.upstream, ctx.estimate, completion
+        )
 
     def _embeddings_estimate(
         self, model: ResolvedModel, request: EmbeddingsRequest
@@ -207,15 +237,16 @@ class Pipeline:
         def build(target: Target, adapter: ProviderAdapter) -> httpx.Request:
             return adapter.transcription_request(target, request)
 
+        def read(
+            target: Target, adapter: ProviderAdapter, response: httpx.Response
+        ) -> Transcription:
+            return adapter.transcription_response(target, request, response)
+
         served = yield from self.dispatcher.serve(
-            ctx, Needs(audio=True), _no_check, build
+            ctx, Needs(audio=True), _no_check, build, reader=read
         )
-        try:
-            result = served.adapter.transcription_response(
-                served.candidate.target, request, served.response
-            )
-        except APIError as exc:
-            raise self.dispatcher.reject(ctx, served.candidate, exc) from None
+        result = served.result
+        assert isinstance(result, Transcription)
         return self.dispatcher.complete(ctx, served.candidate, result, None)
 
     def provider_models(self, provider: str) -> Flow[list[ProviderModel]]:
@@ -228,9 +259,12 @@ class Pipeline:
         cursor: str | None = None
         for _ in range(_MAX_PAGES):
             request = adapter.models_request(target, cursor)
-            response = yield from self.dispatcher.single(ctx, adapter, target, request)
-            page, cursor = adapter.models_response(target, response)
-            found.extend(page)
+            answer = yield from self.dispatcher.single(
+                ctx, adapter, target, request, _models_page
+            )
+            assert isinstance(answer, tuple)
+            found.extend(answer[0])
+            cursor = answer[1]
             if cursor is None:
                 break
         return found
@@ -256,10 +290,11 @@ class Pipeline:
         target = Target(model, self._credential(ctx, model))
         http_request = adapter.count_tokens_request(target, request)
         if http_request is not None:
-            response = yield from self.dispatcher.single(
-                ctx, adapter, target, http_request
+            exact_count = yield from self.dispatcher.single(
+                ctx, adapter, target, http_request, _exact_count
             )
-            count.exact = adapter.count_tokens_response(target, response)
+            assert isinstance(exact_count, int)
+            count.exact = exact_count
         return count
 
     # -- the call's context ----------------------------------------------------
@@ -299,6 +334,24 @@ class Pipeline:
 
 def _no_check(model: ResolvedModel) -> None:
     return None
+
+
+def _chat_answer(
+    target: Target, adapter: ProviderAdapter, response: httpx.Response
+) -> ChatCompletion:
+    return adapter.chat_response(target, response)
+
+
+def _models_page(
+    target: Target, adapter: ProviderAdapter, response: httpx.Response
+) -> tuple[list[ProviderModel], str | None]:
+    return adapter.models_response(target, response)
+
+
+def _exact_count(
+    target: Target, adapter: ProviderAdapter, response: httpx.Response
+) -> int:
+    return adapter.count_tokens_response(target, response)
 
 
 def _check_context(model: ResolvedModel, prompt: int, output: int) -> None:

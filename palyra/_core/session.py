@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from typing import Protocol
 
 import httpx
@@ -29,6 +29,9 @@ from .context import CallContext
 from .errors import describe_error
 
 __all__ = ["StreamReport", "StreamSession", "check_json_answer"]
+
+
+UsageEstimator = Callable[[CallContext, ChatCompletion], CompletionUsage]
 
 
 class StreamReport(Protocol):
@@ -59,6 +62,8 @@ class StreamSession:
         request_id: The upstream's request id, from the response headers.
         first_within: Seconds left in the call: the first chunk must come
             within them too (None: no deadline).
+        usage_for: Counts the usage of a finished answer whose upstream
+            reported none.
     """
 
     __slots__ = (
@@ -75,6 +80,7 @@ class StreamSession:
         "_request_id",
         "_source",
         "_target",
+        "_usage_for",
         "completion",
         "info",
     )
@@ -89,8 +95,10 @@ class StreamSession:
         json_mode: bool,
         request_id: str | None,
         first_within: float | None,
+        usage_for: UsageEstimator | None = None,
     ) -> None:
         self._ctx = ctx
+        self._usage_for = usage_for
         self._target = target
         self._parser = parser
         self._budget = budget
@@ -226,9 +234,12 @@ class StreamSession:
             except APIError as exc:
                 # The model's answer, not the upstream, is at fault: no breaker.
                 raise self._failed(exc, upstream_fault=False) from None
+        if completion.usage is None and self._usage_for is not None:
+            # The upstream ignored include_usage: counted here, and flagged.
+            completion.usage = self._usage_for(self._ctx, completion)
         report, self._report = self._report, None
         if report is not None:
-            report.ended(completion, self._parser.usage)
+            report.ended(completion, completion.usage)
         self.completion = completion
         if completion.palyra is not None:
             self.info = completion.palyra

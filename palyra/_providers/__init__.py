@@ -10,7 +10,8 @@ May import: the leaves (``_exceptions``, ``_utils``, ``_wire``, ``_config``,
 ``_tokens``, ``_request``, ``_registry``) and httpx. Never the core or a
 subsystem: the core drives adapters through the contract exported here.
 
-Exports to the rest of palyra: the contract, `request_id`, and `Adapters`,
+Exports to the rest of palyra: the contract, `request_id`, `stream_parser`
+(the parser for the body a stream request actually got), and `Adapters`,
 which loads each kind's adapter on first use (``import palyra`` loads none).
 """
 
@@ -26,6 +27,7 @@ from .._registry import ResolvedModel
 from .._tokens import TokenCounter
 from .._version import __version__
 from .base import InProcessTransport, ProviderAdapter, StreamParser, Target, request_id
+from .unstreamed import stream_parser
 
 if TYPE_CHECKING:
     from .deterministic import DeterministicAdapter, DeterministicBackend, ScriptedReply
@@ -40,6 +42,7 @@ __all__ = [
     "StreamParser",
     "Target",
     "request_id",
+    "stream_parser",
 ]
 
 # Provider kind -> module whose ``create(counter)`` builds the kind's adapter.

@@ -113,10 +113,11 @@ class OpenAIAdapter:
         }
         if request.stream:
             payload["stream"] = True
-            payload["stream_options"] = {
-                **(request.body.get("stream_options") or {}),
-                "include_usage": True,
-            }
+            if target.model.provider.stream_usage:
+                payload["stream_options"] = {
+                    **(request.body.get("stream_options") or {}),
+                    "include_usage": True,
+                }
         payload.update(request.call.extra_body)
         return self._request(
             target,
@@ -130,8 +131,14 @@ class OpenAIAdapter:
     def chat_response(self, target: Target, response: httpx.Response) -> ChatCompletion:
         """Validate a chat completion body."""
         result = _validated(ChatCompletion, response.content)
-        if result is not None:
+        if result is not None and result.choices:
             return result
+        if result is not None:
+            raise target.fail(
+                APIResponseValidationError,
+                "upstream chat response has no choices (an answer with nothing in it)",
+                request_id=request_id(response),
+            )
         payload = parse_json(target, response, "chat")
         raise target.fail(
             APIResponseValidationError,

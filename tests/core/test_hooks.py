@@ -358,15 +358,23 @@ def _never(request: httpx.Request) -> httpx.Response:
 async def test_an_unusable_answer_fails_the_candidate_and_the_call(
     client: palyra.Palyra, upstream_without_key: Upstream, driver: str
 ) -> None:
-    upstream_without_key.enqueue(Reply(json={"not": "a completion"}))
+    """An answer that is not a completion is the candidate's failure (not
+    retried: the same request would get the same answer); the next candidate
+    is tried, and when it fails too, so does the call."""
+    for _ in range(2):
+        upstream_without_key.enqueue(Reply(json={"not": "a completion"}))
     seen = Recorder(client)
     with pytest.raises(palyra.APIResponseValidationError):
         await chat(client, driver, USER, "m1")
     assert seen.events[1:] == [
         ("dispatch", "m1", 0),
         ("failed", "m1", "APIResponseValidationError"),
+        ("dispatch", "m2", 1),
+        ("failed", "m2", "APIResponseValidationError"),
         ("failed", "call", "APIResponseValidationError"),
     ]
+    assert len(upstream_without_key.requests) == 2
+    assert [h.consecutive_failures for h in client.health()] == [1, 1]
     seen.assert_balanced()
 
 
