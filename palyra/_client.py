@@ -31,7 +31,7 @@ from ._core import (
     Resolver,
     SyncDriver,
 )
-from ._credentials import CredentialResolver
+from ._credentials import CredentialResolver, checked
 from ._exceptions import ConfigError
 from ._providers import Adapters
 from ._registry import Registry
@@ -105,7 +105,7 @@ class Palyra(Calls):
         self._sync = SyncDriver(transport, guard, sleep or time.sleep, later)
         self._async = AsyncDriver(async_transport, guard, async_sleep, later)
         clock = clock or time.monotonic
-        lookup = credentials or CredentialResolver()
+        lookup = checked(credentials or CredentialResolver(), credentials is not None)
         health = HealthTracker(
             clock=clock, enabled=self.config.resilience.circuit_breakers
         )

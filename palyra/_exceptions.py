@@ -204,14 +204,30 @@ class APIStatusError(APIError):
 
     Attributes:
         status_code: The HTTP status of the upstream response.
+        retry_after: Seconds the upstream asked to wait (``retry-after-ms`` or
+            ``Retry-After``, read as the retry layer reads them), or None. It
+            is kept even when palyra did not wait that long.
+        headers: The response headers (lower-case names), without any that
+            could carry a credential or a session, values redacted. Empty for
+            an error that arrived inside a stream.
     """
 
     status_code: int = 0
     default_status: ClassVar[int] = 0
 
-    def __init__(self, message: str, *, status_code: int | None = None, **kw: Any):
+    def __init__(
+        self,
+        message: str,
+        *,
+        status_code: int | None = None,
+        retry_after: float | None = None,
+        headers: dict[str, str] | None = None,
+        **kw: Any,
+    ):
         super().__init__(message, **kw)
         self.status_code = status_code or self.default_status
+        self.retry_after = retry_after
+        self.headers: dict[str, str] = headers or {}
 
     def __str__(self) -> str:
         where = _describe_target(self.provider, self.model, self.request_id)

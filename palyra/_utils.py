@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 import re
 from urllib.parse import urlsplit, urlunsplit
@@ -14,7 +15,8 @@ EXCERPT_LIMIT = 240
 # the bearer rule must run before the generic `token=` rule eats its value.
 _REDACTIONS: tuple[tuple[re.Pattern[str], str], ...] = (
     (re.compile(r"(?i)\bbearer\s+[A-Za-z0-9._~+/=-]+"), "Bearer <redacted>"),
-    (re.compile(r"\bsk-[A-Za-z0-9_-]{8,}"), "<redacted>"),
+    # Not \b: "req_sk-..." has no word boundary before "sk-".
+    (re.compile(r"(?<![A-Za-z0-9])sk-[A-Za-z0-9_-]{8,}"), "<redacted>"),
     (
         re.compile(
             r"(?i)((?:api[_-]?key|access_token|refresh_token|token|secret|password)"
@@ -25,19 +27,32 @@ _REDACTIONS: tuple[tuple[re.Pattern[str], str], ...] = (
 )
 
 
+MIN_SECRET = 8
+"""Shorter credentials (a dummy ``"test"``) are not searched for: removing
+them would cut ordinary words apart, and they protect nothing."""
+
+
 def redact(text: str, secrets: tuple[str, ...] = ()) -> str:
     """Remove credentials from text that may be shown to people or logged.
 
-    Known secrets (the keys palyra itself sent) are removed verbatim first, then
-    anything that looks like a bearer token, an ``sk-`` key or a ``key=value``
-    credential.
+    Known secrets (the keys palyra itself sent) are removed first, wherever
+    they stand as a whole token (not inside a longer run of letters and
+    digits, so ``req_<key>`` loses the key but no word is cut apart); then
+    anything that looks like a bearer token, an ``sk-`` key or a
+    ``key=value`` credential.
     """
     for secret in secrets:
-        if secret:
-            text = text.replace(secret, "<redacted>")
+        if len(secret) >= MIN_SECRET and secret in text:
+            text = _whole(secret).sub("<redacted>", text)
     for pattern, replacement in _REDACTIONS:
         text = pattern.sub(replacement, text)
     return text
+
+
+@functools.lru_cache(maxsize=64)
+def _whole(secret: str) -> re.Pattern[str]:
+    # Cached: a client sends the same few keys again and again.
+    return re.compile(rf"(?<![A-Za-z0-9]){re.escape(secret)}(?![A-Za-z0-9])")
 
 
 def excerpt(

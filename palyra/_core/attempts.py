@@ -250,7 +250,7 @@ def _judge(
             APIStatusError,
             f"upstream answered with a redirect to {location}; check base_url",
             status_code=response.status_code,
-            request_id=request_id(response),
+            request_id=request_id(response, candidate.target.secrets),
         )
     return response, None
 
@@ -265,7 +265,11 @@ def _record(
     if error is not None:
         rid = error.request_id
     else:
-        rid = request_id(response) if response is not None else None
+        rid = (
+            request_id(response, candidate.target.secrets)
+            if response is not None
+            else None
+        )
     ctx.attempts.append(
         Attempt(
             provider=candidate.model.provider.id,

@@ -9,12 +9,10 @@ here imports tenacity: `palyra._core.retry` decides the waits.
 
 from __future__ import annotations
 
-import email.utils
 import re
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
-from datetime import UTC
 from enum import StrEnum
 
 import httpx
@@ -29,6 +27,8 @@ from .._exceptions import (
     CredentialError,
     OverloadedError,
 )
+from .._headers import header as _header
+from .._headers import retry_after_seconds
 
 __all__ = [
     "CREDENTIAL_CLASSES",
@@ -229,46 +229,3 @@ def _class_of(error: BaseException, status: int | None) -> FailureClass:
     if status >= 500:
         return _STATUS_CLASS.get(status, FailureClass.SERVER_ERROR)
     return _STATUS_CLASS.get(status, FailureClass.UNKNOWN)
-
-
-def retry_after_seconds(headers: Mapping[str, str], *, now: float) -> float | None:
-    """Seconds the upstream asked to wait, or None when it did not say (usably).
-
-    ``retry-after-ms`` (milliseconds, OpenAI) wins over ``Retry-After``, which is
-    either seconds (integer or decimal) or an HTTP date, taken relative to
-    ``now`` (epoch seconds). A time in the past means zero.
-    """
-    millis = _number(_header(headers, "retry-after-ms"))
-    if millis is not None:
-        return max(millis / 1000, 0.0)
-    raw = _header(headers, "retry-after")
-    if raw is None:
-        return None
-    seconds = _number(raw)
-    if seconds is not None:
-        return max(seconds, 0.0)
-    try:
-        when = email.utils.parsedate_to_datetime(raw.strip())
-    except (TypeError, ValueError, OverflowError, IndexError):
-        return None
-    if when.tzinfo is None:
-        when = when.replace(tzinfo=UTC)  # "-0000": UTC by RFC 5322
-    return max(when.timestamp() - now, 0.0)
-
-
-_NUMBER = re.compile(r"[+-]?(?:\d+(?:\.\d*)?|\.\d+)")
-
-
-def _number(value: str | None) -> float | None:
-    # Stricter than float(): "inf", "nan", "1e9" and "1_000" are not delays.
-    if value is None or not _NUMBER.fullmatch(value.strip()):
-        return None
-    return float(value)
-
-
-def _header(headers: Mapping[str, str], name: str) -> str | None:
-    value = headers.get(name)
-    if value is None and not isinstance(headers, httpx.Headers):
-        # A plain dict is case-sensitive; HTTP header names are not.
-        value = next((v for k, v in headers.items() if k.lower() == name), None)
-    return value

@@ -153,7 +153,7 @@ class Pipeline:
                 stream_parser(adapter, candidate.target, request, response),
                 budget=budget,
                 json_mode=request.needs.json_mode,
-                request_id=request_id(response),
+                request_id=request_id(response, candidate.target.secrets),
                 first_within=left,
                 usage_for=self.estimated_usage,
             )

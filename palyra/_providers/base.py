@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import re
+import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
@@ -24,6 +25,7 @@ from .._exceptions import (
     StreamInterruptedError,
     status_error_class,
 )
+from .._headers import retry_after_seconds, safe_headers
 from .._registry import ResolvedModel
 from .._request import (
     CallOptions,
@@ -71,6 +73,9 @@ class Target:
 
     def fail(self, cls: type[APIError], message: str, **kw: Any) -> APIError:
         """An error of ``cls`` naming this target, with secrets scrubbed."""
+        rid = kw.get("request_id")
+        if rid and self.credential:
+            kw["request_id"] = redact(rid, self.secrets)
         return cls(
             excerpt(message, self.secrets, limit=600),
             provider=self.model.provider.id,
@@ -263,16 +268,19 @@ def _created(item: dict[str, Any]) -> int | None:
         return None
 
 
-def request_id(response: httpx.Response) -> str | None:
-    """The upstream's request id header, if it sent one (redacted)."""
+def request_id(response: httpx.Response, secrets: tuple[str, ...] = ()) -> str | None:
+    """The upstream's request id header, if it sent one, redacted and scrubbed
+    of ``secrets`` (the call's credential: an upstream may echo it there)."""
     headers = response.headers
-    value = headers.get("x-request-id") or headers.get("request-id")
+    value: str | None = headers.get("x-request-id") or headers.get("request-id")
     if not value:
         return None
     value = value[:128]
     # The usual id ("req_...", a UUID) cannot hold what redaction looks for:
     # one check instead of every redaction pattern on every call.
-    return value if _PLAIN_ID.fullmatch(value) else redact(value)
+    if _PLAIN_ID.fullmatch(value) and not any(s and s in value for s in secrets):
+        return value
+    return redact(value, secrets)
 
 
 _PLAIN_ID = re.compile(r"(?!.*sk-)[A-Za-z0-9_.+/-]+")
@@ -350,26 +358,39 @@ def error_from_payload(
 def status_error_from_response(
     target: Target, response: httpx.Response
 ) -> APIStatusError:
-    """The typed error for a non-2xx response, JSON envelope or not."""
+    """The typed error for a non-2xx response, JSON envelope or not, with the
+    wait the upstream asked for and its (safe) headers."""
     rid = request_id(response)
     try:
         payload = json.loads(response.content)
     except ValueError:
         kind = response.headers.get("content-type", "no content type")
-        return target.fail(  # type: ignore[return-value]
+        error: APIStatusError = target.fail(  # type: ignore[assignment]
             status_error_class(response.status_code),
             f"upstream returned a non-JSON error body ({kind}): {response.text}",
             status_code=response.status_code,
             request_id=rid,
         )
-    return error_from_payload(target, response.status_code, payload, rid)
+    else:
+        error = error_from_payload(target, response.status_code, payload, rid)
+    error.retry_after = retry_after_seconds(response.headers, now=time.time())
+    error.headers = safe_headers(response.headers, target.secrets)
+    return error
 
 
 def _redacted_body(target: Target, payload: Any) -> Any:
-    text = redact(json.dumps(payload), target.secrets)
-    if len(text) > 8192:
+    """The error body with every string redacted (keys too), or None when it
+    is too big to keep."""
+    if len(json.dumps(payload)) > 8192:
         return None
-    try:
-        return json.loads(text)
-    except ValueError:
-        return None
+    return _scrubbed(payload, target.secrets)
+
+
+def _scrubbed(value: Any, secrets: tuple[str, ...]) -> Any:
+    if isinstance(value, str):
+        return redact(value, secrets)
+    if isinstance(value, dict):
+        return {_scrubbed(k, secrets): _scrubbed(v, secrets) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_scrubbed(item, secrets) for item in value]
+    return value
