@@ -68,29 +68,49 @@ _UNTRACKED = Admission(True)  # what a disabled tracker hands out
 
 
 class BreakerSnapshot(BaseModel):
-    """One circuit breaker at one moment."""
+    """One circuit breaker at one moment.
+
+    Attributes:
+        state: ``closed``, ``open`` or ``half_open``.
+        consecutive_failures: Failed calls counted since the last success.
+        opens: Times the breaker opened (re-opens after a failed probe too).
+        reopens_in: Seconds from now until it admits a call again (a probe);
+            None when it admits calls now.
+        probe_pending: Half-open with its one probe still out.
+    """
 
     model_config = ConfigDict(frozen=True, defer_build=True)
 
     state: BreakerState
     consecutive_failures: int
     opens: int
-    reopens_at: float | None  # seconds from now until it admits a call again
+    reopens_in: float | None
     probe_pending: bool
 
 
 class ModelHealth(BreakerSnapshot):
-    """Breaker and recent health of one provider's model."""
+    """Breaker and recent health of one provider's model.
+
+    Attributes:
+        success_rate: Share of successes in the window (the last 20
+            outcomes of the last 5 minutes); None before any outcome.
+        latency_p50_ms: Median latency of the window's successful calls.
+        last_error: ``"ClassName: excerpt"`` of the window's latest failure,
+            redacted and bounded.
+        status: ``healthy``, ``degraded`` or ``unhealthy``, from the window.
+        calls: Every outcome recorded since the client was built, also those
+            that have left the window (a lifetime counter, not the window's).
+        credential_problem: ``"auth_invalid"`` or ``"permission"`` after the
+            provider refused its credential; cleared by its next success.
+    """
 
     provider: str
     model: str
-    success_rate: float | None  # over the window; None before any outcome
-    latency_p50_ms: float | None  # of the successful calls in the window
-    last_error: str | None  # "ClassName: excerpt", redacted and bounded
+    success_rate: float | None
+    latency_p50_ms: float | None
+    last_error: str | None
     status: HealthStatus
     calls: int
-    # "auth_invalid" or "permission" after the provider refused its credential;
-    # cleared by the provider's next success.
     credential_problem: str | None = None
 
 
@@ -204,7 +224,7 @@ class CircuitBreaker:
                 state=state,
                 consecutive_failures=self.consecutive_failures,
                 opens=self.opens,
-                reopens_at=waiting if blocked else None,
+                reopens_in=waiting if blocked else None,
                 probe_pending=pending,
             )
 

@@ -198,7 +198,7 @@ def test_breaker_snapshot() -> None:
         state=BreakerState.OPEN,
         consecutive_failures=3,
         opens=1,
-        reopens_at=20.0,
+        reopens_in=20.0,
         probe_pending=False,
     )
     clock.advance(20.0)
@@ -206,7 +206,7 @@ def test_breaker_snapshot() -> None:
     breaker.admit()
     snap = breaker.snapshot()
     assert snap.probe_pending
-    assert snap.reopens_at == 30.0
+    assert snap.reopens_in == 30.0
 
 
 @pytest.mark.parametrize(
@@ -319,7 +319,7 @@ def test_tracker_snapshot_fields() -> None:
         "state": BreakerState.OPEN,
         "consecutive_failures": 2,
         "opens": 1,
-        "reopens_at": 17.5,
+        "reopens_in": 17.5,
         "probe_pending": False,
         "success_rate": 0.0,
         "latency_p50_ms": None,
@@ -333,7 +333,7 @@ def test_tracker_snapshot_fields() -> None:
         "closed",
         "healthy",
     )
-    assert (first.latency_p50_ms, first.calls, first.reopens_at) == (120.0, 1, None)
+    assert (first.latency_p50_ms, first.calls, first.reopens_in) == (120.0, 1, None)
     assert FAKE_KEY not in "".join(h.model_dump_json() for h in tracker.snapshot())
     with pytest.raises(ValueError, match="frozen"):
         first.calls = 5  # type: ignore[misc]
