@@ -7,9 +7,9 @@ from __future__ import annotations
 import tomllib
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Annotated, Any, Self
+from typing import Annotated, Any, Literal, Self
 
-from pydantic import Field, model_validator
+from pydantic import Field, field_validator, model_validator
 
 from .._exceptions import ConfigError
 from .base import ConfigModel, CrossFieldError, PositiveSeconds, unknown_keys
@@ -19,13 +19,23 @@ from .providers import ProviderConfig
 __all__ = ["PalyraConfig", "RegistryDefaults", "ResilienceConfig"]
 
 
+FailoverScope = Literal["any", "same_provider", "off"]
+
+
 class ResilienceConfig(ConfigModel):
     """How calls survive failing upstreams (retries are set per provider).
 
     Args:
-        failover: Try other candidates when a model fails after its retries or
-            its circuit breaker is open. Models with an explicit ``fallbacks``
-            list use it whatever this says.
+        failover: Which candidates automatic failover may pick when a model
+            fails after its retries or its breaker is open: ``"any"`` model
+            of the same role, only models of the ``"same_provider"``, or
+            ``"off"`` (True and False mean ``"any"`` and ``"off"``). Models
+            with an explicit ``fallbacks`` list use it whatever this says.
+        failover_max_price_ratio: Automatic failover never picks a model
+            priced above this multiple of the failed model's price (input
+            plus output, per token); with unpriced models, never a higher
+            ``cost_tier``. None (``false`` in TOML): no price bound.
+            Explicit ``fallbacks`` cross it.
         deadline: Seconds a whole call may take: every attempt, backoff sleep
             and failover included (for streams, until the first chunk). Each
             attempt's timeout is shortened to the time left. None: no limit
@@ -39,10 +49,24 @@ class ResilienceConfig(ConfigModel):
             does this, or to measure what the bookkeeping costs).
     """
 
-    failover: bool = True
+    failover: FailoverScope = "any"
+    failover_max_price_ratio: Annotated[float, Field(gt=0, le=1e6)] | None = 2.0
     deadline: PositiveSeconds | None = 300.0
     retry_after_cap: Annotated[float, Field(ge=0, le=3600)] = 60.0
     circuit_breakers: bool = True
+
+    @field_validator("failover_max_price_ratio", mode="before")
+    @staticmethod
+    def _ratio_off(value: Any) -> Any:
+        # TOML has no null: false turns the bound off there.
+        return None if value is False else value
+
+    @field_validator("failover", mode="before")
+    @staticmethod
+    def _failover_bool(value: Any) -> Any:
+        if isinstance(value, bool):  # the setting was a switch before it had scopes
+            return "any" if value else "off"
+        return value
 
 
 class RegistryDefaults(ConfigModel):

@@ -8,6 +8,7 @@ are `palyra._core.pipeline`.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from typing import TypeVar
 
@@ -30,6 +31,7 @@ from .._request import Needs
 from .._wire import Attempt, ChatCompletion, CompletionUsage
 from .attempts import LATE, Attempts, NotServed, Opener, Reader, Served
 from .context import CallContext
+from .failover import FailoverLog
 from .failover import plan as failover_plan
 from .failures import Failure, FailureClass, classify
 from .health import Admission, HealthTracker
@@ -56,6 +58,7 @@ class Dispatcher:
         resilience: Failover and deadline settings.
         credential: Returns the credential for a call to a model (or None).
         adapter: Returns the adapter for a model's provider.
+        clock: Monotonic seconds (for how often failovers are logged).
     """
 
     def __init__(
@@ -66,6 +69,7 @@ class Dispatcher:
         resilience: ResilienceConfig,
         credential: Callable[[CallContext, ResolvedModel], str | None],
         adapter: Callable[[ResolvedModel], ProviderAdapter],
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.registry = registry
         self.hooks = hooks
@@ -74,6 +78,7 @@ class Dispatcher:
         self.credential = credential
         self.adapter = adapter
         self.attempts = Attempts(health, resilience.retry_after_cap)
+        self.moves = FailoverLog(clock)
 
     def serve(
         self,
@@ -96,11 +101,13 @@ class Dispatcher:
                 ctx.requested,
                 needs,
                 self.health,
-                auto=self.resilience.failover,
+                self.resilience,
             )
             failures: list[NotServed] = []
             keys: list[tuple[str, str]] = []
             for index, model in enumerate(plan):
+                if failures:
+                    self.moves.moved(ctx.model, model, _why(failures[-1]))
                 ctx.model = model
                 keys.append((model.provider.id, model.id))
                 result = yield from self._candidate(
@@ -353,6 +360,17 @@ class StreamEnd:
             )
         dispatcher.hooks.failed(ctx, Failed(candidate, error, usage))
         dispatcher.fail(ctx, error, usage)
+
+
+def _why(failed: NotServed) -> str:
+    """What a failover log line says the previous candidate failed with."""
+    if failed.failure is not None:
+        return failed.failure.cls.value
+    return (
+        "breaker_open"
+        if isinstance(failed.error, NoProviderAvailableError)
+        else (type(failed.error).__name__)
+    )
 
 
 def _check_needs(model: ResolvedModel, needs: Needs) -> None:

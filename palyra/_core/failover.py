@@ -12,22 +12,33 @@ plan about each failure, which narrows what is left. Ordering (documented in
    provider first, then cheaper cost tiers, then faster latency tiers, then
    configuration order.
 
-Embeddings fail over automatically only to the same upstream model with the
-same dimensions: vectors of different models are not comparable, so a silent
-switch would corrupt an index. An explicit ``fallbacks`` list is trusted.
+Automatic candidates are bounded by ``resilience.failover`` (any model, the
+same provider only, or none) and ``failover_max_price_ratio`` (never a model
+priced above that multiple of the failed one's price; for unpriced models,
+never a higher cost tier). Embeddings fail over automatically only to the
+same upstream model with the same dimensions: vectors of different models are
+not comparable, so a silent switch would corrupt an index. An explicit
+``fallbacks`` list is trusted and crosses every bound.
+
+`FailoverLog` says, at WARNING, when a call moves to another model.
 """
 
 from __future__ import annotations
 
+import logging
+import time
 from collections import deque
 from collections.abc import Callable, Iterator
 
+from .._config import ResilienceConfig
 from .._registry import Registry, ResolvedModel
 from .._request import Needs
 from .failures import CREDENTIAL_CLASSES, Failure, FailureClass
 from .health import HealthTracker
 
-__all__ = ["Plan", "plan"]
+__all__ = ["FailoverLog", "Plan", "plan"]
+
+logger = logging.getLogger("palyra")
 
 _COST = {"low": 0, "standard": 1, "premium": 2}
 _LATENCY = {"low": 0, "standard": 1, "high": 2}
@@ -90,8 +101,7 @@ def plan(
     primary: ResolvedModel,
     needs: Needs,
     health: HealthTracker,
-    *,
-    auto: bool,
+    resilience: ResilienceConfig,
 ) -> Plan:
     """The ordered candidates for a call to ``primary`` (itself first).
 
@@ -100,8 +110,8 @@ def plan(
         primary: The model the caller asked for (already checked to serve).
         needs: What the request needs (vision, tools, JSON mode, ...).
         health: Recent health, for ordering.
-        auto: Whether to pick candidates automatically when the model entry
-            has no explicit ``fallbacks`` list.
+        resilience: How far automatic failover (without an explicit
+            ``fallbacks`` list) may go.
     """
     explicit = primary.entry.fallbacks
     if explicit is not None:
@@ -111,18 +121,26 @@ def plan(
             return [m for m in found if m is not None and _serves(m, primary, needs)]
 
         return Plan(primary, named)
-    if not auto:
+    if resilience.failover == "off":
         return Plan(primary)
-    return Plan(primary, lambda: _automatic(registry, primary, needs, health))
+    return Plan(
+        primary, lambda: _automatic(registry, primary, needs, health, resilience)
+    )
 
 
 def _automatic(
-    registry: Registry, primary: ResolvedModel, needs: Needs, health: HealthTracker
+    registry: Registry,
+    primary: ResolvedModel,
+    needs: Needs,
+    health: HealthTracker,
+    resilience: ResilienceConfig,
 ) -> list[ResolvedModel]:
     pool = [
         m
         for m in registry.models.values()
-        if m is not primary and _serves(m, primary, needs)
+        if m is not primary
+        and _serves(m, primary, needs)
+        and _within(m, primary, resilience)
     ]
     if primary.role == "embeddings":
         dims = primary.entry.dimensions
@@ -151,3 +169,66 @@ def _serves(model: ResolvedModel, primary: ResolvedModel, needs: Needs) -> bool:
         return False
     capabilities = model.capabilities
     return all(getattr(capabilities, name) for name in needs.names())
+
+
+def _within(
+    model: ResolvedModel, primary: ResolvedModel, resilience: ResilienceConfig
+) -> bool:
+    """Whether automatic failover may move from ``primary`` to ``model``."""
+    if (
+        resilience.failover == "same_provider"
+        and model.provider is not primary.provider
+    ):
+        return False
+    ratio = resilience.failover_max_price_ratio
+    if ratio is None:
+        return True
+    price, limit = _price(model), _price(primary)
+    if price is not None and limit is not None:
+        return price <= limit * ratio
+    tier, top = model.entry.cost_tier, primary.entry.cost_tier
+    if tier is not None and top is not None:
+        return _COST[tier] <= _COST[top]
+    return True  # nothing to compare: give models pricing or a cost_tier
+
+
+def _price(model: ResolvedModel) -> float | None:
+    pricing = model.entry.pricing
+    return None if pricing is None else float(pricing.input + pricing.output)
+
+
+class FailoverLog:
+    """Logs each move to another model at WARNING: which model failed, which
+    takes over, and why, at most once a minute per (from, to, why).
+
+    Args:
+        clock: Monotonic seconds (tests pass their own).
+        every: Seconds between two lines about the same move.
+    """
+
+    def __init__(
+        self, clock: Callable[[], float] = time.monotonic, every: float = 60.0
+    ) -> None:
+        self._clock = clock
+        self._every = every
+        self._last: dict[tuple[str, str, str], float] = {}
+
+    def moved(self, failed: ResolvedModel, next_model: ResolvedModel, why: str) -> None:
+        """A call moves from ``failed`` to ``next_model`` because of ``why``."""
+        key = (_name(failed), _name(next_model), why)
+        now = self._clock()
+        last = self._last.get(key)
+        if last is not None and now - last < self._every:
+            return
+        self._last[key] = now
+        logger.warning(
+            "palyra: failing over from %s to %s after %s (logged once a minute"
+            " per pair; see reply.palyra.attempts)",
+            key[0],
+            key[1],
+            why,
+        )
+
+
+def _name(model: ResolvedModel) -> str:
+    return f"{model.provider.id}/{model.id}"

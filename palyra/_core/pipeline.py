@@ -88,6 +88,7 @@ class Pipeline:
             self._resilience,
             credential,
             adapters.for_model,
+            clock,
         )
 
     # -- operations ----------------------------------------------------------

@@ -5,6 +5,7 @@ test_faults.py)."""
 from __future__ import annotations
 
 import json
+import logging
 from collections.abc import Iterator
 from typing import Any
 
@@ -119,7 +120,8 @@ def _registry(models: list[dict[str, Any]], **resilience: Any) -> Registry:
 
 def _ids(registry: Registry, primary: str, needs: Needs | None = None) -> list[str]:
     model = registry.models[primary]
-    candidates = plan(registry, model, needs or Needs(), HealthTracker(), auto=True)
+    resilience = registry.config.resilience
+    candidates = plan(registry, model, needs or Needs(), HealthTracker(), resilience)
     return [m.id for m in candidates]
 
 
@@ -170,7 +172,9 @@ def test_automatic_order_puts_unhealthy_and_refused_credentials_last() -> None:
     for _ in range(3):
         health.record(("b", "m2"), False, 1.0)
     health.mark_credential("c", "auth_invalid")
-    candidates = plan(registry, registry.models["m1"], Needs(), health, auto=True)
+    candidates = plan(
+        registry, registry.models["m1"], Needs(), health, registry.config.resilience
+    )
     assert [m.id for m in candidates] == ["m1", "m4", "m3", "m2"]
 
 
@@ -226,11 +230,15 @@ def test_failover_switch_off_keeps_explicit_lists() -> None:
     registry = _registry(models, failover=False)
     health = HealthTracker()
     m1, m3 = registry.models["m1"], registry.models["m3"]
-    assert [m.id for m in plan(registry, m1, Needs(), health, auto=False)] == [
+    assert [
+        m.id for m in plan(registry, m1, Needs(), health, registry.config.resilience)
+    ] == [
         "m1",
         "m2",
     ]
-    assert [m.id for m in plan(registry, m3, Needs(), health, auto=False)] == ["m3"]
+    assert [
+        m.id for m in plan(registry, m3, Needs(), health, registry.config.resilience)
+    ] == ["m3"]
 
 
 def _status(status: int, message: str = "no") -> palyra.APIStatusError:
@@ -250,7 +258,8 @@ def test_narrow_rules() -> None:
     m1 = registry.models["m1"]
 
     def left_after(error: Exception) -> list[str]:
-        candidates = plan(registry, m1, Needs(), HealthTracker(), auto=True)
+        resilience = registry.config.resilience
+        candidates = plan(registry, m1, Needs(), HealthTracker(), resilience)
         assert next(iter(candidates)) is m1
         candidates.narrow(m1, classify(error))
         return sorted(m.id for m in candidates)
@@ -783,3 +792,113 @@ def test_an_unusable_embeddings_answer_keeps_the_attempts() -> None:
     [attempt] = info.value.attempts
     assert (attempt.status_code, attempt.outcome) == (200, "error")
     assert failed == ["e", "embeddings"]
+
+
+# -- how far automatic failover may go ---------------------------------------------
+
+
+def _priced(model_id: str, provider: str, price: float | None, **extra: Any) -> Any:
+    entry: dict[str, Any] = {"id": model_id, "provider": provider, **extra}
+    if price is not None:
+        entry["pricing"] = {"input": price, "output": price}
+    return entry
+
+
+PRICED = [
+    _priced("cheap", "a", 1.0),
+    _priced("pricey", "b", 100.0),  # the trial's 100x model
+    _priced("close", "b", 1.9),
+    _priced("same", "a", 3.0),
+]
+
+
+@pytest.mark.parametrize(
+    ("resilience", "expected"),
+    [
+        pytest.param({}, ["cheap", "close"], id="default-2x"),
+        pytest.param(
+            {"failover_max_price_ratio": 5}, ["cheap", "close", "same"], id="5x"
+        ),
+        pytest.param(
+            {"failover_max_price_ratio": None},
+            ["cheap", "close", "same", "pricey"],
+            id="unbounded",
+        ),
+        pytest.param(
+            {"failover": "same_provider", "failover_max_price_ratio": None},
+            ["cheap", "same"],
+            id="same-provider",
+        ),
+        pytest.param({"failover": "off"}, ["cheap"], id="off"),
+        pytest.param({"failover": False}, ["cheap"], id="false"),
+        pytest.param({"failover": True}, ["cheap", "close"], id="true"),
+        pytest.param(
+            {"failover_max_price_ratio": False},
+            ["cheap", "close", "same", "pricey"],
+            id="toml-false",
+        ),
+    ],
+)
+def test_automatic_failover_is_bounded(
+    resilience: dict[str, Any], expected: list[str]
+) -> None:
+    """Never to a model priced above the ratio (2x by default), nor off the
+    provider with same_provider; order among the rest is unchanged."""
+    registry = _registry(PRICED, **resilience)
+    assert sorted(_ids(registry, "cheap")[1:]) == sorted(expected[1:])
+    assert _ids(registry, "cheap")[0] == "cheap"
+
+
+def test_explicit_fallbacks_cross_the_bound() -> None:
+    models = [{**PRICED[0], "fallbacks": ["pricey"]}, *PRICED[1:]]
+    assert _ids(_registry(models, failover="same_provider"), "cheap") == [
+        "cheap",
+        "pricey",
+    ]
+
+
+def test_unpriced_models_are_bounded_by_cost_tier() -> None:
+    models = [
+        _priced("low", "a", None, cost_tier="low"),
+        _priced("premium", "b", None, cost_tier="premium"),
+        _priced("standard", "b", None, cost_tier="standard"),
+        _priced("low2", "b", None, cost_tier="low"),
+        _priced("untiered", "b", None),
+    ]
+    registry = _registry(models)
+    assert _ids(registry, "low") == ["low", "low2", "untiered"]
+    assert _ids(registry, "standard")[1:] == ["low", "low2", "untiered"]
+    assert "premium" in _ids(_registry(models, failover_max_price_ratio=None), "low")
+
+
+def test_a_free_model_never_fails_over_to_a_paid_one_by_itself() -> None:
+    models = [_priced("local", "a", 0.0), _priced("paid", "b", 0.1)]
+    assert _ids(_registry(models), "local") == ["local"]
+
+
+def test_failover_is_logged_at_warning_once_a_minute_per_pair(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    clock = ManualClock()
+    ups = Upstreams(cheap=[_error(429)], close=[_ok("close")])
+    config = _config(PRICED[:3])
+    for provider in config["providers"]:
+        provider["max_retries"] = 0
+    caplog.set_level(logging.WARNING, logger="palyra")
+    with _client(config, ups, clock=clock) as client:
+        for _ in range(3):
+            assert client.chat(USER, "cheap").palyra.model == "close"
+            clock.advance(20)
+        clock.advance(1)
+        client.chat(USER, "cheap")
+    lines = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    # Three failures in 40 s: one line; the breaker opened on the third, so
+    # the fourth call moves for another reason, which gets its own line.
+    assert lines == [_moved("rate_limited"), _moved("breaker_open")]
+
+
+def _moved(why: str) -> str:
+    return (
+        f"palyra: failing over from a/cheap to b/close after {why} (logged once a"
+        " minute per pair; see reply.palyra.attempts)"
+    )
