@@ -181,6 +181,8 @@ class StreamSession:
             chunks = self._parser.feed(data)
         except APIError as exc:
             raise self._failed(exc) from None
+        except Exception as exc:  # a parser tripped on upstream data: typed too
+            raise self._failed(self.malformed(exc)) from None
         now = time.perf_counter()
         if chunks:
             self._deadline = now + self._budget
@@ -221,6 +223,8 @@ class StreamSession:
             return self._parser.flush()
         except APIError as exc:
             raise self._failed(exc) from None
+        except Exception as exc:
+            raise self._failed(self.malformed(exc)) from None
 
     def finish(self) -> ChatCompletion:
         """End of body: assemble, report, and return the stamped answer."""
@@ -228,6 +232,8 @@ class StreamSession:
             completion = self._parser.close()
         except APIError as exc:
             raise self._failed(exc) from None
+        except Exception as exc:
+            raise self._failed(self.malformed(exc)) from None
         if self._json_mode:
             try:
                 check_json_answer(self._target, completion)

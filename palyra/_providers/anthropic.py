@@ -33,7 +33,7 @@ from .anthropic_messages import (
     completion_from_message,
     messages_payload,
 )
-from .anthropic_stream import AnthropicStreamParser
+from .anthropic_stream import AnthropicStreamParser, Malformed
 from .base import (
     USER_AGENT,
     InProcessTransport,
@@ -78,16 +78,18 @@ class AnthropicAdapter:
     def chat_response(self, target: Target, response: httpx.Response) -> ChatCompletion:
         """Translate a Messages API answer into a `ChatCompletion`."""
         payload = parse_json(target, response, "messages")
-        if not isinstance(payload, dict) or not isinstance(
-            payload.get("content"), list
-        ):
-            raise target.fail(
-                APIResponseValidationError,
-                f"upstream messages response is not a message: {payload}",
-                request_id=request_id(response),
-            )
-        completion = completion_from_message(payload)
-        return completion
+        problem = "content is not a list of blocks"
+        if isinstance(payload, dict) and isinstance(payload.get("content"), list):
+            try:
+                return completion_from_message(payload)
+            except (TypeError, ValueError, AttributeError, KeyError) as exc:
+                # Named by field, never quoted: the value may hold anything.
+                problem = str(exc) if isinstance(exc, Malformed) else type(exc).__name__
+        raise target.fail(
+            APIResponseValidationError,
+            f"upstream messages response is not a valid message ({problem})",
+            request_id=request_id(response),
+        )
 
     def chat_stream(
         self, target: Target, request: ChatRequest

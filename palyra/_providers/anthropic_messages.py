@@ -24,7 +24,7 @@ from typing import Any
 from .._exceptions import InvalidRequestError, UnsupportedCapabilityError
 from .._request import ChatRequest
 from .._wire import ChatCompletion
-from .anthropic_stream import finish_reason, usage_from
+from .anthropic_stream import Malformed, finish_reason, text_of, usage_from
 from .base import Target
 
 __all__ = [
@@ -342,10 +342,12 @@ def completion_from_message(message: Mapping[str, Any]) -> ChatCompletion:
     text: list[str] = []
     tool_calls: list[dict[str, Any]] = []
     thinking: list[Any] = []
-    for block in message.get("content") or []:
+    for i, block in enumerate(message.get("content") or []):
+        if not isinstance(block, dict):
+            raise Malformed(f"content[{i}] is not a content block")
         kind = block.get("type")
         if kind == "text":
-            text.append(block.get("text", ""))
+            text.append(text_of(block.get("text", ""), f"content[{i}].text"))
         elif kind == "tool_use":
             arguments = json.dumps(block.get("input") or {}, ensure_ascii=False)
             tool_calls.append(

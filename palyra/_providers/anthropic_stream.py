@@ -24,12 +24,18 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
-from .._exceptions import APIResponseValidationError, StreamInterruptedError
+from .._exceptions import APIError, APIResponseValidationError, StreamInterruptedError
 from .._wire import ChatCompletion, ChatCompletionChunk, CompletionUsage
 from .base import SSEChunkParser, Target, error_from_payload, stream_error_status
 from .sse import ServerSentEvent
 
-__all__ = ["AnthropicStreamParser", "finish_reason", "usage_from"]
+__all__ = [
+    "AnthropicStreamParser",
+    "Malformed",
+    "finish_reason",
+    "text_of",
+    "usage_from",
+]
 
 _FINISH = {
     "end_turn": "stop",
@@ -49,12 +55,23 @@ def finish_reason(stop_reason: str | None) -> str | None:
     return _FINISH.get(stop_reason, stop_reason)
 
 
-def usage_from(usage: dict[str, Any]) -> dict[str, Any]:
-    """OpenAI usage: prompt tokens include cache reads and writes."""
-    uncached = int(usage.get("input_tokens") or 0)
-    read = int(usage.get("cache_read_input_tokens") or 0)
-    written = int(usage.get("cache_creation_input_tokens") or 0)
-    output = int(usage.get("output_tokens") or 0)
+class Malformed(ValueError):
+    """A field of an Anthropic answer has the wrong type; the message names
+    the field, never its value."""
+
+
+def usage_from(usage: Any) -> dict[str, Any]:
+    """OpenAI usage: prompt tokens include cache reads and writes.
+
+    Raises:
+        Malformed: a count is not a non-negative whole number.
+    """
+    if not isinstance(usage, dict):
+        raise Malformed("usage is not an object")
+    uncached = _count(usage, "input_tokens")
+    read = _count(usage, "cache_read_input_tokens")
+    written = _count(usage, "cache_creation_input_tokens")
+    output = _count(usage, "output_tokens")
     prompt = uncached + read + written
     return {
         "prompt_tokens": prompt,
@@ -65,6 +82,26 @@ def usage_from(usage: dict[str, Any]) -> dict[str, Any]:
             "cache_write_tokens": written,
         },
     }
+
+
+def _count(usage: dict[str, Any], name: str) -> int:
+    value = usage.get(name) or 0
+    if isinstance(value, bool) or not isinstance(value, int | float) or value < 0:
+        raise Malformed(f"usage.{name} is not a token count")
+    if value != int(value):
+        raise Malformed(f"usage.{name} is not a whole number")
+    return int(value)
+
+
+def text_of(value: Any, where: str) -> str:
+    """A text field, which must be a string.
+
+    Raises:
+        Malformed: naming ``where``.
+    """
+    if not isinstance(value, str):
+        raise Malformed(f"{where} is not a string")
+    return value
 
 
 @dataclass(slots=True)
@@ -101,12 +138,28 @@ class AnthropicStreamParser(SSEChunkParser):
         for event in events:
             if self._state.stopped:
                 continue
-            for body in self._translate(event):
-                chunk = ChatCompletionChunk.model_validate(body)
+            for chunk in self._checked(event):
                 self.accumulator.add(chunk)
                 if chunk.choices or self._forward_usage:
                     chunks.append(chunk)
         return chunks
+
+    def _checked(self, event: ServerSentEvent) -> list[ChatCompletionChunk]:
+        """The chunks of one event; an event of the wrong shape is a typed
+        error naming its type (never quoting it: it may hold anything)."""
+        try:
+            return [
+                ChatCompletionChunk.model_validate(b) for b in self._translate(event)
+            ]
+        except APIError:
+            raise
+        except (TypeError, ValueError, AttributeError, KeyError, IndexError) as exc:
+            detail = str(exc) if isinstance(exc, Malformed) else type(exc).__name__
+            kind = event.event or "message"
+            raise self._target.fail(
+                APIResponseValidationError,
+                f"malformed {kind} event in upstream stream ({detail})",
+            ) from None
 
     def _translate(self, event: ServerSentEvent) -> list[dict[str, Any]]:
         payload = self._payload(event)
@@ -129,7 +182,8 @@ class AnthropicStreamParser(SSEChunkParser):
         if not isinstance(payload, dict):
             raise self._target.fail(
                 APIResponseValidationError,
-                f"malformed {event.event} event in upstream stream: {event.data}",
+                f"malformed {event.event or 'message'} event in upstream stream"
+                " (not a JSON object)",
             )
         return payload
 
@@ -175,10 +229,10 @@ class AnthropicStreamParser(SSEChunkParser):
         delta = payload.get("delta") or {}
         kind = delta.get("type")
         if kind == "text_delta":
-            return [self._chunk({"content": delta.get("text", "")})]
+            return [self._chunk({"content": text_of(delta.get("text", ""), "text")})]
         if kind == "input_json_delta":
             tool = self._state.tools.get(int(payload.get("index", 0)))
-            piece = delta.get("partial_json", "")
+            piece = text_of(delta.get("partial_json", ""), "partial_json")
             if tool is None or not piece:
                 return []
             self._state.with_arguments.add(tool[0])
@@ -186,9 +240,10 @@ class AnthropicStreamParser(SSEChunkParser):
             return [self._chunk({"tool_calls": [call]})]
         thinking = self._state.thinking.get(int(payload.get("index", 0)))
         if kind == "thinking_delta":
+            piece = text_of(delta.get("thinking", ""), "thinking")
             if thinking is not None:
-                thinking["thinking"] = thinking.get("thinking", "") + delta["thinking"]
-            return [self._chunk({"reasoning_content": delta.get("thinking", "")})]
+                thinking["thinking"] = thinking.get("thinking", "") + piece
+            return [self._chunk({"reasoning_content": piece})]
         if kind == "signature_delta" and thinking is not None:
             thinking["signature"] = delta.get("signature", "")
         return []
@@ -226,7 +281,10 @@ class AnthropicStreamParser(SSEChunkParser):
             return self.accumulator.usage
         if not self._state.usage:
             return None
-        return CompletionUsage.model_validate(usage_from(self._state.usage))
+        try:
+            return CompletionUsage.model_validate(usage_from(self._state.usage))
+        except Malformed:
+            return None  # the stream fails on it at message_stop
 
     def close(self) -> ChatCompletion:
         """End of body: the assembled answer, or a typed error."""
