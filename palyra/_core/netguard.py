@@ -8,9 +8,9 @@ a public address first and a private one later (rebinding) is refused on the
 connection that sees the private one. Nothing is resolved when a client is
 built: an unreachable resolver is an ordinary connection error at call time.
 
-Config validation checks literal addresses without any I/O
-(`palyra._utils.private_address_problem`); the same rules apply here. A
-provider with ``allow_private_base_url`` is trusted: its host is not checked.
+Config validation checks literal addresses without any I/O; both judge an
+address with `palyra._addresses.address_problem`. A provider with
+``allow_private_base_url`` is trusted: its addresses are not judged.
 A transport passed to `Palyra` replaces palyra's and the guard with it.
 
 This module decides; `palyra._core.connect` (httpcore's backends and httpx's
@@ -28,8 +28,9 @@ from collections.abc import Callable, Iterable
 from typing import Any
 from urllib.parse import urlsplit
 
+from .._addresses import address_problem as judge
 from .._config import ProviderConfig
-from .._utils import excerpt, special_address
+from .._utils import excerpt
 
 __all__ = [
     "BlockedAddress",
@@ -90,15 +91,14 @@ def system_resolver(host: str, port: int) -> list[str]:
 def address_problem(address: str) -> str | None:
     """Why a resolved IP address must not be called without an opt-in, if so.
 
-    The rules of config validation (`palyra._utils.special_address`); an
+    The rules of config validation (`palyra._addresses.address_problem`); an
     unparsable address is refused too: it cannot be checked.
     """
     try:
-        ip = ipaddress.ip_address(address)
+        problem = judge(address)
     except ValueError:
         return f"resolves to an unrecognised address ({address!r})"
-    kind = special_address(ip)
-    return None if kind is None else f"resolves to {kind}"
+    return None if problem is None else f"resolves to {problem}"
 
 
 class NetworkGuard:
