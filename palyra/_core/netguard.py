@@ -10,7 +10,9 @@ built: an unreachable resolver is an ordinary connection error at call time.
 
 Config validation checks literal addresses without any I/O; both judge an
 address with `palyra._addresses.address_problem`. A provider with
-``allow_private_base_url`` is trusted: its addresses are not judged.
+``allow_private_base_url`` is trusted: its addresses are not judged. A
+``localhost`` name must resolve to loopback only, trusted or not: it is what
+lets a base URL use plain http.
 A transport passed to `Palyra` replaces palyra's and the guard with it.
 
 This module decides; `palyra._core.connect` (httpcore's backends and httpx's
@@ -29,6 +31,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from .._addresses import address_problem as judge
+from .._addresses import is_localhost_name, is_loopback
 from .._config import ProviderConfig
 from .._utils import excerpt
 
@@ -39,6 +42,7 @@ __all__ = [
     "NetworkGuard",
     "Resolver",
     "address_problem",
+    "localhost_problem",
     "system_resolver",
 ]
 
@@ -101,6 +105,27 @@ def address_problem(address: str) -> str | None:
     return None if problem is None else f"resolves to {problem}"
 
 
+def localhost_problem(host: str, address: str) -> str | None:
+    """Why ``address`` breaks the promise of a ``localhost`` name, if so.
+
+    RFC 6761 has ``localhost`` and ``*.localhost`` name this machine, and
+    palyra lets them use plain http for it; a resolver that answers anything
+    but loopback would send that plaintext across the network.
+    """
+    if not is_localhost_name(host):
+        return None
+    try:
+        loopback = is_loopback(ipaddress.ip_address(address))
+    except ValueError:
+        loopback = False
+    if loopback:
+        return None
+    return (
+        f"is a localhost name but resolves to {address}, not a loopback address"
+        " (RFC 6761); this resolver does not keep that promise"
+    )
+
+
 class NetworkGuard:
     """Resolves and checks the host of each new upstream connection.
 
@@ -150,11 +175,12 @@ class NetworkGuard:
         """
         if not addresses:
             raise LookupFailed(f"{host!r} resolved to no address")
-        if not self.trusts(host, port):
-            for address in addresses:
-                problem = address_problem(address)
-                if problem is not None:
-                    raise BlockedAddress(host, port, problem)
+        trusted = self.trusts(host, port)
+        for address in addresses:
+            problem = None if trusted else address_problem(address)
+            problem = problem or localhost_problem(host, address)
+            if problem is not None:
+                raise BlockedAddress(host, port, problem)
         return _interleaved(addresses)
 
     def resolve(self, host: str, port: int, timeout: float | None) -> list[str]:

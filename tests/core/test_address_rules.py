@@ -1,6 +1,7 @@
 """The address rules: one table of special-purpose ranges judges literal base
 URLs in the config and the addresses a host resolves to; IPv4 addresses
-embedded in IPv6 ones are judged too.
+embedded in IPv6 ones are judged too; ``localhost`` names must resolve to
+loopback.
 
 The end-to-end tests refuse before any connection is made; if the guard let an
 address through, pytest-socket would stop the connection (and the test).
@@ -218,3 +219,53 @@ async def test_a_call_to_a_name_resolving_to_6to4_metadata_is_refused(
             await chat(client, driver, USER)
     assert "which embeds 169.254.169.254" in info.value.reason
     assert [a.failure for a in info.value.attempts] == ["blocked"]
+
+
+# -- localhost names must resolve to loopback ----------------------------------------
+
+
+@pytest.mark.parametrize(
+    "answer",
+    [["93.184.216.34"], ["127.0.0.1", "93.184.216.34"], ["2606:4700::1111"]],
+)
+@pytest.mark.anyio
+async def test_a_localhost_name_resolving_elsewhere_is_refused(
+    answer: list[str],
+) -> None:
+    """Even for a trusted provider: the opt-in covers private addresses, not
+    plaintext http sent off this machine."""
+    for guard in (
+        NetworkGuard(_answers({"api.localhost": answer})),
+        NetworkGuard(_answers({"api.localhost": answer}), [("api.localhost", 80)]),
+    ):
+        with pytest.raises(BlockedAddress) as sync_info:
+            guard.resolve("api.localhost", 80, 1.0)
+        with pytest.raises(BlockedAddress) as async_info:
+            await guard.aresolve("api.localhost", 80, 1.0)
+        for info in (sync_info, async_info):
+            assert info.value.reason.startswith(
+                f"is a localhost name but resolves to {answer[-1]}, not a loopback"
+            )
+
+
+@pytest.mark.parametrize("host", ["localhost", "api.localhost", "API.LocalHost."])
+@pytest.mark.anyio
+async def test_a_localhost_name_resolving_to_loopback_passes(host: str) -> None:
+    answer = ["::1", "127.0.0.1", "::ffff:127.0.0.1"]
+    guard = NetworkGuard(_answers({host: answer}))
+    assert sorted(guard.resolve(host, 80, 1.0)) == sorted(answer)
+    assert sorted(await guard.aresolve(host, 80, 1.0)) == sorted(answer)
+
+
+@pytest.mark.parametrize("driver", DRIVERS)
+@pytest.mark.anyio
+async def test_plain_http_to_api_localhost_resolving_public_is_refused(
+    driver: str,
+) -> None:
+    resolver = _answers({"api.localhost": ["93.184.216.34"]})
+    config = _config("http://api.localhost:8080/v1")
+    async with palyra.Palyra(config, resolver=resolver) as client:
+        with pytest.raises(palyra.BlockedAddressError) as info:
+            await chat(client, driver, USER)
+    assert info.value.host == "api.localhost"
+    assert "is a localhost name but resolves to 93.184.216.34" in str(info.value)
