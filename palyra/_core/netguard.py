@@ -12,8 +12,8 @@ Config validation checks literal addresses without any I/O; both judge an
 address with `palyra._addresses.address_problem`. A provider with
 ``allow_private_base_url`` is trusted: its addresses are not judged. A
 ``localhost`` name must resolve to loopback only, trusted or not: it is what
-lets a base URL use plain http.
-A transport passed to `Palyra` replaces palyra's and the guard with it.
+lets a base URL use plain http. A transport passed to `Palyra` replaces
+palyra's and the guard with it.
 
 This module decides; `palyra._core.connect` (httpcore's backends and httpx's
 transports, loaded with the first network client) connects.
@@ -48,6 +48,7 @@ __all__ = [
 
 Resolver = Callable[[str, int], list[str]]
 """Takes a host and port; returns the IP address strings the host resolves to."""
+Found = list[str] | Exception  # a lookup's answer, or what the resolver raised
 
 _DEFAULT_PORTS = {"https": 443, "http": 80}
 _RESOLVE_TIMEOUT = 5.0  # when httpcore gives no connect timeout
@@ -72,7 +73,18 @@ class BlockedAddress(Exception):
 
 
 class LookupFailed(OSError):
-    """A host could not be resolved: an ordinary connection error."""
+    """A host could not be resolved: an ordinary connection error.
+
+    Raised inside httpcore's connect and passed through httpx untouched, like
+    `BlockedAddress`; the pipeline types it as `palyra.APIConnectionError`
+    (retried, counted by the breaker) with ``error``, what the resolver
+    raised, as its ``__cause__``. httpcore re-raises connect errors ``from
+    None``, so the resolver's exception travels as an attribute.
+    """
+
+    def __init__(self, message: str, error: Exception | None = None) -> None:
+        super().__init__(message)
+        self.error = error
 
 
 class LookupTimeout(TimeoutError):
@@ -234,14 +246,14 @@ class _Lookup:
         self._host = host
         self._started = time.monotonic()
         self._done = threading.Event()
-        self._found: list[str] | str = ""
+        self._found: Found = []
         self._lock = threading.Lock()
-        self._waiters: list[Callable[[list[str] | str], None]] = []
+        self._waiters: list[Callable[[Found], None]] = []
 
     def stale(self) -> bool:
         return time.monotonic() - self._started > _STALE_LOOKUP
 
-    def finish(self, found: list[str] | str) -> None:
+    def finish(self, found: Found) -> None:
         with self._lock:
             self._found = found
             self._done.set()
@@ -249,20 +261,20 @@ class _Lookup:
         for waiter in waiters:
             waiter(found)
 
-    def wait(self, seconds: float) -> list[str] | str:
+    def wait(self, seconds: float) -> Found:
         """The answer; LookupTimeout after ``seconds`` (the lookup goes on)."""
         if not self._done.wait(seconds):
             raise _too_slow(self._host, seconds)
         return self._found
 
-    async def await_for(self, seconds: float) -> list[str] | str:
+    async def await_for(self, seconds: float) -> Found:
         """Async `wait`."""
         import asyncio  # loaded by whoever runs the loop
 
         loop = asyncio.get_running_loop()
-        answer: asyncio.Future[list[str] | str] = loop.create_future()
+        answer: asyncio.Future[Found] = loop.create_future()
 
-        def deliver(found: list[str] | str) -> None:
+        def deliver(found: Found) -> None:
             with contextlib.suppress(RuntimeError):  # the loop ended meanwhile
                 loop.call_soon_threadsafe(_settle, answer, found)
 
@@ -312,23 +324,24 @@ def _literal(host: str) -> str | None:
     return bare
 
 
-def _resolved(resolver: Resolver, host: str, port: int) -> list[str] | str:
-    """The addresses, or why there are none (a string): every failure of a
+def _resolved(resolver: Resolver, host: str, port: int) -> Found:
+    """The addresses, or what the resolver raised: every failure of a
     resolver, a buggy one included, is a connection error, never a crash."""
     try:
         return [str(address) for address in resolver(host, port)]
     except Exception as exc:
-        reason = (exc.strerror if isinstance(exc, OSError) else None) or str(exc)
-        return excerpt(reason or type(exc).__name__, limit=120)
+        return exc
 
 
-def _addresses(host: str, found: list[str] | str) -> list[str]:
-    if isinstance(found, str):
-        raise LookupFailed(f"could not resolve {host!r} ({found})")
+def _addresses(host: str, found: Found) -> list[str]:
+    if isinstance(found, Exception):
+        reason = found.strerror if isinstance(found, OSError) else None
+        shown = excerpt(reason or str(found) or type(found).__name__, limit=120)
+        raise LookupFailed(f"could not resolve {host!r} ({shown})", found) from found
     return found
 
 
-def _settle(answer: Any, found: list[str] | str) -> None:
+def _settle(answer: Any, found: Found) -> None:
     if not answer.done():  # a call that gave up has cancelled it
         answer.set_result(found)
 

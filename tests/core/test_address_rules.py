@@ -1,7 +1,7 @@
 """The address rules: one table of special-purpose ranges judges literal base
 URLs in the config and the addresses a host resolves to; IPv4 addresses
 embedded in IPv6 ones are judged too; ``localhost`` names must resolve to
-loopback.
+loopback; a resolver that raises is a typed connection error.
 
 The end-to-end tests refuse before any connection is made; if the guard let an
 address through, pytest-socket would stop the connection (and the test).
@@ -11,13 +11,14 @@ from __future__ import annotations
 
 import ipaddress
 import random
+import socket
 from typing import Any
 
 import pytest
 
 import palyra
 from palyra._addresses import RANGES, address_problem, is_loopback_host
-from palyra._core.netguard import BlockedAddress, NetworkGuard
+from palyra._core.netguard import BlockedAddress, LookupFailed, NetworkGuard
 from tests.helpers import DRIVERS, chat
 
 USER = [{"role": "user", "content": "hello rules"}]
@@ -269,3 +270,53 @@ async def test_plain_http_to_api_localhost_resolving_public_is_refused(
             await chat(client, driver, USER)
     assert info.value.host == "api.localhost"
     assert "is a localhost name but resolves to 93.184.216.34" in str(info.value)
+
+
+# -- a resolver that raises ----------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "failure",
+    [
+        ValueError("a buggy resolver"),
+        RuntimeError("resolver not started"),
+        KeyError("api.example.com"),
+        socket.gaierror(socket.EAI_NONAME, "Name or service not known"),
+    ],
+    ids=lambda failure: type(failure).__name__,
+)
+@pytest.mark.anyio
+async def test_a_guard_lookup_keeps_what_the_resolver_raised(
+    failure: Exception,
+) -> None:
+    guard = NetworkGuard(_answers({"api.example.com": failure}))
+    with pytest.raises(LookupFailed) as sync_info:
+        guard.resolve("api.example.com", 443, 1.0)
+    with pytest.raises(LookupFailed) as async_info:
+        await guard.aresolve("api.example.com", 443, 1.0)
+    for info in (sync_info, async_info):
+        assert info.value.error is failure
+        assert str(info.value).startswith("could not resolve 'api.example.com' (")
+
+
+@pytest.mark.parametrize("driver", DRIVERS)
+@pytest.mark.parametrize(
+    "failure",
+    [ValueError("bad answer"), RuntimeError("resolver down")],
+    ids=lambda failure: type(failure).__name__,
+)
+@pytest.mark.anyio
+async def test_a_raising_resolver_is_a_typed_connection_error(
+    driver: str, failure: Exception
+) -> None:
+    resolver = _answers({"api.example.com": failure})
+    config = _config("https://api.example.com/v1")
+    async with palyra.Palyra(config, resolver=resolver) as client:
+        with pytest.raises(palyra.APIConnectionError) as info:
+            await chat(client, driver, USER)
+    error = info.value
+    assert type(error) is palyra.APIConnectionError
+    assert error.__cause__ is failure
+    assert f"could not resolve 'api.example.com' ({failure})" in str(error)
+    assert (error.provider, error.model) == ("corp", "m")
+    assert [a.failure for a in error.attempts] == ["connection"]
