@@ -11,17 +11,20 @@ from __future__ import annotations
 
 import ipaddress
 import random
+import re
 import socket
+from pathlib import Path
 from typing import Any
 
 import pytest
 
 import palyra
-from palyra._addresses import RANGES, address_problem, is_loopback_host
+from palyra._addresses import RANGES, Verdict, address_problem, is_loopback_host
 from palyra._core.netguard import BlockedAddress, LookupFailed, NetworkGuard
 from tests.helpers import DRIVERS, chat
 
 USER = [{"role": "user", "content": "hello rules"}]
+DOCS = Path(__file__).resolve().parents[2] / "docs" / "resilience.md"
 
 # Teredo addresses: server 65.54.227.120, client stored inverted in the last
 # 32 bits (0xf5fffffe is 10.0.0.1; 0x3fff fdd2 is 192.0.2.45; 0xb7f7 f7f7 is
@@ -158,6 +161,16 @@ def test_nothing_the_old_flags_refused_is_let_through() -> None:
         ip = ipaddress.ip_address(address)
         if _old_rules_refuse(ip) and ip not in nat64:
             assert address_problem(address) is not None, address
+
+
+def test_every_range_is_in_the_docs_table_with_its_verdict() -> None:
+    """docs/resilience.md lists the table; a row changed here must change there."""
+    text = DOCS.read_text()
+    for entry in RANGES:
+        row = re.search(rf"^\| `{re.escape(str(entry.network))}` \|(.*)$", text, re.M)
+        assert row is not None, entry.network
+        refused = entry.verdict is Verdict.REFUSED
+        assert ("refused" in row.group(1).split("|")[0]) == refused, entry.network
 
 
 def test_loopback_hosts_for_plain_http() -> None:
