@@ -72,7 +72,8 @@ class Palyra(Calls):
         resolver: Resolves upstream host names for the network guard when a
             connection is opened: takes a host and a port, returns IP address
             strings (default: the system resolver, bounded by the connect
-            timeout).
+            timeout). Whatever it raises is an `APIConnectionError` with that
+            exception as its ``__cause__``.
 
     Raises:
         ConfigError: when the configuration is invalid.

@@ -158,9 +158,11 @@ class BlockedAddressError(APIConnectionError):
     """The upstream's host resolved to an address palyra refuses to connect to.
 
     Checked on every new connection, on the very address the connection uses:
-    private, link-local (cloud metadata), reserved, unspecified and multicast
-    addresses are refused unless the provider sets ``allow_private_base_url``.
-    Never retried; failover moves on to another provider.
+    special-purpose addresses (private, shared, link-local where cloud
+    metadata lives, reserved, multicast..., and IPv6 forms embedding one) are
+    refused unless the provider sets ``allow_private_base_url``; a
+    ``localhost`` name must resolve to loopback, opt-in or not. Never
+    retried; failover moves on to another provider.
 
     Attributes:
         host: The host name (or literal address) from the base URL.

@@ -7,6 +7,8 @@ import ipaddress
 import re
 from urllib.parse import urlsplit, urlunsplit
 
+from ._addresses import address_problem, is_loopback_host
+
 __all__: list[str] = []
 
 EXCERPT_LIMIT = 240
@@ -108,62 +110,20 @@ def header_problem(name: str, value: str) -> str | None:
     return None
 
 
-def is_loopback_host(host: str) -> bool:
-    """Whether a URL host names this machine (``localhost`` or a loopback IP)."""
-    host = host.strip("[]").lower()
-    if host == "localhost" or host.endswith(".localhost"):
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
-
-
 def private_address_problem(url: str) -> str | None:
     """Why a base URL's literal IP must not be called without an opt-in, if so.
 
-    The rules are `special_address`'s. Host names are checked when a
-    connection is opened (`palyra._core.netguard`), with the same rules.
+    The rules are `palyra._addresses.address_problem`'s. Host names are
+    checked when a connection is opened (`palyra._core.netguard`), by the same
+    function.
     """
     host = (urlsplit(url).hostname or "").strip("[]")
     try:
-        address = ipaddress.ip_address(host)
+        ipaddress.ip_address(host)
     except ValueError:
-        return None
-    kind = special_address(address)
-    return None if kind is None else f"points at {kind}"
-
-
-def special_address(
-    address: ipaddress.IPv4Address | ipaddress.IPv6Address,
-) -> str | None:
-    """What an address is, when palyra refuses it without an opt-in.
-
-    Loopback is allowed (local servers and tests); link-local (cloud metadata),
-    private, reserved, unspecified, IPv6 site-local and multicast addresses
-    are not. IPv4-mapped IPv6 addresses are judged by their IPv4 address.
-
-    Returns:
-        A noun phrase naming the kind and the address (``"a private or
-        reserved address (10.0.0.1)"``), or None when it may be called.
-    """
-    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped:
-        address = address.ipv4_mapped
-    if address.is_loopback:
-        return None
-    if address.is_link_local:
-        return f"a link-local address ({address}, e.g. cloud metadata)"
-    site_local = isinstance(address, ipaddress.IPv6Address) and address.is_site_local
-    if (
-        address.is_private
-        or address.is_reserved
-        or address.is_unspecified
-        or site_local
-    ):
-        return f"a private or reserved address ({address})"
-    if address.is_multicast:
-        return f"a multicast address ({address})"
-    return None
+        return None  # a name: checked once resolved
+    problem = address_problem(host)
+    return None if problem is None else f"points at {problem}"
 
 
 def normalize_base_url(url: str) -> str:

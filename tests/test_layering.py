@@ -18,7 +18,18 @@ PACKAGE = Path(__file__).resolve().parents[1] / "palyra"
 # The subsystems to come (_auth, _governance, _routing, _cron, _state) go
 # between the core and the client; asgi and the CLI above the client.
 LAYERS: list[tuple[str, list[str]]] = [
-    ("leaves", ["_version", "_exceptions", "_utils", "_headers", "_tokens", "_wire"]),
+    (
+        "leaves",
+        [
+            "_version",
+            "_exceptions",
+            "_addresses",
+            "_utils",
+            "_headers",
+            "_tokens",
+            "_wire",
+        ],
+    ),
     ("_config", ["base", "providers", "models", "root", "__init__"]),
     ("registry", ["_checks", "_request", "_registry", "_credentials"]),
     (

@@ -271,12 +271,17 @@ def test_bad_options_are_named(options: dict[str, Any], message: str) -> None:
         pytest.param("https://10.1.2.3/v1", False, id="private"),
         pytest.param("https://[::ffff:192.168.0.1]/v1", False, id="mapped"),
         pytest.param("https://0.0.0.0/v1", False, id="unspecified"),
+        pytest.param("https://[fec0::1]/v1", False, id="site-local"),
+        pytest.param("https://100.100.100.200/v1", False, id="alibaba-metadata"),
+        pytest.param("https://[2002:a9fe:a9fe::1]/v1", False, id="6to4-metadata"),
+        pytest.param("https://[2002:808:808::1]/v1", True, id="6to4-public"),
         pytest.param("https://8.8.8.8/v1", True, id="public"),
         pytest.param("http://127.0.0.1:9/v1", True, id="loopback"),
     ],
 )
 def test_private_addresses_need_an_opt_in(url: str, allowed: bool) -> None:
-    """Private, link-local and reserved literal IPs are refused unless opted in."""
+    """Special-purpose literal IPs (private, link-local, reserved, and IPv6
+    forms embedding one) are refused unless opted in."""
     config = _config(url)
     if allowed:
         palyra.PalyraConfig.from_dict(config)

@@ -53,8 +53,9 @@ class ProviderConfig(ConfigModel):
             ``anthropic``.
         base_url: ``https`` URL (``http`` only to loopback); defaults per kind.
         allow_private_base_url: Allow a base URL that is, or resolves to, a
-            private, link-local or reserved address (host names are resolved
-            and checked when a connection is opened, never at construction).
+            special-purpose address: private, shared, link-local, reserved...
+            (`palyra._addresses`; host names are resolved and checked when a
+            connection is opened, never at construction).
         enabled: Disabled providers serve no calls.
         auth_profile: Id of an auth profile holding the credential.
         api_key_env: Name of an environment variable holding the API key.

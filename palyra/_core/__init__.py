@@ -10,8 +10,8 @@ tenacity user, ``failures`` the taxonomy), circuit breakers and health
 the only I/O: the drivers, and the network guard with the transports behind
 it (``drivers``, ``netguard``, ``connect``).
 
-May import: the leaves (``_exceptions``, ``_utils``, ``_wire``, ``_config``,
-``_tokens``, ``_request``, ``_registry``), the adapter contract exported by
+May import: the leaves (``_exceptions``, ``_addresses``, ``_utils``, ``_wire``,
+``_config``, ``_tokens``, ``_request``, ``_registry``), the adapter contract exported by
 ``palyra._providers``, httpx, httpcore and tenacity. Never a subsystem
 (``_auth``, ``_governance``, ``_routing``, ``_cron``, ``_state``): they join a
 call through `Hooks`, which ``palyra._client`` wires.

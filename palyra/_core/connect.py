@@ -2,9 +2,10 @@
 
 Loaded when the first network client is made, so a deterministic-only app
 never loads httpcore. Each new connection's host goes through `NetworkGuard`
-and the connection is made to an address the guard passed. A refusal passes
-through httpx untouched, for the pipeline to type; a failed or slow lookup
-becomes httpcore's connect error or timeout, like any unreachable host.
+and the connection is made to an address the guard passed. A refusal and a
+failed lookup pass through httpx untouched, for the pipeline to type (a
+failed lookup keeps what the resolver raised); a slow lookup becomes
+httpcore's connect timeout, like any unreachable host.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from typing import Any
 import httpcore
 import httpx
 
-from .netguard import LookupFailed, LookupTimeout, NetworkGuard
+from .netguard import LookupTimeout, NetworkGuard
 
 __all__ = [
     "AsyncGuardedTransport",
@@ -24,14 +25,6 @@ __all__ = [
     "client_options",
     "proxy_mounts",
 ]
-
-
-def _connect_error(
-    exc: LookupFailed | LookupTimeout,
-) -> httpcore.ConnectError | httpcore.ConnectTimeout:
-    if isinstance(exc, LookupTimeout):
-        return httpcore.ConnectTimeout(str(exc))
-    return httpcore.ConnectError(str(exc))
 
 
 class GuardedBackend(httpcore.NetworkBackend):
@@ -58,8 +51,8 @@ class GuardedBackend(httpcore.NetworkBackend):
         deadline = _deadline(timeout)
         try:
             addresses = self._guard.resolve(host, port, timeout)
-        except (LookupFailed, LookupTimeout) as exc:
-            raise _connect_error(exc) from None
+        except LookupTimeout as exc:
+            raise httpcore.ConnectTimeout(str(exc)) from None
         failure: Exception | None = None
         for index, address in enumerate(addresses):
             share = _share(deadline, len(addresses) - index)
@@ -105,8 +98,8 @@ class AsyncGuardedBackend(httpcore.AsyncNetworkBackend):
         deadline = _deadline(timeout)
         try:
             addresses = await self._guard.aresolve(host, port, timeout)
-        except (LookupFailed, LookupTimeout) as exc:
-            raise _connect_error(exc) from None
+        except LookupTimeout as exc:
+            raise httpcore.ConnectTimeout(str(exc)) from None
         failure: Exception | None = None
         for index, address in enumerate(addresses):
             share = _share(deadline, len(addresses) - index)

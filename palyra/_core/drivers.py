@@ -23,7 +23,7 @@ import httpx
 
 from .._exceptions import APIError, ClientClosedError
 from .._providers import InProcessTransport
-from .netguard import BlockedAddress, NetworkGuard
+from .netguard import BlockedAddress, LookupFailed, NetworkGuard
 from .steps import Flow, Outcome, Prime, ProviderCall
 
 __all__ = ["LIMITS", "AsyncDriver", "Deferred", "SyncDriver", "running_loop"]
@@ -39,8 +39,8 @@ logger = logging.getLogger("palyra")
 LIMITS = httpx.Limits(max_connections=100, max_keepalive_connections=100)
 ERROR_BODY_LIMIT = 64 * 1024
 # What a send can fail with before a response: httpx's errors, and the guard's
-# refusal (not an httpx error, so it arrives untouched).
-_SEND_ERRORS = (httpx.HTTPError, BlockedAddress)
+# refusals and failed lookups (not httpx errors, so they arrive untouched).
+_SEND_ERRORS = (httpx.HTTPError, BlockedAddress, LookupFailed)
 
 
 class Deferred:

@@ -1,5 +1,5 @@
 """Typed errors for what a driver reports: transport failures, refused
-addresses, and a call deadline that passed."""
+addresses, failed lookups, and a call deadline that passed."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ from .._exceptions import (
 )
 from .._providers import Target
 from .context import CallContext
-from .netguard import BlockedAddress
+from .netguard import BlockedAddress, LookupFailed
 
 __all__ = ["deadline_error", "describe_error", "transport_error"]
 
@@ -28,6 +28,12 @@ def transport_error(target: Target, exc: Exception | None) -> APIError:
             host=exc.host,
             reason=exc.reason,
         )
+    if isinstance(exc, LookupFailed):
+        error = target.fail(APIConnectionError, f"could not reach upstream: {exc}")
+        # The resolver's own exception says most (it may be the caller's
+        # code); httpx's errors are never chained: they hold the headers.
+        error.__cause__ = exc.error
+        return error
     if isinstance(exc, httpx.TimeoutException):
         return target.fail(
             APITimeoutError, f"upstream did not answer in time ({describe_error(exc)})"

@@ -8,10 +8,12 @@ a public address first and a private one later (rebinding) is refused on the
 connection that sees the private one. Nothing is resolved when a client is
 built: an unreachable resolver is an ordinary connection error at call time.
 
-Config validation checks literal addresses without any I/O
-(`palyra._utils.private_address_problem`); the same rules apply here. A
-provider with ``allow_private_base_url`` is trusted: its host is not checked.
-A transport passed to `Palyra` replaces palyra's and the guard with it.
+Config validation checks literal addresses without any I/O; both judge an
+address with `palyra._addresses.address_problem`. A provider with
+``allow_private_base_url`` is trusted: its addresses are not judged. A
+``localhost`` name must resolve to loopback only, trusted or not: it is what
+lets a base URL use plain http. A transport passed to `Palyra` replaces
+palyra's and the guard with it.
 
 This module decides; `palyra._core.connect` (httpcore's backends and httpx's
 transports, loaded with the first network client) connects.
@@ -28,8 +30,10 @@ from collections.abc import Callable, Iterable
 from typing import Any
 from urllib.parse import urlsplit
 
+from .._addresses import address_problem as judge
+from .._addresses import is_localhost_name, is_loopback
 from .._config import ProviderConfig
-from .._utils import excerpt, special_address
+from .._utils import excerpt
 
 __all__ = [
     "BlockedAddress",
@@ -38,11 +42,13 @@ __all__ = [
     "NetworkGuard",
     "Resolver",
     "address_problem",
+    "localhost_problem",
     "system_resolver",
 ]
 
 Resolver = Callable[[str, int], list[str]]
 """Takes a host and port; returns the IP address strings the host resolves to."""
+Found = list[str] | Exception  # a lookup's answer, or what the resolver raised
 
 _DEFAULT_PORTS = {"https": 443, "http": 80}
 _RESOLVE_TIMEOUT = 5.0  # when httpcore gives no connect timeout
@@ -67,7 +73,18 @@ class BlockedAddress(Exception):
 
 
 class LookupFailed(OSError):
-    """A host could not be resolved: an ordinary connection error."""
+    """A host could not be resolved: an ordinary connection error.
+
+    Raised inside httpcore's connect and passed through httpx untouched, like
+    `BlockedAddress`; the pipeline types it as `palyra.APIConnectionError`
+    (retried, counted by the breaker) with ``error``, what the resolver
+    raised, as its ``__cause__``. httpcore re-raises connect errors ``from
+    None``, so the resolver's exception travels as an attribute.
+    """
+
+    def __init__(self, message: str, error: Exception | None = None) -> None:
+        super().__init__(message)
+        self.error = error
 
 
 class LookupTimeout(TimeoutError):
@@ -90,15 +107,35 @@ def system_resolver(host: str, port: int) -> list[str]:
 def address_problem(address: str) -> str | None:
     """Why a resolved IP address must not be called without an opt-in, if so.
 
-    The rules of config validation (`palyra._utils.special_address`); an
+    The rules of config validation (`palyra._addresses.address_problem`); an
     unparsable address is refused too: it cannot be checked.
     """
     try:
-        ip = ipaddress.ip_address(address)
+        problem = judge(address)
     except ValueError:
         return f"resolves to an unrecognised address ({address!r})"
-    kind = special_address(ip)
-    return None if kind is None else f"resolves to {kind}"
+    return None if problem is None else f"resolves to {problem}"
+
+
+def localhost_problem(host: str, address: str) -> str | None:
+    """Why ``address`` breaks the promise of a ``localhost`` name, if so.
+
+    RFC 6761 has ``localhost`` and ``*.localhost`` name this machine, and
+    palyra lets them use plain http for it; a resolver that answers anything
+    but loopback would send that plaintext across the network.
+    """
+    if not is_localhost_name(host):
+        return None
+    try:
+        loopback = is_loopback(ipaddress.ip_address(address))
+    except ValueError:
+        loopback = False
+    if loopback:
+        return None
+    return (
+        f"is a localhost name but resolves to {address}, not a loopback address"
+        " (RFC 6761); this resolver does not keep that promise"
+    )
 
 
 class NetworkGuard:
@@ -150,11 +187,12 @@ class NetworkGuard:
         """
         if not addresses:
             raise LookupFailed(f"{host!r} resolved to no address")
-        if not self.trusts(host, port):
-            for address in addresses:
-                problem = address_problem(address)
-                if problem is not None:
-                    raise BlockedAddress(host, port, problem)
+        trusted = self.trusts(host, port)
+        for address in addresses:
+            problem = None if trusted else address_problem(address)
+            problem = problem or localhost_problem(host, address)
+            if problem is not None:
+                raise BlockedAddress(host, port, problem)
         return _interleaved(addresses)
 
     def resolve(self, host: str, port: int, timeout: float | None) -> list[str]:
@@ -208,14 +246,14 @@ class _Lookup:
         self._host = host
         self._started = time.monotonic()
         self._done = threading.Event()
-        self._found: list[str] | str = ""
+        self._found: Found = []
         self._lock = threading.Lock()
-        self._waiters: list[Callable[[list[str] | str], None]] = []
+        self._waiters: list[Callable[[Found], None]] = []
 
     def stale(self) -> bool:
         return time.monotonic() - self._started > _STALE_LOOKUP
 
-    def finish(self, found: list[str] | str) -> None:
+    def finish(self, found: Found) -> None:
         with self._lock:
             self._found = found
             self._done.set()
@@ -223,20 +261,20 @@ class _Lookup:
         for waiter in waiters:
             waiter(found)
 
-    def wait(self, seconds: float) -> list[str] | str:
+    def wait(self, seconds: float) -> Found:
         """The answer; LookupTimeout after ``seconds`` (the lookup goes on)."""
         if not self._done.wait(seconds):
             raise _too_slow(self._host, seconds)
         return self._found
 
-    async def await_for(self, seconds: float) -> list[str] | str:
+    async def await_for(self, seconds: float) -> Found:
         """Async `wait`."""
         import asyncio  # loaded by whoever runs the loop
 
         loop = asyncio.get_running_loop()
-        answer: asyncio.Future[list[str] | str] = loop.create_future()
+        answer: asyncio.Future[Found] = loop.create_future()
 
-        def deliver(found: list[str] | str) -> None:
+        def deliver(found: Found) -> None:
             with contextlib.suppress(RuntimeError):  # the loop ended meanwhile
                 loop.call_soon_threadsafe(_settle, answer, found)
 
@@ -286,23 +324,24 @@ def _literal(host: str) -> str | None:
     return bare
 
 
-def _resolved(resolver: Resolver, host: str, port: int) -> list[str] | str:
-    """The addresses, or why there are none (a string): every failure of a
+def _resolved(resolver: Resolver, host: str, port: int) -> Found:
+    """The addresses, or what the resolver raised: every failure of a
     resolver, a buggy one included, is a connection error, never a crash."""
     try:
         return [str(address) for address in resolver(host, port)]
     except Exception as exc:
-        reason = (exc.strerror if isinstance(exc, OSError) else None) or str(exc)
-        return excerpt(reason or type(exc).__name__, limit=120)
+        return exc
 
 
-def _addresses(host: str, found: list[str] | str) -> list[str]:
-    if isinstance(found, str):
-        raise LookupFailed(f"could not resolve {host!r} ({found})")
+def _addresses(host: str, found: Found) -> list[str]:
+    if isinstance(found, Exception):
+        reason = found.strerror if isinstance(found, OSError) else None
+        shown = excerpt(reason or str(found) or type(found).__name__, limit=120)
+        raise LookupFailed(f"could not resolve {host!r} ({shown})", found) from found
     return found
 
 
-def _settle(answer: Any, found: list[str] | str) -> None:
+def _settle(answer: Any, found: Found) -> None:
     if not answer.done():  # a call that gave up has cancelled it
         answer.set_result(found)
 

@@ -75,24 +75,24 @@ def test_public_and_loopback_addresses_pass(addresses: list[str]) -> None:
 @pytest.mark.parametrize(
     ("address", "shown"),
     [
-        ("10.1.2.3", "a private or reserved address (10.1.2.3)"),
-        ("192.168.1.1", "a private or reserved address (192.168.1.1)"),
-        ("172.16.0.1", "a private or reserved address (172.16.0.1)"),
-        ("172.31.255.254", "a private or reserved address (172.31.255.254)"),
+        ("10.1.2.3", "10.1.2.3 in 10.0.0.0/8 (private-use)"),
+        ("192.168.1.1", "192.168.1.1 in 192.168.0.0/16 (private-use)"),
+        ("172.16.0.1", "172.16.0.1 in 172.16.0.0/12 (private-use)"),
+        ("172.31.255.254", "172.31.255.254 in 172.16.0.0/12 (private-use)"),
+        ("169.254.169.254", "169.254.169.254 in 169.254.0.0/16 (link-local: cloud"),
+        ("fd00:ec2::254", "fd00:ec2::254 in fc00::/7 (unique local"),
+        ("fc00::1", "fc00::1 in fc00::/7 (unique local"),
+        ("fec0::1", "fec0::1 in fec0::/10 (site-local, deprecated)"),
+        ("fe80::1%eth0", "fe80::1%eth0 in fe80::/10 (link-local)"),
         (
-            "169.254.169.254",
-            "a link-local address (169.254.169.254, e.g. cloud metadata)",
+            "::ffff:10.0.0.1",
+            "::ffff:10.0.0.1 (IPv4-mapped), which embeds 10.0.0.1 in 10.0.0.0/8",
         ),
-        ("fd00:ec2::254", "a private or reserved address (fd00:ec2::254)"),
-        ("fc00::1", "a private or reserved address (fc00::1)"),
-        ("fec0::1", "a private or reserved address (fec0::1)"),
-        ("fe80::1%eth0", "a link-local address (fe80::1%eth0, e.g. cloud metadata)"),
-        ("::ffff:10.0.0.1", "a private or reserved address (10.0.0.1)"),
-        ("::ffff:169.254.169.254", "a link-local address (169.254.169.254"),
-        ("0.0.0.0", "a private or reserved address (0.0.0.0)"),  # noqa: S104
-        ("::", "a private or reserved address (::)"),
-        ("224.0.0.1", "a multicast address (224.0.0.1)"),
-        ("ff02::1", "a multicast address (ff02::1)"),
+        ("::ffff:169.254.169.254", "::ffff:169.254.169.254 (IPv4-mapped), which"),
+        ("0.0.0.0", "0.0.0.0 in 0.0.0.0/8 (this network"),  # noqa: S104
+        ("::", ":: in ::/128 (unspecified)"),
+        ("224.0.0.1", "224.0.0.1 in 224.0.0.0/4 (multicast)"),
+        ("ff02::1", "ff02::1 in ff00::/8 (multicast)"),
         ("not-an-ip", "an unrecognised address ('not-an-ip')"),
     ],
 )
@@ -138,7 +138,7 @@ def test_config_and_connections_word_the_same_verdict(address: str) -> None:
 
 def test_one_private_address_among_public_ones_refuses_the_host() -> None:
     resolver = FakeResolver({"mixed.example": ["93.184.216.34", "10.0.0.7"]})
-    with pytest.raises(BlockedAddress, match=r"\(10\.0\.0\.7\)"):
+    with pytest.raises(BlockedAddress, match=r"10\.0\.0\.7 in 10\.0\.0\.0/8"):
         NetworkGuard(resolver).resolve("mixed.example", 443, 1.0)
 
 
@@ -515,7 +515,7 @@ async def test_rebinding_is_refused_on_the_connection_that_sees_it(
         "m",
         "rebind.localhost",
     )
-    assert "private or reserved address (10.0.0.9)" in error.reason
+    assert error.reason == "resolves to 10.0.0.9 in 10.0.0.0/8 (private-use)"
     assert "refused to connect to 'rebind.localhost'" in str(error)
     assert "allow_private_base_url" in str(error)
     assert len(upstream.requests) == 1  # nothing reached a refused address
