@@ -60,3 +60,30 @@ def test_the_sources_map_matches_the_typing_imports() -> None:
                 alias.name for alias in node.names
             )
     assert typed == {module: set(names) for module, names in palyra._SOURCES.items()}
+
+
+def test_the_testing_module_exports_what_it_defines_documented() -> None:
+    """palyra.testing is public too: __all__ names the classes it defines, and
+    each, with every public method and attribute set up, has a docstring."""
+    import palyra.testing as testing
+
+    defined = {
+        name
+        for name, value in vars(testing).items()
+        if not name.startswith("_")
+        and getattr(value, "__module__", None) == "palyra.testing"
+    }
+    assert testing.__all__ == sorted(defined) == ["AnthropicMock", "OpenAIMock"]
+    for name in testing.__all__:
+        cls = getattr(testing, name)
+        assert inspect.getdoc(cls), name
+        methods = [m for m in dir(cls) if not m.startswith("_")]
+        assert set(methods) == {"enqueue", "handle"}, name
+        for method in methods:
+            assert inspect.getdoc(getattr(cls, method)), f"{name}.{method}"
+        mock = cls(models=["m"])
+        assert {a for a in vars(mock) if not a.startswith("_")} == {
+            "history",
+            "models",
+            "transport",
+        }

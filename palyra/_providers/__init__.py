@@ -4,15 +4,19 @@ What it is for: the adapter contract (`ProviderAdapter`, `Target`,
 `StreamParser`), the dialect toolkit every adapter shares (the SSE decoder,
 the chunk accumulator, error mapping in ``base``), and the adapters
 themselves: ``openai`` (OpenAI-compatible), ``anthropic`` (Messages API, with
-``anthropic_stream``) and ``deterministic`` (the offline upstream).
+``anthropic_stream``) and ``deterministic`` (the offline upstream). The
+in-process upstreams share their script and answer decision (``scripted``);
+``anthropic_mock`` (with ``anthropic_checks``) answers in the Messages API
+for ``palyra.testing``.
 
 May import: the leaves (``_exceptions``, ``_utils``, ``_wire``, ``_config``,
 ``_tokens``, ``_request``, ``_registry``) and httpx. Never the core or a
 subsystem: the core drives adapters through the contract exported here.
 
 Exports to the rest of palyra: the contract, `request_id`, `stream_parser`
-(the parser for the body a stream request actually got), and `Adapters`,
-which loads each kind's adapter on first use (``import palyra`` loads none).
+(the parser for the body a stream request actually got), `Adapters`, which
+loads each kind's adapter on first use (``import palyra`` loads none), and the
+scriptable backends, loaded when first named.
 """
 
 from __future__ import annotations
@@ -30,10 +34,12 @@ from .base import InProcessTransport, ProviderAdapter, StreamParser, Target, req
 from .unstreamed import stream_parser
 
 if TYPE_CHECKING:
+    from .anthropic_mock import AnthropicBackend
     from .deterministic import DeterministicAdapter, DeterministicBackend, ScriptedReply
 
 __all__ = [
     "Adapters",
+    "AnthropicBackend",
     "DeterministicAdapter",
     "DeterministicBackend",
     "InProcessTransport",
@@ -51,7 +57,13 @@ _MODULES = {
     "anthropic": "palyra._providers.anthropic",
     "deterministic": "palyra._providers.deterministic",
 }
-_LAZY = {"DeterministicAdapter", "DeterministicBackend", "ScriptedReply"}
+# Name -> module defining it, imported when the name is first used.
+_LAZY = {
+    "AnthropicBackend": "anthropic_mock",
+    "DeterministicAdapter": "deterministic",
+    "DeterministicBackend": "deterministic",
+    "ScriptedReply": "deterministic",
+}
 
 
 class Adapters:
@@ -99,9 +111,7 @@ class Adapters:
 
 
 def __getattr__(name: str) -> Any:
-    # The deterministic module (and its email parser) loads only when used.
+    # The backends' modules (and the email parser) load only when used.
     if name in _LAZY:
-        from . import deterministic
-
-        return getattr(deterministic, name)
+        return getattr(importlib.import_module(f"{__name__}.{_LAZY[name]}"), name)
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

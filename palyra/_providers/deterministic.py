@@ -4,7 +4,8 @@ Requests never leave the process: they go through `DeterministicTransport`,
 which answers in the OpenAI wire format (JSON and SSE). The same adapter,
 parsers and pipeline serve it as any HTTP upstream, so what works offline here
 works against a real provider. Replies echo the last user message unless the
-`DeterministicBackend` has scripted ones queued.
+`DeterministicBackend` has scripted ones queued (the script and the answer
+decision live in ``scripted``; this module renders them as OpenAI does).
 """
 
 from __future__ import annotations
@@ -12,11 +13,8 @@ from __future__ import annotations
 import hashlib
 import json
 import math
-import re
 import threading
-from collections import deque
-from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable
 from email.parser import BytesParser
 from email.policy import HTTP
 from typing import Any
@@ -27,6 +25,7 @@ from .._registry import ResolvedModel
 from .._tokens import TokenCounter
 from .base import InProcessTransport, Target
 from .openai import OpenAIAdapter
+from .scripted import Prompt, ScriptedBackend, ScriptedReply, ToolCall, Turn, pieces
 
 __all__ = [
     "DeterministicAdapter",
@@ -38,139 +37,66 @@ __all__ = [
 
 BASE_URL = "http://deterministic.palyra.invalid/v1"
 _PROVIDER_HEADER = "x-palyra-deterministic"
-_STREAM_PIECE_WORDS = 4
-_WORDS = re.compile(r"\s*\S+\s*?(?=\s|$)|\s+")
+# Listed by ``GET /models``: a fixed date, so the answer never changes.
+_MODEL_CREATED = 1_700_000_000
 
 
-@dataclass(frozen=True, slots=True)
-class ScriptedReply:
-    """One canned answer queued on a `DeterministicBackend`."""
-
-    content: str | None = None
-    tool_calls: tuple[Mapping[str, Any], ...] = ()
-    finish_reason: str | None = None
-    refusal: str | None = None
-    status: int = 200
-    error: str | None = None
-
-
-class DeterministicBackend:
-    """Scriptable state of one deterministic provider.
+class DeterministicBackend(ScriptedBackend):
+    """Scriptable state of one deterministic provider, answering as OpenAI does.
 
     Replies are FIFO: each call takes the next queued `ScriptedReply`, or echoes
     the last user message when the queue is empty. Every request body received
-    is kept in `history`.
+    is kept in `history`. ``GET /models`` lists ``models`` (none unless given).
     """
-
-    def __init__(self, counter: Callable[[], TokenCounter]) -> None:
-        self._counter = counter
-        self._queue: deque[ScriptedReply] = deque()
-        self._lock = threading.Lock()
-        self._requests = 0
-        self.history: list[dict[str, Any]] = []
-
-    def enqueue(
-        self,
-        content: str | None = None,
-        *,
-        tool_calls: Sequence[Mapping[str, Any]] = (),
-        finish_reason: str | None = None,
-        refusal: str | None = None,
-        status: int = 200,
-        error: str | None = None,
-        times: int = 1,
-    ) -> None:
-        """Queue the next reply (``times`` copies of it).
-
-        Args:
-            content: Text of the answer (or the transcript, for transcriptions).
-            tool_calls: ``{"name": ..., "arguments": dict | str}`` items; the
-                finish reason becomes ``tool_calls``.
-            finish_reason: Override the finish reason.
-            refusal: A refusal instead of content.
-            status: Answer with this HTTP status instead (e.g. 429, 500).
-            error: The error message for a non-200 status.
-            times: Queue this many copies: a retried error must be scripted once
-                per attempt (``max_retries + 1``) to reach the caller.
-
-        Raises:
-            ValueError: for a status that is neither 200 nor 4xx/5xx, an error
-                message with status 200, or a tool call without a name.
-        """
-        if status != 200 and not 400 <= status <= 599:
-            raise ValueError(f"status must be 200 or 400-599, not {status}")
-        if error is not None and status == 200:
-            raise ValueError("error needs a non-200 status")
-        calls = tuple(_scripted_call(call) for call in tool_calls)
-        reply = ScriptedReply(content, calls, finish_reason, refusal, status, error)
-        with self._lock:
-            self._queue.extend([reply] * times)
-
-    def _next(
-        self, payload: dict[str, Any], *, errors_only: bool = False
-    ) -> tuple[ScriptedReply | None, int]:
-        # Embeddings have no scripted content: they only take a queued error, so
-        # a reply scripted for a chat call is not eaten by an embed in between.
-        with self._lock:
-            self.history.append(payload)
-            self._requests += 1
-            reply = None
-            if self._queue and not (errors_only and self._queue[0].status == 200):
-                reply = self._queue.popleft()
-            return reply, self._requests
 
     def handle(self, request: httpx.Request) -> httpx.Response:
         """Answer one HTTP request in the OpenAI wire format."""
-        path = request.url.path.removeprefix("/v1")
-        if path == "/audio/transcriptions":
+        path = request.url.path
+        if request.method == "GET" and path.endswith("/models"):
+            return self._models()
+        if path.endswith("/audio/transcriptions"):
             return self._transcription(request)
+        chat, embeddings = (
+            path.endswith(p) for p in ("/chat/completions", "/embeddings")
+        )
+        if not (chat or embeddings):
+            return _error(404, f"unknown path {path}")
         try:
             payload = json.loads(request.content)
         except ValueError:
             return _error(400, "request body is not JSON")
-        reply, number = self._next(payload, errors_only=path == "/embeddings")
+        reply, number = self._next(payload, errors_only=embeddings)
         if reply is not None and reply.status != 200:
-            return _error(
-                reply.status, reply.error or f"scripted status {reply.status}"
-            )
-        if path == "/chat/completions":
+            return _error(reply.status, reply.error_message)
+        if chat:
             return self._chat(payload, reply, number)
-        if path == "/embeddings":
-            return self._embeddings(payload)
-        return _error(404, f"unknown path {path}")
+        return self._embeddings(payload)
 
     def _chat(
         self, payload: dict[str, Any], reply: ScriptedReply | None, number: int
     ) -> httpx.Response:
-        messages = payload.get("messages") or []
-        reply = reply or ScriptedReply(content=_echo(payload, messages))
-        counter = self._counter()
-        model = str(payload.get("model", "deterministic"))
-        prompt = counter.estimate_chat(model, messages, payload.get("tools"))
-        text = (reply.content or "") + (reply.refusal or "")
-        completion = sum(counter.count_texts(model, [text])[0]) if text else 0
-        completion = max(completion, 1)
+        turn = self._turn(reply, number, _prompt(payload), "call_det")
         usage = {
-            "prompt_tokens": prompt.prompt_tokens,
-            "completion_tokens": completion,
-            "total_tokens": prompt.prompt_tokens + completion,
+            "prompt_tokens": turn.prompt_tokens,
+            "completion_tokens": turn.completion_tokens,
+            "total_tokens": turn.prompt_tokens + turn.completion_tokens,
         }
-        tool_calls = [_tool_call(number, i, c) for i, c in enumerate(reply.tool_calls)]
-        finish = reply.finish_reason or ("tool_calls" if tool_calls else "stop")
-        base = {"id": f"chatcmpl-det-{number}", "created": 0, "model": model}
+        tool_calls = [_tool_call(call) for call in turn.tool_calls]
+        finish = turn.finish_reason or ("tool_calls" if tool_calls else "stop")
+        base = {"id": f"chatcmpl-det-{number}", "created": 0, "model": turn.model}
         if payload.get("stream"):
             usage_wanted = bool(
                 (payload.get("stream_options") or {}).get("include_usage")
             )
             body = _sse_body(
-                base, reply, tool_calls, finish, usage if usage_wanted else None
+                base, turn, tool_calls, finish, usage if usage_wanted else None
             )
             headers = {"content-type": "text/event-stream", "x-request-id": "det"}
             return httpx.Response(200, headers=headers, content=body)
         message = {
             "role": "assistant",
-            "content": reply.content,
-            "refusal": reply.refusal,
+            "content": turn.content,
+            "refusal": turn.refusal,
             "tool_calls": tool_calls or None,
         }
         return _json(
@@ -181,6 +107,18 @@ class DeterministicBackend:
                 "usage": usage,
             }
         )
+
+    def _models(self) -> httpx.Response:
+        data = [
+            {
+                "id": m,
+                "object": "model",
+                "created": _MODEL_CREATED,
+                "owned_by": "system",
+            }
+            for m in self.models
+        ]
+        return _json({"object": "list", "data": data})
 
     def _embeddings(self, payload: dict[str, Any]) -> httpx.Response:
         inputs = payload.get("input")
@@ -202,9 +140,7 @@ class DeterministicBackend:
         fields, filename, size = _multipart(request)
         reply, _ = self._next({"model": fields.get("model"), **fields})
         if reply is not None and reply.status != 200:
-            return _error(
-                reply.status, reply.error or f"scripted status {reply.status}"
-            )
+            return _error(reply.status, reply.error_message)
         text = (reply.content if reply else None) or f"[{size} bytes of {filename}]"
         fmt = fields.get("response_format", "json")
         if fmt == "text":
@@ -297,6 +233,10 @@ class DeterministicAdapter(OpenAIAdapter):
         """Tag the request with the provider whose backend must answer it."""
         return _tag(target.model, super().transcription_request(target, request))
 
+    def models_request(self, target: Target, cursor: str | None) -> httpx.Request:
+        """Tag the request with the provider whose backend must answer it."""
+        return _tag(target.model, super().models_request(target, cursor))
+
 
 def _tag(model: ResolvedModel, request: httpx.Request) -> httpx.Request:
     request.headers[_PROVIDER_HEADER] = model.provider.id
@@ -315,53 +255,30 @@ def hash_embedding(text: str, dimensions: int) -> list[float]:
     return [x / norm for x in vector]
 
 
-def _echo(payload: Mapping[str, Any], messages: Sequence[Mapping[str, Any]]) -> str:
-    text = ""
-    for message in reversed(messages):
-        if message.get("role") == "user":
-            text = _text_of(message.get("content"))
-            break
-    text = text.strip() or "ack"
-    fmt = payload.get("response_format") or {}
-    if fmt.get("type") in ("json_object", "json_schema"):
-        return json.dumps({"echo": text})
-    return text
+def _prompt(payload: dict[str, Any]) -> Prompt:
+    fmt = payload.get("response_format")
+    stop = payload.get("stop") or ()
+    return Prompt(
+        model=str(payload.get("model", "deterministic")),
+        messages=payload.get("messages") or [],
+        tools=payload.get("tools"),
+        json_mode=isinstance(fmt, dict)
+        and fmt.get("type") in ("json_object", "json_schema"),
+        stop=(stop,) if isinstance(stop, str) else tuple(map(str, stop)),
+    )
 
 
-def _text_of(content: Any) -> str:
-    if isinstance(content, str):
-        return content
-    if isinstance(content, list):
-        return " ".join(
-            str(p.get("text", "")) for p in content if p.get("type") == "text"
-        )
-    return ""
-
-
-def _scripted_call(call: Mapping[str, Any]) -> Mapping[str, Any]:
-    """Accept ``{"name", "arguments"}`` or the OpenAI ``{"function": {...}}`` shape."""
-    function = call.get("function")
-    if isinstance(function, Mapping):
-        call = {"id": call.get("id"), **function}
-    if not isinstance(call.get("name"), str) or not call["name"]:
-        raise ValueError(f"a scripted tool call needs a 'name': {dict(call)!r}")
-    return call
-
-
-def _tool_call(number: int, index: int, call: Mapping[str, Any]) -> dict[str, Any]:
-    arguments = call.get("arguments", {})
-    if not isinstance(arguments, str):
-        arguments = json.dumps(arguments)
+def _tool_call(call: ToolCall) -> dict[str, Any]:
     return {
-        "id": str(call.get("id") or f"call_det_{number}_{index}"),
+        "id": call.id,
         "type": "function",
-        "function": {"name": str(call["name"]), "arguments": arguments},
+        "function": {"name": call.name, "arguments": call.arguments},
     }
 
 
 def _sse_body(
     base: dict[str, Any],
-    reply: ScriptedReply,
+    turn: Turn,
     tool_calls: list[dict[str, Any]],
     finish: str,
     usage: dict[str, int] | None,
@@ -372,13 +289,13 @@ def _sse_body(
         return json.dumps(body)
 
     events = [chunk({"role": "assistant", "content": ""})]
-    for field_name, text in (("content", reply.content), ("refusal", reply.refusal)):
-        events.extend(chunk({field_name: piece}) for piece in _pieces(text or ""))
+    for field_name, text in (("content", turn.content), ("refusal", turn.refusal)):
+        events.extend(chunk({field_name: piece}) for piece in pieces(text or ""))
     for index, call in enumerate(tool_calls):
         head = {"index": index, "id": call["id"], "type": "function"}
         head["function"] = {"name": call["function"]["name"], "arguments": ""}
         events.append(chunk({"tool_calls": [head]}))
-        for piece in _pieces(call["function"]["arguments"], size=16):
+        for piece in pieces(call["function"]["arguments"], size=16):
             delta = {"tool_calls": [{"index": index, "function": {"arguments": piece}}]}
             events.append(chunk(delta))
     events.append(chunk({}, finish))
@@ -395,15 +312,6 @@ def _sse_body(
         )
     events.append("[DONE]")
     return "".join(f"data: {event}\n\n" for event in events).encode()
-
-
-def _pieces(text: str, size: int = 0) -> list[str]:
-    """Split text into streamable pieces whose concatenation is exactly the text."""
-    if size:
-        return [text[i : i + size] for i in range(0, len(text), size)]
-    words = _WORDS.findall(text)
-    step = _STREAM_PIECE_WORDS
-    return ["".join(words[i : i + step]) for i in range(0, len(words), step)]
 
 
 def _multipart(request: httpx.Request) -> tuple[dict[str, str], str, int]:
