@@ -68,6 +68,7 @@ LAYERS: list[tuple[str, list[str]]] = [
             "attempts",
             "dispatch",
             "pipeline",
+            "reading",
             "drivers",
             "streams",
             "__init__",

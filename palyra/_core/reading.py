@@ -1,0 +1,190 @@
+"""Reading responses for the drivers, sync and async, within the call's time.
+
+`BodyReader` collects a whole body under the attempt's deadline (httpx bounds
+each read, not the whole body); `prime` and `aprime` read a new stream up to
+its first chunk within the first chunk's deadline; `outcome` is the drivers'
+answer to a call. Nothing here decides what to do with a result.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import socket
+import threading
+import time
+from typing import Any
+
+import httpx
+
+from .._exceptions import APIError
+from .steps import Outcome, Prime, ProviderCall
+
+__all__ = ["ERROR_BODY_LIMIT", "BodyReader", "aprime", "outcome", "prime"]
+
+logger = logging.getLogger("palyra")
+ERROR_BODY_LIMIT = 64 * 1024
+
+
+def outcome(
+    call: ProviderCall,
+    response: httpx.Response | None,
+    error: Exception | None,
+    started: float,
+) -> Outcome:
+    """The driver's answer to a call, logged at DEBUG."""
+    latency = (time.perf_counter() - started) * 1000
+    if logger.isEnabledFor(logging.DEBUG):
+        status = response.status_code if response is not None else type(error).__name__
+        logger.debug(
+            "palyra call provider=%s model=%s status=%s latency_ms=%.1f",
+            call.target.model.provider.id,
+            call.target.model.id,
+            status,
+            latency,
+        )
+    return Outcome(response, error, latency)
+
+
+class BodyReader:
+    """Collects a response body for a driver, within the attempt's deadline.
+
+    httpx's timeouts bound each read, not the whole body, so an upstream that
+    trickles bytes could otherwise hold a call forever. Error bodies are capped:
+    an HTML error page of many megabytes only needs its first lines.
+    """
+
+    __slots__ = ("_call", "_deadline", "_limit", "_parts", "_response", "_size")
+
+    def __init__(self, call: ProviderCall, response: httpx.Response, started: float):
+        self._call = call
+        self._response = response
+        self._deadline = started + call.budget
+        self._limit = ERROR_BODY_LIMIT if response.status_code >= 300 else None
+        self._parts: list[bytes] = []
+        self._size = 0
+
+    def add(self, part: bytes) -> bool:
+        """Take one raw read; True when the rest is not needed."""
+        if time.perf_counter() > self._deadline:
+            raise httpx.ReadTimeout(
+                f"response body not complete after {self._call.budget:g}s",
+                request=self._call.request,
+            )
+        self._parts.append(part)
+        self._size += len(part)
+        return self._limit is not None and self._size >= self._limit
+
+    def response(self) -> httpx.Response:
+        """The response with its (possibly capped) body in memory."""
+        raw = b"".join(self._parts)
+        headers = self._response.headers
+        try:
+            return httpx.Response(
+                self._response.status_code,
+                headers=headers,
+                content=raw,
+                request=self._call.request,
+            )
+        except httpx.DecodingError:
+            # A capped compressed error body cannot be decoded: keep the bytes.
+            plain = {k: v for k, v in headers.items() if k != "content-encoding"}
+            return httpx.Response(
+                self._response.status_code,
+                headers=plain,
+                content=raw,
+                request=self._call.request,
+            )
+
+
+def prime(step: Prime) -> Outcome:
+    """Read a new stream until its first chunk (see `Prime`)."""
+    session, response = step.session, step.response
+    started = time.perf_counter()
+    watchdog = _Watchdog(response, step.within)
+    error: Exception | None = None
+    keep_open = False
+    try:
+        source = response.iter_bytes()
+        for data in source:
+            if session.prime(data):
+                session.attach(source)
+                keep_open = True
+                break
+        else:
+            session.prime_end()
+    except httpx.HTTPError as exc:
+        error = session.interrupted(exc)
+    except APIError as exc:
+        error = exc
+    except Exception as exc:  # a parser tripped on upstream data
+        error = session.malformed(exc)
+    finally:
+        watchdog.cancel()
+        if not keep_open:
+            response.close()
+    if error is not None and watchdog.fired:
+        # The watchdog's shutdown reads as a broken connection or as the end
+        # of the body: either way the deadline is what ended it.
+        error = session.deadline_passed()
+    return Outcome(None, error, (time.perf_counter() - started) * 1000)
+
+
+async def aprime(step: Prime) -> Outcome:
+    """Async `prime`; the first chunk's deadline is an asyncio timeout."""
+    import asyncio
+
+    session, response = step.session, step.response
+    started = time.perf_counter()
+    error: Exception | None = None
+    keep_open = False
+    try:
+        async with asyncio.timeout(step.within):
+            source = response.aiter_bytes()
+            async for data in source:
+                if session.prime(data):
+                    session.attach(source)
+                    keep_open = True
+                    break
+            else:
+                session.prime_end()
+    except TimeoutError:
+        error = session.deadline_passed()
+    except httpx.HTTPError as exc:
+        error = session.interrupted(exc)
+    except APIError as exc:
+        error = exc
+    except Exception as exc:  # a parser tripped on upstream data
+        error = session.malformed(exc)
+    finally:
+        if not keep_open:
+            await response.aclose()
+    return Outcome(None, error, (time.perf_counter() - started) * 1000)
+
+
+class _Watchdog:
+    """Ends a sync read that would outlast the call's deadline.
+
+    A blocking socket read can only be bounded by its timeout, which httpcore
+    fixes for the whole body; the first chunk's tighter deadline is kept by
+    shutting the socket down from a timer thread, which makes the read fail.
+    """
+
+    def __init__(self, response: httpx.Response, within: float | None) -> None:
+        self.fired = False
+        self._timer: threading.Timer | None = None
+        stream = response.extensions.get("network_stream")
+        sock = stream.get_extra_info("socket") if stream is not None else None
+        if within is not None and sock is not None:
+            self._timer = threading.Timer(within, self._fire, (sock,))
+            self._timer.daemon = True
+            self._timer.start()
+
+    def _fire(self, sock: Any) -> None:
+        self.fired = True
+        with contextlib.suppress(OSError):  # already closed: nothing to stop
+            sock.shutdown(socket.SHUT_RDWR)
+
+    def cancel(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
