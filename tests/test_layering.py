@@ -59,6 +59,7 @@ LAYERS: list[tuple[str, list[str]]] = [
             "context",
             "estimates",
             "netguard",
+            "sending",
             "connect",
             "steps",
             "errors",

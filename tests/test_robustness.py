@@ -397,12 +397,16 @@ async def test_callers_own_short_limits_never_open_the_breaker(
     """Five calls timed out by the caller's own 10 ms against an upstream that
     answers in 50 ms leave the breaker closed and the health window empty."""
     for _ in range(5):
-        upstream.enqueue(Reply(json=completion_json("late"), delay=0.05))
+        # A 10 ms budget may run out before the request is even sent (a busy
+        # machine connecting): the reply then waits for the next call.
+        if not upstream.pending:
+            upstream.enqueue(Reply(json=completion_json("late"), delay=0.05))
         with pytest.raises(palyra.APITimeoutError):
             await chat(driven, driver, USER, **limit)
-    upstream.enqueue(Reply(json=completion_json("fine")))
+    if not upstream.pending:
+        upstream.enqueue(Reply(json=completion_json("fine")))
     reply = await chat(driven, driver, USER)
-    assert reply.choices[0].message.content == "fine"
+    assert reply.choices[0].message.content in ("late", "fine")
     (health,) = driven.health()
     assert health.state == "closed"
     assert (health.consecutive_failures, health.last_error) == (0, None)

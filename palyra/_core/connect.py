@@ -1,7 +1,10 @@
 """palyra's own httpx transports: httpcore's network backends behind the guard.
 
 Loaded when the first network client is made, so a deterministic-only app
-never loads httpcore. Each new connection's host goes through `NetworkGuard`
+never loads httpcore. Every socket read and write (and the TLS handshake) is
+cut to the time the send in progress has left (`palyra._core.sending`), so
+the attempt's budget bounds the whole wait for a response head, however
+slowly an upstream trickles it. Each new connection's host goes through `NetworkGuard`
 and the connection is made to an address the guard passed. A refusal and a
 failed lookup pass through httpx untouched, for the pipeline to type (a
 failed lookup keeps what the resolver raised); a slow lookup becomes
@@ -18,6 +21,7 @@ import httpcore
 import httpx
 
 from .netguard import LookupTimeout, NetworkGuard
+from .sending import current, time_left
 
 __all__ = [
     "AsyncGuardedTransport",
@@ -59,9 +63,10 @@ class GuardedBackend(httpcore.NetworkBackend):
             if share is not None and share <= 0:
                 break
             try:
-                return self._inner.connect_tcp(
-                    address, port, share, local_address, socket_options
+                stream = self._inner.connect_tcp(
+                    address, port, _cut(share), local_address, socket_options
                 )
+                return BoundedStream(stream)
             except (httpcore.ConnectError, httpcore.ConnectTimeout) as exc:
                 failure = exc  # the next address may answer
         raise failure or _out_of_time(host, timeout)
@@ -106,9 +111,10 @@ class AsyncGuardedBackend(httpcore.AsyncNetworkBackend):
             if share is not None and share <= 0:
                 break
             try:
-                return await self._inner.connect_tcp(
-                    address, port, share, local_address, socket_options
+                stream = await self._inner.connect_tcp(
+                    address, port, _cut(share), local_address, socket_options
                 )
+                return AsyncBoundedStream(stream)
             except (httpcore.ConnectError, httpcore.ConnectTimeout) as exc:
                 failure = exc
         raise failure or _out_of_time(host, timeout)
@@ -123,6 +129,94 @@ class AsyncGuardedBackend(httpcore.AsyncNetworkBackend):
 
     async def sleep(self, seconds: float) -> None:
         await self._inner.sleep(seconds)
+
+
+# The least timeout a socket operation gets once the send's time is up: zero
+# would make the socket non-blocking (an error of another kind), and a read
+# whose bytes are already there still succeeds.
+_LAST_MOMENT = 0.001
+
+
+def _cut(timeout: float | None) -> float | None:
+    """``timeout``, cut to the time the send in progress has left."""
+    left = time_left()
+    if left is None:
+        return timeout
+    left = max(left, _LAST_MOMENT)
+    return left if timeout is None or left < timeout else timeout
+
+
+def _timed_out(timeout: float | None, cut: float | None) -> httpcore.ReadTimeout:
+    """A read's timeout, saying so when the send's budget, not the per-read
+    timeout, is what ran out."""
+    scope = current()
+    if cut == timeout or scope is None or scope.budget is None:
+        return httpcore.ReadTimeout(f"no data for {timeout}s")
+    return httpcore.ReadTimeout(f"response not complete after {scope.budget:g}s")
+
+
+class BoundedStream(httpcore.NetworkStream):
+    """A connection whose every read and write ends by the send's deadline."""
+
+    def __init__(self, inner: httpcore.NetworkStream) -> None:
+        self._inner = inner
+
+    def read(self, max_bytes: int, timeout: float | None = None) -> bytes:
+        cut = _cut(timeout)
+        try:
+            return self._inner.read(max_bytes, cut)
+        except httpcore.ReadTimeout:
+            raise _timed_out(timeout, cut) from None
+
+    def write(self, buffer: bytes, timeout: float | None = None) -> None:
+        self._inner.write(buffer, _cut(timeout))
+
+    def close(self) -> None:
+        self._inner.close()
+
+    def start_tls(
+        self,
+        ssl_context: Any,
+        server_hostname: str | None = None,
+        timeout: float | None = None,
+    ) -> httpcore.NetworkStream:
+        inner = self._inner.start_tls(ssl_context, server_hostname, _cut(timeout))
+        return BoundedStream(inner)
+
+    def get_extra_info(self, info: str) -> Any:
+        return self._inner.get_extra_info(info)
+
+
+class AsyncBoundedStream(httpcore.AsyncNetworkStream):
+    """The async twin of `BoundedStream`."""
+
+    def __init__(self, inner: httpcore.AsyncNetworkStream) -> None:
+        self._inner = inner
+
+    async def read(self, max_bytes: int, timeout: float | None = None) -> bytes:  # noqa: ASYNC109
+        cut = _cut(timeout)
+        try:
+            return await self._inner.read(max_bytes, cut)
+        except httpcore.ReadTimeout:
+            raise _timed_out(timeout, cut) from None
+
+    async def write(self, buffer: bytes, timeout: float | None = None) -> None:  # noqa: ASYNC109
+        await self._inner.write(buffer, _cut(timeout))
+
+    async def aclose(self) -> None:
+        await self._inner.aclose()
+
+    async def start_tls(
+        self,
+        ssl_context: Any,
+        server_hostname: str | None = None,
+        timeout: float | None = None,  # noqa: ASYNC109
+    ) -> httpcore.AsyncNetworkStream:
+        inner = await self._inner.start_tls(ssl_context, server_hostname, _cut(timeout))
+        return AsyncBoundedStream(inner)
+
+    def get_extra_info(self, info: str) -> Any:
+        return self._inner.get_extra_info(info)
 
 
 def _deadline(timeout: float | None) -> float | None:

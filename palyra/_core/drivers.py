@@ -10,6 +10,7 @@ Nothing here decides what to do with a result.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import threading
 import time
@@ -23,6 +24,7 @@ from .._exceptions import ClientClosedError
 from .._providers import InProcessTransport
 from .netguard import BlockedAddress, LookupFailed, NetworkGuard
 from .reading import BodyReader, aprime, outcome, prime
+from .sending import install_scrubber, sending
 from .steps import Flow, Outcome, Prime, ProviderCall
 
 __all__ = ["LIMITS", "AsyncDriver", "Deferred", "SyncDriver", "running_loop"]
@@ -159,17 +161,18 @@ class SyncDriver(_Driver):
         client = self._client(call)
         started = time.perf_counter()
         try:
-            response = client.send(call.request, stream=True)
-            # In-memory responses (mocks, the deterministic upstream) are read.
-            if _wants_body(call, response):
-                reader = BodyReader(call, response, started)
-                try:
-                    for part in response.iter_raw():
-                        if reader.add(part):
-                            break
-                finally:
-                    response.close()
-                response = reader.response()
+            with _scope(call):
+                response = client.send(call.request, stream=True)
+                # In-memory responses (mocks, the deterministic upstream) are read.
+                if _wants_body(call, response):
+                    reader = BodyReader(call, response, started)
+                    try:
+                        for part in response.iter_raw():
+                            if reader.add(part):
+                                break
+                    finally:
+                        response.close()
+                    response = reader.response()
         except _SEND_ERRORS as exc:
             return outcome(call, None, exc, started)
         return outcome(call, response, None, started)
@@ -251,16 +254,17 @@ class AsyncDriver(_Driver):
         client = self._client(call)
         started = time.perf_counter()
         try:
-            response = await client.send(call.request, stream=True)
-            if _wants_body(call, response):
-                reader = BodyReader(call, response, started)
-                try:
-                    async for part in response.aiter_raw():
-                        if reader.add(part):
-                            break
-                finally:
-                    await response.aclose()
-                response = reader.response()
+            with _scope(call):
+                response = await client.send(call.request, stream=True)
+                if _wants_body(call, response):
+                    reader = BodyReader(call, response, started)
+                    try:
+                        async for part in response.aiter_raw():
+                            if reader.add(part):
+                                break
+                    finally:
+                        await response.aclose()
+                    response = reader.response()
         except _SEND_ERRORS as exc:
             return outcome(call, None, exc, started)
         return outcome(call, response, None, started)
@@ -299,11 +303,24 @@ class AsyncDriver(_Driver):
 def _client_options(transport: Any, guard: NetworkGuard, asynchronous: bool) -> Any:
     """The keyword arguments of a network client: the caller's transport, or
     palyra's own behind the guard (loaded on first use: it imports httpcore)."""
+    install_scrubber()  # httpcore may log what the upstream sends
     if transport is not None:
         return {"transport": transport, "limits": LIMITS}
     from .connect import client_options
 
     return client_options(guard, LIMITS, asynchronous=asynchronous)
+
+
+def _scope(call: ProviderCall) -> contextlib.AbstractContextManager[object]:
+    """The send's scope for the network layer (`palyra._core.sending`): the
+    attempt's budget bounds the response head and body, and its credential is
+    kept out of httpx's logs. In-process upstreams need neither."""
+    if call.local is not None:
+        return _NO_SCOPE
+    return sending(call.budget, call.target.secrets)
+
+
+_NO_SCOPE = contextlib.nullcontext()
 
 
 def _wants_body(call: ProviderCall, response: httpx.Response) -> bool:

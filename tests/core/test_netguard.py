@@ -315,7 +315,7 @@ def test_the_backend_connects_to_the_checked_address_not_the_name() -> None:
     inner = FakeBackend()
     guard = NetworkGuard(FakeResolver({"api.example.com": ["93.184.216.34"]}))
     stream = GuardedBackend(guard, inner).connect_tcp("api.example.com", 443, 5.0)
-    assert stream == "stream to 93.184.216.34"
+    assert stream._inner == "stream to 93.184.216.34"
     assert [host for host, _ in inner.connects] == ["93.184.216.34"]
 
 
@@ -337,7 +337,7 @@ def test_the_next_address_is_tried_after_a_timeout_and_time_is_shared() -> None:
     answer = ["2606:4700::1", "2606:4700::2", "93.184.216.34"]
     guard = NetworkGuard(FakeResolver({"dual.example": answer}))
     stream = GuardedBackend(guard, inner).connect_tcp("dual.example", 443, 3.0)
-    assert stream == "stream to 93.184.216.34"
+    assert stream._inner == "stream to 93.184.216.34"
     # Families in turn: v6, v4 (then v6 again, not needed).
     [(first, first_share), (second, second_share)] = inner.connects
     assert (first, second) == ("2606:4700::1", "93.184.216.34")
@@ -367,7 +367,7 @@ async def test_the_async_backend_does_the_same() -> None:
     stream = await AsyncGuardedBackend(guard, inner).connect_tcp(  # type: ignore[arg-type]
         "dual.example", 443, 2.0
     )
-    assert stream == "stream to 93.184.216.34"
+    assert stream._inner == "stream to 93.184.216.34"
     guard = NetworkGuard(FakeResolver({"meta.example": ["169.254.169.254"]}))
     with pytest.raises(BlockedAddress):
         await AsyncGuardedBackend(guard, inner).connect_tcp(  # type: ignore[arg-type]

@@ -1,0 +1,130 @@
+"""What the network layer knows of the send in progress: its deadline, its secrets.
+
+A driver opens a `sending` scope around each send to the network (the request,
+the response head and, unless it streams, the body). Two things below httpx
+read it, neither of which palyra calls directly:
+
+- palyra's network streams (`palyra._core.connect`) cut each socket read and
+  write to the time the attempt has left. httpx's ``read`` timeout restarts on
+  every byte, so without this an upstream trickling its status line and
+  headers one byte at a time could hold a call for as long as it liked.
+- `SecretScrubber`, a logging filter on httpx's and httpcore's loggers, removes
+  the call's credential from their records. httpcore's DEBUG log prints
+  response headers verbatim, and an upstream may echo the key in one.
+
+Outside a scope (a stream being read after its head, another library's own
+httpx calls) both leave everything as it was. The scope lives in a ContextVar,
+so threads and tasks each see their own send.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
+from typing import NamedTuple
+
+from .._utils import redact
+
+__all__ = [
+    "HTTP_LOGGERS",
+    "SecretScrubber",
+    "Sending",
+    "current",
+    "install_scrubber",
+    "sending",
+    "time_left",
+]
+
+# The loggers of httpx and httpcore 1.x that can print what an upstream sent.
+HTTP_LOGGERS = (
+    "httpx",
+    "httpcore.connection",
+    "httpcore.http11",
+    "httpcore.http2",
+    "httpcore.proxy",
+    "httpcore.socks",
+)
+
+
+class Sending(NamedTuple):
+    """One send in progress: when its time is up, and what must never be logged."""
+
+    deadline: float | None  # time.perf_counter() value; None: no bound
+    budget: float | None  # the seconds it was given, for messages
+    secrets: tuple[str, ...]
+
+
+_CURRENT: ContextVar[Sending | None] = ContextVar("palyra_sending", default=None)
+
+
+def current() -> Sending | None:
+    """The send in progress in this thread or task, if any."""
+    return _CURRENT.get()
+
+
+def time_left() -> float | None:
+    """Seconds the send in progress has left (may be negative), or None."""
+    scope = _CURRENT.get()
+    if scope is None or scope.deadline is None:
+        return None
+    return scope.deadline - time.perf_counter()
+
+
+@contextmanager
+def sending(budget: float | None, secrets: tuple[str, ...]) -> Iterator[Sending]:
+    """Mark a send: its network reads end within ``budget`` seconds from now."""
+    deadline = None if budget is None else time.perf_counter() + budget
+    scope = Sending(deadline, budget, secrets)
+    token = _CURRENT.set(scope)
+    try:
+        yield scope
+    finally:
+        _CURRENT.reset(token)
+
+
+class SecretScrubber(logging.Filter):
+    """Removes the credential of the send in progress from a log record.
+
+    It rewrites the record's message only when a secret (or something shaped
+    like a key, as `palyra._utils.redact` finds them) is in it; records logged
+    outside a palyra send pass untouched and cost one ContextVar read.
+    """
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        scope = _CURRENT.get()
+        if scope is None:
+            return True
+        try:
+            message = record.getMessage()
+        except Exception:  # a malformed record: logging reports it itself
+            return True
+        clean = redact(message, scope.secrets)
+        if clean != message:
+            record.msg, record.args = clean, None
+        return True
+
+
+_SCRUBBER = SecretScrubber()
+_installed = False
+_install_lock = threading.Lock()
+
+
+def install_scrubber() -> None:
+    """Put `SecretScrubber` on httpx's and httpcore's loggers, once.
+
+    A filter on a logger sees only what that very logger emits, so each of
+    them gets it. Called when palyra makes its first network client: an app
+    that never goes to the network keeps its logging untouched.
+    """
+    global _installed
+    if _installed:
+        return
+    with _install_lock:
+        if not _installed:
+            for name in HTTP_LOGGERS:
+                logging.getLogger(name).addFilter(_SCRUBBER)
+            _installed = True
