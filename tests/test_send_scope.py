@@ -193,6 +193,26 @@ async def test_a_slow_but_whole_head_within_the_budget_is_served(
         server.close()
 
 
+@pytest.mark.anyio
+@pytest.mark.parametrize("driver", DRIVERS)
+async def test_a_proxy_trickling_the_head_ends_at_the_deadline(
+    monkeypatch: pytest.MonkeyPatch, trickler: Trickler, driver: str
+) -> None:
+    """Through a proxy from ``HTTP_PROXY`` (here the trickler itself answers as
+    the proxy), the deadline bounds the head all the same."""
+    monkeypatch.setenv("UP_KEY", KEY)
+    monkeypatch.setenv("HTTP_PROXY", trickler.base_url.removesuffix("/v1"))
+    client = palyra.Palyra(_config("http://localhost:9/v1"))
+    started = time.perf_counter()
+    try:
+        with pytest.raises(palyra.APITimeoutError, match="deadline"):
+            await chat(client, driver, USER, deadline=0.8)
+    finally:
+        await _close(client, driver)
+    assert trickler.accepted == 1  # the request went to the proxy
+    assert time.perf_counter() - started < 2.0
+
+
 def test_the_scope_is_per_context_and_reset() -> None:
     assert time_left() is None
     with sending(5.0, (KEY,)):

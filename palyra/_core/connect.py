@@ -287,9 +287,87 @@ def proxy_mounts(
 
     transport = httpx.AsyncHTTPTransport if asynchronous else httpx.HTTPTransport
     return {
-        pattern: None if url is None else transport(proxy=url, limits=limits)
+        pattern: None if url is None else _bounded(transport(proxy=url, limits=limits))
         for pattern, url in get_environment_proxies().items()
     }
+
+
+def _bounded(transport: Any) -> Any:
+    """A proxy transport whose connections end by the send's deadline too.
+
+    httpx builds the proxy's pool itself (HTTP or SOCKS), so its network
+    backend is wrapped in place; a pool without one is left as httpx made it.
+    """
+    pool = getattr(transport, "_pool", None)
+    backend = getattr(pool, "_network_backend", None)
+    if isinstance(backend, httpcore.AsyncNetworkBackend):
+        pool._network_backend = AsyncBoundedBackend(backend)  # type: ignore[union-attr]
+    elif isinstance(backend, httpcore.NetworkBackend):
+        pool._network_backend = BoundedBackend(backend)  # type: ignore[union-attr]
+    return transport
+
+
+class BoundedBackend(httpcore.NetworkBackend):
+    """A network backend whose streams are `BoundedStream`s (for proxies)."""
+
+    def __init__(self, inner: httpcore.NetworkBackend) -> None:
+        self._inner = inner
+
+    def connect_tcp(
+        self,
+        host: str,
+        port: int,
+        timeout: float | None = None,
+        local_address: str | None = None,
+        socket_options: Iterable[Any] | None = None,
+    ) -> httpcore.NetworkStream:
+        return BoundedStream(
+            self._inner.connect_tcp(
+                host, port, _cut(timeout), local_address, socket_options
+            )
+        )
+
+    def connect_unix_socket(
+        self,
+        path: str,
+        timeout: float | None = None,
+        socket_options: Iterable[Any] | None = None,
+    ) -> httpcore.NetworkStream:
+        return self._inner.connect_unix_socket(path, timeout, socket_options)
+
+    def sleep(self, seconds: float) -> None:
+        self._inner.sleep(seconds)
+
+
+class AsyncBoundedBackend(httpcore.AsyncNetworkBackend):
+    """The async twin of `BoundedBackend`."""
+
+    def __init__(self, inner: httpcore.AsyncNetworkBackend) -> None:
+        self._inner = inner
+
+    async def connect_tcp(
+        self,
+        host: str,
+        port: int,
+        timeout: float | None = None,  # noqa: ASYNC109 (httpcore's interface)
+        local_address: str | None = None,
+        socket_options: Iterable[Any] | None = None,
+    ) -> httpcore.AsyncNetworkStream:
+        stream = await self._inner.connect_tcp(
+            host, port, _cut(timeout), local_address, socket_options
+        )
+        return AsyncBoundedStream(stream)
+
+    async def connect_unix_socket(
+        self,
+        path: str,
+        timeout: float | None = None,  # noqa: ASYNC109 (httpcore's interface)
+        socket_options: Iterable[Any] | None = None,
+    ) -> httpcore.AsyncNetworkStream:
+        return await self._inner.connect_unix_socket(path, timeout, socket_options)
+
+    async def sleep(self, seconds: float) -> None:
+        await self._inner.sleep(seconds)
 
 
 def client_options(
