@@ -13,40 +13,55 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from ._exceptions import InvalidRequestError
-from ._utils import header_problem
+from ._utils import header_problem, shown
 
-__all__ = ["MAX_DEPTH", "check_depth", "check_headers", "check_option", "seconds"]
+__all__ = [
+    "MAX_DEPTH",
+    "check_depth",
+    "check_form_field",
+    "check_headers",
+    "check_option",
+    "check_text",
+    "check_tool_calls",
+    "seconds",
+]
 
 MAX_DEPTH = 64
 """How deeply message content, tools and extra fields may nest."""
 
+_INT64 = 2**63  # upstreams take 64-bit integers; JSON and str() stop earlier
+
 
 def _fail(name: str, what: str, value: Any) -> InvalidRequestError:
-    return InvalidRequestError(f"{name}: must be {what}, got {_shown(value)}")
+    return InvalidRequestError(f"{name}: must be {what}, got {shown(value)}")
 
 
-def _shown(value: Any) -> str:
-    if isinstance(value, str | int | float | bool) or value is None:
-        text = repr(value)
-        return text if len(text) <= 40 else text[:39] + "…"
-    return type(value).__name__
+def _finite(value: int | float) -> bool:
+    try:
+        return math.isfinite(value)
+    except OverflowError:  # an int beyond any float
+        return False
 
 
 def _number(name: str, value: Any) -> None:
     if isinstance(value, bool) or not isinstance(value, int | float):
         raise _fail(name, "a number", value)
-    if not math.isfinite(value):
+    if not _finite(value):
         raise _fail(name, "a finite number", value)
 
 
 def _integer(name: str, value: Any) -> None:
     if isinstance(value, bool) or not isinstance(value, int):
         raise _fail(name, "an integer", value)
+    if not -_INT64 <= value < _INT64:
+        raise _fail(name, "an integer that fits in 64 bits", value)
 
 
 def _positive_integer(name: str, value: Any) -> None:
     if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
         raise _fail(name, "a positive integer", value)
+    if value >= _INT64:
+        raise _fail(name, "a positive integer that fits in 64 bits", value)
 
 
 def _boolean(name: str, value: Any) -> None:
@@ -90,6 +105,21 @@ def _strings(name: str, value: Any) -> None:
 def _tool_choice(name: str, value: Any) -> None:
     if not isinstance(value, str | Mapping):
         raise _fail(name, "'auto', 'required', 'none' or a mapping", value)
+    function = value.get("function") if isinstance(value, Mapping) else None
+    if function is not None and not isinstance(function, Mapping):
+        raise _fail(f"{name}.function", "a mapping with the tool's name", function)
+
+
+def _response_format(name: str, value: Any) -> None:
+    _mapping(name, value)
+    spec = value.get("json_schema")
+    if spec is None:
+        return
+    if not isinstance(spec, Mapping):
+        raise _fail(f"{name}.json_schema", "a mapping", spec)
+    schema = spec.get("schema")
+    if schema is not None and not isinstance(schema, Mapping):
+        raise _fail(f"{name}.json_schema.schema", "a JSON schema", schema)
 
 
 def _tools(name: str, value: Any) -> None:
@@ -117,12 +147,37 @@ def _tools(name: str, value: Any) -> None:
             raise _fail(f"{where}.function.parameters", "a JSON schema", parameters)
 
 
+def check_tool_calls(name: str, value: Any) -> None:
+    """An assistant message's ``tool_calls``: a list of ``{"id", "type",
+    "function": {"name", "arguments"}}`` with a named function whose arguments
+    are JSON text (or a mapping).
+
+    Raises:
+        InvalidRequestError: naming the call and the field.
+    """
+    if not isinstance(value, list | tuple):
+        raise _fail(name, "a list of tool calls", value)
+    for index, call in enumerate(value):
+        where = f"{name}[{index}]"
+        if not isinstance(call, Mapping):
+            raise _fail(where, "a mapping", call)
+        function = call.get("function")
+        if not isinstance(function, Mapping):
+            raise _fail(f"{where}.function", "a mapping", function)
+        fname = function.get("name")
+        if not isinstance(fname, str) or not fname:
+            raise _fail(f"{where}.function.name", "a non-empty string", fname)
+        arguments = function.get("arguments")
+        if arguments is not None and not isinstance(arguments, str | Mapping):
+            raise _fail(f"{where}.function.arguments", "JSON text", arguments)
+
+
 Check = Callable[[str, Any], None]
 _CHECKS: dict[str, Check] = {
     "tools": _tools,
     "tool_choice": _tool_choice,
     "parallel_tool_calls": _boolean,
-    "response_format": _mapping,
+    "response_format": _response_format,
     "temperature": _number,
     "top_p": _number,
     "max_tokens": _positive_integer,
@@ -210,8 +265,43 @@ def seconds(name: str, value: Any) -> float | None:
     if (
         isinstance(value, bool)
         or not isinstance(value, int | float)
-        or not math.isfinite(value)
+        or not _finite(value)
         or value <= 0
     ):
         raise _fail(name, "a positive number of seconds", value)
     return float(value)
+
+
+def check_text(name: str, value: Any) -> None:
+    """A string that can be sent: UTF-8 encodable (no lone surrogates).
+
+    Raises:
+        InvalidRequestError: naming the argument.
+    """
+    _string(name, value)
+    try:
+        value.encode()
+    except UnicodeEncodeError:
+        raise InvalidRequestError(
+            f"{name}: must be valid Unicode text (it holds a lone surrogate)"
+        ) from None
+
+
+def check_form_field(name: str, value: Any) -> None:
+    """A multipart form field: text, a finite number, true or false, or a list
+    of those (sent as repeated ``name[]`` parts).
+
+    Raises:
+        InvalidRequestError: naming the field.
+    """
+    for item in value if isinstance(value, list | tuple) else (value,):
+        if isinstance(item, str):
+            check_text(name, item)
+        elif isinstance(item, bool):
+            continue
+        elif isinstance(item, int):
+            _integer(name, item)
+        elif isinstance(item, float):
+            _number(name, item)
+        else:
+            raise _fail(name, "text, a number or a list of them", item)

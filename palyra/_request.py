@@ -13,8 +13,17 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any, Literal, TypedDict
 
-from ._checks import check_depth, check_headers, check_option, seconds
+from ._checks import (
+    check_depth,
+    check_form_field,
+    check_headers,
+    check_option,
+    check_text,
+    check_tool_calls,
+    seconds,
+)
 from ._exceptions import InvalidRequestError
+from ._utils import shown
 
 __all__ = ["ChatOptions", "RequestOptions"]
 
@@ -83,6 +92,8 @@ _RESERVED_BODY = {
     "stream": "call client.stream() or client.astream() for a streamed answer",
     "stream_options": "pass stream_options=... to client.stream() instead",
 }
+MAX_DIMENSIONS = 65536
+"""The largest embedding size a call may ask for (as in a model entry)."""
 _MESSAGES_SHAPE = (
     "messages: must be a list of message dicts, e.g."
     " [{'role': 'user', 'content': 'Hello'}]"
@@ -259,17 +270,18 @@ def _check_message(item: Any, index: int, needs: Needs) -> Mapping[str, Any]:
         message = item
     else:
         dump = getattr(item, "model_dump", None)
-        if dump is None:
+        dumped = dump(exclude_none=True) if callable(dump) else None
+        if not isinstance(dumped, Mapping):
             raise InvalidRequestError(
                 f"messages[{index}]: must be a message dict, got"
                 f" {type(item).__name__}; {_MESSAGES_SHAPE}"
             )
-        message = dict(dump(exclude_none=True))
+        message = dict(dumped)
     role = message.get("role")
     if not isinstance(role, str) or role not in ROLES:
         raise InvalidRequestError(
             f"messages[{index}].role: must be one of"
-            f" {', '.join(sorted(ROLES - {'function'}))}, got {role!r}"
+            f" {', '.join(sorted(ROLES - {'function'}))}, got {shown(role)}"
         )
     content = message.get("content")
     if isinstance(content, list):
@@ -282,10 +294,14 @@ def _check_message(item: Any, index: int, needs: Needs) -> Mapping[str, Any]:
         raise InvalidRequestError(
             f"messages[{index}].content: must be a string or a list of parts"
         )
-    if role == "tool" and not message.get("tool_call_id"):
+    tool_call_id = message.get("tool_call_id")
+    if role == "tool" and (not isinstance(tool_call_id, str) or not tool_call_id):
         raise InvalidRequestError(
             f"messages[{index}].tool_call_id: required for tool messages"
+            f" (a string), got {shown(tool_call_id)}"
         )
+    if message.get("tool_calls") is not None:
+        check_tool_calls(f"messages[{index}].tool_calls", message["tool_calls"])
     return message
 
 
@@ -305,7 +321,9 @@ def _check_part(part: Any, path: str, needs: Needs) -> None:
     elif kind == "input_audio":
         needs.audio = True
     elif kind not in ("file", "refusal"):
-        raise InvalidRequestError(f"{path}.type: unsupported content part {kind!r}")
+        raise InvalidRequestError(
+            f"{path}.type: unsupported content part {shown(kind)}"
+        )
 
 
 def embeddings_request(
@@ -316,7 +334,14 @@ def embeddings_request(
     Raises:
         InvalidRequestError: naming the bad input.
     """
-    items = [inputs] if isinstance(inputs, str) else list(inputs)
+    if isinstance(inputs, str):
+        items = [inputs]
+    elif isinstance(inputs, Iterable) and not isinstance(inputs, bytes | Mapping):
+        items = list(inputs)
+    else:
+        raise InvalidRequestError(
+            f"input: must be a string or a list of strings, got {shown(inputs)}"
+        )
     if not items:
         raise InvalidRequestError("input: at least one input is required")
     if len(items) > 2048:
@@ -324,8 +349,15 @@ def embeddings_request(
     for i, item in enumerate(items):
         if not isinstance(item, str) or not item.strip():
             raise InvalidRequestError(f"input[{i}]: must be a non-empty string")
-    if dimensions is not None and (not isinstance(dimensions, int) or dimensions <= 0):
-        raise InvalidRequestError("dimensions: must be a positive integer")
+    if dimensions is not None and (
+        isinstance(dimensions, bool)
+        or not isinstance(dimensions, int)
+        or not 0 < dimensions <= MAX_DIMENSIONS
+    ):
+        raise InvalidRequestError(
+            f"dimensions: must be a positive integer up to {MAX_DIMENSIONS},"
+            f" got {shown(dimensions)}"
+        )
     return EmbeddingsRequest(items, dimensions, call_options(options, "embed"))
 
 
@@ -347,23 +379,42 @@ def transcription_request(
         raise InvalidRequestError(
             "response_format: must be 'json', 'verbose_json' or 'text'"
         )
+    given = {k: v for k, v in fields.items() if v is not None}
+    for name, value in given.items():
+        if name == "temperature":
+            check_option(name, value)
+        else:
+            check_text(name, value)
+    call = call_options(options, "transcribe")
+    for name, value in call.extra_body.items():
+        if not isinstance(name, str):
+            raise InvalidRequestError(
+                f"extra_body: form field names are strings, got {shown(name)}"
+            )
+        check_text("extra_body", name)
+        check_form_field(f"extra_body.{name}", value)
     filename, content = _read_file(file)
     if not content:
         raise InvalidRequestError("file: the audio file is empty")
+    check_text("file", filename)
     return TranscriptionRequest(
         filename=filename,
         content=content,
         content_type=_audio_type(filename),
-        fields={k: v for k, v in fields.items() if v is not None},
+        fields=given,
         response_format=response_format,  # type: ignore[arg-type]
-        call=call_options(options, "transcribe"),
+        call=call,
     )
 
 
-def _read_file(file: FileInput) -> tuple[str, bytes]:
+_FILE_SHAPE = "file: must be a path, bytes, a binary file object or (filename, bytes)"
+
+
+def _read_file(file: Any) -> tuple[str, bytes]:
     if isinstance(file, tuple):
-        name, data = file
-        return name, data if isinstance(data, bytes) else data.read()
+        if len(file) != 2 or not isinstance(file[0], str):
+            raise InvalidRequestError(f"{_FILE_SHAPE}; got another tuple")
+        return file[0] or "audio", _content(file[1])
     if isinstance(file, bytes):
         return "audio", file
     if isinstance(file, str | os.PathLike):
@@ -374,8 +425,21 @@ def _read_file(file: FileInput) -> tuple[str, bytes]:
             raise InvalidRequestError(
                 f"file: cannot read {path}: {exc.strerror}"
             ) from None
+        except ValueError:  # a NUL character, or a name the OS cannot encode
+            raise InvalidRequestError("file: not a valid path") from None
     name = Path(str(getattr(file, "name", "audio"))).name
-    return name, file.read()
+    return name, _content(file)
+
+
+def _content(data: Any) -> bytes:
+    if isinstance(data, bytes):
+        return data
+    read = getattr(data, "read", None)
+    content = read() if callable(read) else None
+    if not isinstance(content, bytes):
+        kind = "a text file" if isinstance(content, str) else type(data).__name__
+        raise InvalidRequestError(f"{_FILE_SHAPE}; got {kind}")
+    return content
 
 
 _AUDIO_TYPES = {

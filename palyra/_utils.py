@@ -150,3 +150,16 @@ def normalize_base_url(url: str) -> str:
         raise ValueError("has an invalid port") from None
     path = parts.path.rstrip("/")
     return urlunsplit((parts.scheme, parts.netloc, path, "", ""))
+
+
+def shown(value: object, limit: int = 40) -> str:
+    """How an error message shows a caller's value: a short repr of a scalar,
+    the type name of anything else. Never raises, even for an int too long for
+    ``str()`` (past ``sys.get_int_max_str_digits()``), shown by its size."""
+    if not isinstance(value, str | int | float) and value is not None:
+        return type(value).__name__
+    try:
+        text = repr(value)
+    except ValueError:
+        return f"an int of {value.bit_length()} bits"  # type: ignore[union-attr]
+    return text if len(text) <= limit else text[: limit - 1] + "…"

@@ -14,6 +14,7 @@ import palyra
 from tests.helpers import DRIVERS, OPS, close, start_stream
 
 USER = [{"role": "user", "content": "hi"}]
+THINKING = {"type": "enabled", "budget_tokens": 2000}
 
 
 def _nested(depth: int) -> Any:
@@ -130,6 +131,86 @@ ROWS = [
 ]
 
 
+class Dumps:
+    """Has a ``model_dump`` that is not a method."""
+
+    model_dump = 5
+
+
+HUGE = 10**5000  # too long for str(): no message may try to show it
+CALL = {"id": "call_1", "type": "function"}
+WEATHER = {"type": "function", "function": {"name": "get_weather"}}
+
+
+def _assistant(**fields: Any) -> list[dict[str, Any]]:
+    return [*USER, {"role": "assistant", "content": "ok", **fields}]
+
+
+# Found by the property test (tests/test_properties.py), one row each.
+PROPERTY_ROWS = [
+    pytest.param(
+        None, {"temperature": HUGE}, "temperature: must be a finite number, got an int"
+    ),
+    pytest.param(None, {"timeout": HUGE}, "timeout: must be a positive number"),
+    pytest.param(None, {"deadline": -HUGE}, "deadline: must be a positive number"),
+    pytest.param(
+        None, {"max_tokens": 2**64}, "max_tokens: must be a positive integer that fits"
+    ),
+    pytest.param(None, {"seed": -(2**70)}, "seed: must be an integer that fits in 64"),
+    pytest.param(
+        [{"role": HUGE, "content": "hi"}], {}, r"messages\[0\]\.role: .*got an int of"
+    ),
+    pytest.param(
+        [{"role": "user", "content": [{"type": HUGE}]}],
+        {},
+        "unsupported content part an int of",
+    ),
+    pytest.param([Dumps()], {}, r"messages\[0\]: must be a message dict, got Dumps"),
+    pytest.param(
+        [*USER, {"role": "tool", "tool_call_id": ["call_1"], "content": "x"}],
+        {},
+        r"messages\[1\]\.tool_call_id: required for tool messages \(a string\)",
+    ),
+    pytest.param(
+        _assistant(tool_calls=5), {}, r"messages\[1\]\.tool_calls: must be a list"
+    ),
+    pytest.param(
+        _assistant(tool_calls=[5]), {}, r"tool_calls\[0\]: must be a mapping, got 5"
+    ),
+    pytest.param(
+        _assistant(tool_calls=[{**CALL, "function": 5}]),
+        {},
+        r"tool_calls\[0\]\.function: must be a mapping",
+    ),
+    pytest.param(
+        _assistant(tool_calls=[{**CALL, "function": {"arguments": "{}"}}]),
+        {},
+        r"tool_calls\[0\]\.function\.name: must be a non-empty string",
+    ),
+    pytest.param(
+        _assistant(tool_calls=[{**CALL, "function": {"name": "f", "arguments": 5}}]),
+        {},
+        r"tool_calls\[0\]\.function\.arguments: must be JSON text",
+    ),
+    pytest.param(
+        None,
+        {"tools": [WEATHER], "tool_choice": {"type": "function", "function": 5}},
+        "tool_choice.function: must be a mapping",
+    ),
+    pytest.param(
+        None,
+        {"response_format": {"type": "json_schema", "json_schema": 5}},
+        "response_format.json_schema: must be a mapping, got 5",
+    ),
+    pytest.param(
+        None,
+        {"response_format": {"type": "json_schema", "json_schema": {"schema": {1}}}},
+        "response_format.json_schema.schema: must be a JSON schema, got set",
+    ),
+    pytest.param(None, {"tags": {HUGE: "x"}}, "tags: keys must be .* got an int of"),
+]
+
+
 def _messages(messages: Any) -> Any:
     if messages is None:
         return USER
@@ -201,7 +282,7 @@ async def _call(
 @pytest.mark.anyio
 @pytest.mark.parametrize("driver", DRIVERS)
 @pytest.mark.parametrize("op", OPS)
-@pytest.mark.parametrize(("messages", "options", "message"), ROWS)
+@pytest.mark.parametrize(("messages", "options", "message"), ROWS + PROPERTY_ROWS)
 async def test_bad_input_is_named_before_any_send(
     client: palyra.Palyra,
     recorder: Recorder,
@@ -265,6 +346,26 @@ async def test_stream_as_a_chat_option_points_to_stream(
             "thinking.budget_tokens: must be a positive integer",
             id="budget",
         ),
+        pytest.param(
+            {"extra_body": {"thinking": THINKING, "top_p": "high"}},
+            "extra_body.top_p: must be a number, got str",
+            id="thinking-top-p",
+        ),
+        pytest.param(
+            {"extra_body": {"thinking": THINKING, "max_tokens": "many"}},
+            "extra_body.max_tokens: must be a number, got str",
+            id="thinking-max-tokens",
+        ),
+        pytest.param(
+            {
+                "response_format": {
+                    "type": "json_schema",
+                    "json_schema": {"schema": {"minimum": math.nan}},
+                }
+            },
+            "response_format.json_schema.schema: must be JSON",
+            id="schema-nan",
+        ),
     ],
 )
 async def test_anthropic_specific_input(
@@ -280,6 +381,23 @@ async def test_anthropic_specific_input(
         pytest.raises(palyra.InvalidRequestError, match=message),
     ):
         await _call(client, driver, "chat", USER, **options)
+    assert recorder.requests == []
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize("driver", DRIVERS)
+async def test_anthropic_thinking_blocks_must_be_blocks(
+    recorder: Recorder, monkeypatch: pytest.MonkeyPatch, driver: str
+) -> None:
+    monkeypatch.setenv("UP_KEY", "sk-ant-test-0123456789")
+    with (
+        _client("anthropic", recorder) as client,
+        pytest.raises(
+            palyra.InvalidRequestError,
+            match=r"messages\[1\]\.thinking_blocks: must be a list of the thinking",
+        ),
+    ):
+        await _call(client, driver, "chat", _assistant(thinking_blocks=5))
     assert recorder.requests == []
 
 

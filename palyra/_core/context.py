@@ -17,6 +17,7 @@ from typing import Any, Literal
 from .._exceptions import InvalidRequestError, PalyraError
 from .._registry import ResolvedModel
 from .._tokens import TokenEstimate
+from .._utils import shown
 from .._wire import Attempt, PalyraInfo
 
 __all__ = ["MAX_TAGS", "NOBODY", "CallContext", "Caller", "Operation"]
@@ -112,7 +113,7 @@ def _checked(name: str, value: Any) -> str:
             f"{name}: must be a string, got {type(value).__name__}"
         )
     if not pattern.fullmatch(value):
-        raise InvalidRequestError(f"{name}: must be {rule}; got {_shown(value)}")
+        raise InvalidRequestError(f"{name}: must be {rule}; got {shown(value)}")
     return value
 
 
@@ -128,7 +129,7 @@ def _checked_tags(tags: Any) -> dict[str, str]:
         if not isinstance(key, str) or not _TAG_KEY.fullmatch(key):
             raise InvalidRequestError(
                 "tags: keys must be 1-64 characters of a-z, 0-9 and _ . : -"
-                f" starting with a letter or digit; got {_shown(key)}"
+                f" starting with a letter or digit; got {shown(key)}"
             )
         if not isinstance(value, str):
             raise InvalidRequestError(
@@ -141,11 +142,6 @@ def _checked_tags(tags: Any) -> dict[str, str]:
             )
         checked[key] = value
     return checked
-
-
-def _shown(value: object) -> str:
-    text = repr(value)
-    return text if len(text) <= 40 else text[:39] + "…"
 
 
 @dataclass(slots=True)

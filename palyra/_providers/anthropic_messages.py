@@ -63,6 +63,13 @@ def check_thinking(payload: dict[str, Any], *, explicit_max: bool) -> None:
     budget = thinking.get("budget_tokens") or 0
     if isinstance(budget, bool) or not isinstance(budget, int) or budget < 0:
         raise InvalidRequestError("thinking.budget_tokens: must be a positive integer")
+    # extra_body may have set these too: the rules below compare them.
+    for name in ("max_tokens", "temperature", "top_p"):
+        value = payload.get(name, 1)
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            raise InvalidRequestError(
+                f"extra_body.{name}: must be a number, got {type(value).__name__}"
+            )
     if payload["max_tokens"] <= budget:
         if explicit_max:
             raise InvalidRequestError(
@@ -77,8 +84,8 @@ def check_thinking(payload: dict[str, Any], *, explicit_max: bool) -> None:
         )
     if payload.get("top_p", 1) < 0.95:
         raise InvalidRequestError("with extended thinking top_p must be >= 0.95")
-    choice = payload.get("tool_choice") or {}
-    if choice.get("type") in ("any", "tool"):
+    choice = payload.get("tool_choice")
+    if isinstance(choice, Mapping) and choice.get("type") in ("any", "tool"):
         raise InvalidRequestError(
             "with extended thinking tool_choice must be 'auto' or 'none'"
         )
@@ -154,12 +161,17 @@ def _copy_options(
 
 
 def _json_instruction(fmt: Any) -> str:
-    schema = fmt.get("json_schema", {}).get("schema") if isinstance(fmt, dict) else None
-    if schema:
-        return (
-            f"{JSON_INSTRUCTION} It must match this JSON schema: {json.dumps(schema)}"
-        )
-    return JSON_INSTRUCTION
+    spec = fmt.get("json_schema") if isinstance(fmt, Mapping) else None
+    schema = spec.get("schema") if isinstance(spec, Mapping) else None
+    if not schema:
+        return JSON_INSTRUCTION
+    try:
+        text = json.dumps(schema, allow_nan=False)
+    except (TypeError, ValueError, RecursionError):
+        raise InvalidRequestError(
+            "response_format.json_schema.schema: must be JSON (a JSON schema)"
+        ) from None
+    return f"{JSON_INSTRUCTION} It must match this JSON schema: {text}"
 
 
 def _split_system(
@@ -221,7 +233,15 @@ def _blocks(message: Mapping[str, Any], index: int) -> list[dict[str, Any]]:
     blocks: list[dict[str, Any]] = []
     if role == "assistant":
         # Extended thinking with tools: the API wants the signed blocks back first.
-        blocks = [dict(block) for block in message.get("thinking_blocks") or []]
+        thinking = message.get("thinking_blocks") or []
+        if not isinstance(thinking, list | tuple) or not all(
+            isinstance(block, Mapping) for block in thinking
+        ):
+            raise InvalidRequestError(
+                f"messages[{index}].thinking_blocks: must be a list of the"
+                " thinking blocks of an earlier answer"
+            )
+        blocks = [dict(block) for block in thinking]
     blocks += _content_blocks(message.get("content"))
     for call in message.get("tool_calls") or []:
         blocks.append(_tool_use(call, index))
@@ -322,7 +342,8 @@ def _tool_choice(choice: Any, parallel: Any) -> dict[str, Any] | None:
     if choice is None and parallel is None:
         return None
     if isinstance(choice, Mapping):
-        name = (choice.get("function") or {}).get("name")
+        function = choice.get("function")
+        name = function.get("name") if isinstance(function, Mapping) else None
         if not isinstance(name, str) or not name:
             raise InvalidRequestError(
                 "tool_choice: anthropic takes 'auto', 'required', 'none' or"

@@ -69,6 +69,9 @@ class DeterministicBackend(ScriptedBackend):
         if reply is not None and reply.status != 200:
             return _error(reply.status, reply.error_message)
         if chat:
+            problem = _chat_problem(payload)
+            if problem:
+                return _error(400, problem)
             return self._chat(payload, reply, number)
         return self._embeddings(payload)
 
@@ -122,10 +125,16 @@ class DeterministicBackend(ScriptedBackend):
 
     def _embeddings(self, payload: dict[str, Any]) -> httpx.Response:
         inputs = payload.get("input")
-        items = [inputs] if isinstance(inputs, str) else list(inputs or [])
-        if not items or not all(isinstance(x, str) and x.strip() for x in items):
+        items = [inputs] if isinstance(inputs, str) else inputs
+        if (
+            not isinstance(items, list)
+            or not items
+            or not all(isinstance(x, str) and x.strip() for x in items)
+        ):
             return _error(400, "input must be non-empty strings")
-        dims = int(payload.get("dimensions") or 64)
+        dims = payload.get("dimensions") or 64
+        if isinstance(dims, bool) or not isinstance(dims, int) or not 0 < dims <= 65536:
+            return _error(400, "dimensions must be an integer from 1 to 65536")
         counter = self._counter()
         model = str(payload.get("model", "deterministic"))
         tokens = sum(counter.count_texts(model, items)[0])
@@ -255,6 +264,21 @@ def hash_embedding(text: str, dimensions: int) -> list[float]:
     return [x / norm for x in vector]
 
 
+def _chat_problem(payload: Any) -> str | None:
+    """What the mock cannot read in a chat body (extra_body can send anything)."""
+    if not isinstance(payload, dict) or not isinstance(payload.get("messages"), list):
+        return "messages must be a list"
+    tools = payload.get("tools")
+    if tools is not None and not (
+        isinstance(tools, list) and all(isinstance(t, dict) for t in tools)
+    ):
+        return "tools must be a list of objects"
+    stop = payload.get("stop")
+    if stop is not None and not isinstance(stop, str | list):
+        return "stop must be a string or a list of strings"
+    return None
+
+
 def _prompt(payload: dict[str, Any]) -> Prompt:
     fmt = payload.get("response_format")
     stop = payload.get("stop") or ()
@@ -323,10 +347,10 @@ def _multipart(request: httpx.Request) -> tuple[dict[str, str], str, int]:
         name = part.get_param("name", header="content-disposition")
         payload = part.get_payload(decode=True)
         data = payload if isinstance(payload, bytes) else b""
-        if part.get_filename():
-            filename, size = str(part.get_filename()), len(data)
+        if name == "file" or part.get_filename():
+            filename, size = str(part.get_filename() or filename), len(data)
         elif isinstance(name, str):
-            fields[name] = data.decode()
+            fields[name] = data.decode(errors="replace")
     return fields, filename, size
 
 
