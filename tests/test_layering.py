@@ -26,10 +26,10 @@ LAYERS: list[tuple[str, list[str]]] = [
             "_addresses",
             "_utils",
             "_headers",
-            "_tokens",
-            "_wire",
         ],
     ),
+    ("_tokens", ["estimate", "encodings", "images", "rules", "counter", "__init__"]),
+    ("wire", ["_wire"]),
     ("_config", ["base", "providers", "models", "root", "__init__"]),
     ("registry", ["_checks", "_request", "_registry", "_credentials"]),
     (
