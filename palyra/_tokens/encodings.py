@@ -19,7 +19,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Protocol
 
-__all__ = ["SHA256", "Choice", "Encoder", "choose", "load_bundled_cl100k"]
+__all__ = ["SHA256", "Choice", "Counting", "Encoder", "choose", "load_bundled_cl100k"]
 
 _log = logging.getLogger(__name__)
 # Official blob file and sha256 of each encoding's BPE data (copied from
@@ -43,11 +43,27 @@ class Encoder(Protocol):
     def encode_ordinary(self, text: str) -> list[int]: ...
 
 
+class Counting(Protocol):
+    """An encoding's counts, three ways."""
+
+    def __call__(self, text: str) -> int:
+        """The exact count, memoised."""
+        ...
+
+    def known(self, text: str) -> int | None:
+        """The memoised count, or None: never encodes."""
+        ...
+
+    def uncached(self, text: str) -> int:
+        """The exact count, not kept (for one-off samples)."""
+        ...
+
+
 @dataclass(frozen=True, slots=True)
 class Choice:
     """How one model's texts are counted (cached per model name)."""
 
-    count: Callable[[str], int]
+    count: Counting
     encoding: str
     approximate: bool
     func_init: int
@@ -58,28 +74,49 @@ def heuristic(text: str) -> int:
     return max(1, math.ceil(len(text.encode("utf-8")) / 4)) if text else 0
 
 
-def _counter(encoder: Encoder) -> Callable[[str], int]:
-    # encode_ordinary: special-token strings in user text are plain text to the
-    # API, and it skips encode()'s special-token scan. Counts are memoised
-    # because every chat request resends the whole history and system prompt:
-    # a dict hit is far cheaper than BPE. The memo is reset past _MEMO_CHARS.
-    encode = encoder.encode_ordinary
-    memo: dict[str, int] = {}
-    held = 0
+class _Heuristic:
+    """`heuristic` as a `Counting`: nothing to memoise."""
 
-    def count(text: str) -> int:
-        nonlocal held  # racy under threads, but only the reset point drifts
-        n = memo.get(text)
+    def __call__(self, text: str) -> int:
+        return heuristic(text)
+
+    def known(self, text: str) -> int | None:
+        return None
+
+    def uncached(self, text: str) -> int:
+        return heuristic(text)
+
+
+class _Memo:
+    """An encoder's counts, memoised.
+
+    encode_ordinary: special-token strings in user text are plain text to the
+    API, and it skips encode()'s special-token scan. Counts are memoised
+    because every chat request resends the whole history and system prompt:
+    a dict hit is far cheaper than BPE. The memo is reset past _MEMO_CHARS.
+    """
+
+    def __init__(self, encoder: Encoder) -> None:
+        self._encode = encoder.encode_ordinary
+        self._memo: dict[str, int] = {}
+        self._held = 0  # racy under threads, but only the reset point drifts
+
+    def __call__(self, text: str) -> int:
+        n = self._memo.get(text)
         if n is None:
-            n = len(encode(text))
-            if held > _MEMO_CHARS:
-                memo.clear()
-                held = 0
-            memo[text] = n
-            held += len(text)
+            n = len(self._encode(text))
+            if self._held > _MEMO_CHARS:
+                self._memo.clear()
+                self._held = 0
+            self._memo[text] = n
+            self._held += len(text)
         return n
 
-    return count
+    def known(self, text: str) -> int | None:
+        return self._memo.get(text)
+
+    def uncached(self, text: str) -> int:
+        return len(self._encode(text))
 
 
 def load_bundled_cl100k() -> Encoder:
@@ -150,18 +187,18 @@ def get_cached_encoding(encoding: str) -> Encoder:
 # name and source. Encodings are immutable and take ~100 ms and tens of MB to
 # build, so they are shared process-wide; the lock stops two threads from
 # building the same one.
-COUNTERS: dict[tuple[str, object], Callable[[str], int] | None] = {}
+COUNTERS: dict[tuple[str, object], Counting | None] = {}
 _COUNTERS_LOCK = threading.Lock()
 
 
 def _load(
     encoding: str, loader: Callable[[], Encoder], source: object
-) -> Callable[[str], int] | None:
+) -> Counting | None:
     key = (encoding, source)
     with _COUNTERS_LOCK:
         if key not in COUNTERS:
             try:
-                COUNTERS[key] = _counter(loader())
+                COUNTERS[key] = _Memo(loader())
             except Exception as exc:  # any failure means "use the next fallback"
                 _log.debug("cannot load encoding %s: %r", encoding, exc)
                 COUNTERS[key] = None
@@ -196,4 +233,4 @@ def choose(model: str, offline_loader: Callable[[], Encoder]) -> Choice:
     if count is not None:
         exact = wanted == "cl100k_base"
         return Choice(count, "cl100k_base", not exact, func_init)
-    return Choice(heuristic, "heuristic", True, func_init)
+    return Choice(_Heuristic(), "heuristic", True, func_init)

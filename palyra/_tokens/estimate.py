@@ -16,8 +16,10 @@ class TokenEstimate(BaseModel):
 
     Attributes:
         prompt_tokens: Estimated prompt tokens, including the chat-format overhead.
-        approximate: True unless the model's own encoding was used and every input
-            could be measured (e.g. image sizes were known).
+        approximate: True unless the model's own encoding was used, every input
+            could be measured (e.g. image sizes were known) and every text was
+            tokenized: past a budget of characters per call, text is estimated
+            from samples of it instead.
         encoding: Encoding used: a tiktoken name such as ``"cl100k_base"`` or
             ``"o200k_base"``, or ``"heuristic"`` (about four UTF-8 bytes a token).
     """
