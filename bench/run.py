@@ -23,6 +23,7 @@ from bench import (  # noqa: E402
     imports,
     overhead,
     streaming,
+    tokens,
 )
 from bench._common import machine, save  # noqa: E402
 
@@ -33,6 +34,7 @@ BENCHMARKS = {
     "anthropic": anthropic_stream.run,
     "bookkeeping": bookkeeping.run,
     "construction": construction.run,
+    "tokens": tokens.run,
 }
 
 

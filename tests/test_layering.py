@@ -26,10 +26,13 @@ LAYERS: list[tuple[str, list[str]]] = [
             "_addresses",
             "_utils",
             "_headers",
-            "_tokens",
-            "_wire",
         ],
     ),
+    (
+        "_tokens",
+        ["estimate", "encodings", "budget", "images", "rules", "counter", "__init__"],
+    ),
+    ("wire", ["_wire"]),
     ("_config", ["base", "providers", "models", "root", "__init__"]),
     ("registry", ["_checks", "_request", "_registry", "_credentials"]),
     (

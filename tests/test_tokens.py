@@ -15,8 +15,13 @@ from typing import Any
 import pydantic
 import pytest
 
-from palyra import _tokens
-from palyra._tokens import TiktokenCounter, TokenCounter, TokenEstimate
+from palyra._tokens import (
+    TiktokenCounter,
+    TokenCounter,
+    TokenEstimate,
+    encodings,
+    rules,
+)
 
 COUNTER = TiktokenCounter()
 
@@ -217,8 +222,9 @@ def test_o200k_cache_with_good_hash_is_exact(
     blob = b"stand-in for o200k_base.tiktoken"
     (tmp_path / _cache_key(O200K_URL)).write_bytes(blob)
     monkeypatch.setenv("TIKTOKEN_CACHE_DIR", str(tmp_path))
-    monkeypatch.setitem(_tokens._SHA256, "o200k_base", hashlib.sha256(blob).hexdigest())
-    monkeypatch.setattr(_tokens, "_COUNTERS", {})
+    digest = hashlib.sha256(blob).hexdigest()
+    monkeypatch.setitem(encodings.SHA256, "o200k_base", digest)
+    monkeypatch.setattr(encodings, "COUNTERS", {})
     loaded: list[str] = []
 
     class FakeEncoding:
@@ -229,7 +235,7 @@ def test_o200k_cache_with_good_hash_is_exact(
         loaded.append(name)
         return FakeEncoding()
 
-    monkeypatch.setattr(_tokens, "_get_cached_encoding", fake_get)
+    monkeypatch.setattr(encodings, "get_cached_encoding", fake_get)
     counter = TiktokenCounter()
     assert counter.count_texts("gpt-4o", ["a b c"]) == ([3], False)
     estimate = counter.estimate_chat("gpt-4o", [{"role": "user", "content": "a b"}])
@@ -338,7 +344,7 @@ def test_tool_calls_and_results_are_counted() -> None:
     ]
     estimate = COUNTER.estimate_chat("gpt-4", messages)
     texts = ["assistant", name, args, "tool", "call_1", "18C"]
-    expected = 3 + 2 * 3 + _tokens._PER_TOOL_CALL + sum(count("gpt-4", texts)[0])
+    expected = 3 + 2 * 3 + rules.PER_TOOL_CALL + sum(count("gpt-4", texts)[0])
     assert estimate == TokenEstimate(
         prompt_tokens=expected, approximate=False, encoding="cl100k_base"
     )
