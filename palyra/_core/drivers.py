@@ -19,10 +19,10 @@ from typing import Any, TypeVar
 
 import httpx
 
-from .._exceptions import ClientClosedError
+from .._exceptions import APIError, ClientClosedError
 from .._providers import InProcessTransport
 from .netguard import BlockedAddress, LookupFailed, NetworkGuard
-from .reading import BodyReader, aprime, outcome, prime
+from .reading import BodyReader, aprime, check_size, outcome, prime
 from .steps import Flow, Outcome, Prime, ProviderCall
 
 __all__ = ["LIMITS", "AsyncDriver", "Deferred", "SyncDriver", "running_loop"]
@@ -37,7 +37,8 @@ logger = logging.getLogger("palyra")
 # reconnecting.
 LIMITS = httpx.Limits(max_connections=100, max_keepalive_connections=100)
 # What a send can fail with before a response: httpx's errors, and the guard's
-# refusals and failed lookups (not httpx errors, so they arrive untouched).
+# refusals and failed lookups (not httpx errors, so they arrive untouched). A
+# body past its size cap fails as an APIError (`BodyReader`).
 _SEND_ERRORS = (httpx.HTTPError, BlockedAddress, LookupFailed)
 
 
@@ -160,17 +161,20 @@ class SyncDriver(_Driver):
         started = time.perf_counter()
         try:
             response = client.send(call.request, stream=True)
-            # In-memory responses (mocks, the deterministic upstream) are read.
             if _wants_body(call, response):
                 reader = BodyReader(call, response, started)
+                parts = response.iter_bytes() if reader.decoded else response.iter_raw()
                 try:
-                    for part in response.iter_raw():
+                    for part in parts:
                         if reader.add(part):
                             break
                 finally:
                     response.close()
                 response = reader.response()
-        except _SEND_ERRORS as exc:
+            elif not call.stream:
+                # In-memory responses (mocks, the deterministic upstream) are read.
+                check_size(call, response)
+        except (*_SEND_ERRORS, APIError) as exc:
             return outcome(call, None, exc, started)
         return outcome(call, response, None, started)
 
@@ -254,14 +258,19 @@ class AsyncDriver(_Driver):
             response = await client.send(call.request, stream=True)
             if _wants_body(call, response):
                 reader = BodyReader(call, response, started)
+                parts = (
+                    response.aiter_bytes() if reader.decoded else response.aiter_raw()
+                )
                 try:
-                    async for part in response.aiter_raw():
+                    async for part in parts:
                         if reader.add(part):
                             break
                 finally:
                     await response.aclose()
                 response = reader.response()
-        except _SEND_ERRORS as exc:
+            elif not call.stream:
+                check_size(call, response)
+        except (*_SEND_ERRORS, APIError) as exc:
             return outcome(call, None, exc, started)
         return outcome(call, response, None, started)
 
