@@ -15,6 +15,7 @@ before more is kept.
 
 from __future__ import annotations
 
+import sys
 from dataclasses import dataclass
 
 __all__: list[str] = []
@@ -64,7 +65,8 @@ class SSEDecoder:
     )
 
     def __init__(self, max_event_bytes: int | None = None) -> None:
-        self._limit = max_event_bytes
+        # No bound is a bound no event reaches: one comparison either way.
+        self._limit = sys.maxsize if max_event_bytes is None else max_event_bytes
         self._started = False
         self._head = b""  # the first bytes, until they tell whether a BOM starts
         self._parts: list[bytes] = []  # the unfinished line, as it arrived
@@ -102,12 +104,19 @@ class SSEDecoder:
             chunk = chunk.replace(b"\r\n", b"\n").replace(b"\r", b"\n")
         lines = chunk.split(b"\n")
         tail = lines.pop()
+        limit = self._limit
+        # No line of this read can pass the bound unless the whole read, on
+        # top of the event so far, does: only then is each line checked.
+        check = self._kept + self._held + len(chunk) > limit
         events: list[ServerSentEvent] = []
         for line in lines:
             if self._parts:
                 self._parts.append(line)
                 line = b"".join(self._parts)
                 self._parts = []
+                self._held = 0
+            if check and self._kept + len(line) > limit:
+                raise EventTooLarge(limit)
             event = self._line(line)
             if event is not None:
                 events.append(event)
@@ -118,7 +127,7 @@ class SSEDecoder:
     def _keep(self, part: bytes) -> None:
         """Hold part of an unfinished line, within the bound."""
         held = self._held + len(part)
-        if self._limit is not None and self._kept + held > self._limit:
+        if self._kept + held > self._limit:
             raise EventTooLarge(self._limit)
         self._parts.append(part)
         self._held = held
@@ -152,10 +161,6 @@ class SSEDecoder:
     def _line(self, raw: bytes) -> ServerSentEvent | None:
         if not raw:
             return self._dispatch()
-        self._held = 0
-        size = self._kept + len(raw)
-        if self._limit is not None and size > self._limit:
-            raise EventTooLarge(self._limit)
         line = raw.decode("utf-8", errors="replace")
         if line.startswith(":"):
             return None
@@ -164,7 +169,7 @@ class SSEDecoder:
             value = value[1:]
         if name == "data":
             self._data.append(value)
-            self._kept = size  # kept until the event dispatches
+            self._kept += len(raw)  # kept until the event dispatches
         elif name == "event":
             self._event = value
         elif name == "id" and "\x00" not in value:
