@@ -22,6 +22,7 @@ from bench import (  # noqa: E402
     construction,
     imports,
     overhead,
+    sse_decode,
     streaming,
 )
 from bench._common import machine, save  # noqa: E402
@@ -33,6 +34,7 @@ BENCHMARKS = {
     "anthropic": anthropic_stream.run,
     "bookkeeping": bookkeeping.run,
     "construction": construction.run,
+    "sse": sse_decode.run,
 }
 
 
