@@ -1,4 +1,4 @@
-"""Benchmark 7: SSE decoding throughput against input size.
+"""Benchmark 8: SSE decoding throughput against input size.
 
 `SSEDecoder` fed in 64 KiB reads, for inputs of growing size, in two shapes:
 one line that never ends (the worst case of the decoder that re-joined its
