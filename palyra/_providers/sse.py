@@ -60,6 +60,7 @@ class SSEDecoder:
         "_id",
         "_kept",
         "_limit",
+        "_lines",
         "_parts",
         "_started",
     )
@@ -73,7 +74,8 @@ class SSEDecoder:
         self._cr = False  # the line in _parts ended with a CR at the end of a read
         self._held = 0  # bytes in _parts
         self._kept = 0  # bytes of the event's data lines so far
-        self._data: list[str] = []
+        self._data: bytes | bytearray = b""  # the event's data lines, LF-joined
+        self._lines = 0  # how many data lines it holds
         self._event: str | None = None
         self._id: str | None = None
 
@@ -141,7 +143,7 @@ class SSEDecoder:
         """
         pending = self._head or self._parts or self._cr
         events = self.feed(b"\n") if pending else []
-        if self._data:
+        if self._lines:
             event = self._dispatch()
             if event is not None:
                 events.append(event)
@@ -149,41 +151,56 @@ class SSEDecoder:
 
     def close(self) -> bool:
         """End of stream. Returns True when an unfinished event was left over."""
-        leftover = bool(self._head or self._parts or self._data)
+        leftover = bool(self._head or self._parts or self._lines)
         self._head = b""
         self._parts = []
         self._cr = False
         self._held = self._kept = 0
-        self._data = []
+        self._data = b""
+        self._lines = 0
         self._event = None
         return leftover
 
     def _line(self, raw: bytes) -> ServerSentEvent | None:
         if not raw:
             return self._dispatch()
-        line = raw.decode("utf-8", errors="replace")
-        if line.startswith(":"):
+        if raw.startswith(b":"):
             return None
-        name, sep, value = line.partition(":")
-        if sep and value.startswith(" "):
+        # Split as bytes: ":" and " " are ASCII, so this is the split of the
+        # decoded line, and data is decoded once per event.
+        name, sep, value = raw.partition(b":")
+        if sep and value.startswith(b" "):
             value = value[1:]
-        if name == "data":
-            self._data.append(value)
+        if name == b"data":
+            # One buffer, not a string per line: an event of many short lines
+            # takes the memory its bytes do, not an object's worth per line.
+            # The usual event has one line: it is kept as it came.
+            if not self._lines:
+                self._data = value
+            else:
+                if self._lines == 1:
+                    self._data = bytearray(self._data)
+                self._data += b"\n"
+                self._data += value
+            self._lines += 1
             self._kept += len(raw)  # kept until the event dispatches
-        elif name == "event":
-            self._event = value
-        elif name == "id" and "\x00" not in value:
-            self._id = value
+        elif name == b"event":
+            self._event = value.decode("utf-8", errors="replace")
+        elif name == b"id" and b"\x00" not in value:
+            self._id = value.decode("utf-8", errors="replace")
         return None
 
     def _dispatch(self) -> ServerSentEvent | None:
         self._kept = 0
-        if not self._data:
+        if not self._lines:
             self._event = None
             return None
         event = ServerSentEvent(
-            data="\n".join(self._data), event=self._event or "message", id=self._id
+            data=self._data.decode("utf-8", errors="replace"),
+            event=self._event or "message",
+            id=self._id,
         )
-        self._data = []
+        self._data = b""
+        self._lines = 0
         self._event = None
         return event

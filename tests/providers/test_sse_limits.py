@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import gc
 import time
+import tracemalloc
 from collections.abc import Iterable
 
 import pytest
@@ -13,6 +14,7 @@ from palyra._providers.sse import EventTooLarge, ServerSentEvent, SSEDecoder
 
 CAP = 1000
 READ = 64 * 1024
+MiB = 1024 * 1024
 FEEDS = [pytest.param("whole", id="whole"), pytest.param("bytes", id="bytes")]
 
 
@@ -147,3 +149,21 @@ def test_decoding_time_is_linear() -> None:
     as for 4.)"""
     small, large = _decode_time(4), _decode_time(16)
     assert large < 8 * small, (small, large)
+
+
+def test_many_short_data_lines_take_the_memory_of_their_bytes() -> None:
+    """An event of many short ``data:`` lines holds about its bytes, not a
+    Python object per line (which took six to seven times as much): the cap
+    bounds memory, not only a count."""
+    cap = 4 * MiB
+    body = b"data: xy\n" * (READ // 9)
+    decoder = SSEDecoder(max_event_bytes=cap)
+    tracemalloc.start()
+    try:
+        for _ in range(cap // len(body) - 1):
+            decoder.feed(body)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert decoder.feed(b"\n")[0].data.startswith("xy\nxy\n")
+    assert peak < 1.5 * cap, peak
