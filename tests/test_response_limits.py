@@ -26,7 +26,7 @@ from tests.helpers import (
     texts,
     upstream_config,
 )
-from tests.upstream import Reply, Upstream
+from tests.upstream import Reply, Upstream, anthropic_sse
 
 pytestmark = [pytest.mark.e2e, pytest.mark.anyio]
 
@@ -269,3 +269,33 @@ async def test_a_json_answer_to_a_stream_request_is_held_to_the_cap(
         await start_stream(client, driver, USER)
     _check(info.value, "max_response_bytes", "JSON answer to a stream request")
     assert len(upstream.requests) == 2
+
+
+@pytest.mark.parametrize("driver", DRIVERS)
+async def test_the_anthropic_dialect_has_the_same_cap(
+    upstream: Upstream, monkeypatch: pytest.MonkeyPatch, driver: str
+) -> None:
+    """Anthropic's named events go through the same decoder and cap."""
+    monkeypatch.setenv("UP_KEY", FAKE_KEY)
+    provider = {
+        "id": "ant",
+        "kind": "anthropic",
+        "base_url": upstream.origin,
+        "api_key_env": "UP_KEY",
+        "max_retries": 0,
+    }
+    config = {
+        "providers": [provider],
+        "models": [{"id": "claude", "provider": "ant"}],
+        "limits": LIMITS,
+    }
+    client = palyra.Palyra(config)
+    delta = {"index": 0, "delta": {"type": "text_delta", "text": "x" * CAP}}
+    upstream.enqueue(anthropic_sse([("content_block_delta", delta)]))
+    with pytest.raises(palyra.ResponseTooLargeError) as info:
+        await start_stream(client, driver, USER)
+    assert (info.value.provider, info.value.setting) == ("ant", "max_event_bytes")
+    if driver == "async":
+        await client.aclose()
+    else:
+        client.close()
