@@ -136,6 +136,24 @@ async def test_the_cap_bounds_the_decoded_body(
 
 
 @pytest.mark.parametrize("driver", DRIVERS)
+async def test_a_body_that_does_not_decode_is_not_retried(
+    upstream: Upstream, client: palyra.Palyra, driver: str
+) -> None:
+    """Read decoded, a body its content encoding cannot undo is an answer of
+    the wrong shape (as it was when read raw), not a broken connection."""
+    upstream.enqueue(
+        Reply(
+            body=b"not gzip at all",
+            content_type="application/json",
+            headers={"Content-Encoding": "gzip"},
+        )
+    )
+    with pytest.raises(palyra.APIResponseValidationError, match="content-encoding"):
+        await chat(client, driver, USER)
+    _counted_once(client, upstream)
+
+
+@pytest.mark.parametrize("driver", DRIVERS)
 async def test_reading_stops_at_the_cap(
     monkeypatch: pytest.MonkeyPatch, driver: str
 ) -> None:

@@ -168,6 +168,8 @@ class SyncDriver(_Driver):
                     for part in parts:
                         if reader.add(part):
                             break
+                except httpx.DecodingError:
+                    raise reader.undecodable() from None
                 finally:
                     response.close()
                 response = reader.response()
@@ -265,6 +267,8 @@ class AsyncDriver(_Driver):
                     async for part in parts:
                         if reader.add(part):
                             break
+                except httpx.DecodingError:
+                    raise reader.undecodable() from None
                 finally:
                     await response.aclose()
                 response = reader.response()

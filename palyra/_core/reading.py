@@ -18,7 +18,7 @@ from typing import Any
 
 import httpx
 
-from .._exceptions import APIError
+from .._exceptions import APIError, APIResponseValidationError
 from .._providers import request_id, too_large
 from .steps import Outcome, Prime, ProviderCall
 
@@ -112,6 +112,17 @@ class BodyReader:
             raise _too_large(self._call, self._response)
         self._parts.append(part)
         return False
+
+    def undecodable(self) -> APIError:
+        """The error of a success body its content encoding cannot undo (read
+        raw before, it failed as a body that is not JSON: not retried)."""
+        encoding = self._response.headers.get("content-encoding", "none")
+        return self._call.target.fail(
+            APIResponseValidationError,
+            f"upstream response body could not be decoded (content-encoding"
+            f" {encoding})",
+            request_id=request_id(self._response, self._call.target.secrets),
+        )
 
     def response(self) -> httpx.Response:
         """The response with its (possibly cut) body in memory."""
