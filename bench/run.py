@@ -22,6 +22,7 @@ from bench import (  # noqa: E402
     construction,
     imports,
     overhead,
+    sse_decode,
     streaming,
     tokens,
 )
@@ -35,6 +36,7 @@ BENCHMARKS = {
     "bookkeeping": bookkeeping.run,
     "construction": construction.run,
     "tokens": tokens.run,
+    "sse": sse_decode.run,
 }
 
 

@@ -10,6 +10,7 @@ mistakes sit beside it, so `except palyra.APIError` never hides a bug::
     │   │   ├── BlockedAddressError   the host's address is refused (never retried)
     │   │   └── StreamInterruptedError  the upstream stopped mid-stream
     │   ├── APIResponseValidationError  2xx body that is not what the API promises
+    │   │   └── ResponseTooLargeError  an answer or event past a `limits` cap
     │   └── APIStatusError            non-2xx answer (status_code)
     │       ├── BadRequestError            400
     │       ├── AuthenticationError        401
@@ -65,6 +66,7 @@ __all__ = [
     "PermissionDeniedError",
     "RateLimitError",
     "RequestTooLargeError",
+    "ResponseTooLargeError",
     "StreamInterruptedError",
     "UnprocessableEntityError",
     "UnsupportedCapabilityError",
@@ -199,6 +201,26 @@ class NoProviderAvailableError(APIError):
 
 class APIResponseValidationError(APIError):
     """The upstream answered 2xx with a body that is not the documented shape."""
+
+
+class ResponseTooLargeError(APIResponseValidationError):
+    """The upstream's answer passed a size cap of the ``limits`` table.
+
+    Reading stops at the cap, so memory stays bounded. Like any answer of
+    the wrong shape, it counts against the provider and is not retried;
+    another candidate may serve. From a stream, it is raised by the iterator
+    (or by the call, before the first chunk).
+
+    Attributes:
+        limit: The cap, in bytes.
+        setting: Which cap: ``"max_event_bytes"`` (one server-sent event) or
+            ``"max_response_bytes"`` (a whole answer).
+    """
+
+    def __init__(self, message: str, *, limit: int, setting: str, **kw: Any):
+        super().__init__(message, **kw)
+        self.limit = limit
+        self.setting = setting
 
 
 class APIStatusError(APIError):

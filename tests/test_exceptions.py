@@ -37,6 +37,7 @@ def test_tree_shape() -> None:
     assert issubclass(palyra.RateLimitError, palyra.APIStatusError)
     assert issubclass(palyra.OverloadedError, palyra.InternalServerError)
     assert issubclass(palyra.APIStatusError, palyra.APIError)
+    assert issubclass(palyra.ResponseTooLargeError, palyra.APIResponseValidationError)
     for cls in (
         palyra.ConfigError,
         palyra.InvalidRequestError,
@@ -67,3 +68,12 @@ def test_config_error_lists_every_problem() -> None:
     error = palyra.ConfigError([("a.b", "bad"), ("c[0]", "worse")])
     assert str(error) == "invalid palyra configuration\n  a.b: bad\n  c[0]: worse"
     assert error.errors == [("a.b", "bad"), ("c[0]", "worse")]
+
+
+def test_response_too_large_names_its_cap() -> None:
+    """The cap's setting and value travel as attributes."""
+    error = palyra.ResponseTooLargeError(
+        "too big", limit=10, setting="max_event_bytes", provider="up", model="m"
+    )
+    assert (error.limit, error.setting) == (10, "max_event_bytes")
+    assert str(error) == "too big (provider=up, model=m)"

@@ -26,7 +26,7 @@ from .providers import (
     ProviderConfig,
     ProviderKind,
 )
-from .root import PalyraConfig, RegistryDefaults, ResilienceConfig
+from .root import LimitsConfig, PalyraConfig, RegistryDefaults, ResilienceConfig
 
 __all__ = [
     "DEFAULT_AUTH_HEADERS",
@@ -34,6 +34,7 @@ __all__ = [
     "AuthHeader",
     "Capabilities",
     "InsecureConfigWarning",
+    "LimitsConfig",
     "ModelEntry",
     "ModelRole",
     "PalyraConfig",

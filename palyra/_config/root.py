@@ -16,7 +16,7 @@ from .base import ConfigModel, CrossFieldError, PositiveSeconds, unknown_keys
 from .models import ModelEntry
 from .providers import ProviderConfig
 
-__all__ = ["PalyraConfig", "RegistryDefaults", "ResilienceConfig"]
+__all__ = ["LimitsConfig", "PalyraConfig", "RegistryDefaults", "ResilienceConfig"]
 
 
 FailoverScope = Literal["any", "same_provider", "off"]
@@ -69,6 +69,33 @@ class ResilienceConfig(ConfigModel):
         return value
 
 
+MiB = 1024 * 1024
+# Whole bytes (TOML and Python give ints; a bool or "16MB" is a mistake), at
+# least one, at most 1 GiB: past that a cap no longer bounds anything useful.
+ByteCount = Annotated[int, Field(strict=True, gt=0, le=1024 * MiB)]
+
+
+class LimitsConfig(ConfigModel):
+    """How much one upstream answer may hold, so that a broken or hostile
+    upstream cannot grow memory (and time) without bound.
+
+    Past a cap the call raises `ResponseTooLargeError`, naming the cap; like
+    any answer of the wrong shape, it counts against the provider and is not
+    retried, and another candidate may serve.
+
+    Args:
+        max_event_bytes: Largest server-sent event of a stream, in bytes: its
+            ``data:`` lines plus the line being read, as sent (field names
+            included, line breaks not).
+        max_response_bytes: Largest whole answer, in bytes after decoding
+            (gzip and the like): a non-streaming response body, or a JSON
+            answer to a stream request.
+    """
+
+    max_event_bytes: ByteCount = 16 * MiB
+    max_response_bytes: ByteCount = 64 * MiB
+
+
 class RegistryDefaults(ConfigModel):
     """Default model id (or alias) per role."""
 
@@ -115,6 +142,7 @@ class PalyraConfig(ConfigModel):
     models: tuple[ModelEntry, ...] = ()
     defaults: RegistryDefaults = Field(default_factory=RegistryDefaults)
     resilience: ResilienceConfig = Field(default_factory=ResilienceConfig)
+    limits: LimitsConfig = Field(default_factory=LimitsConfig)
 
     @model_validator(mode="before")
     @classmethod

@@ -241,6 +241,8 @@ def _judge(
     target = candidate.target
     response = outcome.response
     if response is None:
+        if isinstance(outcome.error, APIError):
+            return None, outcome.error  # typed by the driver: a body past its cap
         return None, transport_error(target, outcome.error)
     if response.status_code >= 400:
         return response, adapter.status_error(target, response)

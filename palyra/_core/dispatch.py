@@ -75,6 +75,7 @@ class Dispatcher:
         self.hooks = hooks
         self.health = health
         self.resilience = resilience
+        self.limits = registry.config.limits  # every candidate's size caps
         self.credential = credential
         self.adapter = adapter
         self.attempts = Attempts(health, resilience.retry_after_cap)
@@ -142,7 +143,7 @@ class Dispatcher:
         by its breaker, then attempted."""
         try:
             prepare(model)
-            target = Target(model, self.credential(ctx, model))
+            target = Target(model, self.credential(ctx, model), self.limits)
         except (ContextWindowExceededError, CredentialError) as exc:
             return self._skip(ctx, model, exc)
         adapter = self.adapter(model)

@@ -20,10 +20,10 @@ from typing import Any, TypeVar
 
 import httpx
 
-from .._exceptions import ClientClosedError
+from .._exceptions import APIError, ClientClosedError
 from .._providers import InProcessTransport
 from .netguard import BlockedAddress, LookupFailed, NetworkGuard
-from .reading import BodyReader, aprime, outcome, prime
+from .reading import BodyReader, aprime, check_size, outcome, prime
 from .sending import install_scrubber, sending
 from .steps import Flow, Outcome, Prime, ProviderCall
 
@@ -39,7 +39,8 @@ logger = logging.getLogger("palyra")
 # reconnecting.
 LIMITS = httpx.Limits(max_connections=100, max_keepalive_connections=100)
 # What a send can fail with before a response: httpx's errors, and the guard's
-# refusals and failed lookups (not httpx errors, so they arrive untouched).
+# refusals and failed lookups (not httpx errors, so they arrive untouched). A
+# body past its size cap fails as an APIError (`BodyReader`).
 _SEND_ERRORS = (httpx.HTTPError, BlockedAddress, LookupFailed)
 
 
@@ -163,17 +164,13 @@ class SyncDriver(_Driver):
         try:
             with _scope(call):
                 response = client.send(call.request, stream=True)
-                # In-memory responses (mocks, the deterministic upstream) are read.
                 if _wants_body(call, response):
-                    reader = BodyReader(call, response, started)
-                    try:
-                        for part in response.iter_raw():
-                            if reader.add(part):
-                                break
-                    finally:
-                        response.close()
-                    response = reader.response()
-        except _SEND_ERRORS as exc:
+                    response = _read(call, response, started)
+                elif not call.stream:
+                    # In-memory responses (mocks, the deterministic upstream)
+                    # arrive read: their size is checked after the fact.
+                    check_size(call, response)
+        except (*_SEND_ERRORS, APIError) as exc:
             return outcome(call, None, exc, started)
         return outcome(call, response, None, started)
 
@@ -257,15 +254,10 @@ class AsyncDriver(_Driver):
             with _scope(call):
                 response = await client.send(call.request, stream=True)
                 if _wants_body(call, response):
-                    reader = BodyReader(call, response, started)
-                    try:
-                        async for part in response.aiter_raw():
-                            if reader.add(part):
-                                break
-                    finally:
-                        await response.aclose()
-                    response = reader.response()
-        except _SEND_ERRORS as exc:
+                    response = await _aread(call, response, started)
+                elif not call.stream:
+                    check_size(call, response)
+        except (*_SEND_ERRORS, APIError) as exc:
             return outcome(call, None, exc, started)
         return outcome(call, response, None, started)
 
@@ -309,6 +301,40 @@ def _client_options(transport: Any, guard: NetworkGuard, asynchronous: bool) -> 
     from .connect import client_options
 
     return client_options(guard, LIMITS, asynchronous=asynchronous)
+
+
+def _read(
+    call: ProviderCall, response: httpx.Response, started: float
+) -> httpx.Response:
+    """The response with its body read (within the attempt's time and caps)."""
+    reader = BodyReader(call, response, started)
+    parts = response.iter_bytes() if reader.decoded else response.iter_raw()
+    try:
+        for part in parts:
+            if reader.add(part):
+                break
+    except httpx.DecodingError:
+        raise reader.undecodable() from None
+    finally:
+        response.close()
+    return reader.response()
+
+
+async def _aread(
+    call: ProviderCall, response: httpx.Response, started: float
+) -> httpx.Response:
+    """Async `_read`."""
+    reader = BodyReader(call, response, started)
+    parts = response.aiter_bytes() if reader.decoded else response.aiter_raw()
+    try:
+        async for part in parts:
+            if reader.add(part):
+                break
+    except httpx.DecodingError:
+        raise reader.undecodable() from None
+    finally:
+        await response.aclose()
+    return reader.response()
 
 
 def _scope(call: ProviderCall) -> contextlib.AbstractContextManager[object]:

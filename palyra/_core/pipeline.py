@@ -255,7 +255,9 @@ class Pipeline:
         model = self.registry.any_model(provider)
         ctx = self._start("models", model, None, Caller(), None)
         adapter = self._adapters.for_model(model)
-        target = Target(model, self._credential(ctx, model))
+        target = Target(
+            model, self._credential(ctx, model), self.registry.config.limits
+        )
         found: list[ProviderModel] = []
         cursor: str | None = None
         for _ in range(_MAX_PAGES):
@@ -288,7 +290,9 @@ class Pipeline:
             return count
         ctx = self._start("count_tokens", model, request.call.deadline, caller, request)
         adapter = self._adapters.for_model(model)
-        target = Target(model, self._credential(ctx, model))
+        target = Target(
+            model, self._credential(ctx, model), self.registry.config.limits
+        )
         http_request = adapter.count_tokens_request(target, request)
         if http_request is not None:
             exact_count = yield from self.dispatcher.single(

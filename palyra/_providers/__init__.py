@@ -13,7 +13,8 @@ May import: the leaves (``_exceptions``, ``_utils``, ``_wire``, ``_config``,
 ``_tokens``, ``_request``, ``_registry``) and httpx. Never the core or a
 subsystem: the core drives adapters through the contract exported here.
 
-Exports to the rest of palyra: the contract, `request_id`, `stream_parser`
+Exports to the rest of palyra: the contract, `request_id`, `too_large` (the
+error of an answer past a size cap), `stream_parser`
 (the parser for the body a stream request actually got), `Adapters`, which
 loads each kind's adapter on first use (``import palyra`` loads none), and the
 scriptable backends, loaded when first named.
@@ -30,7 +31,14 @@ from .._exceptions import UnsupportedCapabilityError
 from .._registry import ResolvedModel
 from .._tokens import TokenCounter
 from .._version import __version__
-from .base import InProcessTransport, ProviderAdapter, StreamParser, Target, request_id
+from .base import (
+    InProcessTransport,
+    ProviderAdapter,
+    StreamParser,
+    Target,
+    request_id,
+    too_large,
+)
 from .unstreamed import stream_parser
 
 if TYPE_CHECKING:
@@ -49,6 +57,7 @@ __all__ = [
     "Target",
     "request_id",
     "stream_parser",
+    "too_large",
 ]
 
 # Provider kind -> module whose ``create(counter)`` builds the kind's adapter.

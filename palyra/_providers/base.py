@@ -11,17 +11,19 @@ import json
 import re
 import time
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, Protocol
+from typing import Any, Literal, Protocol
 
 import httpx
 
+from .._config import LimitsConfig
 from .._exceptions import (
     APIError,
     APIResponseValidationError,
     APIStatusError,
     InvalidRequestError,
+    ResponseTooLargeError,
     StreamInterruptedError,
     status_error_class,
 )
@@ -43,7 +45,7 @@ from .._wire import (
     Transcription,
 )
 from .accumulator import ChunkAccumulator
-from .sse import ServerSentEvent, SSEDecoder
+from .sse import EventTooLarge, ServerSentEvent, SSEDecoder
 
 __all__ = [
     "InProcessTransport",
@@ -51,6 +53,7 @@ __all__ = [
     "StreamParser",
     "Target",
     "request_id",
+    "too_large",
 ]
 
 USER_AGENT = "palyra"
@@ -58,10 +61,12 @@ USER_AGENT = "palyra"
 
 @dataclass(frozen=True, slots=True)
 class Target:
-    """The model a call goes to, with the credential to use (never printed)."""
+    """The model a call goes to, with the credential to use (never printed)
+    and the size caps its answers must keep to."""
 
     model: ResolvedModel
     credential: str | None
+    limits: LimitsConfig = field(default_factory=LimitsConfig)
 
     def __repr__(self) -> str:
         return f"Target(provider={self.model.provider.id!r}, model={self.model.id!r})"
@@ -82,6 +87,25 @@ class Target:
             model=self.model.id,
             **kw,
         )
+
+
+SizeCap = Literal["max_event_bytes", "max_response_bytes"]
+
+
+def too_large(
+    target: Target, setting: SizeCap, what: str, rid: str | None = None
+) -> APIError:
+    """The error of an answer that passed one of ``target``'s size caps,
+    naming the cap's setting and value."""
+    limit: int = getattr(target.limits, setting)
+    return target.fail(
+        ResponseTooLargeError,
+        f"upstream {what} is larger than limits.{setting} ({limit} bytes);"
+        " reading stopped there",
+        limit=limit,
+        setting=setting,
+        request_id=rid,
+    )
 
 
 class StreamParser(Protocol):
@@ -174,12 +198,17 @@ class SSEChunkParser:
     def __init__(self, target: Target, *, forward_usage: bool) -> None:
         self._target = target
         self._forward_usage = forward_usage
-        self._sse = SSEDecoder()
+        self._sse = SSEDecoder(target.limits.max_event_bytes)
         self.accumulator = ChunkAccumulator()
 
     def feed(self, data: bytes) -> list[ChatCompletionChunk]:
-        """Parse one network read into chunks; error events raise typed errors."""
-        return self._events(self._sse.feed(data))
+        """Parse one network read into chunks; error events raise typed errors,
+        and so does an event past ``limits.max_event_bytes``."""
+        try:
+            events = self._sse.feed(data)
+        except EventTooLarge:
+            raise too_large(self._target, "max_event_bytes", "stream event") from None
+        return self._events(events)
 
     @property
     def usage(self) -> CompletionUsage | None:
@@ -188,7 +217,10 @@ class SSEChunkParser:
 
     def flush(self) -> list[ChatCompletionChunk]:
         """Chunks completed only by the end of the body."""
-        events = self._sse.flush()
+        try:
+            events = self._sse.flush()
+        except EventTooLarge:
+            raise too_large(self._target, "max_event_bytes", "stream event") from None
         try:
             return self._events(events)
         except APIResponseValidationError:

@@ -4,10 +4,18 @@ It follows the WHATWG event-stream rules that matter for LLM APIs: ``\\n``,
 ``\\r\\n`` and ``\\r`` line endings, comment lines (``:`` keep-alives), several
 ``data:`` lines joined by newlines, named ``event:`` types, and events split at
 any byte across network reads.
+
+Decoding is linear in the bytes fed: each read is scanned once, and a line
+that spans reads is kept as its parts and joined once, when it ends. An event
+is bounded too (`SSEDecoder` ``max_event_bytes``): its ``data:`` lines plus
+the line being read, counted as the bytes of those lines on the wire (field
+names included, line breaks not); past the bound, `EventTooLarge` is raised
+before more is kept.
 """
 
 from __future__ import annotations
 
+import sys
 from dataclasses import dataclass
 
 __all__: list[str] = []
@@ -24,43 +32,107 @@ class ServerSentEvent:
     id: str | None = None
 
 
+class EventTooLarge(Exception):
+    """An event grew past the decoder's ``max_event_bytes``.
+
+    Attributes:
+        limit: The bound, in bytes.
+    """
+
+    def __init__(self, limit: int) -> None:
+        super().__init__(f"server-sent event larger than {limit} bytes")
+        self.limit = limit
+
+
 class SSEDecoder:
-    """Turn network reads into events; call `feed` per read and `close` at EOF."""
+    """Turn network reads into events; call `feed` per read and `close` at EOF.
 
-    __slots__ = ("_buffer", "_data", "_event", "_id", "_started")
+    Args:
+        max_event_bytes: The largest event kept (None: no bound).
+    """
 
-    def __init__(self) -> None:
+    __slots__ = (
+        "_cr",
+        "_data",
+        "_event",
+        "_head",
+        "_held",
+        "_id",
+        "_kept",
+        "_limit",
+        "_lines",
+        "_parts",
+        "_started",
+    )
+
+    def __init__(self, max_event_bytes: int | None = None) -> None:
+        # No bound is a bound no event reaches: one comparison either way.
+        self._limit = sys.maxsize if max_event_bytes is None else max_event_bytes
         self._started = False
-        self._buffer = b""
-        self._data: list[str] = []
+        self._head = b""  # the first bytes, until they tell whether a BOM starts
+        self._parts: list[bytes] = []  # the unfinished line, as it arrived
+        self._cr = False  # the line in _parts ended with a CR at the end of a read
+        self._held = 0  # bytes in _parts
+        self._kept = 0  # bytes of the event's data lines so far
+        self._data: bytes | bytearray = b""  # the event's data lines, LF-joined
+        self._lines = 0  # how many data lines it holds
         self._event: str | None = None
         self._id: str | None = None
 
     def feed(self, chunk: bytes) -> list[ServerSentEvent]:
-        """Decode one read; returns the events it completed (possibly none)."""
-        buffer = self._buffer + chunk if self._buffer else chunk
+        """Decode one read; returns the events it completed (possibly none).
+
+        Raises:
+            EventTooLarge: the event being read passed ``max_event_bytes``.
+        """
         if not self._started:
-            if len(buffer) < 3 and _BOM.startswith(buffer):
-                self._buffer = buffer  # too short to tell whether it is a BOM
+            head = self._head + chunk
+            if len(head) < 3 and _BOM.startswith(head):
+                self._head = head  # too short to tell whether it is a BOM
                 return []
             self._started = True
-            buffer = buffer.removeprefix(_BOM)
-        if b"\r" in buffer:
+            self._head = b""
+            chunk = head.removeprefix(_BOM)
+        if self._cr and chunk:
+            # The held CR ends the unfinished line; an LF right after it
+            # belongs to it ("\r\n" split across reads).
+            self._cr = False
+            chunk = b"\r" + chunk
+        if b"\r" in chunk:
             # A trailing CR may be the first half of a CRLF split across reads.
-            keep_cr = buffer.endswith(b"\r")
-            if keep_cr:
-                buffer = buffer[:-1]
-            buffer = buffer.replace(b"\r\n", b"\n").replace(b"\r", b"\n")
-            if keep_cr:
-                buffer += b"\r"
-        lines = buffer.split(b"\n")
-        self._buffer = lines.pop()
+            if chunk.endswith(b"\r"):
+                self._cr = True
+                chunk = chunk[:-1]
+            chunk = chunk.replace(b"\r\n", b"\n").replace(b"\r", b"\n")
+        lines = chunk.split(b"\n")
+        tail = lines.pop()
+        limit = self._limit
+        # No line of this read can pass the bound unless the whole read, on
+        # top of the event so far, does: only then is each line checked.
+        check = self._kept + self._held + len(chunk) > limit
         events: list[ServerSentEvent] = []
         for line in lines:
+            if self._parts:
+                self._parts.append(line)
+                line = b"".join(self._parts)
+                self._parts = []
+                self._held = 0
+            if check and self._kept + len(line) > limit:
+                raise EventTooLarge(limit)
             event = self._line(line)
             if event is not None:
                 events.append(event)
+        if tail:
+            self._keep(tail)
         return events
+
+    def _keep(self, part: bytes) -> None:
+        """Hold part of an unfinished line, within the bound."""
+        held = self._held + len(part)
+        if self._kept + held > self._limit:
+            raise EventTooLarge(self._limit)
+        self._parts.append(part)
+        self._held = held
 
     def flush(self) -> list[ServerSentEvent]:
         """At end of body: dispatch what is pending as if the body had ended
@@ -69,8 +141,9 @@ class SSEDecoder:
         The last event may then be cut short; parsers treat an event from
         `flush` that does not parse as an interrupted stream, not as garbage.
         """
-        events = self.feed(b"\n") if self._buffer else []
-        if self._data:
+        pending = self._head or self._parts or self._cr
+        events = self.feed(b"\n") if pending else []
+        if self._lines:
             event = self._dispatch()
             if event is not None:
                 events.append(event)
@@ -78,36 +151,56 @@ class SSEDecoder:
 
     def close(self) -> bool:
         """End of stream. Returns True when an unfinished event was left over."""
-        leftover = bool(self._buffer.strip(b"\r")) or bool(self._data)
-        self._buffer = b""
-        self._data = []
+        leftover = bool(self._head or self._parts or self._lines)
+        self._head = b""
+        self._parts = []
+        self._cr = False
+        self._held = self._kept = 0
+        self._data = b""
+        self._lines = 0
         self._event = None
         return leftover
 
     def _line(self, raw: bytes) -> ServerSentEvent | None:
         if not raw:
             return self._dispatch()
-        line = raw.decode("utf-8", errors="replace")
-        if line.startswith(":"):
+        if raw.startswith(b":"):
             return None
-        name, sep, value = line.partition(":")
-        if sep and value.startswith(" "):
+        # Split as bytes: ":" and " " are ASCII, so this is the split of the
+        # decoded line, and data is decoded once per event.
+        name, sep, value = raw.partition(b":")
+        if sep and value.startswith(b" "):
             value = value[1:]
-        if name == "data":
-            self._data.append(value)
-        elif name == "event":
-            self._event = value
-        elif name == "id" and "\x00" not in value:
-            self._id = value
+        if name == b"data":
+            # One buffer, not a string per line: an event of many short lines
+            # takes the memory its bytes do, not an object's worth per line.
+            # The usual event has one line: it is kept as it came.
+            if not self._lines:
+                self._data = value
+            else:
+                if self._lines == 1:
+                    self._data = bytearray(self._data)
+                self._data += b"\n"
+                self._data += value
+            self._lines += 1
+            self._kept += len(raw)  # kept until the event dispatches
+        elif name == b"event":
+            self._event = value.decode("utf-8", errors="replace")
+        elif name == b"id" and b"\x00" not in value:
+            self._id = value.decode("utf-8", errors="replace")
         return None
 
     def _dispatch(self) -> ServerSentEvent | None:
-        if not self._data:
+        self._kept = 0
+        if not self._lines:
             self._event = None
             return None
         event = ServerSentEvent(
-            data="\n".join(self._data), event=self._event or "message", id=self._id
+            data=self._data.decode("utf-8", errors="replace"),
+            event=self._event or "message",
+            id=self._id,
         )
-        self._data = []
+        self._data = b""
+        self._lines = 0
         self._event = None
         return event

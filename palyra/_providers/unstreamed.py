@@ -34,12 +34,10 @@ from .base import (
     error_from_payload,
     request_id,
     stream_error_status,
+    too_large,
 )
 
 __all__ = ["WholeAnswer", "stream_parser"]
-
-MAX_ANSWER_BYTES = 64 * 1024 * 1024
-"""Largest JSON body a stream request may be answered with."""
 
 
 def stream_parser(
@@ -92,14 +90,15 @@ class WholeAnswer:
         self.accumulator = ChunkAccumulator()
 
     def feed(self, data: bytes) -> list[ChatCompletionChunk]:
-        """Keep the body; chunks come once it is whole."""
+        """Keep the body, up to ``limits.max_response_bytes``; chunks come
+        once it is whole."""
         self._size += len(data)
-        if self._size > MAX_ANSWER_BYTES:
-            raise self._target.fail(
-                APIResponseValidationError,
-                f"upstream answered a stream request with JSON larger than"
-                f" {MAX_ANSWER_BYTES} bytes",
-                request_id=request_id(self._response),
+        if self._size > self._target.limits.max_response_bytes:
+            raise too_large(
+                self._target,
+                "max_response_bytes",
+                "JSON answer to a stream request",
+                request_id(self._response, self._target.secrets),
             )
         self._parts.append(data)
         return []

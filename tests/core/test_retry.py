@@ -188,6 +188,13 @@ def _window() -> Exception:
             True,
             id="bad-2xx-body",
         ),
+        pytest.param(
+            palyra.ResponseTooLargeError("big", limit=1, setting="max_event_bytes"),
+            C.UNKNOWN,
+            False,
+            True,
+            id="2xx-body-past-a-cap",
+        ),
         pytest.param(_window(), C.CONTEXT_OVERFLOW, False, True, id="local-window"),
         pytest.param(
             palyra.CredentialError("no key"), C.AUTH_INVALID, False, True, id="no-key"
