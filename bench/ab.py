@@ -48,8 +48,16 @@ def export(rev: str, into: Path) -> Path:
     return into
 
 
+def _env(palyra_root: Path, **extra: str) -> dict[str, str]:
+    """The environment of a sample: palyra from ``palyra_root``, and bytecode
+    cached (without it, under ``PYTHONDONTWRITEBYTECODE``, the exported base
+    would compile every module in every sample and the tree would not)."""
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
+    return {**env, "PYTHONPATH": str(palyra_root), **extra}
+
+
 def _run(code_path: Path | None, args: list[str], palyra_root: Path) -> str:
-    env = {**os.environ, "PYTHONPATH": str(palyra_root)}
+    env = _env(palyra_root)
     command = [sys.executable, "-I" if code_path is None else "-P"]
     command += ["-c", _FLOOR] if code_path is None else [str(code_path), *args]
     return subprocess.run(
@@ -73,7 +81,7 @@ def instructions(palyra_root: Path, subject: str) -> int:
     by callgrind as the difference between 300 and 100 calls."""
     totals = []
     for calls in (100, 300):
-        env = {**os.environ, "PYTHONPATH": str(palyra_root), "PYTHONHASHSEED": "0"}
+        env = _env(palyra_root, PYTHONHASHSEED="0")
         done = subprocess.run(
             [
                 "valgrind",
@@ -138,6 +146,8 @@ def run(base: str, rounds: int, quick: bool, icount: bool) -> dict[str, Any]:
         trees = {"base": export(base, Path(tmp)), "head": ROOT}
         samples: dict[str, list[dict[str, float]]] = {"base": [], "head": []}
         floors = []
+        for side in samples:  # unrecorded: writes each side's bytecode cache
+            sample(trees[side], quick=True)
         for i in range(rounds):
             floors.append(floor())
             for side in ("base", "head") if i % 2 == 0 else ("head", "base"):
