@@ -257,6 +257,8 @@ def call_options(options: Mapping[str, Any], what: str | None = None) -> CallOpt
 
 
 def _listed(messages: Any) -> Iterable[Any]:
+    if type(messages) is list:
+        return messages
     if isinstance(messages, str | bytes | Mapping) or not isinstance(
         messages, Iterable
     ):
@@ -266,7 +268,7 @@ def _listed(messages: Any) -> Iterable[Any]:
 
 def _check_message(item: Any, index: int, needs: Needs) -> Mapping[str, Any]:
     message: Mapping[str, Any]
-    if isinstance(item, Mapping):
+    if type(item) is dict or isinstance(item, Mapping):
         message = item
     else:
         dump = getattr(item, "model_dump", None)
@@ -284,7 +286,9 @@ def _check_message(item: Any, index: int, needs: Needs) -> Mapping[str, Any]:
             f" {', '.join(sorted(ROLES - {'function'}))}, got {shown(role)}"
         )
     content = message.get("content")
-    if isinstance(content, list):
+    if type(content) is str:
+        pass  # the common case, settled first
+    elif isinstance(content, list):
         for j, part in enumerate(content):
             _check_part(part, f"messages[{index}].content[{j}]", needs)
     elif content is None:

@@ -10,7 +10,6 @@ Nothing here decides what to do with a result.
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import threading
 import time
@@ -24,7 +23,7 @@ from .._exceptions import APIError, ClientClosedError
 from .._providers import InProcessTransport
 from .netguard import BlockedAddress, LookupFailed, NetworkGuard
 from .reading import BodyReader, aprime, check_size, outcome, prime
-from .sending import install_scrubber, sending
+from .sending import enter, install_scrubber, leave
 from .steps import Flow, Outcome, Prime, ProviderCall
 
 __all__ = ["LIMITS", "AsyncDriver", "Deferred", "SyncDriver", "running_loop"]
@@ -161,17 +160,25 @@ class SyncDriver(_Driver):
     def _send(self, call: ProviderCall) -> Outcome:
         client = self._client(call)
         started = time.perf_counter()
+        # The send's scope for the network layer (`palyra._core.sending`): the
+        # attempt's budget bounds the response head and body, and its key is
+        # kept out of httpx's logs. In-process upstreams need neither.
+        scope = (
+            None if call.local is not None else enter(call.budget, call.target.secrets)
+        )
         try:
-            with _scope(call):
-                response = client.send(call.request, stream=True)
-                if _wants_body(call, response):
-                    response = _read(call, response, started)
-                elif not call.stream:
-                    # In-memory responses (mocks, the deterministic upstream)
-                    # arrive read: their size is checked after the fact.
-                    check_size(call, response)
+            response = client.send(call.request, stream=True)
+            if _wants_body(call, response):
+                response = _read(call, response, started)
+            elif not call.stream:
+                # In-memory responses (mocks, the deterministic upstream)
+                # arrive read: their size is checked after the fact.
+                check_size(call, response)
         except (*_SEND_ERRORS, APIError) as exc:
             return outcome(call, None, exc, started)
+        finally:
+            if scope is not None:
+                leave(scope)
         return outcome(call, response, None, started)
 
     def _client(self, call: ProviderCall) -> httpx.Client:
@@ -250,15 +257,20 @@ class AsyncDriver(_Driver):
     async def _send(self, call: ProviderCall) -> Outcome:
         client = self._client(call)
         started = time.perf_counter()
+        scope = (
+            None if call.local is not None else enter(call.budget, call.target.secrets)
+        )
         try:
-            with _scope(call):
-                response = await client.send(call.request, stream=True)
-                if _wants_body(call, response):
-                    response = await _aread(call, response, started)
-                elif not call.stream:
-                    check_size(call, response)
+            response = await client.send(call.request, stream=True)
+            if _wants_body(call, response):
+                response = await _aread(call, response, started)
+            elif not call.stream:
+                check_size(call, response)
         except (*_SEND_ERRORS, APIError) as exc:
             return outcome(call, None, exc, started)
+        finally:
+            if scope is not None:
+                leave(scope)
         return outcome(call, response, None, started)
 
     def _client(self, call: ProviderCall) -> httpx.AsyncClient:
@@ -335,18 +347,6 @@ async def _aread(
     finally:
         await response.aclose()
     return reader.response()
-
-
-def _scope(call: ProviderCall) -> contextlib.AbstractContextManager[object]:
-    """The send's scope for the network layer (`palyra._core.sending`): the
-    attempt's budget bounds the response head and body, and its credential is
-    kept out of httpx's logs. In-process upstreams need neither."""
-    if call.local is not None:
-        return _NO_SCOPE
-    return sending(call.budget, call.target.secrets)
-
-
-_NO_SCOPE = contextlib.nullcontext()
 
 
 def _wants_body(call: ProviderCall, response: httpx.Response) -> bool:

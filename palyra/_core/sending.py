@@ -24,7 +24,7 @@ import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from contextvars import ContextVar
+from contextvars import ContextVar, Token
 from typing import NamedTuple
 
 from .._utils import redact
@@ -34,7 +34,9 @@ __all__ = [
     "SecretScrubber",
     "Sending",
     "current",
+    "enter",
     "install_scrubber",
+    "leave",
     "sending",
     "time_left",
 ]
@@ -74,16 +76,30 @@ def time_left() -> float | None:
     return scope.deadline - time.perf_counter()
 
 
-@contextmanager
-def sending(budget: float | None, secrets: tuple[str, ...]) -> Iterator[Sending]:
-    """Mark a send: its network reads end within ``budget`` seconds from now."""
+def enter(budget: float | None, secrets: tuple[str, ...]) -> Token[Sending | None]:
+    """Mark a send: its network reads end within ``budget`` seconds from now.
+
+    Returns the token `leave` takes (a pair of plain calls rather than a
+    context manager: this runs on every call, and a generator-based one costs
+    several times as much).
+    """
     deadline = None if budget is None else time.perf_counter() + budget
-    scope = Sending(deadline, budget, secrets)
-    token = _CURRENT.set(scope)
+    return _CURRENT.set(Sending(deadline, budget, secrets))
+
+
+def leave(token: Token[Sending | None]) -> None:
+    """End the send `enter` marked."""
+    _CURRENT.reset(token)
+
+
+@contextmanager
+def sending(budget: float | None, secrets: tuple[str, ...]) -> Iterator[None]:
+    """`enter` and `leave` as a context manager (for tests and rare paths)."""
+    token = enter(budget, secrets)
     try:
-        yield scope
+        yield
     finally:
-        _CURRENT.reset(token)
+        leave(token)
 
 
 class SecretScrubber(logging.Filter):

@@ -76,7 +76,7 @@ class Tally:
     def __call__(self, text: str) -> int:
         """The exact count, or 0 for a deferred text (see `rest`)."""
         n = self.exact(text)
-        return 0 if n is None else n
+        return n or 0
 
     def guesses(self) -> list[int]:
         """Estimated counts of the deferred texts, in the order deferred."""
