@@ -135,31 +135,33 @@ class AnthropicStreamParser(SSEChunkParser):
 
     def _events(self, events: list[ServerSentEvent]) -> list[ChatCompletionChunk]:
         chunks = []
-        for event in events:
-            if self._state.stopped:
-                continue
-            for chunk in self._checked(event):
-                self.accumulator.add(chunk)
-                if chunk.choices or self._forward_usage:
-                    chunks.append(chunk)
-        return chunks
-
-    def _checked(self, event: ServerSentEvent) -> list[ChatCompletionChunk]:
-        """The chunks of one event; an event of the wrong shape is a typed
-        error naming its type (never quoting it: it may hold anything)."""
+        add = self.accumulator.add
+        event: ServerSentEvent | None = None
+        # One try around the loop, not one per event: this is the hot path.
         try:
-            return [
-                ChatCompletionChunk.model_validate(b) for b in self._translate(event)
-            ]
+            for event in events:
+                if self._state.stopped:
+                    continue
+                for body in self._translate(event):
+                    chunk = ChatCompletionChunk.model_validate(body)
+                    add(chunk)
+                    if chunk.choices or self._forward_usage:
+                        chunks.append(chunk)
         except APIError:
             raise
         except (TypeError, ValueError, AttributeError, KeyError, IndexError) as exc:
-            detail = str(exc) if isinstance(exc, Malformed) else type(exc).__name__
-            kind = event.event or "message"
-            raise self._target.fail(
-                APIResponseValidationError,
-                f"malformed {kind} event in upstream stream ({detail})",
-            ) from None
+            raise self._malformed(event, exc) from None
+        return chunks
+
+    def _malformed(self, event: ServerSentEvent | None, exc: Exception) -> APIError:
+        """An event of the wrong shape: a typed error naming its type (never
+        quoting it: it may hold anything)."""
+        detail = str(exc) if isinstance(exc, Malformed) else type(exc).__name__
+        kind = (event.event if event is not None else None) or "message"
+        return self._target.fail(
+            APIResponseValidationError,
+            f"malformed {kind} event in upstream stream ({detail})",
+        )
 
     def _translate(self, event: ServerSentEvent) -> list[dict[str, Any]]:
         payload = self._payload(event)
@@ -229,7 +231,10 @@ class AnthropicStreamParser(SSEChunkParser):
         delta = payload.get("delta") or {}
         kind = delta.get("type")
         if kind == "text_delta":
-            return [self._chunk({"content": text_of(delta.get("text", ""), "text")})]
+            text = delta.get("text", "")
+            if type(text) is not str:  # the check inline: most events are these
+                text = text_of(text, "text")
+            return [self._chunk({"content": text})]
         if kind == "input_json_delta":
             tool = self._state.tools.get(int(payload.get("index", 0)))
             piece = text_of(delta.get("partial_json", ""), "partial_json")

@@ -111,15 +111,17 @@ class SSEDecoder:
         # top of the event so far, does: only then is each line checked.
         check = self._kept + self._held + len(chunk) > limit
         events: list[ServerSentEvent] = []
+        if self._parts and lines:
+            # Only the first line of a read can finish a line held from before.
+            self._parts.append(lines[0])
+            lines[0] = b"".join(self._parts)
+            self._parts = []
+            self._held = 0
+        read_line = self._line  # bound once: the loop runs per line
         for line in lines:
-            if self._parts:
-                self._parts.append(line)
-                line = b"".join(self._parts)
-                self._parts = []
-                self._held = 0
             if check and self._kept + len(line) > limit:
                 raise EventTooLarge(limit)
-            event = self._line(line)
+            event = read_line(line)
             if event is not None:
                 events.append(event)
         if tail:
