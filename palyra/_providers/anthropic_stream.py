@@ -136,6 +136,7 @@ class AnthropicStreamParser(SSEChunkParser):
     def _events(self, events: list[ServerSentEvent]) -> list[ChatCompletionChunk]:
         chunks = []
         add = self.accumulator.add
+        validate = ChatCompletionChunk.model_validate
         event: ServerSentEvent | None = None
         # One try around the loop, not one per event: this is the hot path.
         try:
@@ -143,7 +144,7 @@ class AnthropicStreamParser(SSEChunkParser):
                 if self._state.stopped:
                     continue
                 for body in self._translate(event):
-                    chunk = ChatCompletionChunk.model_validate(body)
+                    chunk = validate(body)
                     add(chunk)
                     if chunk.choices or self._forward_usage:
                         chunks.append(chunk)

@@ -166,13 +166,16 @@ class SSEDecoder:
     def _line(self, raw: bytes) -> ServerSentEvent | None:
         if not raw:
             return self._dispatch()
-        if raw.startswith(b":"):
+        if raw.startswith(b"data: "):  # most lines: no split needed
+            name, value = b"data", raw[6:]
+        elif raw.startswith(b":"):
             return None
-        # Split as bytes: ":" and " " are ASCII, so this is the split of the
-        # decoded line, and data is decoded once per event.
-        name, sep, value = raw.partition(b":")
-        if sep and value.startswith(b" "):
-            value = value[1:]
+        else:
+            # Split as bytes: ":" and " " are ASCII, so this is the split of
+            # the decoded line, and data is decoded once per event.
+            name, sep, value = raw.partition(b":")
+            if sep and value.startswith(b" "):
+                value = value[1:]
         if name == b"data":
             # One buffer, not a string per line: an event of many short lines
             # takes the memory its bytes do, not an object's worth per line.
