@@ -213,6 +213,30 @@ async def test_a_proxy_trickling_the_head_ends_at_the_deadline(
     assert time.perf_counter() - started < 2.0
 
 
+@pytest.mark.anyio
+@pytest.mark.parametrize("driver", DRIVERS)
+async def test_a_slow_lookup_ends_with_the_attempts_time(
+    monkeypatch: pytest.MonkeyPatch, driver: str
+) -> None:
+    """The provider's ``timeout`` (0.5 s) is the attempt's whole time: a lookup
+    hanging for 3 s must not get the longer ``connect_timeout`` (5 s)."""
+    monkeypatch.setenv("UP_KEY", KEY)
+
+    def slow(host: str, port: int) -> list[str]:
+        time.sleep(3)
+        return ["127.0.0.1"]
+
+    config = _config("https://slow.example.com/v1", timeout=0.5, connect_timeout=5)
+    client = palyra.Palyra(config, resolver=slow)
+    started = time.perf_counter()
+    try:
+        with pytest.raises(palyra.APITimeoutError):
+            await chat(client, driver, USER, deadline=None)
+    finally:
+        await _close(client, driver)
+    assert time.perf_counter() - started < 2.0
+
+
 def test_the_scope_is_per_context_and_reset() -> None:
     assert time_left() is None
     with sending(5.0, (KEY,)):

@@ -52,6 +52,7 @@ class GuardedBackend(httpcore.NetworkBackend):
         local_address: str | None = None,
         socket_options: Iterable[Any] | None = None,
     ) -> httpcore.NetworkStream:
+        timeout = _cut(timeout)  # the lookup too ends by the send's deadline
         deadline = _deadline(timeout)
         try:
             addresses = self._guard.resolve(host, port, timeout)
@@ -100,6 +101,7 @@ class AsyncGuardedBackend(httpcore.AsyncNetworkBackend):
         local_address: str | None = None,
         socket_options: Iterable[Any] | None = None,
     ) -> httpcore.AsyncNetworkStream:
+        timeout = _cut(timeout)  # the lookup too ends by the send's deadline
         deadline = _deadline(timeout)
         try:
             addresses = await self._guard.aresolve(host, port, timeout)

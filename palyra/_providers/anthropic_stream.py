@@ -143,8 +143,9 @@ class AnthropicStreamParser(SSEChunkParser):
             for event in events:
                 if self._state.stopped:
                     continue
-                for body in self._translate(event):
-                    chunk = validate(body)
+                # The whole event is validated before any of it is kept: a bad
+                # event leaves nothing of itself in the accumulator.
+                for chunk in [validate(body) for body in self._translate(event)]:
                     add(chunk)
                     if chunk.choices or self._forward_usage:
                         chunks.append(chunk)

@@ -201,3 +201,26 @@ async def test_usage_counts_at_the_end_are_checked(driver: str) -> None:
         stream = await start_stream(client, driver, USER, MODEL)
         with pytest.raises(palyra.APIResponseValidationError, match="output_tokens"):
             await drain(stream)
+
+
+def test_a_bad_event_leaves_nothing_of_itself_in_the_accumulator() -> None:
+    """An event whose second chunk is malformed: the first is not kept either,
+    so the partial answer never holds half an event."""
+    from palyra._providers.anthropic_stream import AnthropicStreamParser
+    from palyra._providers.base import Target
+    from palyra._providers.sse import ServerSentEvent
+
+    with palyra.Palyra() as client:
+        target = Target(client._registry.resolve(None, "chat"), None)
+    good = {"id": "m", "model": "x", "created": 1, "choices": []}
+
+    class TwoBodies(AnthropicStreamParser):
+        __slots__ = ()
+
+        def _translate(self, event: ServerSentEvent) -> list[dict[str, Any]]:
+            return [good, {"choices": "not a list"}]
+
+    parser = TwoBodies(target, forward_usage=True)
+    with pytest.raises(palyra.APIResponseValidationError, match="message_delta"):
+        parser._events([ServerSentEvent(data="{}", event="message_delta")])
+    assert parser.accumulator.chunks == 0
