@@ -15,6 +15,7 @@ import typing
 from ._version import __version__
 
 if typing.TYPE_CHECKING:
+    from ._auth import KeyringSecretStore, MemorySecretStore, SecretStore
     from ._client import Palyra
     from ._config import (
         Capabilities,
@@ -56,6 +57,7 @@ if typing.TYPE_CHECKING:
         StreamInterruptedError,
         UnprocessableEntityError,
         UnsupportedCapabilityError,
+        VaultError,
     )
     from ._providers import DeterministicBackend, ScriptedReply
     from ._request import ChatOptions, RequestOptions
@@ -123,7 +125,9 @@ __all__ = [
     "InsecureConfigWarning",
     "InternalServerError",
     "InvalidRequestError",
+    "KeyringSecretStore",
     "LimitsConfig",
+    "MemorySecretStore",
     "ModelCapabilities",
     "ModelEntry",
     "ModelHealth",
@@ -148,6 +152,7 @@ __all__ = [
     "ResilienceConfig",
     "ResponseTooLargeError",
     "ScriptedReply",
+    "SecretStore",
     "Stream",
     "StreamInterruptedError",
     "TiktokenCounter",
@@ -159,12 +164,14 @@ __all__ = [
     "TranscriptionSegment",
     "UnprocessableEntityError",
     "UnsupportedCapabilityError",
+    "VaultError",
     "__version__",
 ]
 
 # The module each public name comes from; the TYPE_CHECKING imports above
 # say the same (tests/test_exported_members.py checks that they agree).
 _SOURCES = {
+    "._auth": ("KeyringSecretStore", "MemorySecretStore", "SecretStore"),
     "._client": ("Palyra",),
     "._config": (
         "Capabilities",
@@ -206,6 +213,7 @@ _SOURCES = {
         "StreamInterruptedError",
         "UnprocessableEntityError",
         "UnsupportedCapabilityError",
+        "VaultError",
     ),
     "._providers": ("DeterministicBackend", "ScriptedReply"),
     "._request": ("ChatOptions", "RequestOptions"),

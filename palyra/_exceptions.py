@@ -70,6 +70,7 @@ __all__ = [
     "StreamInterruptedError",
     "UnprocessableEntityError",
     "UnsupportedCapabilityError",
+    "VaultError",
 ]
 
 
@@ -363,6 +364,12 @@ class ModelNotFoundError(_CallContextError):
 
 class CredentialError(_CallContextError):
     """No credential could be found for a provider; the message says how to add one."""
+
+
+class VaultError(CredentialError):
+    """The vault that holds secrets (the OS keyring) is missing, locked or
+    failing; the message names the backend and how to fix it. palyra never
+    falls back to keeping secrets in plain text."""
 
 
 class InvalidRequestError(PalyraError, ValueError):
