@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 
 import palyra
-from palyra._core.sending import HTTP_LOGGERS, SecretScrubber, sending, time_left
+from palyra._core.sending import HTTP_LOGGERS, SecretScrubber, enter, leave, time_left
 from tests.helpers import DRIVERS, chat, completion_json, drain, start_stream
 from tests.upstream import Reply, Upstream
 
@@ -239,15 +239,16 @@ async def test_a_slow_lookup_ends_with_the_attempts_time(
 
 def test_the_scope_is_per_context_and_reset() -> None:
     assert time_left() is None
-    with sending(5.0, (KEY,)):
-        left = time_left()
-        assert left is not None
-        assert 4.0 < left <= 5.0
-        seen: list[float | None] = []
-        thread = threading.Thread(target=lambda: seen.append(time_left()))
-        thread.start()
-        thread.join()
-        assert seen == [None]  # another thread's sends are its own
+    token = enter(5.0, (KEY,))
+    left = time_left()
+    assert left is not None
+    assert 4.0 < left <= 5.0
+    seen: list[float | None] = []
+    thread = threading.Thread(target=lambda: seen.append(time_left()))
+    thread.start()
+    thread.join()
+    assert seen == [None]  # another thread's sends are its own
+    leave(token)
     assert time_left() is None
 
 
@@ -286,10 +287,13 @@ def test_records_outside_a_palyra_send_are_untouched() -> None:
     record = logging.LogRecord("httpcore.http11", logging.DEBUG, "", 0, KEY, None, None)
     assert SecretScrubber().filter(record)
     assert record.getMessage() == KEY
-    with sending(None, (KEY,)):
+    token = enter(None, (KEY,))
+    try:
         record = logging.LogRecord("x", logging.DEBUG, "", 0, "got %s", (KEY,), None)
         assert SecretScrubber().filter(record)
         assert record.getMessage() == "got <redacted>"
+    finally:
+        leave(token)
 
 
 async def _call(client: palyra.Palyra, driver: str, op: str, **limits: Any) -> None:

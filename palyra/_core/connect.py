@@ -31,108 +31,6 @@ __all__ = [
 ]
 
 
-class GuardedBackend(httpcore.NetworkBackend):
-    """httpcore's sync backend, connecting only to addresses the guard passed.
-
-    The addresses are tried in turn, sharing the connect timeout (resolution
-    included), so one that is black-holed does not use up the whole of it.
-    """
-
-    def __init__(
-        self, guard: NetworkGuard, inner: httpcore.NetworkBackend | None = None
-    ) -> None:
-        self._guard = guard
-        self._inner = inner or httpcore.SyncBackend()
-
-    def connect_tcp(
-        self,
-        host: str,
-        port: int,
-        timeout: float | None = None,
-        local_address: str | None = None,
-        socket_options: Iterable[Any] | None = None,
-    ) -> httpcore.NetworkStream:
-        timeout = _cut(timeout)  # the lookup too ends by the send's deadline
-        deadline = _deadline(timeout)
-        try:
-            addresses = self._guard.resolve(host, port, timeout)
-        except LookupTimeout as exc:
-            raise httpcore.ConnectTimeout(str(exc)) from None
-        failure: Exception | None = None
-        for index, address in enumerate(addresses):
-            share = _share(deadline, len(addresses) - index)
-            if share is not None and share <= 0:
-                break
-            try:
-                stream = self._inner.connect_tcp(
-                    address, port, _cut(share), local_address, socket_options
-                )
-                return BoundedStream(stream)
-            except (httpcore.ConnectError, httpcore.ConnectTimeout) as exc:
-                failure = exc  # the next address may answer
-        raise failure or _out_of_time(host, timeout)
-
-    def connect_unix_socket(
-        self,
-        path: str,
-        timeout: float | None = None,
-        socket_options: Iterable[Any] | None = None,
-    ) -> httpcore.NetworkStream:
-        return self._inner.connect_unix_socket(path, timeout, socket_options)
-
-    def sleep(self, seconds: float) -> None:
-        self._inner.sleep(seconds)
-
-
-class AsyncGuardedBackend(httpcore.AsyncNetworkBackend):
-    """httpcore's async (anyio) backend, behind the same guard."""
-
-    def __init__(
-        self, guard: NetworkGuard, inner: httpcore.AsyncNetworkBackend | None = None
-    ) -> None:
-        self._guard = guard
-        self._inner = inner or httpcore.AnyIOBackend()
-
-    async def connect_tcp(
-        self,
-        host: str,
-        port: int,
-        timeout: float | None = None,  # noqa: ASYNC109 (httpcore's interface)
-        local_address: str | None = None,
-        socket_options: Iterable[Any] | None = None,
-    ) -> httpcore.AsyncNetworkStream:
-        timeout = _cut(timeout)  # the lookup too ends by the send's deadline
-        deadline = _deadline(timeout)
-        try:
-            addresses = await self._guard.aresolve(host, port, timeout)
-        except LookupTimeout as exc:
-            raise httpcore.ConnectTimeout(str(exc)) from None
-        failure: Exception | None = None
-        for index, address in enumerate(addresses):
-            share = _share(deadline, len(addresses) - index)
-            if share is not None and share <= 0:
-                break
-            try:
-                stream = await self._inner.connect_tcp(
-                    address, port, _cut(share), local_address, socket_options
-                )
-                return AsyncBoundedStream(stream)
-            except (httpcore.ConnectError, httpcore.ConnectTimeout) as exc:
-                failure = exc
-        raise failure or _out_of_time(host, timeout)
-
-    async def connect_unix_socket(
-        self,
-        path: str,
-        timeout: float | None = None,  # noqa: ASYNC109 (httpcore's interface)
-        socket_options: Iterable[Any] | None = None,
-    ) -> httpcore.AsyncNetworkStream:
-        return await self._inner.connect_unix_socket(path, timeout, socket_options)
-
-    async def sleep(self, seconds: float) -> None:
-        await self._inner.sleep(seconds)
-
-
 # The least timeout a socket operation gets once the send's time is up: zero
 # would make the socket non-blocking (an error of another kind), and a read
 # whose bytes are already there still succeeds.
@@ -221,6 +119,148 @@ class AsyncBoundedStream(httpcore.AsyncNetworkStream):
         return self._inner.get_extra_info(info)
 
 
+class BoundedBackend(httpcore.NetworkBackend):
+    """A network backend whose connects and streams end by the send's deadline
+    (`BoundedStream`): under palyra's guard, and for environment proxies."""
+
+    def __init__(self, inner: httpcore.NetworkBackend) -> None:
+        self._inner = inner
+
+    def connect_tcp(
+        self,
+        host: str,
+        port: int,
+        timeout: float | None = None,
+        local_address: str | None = None,
+        socket_options: Iterable[Any] | None = None,
+    ) -> httpcore.NetworkStream:
+        stream = self._inner.connect_tcp(
+            host, port, _cut(timeout), local_address, socket_options
+        )
+        return BoundedStream(stream)
+
+    def connect_unix_socket(
+        self,
+        path: str,
+        timeout: float | None = None,
+        socket_options: Iterable[Any] | None = None,
+    ) -> httpcore.NetworkStream:
+        return self._inner.connect_unix_socket(path, timeout, socket_options)
+
+    def sleep(self, seconds: float) -> None:
+        self._inner.sleep(seconds)
+
+
+class AsyncBoundedBackend(httpcore.AsyncNetworkBackend):
+    """The async twin of `BoundedBackend`."""
+
+    def __init__(self, inner: httpcore.AsyncNetworkBackend) -> None:
+        self._inner = inner
+
+    async def connect_tcp(
+        self,
+        host: str,
+        port: int,
+        timeout: float | None = None,  # noqa: ASYNC109 (httpcore's interface)
+        local_address: str | None = None,
+        socket_options: Iterable[Any] | None = None,
+    ) -> httpcore.AsyncNetworkStream:
+        stream = await self._inner.connect_tcp(
+            host, port, _cut(timeout), local_address, socket_options
+        )
+        return AsyncBoundedStream(stream)
+
+    async def connect_unix_socket(
+        self,
+        path: str,
+        timeout: float | None = None,  # noqa: ASYNC109 (httpcore's interface)
+        socket_options: Iterable[Any] | None = None,
+    ) -> httpcore.AsyncNetworkStream:
+        return await self._inner.connect_unix_socket(path, timeout, socket_options)
+
+    async def sleep(self, seconds: float) -> None:
+        await self._inner.sleep(seconds)
+
+
+class GuardedBackend(BoundedBackend):
+    """httpcore's sync backend, connecting only to addresses the guard passed.
+
+    The addresses are tried in turn, sharing the connect timeout (resolution
+    included, all of it cut to the send's deadline), so one that is
+    black-holed does not use up the whole of it.
+    """
+
+    def __init__(
+        self, guard: NetworkGuard, inner: httpcore.NetworkBackend | None = None
+    ) -> None:
+        super().__init__(inner or httpcore.SyncBackend())
+        self._guard = guard
+
+    def connect_tcp(
+        self,
+        host: str,
+        port: int,
+        timeout: float | None = None,
+        local_address: str | None = None,
+        socket_options: Iterable[Any] | None = None,
+    ) -> httpcore.NetworkStream:
+        timeout = _cut(timeout)  # the lookup too ends by the send's deadline
+        deadline = _deadline(timeout)
+        try:
+            addresses = self._guard.resolve(host, port, timeout)
+        except LookupTimeout as exc:
+            raise httpcore.ConnectTimeout(str(exc)) from None
+        failure: Exception | None = None
+        for index, address in enumerate(addresses):
+            share = _share(deadline, len(addresses) - index)
+            if share is not None and share <= 0:
+                break
+            try:
+                return super().connect_tcp(
+                    address, port, share, local_address, socket_options
+                )
+            except (httpcore.ConnectError, httpcore.ConnectTimeout) as exc:
+                failure = exc  # the next address may answer
+        raise failure or _out_of_time(host, timeout)
+
+
+class AsyncGuardedBackend(AsyncBoundedBackend):
+    """httpcore's async (anyio) backend, behind the same guard."""
+
+    def __init__(
+        self, guard: NetworkGuard, inner: httpcore.AsyncNetworkBackend | None = None
+    ) -> None:
+        super().__init__(inner or httpcore.AnyIOBackend())
+        self._guard = guard
+
+    async def connect_tcp(
+        self,
+        host: str,
+        port: int,
+        timeout: float | None = None,  # noqa: ASYNC109 (httpcore's interface)
+        local_address: str | None = None,
+        socket_options: Iterable[Any] | None = None,
+    ) -> httpcore.AsyncNetworkStream:
+        timeout = _cut(timeout)  # the lookup too ends by the send's deadline
+        deadline = _deadline(timeout)
+        try:
+            addresses = await self._guard.aresolve(host, port, timeout)
+        except LookupTimeout as exc:
+            raise httpcore.ConnectTimeout(str(exc)) from None
+        failure: Exception | None = None
+        for index, address in enumerate(addresses):
+            share = _share(deadline, len(addresses) - index)
+            if share is not None and share <= 0:
+                break
+            try:
+                return await super().connect_tcp(
+                    address, port, share, local_address, socket_options
+                )
+            except (httpcore.ConnectError, httpcore.ConnectTimeout) as exc:
+                failure = exc
+        raise failure or _out_of_time(host, timeout)
+
+
 def _deadline(timeout: float | None) -> float | None:
     return None if timeout is None else time.monotonic() + timeout
 
@@ -307,69 +347,6 @@ def _bounded(transport: Any) -> Any:
     elif isinstance(backend, httpcore.NetworkBackend):
         pool._network_backend = BoundedBackend(backend)  # type: ignore[union-attr]
     return transport
-
-
-class BoundedBackend(httpcore.NetworkBackend):
-    """A network backend whose streams are `BoundedStream`s (for proxies)."""
-
-    def __init__(self, inner: httpcore.NetworkBackend) -> None:
-        self._inner = inner
-
-    def connect_tcp(
-        self,
-        host: str,
-        port: int,
-        timeout: float | None = None,
-        local_address: str | None = None,
-        socket_options: Iterable[Any] | None = None,
-    ) -> httpcore.NetworkStream:
-        return BoundedStream(
-            self._inner.connect_tcp(
-                host, port, _cut(timeout), local_address, socket_options
-            )
-        )
-
-    def connect_unix_socket(
-        self,
-        path: str,
-        timeout: float | None = None,
-        socket_options: Iterable[Any] | None = None,
-    ) -> httpcore.NetworkStream:
-        return self._inner.connect_unix_socket(path, timeout, socket_options)
-
-    def sleep(self, seconds: float) -> None:
-        self._inner.sleep(seconds)
-
-
-class AsyncBoundedBackend(httpcore.AsyncNetworkBackend):
-    """The async twin of `BoundedBackend`."""
-
-    def __init__(self, inner: httpcore.AsyncNetworkBackend) -> None:
-        self._inner = inner
-
-    async def connect_tcp(
-        self,
-        host: str,
-        port: int,
-        timeout: float | None = None,  # noqa: ASYNC109 (httpcore's interface)
-        local_address: str | None = None,
-        socket_options: Iterable[Any] | None = None,
-    ) -> httpcore.AsyncNetworkStream:
-        stream = await self._inner.connect_tcp(
-            host, port, _cut(timeout), local_address, socket_options
-        )
-        return AsyncBoundedStream(stream)
-
-    async def connect_unix_socket(
-        self,
-        path: str,
-        timeout: float | None = None,  # noqa: ASYNC109 (httpcore's interface)
-        socket_options: Iterable[Any] | None = None,
-    ) -> httpcore.AsyncNetworkStream:
-        return await self._inner.connect_unix_socket(path, timeout, socket_options)
-
-    async def sleep(self, seconds: float) -> None:
-        await self._inner.sleep(seconds)
 
 
 def client_options(

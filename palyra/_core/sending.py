@@ -1,7 +1,7 @@
 """What the network layer knows of the send in progress: its deadline, its secrets.
 
-A driver opens a `sending` scope around each send to the network (the request,
-the response head and, unless it streams, the body). Two things below httpx
+A driver marks each send to the network with `enter` and `leave` (the
+request, the response head and, unless it streams, the body). Two things below httpx
 read it, neither of which palyra calls directly:
 
 - palyra's network streams (`palyra._core.connect`) cut each socket read and
@@ -22,8 +22,6 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from contextvars import ContextVar, Token
 from typing import NamedTuple
 
@@ -37,7 +35,6 @@ __all__ = [
     "enter",
     "install_scrubber",
     "leave",
-    "sending",
     "time_left",
 ]
 
@@ -90,16 +87,6 @@ def enter(budget: float | None, secrets: tuple[str, ...]) -> Token[Sending | Non
 def leave(token: Token[Sending | None]) -> None:
     """End the send `enter` marked."""
     _CURRENT.reset(token)
-
-
-@contextmanager
-def sending(budget: float | None, secrets: tuple[str, ...]) -> Iterator[None]:
-    """`enter` and `leave` as a context manager (for tests and rare paths)."""
-    token = enter(budget, secrets)
-    try:
-        yield
-    finally:
-        leave(token)
 
 
 class SecretScrubber(logging.Filter):
