@@ -48,6 +48,7 @@ __all__ = [
     "APIResponseValidationError",
     "APIStatusError",
     "APITimeoutError",
+    "AuthProfileError",
     "AuthenticationError",
     "BadRequestError",
     "BlockedAddressError",
@@ -61,6 +62,7 @@ __all__ = [
     "ModelNotFoundError",
     "NoProviderAvailableError",
     "NotFoundError",
+    "OAuthError",
     "OverloadedError",
     "PalyraError",
     "PermissionDeniedError",
@@ -370,6 +372,36 @@ class VaultError(CredentialError):
     """The vault that holds secrets (the OS keyring) is missing, locked or
     failing; the message names the backend and how to fix it. palyra never
     falls back to keeping secrets in plain text."""
+
+
+class AuthProfileError(CredentialError):
+    """An auth profile cannot be used or kept: no profile of that id is
+    visible, or the profile file is damaged or locked by another process.
+    The message names the profile or the file and what to do."""
+
+
+class OAuthError(CredentialError):
+    """An OAuth 2.0 step failed: a wrong or reused ``state``, an unknown or
+    expired attempt, an ``error=`` callback, or a token endpoint that refused
+    the code, the verifier or the refresh token.
+
+    Attributes:
+        error: The server's ``error`` code (``invalid_grant``...), when it
+            gave one.
+        error_description: The server's explanation, redacted and cut short.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        error: str | None = None,
+        error_description: str | None = None,
+        provider: str | None = None,
+    ) -> None:
+        super().__init__(message, provider=provider)
+        self.error = error
+        self.error_description = error_description
 
 
 class InvalidRequestError(PalyraError, ValueError):
