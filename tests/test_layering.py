@@ -78,7 +78,7 @@ LAYERS: list[tuple[str, list[str]]] = [
             "__init__",
         ],
     ),
-    ("_auth", ["vault", "locks", "__init__"]),
+    ("_auth", ["vault", "locks", "store", "__init__"]),
     ("client", ["_calls", "_client"]),
     ("surface", ["testing", "__init__"]),
 ]
