@@ -33,7 +33,7 @@ LAYERS: list[tuple[str, list[str]]] = [
         ["estimate", "encodings", "budget", "images", "rules", "counter", "__init__"],
     ),
     ("wire", ["_wire"]),
-    ("_config", ["base", "providers", "models", "root", "__init__"]),
+    ("_config", ["base", "oauth", "providers", "models", "root", "__init__"]),
     ("registry", ["_checks", "_request", "_registry", "_credentials"]),
     (
         "_providers",
