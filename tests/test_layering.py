@@ -78,7 +78,7 @@ LAYERS: list[tuple[str, list[str]]] = [
             "__init__",
         ],
     ),
-    ("_auth", ["vault", "__init__"]),
+    ("_auth", ["vault", "oauth", "oauth_wire", "__init__"]),
     ("client", ["_calls", "_client"]),
     ("surface", ["testing", "__init__"]),
 ]
