@@ -45,6 +45,17 @@ replayed callback is told what happened rather than "unknown"."""
 MAX_PENDING = 1000
 _FIELDS = tuple(OAuthConfig.model_fields)
 _REQUIRED = ("client_id", "authorize_url", "token_url")
+_OWN_PARAMS = frozenset(
+    {
+        "response_type",
+        "client_id",
+        "redirect_uri",
+        "scope",
+        "state",
+        "code_challenge",
+        "code_challenge_method",
+    }
+)
 
 # ------------------------------------------------------------------ settings
 
@@ -54,7 +65,9 @@ class OAuthClient:
     """The resolved settings of one provider's OAuth client, for one flow.
 
     ``client_secret`` (a confidential client's, read from its environment
-    variable) never shows in the repr.
+    variable) never shows in the repr. ``redirect_uri`` is the configured
+    one, if any: `start_attempt` takes the redirect URI to use explicitly
+    (a loopback listener's port is often known only then).
     """
 
     provider: str
@@ -220,7 +233,7 @@ def start_attempt(
     if client.scopes:
         pairs.append(("scope", " ".join(client.scopes)))
     pairs += [("code_challenge", challenge), ("code_challenge_method", "S256")]
-    pairs += [*client.extra_params.items(), ("state", state)]
+    pairs += [*_extra_params(client), ("state", state)]
     return OAuthAttempt(
         id=secrets.token_hex(16),
         provider=client.provider,
@@ -234,6 +247,17 @@ def start_attempt(
         code_verifier=verifier,
         created_at=created,
     )
+
+
+def _extra_params(client: OAuthClient) -> list[tuple[str, str]]:
+    # The config refuses these already; an OAuthClient built by hand could
+    # still carry one, and a second state or challenge must never be sent.
+    for key in client.extra_params:
+        if key.lower() in _OWN_PARAMS:
+            raise InvalidRequestError(
+                f"extra_params: {key!r} is set by the authorization request itself"
+            )
+    return list(client.extra_params.items())
 
 
 def _b64(data: bytes) -> str:

@@ -29,8 +29,6 @@ import secrets
 import ssl
 import threading
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from types import TracebackType
 from typing import Any
@@ -256,30 +254,34 @@ def _tls_context() -> ssl.SSLContext:
     return ssl.create_default_context()
 
 
+_INSECURE = "AUTHLIB_INSECURE_TRANSPORT"
 _insecure_lock = threading.Lock()
 _insecure_users = 0
+_insecure_saved: str | None = None
 
 
-@contextmanager
-def _insecure_transport() -> Iterator[None]:
+def _insecure_on() -> None:
     """authlib refuses http unless AUTHLIB_INSECURE_TRANSPORT is set (older
-    releases even for loopback): set it while any server runs, then restore
-    what was there."""
+    releases even to loopback): it is set while any server runs."""
+    global _insecure_users, _insecure_saved
+    with _insecure_lock:
+        if not _insecure_users:
+            _insecure_saved = os.environ.get(_INSECURE)
+        _insecure_users += 1
+        os.environ[_INSECURE] = "1"
+
+
+def _insecure_off() -> None:
+    """The last server to stop restores what the environment had."""
     global _insecure_users
     with _insecure_lock:
-        previous = os.environ.get("AUTHLIB_INSECURE_TRANSPORT")
-        _insecure_users += 1
-        os.environ["AUTHLIB_INSECURE_TRANSPORT"] = "1"
-    try:
-        yield
-    finally:
-        with _insecure_lock:
-            _insecure_users -= 1
-            if not _insecure_users:
-                if previous is None:
-                    os.environ.pop("AUTHLIB_INSECURE_TRANSPORT", None)
-                else:
-                    os.environ["AUTHLIB_INSECURE_TRANSPORT"] = previous
+        _insecure_users -= 1
+        if _insecure_users:
+            return
+        if _insecure_saved is None:
+            os.environ.pop(_INSECURE, None)
+        else:
+            os.environ[_INSECURE] = _insecure_saved
 
 
 class AuthServer:
@@ -320,7 +322,7 @@ class AuthServer:
         self._state_lock = threading.Lock()
         self._http: BaseWSGIServer | None = None
         self._thread: threading.Thread | None = None
-        self._insecure: Any = None
+        self._running = False
         self._browser: httpx.Client | None = None
         self.app = self._build_app()
 
@@ -328,8 +330,8 @@ class AuthServer:
 
     def __enter__(self) -> AuthServer:
         """Serve on a free port of 127.0.0.1 in a daemon thread."""
-        self._insecure = _insecure_transport()
-        self._insecure.__enter__()
+        _insecure_on()
+        self._running = True
         self._http = make_server(
             "127.0.0.1", 0, self.app, threaded=True, request_handler=_QuietHandler
         )
@@ -361,9 +363,9 @@ class AuthServer:
         if self._thread is not None:
             self._thread.join()
         self._http = self._thread = None
-        if self._insecure is not None:
-            self._insecure.__exit__(None, None, None)
-            self._insecure = None
+        if self._running:
+            self._running = False
+            _insecure_off()
 
     @property
     def url(self) -> str:

@@ -349,6 +349,13 @@ def test_the_insecure_transport_switch_is_scoped_to_the_servers() -> None:
     with AuthServer(), AuthServer():
         assert os.environ["AUTHLIB_INSECURE_TRANSPORT"] == "1"
     assert "AUTHLIB_INSECURE_TRANSPORT" not in os.environ
+    outer, inner = AuthServer(), AuthServer()
+    outer.__enter__()
+    inner.__enter__()
+    outer.__exit__(None, None, None)  # not in the order they started
+    assert os.environ["AUTHLIB_INSECURE_TRANSPORT"] == "1"
+    inner.__exit__(None, None, None)
+    assert "AUTHLIB_INSECURE_TRANSPORT" not in os.environ
 
 
 def test_an_upstream_accepts_exactly_the_valid_access_tokens(

@@ -128,6 +128,13 @@ def test_no_scope_parameter_when_there_are_no_scopes() -> None:
     assert "scope" not in dict(pairs)
 
 
+def test_a_hand_built_client_cannot_smuggle_a_second_state() -> None:
+    """The config refuses reserved extra_params; start_attempt does too."""
+    client = _client(extra_params={"State": "mine"})
+    with pytest.raises(InvalidRequestError, match="extra_params: 'State' is set"):
+        _attempt(client)
+
+
 def test_an_attempt_knows_its_expiry_and_what_it_is_for() -> None:
     """Ten minutes, as an aware UTC datetime; the profile rides along."""
     attempt = _attempt()
