@@ -451,6 +451,32 @@ def test_api_key_required() -> None:
             assert upstream.pending == 0
 
 
+def test_api_key_may_be_a_check() -> None:
+    """A callable api_key judges the bearer token or x-api-key presented, and
+    is asked on every request (so revoking a token takes effect at once)."""
+    valid = {"tok-1"}
+    seen: list[str] = []
+
+    def check(token: str) -> bool:
+        seen.append(token)
+        return token in valid
+
+    with (
+        Upstream(api_key=check) as upstream,
+        httpx.Client(base_url=upstream.origin, timeout=5.0) as http,
+    ):
+        bearer = {"authorization": "Bearer tok-1"}
+        assert http.get("/v1/models", headers=bearer).status_code == 200
+        anthropic = {"x-api-key": "tok-1", "anthropic-version": "2023-06-01"}
+        assert http.get("/v1/models", headers=anthropic).status_code == 200
+        valid.clear()
+        assert http.get("/v1/models", headers=bearer).status_code == 401
+        assert http.get("/v1/models", headers=anthropic).status_code == 401
+        assert http.get("/v1/models").status_code == 401
+    assert seen == ["tok-1", "tok-1", "tok-1", "tok-1"]
+    assert not upstream.errors
+
+
 @pytest.mark.anyio
 async def test_async_client_streaming(upstream: Upstream) -> None:
     """An httpx.AsyncClient streams the echo over one kept-alive connection."""

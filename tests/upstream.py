@@ -57,6 +57,7 @@ import threading
 import time
 import traceback
 import urllib.parse
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -76,6 +77,8 @@ __all__ = [
     "load_recorded",
 ]
 
+KeyCheck = Callable[[str], bool]
+"""Says whether a presented API key or bearer token is valid."""
 DEFAULT_MODEL = "gpt-4o-mini"
 DEFAULT_EMBEDDING_DIMENSIONS = 8
 ANTHROPIC_MODELS: tuple[tuple[str, str], ...] = (
@@ -282,7 +285,7 @@ def _named_event(name: str, data: dict[str, Any]) -> bytes:
 class Upstream:
     """An OpenAI- and Anthropic-compatible HTTP server on 127.0.0.1 for tests."""
 
-    def __init__(self, *, api_key: str | None = None) -> None:
+    def __init__(self, *, api_key: str | KeyCheck | None = None) -> None:
         """Configure the server; nothing is bound until :meth:`start`.
 
         With ``api_key`` set, OpenAI requests without ``Authorization: Bearer
@@ -291,6 +294,11 @@ class Upstream:
         <api_key>`` or that bearer header (else a 401 ``authentication_error``)
         and an ``anthropic-version`` header (else a 400).  Scripted replies are
         not consumed by rejected requests.
+
+        ``api_key`` may also be a function that says whether the token
+        presented (the bearer token, or the ``x-api-key`` value) is valid, such
+        as ``AuthServer.valid`` of ``tests/auth/authserver.py``: tokens that
+        expire, rotate or are revoked are then refused as they would be.
         """
         self.api_key = api_key
         self.requests: list[RecordedRequest] = []
@@ -653,17 +661,24 @@ def _is_anthropic(request: RecordedRequest) -> bool:
 
 
 def _check_auth(
-    api_key: str | None, request: RecordedRequest, anthropic: bool
+    api_key: str | KeyCheck | None, request: RecordedRequest, anthropic: bool
 ) -> Reply | None:
     """The rejection of a request without the right credentials, if any."""
     if api_key is None:
         return None
-    bearer = request.headers.get("authorization") == f"Bearer {api_key}"
+    expected = api_key
+
+    def accepts(token: str) -> bool:
+        return expected(token) if callable(expected) else token == expected
+
+    scheme, _, token = request.headers.get("authorization", "").partition(" ")
+    bearer = scheme == "Bearer" and accepts(token)
     if not anthropic:
         if bearer:
             return None
         return error_reply(401, "Incorrect API key provided", code="invalid_api_key")
-    if not (bearer or request.headers.get("x-api-key") == api_key):
+    key = request.headers.get("x-api-key")
+    if not (bearer or (key is not None and accepts(key))):
         return anthropic_error_reply(401, "authentication_error", "invalid x-api-key")
     return _require_version(request)
 

@@ -19,6 +19,7 @@ per-kind defaults.
 
 from .base import InsecureConfigWarning
 from .models import Capabilities, ModelEntry, ModelRole, Pricing
+from .oauth import OAuthConfig
 from .providers import (
     DEFAULT_AUTH_HEADERS,
     DEFAULT_BASE_URLS,
@@ -37,6 +38,7 @@ __all__ = [
     "LimitsConfig",
     "ModelEntry",
     "ModelRole",
+    "OAuthConfig",
     "PalyraConfig",
     "Pricing",
     "ProviderConfig",

@@ -16,6 +16,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from .._exceptions import ConfigError
 
 __all__ = [
+    "ENV_NAME",
     "ConfigModel",
     "CrossFieldError",
     "InsecureConfigWarning",
@@ -25,6 +26,9 @@ __all__ = [
 ]
 
 _ID_PATTERN = re.compile(r"^[a-z0-9][a-z0-9_.:-]{0,127}$")
+ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+"""What an environment variable's name looks like (a secret pasted in its
+place does not)."""
 
 
 class InsecureConfigWarning(UserWarning):

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import re
 import warnings
 from typing import Annotated, Any, Literal, Self
 
@@ -10,12 +9,14 @@ from pydantic import Field, SecretStr, field_validator, model_validator
 
 from .._utils import header_problem, normalize_base_url, private_address_problem
 from .base import (
+    ENV_NAME,
     ConfigModel,
     InsecureConfigWarning,
     PositiveSeconds,
     ProviderId,
     normalize_id,
 )
+from .oauth import OAuthConfig
 
 __all__ = [
     "DEFAULT_AUTH_HEADERS",
@@ -41,7 +42,6 @@ _KIND_ALIASES = {
     "openai": "openai_compatible",
     "openai-compatible": "openai_compatible",
 }
-_ENV_PATTERN = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 
 
 class ProviderConfig(ConfigModel):
@@ -73,6 +73,9 @@ class ProviderConfig(ConfigModel):
         stream_usage: Ask an OpenAI-compatible upstream for usage at the end
             of a stream (``stream_options.include_usage``). False for a server
             that refuses the option: usage is then counted locally.
+        oauth: The provider's OAuth 2.0 authorization server and client
+            (`OAuthConfig`), for auth profiles connected by OAuth; None when
+            the provider takes only keys.
 
     Literal private addresses are refused here; host names are resolved and
     checked on every new connection (`palyra.BlockedAddressError`). Retries,
@@ -97,6 +100,7 @@ class ProviderConfig(ConfigModel):
     circuit_breaker_threshold: Annotated[int, Field(gt=0, le=1000)] = 3
     circuit_breaker_cooldown: PositiveSeconds = 30.0
     stream_usage: bool = True
+    oauth: OAuthConfig | None = None
 
     _normalize_id = field_validator("id", "auth_profile", mode="before")(
         staticmethod(normalize_id)
@@ -118,7 +122,7 @@ class ProviderConfig(ConfigModel):
     @field_validator("api_key_env")
     @staticmethod
     def _check_env_name(value: str | None) -> str | None:
-        if value is not None and not _ENV_PATTERN.match(value):
+        if value is not None and not ENV_NAME.match(value):
             raise ValueError("must be an environment variable name, not a key")
         return value
 
