@@ -8,10 +8,19 @@ driver. No method decides anything, so the twins cannot drift apart.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
-from typing import Any, Unpack
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, TypeVar, Unpack
 
-from ._core import AsyncDriver, AsyncStream, Caller, Pipeline, Stream, SyncDriver
+from ._core import (
+    AsyncDriver,
+    AsyncStream,
+    Caller,
+    Flow,
+    Pipeline,
+    Stream,
+    SyncDriver,
+)
+from ._exceptions import AuthenticationError
 from ._request import (
     ChatOptions,
     FileInput,
@@ -28,7 +37,12 @@ from ._wire import (
     Transcription,
 )
 
+if TYPE_CHECKING:
+    from ._auth import CallGate
+
 __all__: list[str] = []
+
+T = TypeVar("T")
 
 Tags = Mapping[str, str] | None
 
@@ -40,6 +54,41 @@ class Calls:
     _pipeline: Pipeline
     _sync: SyncDriver
     _async: AsyncDriver
+    _gate: CallGate | None  # auth profiles' refresh around calls, if any may
+
+    def _run(self, make: Callable[[], Flow[T]], caller: Caller) -> T:
+        """Run a flow of the pipeline; OAuth tokens owed a refresh are
+        refreshed first, and a call refused with 401 is made again once after
+        its token was refreshed."""
+        gate = self._gate
+        if gate is None:
+            return self._sync.run(make())
+        ahead = gate.ahead(caller.agent)
+        if ahead is not None:
+            gate.drive(ahead)
+        try:
+            return self._sync.run(make())
+        except AuthenticationError:
+            again = gate.after_refusal(caller.agent)
+            if again is None or not gate.drive(again):
+                raise
+        return self._sync.run(make())
+
+    async def _arun(self, make: Callable[[], Flow[T]], caller: Caller) -> T:
+        """Async `_run`."""
+        gate = self._gate
+        if gate is None:
+            return await self._async.run(make())
+        ahead = gate.ahead(caller.agent)
+        if ahead is not None:
+            await gate.adrive(ahead)
+        try:
+            return await self._async.run(make())
+        except AuthenticationError:
+            again = gate.after_refusal(caller.agent)
+            if again is None or not await gate.adrive(again):
+                raise
+        return await self._async.run(make())
 
     def chat(
         self,
@@ -66,7 +115,7 @@ class Calls:
         """
         caller = self._caller.merged(agent, session, principal, tags)
         request = chat_request(messages, options, False, caller.end_user)
-        return self._sync.run(self._pipeline.chat(model, request, caller))
+        return self._run(lambda: self._pipeline.chat(model, request, caller), caller)
 
     async def achat(
         self,
@@ -82,7 +131,9 @@ class Calls:
         """Async `chat`."""
         caller = self._caller.merged(agent, session, principal, tags)
         request = chat_request(messages, options, False, caller.end_user)
-        return await self._async.run(self._pipeline.chat(model, request, caller))
+        return await self._arun(
+            lambda: self._pipeline.chat(model, request, caller), caller
+        )
 
     def stream(
         self,
@@ -104,8 +155,10 @@ class Calls:
         """
         caller = self._caller.merged(agent, session, principal, tags)
         request = chat_request(messages, options, True, caller.end_user)
-        flow = self._pipeline.chat_stream(model, request, caller)
-        return Stream(*self._sync.run(flow), self._sync.later)
+        parts = self._run(
+            lambda: self._pipeline.chat_stream(model, request, caller), caller
+        )
+        return Stream(*parts, self._sync.later)
 
     async def astream(
         self,
@@ -121,8 +174,10 @@ class Calls:
         """Async `stream`: ``async with await client.astream(...) as stream``."""
         caller = self._caller.merged(agent, session, principal, tags)
         request = chat_request(messages, options, True, caller.end_user)
-        flow = self._pipeline.chat_stream(model, request, caller)
-        return AsyncStream(*await self._async.run(flow), self._async.later)
+        parts = await self._arun(
+            lambda: self._pipeline.chat_stream(model, request, caller), caller
+        )
+        return AsyncStream(*parts, self._async.later)
 
     def embed(
         self,
@@ -148,7 +203,9 @@ class Calls:
         """
         caller = self._caller.merged(agent, session, principal, tags)
         request = embeddings_request(inputs, dimensions, options)
-        return self._sync.run(self._pipeline.embeddings(model, request, caller))
+        return self._run(
+            lambda: self._pipeline.embeddings(model, request, caller), caller
+        )
 
     async def aembed(
         self,
@@ -165,8 +222,9 @@ class Calls:
         """Async `embed`."""
         caller = self._caller.merged(agent, session, principal, tags)
         request = embeddings_request(inputs, dimensions, options)
-        flow = self._pipeline.embeddings(model, request, caller)
-        return await self._async.run(flow)
+        return await self._arun(
+            lambda: self._pipeline.embeddings(model, request, caller), caller
+        )
 
     def transcribe(
         self,
@@ -198,7 +256,9 @@ class Calls:
         caller = self._caller.merged(agent, session, principal, tags)
         fields = {"language": language, "prompt": prompt, "temperature": temperature}
         request = transcription_request(file, response_format, fields, options)
-        return self._sync.run(self._pipeline.transcription(model, request, caller))
+        return self._run(
+            lambda: self._pipeline.transcription(model, request, caller), caller
+        )
 
     async def atranscribe(
         self,
@@ -219,8 +279,9 @@ class Calls:
         caller = self._caller.merged(agent, session, principal, tags)
         fields = {"language": language, "prompt": prompt, "temperature": temperature}
         request = transcription_request(file, response_format, fields, options)
-        flow = self._pipeline.transcription(model, request, caller)
-        return await self._async.run(flow)
+        return await self._arun(
+            lambda: self._pipeline.transcription(model, request, caller), caller
+        )
 
     def count_tokens(
         self,
@@ -239,8 +300,9 @@ class Calls:
         """
         caller = self._caller.merged(agent, session, principal, tags)
         request = chat_request(messages, options, False, caller.end_user)
-        flow = self._pipeline.count_tokens(model, request, exact, caller)
-        return self._sync.run(flow)
+        return self._run(
+            lambda: self._pipeline.count_tokens(model, request, exact, caller), caller
+        )
 
     async def acount_tokens(
         self,
@@ -257,8 +319,9 @@ class Calls:
         """Async `count_tokens`."""
         caller = self._caller.merged(agent, session, principal, tags)
         request = chat_request(messages, options, False, caller.end_user)
-        flow = self._pipeline.count_tokens(model, request, exact, caller)
-        return await self._async.run(flow)
+        return await self._arun(
+            lambda: self._pipeline.count_tokens(model, request, exact, caller), caller
+        )
 
     def provider_models(self, provider: str) -> list[ProviderModel]:
         """The models a provider itself lists (``GET /models``, every page).
@@ -267,8 +330,10 @@ class Calls:
             ModelNotFoundError: the provider is unknown or has no model.
             APIError: the listing failed.
         """
-        return self._sync.run(self._pipeline.provider_models(provider))
+        return self._run(lambda: self._pipeline.provider_models(provider), self._caller)
 
     async def aprovider_models(self, provider: str) -> list[ProviderModel]:
         """Async `provider_models`."""
-        return await self._async.run(self._pipeline.provider_models(provider))
+        return await self._arun(
+            lambda: self._pipeline.provider_models(provider), self._caller
+        )

@@ -17,6 +17,18 @@ from typing import TYPE_CHECKING, Any, cast
 
 import httpx
 
+from ._auth import (
+    Auth,
+    CallGate,
+    Exchange,
+    KeyringSecretStore,
+    ProfileBook,
+    ProfileCredentials,
+    ProfileFile,
+    SecretStore,
+    book_for,
+    default_home,
+)
 from ._calls import Calls, Tags
 from ._config import PalyraConfig, ProviderConfig
 from ._core import (
@@ -30,6 +42,7 @@ from ._core import (
     Pipeline,
     Resolver,
     SyncDriver,
+    classify,
 )
 from ._credentials import CredentialResolver, checked
 from ._exceptions import ConfigError
@@ -74,6 +87,11 @@ class Palyra(Calls):
             strings (default: the system resolver, bounded by the connect
             timeout). Whatever it raises is an `APIConnectionError` with that
             exception as its ``__cause__``.
+        secrets: Where auth profiles' secrets live (default: the OS keyring,
+            `KeyringSecretStore`; `MemorySecretStore` keeps them in memory).
+        home: palyra's directory for its files (the auth profile file): this,
+            else ``$PALYRA_HOME``, else the platform's user config directory.
+            Nothing is read or made there until a profile is used.
 
     Raises:
         ConfigError: when the configuration is invalid.
@@ -91,6 +109,8 @@ class Palyra(Calls):
         async_sleep: Callable[[float], Awaitable[None]] | None = None,
         clock: Callable[[], float] | None = None,
         resolver: Resolver | None = None,
+        secrets: SecretStore | None = None,
+        home: str | Path | None = None,
     ) -> None:
         self.config = _load_config(config)
         self._caller = NOBODY
@@ -106,7 +126,15 @@ class Palyra(Calls):
         self._sync = SyncDriver(transport, guard, sleep or time.sleep, later)
         self._async = AsyncDriver(async_transport, guard, async_sleep, later)
         clock = clock or time.monotonic
-        lookup = checked(credentials or CredentialResolver(), credentials is not None)
+        book = book_for(
+            default_home(home), secrets or KeyringSecretStore(), _new_book
+        )  # no I/O: the file and the vault are read on first use
+        profiles = ProfileCredentials(book, lambda exc: classify(exc).cls.value)
+        if credentials is None:
+            lookup = checked(CredentialResolver(profiles), False)
+        else:
+            given = credentials
+            lookup = checked(lambda provider, agent: given(provider), True)
         health = HealthTracker(
             clock=clock, enabled=self.config.resilience.circuit_breakers
         )
@@ -114,10 +142,22 @@ class Palyra(Calls):
             self._registry,
             lambda: counter,
             self._adapters,
-            lambda ctx, model: lookup(model.provider),
+            lambda ctx, model: lookup(model.provider, ctx.caller.agent),
             health,
             clock,
         )
+        sync_sleep = sleep or time.sleep
+        send, asend = _exchanges(self._sync, self._async)
+        self.auth = Auth(self.config, book, send, asend, sync_sleep, async_sleep)
+        """Auth profiles: connect keys, sign in with OAuth, list, refresh,
+        revoke (`palyra._auth.Auth`)."""
+        self._gate: CallGate | None = None
+        if credentials is None and _may_use_profiles(self.config):
+            hooks = self._pipeline.hooks
+            hooks.after_failure.append(profiles.failed)
+            hooks.after_completion.append(profiles.completed)
+            eager = _relies_on_profiles(self.config)
+            self._gate = CallGate(book, eager, send, asend, sync_sleep, async_sleep)
 
     @classmethod
     def from_file(cls, path: str | Path, **kwargs: Any) -> Palyra:
@@ -220,6 +260,43 @@ class Palyra(Calls):
         return (
             f"Palyra(providers=[{providers}], models={len(self.config.models)}{bound})"
         )
+
+
+def _new_book(home: Path, vault: SecretStore) -> ProfileBook:
+    return ProfileBook(ProfileFile(home), vault)
+
+
+def _exchanges(sync: SyncDriver, asynchronous: AsyncDriver) -> tuple[Any, Any]:
+    """Auth's way to send a request: the drivers' network clients."""
+
+    def send(step: Exchange) -> httpx.Response:
+        return sync.exchange(step.request, step.secrets, step.budget)
+
+    async def asend(step: Exchange) -> httpx.Response:
+        return await asynchronous.exchange(step.request, step.secrets, step.budget)
+
+    return send, asend
+
+
+def _may_use_profiles(config: PalyraConfig) -> bool:
+    """Whether any provider could take its credential from a profile."""
+    return any(
+        (p.enabled and p.effective_auth_header != "none" and p.api_key is None)
+        or p.auth_profile is not None
+        for p in config.providers
+    )
+
+
+def _relies_on_profiles(config: PalyraConfig) -> bool:
+    """Whether a provider takes its credential from profiles first."""
+    return any(
+        p.enabled
+        and p.effective_auth_header != "none"
+        and (
+            p.auth_profile is not None or (p.api_key_env is None and p.api_key is None)
+        )
+        for p in config.providers
+    )
 
 
 def _describe(caller: Caller) -> str:

@@ -1,9 +1,11 @@
 """Finding the credential for a provider, at call time and never at import.
 
-Order: an inline ``api_key`` (discouraged), the ``api_key_env`` environment
-variable (read on every call, so a rotated variable is used at once), then the
-``auth_profile`` secret in the OS keyring (looked up once per client). A miss
-raises `CredentialError` saying how to fix it.
+The order, first match wins: the provider's ``auth_profile`` (an explicit
+profile), its ``api_key_env`` environment variable (read on every call, so a
+rotated variable is used at once; unset or empty counts as not given), its
+inline ``api_key`` (discouraged: it warns), then the auth profiles connected
+for the provider (`palyra._auth` selects one). A miss raises
+`CredentialError` saying how to fix it.
 
 Every credential is checked when it is resolved, whoever resolved it: one that
 holds a control, whitespace or non-ASCII character cannot be sent in a header,
@@ -14,74 +16,77 @@ and the error the HTTP stack would raise quotes the header, key included. The
 from __future__ import annotations
 
 import os
-import threading
 import unicodedata
 from collections.abc import Callable
+from typing import Protocol
 
 from ._config import ProviderConfig
 from ._exceptions import CredentialError
 
 __all__: list[str] = []
 
-Lookup = Callable[[ProviderConfig], str | None]
+Lookup = Callable[[ProviderConfig, str | None], str | None]
+"""Takes a provider and the agent a call is for; returns the credential."""
 
-KEYRING_SERVICE = "palyra"
+
+class Profiles(Protocol):
+    """What the credential lookup needs of auth profiles (`palyra._auth`)."""
+
+    def named(self, provider: ProviderConfig, agent: str | None) -> str:
+        """The secret of the provider's ``auth_profile`` as ``agent`` sees it."""
+        ...
+
+    def selected(self, provider: ProviderConfig, agent: str | None) -> str | None:
+        """The secret of the profile chosen among the provider's connected
+        ones that ``agent`` sees, or None when there is none."""
+        ...
 
 
 class CredentialResolver:
-    """The default credential lookup of a `Palyra` client."""
+    """The default credential lookup of a `Palyra` client (see the module
+    docstring for the order)."""
 
-    def __init__(self) -> None:
-        self._profiles: dict[str, str] = {}
-        self._lock = threading.Lock()
+    def __init__(self, profiles: Profiles) -> None:
+        self._profiles = profiles
 
-    def __call__(self, provider: ProviderConfig) -> str | None:
+    def __call__(
+        self, provider: ProviderConfig, agent: str | None = None
+    ) -> str | None:
         """The credential for ``provider``, or None when it takes none."""
         if provider.effective_auth_header == "none":  # deterministic: always none
             return None
-        if provider.api_key is not None:
-            return provider.api_key.get_secret_value()
+        if provider.auth_profile is not None:
+            return self._profiles.named(provider, agent)
         if provider.api_key_env is not None:
             value = os.environ.get(provider.api_key_env, "").strip()
-            if not value:
-                raise CredentialError(
-                    f"environment variable {provider.api_key_env} is not set or"
-                    " empty; export it or configure an auth_profile",
-                    provider=provider.id,
-                )
-            return value
-        if provider.auth_profile is not None:
-            return self._profile(provider, provider.auth_profile)
+            if value:
+                return value
+        if provider.api_key is not None:
+            return provider.api_key.get_secret_value()
+        found = self._profiles.selected(provider, agent)
+        if found is not None:
+            return found
+        if provider.api_key_env is not None:
+            raise CredentialError(
+                f"environment variable {provider.api_key_env} is not set or"
+                " empty, and no auth profile is connected for this provider;"
+                " export it, or connect one (client.auth.connect_api_key)",
+                provider=provider.id,
+            )
         raise CredentialError(
-            "no credential configured; set api_key_env (e.g. OPENAI_API_KEY) or"
-            " auth_profile, or auth_header = 'none' for an upstream that needs none",
+            "no credential configured; set api_key_env (e.g. OPENAI_API_KEY),"
+            " connect an auth profile (client.auth.connect_api_key), or set"
+            " auth_header = 'none' for an upstream that needs none",
             provider=provider.id,
         )
-
-    def _profile(self, provider: ProviderConfig, profile: str) -> str:
-        with self._lock:
-            cached = self._profiles.get(profile)
-            if cached is not None:
-                return cached
-            import keyring  # deferred: loading a keyring backend is slow
-
-            secret = keyring.get_password(KEYRING_SERVICE, f"auth-profile:{profile}")
-            if not secret:
-                raise CredentialError(
-                    f"auth profile {profile!r} has no secret in the OS keyring"
-                    f" (service {KEYRING_SERVICE!r})",
-                    provider=provider.id,
-                )
-            self._profiles[profile] = secret
-            return secret
 
 
 def checked(lookup: Lookup, injected: bool) -> Lookup:
     """``lookup`` with every credential it returns checked (see the module
     docstring); ``injected`` says it is the caller's ``credentials=``."""
 
-    def resolve(provider: ProviderConfig) -> str | None:
-        value = lookup(provider)
+    def resolve(provider: ProviderConfig, agent: str | None = None) -> str | None:
+        value = lookup(provider, agent)
         # The usual key passes three C-level tests; the rest explains a failure.
         if value is None or (
             isinstance(value, str)
@@ -117,8 +122,10 @@ def _problem(value: object) -> str:
 def _source(provider: ProviderConfig, injected: bool) -> str:
     if injected:
         return "the credentials= lookup"
+    if provider.auth_profile is not None:
+        return f"auth profile {provider.auth_profile!r}"
+    if provider.api_key_env is not None and os.environ.get(provider.api_key_env):
+        return f"environment variable {provider.api_key_env}"
     if provider.api_key is not None:
         return "the inline api_key"
-    if provider.api_key_env is not None:
-        return f"environment variable {provider.api_key_env}"
-    return f"auth profile {provider.auth_profile!r}"
+    return "an auth profile"

@@ -24,6 +24,16 @@ def _clean_environ(monkeypatch: pytest.MonkeyPatch) -> None:
             monkeypatch.delenv(name, raising=False)
 
 
+@pytest.fixture(autouse=True)
+def _palyra_home(
+    _clean_environ: None,
+    tmp_path_factory: pytest.TempPathFactory,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """palyra's files go to a fresh directory per test, never the user's own."""
+    monkeypatch.setenv("PALYRA_HOME", str(tmp_path_factory.mktemp("palyra-home")))
+
+
 # Names the tests use in base URLs, and where they "resolve" to: tests never
 # ask a real DNS server (test_netguard.py checks the real resolver on loopback).
 _TEST_DNS = {"localhost": ["127.0.0.1", "::1"], "box.localhost": ["127.0.0.1"]}

@@ -171,15 +171,33 @@ def test_anthropic_cannot_serve_embeddings() -> None:
     assert "models[0].role: anthropic providers serve no embeddings" in _error(data)
 
 
-def test_one_credential_source_only() -> None:
-    """auth_profile, api_key_env and api_key are mutually exclusive."""
+def test_credential_sources_combine_and_profile_ids_are_checked() -> None:
+    """Sources may be combined (the order is in docs/auth.md); a profile id
+    that could never exist is caught when the config is loaded."""
+    PalyraConfig.from_dict(
+        _config(
+            providers=[
+                {
+                    "id": "a",
+                    "kind": "openai",
+                    "api_key_env": "K",
+                    "auth_profile": "work",
+                    "auth_order": ["Work", "spare"],
+                }
+            ],
+            models=[{"id": "m", "provider": "a"}],
+        )
+    )
     data = _config(
-        providers=[
-            {"id": "a", "kind": "openai", "api_key_env": "K", "auth_profile": "work"}
-        ],
+        providers=[{"id": "a", "kind": "openai", "auth_order": ["ok", "not ok"]}],
         models=[{"id": "m", "provider": "a"}],
     )
-    assert "providers[0]: set only one of auth_profile, api_key_env" in _error(data)
+    assert "providers[0]: auth_order: 'not ok' is not a profile id" in _error(data)
+    data = _config(
+        providers=[{"id": "a", "kind": "openai", "auth_profile": "team:x"}],
+        models=[{"id": "m", "provider": "a"}],
+    )
+    assert "providers[0]: auth_profile: 'team:x' is not a profile id" in _error(data)
 
 
 def test_api_key_env_must_be_a_name_not_a_key() -> None:

@@ -28,7 +28,13 @@ Exports to the rest of palyra: what is listed in ``__all__`` below.
 
 from .book import ProfileBook, book_for
 from .gate import CallGate
-from .oauth import AttemptBook, OAuthAttempt, OAuthClient, client_settings, start_attempt
+from .oauth import (
+    AttemptBook,
+    OAuthAttempt,
+    OAuthClient,
+    client_settings,
+    start_attempt,
+)
 from .oauth_wire import (
     Callback,
     Tokens,

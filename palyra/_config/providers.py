@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import warnings
 from typing import Annotated, Any, Literal, Self
 
@@ -42,6 +43,7 @@ _KIND_ALIASES = {
     "openai": "openai_compatible",
     "openai-compatible": "openai_compatible",
 }
+_PROFILE_ID = re.compile(r"[a-z0-9._-]{1,128}")
 
 
 class ProviderConfig(ConfigModel):
@@ -57,7 +59,10 @@ class ProviderConfig(ConfigModel):
             (`palyra._addresses`; host names are resolved and checked when a
             connection is opened, never at construction).
         enabled: Disabled providers serve no calls.
-        auth_profile: Id of an auth profile holding the credential.
+        auth_profile: Id of an auth profile holding the credential (beats
+            every other source; see ``docs/auth.md``).
+        auth_order: Ids of the provider's auth profiles to prefer, in order,
+            when palyra selects one (no ``auth_profile``, no key found).
         api_key_env: Name of an environment variable holding the API key.
         api_key: Inline key (discouraged: warns; kept as a `SecretStr`).
         auth_header: ``bearer``, ``x-api-key`` or ``none``; defaults per kind.
@@ -88,6 +93,7 @@ class ProviderConfig(ConfigModel):
     allow_private_base_url: bool = False
     enabled: bool = True
     auth_profile: str | None = None
+    auth_order: tuple[str, ...] = ()
     api_key_env: str | None = None
     api_key: SecretStr | None = None
     auth_header: AuthHeader | None = None
@@ -149,15 +155,25 @@ class ProviderConfig(ConfigModel):
                 raise ValueError(f"header {name!r} {problem}")
         return value
 
+    @field_validator("auth_order", mode="before")
+    @staticmethod
+    def _check_order(value: Any) -> Any:
+        if isinstance(value, list | tuple):
+            return tuple(
+                item.strip().lower() if isinstance(item, str) else item
+                for item in value
+            )
+        return value
+
     @model_validator(mode="after")
     def _check_credentials(self) -> Self:
-        given = [
-            name
-            for name in ("auth_profile", "api_key_env", "api_key")
-            if getattr(self, name) is not None
-        ]
-        if len(given) > 1:
-            raise ValueError(f"set only one of {', '.join(given)}")
+        named = [("auth_profile", self.auth_profile)] if self.auth_profile else []
+        for where, profile_id in named + [("auth_order", p) for p in self.auth_order]:
+            if not _PROFILE_ID.fullmatch(profile_id):
+                raise ValueError(
+                    f"{where}: {profile_id!r} is not a profile id (1-128 of"
+                    " a-z, 0-9, '.', '_' or '-')"
+                )
         if self.kind == "deterministic" and self.base_url is not None:
             raise ValueError("deterministic providers take no base_url")
         if self.base_url is not None and not self.allow_private_base_url:

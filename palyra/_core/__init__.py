@@ -21,10 +21,12 @@ Exports to the rest of palyra: what is listed in ``__all__`` below.
 
 from .context import MAX_TAGS, NOBODY, CallContext, Caller
 from .drivers import AsyncDriver, Deferred, SyncDriver
+from .failures import classify
 from .health import HealthTracker, ModelHealth
 from .hooks import Candidate, Completion, Failed, Hooks
 from .netguard import NetworkGuard, Resolver
 from .pipeline import Pipeline
+from .steps import Flow
 from .streams import AsyncStream, Stream
 
 __all__ = [
@@ -38,6 +40,7 @@ __all__ = [
     "Completion",
     "Deferred",
     "Failed",
+    "Flow",
     "HealthTracker",
     "Hooks",
     "ModelHealth",
@@ -46,4 +49,5 @@ __all__ = [
     "Resolver",
     "Stream",
     "SyncDriver",
+    "classify",
 ]

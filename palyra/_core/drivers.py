@@ -14,12 +14,12 @@ import logging
 import threading
 import time
 from collections import deque
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable
 from typing import Any, TypeVar
 
 import httpx
 
-from .._exceptions import APIError, ClientClosedError
+from .._exceptions import APIError, BlockedAddressError, ClientClosedError
 from .._providers import InProcessTransport
 from .netguard import BlockedAddress, LookupFailed, NetworkGuard
 from .reading import BodyReader, aprime, check_size, outcome, prime
@@ -181,9 +181,37 @@ class SyncDriver(_Driver):
                 leave(scope)
         return outcome(call, response, None, started)
 
+    def exchange(
+        self, request: httpx.Request, secrets: tuple[str, ...], budget: float
+    ) -> httpx.Response:
+        """Send a request that is not a provider call (auth's validation,
+        token and revocation requests) on the network client: the guard
+        applies, no redirect is followed, and the body is read whole, at most
+        `EXCHANGE_LIMIT` bytes, within ``budget`` seconds. Transport errors
+        raise; ``secrets`` stay out of httpx's logs."""
+        if self.later:
+            self.later.settle()
+        client = self._network_client()
+        _bound(request, budget)
+        scope = enter(budget, secrets)
+        try:
+            response = client.send(request, stream=True)
+            try:
+                body = _capped(response.iter_bytes())
+            finally:
+                response.close()
+        except BlockedAddress as exc:
+            raise _blocked(exc) from None
+        finally:
+            leave(scope)
+        return _whole(response, request, body)
+
     def _client(self, call: ProviderCall) -> httpx.Client:
         if call.local is not None:
             return self._local_client(call.local, httpx.Client)  # type: ignore[no-any-return]
+        return self._network_client()
+
+    def _network_client(self) -> httpx.Client:
         client = self._network
         if client is None:
             with self._lock:
@@ -273,9 +301,39 @@ class AsyncDriver(_Driver):
                 leave(scope)
         return outcome(call, response, None, started)
 
+    async def exchange(
+        self, request: httpx.Request, secrets: tuple[str, ...], budget: float
+    ) -> httpx.Response:
+        """Async `SyncDriver.exchange`."""
+        if self.later:
+            self.later.settle()
+        client = self._network_client()
+        _bound(request, budget)
+        scope = enter(budget, secrets)
+        try:
+            response = await client.send(request, stream=True)
+            try:
+                chunks = []
+                size = 0
+                async for chunk in response.aiter_bytes():
+                    size += len(chunk)
+                    if size > EXCHANGE_LIMIT:
+                        raise _too_large()
+                    chunks.append(chunk)
+            finally:
+                await response.aclose()
+        except BlockedAddress as exc:
+            raise _blocked(exc) from None
+        finally:
+            leave(scope)
+        return _whole(response, request, b"".join(chunks))
+
     def _client(self, call: ProviderCall) -> httpx.AsyncClient:
         if call.local is not None:
             return self._local_client(call.local, httpx.AsyncClient)  # type: ignore[no-any-return]
+        return self._network_client()
+
+    def _network_client(self) -> httpx.AsyncClient:
         loop = running_loop()
         client = self._network
         if client is None or self._loop is not loop:
@@ -347,6 +405,55 @@ async def _aread(
     finally:
         await response.aclose()
     return reader.response()
+
+
+EXCHANGE_LIMIT = 1 << 20
+"""Bytes an `exchange` reads at most: token and validation answers are small."""
+
+
+def _bound(request: httpx.Request, budget: float) -> None:
+    request.extensions["timeout"] = dict.fromkeys(
+        ("connect", "read", "write", "pool"), budget
+    )
+
+
+def _blocked(exc: BlockedAddress) -> BlockedAddressError:
+    return BlockedAddressError(
+        f"refused to connect to {exc.host!r}: it {exc.reason}",
+        host=exc.host,
+        reason=exc.reason,
+    )
+
+
+def _too_large() -> httpx.ReadError:
+    # A transport error to the flow that sent it: it gets no usable answer.
+    return httpx.ReadError(f"answer larger than {EXCHANGE_LIMIT} bytes")
+
+
+def _capped(chunks: Iterable[bytes]) -> bytes:
+    parts, size = [], 0
+    for chunk in chunks:
+        size += len(chunk)
+        if size > EXCHANGE_LIMIT:
+            raise _too_large()
+        parts.append(chunk)
+    return b"".join(parts)
+
+
+def _whole(
+    response: httpx.Response, request: httpx.Request, body: bytes
+) -> httpx.Response:
+    """A read response: the body is decoded already, so the headers that
+    described its encoding go."""
+    headers = [
+        (name, value)
+        for name, value in response.headers.multi_items()
+        if name.lower()
+        not in ("content-encoding", "content-length", "transfer-encoding")
+    ]
+    return httpx.Response(
+        response.status_code, headers=headers, content=body, request=request
+    )
 
 
 def _wants_body(call: ProviderCall, response: httpx.Response) -> bool:

@@ -1,0 +1,73 @@
+"""Auth profiles around a call: refresh what is owed before it, and once
+after a 401 (`CallGate`).
+
+The checks cost a couple of attribute reads when nothing is owed; the work,
+when there is some, is a flow run on the call's own side (sync or async), so
+an event loop is never blocked by a refresh.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Awaitable, Callable
+
+from .book import ProfileBook
+from .refresh import refresh_owed
+from .remote import Deadline
+from .steps import AsyncSend, AuthFlow, Send, adrive, drive
+
+__all__ = ["REFRESH_BUDGET", "CallGate"]
+
+REFRESH_BUDGET = 10.0
+"""Seconds a refresh before (or after a 401 in) a call may take."""
+
+
+class CallGate:
+    """Decides whether a call needs a refresh first, and runs it.
+
+    Args:
+        book: The profiles of the client.
+        eager: Whether calls rely on profiles from the start (a provider names
+            an ``auth_profile``, or has no other credential): the profile file
+            is then read before the first call, off the event loop.
+    """
+
+    def __init__(
+        self,
+        book: ProfileBook,
+        eager: bool,
+        send: Send,
+        asend: AsyncSend,
+        sleep: Callable[[float], None],
+        asleep: Callable[[float], Awaitable[None]] | None,
+    ) -> None:
+        self.book = book
+        self.eager = eager
+        self._send = send
+        self._asend = asend
+        self._sleep = sleep
+        self._asleep = asleep
+
+    def ahead(self, agent: str | None) -> AuthFlow[bool] | None:
+        """The refresh a call for ``agent`` needs first, if any."""
+        book = self.book
+        if not book.loaded:
+            if not self.eager:
+                return None
+        elif not book.stale and book.next_due > time.time():
+            return None
+        return refresh_owed(book, agent, Deadline(REFRESH_BUDGET), force=False)
+
+    def after_refusal(self, agent: str | None) -> AuthFlow[bool] | None:
+        """After a 401: the refresh of the tokens it was owed, if any."""
+        if not self.book.stale:
+            return None
+        return refresh_owed(self.book, agent, Deadline(REFRESH_BUDGET), force=True)
+
+    def drive(self, flow: AuthFlow[bool]) -> bool:
+        """Run a refresh flow in this thread."""
+        return drive(flow, self._send, self._sleep)
+
+    async def adrive(self, flow: AuthFlow[bool]) -> bool:
+        """Run a refresh flow in this task."""
+        return await adrive(flow, self._asend, self._asleep)

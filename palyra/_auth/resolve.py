@@ -1,0 +1,147 @@
+"""Auth profiles on the call path: the credential a call uses, and what its
+outcome teaches about the profile.
+
+`ProfileCredentials` answers the credential lookup (`palyra._credentials`)
+from memory: the shared `ProfileBook` holds the profiles and the secrets
+already read, so a call costs a few dictionary reads. Its two hooks join the
+pipeline's seams: a failed candidate cools its profile down for as long as the
+kind of failure says (or owes it a refresh, after a 401 on an OAuth token), a
+served one ends its cooldown.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from typing import Any
+
+from .._config import ProviderConfig
+from .._exceptions import AuthProfileError, CredentialError
+from .book import ProfileBook
+from .profiles import AuthProfile
+
+__all__ = ["COOLDOWNS", "ProfileCredentials"]
+
+COOLDOWNS: dict[str, tuple[str, float]] = {
+    # failure class (palyra._core.failures) -> (profile failure kind, seconds)
+    "auth_invalid": ("auth_invalid", 300.0),
+    "permission": ("auth_invalid", 300.0),
+    "rate_limited": ("rate_limit", 60.0),
+    "quota_exhausted": ("quota", 1800.0),
+    "timeout": ("transient", 15.0),
+    "connection": ("transient", 15.0),
+    "server_error": ("transient", 15.0),
+    "overloaded": ("transient", 15.0),
+}
+"""How long a profile stays out of selection after each kind of failure."""
+_REFRESH_DUE = ("refresh_due", 30.0)  # an OAuth token refused: refresh it
+
+
+class ProfileCredentials:
+    """The credential lookup's view of auth profiles, and its two hooks.
+
+    Args:
+        book: The profiles and secrets of this client's home and vault.
+        classify: Names the failure class of an error (``auth_invalid``...).
+    """
+
+    def __init__(
+        self, book: ProfileBook, classify: Callable[[BaseException], str]
+    ) -> None:
+        self.book = book
+        self._classify = classify
+
+    # -- the lookup ----------------------------------------------------------
+
+    def named(self, provider: ProviderConfig, agent: str | None) -> str:
+        """The secret of ``provider.auth_profile`` (or of the profile of the
+        same provider and name of ``agent``, which overrides it)."""
+        book = self.book
+        profile_id = provider.auth_profile or ""
+        try:
+            profile = book.profile(profile_id)
+        except AuthProfileError as exc:
+            raise CredentialError(exc.message, provider=provider.id) from None
+        if profile.agent not in (None, agent):
+            raise CredentialError(
+                f"auth profile {profile_id!r} belongs to agent {profile.agent!r};"
+                f" a call for {_whom(agent)} cannot use it",
+                provider=provider.id,
+            )
+        profile = book.stand_in(profile, agent)
+        return self._secret(profile, provider)
+
+    def selected(self, provider: ProviderConfig, agent: str | None) -> str | None:
+        """The secret of the profile a call for ``agent`` uses, among the
+        provider's: its configured order first, then the least recently used;
+        profiles cooling down after a failure only when every one is."""
+        ids = self.book.candidates(provider.id, agent)
+        if not ids:
+            return None
+        profile = self._choose(ids, provider.auth_order)
+        return self._secret(profile, provider)
+
+    def _choose(self, ids: list[str], order: tuple[str, ...]) -> AuthProfile:
+        book = self.book
+        profiles = book.load()
+        if len(ids) == 1:
+            chosen = profiles[ids[0]]
+        else:
+            now = time.monotonic()
+            chosen = min(
+                (profiles[i] for i in ids),
+                key=lambda p: _rank(p, book.marks(p.id), order, now),
+            )
+        book.marks(chosen.id).last_used = time.monotonic()
+        return chosen
+
+    def _secret(self, profile: AuthProfile, provider: ProviderConfig) -> str:
+        field = "api_key" if profile.kind == "api_key" else "access_token"
+        secret = self.book.secret(profile, field)
+        if not secret:
+            raise CredentialError(
+                f"auth profile {profile.id!r} has no {field} in the vault"
+                f" ({type(self.book.vault).__name__}); connect it again"
+                " (client.auth.connect_api_key or login_oauth)",
+                provider=provider.id,
+            )
+        return secret
+
+    # -- the hooks -------------------------------------------------------------
+
+    def failed(self, ctx: Any, failed: Any) -> None:
+        """After-failure hook: a candidate whose profile failed cools it down."""
+        candidate = failed.candidate
+        if candidate is None:
+            return
+        book = self.book
+        profile_id = book.owner(candidate.target.credential)
+        if profile_id is None:
+            return  # not a profile's secret (an environment key, say)
+        kind = self._classify(failed.error)
+        profile = book.load().get(profile_id)
+        if kind == "auth_invalid" and profile is not None and profile.kind == "oauth":
+            book.owe_refresh(profile_id)
+            book.cool(profile_id, *_REFRESH_DUE)
+        elif kind in COOLDOWNS:
+            book.cool(profile_id, *COOLDOWNS[kind])
+
+    def completed(self, ctx: Any, completion: Any) -> None:
+        """After-completion hook: the serving profile's cooldown ends."""
+        profile_id = self.book.owner(completion.candidate.target.credential)
+        if profile_id is not None:
+            self.book.warm(profile_id)
+
+
+def _rank(
+    profile: AuthProfile, marks: Any, order: tuple[str, ...], now: float
+) -> tuple[Any, ...]:
+    cooling = marks.cooldown_until > now
+    position = order.index(profile.id) if profile.id in order else len(order)
+    if cooling:
+        return (1, marks.cooldown_until, position, marks.last_used, profile.id)
+    return (0, 0.0, position, marks.last_used, profile.id)
+
+
+def _whom(agent: str | None) -> str:
+    return f"agent {agent!r}" if agent else "no agent"
