@@ -15,7 +15,13 @@ import typing
 from ._version import __version__
 
 if typing.TYPE_CHECKING:
-    from ._auth import KeyringSecretStore, MemorySecretStore, SecretStore
+    from ._auth import (
+        AuthProfile,
+        KeyringSecretStore,
+        MemorySecretStore,
+        OAuthAttempt,
+        SecretStore,
+    )
     from ._client import Palyra
     from ._config import (
         Capabilities,
@@ -99,6 +105,7 @@ __all__ = [
     "APITimeoutError",
     "AsyncStream",
     "Attempt",
+    "AuthProfile",
     "AuthProfileError",
     "AuthenticationError",
     "BadRequestError",
@@ -138,6 +145,7 @@ __all__ = [
     "ModelNotFoundError",
     "NoProviderAvailableError",
     "NotFoundError",
+    "OAuthAttempt",
     "OAuthError",
     "OverloadedError",
     "Palyra",
@@ -175,7 +183,13 @@ __all__ = [
 # The module each public name comes from; the TYPE_CHECKING imports above
 # say the same (tests/test_exported_members.py checks that they agree).
 _SOURCES = {
-    "._auth": ("KeyringSecretStore", "MemorySecretStore", "SecretStore"),
+    "._auth": (
+        "AuthProfile",
+        "KeyringSecretStore",
+        "MemorySecretStore",
+        "OAuthAttempt",
+        "SecretStore",
+    ),
     "._client": ("Palyra",),
     "._config": (
         "Capabilities",
