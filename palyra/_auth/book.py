@@ -64,6 +64,7 @@ class ProfileBook:
         self._profiles: dict[str, AuthProfile] | None = None  # None: not read yet
         self._secrets: dict[str, str] = {}  # vault key -> secret
         self._owners: dict[str, str] = {}  # secret -> profile id
+        self._generation = 0  # counts changes to the secrets kept
         self._marks: dict[str, Marks] = {}
         self._views: dict[tuple[str, str | None], list[str]] = {}
         self._stamp: float | None = None  # the file's mtime when read
@@ -85,10 +86,12 @@ class ProfileBook:
         if profiles is not None and now - self._looked < _RECHECK:
             return profiles
         with self._lock:
-            self._looked = now
             stamp = _mtime(self.file.path)
             if self._profiles is None or stamp != self._stamp:
                 self._adopt(self.file.load(), stamp)
+            # Marked fresh only once adopted: a reader that skips the lock on
+            # the strength of this must find the new profiles in place.
+            self._looked = now
             assert self._profiles is not None
             return self._profiles
 
@@ -141,9 +144,14 @@ class ProfileBook:
         key = f"{profile.id}:{field}"
         value = self._secrets.get(key)
         if value is None:
+            generation = self._generation
             value = self.vault.get(key)
-            if value is not None:
-                with self._lock:
+            with self._lock:
+                # A refresh that kept new secrets while the vault was read
+                # wins: what was read may be the token it replaced.
+                if generation != self._generation:
+                    return self._secrets.get(key, value)
+                if value is not None:
                     self._secrets[key] = value
                     self._owners[value] = profile.id
         return value
@@ -252,6 +260,7 @@ class ProfileBook:
 
     def _forget(self, profile_id: str) -> None:
         with self._lock:
+            self._generation += 1
             prefix = f"{profile_id}:"
             for key in [k for k in self._secrets if k.startswith(prefix)]:
                 self._owners.pop(self._secrets.pop(key), None)
@@ -261,6 +270,8 @@ class ProfileBook:
         with self._lock:
             self._stamp = None
             self._looked = 0.0
+            # What is owed is worked out again on the next call's way in.
+            self.next_due = float("-inf")
 
     def drop(self, profile_id: str) -> None:
         """A profile was revoked: forget its secrets and marks."""

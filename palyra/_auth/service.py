@@ -198,6 +198,9 @@ class Auth:
         redirect_uri: str | None,
     ) -> OAuthAttempt:
         provider = self._provider(provider_id)
+        scope = check_scope(scope)
+        pid = check_profile_id(profile_id) if profile_id is not None else None
+        label = _checked_name(name)
         settings = dict(overrides)
         if redirect_uri is not None:
             settings["redirect_uri"] = redirect_uri
@@ -207,9 +210,6 @@ class Auth:
                 "redirect_uri: none configured; set it in the provider's oauth"
                 " table, pass redirect_uri=, or use login_oauth"
             )
-        scope = check_scope(scope)
-        pid = check_profile_id(profile_id) if profile_id is not None else None
-        label = _checked_name(name)
         attempt = start_attempt(
             client, profile_id=pid or "", scope=scope, redirect_uri=client.redirect_uri
         )
