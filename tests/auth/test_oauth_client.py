@@ -318,3 +318,20 @@ def test_oauth_bad_input_is_named(
         c.auth.connect_api_key("up", "sk-static-0123456789", validate=False)
         with pytest.raises(palyra.InvalidRequestError, match="API key"):
             c.auth.refresh("up-default")
+
+
+def test_a_failed_revocation_deletes_nothing_and_a_retry_finishes(
+    client: palyra.Palyra, auth: AuthServer, vault: palyra.MemorySecretStore
+) -> None:
+    profile = sign_in(client, auth, profile_id="work")
+    auth.fail_next("revoke_500", count=3)
+    with pytest.raises(palyra.InternalServerError, match="nothing was deleted"):
+        client.auth.revoke(profile.id)
+    assert len(auth.revocations) == 3  # tried three times, 100 ms apart
+    assert client.auth.get("work").health == "ok"
+    assert vault.get("work:refresh_token")
+    client.auth.revoke("work")
+    assert client.auth.list() == []
+    assert repr(vault) == "MemorySecretStore(0 secrets)"
+    with pytest.raises(palyra.AuthProfileError, match="no auth profile 'work'"):
+        client.auth.revoke("work")
