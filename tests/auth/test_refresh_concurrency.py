@@ -10,7 +10,6 @@ import os
 import subprocess
 import sys
 import threading
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -124,16 +123,18 @@ async def test_a_refresh_token_refused_fails_every_waiter_once(
 
 
 _CHILD = """
-import json, sys, time
+import json, os, sys, time
 import keyring
 from tests.auth.filekeyring import FileKeyring
 keyring.set_keyring(FileKeyring())
 import palyra
-config, home, start = json.loads(sys.argv[1]), sys.argv[2], float(sys.argv[3])
+config, home, go = json.loads(sys.argv[1]), sys.argv[2], sys.argv[3]
 vault = palyra.KeyringSecretStore("palyra-test")
 client = palyra.Palyra(config, home=home, secrets=vault)
-while time.time() < start:
-    time.sleep(0.002)
+print("ready", flush=True)
+deadline = time.time() + 30
+while not os.path.exists(go) and time.time() < deadline:
+    time.sleep(0.001)
 reply = client.chat([{"role": "user", "content": "hi"}])
 print(reply.choices[0].message.content)
 """
@@ -161,10 +162,10 @@ def test_several_processes_one_refresh(
     auth.access_ttl = 3600
     auth.fail_next("slow")
     env = {**os.environ, "PYTHONPATH": str(ROOT), ENV: str(store)}
-    start = time.time() + 3.0  # every child imported and waiting by then
+    go = tmp_path / "go"
     children = [
         subprocess.Popen(
-            [sys.executable, "-c", _CHILD, json.dumps(config), str(home), str(start)],
+            [sys.executable, "-c", _CHILD, json.dumps(config), str(home), str(go)],
             cwd=ROOT,
             env=env,
             stdout=subprocess.PIPE,
@@ -173,6 +174,10 @@ def test_several_processes_one_refresh(
         )
         for _ in range(4)
     ]
+    for child in children:  # every child built its client and waits
+        assert child.stdout is not None
+        assert child.stdout.readline().strip() == "ready"
+    go.touch()
     results = [child.communicate(timeout=60) for child in children]
     assert [child.returncode for child in children] == [0] * 4, results
     assert auth.token_requests["refresh_token"] == 1
