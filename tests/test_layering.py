@@ -94,6 +94,8 @@ LAYERS: list[tuple[str, list[str]]] = [
             "refresh",
             "resolve",
             "gate",
+            "keeping",
+            "signin",
             "service",
             "__init__",
         ],

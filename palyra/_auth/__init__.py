@@ -10,8 +10,9 @@ and how healthy. OAuth 2.0 authorization code with PKCE is pure (``oauth``:
 settings, attempts, `AttemptBook`; ``oauth_wire``: the callback and the
 endpoints' requests and answers). Every operation is a flow (``steps``) run
 by a thin sync or async edge: ``remote`` talks to servers, ``refresh``
-refreshes single-flight, ``service`` is ``client.auth`` (`Auth`), ``login``
-the loopback listener of `Auth.login_oauth`. On the call path, the shared
+refreshes single-flight, ``keeping`` stores a profile with its secrets,
+``signin`` runs OAuth sign-ins, ``service`` is ``client.auth`` (`Auth`) and
+``login`` the loopback listener of `Auth.login_oauth`. On the call path, the shared
 `ProfileBook` (``book``) answers from memory: ``resolve`` is the credential
 lookup and the failure hooks, ``gate`` the refresh before a call and after
 a 401.

@@ -8,33 +8,22 @@ second step fails, the first is undone, so nothing is left half-stored.
 
 from __future__ import annotations
 
-import logging
-import webbrowser
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
-from .._config import PalyraConfig, ProviderConfig
-from .._exceptions import AuthProfileError, InvalidRequestError, PalyraError
-from .book import ProfileBook, expiry, now_utc
-from .login import CallbackListener, loopback_redirect
-from .oauth import OAuthAttempt, client_settings, start_attempt
-from .oauth_wire import callback_error, code_request, parse_callback, revocation_request
-from .profiles import (
-    AuthProfile,
-    check_profile_id,
-    check_scope,
-    new_profile_id,
-    profile_of,
-)
+from .._config import PalyraConfig
+from .book import ProfileBook
+from .keeping import Keeper, checked_key, env_secret
+from .oauth import OAuthAttempt
+from .oauth_wire import revocation_request
+from .profiles import AuthProfile, check_profile_id
 from .refresh import refresh_profile
-from .remote import Deadline, exchange_tokens, revoke_token, validate_key
+from .remote import Deadline, revoke_token, validate_key
+from .signin import Announce, SignIn
 from .steps import AsyncSend, AuthFlow, Local, Send, adrive, drive
 
 __all__ = ["Auth"]
 
-logger = logging.getLogger("palyra")
-_WELL_KNOWN = {"openai": "openai_compatible", "anthropic": "anthropic"}
-Announce = bool | Callable[[str], object]
 Profiles = list[AuthProfile]  # (``Auth.list`` shadows the builtin in the class)
 T = TypeVar("T")
 
@@ -56,8 +45,9 @@ class Auth:
         sleep: Callable[[float], None],
         asleep: Callable[[float], Awaitable[None]] | None,
     ) -> None:
-        self._config = config
         self._book = book
+        self._keep = Keeper(config, book)
+        self._signin = SignIn(self._keep, book)
         self._send = send
         self._asend = asend
         self._sleep = sleep
@@ -71,6 +61,10 @@ class Auth:
 
     async def _arun(self, flow: AuthFlow[T]) -> T:
         return await adrive(flow, self._asend, self._asleep)
+
+    def _save(self, profile: AuthProfile, secrets: dict[str, str]) -> AuthProfile:
+        """Store a profile and its secrets (blocking; for tests and tools)."""
+        return self._keep.save(profile, secrets)
 
     # -- API keys ------------------------------------------------------------
 
@@ -138,14 +132,16 @@ class Auth:
         validate: bool,
         timeout: float,
     ) -> AuthFlow[AuthProfile]:
-        provider = self._provider(provider_id)
-        key = _checked_key(key)
+        provider = self._keep.provider(provider_id)
+        key = checked_key(key)
         profile: AuthProfile = yield Local(
-            lambda: self._draft(provider, "api_key", profile_id, name, scope)
+            lambda: self._keep.draft(provider, "api_key", profile_id, name, scope)
         )
         if validate:
             yield from validate_key(provider, key, Deadline(timeout))
-        saved: AuthProfile = yield Local(lambda: self._save(profile, {"api_key": key}))
+        saved: AuthProfile = yield Local(
+            lambda: self._keep.save(profile, {"api_key": key})
+        )
         return saved
 
     # -- OAuth -----------------------------------------------------------------
@@ -174,7 +170,7 @@ class Auth:
         Raises:
             InvalidRequestError: no OAuth settings, or a bad one (named).
         """
-        return self._start(provider, profile_id, scope, name, overrides, None)
+        return self._signin.start(provider, profile_id, scope, name, overrides, None)
 
     async def astart_oauth(
         self,
@@ -186,39 +182,7 @@ class Auth:
         **overrides: Any,
     ) -> OAuthAttempt:
         """Async `start_oauth` (it does no I/O)."""
-        return self._start(provider, profile_id, scope, name, overrides, None)
-
-    def _start(
-        self,
-        provider_id: str,
-        profile_id: str | None,
-        scope: str,
-        name: str | None,
-        overrides: Mapping[str, Any],
-        redirect_uri: str | None,
-    ) -> OAuthAttempt:
-        provider = self._provider(provider_id)
-        scope = check_scope(scope)
-        pid = check_profile_id(profile_id) if profile_id is not None else None
-        label = _checked_name(name)
-        settings = dict(overrides)
-        if redirect_uri is not None:
-            settings["redirect_uri"] = redirect_uri
-        client = client_settings(provider.id, provider.oauth, settings)
-        if not client.redirect_uri:
-            raise InvalidRequestError(
-                "redirect_uri: none configured; set it in the provider's oauth"
-                " table, pass redirect_uri=, or use login_oauth"
-            )
-        attempt = start_attempt(
-            client, profile_id=pid or "", scope=scope, redirect_uri=client.redirect_uri
-        )
-        secret_env = settings.get("client_secret_env") or (
-            provider.oauth.client_secret_env if provider.oauth else None
-        )
-        self._book.attempts.add(attempt)
-        self._book.attempt_notes[attempt.id] = (label, secret_env)
-        return attempt
+        return self._signin.start(provider, profile_id, scope, name, overrides, None)
 
     def complete_oauth(
         self,
@@ -242,7 +206,9 @@ class Auth:
             OAuthError: a wrong, expired or reused attempt, an ``error=``
                 callback, or a token endpoint that refused.
         """
-        return self._run(self._complete(callback_url, code, state, validate, timeout))
+        return self._run(
+            self._signin.complete(callback_url, code, state, validate, timeout)
+        )
 
     async def acomplete_oauth(
         self,
@@ -255,62 +221,8 @@ class Auth:
     ) -> AuthProfile:
         """Async `complete_oauth`."""
         return await self._arun(
-            self._complete(callback_url, code, state, validate, timeout)
+            self._signin.complete(callback_url, code, state, validate, timeout)
         )
-
-    def _complete(
-        self,
-        callback_url: str | None,
-        code: str | None,
-        state: str | None,
-        validate: bool,
-        timeout: float,
-    ) -> AuthFlow[AuthProfile]:
-        callback = parse_callback(callback_url, code=code, state=state)
-        attempt = self._book.attempts.take(callback.state or "")
-        if callback.error:
-            raise callback_error(callback, attempt.provider)
-        if not callback.code:
-            raise InvalidRequestError("code: the callback carries no code")
-        label, secret_env = self._book.attempt_notes.pop(attempt.id, ("default", None))
-        request = code_request(attempt, callback.code)
-        secrets = tuple(
-            s
-            for s in (
-                callback.code,
-                attempt.code_verifier,
-                attempt.client.client_secret,
-            )
-            if s
-        )
-        deadline = Deadline(timeout)
-        tokens = yield from exchange_tokens(
-            request, secrets, deadline, attempt.provider
-        )
-        provider = self._provider(attempt.provider)
-        if validate:
-            yield from validate_key(_bearer(provider), tokens.access_token, deadline)
-        draft = yield Local(
-            lambda: self._draft(
-                provider, "oauth", attempt.profile_id or None, label, attempt.scope
-            )
-        )
-        client = attempt.client
-        profile = draft.model_copy(
-            update={
-                "token_endpoint": client.token_url,
-                "revocation_endpoint": client.revocation_url,
-                "client_id": client.client_id,
-                "client_secret_env": secret_env,
-                "scopes": tokens.scopes or client.scopes,
-                "expires_at": expiry(tokens.expires_in),
-            }
-        )
-        kept = {"access_token": tokens.access_token}
-        if tokens.refresh_token:
-            kept["refresh_token"] = tokens.refresh_token
-        saved: AuthProfile = yield Local(lambda: self._save(profile, kept))
-        return saved
 
     def login_oauth(
         self,
@@ -337,7 +249,7 @@ class Auth:
                 either way). OAuthError: as `complete_oauth`.
         """
         return self._run(
-            self._login(
+            self._signin.login(
                 provider, open_browser, timeout, profile_id, scope, name, overrides
             )
         )
@@ -355,47 +267,10 @@ class Auth:
     ) -> AuthProfile:
         """Async `login_oauth`."""
         return await self._arun(
-            self._login(
+            self._signin.login(
                 provider, open_browser, timeout, profile_id, scope, name, overrides
             )
         )
-
-    def _login(
-        self,
-        provider_id: str,
-        open_browser: Announce,
-        timeout: float,
-        profile_id: str | None,
-        scope: str,
-        name: str | None,
-        overrides: Mapping[str, Any],
-    ) -> AuthFlow[AuthProfile]:
-        provider = self._provider(provider_id)
-        configured = overrides.get("redirect_uri") or (
-            provider.oauth.resolved().redirect_uri if provider.oauth else None
-        )
-        host, port, path = loopback_redirect(configured)
-        deadline = Deadline(timeout)
-        listener: CallbackListener = yield Local(
-            lambda: CallbackListener(host, port, path)
-        )
-        try:
-            attempt = self._start(
-                provider_id, profile_id, scope, name, overrides, listener.redirect_uri
-            )
-            yield Local(lambda: _announce(open_browser, attempt.authorize_url))
-            url = yield Local(lambda: listener.wait(deadline.left()))
-            try:
-                profile = yield from self._complete(
-                    url, None, None, False, max(deadline.left(), 5.0)
-                )
-            except PalyraError as exc:
-                listener.answer(False, f"palyra could not finish the sign-in: {exc}")
-                raise
-            listener.answer(True, f"palyra is signed in to {provider.id}.")
-            return profile
-        finally:
-            yield Local(listener.close)
 
     # -- reading -----------------------------------------------------------------
 
@@ -511,7 +386,7 @@ class Auth:
                 )
             )
             if token:
-                secret = _env_secret(profile.client_secret_env)
+                secret = env_secret(profile.client_secret_env)
                 request = revocation_request(
                     profile.revocation_endpoint,
                     token,
@@ -522,169 +397,4 @@ class Auth:
                 yield from revoke_token(
                     request, secrets, Deadline(timeout), profile.provider
                 )
-        yield Local(lambda: self._delete(profile))
-
-    # -- storing -------------------------------------------------------------------
-
-    def _provider(self, provider_id: str) -> ProviderConfig:
-        if not isinstance(provider_id, str):
-            raise InvalidRequestError(
-                f"provider: must be a string, got {type(provider_id).__name__}"
-            )
-        wanted = provider_id.strip().lower()
-        for provider in self._config.providers:
-            if provider.id == wanted:
-                if provider.kind == "deterministic":
-                    raise InvalidRequestError(
-                        f"provider: {wanted!r} is deterministic and takes no credential"
-                    )
-                return provider
-        if wanted in _WELL_KNOWN:
-            return ProviderConfig(id=wanted, kind=_WELL_KNOWN[wanted])
-        known = sorted({p.id for p in self._config.providers} | set(_WELL_KNOWN))
-        raise InvalidRequestError(
-            f"provider: no provider {provider_id!r}; configured or known:"
-            f" {', '.join(known)}"
-        )
-
-    def _draft(
-        self,
-        provider: ProviderConfig,
-        kind: str,
-        profile_id: str | None,
-        name: str | None,
-        scope: str,
-    ) -> AuthProfile:
-        scope = check_scope(scope)
-        name = _checked_name(name)
-        profiles = self._book.reload()
-        if profile_id is None:
-            suffix = "" if scope == "global" else "-" + scope[6:].lower()
-            pid = check_profile_id(
-                new_profile_id(provider.id, name + suffix, set())[:128], "profile_id"
-            )
-        else:
-            pid = check_profile_id(profile_id)
-        old = profiles.get(pid)
-        if old is not None and (old.provider, old.scope) != (provider.id, scope):
-            raise InvalidRequestError(
-                f"profile_id: {pid!r} already holds a credential of provider"
-                f" {old.provider!r} ({old.scope}); choose another id or revoke it"
-            )
-        now = now_utc()
-        return AuthProfile(
-            id=pid,
-            provider=provider.id,
-            name=name,
-            scope=scope,
-            kind=kind,
-            created_at=old.created_at if old else now,
-            updated_at=now,
-        )
-
-    def _save(self, profile: AuthProfile, secrets: dict[str, str]) -> AuthProfile:
-        """Secrets to the vault, then the profile to the file; a failure of
-        the second undoes the first."""
-        vault = self._book.vault
-        keys = {field: f"{profile.id}:{field}" for field in secrets}
-        before = {field: vault.get(key) for field, key in keys.items()}
-        written: list[str] = []
-        try:
-            for field, key in keys.items():
-                vault.set(key, secrets[field])
-                written.append(field)
-
-            def change(records: dict[str, dict[str, Any]]) -> dict[str, Any]:
-                old = records.get(profile.id)
-                record = profile.record()
-                if old is not None:
-                    record["created_at"] = old.get("created_at", record["created_at"])
-                records[profile.id] = record
-                return record
-
-            record = self._book.file.update(change)
-        except BaseException:
-            for field in written:
-                _restore(vault, keys[field], before[field])
-            raise
-        self._book.keep(profile.id, secrets)
-        self._book.changed()
-        self._book.settled(profile.id)
-        self._book.warm(profile.id)
-        return self._book.with_health(profile_of(record, "static"))
-
-    def _delete(self, profile: AuthProfile) -> None:
-        """The secrets first, then the profile: if the vault fails, the
-        profile is still there for another try."""
-        for key in profile.secret_refs.values():
-            self._book.vault.delete(key)
-
-        def change(records: dict[str, dict[str, Any]]) -> None:
-            records.pop(profile.id, None)
-
-        self._book.file.update(change)
-        self._book.drop(profile.id)
-
-
-def _restore(vault: Any, key: str, previous: str | None) -> None:
-    try:
-        if previous is None:
-            vault.delete(key)
-        else:
-            vault.set(key, previous)
-    except PalyraError as exc:
-        logger.error("palyra: could not undo a vault write (%s)", type(exc).__name__)
-
-
-def _checked_key(key: object) -> str:
-    if not isinstance(key, str):
-        raise InvalidRequestError(f"key: must be a string, got {type(key).__name__}")
-    key = key.strip()
-    if not key:
-        raise InvalidRequestError("key: is empty")
-    if not (key.isascii() and key.isprintable()) or " " in key:
-        raise InvalidRequestError(
-            "key: must be visible ASCII with no spaces (check for a pasted line"
-            " break or quote)"
-        )
-    return key
-
-
-def _checked_name(name: object) -> str:
-    if name is None:
-        return "default"
-    if not isinstance(name, str) or not name.strip() or len(name) > 256:
-        raise InvalidRequestError("name: must be 1-256 characters")
-    if not name.isprintable():
-        raise InvalidRequestError("name: must not hold control characters")
-    return name.strip()
-
-
-def _bearer(provider: ProviderConfig) -> ProviderConfig:
-    """The provider as an OAuth access token reaches it: with Bearer."""
-    return provider.model_copy(update={"auth_header": "bearer"})
-
-
-def _env_secret(name: str | None) -> str | None:
-    import os
-
-    if name is None:
-        return None
-    value = os.environ.get(name, "").strip()
-    if not value:
-        raise AuthProfileError(
-            f"environment variable {name} (the client secret) is not set"
-        )
-    return value
-
-
-def _announce(how: Announce, url: str) -> None:
-    if callable(how):
-        how(url)
-        return
-    print(f"palyra: open this URL to sign in:\n  {url}", flush=True)
-    if how:
-        try:
-            webbrowser.open(url)
-        except Exception as exc:  # no browser here: the printed URL will do
-            logger.info("palyra: could not open a browser (%s)", type(exc).__name__)
+        yield Local(lambda: self._keep.delete(profile))

@@ -1,0 +1,186 @@
+"""Keeping profiles: which provider an operation is for, the profile it
+makes, and storing it: secrets to the vault, then the profile to the file,
+the first undone when the second fails (`Keeper`)."""
+
+from __future__ import annotations
+
+import logging
+import os
+from typing import Any
+
+from .._config import PalyraConfig, ProviderConfig
+from .._exceptions import AuthProfileError, InvalidRequestError, PalyraError
+from .book import ProfileBook, now_utc
+from .profiles import (
+    AuthProfile,
+    check_profile_id,
+    check_scope,
+    new_profile_id,
+    profile_of,
+)
+
+__all__ = ["Keeper", "bearer", "checked_key", "checked_name", "env_secret"]
+
+logger = logging.getLogger("palyra")
+_WELL_KNOWN = {"openai": "openai_compatible", "anthropic": "anthropic"}
+
+
+class Keeper:
+    """The providers of one configuration and the profiles of one book."""
+
+    def __init__(self, config: PalyraConfig, book: ProfileBook) -> None:
+        self._config = config
+        self._book = book
+
+    def provider(self, provider_id: str) -> ProviderConfig:
+        if not isinstance(provider_id, str):
+            raise InvalidRequestError(
+                f"provider: must be a string, got {type(provider_id).__name__}"
+            )
+        wanted = provider_id.strip().lower()
+        for provider in self._config.providers:
+            if provider.id == wanted:
+                if provider.kind == "deterministic":
+                    raise InvalidRequestError(
+                        f"provider: {wanted!r} is deterministic and takes no credential"
+                    )
+                return provider
+        if wanted in _WELL_KNOWN:
+            return ProviderConfig(id=wanted, kind=_WELL_KNOWN[wanted])
+        known = sorted({p.id for p in self._config.providers} | set(_WELL_KNOWN))
+        raise InvalidRequestError(
+            f"provider: no provider {provider_id!r}; configured or known:"
+            f" {', '.join(known)}"
+        )
+
+    def draft(
+        self,
+        provider: ProviderConfig,
+        kind: str,
+        profile_id: str | None,
+        name: str | None,
+        scope: str,
+    ) -> AuthProfile:
+        scope = check_scope(scope)
+        name = checked_name(name)
+        profiles = self._book.reload()
+        if profile_id is None:
+            suffix = "" if scope == "global" else "-" + scope[6:].lower()
+            pid = check_profile_id(
+                new_profile_id(provider.id, name + suffix, set())[:128], "profile_id"
+            )
+        else:
+            pid = check_profile_id(profile_id)
+        old = profiles.get(pid)
+        if old is not None and (old.provider, old.scope) != (provider.id, scope):
+            raise InvalidRequestError(
+                f"profile_id: {pid!r} already holds a credential of provider"
+                f" {old.provider!r} ({old.scope}); choose another id or revoke it"
+            )
+        now = now_utc()
+        return AuthProfile(
+            id=pid,
+            provider=provider.id,
+            name=name,
+            scope=scope,
+            kind=kind,
+            created_at=old.created_at if old else now,
+            updated_at=now,
+        )
+
+    def save(self, profile: AuthProfile, secrets: dict[str, str]) -> AuthProfile:
+        """Secrets to the vault, then the profile to the file; a failure of
+        the second undoes the first."""
+        vault = self._book.vault
+        keys = {field: f"{profile.id}:{field}" for field in secrets}
+        before = {field: vault.get(key) for field, key in keys.items()}
+        written: list[str] = []
+        try:
+            for field, key in keys.items():
+                vault.set(key, secrets[field])
+                written.append(field)
+
+            def change(records: dict[str, dict[str, Any]]) -> dict[str, Any]:
+                old = records.get(profile.id)
+                record = profile.record()
+                if old is not None:
+                    record["created_at"] = old.get("created_at", record["created_at"])
+                records[profile.id] = record
+                return record
+
+            record = self._book.file.update(change)
+        except BaseException:
+            for field in written:
+                restore(vault, keys[field], before[field])
+            raise
+        self._book.keep(profile.id, secrets)
+        self._book.changed()
+        self._book.settled(profile.id)
+        self._book.warm(profile.id)
+        return self._book.with_health(profile_of(record, "static"))
+
+    def delete(self, profile: AuthProfile) -> None:
+        """The secrets first, then the profile: if the vault fails, the
+        profile is still there for another try."""
+        for key in profile.secret_refs.values():
+            self._book.vault.delete(key)
+
+        def change(records: dict[str, dict[str, Any]]) -> None:
+            records.pop(profile.id, None)
+
+        self._book.file.update(change)
+        self._book.drop(profile.id)
+
+
+def restore(vault: Any, key: str, previous: str | None) -> None:
+    """Put a vault entry back as it was before a failed operation."""
+    try:
+        if previous is None:
+            vault.delete(key)
+        else:
+            vault.set(key, previous)
+    except PalyraError as exc:
+        logger.error("palyra: could not undo a vault write (%s)", type(exc).__name__)
+
+
+def checked_key(key: object) -> str:
+    """An API key as given, trimmed; the error never shows it."""
+    if not isinstance(key, str):
+        raise InvalidRequestError(f"key: must be a string, got {type(key).__name__}")
+    key = key.strip()
+    if not key:
+        raise InvalidRequestError("key: is empty")
+    if not (key.isascii() and key.isprintable()) or " " in key:
+        raise InvalidRequestError(
+            "key: must be visible ASCII with no spaces (check for a pasted line"
+            " break or quote)"
+        )
+    return key
+
+
+def checked_name(name: object) -> str:
+    """A profile's human name (``default`` when None)."""
+    if name is None:
+        return "default"
+    if not isinstance(name, str) or not name.strip() or len(name) > 256:
+        raise InvalidRequestError("name: must be 1-256 characters")
+    if not name.isprintable():
+        raise InvalidRequestError("name: must not hold control characters")
+    return name.strip()
+
+
+def bearer(provider: ProviderConfig) -> ProviderConfig:
+    """The provider as an OAuth access token reaches it: with Bearer."""
+    return provider.model_copy(update={"auth_header": "bearer"})
+
+
+def env_secret(name: str | None) -> str | None:
+    """A confidential client's secret, from the variable the profile names."""
+    if name is None:
+        return None
+    value = os.environ.get(name, "").strip()
+    if not value:
+        raise AuthProfileError(
+            f"environment variable {name} (the client secret) is not set"
+        )
+    return value
