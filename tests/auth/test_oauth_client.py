@@ -74,13 +74,33 @@ def sign_in(client: palyra.Palyra, auth: AuthServer, **kw: Any) -> palyra.AuthPr
     return client.auth.complete_oauth(auth.approve(attempt.authorize_url))
 
 
+@pytest.fixture(params=["memory", "secret-service"])
+def any_vault(request: pytest.FixtureRequest) -> Iterator[palyra.SecretStore]:
+    """Memory, and the real keyring with the Linux Secret Service where one
+    runs (`.ci/run` starts one)."""
+    if request.param == "memory":
+        yield palyra.MemorySecretStore()
+        return
+    import keyring
+
+    from tests.auth.test_vault import _secret_service
+
+    previous = keyring.get_keyring()
+    keyring.set_keyring(_secret_service())
+    store = palyra.KeyringSecretStore(service="palyra-test-oauth")
+    try:
+        yield store
+    finally:
+        for field in ("access_token", "refresh_token"):
+            store.delete(f"work:{field}")
+        keyring.set_keyring(previous)
+
+
 def test_the_whole_flow(
-    client: palyra.Palyra,
-    auth: AuthServer,
-    provider: Upstream,
-    vault: palyra.MemorySecretStore,
-    tmp_path: Path,
+    auth: AuthServer, provider: Upstream, any_vault: palyra.SecretStore, tmp_path: Path
 ) -> None:
+    vault = any_vault
+    client = palyra.Palyra(oauth_config(auth, provider), secrets=vault, home=tmp_path)
     attempt = client.auth.start_oauth("up", profile_id="work")
     assert attempt.redirect_uri == REDIRECT
     assert attempt.state not in (attempt.id, "")
@@ -115,10 +135,12 @@ def test_the_whole_flow(
     client.auth.revoke("work")
     assert auth.revocations
     assert not auth.valid(new_access or "")
-    assert repr(vault) == "MemorySecretStore(0 secrets)"
+    assert vault.get("work:access_token") is None
+    assert vault.get("work:refresh_token") is None
     assert client.auth.list() == []
     with pytest.raises(palyra.CredentialError):
         client.chat(HI)
+    client.close()
 
 
 @pytest.mark.parametrize("driver", DRIVERS)
@@ -335,3 +357,31 @@ def test_a_failed_revocation_deletes_nothing_and_a_retry_finishes(
     assert repr(vault) == "MemorySecretStore(0 secrets)"
     with pytest.raises(palyra.AuthProfileError, match="no auth profile 'work'"):
         client.auth.revoke("work")
+
+
+@pytest.mark.parametrize("driver", DRIVERS)
+async def test_a_401_refreshes_once_then_the_call_is_made_again(
+    driver: str, auth: AuthServer, provider: Upstream, tmp_path: Path
+) -> None:
+    vault = palyra.MemorySecretStore()
+    c = palyra.Palyra(oauth_config(auth, provider), secrets=vault, home=tmp_path)
+    profile = sign_in(c, auth)
+    auth.expire_access_tokens()
+    reply = c.chat(HI) if driver == "sync" else await c.achat(HI)
+    assert reply.choices[0].message.content
+    assert auth.token_requests["refresh_token"] == 1
+    chats = [r for r in provider.requests if r.path.endswith("/chat/completions")]
+    assert [r.headers["authorization"] for r in chats] == [
+        chats[0].headers["authorization"],
+        f"Bearer {vault.get(f'{profile.id}:access_token')}",
+    ]
+    # A token the server refuses even after a refresh: one refresh, one retry,
+    # then the 401 reaches the caller (no loop).
+    provider.api_key = lambda token: False
+    with pytest.raises(palyra.AuthenticationError):
+        c.chat(HI) if driver == "sync" else await c.achat(HI)
+    assert auth.token_requests["refresh_token"] == 2
+    assert (
+        len([r for r in provider.requests if r.path.endswith("/chat/completions")]) == 4
+    )
+    await c.aclose()
