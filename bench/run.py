@@ -18,6 +18,7 @@ if str(ROOT) not in sys.path:
 
 from bench import (  # noqa: E402
     anthropic_stream,
+    auth,
     bookkeeping,
     construction,
     imports,
@@ -37,6 +38,7 @@ BENCHMARKS = {
     "construction": construction.run,
     "tokens": tokens.run,
     "sse": sse_decode.run,
+    "auth": auth.run,
 }
 
 
