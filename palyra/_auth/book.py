@@ -65,6 +65,8 @@ class ProfileBook:
         self._secrets: dict[str, str] = {}  # vault key -> secret
         self._owners: dict[str, str] = {}  # secret -> profile id
         self._generation = 0  # counts changes to the secrets kept
+        self._written: dict[str, datetime] = {}  # what this process last wrote
+        self._stand_ins: dict[tuple[str, str, str], str | None] = {}
         self._marks: dict[str, Marks] = {}
         self._views: dict[tuple[str, str | None], list[str]] = {}
         self._stamp: float | None = None  # the file's mtime when read
@@ -108,11 +110,15 @@ class ProfileBook:
         profiles = {pid: profile_of(r, "static") for pid, r in records.items()}
         for pid, profile in old.items():
             kept = profiles.get(pid)
-            if kept is None or kept.updated_at != profile.updated_at:
+            if kept is None or (
+                kept.updated_at != profile.updated_at
+                and kept.updated_at != self._written.get(pid)
+            ):
                 self._forget(pid)  # revoked, rotated or refreshed elsewhere
         self._profiles = profiles
         self._stamp = stamp
         self._views.clear()
+        self._stand_ins.clear()
         self.next_due = min(
             (self._due_at(p) for p in profiles.values()), default=float("inf")
         )
@@ -194,13 +200,26 @@ class ProfileBook:
         the same provider and name, if it has one."""
         if agent is None or profile.agent is not None:
             return profile
-        for pid in self.candidates(profile.provider, agent):
-            other = self.load()[pid]
-            if other.name.lower() == profile.name.lower():
-                return other
-        return profile
+        profiles = self.load()
+        key = (profile.provider, agent, profile.name)
+        if key not in self._stand_ins:
+            name = profile.name.lower()
+            self._stand_ins[key] = next(
+                (
+                    pid
+                    for pid in self.candidates(profile.provider, agent)
+                    if profiles[pid].name.lower() == name
+                ),
+                None,
+            )
+        found = self._stand_ins[key]
+        return profile if found is None else profiles.get(found, profile)
 
     # -- marks -------------------------------------------------------------
+
+    def marks_of(self, profile_id: str) -> Marks | None:
+        """The marks of a profile, if it has any yet."""
+        return self._marks.get(profile_id)
 
     def marks(self, profile_id: str) -> Marks:
         """The in-memory marks of a profile (made on first use)."""
@@ -250,10 +269,15 @@ class ProfileBook:
 
     # -- writing -------------------------------------------------------------
 
-    def keep(self, profile_id: str, secrets: dict[str, str]) -> None:
-        """Remember secrets just written to the vault."""
+    def keep(
+        self, profile_id: str, secrets: dict[str, str], updated_at: datetime
+    ) -> None:
+        """Remember secrets just written to the vault, for the profile as it
+        is written (``updated_at``): reading that write back from the file
+        keeps them."""
         with self._lock:
             self._forget(profile_id)
+            self._written[profile_id] = updated_at
             for field, value in secrets.items():
                 self._secrets[f"{profile_id}:{field}"] = value
                 self._owners[value] = profile_id

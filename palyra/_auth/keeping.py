@@ -113,7 +113,7 @@ class Keeper:
             for field in written:
                 restore(vault, keys[field], before[field])
             raise
-        self._book.keep(profile.id, secrets)
+        self._book.keep(profile.id, secrets, profile.updated_at)
         self._book.changed()
         self._book.settled(profile.id)
         self._book.warm(profile.id)

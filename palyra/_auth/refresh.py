@@ -168,7 +168,6 @@ def _refreshed(book: ProfileBook, profile: AuthProfile, tokens: Tokens) -> AuthP
     kept = {"access_token": tokens.access_token}
     if tokens.refresh_token:
         kept["refresh_token"] = tokens.refresh_token
-    book.keep(profile.id, kept)
     expires = expiry(tokens.expires_in)
     update: dict[str, Any] = {
         "updated_at": _later(profile.updated_at),
@@ -181,6 +180,7 @@ def _refreshed(book: ProfileBook, profile: AuthProfile, tokens: Tokens) -> AuthP
     if tokens.scopes:
         update["scopes"] = tokens.scopes
     stored = profile.model_copy(update=update)
+    book.keep(profile.id, kept, stored.updated_at)
 
     def change(records: dict[str, dict[str, Any]]) -> None:
         if profile.id in records:

@@ -17,7 +17,7 @@ from typing import Any
 
 from .._config import ProviderConfig
 from .._exceptions import AuthProfileError, CredentialError
-from .book import ProfileBook
+from .book import Marks, ProfileBook
 from .profiles import AuthProfile
 
 __all__ = ["COOLDOWNS", "ProfileCredentials"]
@@ -84,16 +84,17 @@ class ProfileCredentials:
     def _choose(self, ids: list[str], order: tuple[str, ...]) -> AuthProfile:
         book = self.book
         profiles = book.load()
+        now = time.monotonic()
         if len(ids) == 1:
-            chosen = profiles[ids[0]]
+            chosen = ids[0]
         else:
-            now = time.monotonic()
-            chosen = min(
-                (profiles[i] for i in ids),
-                key=lambda p: _rank(p, book.marks(p.id), order, now),
-            )
-        book.marks(chosen.id).last_used = time.monotonic()
-        return chosen
+            chosen, best = ids[0], None
+            for pid in ids:
+                rank = _rank(pid, book.marks_of(pid), order, now)
+                if best is None or rank < best:
+                    chosen, best = pid, rank
+        book.marks(chosen).last_used = now
+        return profiles[chosen]
 
     def _secret(self, profile: AuthProfile, provider: ProviderConfig) -> str:
         field = "api_key" if profile.kind == "api_key" else "access_token"
@@ -134,13 +135,16 @@ class ProfileCredentials:
 
 
 def _rank(
-    profile: AuthProfile, marks: Any, order: tuple[str, ...], now: float
+    profile_id: str, marks: Marks | None, order: tuple[str, ...], now: float
 ) -> tuple[Any, ...]:
-    cooling = marks.cooldown_until > now
-    position = order.index(profile.id) if profile.id in order else len(order)
-    if cooling:
-        return (1, marks.cooldown_until, position, marks.last_used, profile.id)
-    return (0, 0.0, position, marks.last_used, profile.id)
+    """Eligible first (else the soonest out of its cooldown), then the
+    configured order, then the least recently used."""
+    position = order.index(profile_id) if profile_id in order else len(order)
+    if marks is None:
+        return (0, 0.0, position, 0.0, profile_id)
+    if marks.cooldown_until > now:
+        return (1, marks.cooldown_until, position, marks.last_used, profile_id)
+    return (0, 0.0, position, marks.last_used, profile_id)
 
 
 def _whom(agent: str | None) -> str:

@@ -21,11 +21,18 @@ ENV = "PALYRA_TEST_KEYRING"
 class FileKeyring(keyring.backend.KeyringBackend):
     """Secrets in the JSON file named by ``$PALYRA_TEST_KEYRING``."""
 
-    priority = 1  # type: ignore[assignment]
+    # Never chosen by keyring on its own (it lists every backend class it
+    # knows): only where a test sets it.
+    priority = -1  # type: ignore[assignment]
 
     def __init__(self, path: str | None = None) -> None:
         super().__init__()
-        self.path = Path(path or os.environ[ENV])
+        self._path = path
+
+    @property
+    def path(self) -> Path:
+        """The file: the one given, else ``$PALYRA_TEST_KEYRING``."""
+        return Path(self._path or os.environ[ENV])
 
     @contextlib.contextmanager
     def _locked(self) -> Iterator[dict[str, Any]]:
