@@ -68,8 +68,8 @@ class Calls:
             gate.drive(ahead)
         try:
             return self._sync.run(make())
-        except AuthenticationError:
-            again = gate.after_refusal(caller.agent)
+        except AuthenticationError as exc:
+            again = gate.after_refusal(caller.agent, exc.provider)
             if again is None or not gate.drive(again):
                 raise
         return self._sync.run(make())
@@ -84,8 +84,8 @@ class Calls:
             await gate.adrive(ahead)
         try:
             return await self._async.run(make())
-        except AuthenticationError:
-            again = gate.after_refusal(caller.agent)
+        except AuthenticationError as exc:
+            again = gate.after_refusal(caller.agent, exc.provider)
             if again is None or not await gate.adrive(again):
                 raise
         return await self._async.run(make())

@@ -15,7 +15,7 @@ import os
 import threading
 import time
 import weakref
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -31,6 +31,8 @@ from .vault import KeyringSecretStore, SecretStore
 __all__ = ["Marks", "ProfileBook", "book_for"]
 
 _RECHECK = 1.0  # seconds between two looks at the profile file's mtime
+_MISSING = ""  # kept for a secret the vault does not hold
+_RETIRED = 64  # replaced secrets still recognised
 REFRESH_WINDOW = 5 * 60.0
 """Seconds before expiry from which a token is refreshed before a call."""
 
@@ -43,6 +45,7 @@ class Marks:
     cooldown_until: float = 0.0
     failure: str | None = None  # the kind of failure behind the cooldown
     stale: bool = False  # a 401 asked for a refresh
+    refreshed: float = 0.0  # time.monotonic() of this process's last refresh
 
 
 class ProfileBook:
@@ -64,11 +67,16 @@ class ProfileBook:
         self._profiles: dict[str, AuthProfile] | None = None  # None: not read yet
         self._secrets: dict[str, str] = {}  # vault key -> secret
         self._owners: dict[str, str] = {}  # secret -> profile id
+        # Secrets replaced lately, still owned: a call in flight with one may
+        # yet fail, and its failure must reach the profile.
+        self._retired: dict[str, str] = {}
+        self.prefetched: set[str | None] = set()  # agents whose secrets are read
         self._generation = 0  # counts changes to the secrets kept
         self._written: dict[str, datetime] = {}  # what this process last wrote
-        self._stand_ins: dict[tuple[str, str, str], str | None] = {}
+        self._stand_ins: dict[tuple[str, str, str], tuple[object, AuthProfile]] = {}
         self._marks: dict[str, Marks] = {}
-        self._views: dict[tuple[str, str | None], list[str]] = {}
+        # (provider, agent) -> (the profiles it was worked out from, the view)
+        self._views: dict[tuple[str, str | None], tuple[object, list[AuthProfile]]] = {}
         self._stamp: float | None = None  # the file's mtime when read
         self._looked = 0.0
         self.next_due = float("inf")  # epoch time of the earliest refresh owed
@@ -101,8 +109,7 @@ class ProfileBook:
         """The profiles, read from the file now."""
         with self._lock:
             self._looked = 0.0
-            self._stamp = None
-            self._profiles = None
+            self._stamp = None  # adopted again, compared with what was known
         return self.load()
 
     def _adopt(self, records: dict[str, dict[str, Any]], stamp: float | None) -> None:
@@ -115,6 +122,8 @@ class ProfileBook:
                 and kept.updated_at != self._written.get(pid)
             ):
                 self._forget(pid)  # revoked, rotated or refreshed elsewhere
+            if kept is None:
+                self._unmark(pid)
         self._profiles = profiles
         self._stamp = stamp
         self._views.clear()
@@ -146,25 +155,38 @@ class ProfileBook:
         return found
 
     def secret(self, profile: AuthProfile, field: str) -> str | None:
-        """One secret of a profile: from memory, else read from the vault once."""
+        """One secret of a profile: from memory, else read from the vault once
+        (a secret the vault does not hold is remembered as missing too)."""
         key = f"{profile.id}:{field}"
         value = self._secrets.get(key)
         if value is None:
             generation = self._generation
-            value = self.vault.get(key)
+            value = self.vault.get(key) or _MISSING
             with self._lock:
                 # A refresh that kept new secrets while the vault was read
                 # wins: what was read may be the token it replaced.
                 if generation != self._generation:
-                    return self._secrets.get(key, value)
-                if value is not None:
+                    value = self._secrets.get(key, value)
+                else:
                     self._secrets[key] = value
-                    self._owners[value] = profile.id
-        return value
+                    if value:
+                        self._owners[value] = profile.id
+        return value or None
 
     def owner(self, secret: str | None) -> str | None:
         """The profile a secret this book handed out belongs to."""
-        return None if secret is None else self._owners.get(secret)
+        if not secret:
+            return None
+        return self._owners.get(secret) or self._retired.get(secret)
+
+    def prefetch(self, agent: str | None) -> None:
+        """Read the secrets calls for ``agent`` would use (blocking: the
+        vault may be slow), so the call path finds them in memory."""
+        for profile in self.visible(agent):
+            self.secret(
+                profile, "api_key" if profile.kind == "api_key" else "access_token"
+            )
+        self.prefetched.add(agent)
 
     def with_health(self, profile: AuthProfile, *, fresh: bool = False) -> AuthProfile:
         """``profile`` with its health as of now (``fresh``: asking the vault)."""
@@ -179,20 +201,17 @@ class ProfileBook:
         """The profiles a call for ``agent`` sees: the global ones, with the
         agent's own laid over those of the same provider and name. Other
         agents' profiles are left out."""
-        profiles = self.load()
-        merged: dict[tuple[str, str], AuthProfile] = {}
-        for profile in sorted(profiles.values(), key=lambda p: p.agent is not None):
-            if profile.agent in (None, agent):
-                merged[(profile.provider, profile.name.lower())] = profile
-        return sorted(merged.values(), key=lambda p: p.id)
+        return _merged(self.load(), agent)
 
-    def candidates(self, provider: str, agent: str | None) -> list[str]:
-        """Ids of the profiles of ``provider`` a call for ``agent`` sees."""
-        self.load()
-        view = self._views.get((provider, agent))
-        if view is None:
-            view = [p.id for p in self.visible(agent) if p.provider == provider]
-            self._views[(provider, agent)] = view
+    def candidates(self, provider: str, agent: str | None) -> list[AuthProfile]:
+        """The profiles of ``provider`` a call for ``agent`` sees (one
+        consistent reading of the file, whatever changes meanwhile)."""
+        profiles = self.load()
+        entry = self._views.get((provider, agent))
+        if entry is not None and entry[0] is profiles:
+            return entry[1]
+        view = [p for p in _merged(profiles, agent) if p.provider == provider]
+        self._views[(provider, agent)] = (profiles, view)
         return view
 
     def stand_in(self, profile: AuthProfile, agent: str | None) -> AuthProfile:
@@ -202,18 +221,20 @@ class ProfileBook:
             return profile
         profiles = self.load()
         key = (profile.provider, agent, profile.name)
-        if key not in self._stand_ins:
-            name = profile.name.lower()
-            self._stand_ins[key] = next(
-                (
-                    pid
-                    for pid in self.candidates(profile.provider, agent)
-                    if profiles[pid].name.lower() == name
-                ),
-                None,
-            )
-        found = self._stand_ins[key]
-        return profile if found is None else profiles.get(found, profile)
+        entry = self._stand_ins.get(key)
+        if entry is not None and entry[0] is profiles:
+            return entry[1]
+        name = profile.name.lower()
+        found = next(
+            (
+                other
+                for other in self.candidates(profile.provider, agent)
+                if other.name.lower() == name
+            ),
+            profile,
+        )
+        self._stand_ins[key] = (profiles, found)
+        return found
 
     # -- marks -------------------------------------------------------------
 
@@ -243,29 +264,44 @@ class ProfileBook:
 
     def owe_refresh(self, profile_id: str) -> None:
         """A 401 came back for an OAuth profile: refresh it before trusting it."""
-        marks = self.marks(profile_id)
-        if not marks.stale:
-            marks.stale = True
-            self.stale += 1
+        with self._lock:
+            marks = self.marks(profile_id)
+            if not marks.stale:
+                marks.stale = True
+                self.stale += 1
 
-    def owed(self, agent: str | None, now: float | None = None) -> list[str]:
-        """Ids of the OAuth profiles ``agent`` sees that a refresh is owed:
-        within the window of expiry, or after a 401."""
-        now = time.time() if now is None else now
+    def owed(
+        self,
+        agent: str | None,
+        *,
+        provider: str | None = None,
+        stale_only: bool = False,
+    ) -> list[str]:
+        """Ids of the OAuth profiles ``agent`` sees (of ``provider``, if
+        given) that a refresh is owed: after a 401, or (unless
+        ``stale_only``) within the window of expiry."""
+        now = time.time()
         owed = []
         for profile in self.visible(agent):
+            if profile.kind != "oauth" or provider not in (None, profile.provider):
+                continue
             marks = self._marks.get(profile.id)
             stale = marks is not None and marks.stale
-            if profile.kind == "oauth" and (stale or self._due_at(profile) <= now):
+            if stale or (not stale_only and self._due_at(profile) <= now):
                 owed.append(profile.id)
         return owed
 
     def settled(self, profile_id: str) -> None:
         """A refresh owed after a 401 was made (or found unneeded)."""
-        marks = self._marks.get(profile_id)
-        if marks is not None and marks.stale:
-            marks.stale = False
-            self.stale -= 1
+        with self._lock:
+            marks = self._marks.get(profile_id)
+            if marks is not None and marks.stale:
+                marks.stale = False
+                self.stale -= 1
+
+    def _unmark(self, profile_id: str) -> None:
+        self.settled(profile_id)
+        self._marks.pop(profile_id, None)
 
     # -- writing -------------------------------------------------------------
 
@@ -282,12 +318,21 @@ class ProfileBook:
                 self._secrets[f"{profile_id}:{field}"] = value
                 self._owners[value] = profile_id
 
+    def forget(self, profile_id: str) -> None:
+        """Drop what is kept of a profile's secrets: the vault is read again."""
+        self._forget(profile_id)
+
     def _forget(self, profile_id: str) -> None:
         with self._lock:
             self._generation += 1
+            self.prefetched.clear()
             prefix = f"{profile_id}:"
             for key in [k for k in self._secrets if k.startswith(prefix)]:
-                self._owners.pop(self._secrets.pop(key), None)
+                secret = self._secrets.pop(key)
+                if self._owners.pop(secret, None) is not None:
+                    self._retired[secret] = profile_id
+            while len(self._retired) > _RETIRED:
+                del self._retired[next(iter(self._retired))]
 
     def changed(self) -> None:
         """This process changed the file: read it again on next use."""
@@ -300,9 +345,18 @@ class ProfileBook:
     def drop(self, profile_id: str) -> None:
         """A profile was revoked: forget its secrets and marks."""
         self._forget(profile_id)
-        self.settled(profile_id)
-        self._marks.pop(profile_id, None)
+        self._unmark(profile_id)
         self.changed()
+
+
+def _merged(profiles: dict[str, AuthProfile], agent: str | None) -> list[AuthProfile]:
+    """The global profiles, with ``agent``'s own laid over those of the same
+    provider and name; other agents' left out. Sorted by id."""
+    merged: dict[tuple[str, str], AuthProfile] = {}
+    for profile in sorted(profiles.values(), key=lambda p: p.agent is not None):
+        if profile.agent in (None, agent):
+            merged[(profile.provider, profile.name.lower())] = profile
+    return sorted(merged.values(), key=lambda p: p.id)
 
 
 def _mtime(path: Path) -> float | None:
@@ -353,8 +407,3 @@ def expiry(expires_in: float | None, now: float | None = None) -> datetime | Non
         return None
     at = (time.time() if now is None else now) + expires_in
     return datetime.fromtimestamp(at, UTC).replace(microsecond=0)
-
-
-def ids(profiles: Iterable[AuthProfile]) -> list[str]:
-    """The ids of ``profiles``."""
-    return [p.id for p in profiles]

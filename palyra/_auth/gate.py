@@ -19,7 +19,8 @@ from .steps import AsyncSend, AuthFlow, Send, adrive, drive
 __all__ = ["REFRESH_BUDGET", "CallGate"]
 
 REFRESH_BUDGET = 10.0
-"""Seconds a refresh before (or after a 401 in) a call may take."""
+"""Seconds the token requests of a refresh before (or after a 401 in) a call
+may take; waits for the profile file's lock add at most its own timeout."""
 
 
 class CallGate:
@@ -54,15 +55,22 @@ class CallGate:
         if not book.loaded:
             if not self.eager:
                 return None
-        elif not book.stale and book.next_due > time.time():
+        elif (
+            agent in book.prefetched and not book.stale and book.next_due > time.time()
+        ):
             return None
         return refresh_owed(book, agent, Deadline(REFRESH_BUDGET), force=False)
 
-    def after_refusal(self, agent: str | None) -> AuthFlow[bool] | None:
-        """After a 401: the refresh of the tokens it was owed, if any."""
-        if not self.book.stale:
+    def after_refusal(
+        self, agent: str | None, provider: str | None
+    ) -> AuthFlow[bool] | None:
+        """After a 401 from ``provider``: the refresh of the OAuth tokens of
+        that provider the 401 marked, if any (then the call is made again)."""
+        if not self.book.stale or provider is None:
             return None
-        return refresh_owed(self.book, agent, Deadline(REFRESH_BUDGET), force=True)
+        return refresh_owed(
+            self.book, agent, Deadline(REFRESH_BUDGET), force=True, provider=provider
+        )
 
     def drive(self, flow: AuthFlow[bool]) -> bool:
         """Run a refresh flow in this thread."""

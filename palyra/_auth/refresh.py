@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import logging
 import os
+import time
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -62,14 +63,15 @@ def refresh_profile(
         yield Join(flight, deadline.left())
         if flight.error is not None and force:
             raise _joined_failure(profile_id, flight.error)
-        return book.load().get(profile_id)
+        joined: AuthProfile | None = flight.result
+        return joined
     try:
         result = yield from _lead(book, profile_id, deadline, force)
     except BaseException as exc:
         flight.land(exc)
         raise
     else:
-        flight.land()
+        flight.land(result=result)
         return result
     finally:
         with book.flights_lock:
@@ -98,9 +100,9 @@ def _lead(
     book: ProfileBook, profile_id: str, deadline: Deadline, force: bool
 ) -> AuthFlow[AuthProfile | None]:
     before = book.load().get(profile_id)
-    lock = book.file.lock(f"refresh.{profile_id}", timeout=deadline.left())
-    yield Local(lock.__enter__)
+    lock = Held(book.file.lock(f"refresh.{profile_id}", timeout=deadline.left()))
     try:
+        yield Local(lock.take)
         profiles: dict[str, AuthProfile] = yield Local(book.reload)
         fresh = profiles.get(profile_id)
         if fresh is None:
@@ -110,37 +112,72 @@ def _lead(
                 f"auth profile {profile_id!r} holds an API key: only OAuth"
                 " profiles are refreshed"
             )
-        if before is not None and fresh.updated_at != before.updated_at:
+        if (
+            before is not None
+            and fresh.updated_at != before.updated_at
+            and not fresh.refresh_failures
+        ):
             return fresh  # refreshed by another process while we waited
         if not force and _holding_off(fresh):
             return None
-        refresh_token = yield Local(lambda: book.secret(fresh, "refresh_token"))
-        if not refresh_token:
-            raise AuthProfileError(
-                f"auth profile {profile_id!r} has no refresh token in the vault;"
-                " log in again (client.auth.login_oauth)"
-            )
-        client_secret = _client_secret(fresh)
-        request = refresh_request(
-            fresh.token_endpoint or "",
-            refresh_token,
-            client_id=fresh.client_id,
-            client_secret=client_secret,
-            scopes=fresh.scopes,
-        )
-        secrets = tuple(s for s in (refresh_token, client_secret) if s)
         try:
-            tokens = yield from exchange_tokens(
-                request, secrets, deadline, fresh.provider, tries=2
-            )
+            tokens = yield from _exchange(book, fresh, deadline)
         except PalyraError as exc:
+            # Every failure backs off, a missing refresh token included: a
+            # profile that cannot be refreshed must not be tried per call.
             failure = exc
             yield Local(lambda: _failed(book, fresh, failure))
             raise
         stored: AuthProfile = yield Local(lambda: _refreshed(book, fresh, tokens))
         return stored
     finally:
-        lock.__exit__(None, None, None)
+        lock.release()
+
+
+class Held:
+    """An inter-process lock taken by a flow's `Local` step, whichever
+    thread runs it, and released exactly once if (and only if) it was."""
+
+    __slots__ = ("_held", "_lock")
+
+    def __init__(self, lock: Any) -> None:
+        self._lock = lock
+        self._held = False
+
+    def take(self) -> None:
+        """Wait for the lock (within its timeout)."""
+        self._lock.__enter__()
+        self._held = True
+
+    def release(self) -> None:
+        """Let it go, if it was taken."""
+        if self._held:
+            self._held = False
+            self._lock.__exit__(None, None, None)
+
+
+def _exchange(
+    book: ProfileBook, profile: AuthProfile, deadline: Deadline
+) -> AuthFlow[Tokens]:
+    refresh_token = yield Local(lambda: book.secret(profile, "refresh_token"))
+    if not refresh_token:
+        raise AuthProfileError(
+            f"auth profile {profile.id!r} has no refresh token in the vault;"
+            " log in again (client.auth.login_oauth)"
+        )
+    client_secret = _client_secret(profile)
+    request = refresh_request(
+        profile.token_endpoint or "",
+        refresh_token,
+        client_id=profile.client_id,
+        client_secret=client_secret,
+        scopes=profile.scopes,
+    )
+    secrets = tuple(s for s in (refresh_token, client_secret) if s)
+    tokens: Tokens = yield from exchange_tokens(
+        request, secrets, deadline, profile.provider, tries=2
+    )
+    return tokens
 
 
 def _holding_off(profile: AuthProfile) -> bool:
@@ -162,6 +199,7 @@ def _client_secret(profile: AuthProfile) -> str | None:
 def _refreshed(book: ProfileBook, profile: AuthProfile, tokens: Tokens) -> AuthProfile:
     """Keep the new tokens: the rotated refresh token first (the old one is
     dead once the server rotated it), then the access token, then the file."""
+    book.forget(profile.id)  # a half-done write must not leave the old ones cached
     if tokens.refresh_token:
         book.vault.set(f"{profile.id}:refresh_token", tokens.refresh_token)
     book.vault.set(f"{profile.id}:access_token", tokens.access_token)
@@ -174,9 +212,10 @@ def _refreshed(book: ProfileBook, profile: AuthProfile, tokens: Tokens) -> AuthP
         "refresh_failures": 0,
         "refresh_error": None,
         "next_refresh_at": None,
+        # No expiry said: unknown, so no refresh ahead of time (a 401 still
+        # asks for one). Keeping the old, passed one would refresh per call.
+        "expires_at": expires,
     }
-    if expires is not None:
-        update["expires_at"] = expires
     if tokens.scopes:
         update["scopes"] = tokens.scopes
     stored = profile.model_copy(update=update)
@@ -190,6 +229,7 @@ def _refreshed(book: ProfileBook, profile: AuthProfile, tokens: Tokens) -> AuthP
     book.changed()
     book.settled(profile.id)
     book.warm(profile.id)
+    book.marks(profile.id).refreshed = time.monotonic()
     return book.with_health(stored)
 
 
@@ -236,14 +276,23 @@ def _later(previous: datetime) -> datetime:
 
 
 def refresh_owed(
-    book: ProfileBook, agent: str | None, deadline: Deadline, *, force: bool
+    book: ProfileBook,
+    agent: str | None,
+    deadline: Deadline,
+    *,
+    force: bool,
+    provider: str | None = None,
 ) -> AuthFlow[bool]:
-    """Refresh every profile ``agent`` sees that is owed a refresh; a failure
-    is logged and left for the call to meet. True if any was refreshed."""
-    if not book.loaded:
-        yield Local(book.load)
+    """Refresh the profiles ``agent`` sees that are owed a refresh (with
+    ``force``, after a 401: those of ``provider`` the 401 marked, ignoring the
+    backoff); a failure is logged and left for the call to meet. Before that,
+    the secrets of the profiles ``agent`` sees are read, off the event loop.
+    True if any profile was refreshed."""
+    if agent not in book.prefetched:
+        yield Local(lambda: book.prefetch(agent))
     refreshed = False
-    for profile_id in book.owed(agent):
+    owed = book.owed(agent, provider=provider, stale_only=force)
+    for profile_id in owed:
         try:
             done = yield from refresh_profile(book, profile_id, deadline, force=force)
         except PalyraError as exc:

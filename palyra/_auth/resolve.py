@@ -35,6 +35,7 @@ COOLDOWNS: dict[str, tuple[str, float]] = {
 }
 """How long a profile stays out of selection after each kind of failure."""
 _REFRESH_DUE = ("refresh_due", 30.0)  # an OAuth token refused: refresh it
+_FRESH = 60.0  # seconds a token this process just got is not refreshed again
 
 
 class ProfileCredentials:
@@ -75,26 +76,26 @@ class ProfileCredentials:
         """The secret of the profile a call for ``agent`` uses, among the
         provider's: its configured order first, then the least recently used;
         profiles cooling down after a failure only when every one is."""
-        ids = self.book.candidates(provider.id, agent)
-        if not ids:
+        profiles = self.book.candidates(provider.id, agent)
+        if not profiles:
             return None
-        profile = self._choose(ids, provider.auth_order)
+        profile = self._choose(profiles, provider.auth_order)
         return self._secret(profile, provider)
 
-    def _choose(self, ids: list[str], order: tuple[str, ...]) -> AuthProfile:
+    def _choose(
+        self, profiles: list[AuthProfile], order: tuple[str, ...]
+    ) -> AuthProfile:
         book = self.book
-        profiles = book.load()
         now = time.monotonic()
-        if len(ids) == 1:
-            chosen = ids[0]
-        else:
-            chosen, best = ids[0], None
-            for pid in ids:
-                rank = _rank(pid, book.marks_of(pid), order, now)
+        chosen = profiles[0]
+        if len(profiles) > 1:
+            best = None
+            for profile in profiles:
+                rank = _rank(profile.id, book.marks_of(profile.id), order, now)
                 if best is None or rank < best:
-                    chosen, best = pid, rank
-        book.marks(chosen).last_used = now
-        return profiles[chosen]
+                    chosen, best = profile, rank
+        book.marks(chosen.id).last_used = now
+        return chosen
 
     def _secret(self, profile: AuthProfile, provider: ProviderConfig) -> str:
         field = "api_key" if profile.kind == "api_key" else "access_token"
@@ -121,7 +122,8 @@ class ProfileCredentials:
             return  # not a profile's secret (an environment key, say)
         kind = self._classify(failed.error)
         profile = book.load().get(profile_id)
-        if kind == "auth_invalid" and profile is not None and profile.kind == "oauth":
+        oauth = profile is not None and profile.kind == "oauth"
+        if kind == "auth_invalid" and oauth and not _just_refreshed(book, profile_id):
             book.owe_refresh(profile_id)
             book.cool(profile_id, *_REFRESH_DUE)
         elif kind in COOLDOWNS:
@@ -145,6 +147,13 @@ def _rank(
     if marks.cooldown_until > now:
         return (1, marks.cooldown_until, position, marks.last_used, profile_id)
     return (0, 0.0, position, marks.last_used, profile_id)
+
+
+def _just_refreshed(book: ProfileBook, profile_id: str) -> bool:
+    """Whether this process refreshed the profile a moment ago: a 401 now
+    means the new token is refused too, and another refresh would not help."""
+    marks = book.marks_of(profile_id)
+    return marks is not None and time.monotonic() - marks.refreshed < _FRESH
 
 
 def _whom(agent: str | None) -> str:

@@ -21,8 +21,8 @@ is decided by the flows, the same for sync and async callers.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import threading
-import time
 from collections.abc import Awaitable, Callable, Generator
 from typing import Any, NamedTuple, TypeVar
 
@@ -53,6 +53,13 @@ class Exchange(NamedTuple):
     request: httpx.Request
     secrets: tuple[str, ...]
     budget: float
+
+    def __repr__(self) -> str:
+        # The default repr would print the secrets (a debugger, a crash
+        # reporter capturing locals).
+        return (
+            f"Exchange({self.request.method} {self.request.url}, budget={self.budget})"
+        )
 
 
 class Pause(NamedTuple):
@@ -86,27 +93,31 @@ class Flight:
     from whichever thread lands the flight.
     """
 
-    __slots__ = ("_done", "_lock", "_waiters", "error")
+    __slots__ = ("_done", "_lock", "_waiters", "error", "result")
 
     def __init__(self) -> None:
         self._done = threading.Event()
         self._lock = threading.Lock()
         self._waiters: list[tuple[asyncio.AbstractEventLoop, asyncio.Future[None]]] = []
         self.error: BaseException | None = None
+        self.result: Any = None
 
     @property
     def landed(self) -> bool:
         """Whether the refresh has ended, well or not."""
         return self._done.is_set()
 
-    def land(self, error: BaseException | None = None) -> None:
-        """End the flight; every waiter wakes up."""
+    def land(self, error: BaseException | None = None, result: Any = None) -> None:
+        """End the flight (with the leader's error or result); every waiter
+        wakes up."""
         with self._lock:
             self.error = error
+            self.result = result
             self._done.set()
             waiters, self._waiters = self._waiters, []
         for loop, future in waiters:
-            loop.call_soon_threadsafe(_resolve, future)
+            with contextlib.suppress(RuntimeError):  # its loop closed: none waits
+                loop.call_soon_threadsafe(_resolve, future)
 
     def wait(self, seconds: float) -> bool:
         """Block this thread until the flight lands; False on timeout."""
@@ -116,14 +127,19 @@ class Flight:
         """Wait in this task until the flight lands; False on timeout."""
         loop = asyncio.get_running_loop()
         future: asyncio.Future[None] = loop.create_future()
+        waiter = (loop, future)
         with self._lock:
             if self._done.is_set():
                 return True
-            self._waiters.append((loop, future))
+            self._waiters.append(waiter)
         try:
             await asyncio.wait_for(future, max(seconds, 0.0))
         except TimeoutError:
             return False
+        finally:
+            with self._lock:
+                if waiter in self._waiters:
+                    self._waiters.remove(waiter)
         return True
 
 
@@ -178,7 +194,7 @@ async def adrive(
                 if isinstance(step, Exchange):
                     answer = await send(step)
                 elif isinstance(step, Local):
-                    answer = await asyncio.to_thread(step.call)
+                    answer = await _finished(step.call)
                 elif isinstance(step, Join):
                     if not await step.flight.await_landing(step.seconds):
                         raise _late(step.seconds)
@@ -194,6 +210,16 @@ async def adrive(
         return stop.value  # type: ignore[no-any-return]
 
 
-def deadline_after(seconds: float) -> float:
-    """The monotonic time ``seconds`` from now."""
-    return time.monotonic() + seconds
+async def _finished(call: Callable[[], Any]) -> Any:
+    """``call()`` in a worker thread, let finish even when the task is
+    cancelled meanwhile: blocking work (a lock taken, a file or vault being
+    written) cannot be stopped half-way, so the cancellation reaches the flow
+    once it is done, and the flow's own clean-up sees where it stands."""
+    work = asyncio.ensure_future(asyncio.to_thread(call))
+    try:
+        return await asyncio.shield(work)
+    except asyncio.CancelledError:
+        await asyncio.wait([work])
+        if not work.cancelled():
+            work.exception()  # seen: its failure, if any, gives way to the cancel
+        raise

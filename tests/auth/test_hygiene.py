@@ -45,14 +45,18 @@ def test_no_secret_leaks_anywhere(
     seen: list[str] = []  # every str/repr and exception text made on the way
     home = tmp_path / "home"
     vault = palyra.MemorySecretStore()
-    with AuthServer(access_ttl=120) as auth, Upstream(api_key=auth.valid) as provider:
+    with (
+        AuthServer(access_ttl=120) as auth,
+        Upstream(api_key=auth.valid) as provider,
+        Upstream() as keyed,
+    ):
         config = oauth_config(auth, provider)
         config["providers"].append(
-            {"id": "keyed", "kind": "openai", "base_url": provider.base_url}
+            {"id": "keyed", "kind": "openai", "base_url": keyed.base_url}
         )
         client = palyra.Palyra(config, secrets=vault, home=home)
         # a refused key, echoed back by the provider as OpenAI does
-        provider.enqueue(
+        keyed.enqueue(
             Reply(
                 status=401,
                 json={"error": {"message": f"Incorrect API key provided: {SECRET}"}},

@@ -375,13 +375,15 @@ async def test_a_401_refreshes_once_then_the_call_is_made_again(
         chats[0].headers["authorization"],
         f"Bearer {vault.get(f'{profile.id}:access_token')}",
     ]
-    # A token the server refuses even after a refresh: one refresh, one retry,
-    # then the 401 reaches the caller (no loop).
+    # A token refused a moment after it was refreshed: another refresh would
+    # not help, so the 401 reaches the caller at once (no loop), and the
+    # profile cools down as an invalid credential.
     provider.api_key = lambda token: False
-    with pytest.raises(palyra.AuthenticationError):
-        c.chat(HI) if driver == "sync" else await c.achat(HI)
-    assert auth.token_requests["refresh_token"] == 2
-    assert (
-        len([r for r in provider.requests if r.path.endswith("/chat/completions")]) == 4
-    )
+    for _ in range(2):
+        with pytest.raises(palyra.AuthenticationError):
+            c.chat(HI) if driver == "sync" else await c.achat(HI)
+    assert auth.token_requests["refresh_token"] == 1
+    chats = [r for r in provider.requests if r.path.endswith("/chat/completions")]
+    assert len(chats) == 4
+    assert c.auth._book.marks(profile.id).failure == "auth_invalid"
     await c.aclose()
