@@ -295,3 +295,123 @@ def test_agents(capsys: pytest.CaptureFixture[str]) -> None:
     )
     assert out[4] == "requests seen by the shared backend: 3"
     assert out[5].startswith("refused: agent: must be 1-128 characters")
+
+
+def run_example(
+    script: str, *args: str, check: bool = True, **env_vars: str
+) -> subprocess.CompletedProcess[str]:
+    """Run ``examples/<script>`` in a fresh process, offline: no provider
+    keys or palyra settings from this environment, and a dead proxy for
+    anything but loopback."""
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith(("OPENAI_", "ANTHROPIC_", "PALYRA_", "PYTHON_KEYRING"))
+    }
+    dead = "http://127.0.0.1:9"
+    env.update(HTTP_PROXY=dead, HTTPS_PROXY=dead, ALL_PROXY=dead)
+    env.update(NO_PROXY="127.0.0.1,localhost", PYTHONWARNINGS="error")
+    env.update(env_vars)
+    return subprocess.run(
+        [sys.executable, f"examples/{script}", *args],
+        check=check,
+        capture_output=True,
+        timeout=120,
+        cwd=ROOT,
+        env=env,
+        text=True,
+    )
+
+
+AUTH_API_KEY_LINES = (
+    "1. A wrong key is refused before anything is stored",
+    "AuthenticationError (HTTP 401): provider 'demo' refused the key; nothing was"
+    " stored",
+    "profiles: []",
+    "connected: demo-work (provider=demo, kind=api_key)",
+    "the server saw: ['GET /v1/models 401', 'GET /v1/models 200']",
+    "demo-work: health=static, scope=global, name=work",
+    "auth_profiles.json: mode 600, holds the key: False",
+    "assistant: echo: Hello through a profile",
+    "with the old key: AuthenticationError (HTTP 401)",
+    "connected again as demo-work: same created_at: True, updated_at moved on: True",
+    "with the new key: echo: Hello through a profile",
+    "the vault still holds the key: False",
+    "a chat now: CredentialError: no credential configured",
+)
+
+
+def _flat(text: str) -> str:
+    """Printed text with its wrapping undone."""
+    return " ".join(text.split())
+
+
+def test_auth_api_key_with_memory_secrets() -> None:
+    """auth_api_key.py connects, uses, rotates and revokes a key (secrets in
+    memory, as PALYRA_EXAMPLE_MEMORY=1 asks)."""
+    result = run_example("auth_api_key.py", PALYRA_EXAMPLE_MEMORY="1")
+    assert result.stderr == ""
+    out = _flat(result.stdout)
+    assert "secrets: in memory" in out
+    for line in AUTH_API_KEY_LINES:
+        assert line in out, f"{line!r} missing from:\n{result.stdout}"
+    assert "memory holds it (under 'demo-work:api_key'): True" in out
+    assert out.count("profiles: []") == 2  # before connecting, after revoking
+    assert "sk-demo-" not in out  # the keys are never printed
+
+
+def test_auth_api_key_memory_flag() -> None:
+    """--memory does what PALYRA_EXAMPLE_MEMORY=1 does."""
+    result = run_example("auth_api_key.py", "--memory")
+    assert "secrets: in memory" in result.stdout
+    assert "the vault still holds the key: False" in result.stdout
+
+
+def test_auth_api_key_stops_on_an_unusable_keyring() -> None:
+    """Without --memory and with no usable keyring, the example stops with
+    palyra's VaultError: it never falls back to memory by itself."""
+    result = run_example(
+        "auth_api_key.py",
+        check=False,
+        PYTHON_KEYRING_BACKEND="keyring.backends.fail.Keyring",
+    )
+    assert result.returncode == 1, result.stderr
+    out = _flat(result.stdout)
+    assert "secrets: in the OS keyring" in out
+    assert "The OS keyring cannot be used here:" in out
+    assert "the OS keyring (keyring.backends.fail.Keyring) could not" in out
+    assert "Run again with --memory" in out
+    assert "connected:" not in out
+
+
+def _secret_service() -> Any:
+    """The real Secret Service backend, if one can be used here."""
+    try:
+        from keyring.backends import SecretService
+
+        store = SecretService.Keyring()
+        store.set_password("palyra-test", "probe", "probe")
+        store.delete_password("palyra-test", "probe")
+    except Exception as exc:  # no D-Bus session, no daemon, a locked keyring
+        pytest.skip(f"no Secret Service can be used here ({type(exc).__name__})")
+    return store
+
+
+def test_auth_api_key_with_the_real_keyring() -> None:
+    """auth_api_key.py with the OS keyring (the Secret Service): the key is
+    filed under service 'palyra', user 'demo-work:api_key', and gone after."""
+    store = _secret_service()
+    result = run_example(
+        "auth_api_key.py",
+        PYTHON_KEYRING_BACKEND="keyring.backends.SecretService.Keyring",
+    )
+    assert result.stderr == ""
+    out = _flat(result.stdout)
+    assert "secrets: in the OS keyring" in out
+    for line in AUTH_API_KEY_LINES:
+        assert line in out, f"{line!r} missing from:\n{result.stdout}"
+    assert (
+        "the OS keyring holds it (service 'palyra', user 'demo-work:api_key'): True"
+        in out
+    )
+    assert store.get_password("palyra", "demo-work:api_key") is None
