@@ -415,3 +415,55 @@ def test_auth_api_key_with_the_real_keyring() -> None:
         in out
     )
     assert store.get_password("palyra", "demo-work:api_key") is None
+
+
+def test_oauth_login() -> None:
+    """oauth_login.py signs in through its loopback authorization server,
+    chats, refreshes (by hand, before a call, after a 401) and revokes."""
+    result = run_example("oauth_login.py", PALYRA_EXAMPLE_MEMORY="1")
+    assert result.stderr == ""
+    out = result.stdout
+    flat = _flat(out)
+    for line in (
+        "tokens: in memory",
+        "the authorize URL carries: response_type, client_id, redirect_uri, scope,"
+        " code_challenge, code_challenge_method, state",
+        "code_challenge_method=S256, redirect_uri=http://127.0.0.1:<a free port>"
+        "/callback",
+        "the browser was sent back to /callback and shown: Signed in: palyra is"
+        " signed in to demo.",
+        "server: authorize: code issued",
+        "server: token: code exchanged (PKCE verifier checked)",
+        "profile: demo-me, kind=oauth, health=ok,",
+        "scopes=['chat', 'offline_access'], client_id=demo-app,",
+        "the access token expires in 60 minutes",
+        "the vault holds an access and a refresh token: True",
+        "new access token: True, new refresh token stored: True",
+        "the old refresh token still works: False",
+        "the old access token still works: False",
+        "health: expiring (2 minutes left)",
+        "server: revoke: refresh token and its access tokens",
+        "the last access token still works: False",
+        "the vault holds a token: False",
+        "a chat now: CredentialError: no credential configured",
+    ):
+        assert line in flat, f"{line!r} missing from:\n{out}"
+    # What the server saw, step by step: the refreshes came where promised.
+    server = {
+        step.split(".", 1)[0]: [
+            line.strip() for line in step.splitlines() if "server:" in line
+        ]
+        for step in out.split("\n\n")
+    }
+    served = "server: chat: served (a live access token)"
+    refreshed = "server: token: refreshed (refresh token rotated)"
+    assert server["2"] == [served]  # no refresh needed
+    assert server["3"] == [refreshed]  # client.auth.refresh
+    assert server["4"] == [refreshed, served]  # before the call
+    assert server["5"] == [  # refused, refreshed once, made again
+        "server: chat: 401, the access token is not live",
+        refreshed,
+        served,
+    ]
+    assert server["6"] == ["server: revoke: refresh token and its access tokens"]
+    assert out.count("assistant: echo: Hello with an OAuth token") == 3
