@@ -295,3 +295,175 @@ def test_agents(capsys: pytest.CaptureFixture[str]) -> None:
     )
     assert out[4] == "requests seen by the shared backend: 3"
     assert out[5].startswith("refused: agent: must be 1-128 characters")
+
+
+def run_example(
+    script: str, *args: str, check: bool = True, **env_vars: str
+) -> subprocess.CompletedProcess[str]:
+    """Run ``examples/<script>`` in a fresh process, offline: no provider
+    keys or palyra settings from this environment, and a dead proxy for
+    anything but loopback."""
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith(("OPENAI_", "ANTHROPIC_", "PALYRA_", "PYTHON_KEYRING"))
+    }
+    dead = "http://127.0.0.1:9"
+    env.update(HTTP_PROXY=dead, HTTPS_PROXY=dead, ALL_PROXY=dead)
+    env.update(NO_PROXY="127.0.0.1,localhost", PYTHONWARNINGS="error")
+    env.update(env_vars)
+    return subprocess.run(
+        [sys.executable, f"examples/{script}", *args],
+        check=check,
+        capture_output=True,
+        timeout=120,
+        cwd=ROOT,
+        env=env,
+        text=True,
+    )
+
+
+AUTH_API_KEY_LINES = (
+    "1. A wrong key is refused before anything is stored",
+    "AuthenticationError (HTTP 401): provider 'demo' refused the key; nothing was"
+    " stored",
+    "profiles: []",
+    "connected: demo-work (provider=demo, kind=api_key)",
+    "the server saw: ['GET /v1/models 401', 'GET /v1/models 200']",
+    "demo-work: health=static, scope=global, name=work",
+    "auth_profiles.json: mode 600, holds the key: False",
+    "assistant: echo: Hello through a profile",
+    "with the old key: AuthenticationError (HTTP 401)",
+    "connected again as demo-work: same created_at: True, updated_at moved on: True",
+    "with the new key: echo: Hello through a profile",
+    "the vault still holds the key: False",
+    "a chat now: CredentialError: no credential configured",
+)
+
+
+def _flat(text: str) -> str:
+    """Printed text with its wrapping undone."""
+    return " ".join(text.split())
+
+
+def test_auth_api_key_with_memory_secrets() -> None:
+    """auth_api_key.py connects, uses, rotates and revokes a key (secrets in
+    memory, as PALYRA_EXAMPLE_MEMORY=1 asks)."""
+    result = run_example("auth_api_key.py", PALYRA_EXAMPLE_MEMORY="1")
+    assert result.stderr == ""
+    out = _flat(result.stdout)
+    assert "secrets: in memory" in out
+    for line in AUTH_API_KEY_LINES:
+        assert line in out, f"{line!r} missing from:\n{result.stdout}"
+    assert "memory holds it (under 'demo-work:api_key'): True" in out
+    assert out.count("profiles: []") == 2  # before connecting, after revoking
+    assert "sk-demo-" not in out  # the keys are never printed
+
+
+def test_auth_api_key_memory_flag() -> None:
+    """--memory does what PALYRA_EXAMPLE_MEMORY=1 does."""
+    result = run_example("auth_api_key.py", "--memory")
+    assert "secrets: in memory" in result.stdout
+    assert "the vault still holds the key: False" in result.stdout
+
+
+def test_auth_api_key_stops_on_an_unusable_keyring() -> None:
+    """Without --memory and with no usable keyring, the example stops with
+    palyra's VaultError: it never falls back to memory by itself."""
+    result = run_example(
+        "auth_api_key.py",
+        check=False,
+        PYTHON_KEYRING_BACKEND="keyring.backends.fail.Keyring",
+    )
+    assert result.returncode == 1, result.stderr
+    out = _flat(result.stdout)
+    assert "secrets: in the OS keyring" in out
+    assert "The OS keyring cannot be used here:" in out
+    assert "the OS keyring (keyring.backends.fail.Keyring) could not" in out
+    assert "Run again with --memory" in out
+    assert "connected:" not in out
+
+
+def _secret_service() -> Any:
+    """The real Secret Service backend, if one can be used here."""
+    try:
+        from keyring.backends import SecretService
+
+        store = SecretService.Keyring()
+        store.set_password("palyra-test", "probe", "probe")
+        store.delete_password("palyra-test", "probe")
+    except Exception as exc:  # no D-Bus session, no daemon, a locked keyring
+        pytest.skip(f"no Secret Service can be used here ({type(exc).__name__})")
+    return store
+
+
+def test_auth_api_key_with_the_real_keyring() -> None:
+    """auth_api_key.py with the OS keyring (the Secret Service): the key is
+    filed under service 'palyra', user 'demo-work:api_key', and gone after."""
+    store = _secret_service()
+    result = run_example(
+        "auth_api_key.py",
+        PYTHON_KEYRING_BACKEND="keyring.backends.SecretService.Keyring",
+    )
+    assert result.stderr == ""
+    out = _flat(result.stdout)
+    assert "secrets: in the OS keyring" in out
+    for line in AUTH_API_KEY_LINES:
+        assert line in out, f"{line!r} missing from:\n{result.stdout}"
+    assert (
+        "the OS keyring holds it (service 'palyra', user 'demo-work:api_key'): True"
+        in out
+    )
+    assert store.get_password("palyra", "demo-work:api_key") is None
+
+
+def test_oauth_login() -> None:
+    """oauth_login.py signs in through its loopback authorization server,
+    chats, refreshes (by hand, before a call, after a 401) and revokes."""
+    result = run_example("oauth_login.py", PALYRA_EXAMPLE_MEMORY="1")
+    assert result.stderr == ""
+    out = result.stdout
+    flat = _flat(out)
+    for line in (
+        "tokens: in memory",
+        "the authorize URL carries: response_type, client_id, redirect_uri, scope,"
+        " code_challenge, code_challenge_method, state",
+        "code_challenge_method=S256, redirect_uri=http://127.0.0.1:<a free port>"
+        "/callback",
+        "the browser was sent back to /callback and shown: Signed in: palyra is"
+        " signed in to demo.",
+        "server: authorize: code issued",
+        "server: token: code exchanged (PKCE verifier checked)",
+        "profile: demo-me, kind=oauth, health=ok,",
+        "scopes=['chat', 'offline_access'], client_id=demo-app,",
+        "the access token expires in 60 minutes",
+        "the vault holds an access and a refresh token: True",
+        "new access token: True, new refresh token stored: True",
+        "the old refresh token still works: False",
+        "the old access token still works: False",
+        "health: expiring (2 minutes left)",
+        "server: revoke: refresh token and its access tokens",
+        "the last access token still works: False",
+        "the vault holds a token: False",
+        "a chat now: CredentialError: no credential configured",
+    ):
+        assert line in flat, f"{line!r} missing from:\n{out}"
+    # What the server saw, step by step: the refreshes came where promised.
+    server = {
+        step.split(".", 1)[0]: [
+            line.strip() for line in step.splitlines() if "server:" in line
+        ]
+        for step in out.split("\n\n")
+    }
+    served = "server: chat: served (a live access token)"
+    refreshed = "server: token: refreshed (refresh token rotated)"
+    assert server["2"] == [served]  # no refresh needed
+    assert server["3"] == [refreshed]  # client.auth.refresh
+    assert server["4"] == [refreshed, served]  # before the call
+    assert server["5"] == [  # refused, refreshed once, made again
+        "server: chat: 401, the access token is not live",
+        refreshed,
+        served,
+    ]
+    assert server["6"] == ["server: revoke: refresh token and its access tokens"]
+    assert out.count("assistant: echo: Hello with an OAuth token") == 3
