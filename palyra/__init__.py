@@ -24,6 +24,7 @@ if typing.TYPE_CHECKING:
     )
     from ._client import Palyra
     from ._config import (
+        AuthConfig,
         Capabilities,
         InsecureConfigWarning,
         LimitsConfig,
@@ -105,6 +106,7 @@ __all__ = [
     "APITimeoutError",
     "AsyncStream",
     "Attempt",
+    "AuthConfig",
     "AuthProfile",
     "AuthProfileError",
     "AuthenticationError",
@@ -192,6 +194,7 @@ _SOURCES = {
     ),
     "._client": ("Palyra",),
     "._config": (
+        "AuthConfig",
         "Capabilities",
         "InsecureConfigWarning",
         "LimitsConfig",

@@ -64,12 +64,15 @@ class Calls:
         if gate is None:
             return self._sync.run(make())
         ahead = gate.ahead(caller.agent)
-        if ahead is not None:
-            gate.drive(ahead)
+        refreshed = ahead is not None and gate.drive(ahead)
         try:
             return self._sync.run(make())
         except AuthenticationError as exc:
-            again = gate.after_refusal(caller.agent, exc.provider)
+            # One refresh per call at most: a token refreshed for this very
+            # call and refused is not refreshed again (the next call may).
+            again = (
+                None if refreshed else gate.after_refusal(caller.agent, exc.provider)
+            )
             if again is None or not gate.drive(again):
                 raise
         return self._sync.run(make())
@@ -80,12 +83,13 @@ class Calls:
         if gate is None:
             return await self._async.run(make())
         ahead = gate.ahead(caller.agent)
-        if ahead is not None:
-            await gate.adrive(ahead)
+        refreshed = ahead is not None and await gate.adrive(ahead)
         try:
             return await self._async.run(make())
         except AuthenticationError as exc:
-            again = gate.after_refusal(caller.agent, exc.provider)
+            again = (
+                None if refreshed else gate.after_refusal(caller.agent, exc.provider)
+            )
             if again is None or not await gate.adrive(again):
                 raise
         return await self._async.run(make())

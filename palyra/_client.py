@@ -27,6 +27,7 @@ from ._auth import (
     ProfileFile,
     SecretStore,
     book_for,
+    check_record,
     default_home,
 )
 from ._calls import Calls, Tags
@@ -157,7 +158,10 @@ class Palyra(Calls):
             hooks.after_failure.append(profiles.failed)
             hooks.after_completion.append(profiles.completed)
             eager = _relies_on_profiles(self.config)
-            self._gate = CallGate(book, eager, send, asend, sync_sleep, async_sleep)
+            window = self.config.auth.refresh_window
+            self._gate = CallGate(
+                book, eager, window, send, asend, sync_sleep, async_sleep
+            )
 
     @classmethod
     def from_file(cls, path: str | Path, **kwargs: Any) -> Palyra:
@@ -263,7 +267,9 @@ class Palyra(Calls):
 
 
 def _new_book(home: Path, vault: SecretStore) -> ProfileBook:
-    return ProfileBook(ProfileFile(home), vault)
+    # Every record read is checked whole: a damaged one makes the file
+    # damaged (kept aside, reported by position only), never a raw error.
+    return ProfileBook(ProfileFile(home, validate=check_record), vault)
 
 
 def _exchanges(sync: SyncDriver, asynchronous: AsyncDriver) -> tuple[Any, Any]:

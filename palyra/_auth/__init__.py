@@ -47,7 +47,7 @@ from .oauth_wire import (
     revocation_request,
     revocation_result,
 )
-from .profiles import AuthHealth, AuthProfile
+from .profiles import AuthHealth, AuthProfile, check_record
 from .resolve import ProfileCredentials
 from .service import Auth
 from .steps import Exchange
@@ -73,6 +73,7 @@ __all__ = [
     "Tokens",
     "book_for",
     "callback_error",
+    "check_record",
     "client_settings",
     "code_request",
     "default_home",

@@ -51,12 +51,9 @@ class Marks:
 class ProfileBook:
     """The profiles of one home and the secrets of one vault, in memory."""
 
-    def __init__(
-        self, file: ProfileFile, vault: SecretStore, window: float = REFRESH_WINDOW
-    ) -> None:
+    def __init__(self, file: ProfileFile, vault: SecretStore) -> None:
         self.file = file
         self.vault = vault
-        self.window = window
         self.attempts = AttemptBook()
         # attempt id -> (profile name, client secret variable): what the
         # profile made at completion needs that the attempt does not carry
@@ -79,7 +76,9 @@ class ProfileBook:
         self._views: dict[tuple[str, str | None], tuple[object, list[AuthProfile]]] = {}
         self._stamp: float | None = None  # the file's mtime when read
         self._looked = 0.0
-        self.next_due = float("inf")  # epoch time of the earliest refresh owed
+        # refresh window -> epoch time of the earliest refresh owed
+        self._due: dict[float, float] = {}
+        self._dirty = False  # this process wrote the file since reading it
         self.stale = 0  # profiles owed a refresh after a 401
 
     # -- reading ---------------------------------------------------------
@@ -128,16 +127,21 @@ class ProfileBook:
         self._stamp = stamp
         self._views.clear()
         self._stand_ins.clear()
-        self.next_due = min(
-            (self._due_at(p) for p in profiles.values()), default=float("inf")
-        )
+        self._due = {}
+        self._dirty = False
 
-    def _due_at(self, profile: AuthProfile) -> float:
-        if profile.kind != "oauth" or profile.expires_at is None:
-            return float("inf")
-        due = profile.expires_at.timestamp() - self.window
-        if profile.next_refresh_at is not None:
-            due = max(due, profile.next_refresh_at.timestamp())
+    def due_by(self, window: float) -> float:
+        """When the earliest refresh is owed, for a refresh ``window``
+        (minus infinity: not known until the file is read again)."""
+        due = self._due.get(window)
+        if due is None:
+            if self._dirty or self._profiles is None:
+                return float("-inf")
+            due = min(
+                (_due_at(p, window) for p in self._profiles.values()),
+                default=float("inf"),
+            )
+            self._due[window] = due
         return due
 
     def profile(self, profile_id: str) -> AuthProfile:
@@ -276,6 +280,7 @@ class ProfileBook:
         *,
         provider: str | None = None,
         stale_only: bool = False,
+        window: float = REFRESH_WINDOW,
     ) -> list[str]:
         """Ids of the OAuth profiles ``agent`` sees (of ``provider``, if
         given) that a refresh is owed: after a 401, or (unless
@@ -287,7 +292,7 @@ class ProfileBook:
                 continue
             marks = self._marks.get(profile.id)
             stale = marks is not None and marks.stale
-            if stale or (not stale_only and self._due_at(profile) <= now):
+            if stale or (not stale_only and _due_at(profile, window) <= now):
                 owed.append(profile.id)
         return owed
 
@@ -340,7 +345,8 @@ class ProfileBook:
             self._stamp = None
             self._looked = 0.0
             # What is owed is worked out again on the next call's way in.
-            self.next_due = float("-inf")
+            self._due = {}
+            self._dirty = True
 
     def drop(self, profile_id: str) -> None:
         """A profile was revoked: forget its secrets and marks."""
@@ -357,6 +363,17 @@ def _merged(profiles: dict[str, AuthProfile], agent: str | None) -> list[AuthPro
         if profile.agent in (None, agent):
             merged[(profile.provider, profile.name.lower())] = profile
     return sorted(merged.values(), key=lambda p: p.id)
+
+
+def _due_at(profile: AuthProfile, window: float) -> float:
+    """When a refresh of ``profile`` is owed: ``window`` seconds before its
+    token expires, but not before its backoff ends."""
+    if profile.kind != "oauth" or profile.expires_at is None:
+        return float("inf")
+    due = profile.expires_at.timestamp() - window
+    if profile.next_refresh_at is not None:
+        due = max(due, profile.next_refresh_at.timestamp())
+    return due
 
 
 def _mtime(path: Path) -> float | None:

@@ -31,12 +31,15 @@ class CallGate:
         eager: Whether calls rely on profiles from the start (a provider names
             an ``auth_profile``, or has no other credential): the profile file
             is then read before the first call, off the event loop.
+        window: Seconds before expiry from which a token is refreshed first
+            (``auth.refresh_window``).
     """
 
     def __init__(
         self,
         book: ProfileBook,
         eager: bool,
+        window: float,
         send: Send,
         asend: AsyncSend,
         sleep: Callable[[float], None],
@@ -44,6 +47,7 @@ class CallGate:
     ) -> None:
         self.book = book
         self.eager = eager
+        self.window = window
         self._send = send
         self._asend = asend
         self._sleep = sleep
@@ -56,10 +60,14 @@ class CallGate:
             if not self.eager:
                 return None
         elif (
-            agent in book.prefetched and not book.stale and book.next_due > time.time()
+            agent in book.prefetched
+            and not book.stale
+            and book.due_by(self.window) > time.time()
         ):
             return None
-        return refresh_owed(book, agent, Deadline(REFRESH_BUDGET), force=False)
+        return refresh_owed(
+            book, agent, Deadline(REFRESH_BUDGET), force=False, window=self.window
+        )
 
     def after_refusal(
         self, agent: str | None, provider: str | None

@@ -9,7 +9,7 @@ import os
 from typing import Any
 
 from .._config import PalyraConfig, ProviderConfig
-from .._exceptions import AuthProfileError, InvalidRequestError, PalyraError
+from .._exceptions import AuthProfileError, InvalidRequestError
 from .book import ProfileBook, now_utc
 from .profiles import (
     AuthProfile,
@@ -65,10 +65,7 @@ class Keeper:
         name = checked_name(name)
         profiles = self._book.reload()
         if profile_id is None:
-            suffix = "" if scope == "global" else "-" + scope[6:].lower()
-            pid = check_profile_id(
-                new_profile_id(provider.id, name + suffix, set())[:128], "profile_id"
-            )
+            pid = _generated_id(provider, name, scope, profiles)
         else:
             pid = check_profile_id(profile_id)
         old = profiles.get(pid)
@@ -113,6 +110,13 @@ class Keeper:
             for field in written:
                 restore(vault, keys[field], before[field])
             raise
+        # A field the new credential lacks (no refresh token this time, an
+        # API key become OAuth) must not linger to be used later.
+        for field, key in profile.secret_refs.items():
+            if field not in secrets:
+                _quietly_delete(vault, key)
+        for key in _other_kind_keys(profile):
+            _quietly_delete(vault, key)
         self._book.keep(profile.id, secrets, profile.updated_at)
         self._book.changed()
         self._book.settled(profile.id)
@@ -132,6 +136,29 @@ class Keeper:
         self._book.drop(profile.id)
 
 
+def _generated_id(
+    provider: ProviderConfig, name: str, scope: str, profiles: dict[str, AuthProfile]
+) -> str:
+    """``<provider>-<name>[-<agent>]``, the same for the same provider, name
+    and scope (connecting again rotates in place); numbered when a profile of
+    another name or scope already holds it."""
+    suffix = "" if scope == "global" else "-" + scope[6:].lower()
+    taken: set[str] = set()
+    while True:
+        pid = check_profile_id(
+            new_profile_id(provider.id, name + suffix, taken)[:128], "profile_id"
+        )
+        old = profiles.get(pid)
+        same = old is not None and (old.provider, old.scope, old.name.lower()) == (
+            provider.id,
+            scope,
+            name.lower(),
+        )
+        if old is None or same:
+            return pid
+        taken.add(pid)
+
+
 def restore(vault: Any, key: str, previous: str | None) -> None:
     """Put a vault entry back as it was before a failed operation."""
     try:
@@ -139,8 +166,21 @@ def restore(vault: Any, key: str, previous: str | None) -> None:
             vault.delete(key)
         else:
             vault.set(key, previous)
-    except PalyraError as exc:
+    except Exception as exc:  # the original failure is what the caller sees
         logger.error("palyra: could not undo a vault write (%s)", type(exc).__name__)
+
+
+def _quietly_delete(vault: Any, key: str) -> None:
+    try:
+        vault.delete(key)
+    except Exception as exc:
+        logger.warning("palyra: could not delete %s (%s)", key, type(exc).__name__)
+
+
+def _other_kind_keys(profile: AuthProfile) -> list[str]:
+    if profile.kind == "api_key":
+        return [f"{profile.id}:access_token", f"{profile.id}:refresh_token"]
+    return [f"{profile.id}:api_key"]
 
 
 def checked_key(key: object) -> str:

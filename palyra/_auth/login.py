@@ -15,7 +15,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import urlsplit
 
-from .._exceptions import APITimeoutError, InvalidRequestError
+from .._exceptions import InvalidRequestError
+from .steps import Flight
 
 __all__ = ["CallbackListener", "loopback_redirect"]
 
@@ -48,11 +49,19 @@ class CallbackListener:
 
     def __init__(self, host: str, port: int, path: str) -> None:
         self.path = path
-        self._received = threading.Event()
+        self.arrival = Flight()  # lands when the browser comes back
+        self.waiting = False  # the flow waits for the outcome (not the opener)
         self._answered = threading.Event()
         self._url: str | None = None
         self._page = _page("palyra", "The sign-in ended. You can close this window.")
-        self._server = _Server((host, port), _Handler, self)
+        try:
+            self._server = _Server((host, port), _Handler, self)
+        except OSError as exc:
+            raise InvalidRequestError(
+                f"redirect_uri: cannot listen on {host}:{port} for the sign-in"
+                f" callback ({exc.strerror or type(exc).__name__}); free the port,"
+                " or leave redirect_uri unset to use any free one"
+            ) from None
         self._thread = threading.Thread(
             target=self._server.serve_forever,
             kwargs={"poll_interval": 0.05},
@@ -66,18 +75,10 @@ class CallbackListener:
         """The URI the authorization server must send the browser back to."""
         return f"{_origin(self._server)}{self.path}"
 
-    def wait(self, seconds: float) -> str:
-        """The callback's URL, once the browser has come back.
-
-        Raises:
-            APITimeoutError: nothing came back within ``seconds``.
-        """
-        if not self._received.wait(max(seconds, 0.0)) or self._url is None:
-            raise APITimeoutError(
-                f"no OAuth callback reached {self.redirect_uri} within"
-                f" {seconds:.0f} s; the sign-in was not completed"
-            )
-        return self._url
+    @property
+    def url(self) -> str:
+        """The callback's URL (once `arrival` has landed)."""
+        return self._url or ""
 
     def answer(self, ok: bool, message: str) -> None:
         """Say how the sign-in ended to the browser waiting on the callback."""
@@ -88,6 +89,7 @@ class CallbackListener:
     def close(self) -> None:
         """Stop listening and free the port (safe to call twice)."""
         self._answered.set()
+        self.arrival.land()
         self._server.shutdown()
         self._server.server_close()
         self._thread.join(timeout=5)
@@ -95,10 +97,13 @@ class CallbackListener:
     def _take(self, url: str) -> bytes | None:
         """A request for the callback path: its URL is the callback (the first
         one only); the page waits for the outcome."""
-        if not self._received.is_set():
+        if not self.arrival.landed:
             self._url = url
-            self._received.set()
-        self._answered.wait(_ANSWER_WAIT)
+            self.arrival.land()
+        # The page says how it ended only if the flow is there to say it: an
+        # opener that follows the redirect itself must not wait on itself.
+        if self.waiting:
+            self._answered.wait(_ANSWER_WAIT)
         return self._page
 
 

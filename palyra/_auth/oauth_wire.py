@@ -51,6 +51,10 @@ class Callback(NamedTuple):
     error: str | None
     error_description: str | None
 
+    def __repr__(self) -> str:
+        # The code and state are credentials until used: never printed.
+        return f"Callback(error={self.error!r})"
+
 
 def parse_callback(
     callback_url: str | None, *, code: str | None = None, state: str | None = None

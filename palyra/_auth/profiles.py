@@ -15,6 +15,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from .._config import check_endpoint
 from .._exceptions import InvalidRequestError
 from .._utils import shown
 from .vault import secret_key
@@ -27,6 +28,7 @@ __all__ = [
     "agent_of",
     "check_agent",
     "check_profile_id",
+    "check_record",
     "check_scope",
     "health_of",
     "new_profile_id",
@@ -165,6 +167,13 @@ class AuthProfile(BaseModel):
             raise ValueError("must be 1-128 characters of a-z, 0-9, '.', '_' or '-'")
         return value
 
+    @field_validator("token_endpoint", "revocation_endpoint")
+    @staticmethod
+    def _endpoint(value: str | None) -> str | None:
+        # Read back from a file anyone may edit: a refresh token must never
+        # travel to an endpoint the configuration would have refused.
+        return None if value is None else check_endpoint(value)
+
     @field_validator("scope")
     @staticmethod
     def _scope(value: str) -> str:
@@ -192,6 +201,11 @@ class AuthProfile(BaseModel):
 def profile_of(record: dict[str, Any], health: AuthHealth) -> AuthProfile:
     """The checked view of a record from the profile file."""
     return AuthProfile.model_validate({**record, "health": health})
+
+
+def check_record(record: dict[str, Any]) -> None:
+    """Raise ValueError (pydantic's) when a file's record is not a profile."""
+    profile_of(record, "static")
 
 
 def health_of(

@@ -20,7 +20,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from .._exceptions import AuthProfileError, InvalidRequestError, OAuthError, PalyraError
-from .book import ProfileBook, expiry, now_utc
+from .book import REFRESH_WINDOW, ProfileBook, expiry, now_utc
 from .oauth_wire import Tokens, refresh_request
 from .profiles import AuthProfile
 from .remote import Deadline, exchange_tokens
@@ -282,6 +282,7 @@ def refresh_owed(
     *,
     force: bool,
     provider: str | None = None,
+    window: float = REFRESH_WINDOW,
 ) -> AuthFlow[bool]:
     """Refresh the profiles ``agent`` sees that are owed a refresh (with
     ``force``, after a 401: those of ``provider`` the 401 marked, ignoring the
@@ -291,7 +292,7 @@ def refresh_owed(
     if agent not in book.prefetched:
         yield Local(lambda: book.prefetch(agent))
     refreshed = False
-    owed = book.owed(agent, provider=provider, stale_only=force)
+    owed = book.owed(agent, provider=provider, stale_only=force, window=window)
     for profile_id in owed:
         try:
             done = yield from refresh_profile(book, profile_id, deadline, force=force)

@@ -96,7 +96,9 @@ def validate_key(
         APIStatusError: another status. APIConnectionError: no answer.
     """
     request = models_request(provider, key)
-    response = yield from _send_retrying(request, (key,), deadline, tries, provider.id)
+    response = yield from _send_retrying(
+        request, (key,), deadline, tries, provider.id, "nothing was stored"
+    )
     if response.is_success:
         return
     raise _refusal(provider, response, key)
@@ -115,7 +117,7 @@ def _refusal(
     elif status >= 500:
         message = f"provider {provider.id!r} is unavailable (the key was not checked)"
     elif 300 <= status < 400:
-        where = response.headers.get("location", "nowhere")
+        where = excerpt(response.headers.get("location", "nowhere"), (key,), 200)
         message = f"the models endpoint redirects to {where}; check base_url"
     else:
         message = f"the models endpoint answered unexpectedly ({said})"
@@ -136,7 +138,9 @@ def exchange_tokens(
         OAuthError: the endpoint refused, or answered without a usable token.
         APIConnectionError: no answer.
     """
-    response = yield from _send_retrying(request, secrets, deadline, tries, provider)
+    response = yield from _send_retrying(
+        request, secrets, deadline, tries, provider, "no token was issued"
+    )
     return read_tokens(response, provider=provider, secrets=secrets)
 
 
@@ -162,7 +166,9 @@ def revoke_token(
             )
         except TRANSPORT_ERRORS as exc:
             if last:
-                raise _unreachable(request, exc, provider) from None
+                raise _unreachable(
+                    request, exc, provider, "nothing was revoked or deleted"
+                ) from None
             yield Pause(0.1)
             continue
         if response.status_code < 500:
@@ -184,6 +190,7 @@ def _send_retrying(
     deadline: Deadline,
     tries: int,
     provider: str,
+    outcome: str,
 ) -> Generator[Any, Any, httpx.Response]:
     """The response to ``request``; transport errors are tried again (100 ms
     apart, ``tries`` times in all) while the deadline allows."""
@@ -195,7 +202,7 @@ def _send_retrying(
             return response
         except TRANSPORT_ERRORS as exc:
             if attempt == tries - 1 or deadline.left() < 0.2:
-                raise _unreachable(request, exc, provider) from None
+                raise _unreachable(request, exc, provider, outcome) from None
         yield Pause(0.1)
     raise AssertionError("unreachable")  # pragma: no cover
 
@@ -208,7 +215,7 @@ def _fresh(request: httpx.Request) -> httpx.Request:
 
 
 def _unreachable(
-    request: httpx.Request, exc: BaseException, provider: str
+    request: httpx.Request, exc: BaseException, provider: str, outcome: str
 ) -> APIConnectionError:
     cls: Callable[..., APIConnectionError] = (
         APITimeoutError
@@ -219,7 +226,6 @@ def _unreachable(
     if request.url.port:
         where += f":{request.url.port}"
     return cls(
-        f"no answer from {where}{request.url.path} ({type(exc).__name__});"
-        " nothing was stored",
+        f"no answer from {where}{request.url.path} ({type(exc).__name__}); {outcome}",
         provider=provider,
     )

@@ -35,7 +35,6 @@ COOLDOWNS: dict[str, tuple[str, float]] = {
 }
 """How long a profile stays out of selection after each kind of failure."""
 _REFRESH_DUE = ("refresh_due", 30.0)  # an OAuth token refused: refresh it
-_FRESH = 60.0  # seconds a token this process just got is not refreshed again
 
 
 class ProfileCredentials:
@@ -79,26 +78,25 @@ class ProfileCredentials:
         profiles = self.book.candidates(provider.id, agent)
         if not profiles:
             return None
-        profile = self._choose(profiles, provider.auth_order)
+        if len(profiles) == 1:
+            return self._use(profiles[0], provider)
+        book, now = self.book, time.monotonic()
+        ranked = sorted(
+            profiles,
+            key=lambda p: _rank(p.id, book.marks_of(p.id), provider.auth_order, now),
+        )
+        for profile in ranked[:-1]:
+            # A profile whose secret is gone (revoked meanwhile) gives way.
+            if book.secret(profile, _field(profile)):
+                return self._use(profile, provider)
+        return self._use(ranked[-1], provider)
+
+    def _use(self, profile: AuthProfile, provider: ProviderConfig) -> str:
+        self.book.marks(profile.id).last_used = time.monotonic()
         return self._secret(profile, provider)
 
-    def _choose(
-        self, profiles: list[AuthProfile], order: tuple[str, ...]
-    ) -> AuthProfile:
-        book = self.book
-        now = time.monotonic()
-        chosen = profiles[0]
-        if len(profiles) > 1:
-            best = None
-            for profile in profiles:
-                rank = _rank(profile.id, book.marks_of(profile.id), order, now)
-                if best is None or rank < best:
-                    chosen, best = profile, rank
-        book.marks(chosen.id).last_used = now
-        return chosen
-
     def _secret(self, profile: AuthProfile, provider: ProviderConfig) -> str:
-        field = "api_key" if profile.kind == "api_key" else "access_token"
+        field = _field(profile)
         secret = self.book.secret(profile, field)
         if not secret:
             raise CredentialError(
@@ -123,7 +121,7 @@ class ProfileCredentials:
         kind = self._classify(failed.error)
         profile = book.load().get(profile_id)
         oauth = profile is not None and profile.kind == "oauth"
-        if kind == "auth_invalid" and oauth and not _just_refreshed(book, profile_id):
+        if kind == "auth_invalid" and oauth:
             book.owe_refresh(profile_id)
             book.cool(profile_id, *_REFRESH_DUE)
         elif kind in COOLDOWNS:
@@ -149,11 +147,8 @@ def _rank(
     return (0, 0.0, position, marks.last_used, profile_id)
 
 
-def _just_refreshed(book: ProfileBook, profile_id: str) -> bool:
-    """Whether this process refreshed the profile a moment ago: a 401 now
-    means the new token is refused too, and another refresh would not help."""
-    marks = book.marks_of(profile_id)
-    return marks is not None and time.monotonic() - marks.refreshed < _FRESH
+def _field(profile: AuthProfile) -> str:
+    return "api_key" if profile.kind == "api_key" else "access_token"
 
 
 def _whom(agent: str | None) -> str:

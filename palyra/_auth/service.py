@@ -17,7 +17,7 @@ from .keeping import Keeper, checked_key, env_secret
 from .oauth import OAuthAttempt
 from .oauth_wire import revocation_request
 from .profiles import AuthProfile, check_profile_id
-from .refresh import refresh_profile
+from .refresh import Held, refresh_profile
 from .remote import Deadline, revoke_token, validate_key
 from .signin import Announce, SignIn
 from .steps import AsyncSend, AuthFlow, Local, Send, adrive, drive
@@ -375,26 +375,41 @@ class Auth:
     def _revoke(self, profile_id: str, timeout: float) -> AuthFlow[None]:
         pid = check_profile_id(profile_id)
         book = self._book
-        profile: AuthProfile = yield Local(
-            lambda: (book.reload(), book.profile(pid))[1]
-        )
-        if profile.kind == "oauth" and profile.revocation_endpoint:
-            token = yield Local(
-                lambda: (
-                    book.vault.get(f"{pid}:refresh_token")
-                    or book.vault.get(f"{pid}:access_token")
-                )
+        deadline = Deadline(timeout)
+        # Under the profile's refresh lock: a refresh in flight cannot write
+        # new tokens after they were revoked and deleted.
+        lock = Held(book.file.lock(f"refresh.{pid}", timeout=deadline.left()))
+        try:
+            yield Local(lock.take)
+            profile: AuthProfile = yield Local(
+                lambda: (book.reload(), book.profile(pid))[1]
             )
-            if token:
-                secret = env_secret(profile.client_secret_env)
-                request = revocation_request(
-                    profile.revocation_endpoint,
-                    token,
-                    client_id=profile.client_id,
-                    client_secret=secret,
-                )
-                secrets = tuple(s for s in (token, secret) if s)
-                yield from revoke_token(
-                    request, secrets, Deadline(timeout), profile.provider
-                )
-        yield Local(lambda: self._keep.delete(profile))
+            if profile.kind == "oauth" and profile.revocation_endpoint:
+                yield from self._revoke_remote(profile, deadline)
+            yield Local(lambda: self._keep.delete(profile))
+        finally:
+            lock.release()
+
+    def _revoke_remote(
+        self, profile: AuthProfile, deadline: Deadline
+    ) -> AuthFlow[None]:
+        """RFC 7009 at the profile's endpoint: the refresh token (which takes
+        its access tokens with it), else the access token."""
+        vault = self._book.vault
+        hint = "refresh_token"
+        token = yield Local(lambda: vault.get(f"{profile.id}:refresh_token"))
+        if not token:
+            hint = "access_token"
+            token = yield Local(lambda: vault.get(f"{profile.id}:access_token"))
+        if not token or not profile.revocation_endpoint:
+            return  # nothing left to revoke: a retry finishing a revoke
+        secret = env_secret(profile.client_secret_env)
+        request = revocation_request(
+            profile.revocation_endpoint,
+            token,
+            client_id=profile.client_id,
+            client_secret=secret,
+            hint=hint,
+        )
+        secrets = tuple(s for s in (token, secret) if s)
+        yield from revoke_token(request, secrets, deadline, profile.provider)

@@ -9,7 +9,8 @@ import webbrowser
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from .._exceptions import InvalidRequestError, PalyraError
+from .._config import OAuthConfig, ProviderConfig
+from .._exceptions import InvalidRequestError, OAuthError, PalyraError
 from .book import ProfileBook, expiry
 from .keeping import Keeper, bearer, checked_name
 from .login import CallbackListener, loopback_redirect
@@ -17,7 +18,7 @@ from .oauth import OAuthAttempt, client_settings, start_attempt
 from .oauth_wire import callback_error, code_request, parse_callback
 from .profiles import AuthProfile, check_profile_id, check_scope
 from .remote import Deadline, exchange_tokens, validate_key
-from .steps import AuthFlow, Local
+from .steps import AuthFlow, Join, Local
 
 __all__ = ["Announce", "SignIn"]
 
@@ -51,7 +52,7 @@ class SignIn:
         settings = dict(overrides)
         if redirect_uri is not None:
             settings["redirect_uri"] = redirect_uri
-        client = client_settings(provider.id, provider.oauth, settings)
+        client = client_settings(provider.id, _oauth_of(provider), settings)
         if not client.redirect_uri:
             raise InvalidRequestError(
                 "redirect_uri: none configured; set it in the provider's oauth"
@@ -147,10 +148,14 @@ class SignIn:
                 provider_id, profile_id, scope, name, overrides, listener.redirect_uri
             )
             yield Local(lambda: _announce(open_browser, attempt.authorize_url))
-            url = yield Local(lambda: listener.wait(deadline.left()))
+            listener.waiting = True
+            late = f"no OAuth callback reached {listener.redirect_uri}; not signed in"
+            yield Join(listener.arrival, deadline.left(), late)
+            if not listener.url:
+                raise OAuthError("the sign-in listener was closed before the callback")
             try:
                 profile = yield from self.complete(
-                    url, None, None, False, max(deadline.left(), 5.0)
+                    listener.url, None, None, False, max(deadline.left(), 5.0)
                 )
             except PalyraError as exc:
                 listener.answer(False, f"palyra could not finish the sign-in: {exc}")
@@ -158,7 +163,16 @@ class SignIn:
             listener.answer(True, f"palyra is signed in to {provider.id}.")
             return profile
         finally:
-            yield Local(listener.close)
+            # Not a step: a cancelled sign-in must free the port at once.
+            listener.close()
+
+
+def _oauth_of(provider: ProviderConfig) -> OAuthConfig | None:
+    """The provider's ``oauth`` table; for ``openai`` with none, the preset
+    (a client id is still needed)."""
+    if provider.oauth is None and provider.id == "openai":
+        return OAuthConfig(preset="openai")
+    return provider.oauth
 
 
 def _announce(how: Announce, url: str) -> None:

@@ -12,7 +12,8 @@ what they gave:
   by the sync edge, in a worker thread by the async one, so an event loop is
   never blocked on a keyring or an fsync.
 - `Join`: wait for another caller's refresh of the same profile (single
-  flight), bounded by a deadline.
+  flight), or for a sign-in's callback, bounded by a deadline; a task
+  cancelled while it waits stops waiting at once.
 
 `drive` and `adrive` are the only code that carries steps out; what to do
 is decided by the flows, the same for sync and async callers.
@@ -75,10 +76,12 @@ class Local(NamedTuple):
 
 
 class Join(NamedTuple):
-    """Wait, at most ``seconds``, for ``flight`` to land."""
+    """Wait, at most ``seconds``, for ``flight`` to land; ``late`` is the
+    `APITimeoutError`'s message if it does not."""
 
     flight: Flight
     seconds: float
+    late: str = "another caller's token refresh did not finish in time"
 
 
 AuthFlow = Generator[Exchange | Pause | Local | Join, Any, T]
@@ -148,10 +151,8 @@ def _resolve(future: asyncio.Future[None]) -> None:
         future.set_result(None)
 
 
-def _late(seconds: float) -> APITimeoutError:
-    return APITimeoutError(
-        f"another caller's token refresh did not finish within {seconds:.3g} s"
-    )
+def _late(step: Join) -> APITimeoutError:
+    return APITimeoutError(f"{step.late} ({step.seconds:.3g} s)")
 
 
 def drive(flow: AuthFlow[T], send: Send, sleep: Callable[[float], None]) -> T:
@@ -167,7 +168,7 @@ def drive(flow: AuthFlow[T], send: Send, sleep: Callable[[float], None]) -> T:
                     answer = step.call()
                 elif isinstance(step, Join):
                     if not step.flight.wait(step.seconds):
-                        raise _late(step.seconds)
+                        raise _late(step)
                     answer = None
                 else:
                     sleep(step.seconds)
@@ -197,7 +198,7 @@ async def adrive(
                     answer = await _finished(step.call)
                 elif isinstance(step, Join):
                     if not await step.flight.await_landing(step.seconds):
-                        raise _late(step.seconds)
+                        raise _late(step)
                     answer = None
                 else:
                     await (sleep or asyncio.sleep)(step.seconds)

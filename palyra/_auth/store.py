@@ -41,7 +41,7 @@ Records = dict[str, dict[str, Any]]
 _LOCK_NAME = re.compile(r"[a-z0-9._-]{1,128}")
 _AFTER_DAMAGE = (
     "palyra starts a new, empty profile file; the secrets stay in the vault"
-    " (the OS keyring): add the profiles again, or repair the kept copy and"
+    ": add the profiles again, or repair the kept copy and"
     " move it back"
 )
 

@@ -19,7 +19,7 @@ per-kind defaults.
 
 from .base import InsecureConfigWarning
 from .models import Capabilities, ModelEntry, ModelRole, Pricing
-from .oauth import OAuthConfig
+from .oauth import OAuthConfig, check_endpoint
 from .providers import (
     DEFAULT_AUTH_HEADERS,
     DEFAULT_BASE_URLS,
@@ -27,11 +27,18 @@ from .providers import (
     ProviderConfig,
     ProviderKind,
 )
-from .root import LimitsConfig, PalyraConfig, RegistryDefaults, ResilienceConfig
+from .root import (
+    AuthConfig,
+    LimitsConfig,
+    PalyraConfig,
+    RegistryDefaults,
+    ResilienceConfig,
+)
 
 __all__ = [
     "DEFAULT_AUTH_HEADERS",
     "DEFAULT_BASE_URLS",
+    "AuthConfig",
     "AuthHeader",
     "Capabilities",
     "InsecureConfigWarning",
@@ -45,4 +52,5 @@ __all__ = [
     "ProviderKind",
     "RegistryDefaults",
     "ResilienceConfig",
+    "check_endpoint",
 ]

@@ -15,7 +15,13 @@ from .._addresses import is_loopback_host
 from .._utils import shown
 from .base import ENV_NAME, ConfigModel
 
-__all__ = ["OAUTH_PRESETS", "OPENAI_OAUTH_PRESET", "RESERVED_PARAMS", "OAuthConfig"]
+__all__ = [
+    "OAUTH_PRESETS",
+    "OPENAI_OAUTH_PRESET",
+    "RESERVED_PARAMS",
+    "OAuthConfig",
+    "check_endpoint",
+]
 
 OPENAI_OAUTH_PRESET: Mapping[str, Any] = MappingProxyType(
     {
@@ -120,12 +126,7 @@ class OAuthConfig(ConfigModel):
     @field_validator("authorize_url", "token_url", "revocation_url")
     @staticmethod
     def _check_endpoint(value: str | None) -> str | None:
-        if value is None:
-            return None
-        parts = _split(value)
-        if parts.query or parts.fragment:
-            raise ValueError("must not contain a query string or fragment")
-        return value
+        return None if value is None else check_endpoint(value)
 
     @field_validator("redirect_uri")
     @staticmethod
@@ -168,6 +169,19 @@ class OAuthConfig(ConfigModel):
                     " request and cannot be overridden"
                 )
         return value
+
+
+def check_endpoint(url: str) -> str:
+    """An OAuth endpoint as given: https, or http to loopback; no userinfo,
+    query or fragment.
+
+    Raises:
+        ValueError: saying what is wrong.
+    """
+    parts = _split(url)
+    if parts.query or parts.fragment:
+        raise ValueError("must not contain a query string or fragment")
+    return url
 
 
 def _split(url: str) -> SplitResult:

@@ -16,7 +16,13 @@ from .base import ConfigModel, CrossFieldError, PositiveSeconds, unknown_keys
 from .models import ModelEntry
 from .providers import ProviderConfig
 
-__all__ = ["LimitsConfig", "PalyraConfig", "RegistryDefaults", "ResilienceConfig"]
+__all__ = [
+    "AuthConfig",
+    "LimitsConfig",
+    "PalyraConfig",
+    "RegistryDefaults",
+    "ResilienceConfig",
+]
 
 
 FailoverScope = Literal["any", "same_provider", "off"]
@@ -131,6 +137,17 @@ def _builtin_models() -> tuple[ModelEntry, ...]:
     )
 
 
+class AuthConfig(ConfigModel):
+    """How auth profiles are used by calls.
+
+    Args:
+        refresh_window: Seconds before an OAuth access token expires from
+            which a call refreshes it first (default 300).
+    """
+
+    refresh_window: PositiveSeconds = 300.0
+
+
 class PalyraConfig(ConfigModel):
     """The whole registry: providers, models and per-role defaults.
 
@@ -143,6 +160,7 @@ class PalyraConfig(ConfigModel):
     defaults: RegistryDefaults = Field(default_factory=RegistryDefaults)
     resilience: ResilienceConfig = Field(default_factory=ResilienceConfig)
     limits: LimitsConfig = Field(default_factory=LimitsConfig)
+    auth: AuthConfig = Field(default_factory=AuthConfig)
 
     @model_validator(mode="before")
     @classmethod

@@ -56,6 +56,9 @@ class Sending(NamedTuple):
     budget: float | None  # the seconds it was given, for messages
     secrets: tuple[str, ...]
 
+    def __repr__(self) -> str:
+        return f"Sending(budget={self.budget}, {len(self.secrets)} secrets)"
+
 
 _CURRENT: ContextVar[Sending | None] = ContextVar("palyra_sending", default=None)
 
