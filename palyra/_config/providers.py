@@ -65,7 +65,8 @@ class ProviderConfig(ConfigModel):
             when palyra selects one (no ``auth_profile``, no key found).
         api_key_env: Name of an environment variable holding the API key.
         api_key: Inline key (discouraged: warns; kept as a `SecretStr`).
-        auth_header: ``bearer``, ``x-api-key`` or ``none``; defaults per kind.
+        auth_header: ``bearer``, ``x-api-key`` or ``none``; defaults per kind
+            (Bearer when the provider has an ``oauth`` table).
         headers: Extra non-secret headers sent with every request.
         timeout: Seconds one attempt may take: each read/write/pool wait and
             the whole body; for streams, the longest wait for the next chunk.
@@ -192,5 +193,11 @@ class ProviderConfig(ConfigModel):
 
     @property
     def effective_auth_header(self) -> AuthHeader:
-        """The auth header style used for calls (the kind's default when unset)."""
-        return self.auth_header or DEFAULT_AUTH_HEADERS[self.kind]
+        """The auth header style used for calls: ``auth_header``, else Bearer
+        for a provider with an ``oauth`` table (its credentials are OAuth
+        access tokens), else the kind's default."""
+        if self.auth_header is not None:
+            return self.auth_header
+        if self.oauth is not None and self.kind != "deterministic":
+            return "bearer"
+        return DEFAULT_AUTH_HEADERS[self.kind]

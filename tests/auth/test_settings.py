@@ -125,3 +125,19 @@ def test_a_busy_sign_in_port_is_a_typed_error(tmp_path: Path) -> None:
             palyra.InvalidRequestError, match=f"cannot listen on 127.0.0.1:{port}"
         ):
             client.auth.login_oauth("up", open_browser=False, timeout=1)
+
+
+def test_an_anthropic_provider_with_oauth_sends_bearer() -> None:
+    oauth = {
+        "client_id": "c",
+        "authorize_url": "https://auth.example/authorize",
+        "token_url": "https://auth.example/token",
+    }
+    with_oauth = palyra.ProviderConfig(id="claude", kind="anthropic", oauth=oauth)
+    assert with_oauth.effective_auth_header == "bearer"
+    keyed = palyra.ProviderConfig(id="claude", kind="anthropic")
+    assert keyed.effective_auth_header == "x-api-key"
+    told = palyra.ProviderConfig(
+        id="claude", kind="anthropic", oauth=oauth, auth_header="x-api-key"
+    )
+    assert told.effective_auth_header == "x-api-key"
