@@ -385,3 +385,20 @@ async def test_a_401_refreshes_once_then_the_call_is_made_again(
     chats = [r for r in provider.requests if r.path.endswith("/chat/completions")]
     assert len(chats) == 2 + 2 + 1
     await c.aclose()
+
+
+def test_complete_can_validate_the_access_token(
+    client: palyra.Palyra, auth: AuthServer, provider: Upstream
+) -> None:
+    attempt = client.auth.start_oauth("up", profile_id="checked")
+    profile = client.auth.complete_oauth(
+        auth.approve(attempt.authorize_url), validate=True
+    )
+    check = provider.requests[-1]
+    assert (check.method, check.path) == ("GET", "/v1/models")
+    assert profile.health == "ok"
+    provider.api_key = lambda token: False  # the provider refuses the new token
+    attempt = client.auth.start_oauth("up", profile_id="refused")
+    with pytest.raises(palyra.AuthenticationError, match="nothing was stored"):
+        client.auth.complete_oauth(auth.approve(attempt.authorize_url), validate=True)
+    assert [p.id for p in client.auth.list()] == ["checked"]
