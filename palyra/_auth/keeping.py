@@ -87,7 +87,13 @@ class Keeper:
 
     def save(self, profile: AuthProfile, secrets: dict[str, str]) -> AuthProfile:
         """Secrets to the vault, then the profile to the file; a failure of
-        the second undoes the first."""
+        the second undoes the first. Under the profile's lock: a refresh, a
+        revoke or another process's save of the same profile waits, so an
+        undo never puts back a secret over one stored meanwhile."""
+        with self._book.file.lock(f"refresh.{profile.id}"):
+            return self._save(profile, secrets)
+
+    def _save(self, profile: AuthProfile, secrets: dict[str, str]) -> AuthProfile:
         vault = self._book.vault
         keys = {field: f"{profile.id}:{field}" for field in secrets}
         before = {field: vault.get(key) for field, key in keys.items()}
