@@ -80,16 +80,19 @@ class ProfileCredentials:
             return None
         if len(profiles) == 1:
             return self._use(profiles[0], provider)
-        book, now = self.book, time.monotonic()
-        ranked = sorted(
-            profiles,
-            key=lambda p: _rank(p.id, book.marks_of(p.id), provider.auth_order, now),
-        )
-        for profile in ranked[:-1]:
-            # A profile whose secret is gone (revoked meanwhile) gives way.
-            if book.secret(profile, _field(profile)):
-                return self._use(profile, provider)
-        return self._use(ranked[-1], provider)
+        book, now, order = self.book, time.monotonic(), provider.auth_order
+        chosen, best = profiles[0], None
+        for profile in profiles:
+            rank = _rank(profile.id, book.marks_of(profile.id), order, now)
+            if best is None or rank < best:
+                chosen, best = profile, rank
+        if not book.secret(chosen, _field(chosen)):
+            # Its secret is gone (revoked meanwhile): the next in rank serves.
+            ranked = sorted(
+                profiles, key=lambda p: _rank(p.id, book.marks_of(p.id), order, now)
+            )
+            chosen = next((p for p in ranked if book.secret(p, _field(p))), chosen)
+        return self._use(chosen, provider)
 
     def _use(self, profile: AuthProfile, provider: ProviderConfig) -> str:
         self.book.marks(profile.id).last_used = time.monotonic()
