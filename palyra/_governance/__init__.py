@@ -1,0 +1,17 @@
+"""Usage governance: what a call cost, where usage is kept, what it may spend.
+
+What it is for: prices and their arithmetic (``Decimal`` throughout; an
+unpriced model costs None, never $0), usage normalised across providers
+(uncached input, cache read, cache write, output, reasoning), the durable
+usage ledger (SQLite, or memory) and budgets (issue 11). Like auth, each part
+is a pure core with thin edges; it joins a call through the core's hooks,
+wired by ``palyra._client``.
+
+May import: the leaves (``_exceptions``, ``_utils``), ``_config``, ``_wire``,
+``_tokens`` and the standard library (``sqlite3``, ``zoneinfo``, ``decimal``).
+Never the core's internals nor another subsystem.
+
+Exports to the rest of palyra: what is listed in ``__all__`` below.
+"""
+
+__all__: list[str] = []
