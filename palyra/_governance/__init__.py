@@ -14,4 +14,11 @@ Never the core's internals nor another subsystem.
 Exports to the rest of palyra: what is listed in ``__all__`` below.
 """
 
-__all__: list[str] = []
+from .usage import NormalizedUsage, from_anthropic, from_embeddings, from_openai
+
+__all__ = [
+    "NormalizedUsage",
+    "from_anthropic",
+    "from_embeddings",
+    "from_openai",
+]

@@ -1,0 +1,162 @@
+"""Usage normalised across providers: `NormalizedUsage` and its mappings.
+
+Providers count the same tokens differently, and the difference is where
+peers misprice cached tokens (the ecosystem notes, pain point 7):
+
+- OpenAI's ``prompt_tokens`` *includes* ``prompt_tokens_details.cached_tokens``
+  and its ``completion_tokens`` *includes* ``reasoning_tokens``.
+- Anthropic's ``input_tokens`` *excludes* cache reads and cache writes, which
+  come as ``cache_read_input_tokens`` and ``cache_creation_input_tokens``;
+  ``output_tokens`` includes thinking.
+
+palyra's Anthropic adapter (``palyra._providers.anthropic_stream.usage_from``)
+already turns Anthropic usage into OpenAI semantics: ``prompt_tokens`` is
+``input_tokens + cache_read + cache_creation``, with ``cached_tokens`` the
+reads and ``cache_write_tokens`` the writes. So `from_openai` subtracts both
+details from ``prompt_tokens``, which is right for OpenAI (that sends no
+``cache_write_tokens``), for OpenAI-compatible servers that report writes
+inside the prompt count, and for that adapter. The adapter does not carry the
+5 min / 1 h split of cache writes; `from_anthropic` keeps it when given one.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Self
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from .._wire import CompletionUsage, EmbeddingUsage
+
+__all__ = ["NormalizedUsage", "from_anthropic", "from_embeddings", "from_openai"]
+
+_Count = Annotated[int, Field(ge=0, strict=True)]
+
+
+class NormalizedUsage(BaseModel):
+    """Tokens of one call, split the way they are priced.
+
+    Args:
+        input_uncached: Prompt tokens billed at the plain input price.
+        cache_read: Prompt tokens read from the provider's prompt cache.
+        cache_write: Prompt tokens written to the prompt cache.
+        cache_write_5m: Of ``cache_write``, those with a 5 minute lifetime,
+            when the provider says (Anthropic prices the two differently).
+        cache_write_1h: Of ``cache_write``, those with a 1 hour lifetime.
+        output: Output tokens, reasoning included (billed as output).
+        reasoning: Of ``output``, the reasoning tokens; reported, never
+            billed a second time.
+        estimated: The counts were estimated, not reported by the upstream.
+    """
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    input_uncached: _Count = 0
+    cache_read: _Count = 0
+    cache_write: _Count = 0
+    cache_write_5m: _Count | None = None
+    cache_write_1h: _Count | None = None
+    output: _Count = 0
+    reasoning: _Count = 0
+    estimated: bool = False
+
+    @model_validator(mode="after")
+    def _parts_fit(self) -> Self:
+        if self.cache_write_5m is not None or self.cache_write_1h is not None:
+            split = (self.cache_write_5m or 0) + (self.cache_write_1h or 0)
+            if split != self.cache_write:
+                raise ValueError(
+                    f"cache_write_5m + cache_write_1h ({split}) must equal"
+                    f" cache_write ({self.cache_write})"
+                )
+        if self.reasoning > self.output:
+            raise ValueError(
+                f"reasoning ({self.reasoning}) is part of output ({self.output})"
+                " and cannot exceed it"
+            )
+        return self
+
+    @property
+    def input_total(self) -> int:
+        """Every prompt token: uncached, cache read and cache write."""
+        return self.input_uncached + self.cache_read + self.cache_write
+
+    @property
+    def total(self) -> int:
+        """Prompt and output tokens (reasoning is inside output)."""
+        return self.input_total + self.output
+
+
+def from_openai(usage: CompletionUsage, *, estimated: bool = False) -> NormalizedUsage:
+    """Normalise usage in OpenAI semantics (also what palyra's adapters produce).
+
+    ``prompt_tokens`` includes the cached reads and the cache writes, so both
+    are taken out of it; ``completion_tokens`` includes reasoning, so output
+    is ``completion_tokens`` and reasoning is reported beside it. An upstream
+    whose details exceed its totals is clamped rather than trusted: the
+    uncached input never goes below zero and reasoning never above output,
+    because a negative or doubled count would misprice the call.
+    """
+    prompt = usage.prompt_tokens
+    details = usage.prompt_tokens_details
+    read = (details.cached_tokens or 0) if details else 0
+    written = (details.cache_write_tokens or 0) if details else 0
+    # Details larger than the prompt are an upstream inconsistency; keep the
+    # prompt total (what is billed) and shrink the details into it.
+    read = min(read, prompt)
+    written = min(written, prompt - read)
+    output = usage.completion_tokens
+    completion = usage.completion_tokens_details
+    reasoning = (completion.reasoning_tokens or 0) if completion else 0
+    return NormalizedUsage(
+        input_uncached=prompt - read - written,
+        cache_read=read,
+        cache_write=written,
+        output=output,
+        reasoning=min(reasoning, output),
+        estimated=estimated,
+    )
+
+
+def from_anthropic(
+    input_tokens: int,
+    output_tokens: int,
+    cache_creation_input_tokens: int = 0,
+    cache_read_input_tokens: int = 0,
+    *,
+    cache_creation_5m: int | None = None,
+    cache_creation_1h: int | None = None,
+    estimated: bool = False,
+) -> NormalizedUsage:
+    """Normalise Anthropic's native usage counts.
+
+    ``input_tokens`` excludes cache reads and writes, so it is the uncached
+    input as it stands. ``cache_creation_5m`` / ``cache_creation_1h`` are
+    ``usage.cache_creation.ephemeral_5m_input_tokens`` / ``..._1h_...``; when
+    they do not add up to ``cache_creation_input_tokens`` the split is
+    dropped (the aggregate is what Anthropic bills) and the writes are priced
+    as if their lifetime were unknown. Anthropic does not count thinking
+    separately: it is inside ``output_tokens``, and ``reasoning`` is 0.
+    """
+    written = cache_creation_input_tokens
+    five, hour = cache_creation_5m, cache_creation_1h
+    if five is not None or hour is not None:
+        if not written:
+            written = (five or 0) + (hour or 0)
+        if (five or 0) + (hour or 0) != written:
+            five = hour = None
+    return NormalizedUsage(
+        input_uncached=input_tokens,
+        cache_read=cache_read_input_tokens,
+        cache_write=written,
+        cache_write_5m=five,
+        cache_write_1h=hour,
+        output=output_tokens,
+        estimated=estimated,
+    )
+
+
+def from_embeddings(
+    usage: EmbeddingUsage, *, estimated: bool = False
+) -> NormalizedUsage:
+    """Normalise an embeddings call: its prompt tokens are all uncached input."""
+    return NormalizedUsage(input_uncached=usage.prompt_tokens, estimated=estimated)
