@@ -100,7 +100,7 @@ LAYERS: list[tuple[str, list[str]]] = [
             "__init__",
         ],
     ),
-    ("_governance", ["usage", "pricing", "__init__"]),
+    ("_governance", ["usage", "pricing", "default_prices", "__init__"]),
     ("client", ["_calls", "_client"]),
     ("surface", ["testing", "__init__"]),
 ]

@@ -14,10 +14,13 @@ Never the core's internals nor another subsystem.
 Exports to the rest of palyra: what is listed in ``__all__`` below.
 """
 
+from .default_prices import DEFAULT_PRICES, SNAPSHOT_DATE
 from .pricing import Cost, PriceEntry, PriceTable, cost_of, entry_from_config
 from .usage import NormalizedUsage, from_anthropic, from_embeddings, from_openai
 
 __all__ = [
+    "DEFAULT_PRICES",
+    "SNAPSHOT_DATE",
     "Cost",
     "NormalizedUsage",
     "PriceEntry",

@@ -287,7 +287,7 @@ def test_times_are_utc_and_aware() -> None:
 )
 def test_bad_entries_are_refused(fields: dict[str, object]) -> None:
     with pytest.raises(ValidationError):
-        _entry(**fields)
+        PriceEntry.model_validate({"model": "m", "input": 1, "output": 2, **fields})
 
 
 def test_entry_from_config() -> None:
