@@ -70,7 +70,8 @@ class PriceEntry(BaseModel):
             (``claude-sonnet-4-*``); an exact name beats any pattern.
         provider: Provider id it applies to; None for any provider.
         provider_kind: ``anthropic`` makes the cache prices default to
-            Anthropic's multipliers of ``input``.
+            Anthropic's multipliers of ``input``; when None, a ``provider``
+            of ``anthropic`` does the same.
         input: USD per 1M uncached input tokens.
         output: USD per 1M output tokens (reasoning included).
         cache_read: USD per 1M tokens read from the prompt cache. None: not
@@ -130,6 +131,13 @@ class PriceEntry(BaseModel):
         if self.currency != "USD":
             raise ValueError("only USD prices are supported")
         return self
+
+    @property
+    def is_anthropic(self) -> bool:
+        """Whether Anthropic's cache multipliers fill in missing cache prices."""
+        if self.provider_kind is not None:
+            return self.provider_kind == "anthropic"
+        return self.provider == "anthropic"
 
     @property
     def is_pattern(self) -> bool:
@@ -302,7 +310,7 @@ def _cache_rates(
     """The cache read, 5 minute and 1 hour write prices, defaults filled in;
     a note for each fallback that prices tokens of this usage."""
     base = entry.input
-    anthropic = entry.provider_kind == "anthropic"
+    anthropic = entry.is_anthropic
     read = entry.cache_read
     if read is None:
         if anthropic:

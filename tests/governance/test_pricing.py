@@ -90,6 +90,25 @@ def test_anthropic_multipliers_match_the_published_cache_prices() -> None:
     _all_decimal(b)
 
 
+@pytest.mark.parametrize(
+    ("fields", "anthropic"),
+    [
+        ({"provider_kind": "anthropic"}, True),
+        ({"provider": "anthropic"}, True),
+        ({"provider": "anthropic", "provider_kind": "openai_compatible"}, False),
+        ({"provider": "claude-eu", "provider_kind": "anthropic"}, True),
+        ({}, False),
+    ],
+)
+def test_which_entries_take_anthropic_multipliers(
+    fields: dict[str, object], anthropic: bool
+) -> None:
+    entry = PriceEntry.model_validate({"model": "m", "input": 4, "output": 0, **fields})
+    assert entry.is_anthropic is anthropic
+    cost = cost_of(NormalizedUsage(cache_read=1_000_000), entry)
+    assert cost.cache_read == (D("0.4") if anthropic else D("4"))
+
+
 def test_anthropic_write_of_unknown_lifetime_is_priced_at_5_minutes() -> None:
     entry = _entry(provider_kind="anthropic", input=D("3"), output=D("15"))
     cost = cost_of(from_anthropic(0, 0, 1_000_000), entry)
