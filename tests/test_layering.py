@@ -100,7 +100,10 @@ LAYERS: list[tuple[str, list[str]]] = [
             "__init__",
         ],
     ),
-    ("_governance", ["__init__"]),
+    (
+        "_governance",
+        ["records", "ledger", "sqlite_schema", "sqlite_ledger", "__init__"],
+    ),
     ("client", ["_calls", "_client"]),
     ("surface", ["testing", "__init__"]),
 ]

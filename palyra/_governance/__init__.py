@@ -14,4 +14,17 @@ Never the core's internals nor another subsystem.
 Exports to the rest of palyra: what is listed in ``__all__`` below.
 """
 
-__all__: list[str] = []
+from .ledger import MemoryLedger, UsageLedger
+from .records import LedgerError, LedgerHealth, Totals, UsageRecord, new_record_id
+from .sqlite_ledger import SQLiteLedger
+
+__all__ = [
+    "LedgerError",
+    "LedgerHealth",
+    "MemoryLedger",
+    "SQLiteLedger",
+    "Totals",
+    "UsageLedger",
+    "UsageRecord",
+    "new_record_id",
+]
