@@ -51,7 +51,7 @@ from .ledger import (
     sorted_totals,
 )
 from .records import TOKEN_FIELDS, LedgerError, LedgerHealth, Totals, UsageRecord
-from .sqlite_schema import E12, INSERT, READ, from_row, migrate, to_row
+from .sqlite_schema import E12, INSERT, READ, SLOT_MS, from_row, migrate, to_row
 
 __all__ = ["SQLiteLedger"]
 
@@ -136,14 +136,15 @@ class SQLiteLedger:
     ) -> list[Totals]:
         """Sums per group, by SQL GROUP BY (see `UsageLedger.totals`)."""
         query = Query(since, until, filters, by, tz)
-        groups, group_params = self._groups(query)
+        segments = self._segments(query) if "day" in query.by else []
+        slots = _slots_answer(query, segments)
         try:
-            return self._totals(query, groups, group_params, exact_in_sql=True)
+            return self._totals(query, segments, slots=slots, exact_in_sql=True)
         except LedgerError as exc:
             if "integer overflow" not in str(exc):
                 raise
             # Sums past 9.2 million (in 10^-12 units): add them up in Python.
-            return self._totals(query, groups, group_params, exact_in_sql=False)
+            return self._totals(query, segments, slots=False, exact_in_sql=False)
 
     def health(self) -> LedgerHealth:
         """Whether the last write worked, the last failure, and the counts."""
@@ -169,69 +170,59 @@ class SQLiteLedger:
 
     # Queries
 
-    def _groups(self, query: Query) -> tuple[list[str], list[Any]]:
-        """SQL expressions for the grouping keys, and their parameters."""
-        exprs: list[str] = []
-        params: list[Any] = []
-        for name in query.by:
-            if name == "day":
-                exprs.append(self._day_expr(query))
-            elif name.startswith("tag:"):
-                exprs.append("json_extract(tags, ?)")
-                params.append(f'$."{name[4:]}"')
-            else:
-                exprs.append(BY_COLUMNS[name])
-        return exprs, params
-
-    def _day_expr(self, query: Query) -> str:
-        """The local day number of ``started_ms``: its UTC offset is a CASE
-        over the zone's transitions in the data's range (a few per year), so
-        the grouping stays in SQL."""
+    def _segments(self, query: Query) -> list[tuple[int, int]]:
+        """The zone's UTC offsets over the records' range (a few a year)."""
         rows = self._read("SELECT MIN(started_ms), MAX(started_ms) FROM usage", [])
         low, high = rows[0] if rows and rows[0][0] is not None else (0, 0)
         if query.since_ms is not None:
             low = max(low, query.since_ms)
         if query.until_ms is not None:
             high = max(low, min(high, query.until_ms))
-        segments = offset_segments(int(low), int(high), query.zone)
-        if len(segments) == 1:
-            offset = f"{segments[0][1]}"
-        else:
-            cases = " ".join(
-                f"WHEN started_ms < {start} THEN {prev}"
-                for (start, _), (_, prev) in zip(
-                    segments[1:], segments[:-1], strict=True
-                )
-            )
-            offset = f"CASE {cases} ELSE {segments[-1][1]} END"
-        return f"((started_ms + {offset}) / 86400000)"
+        return offset_segments(int(low), int(high), query.zone)
 
     def _totals(
         self,
         query: Query,
-        groups: list[str],
-        group_params: list[Any],
+        segments: list[tuple[int, int]],
         *,
+        slots: bool,
         exact_in_sql: bool,
     ) -> list[Totals]:
-        where, params = _where(query)
-        ordinals = ", ".join(str(i + 1) for i in range(len(groups)))
+        """One GROUP BY, over ``usage`` or (day totals of all records) over
+        ``usage_slots``; then, for the groups whose costs SQL could not add
+        exactly, those records' costs summed in Python."""
+        time = f"(slot * {SLOT_MS})" if slots else "started_ms"
+        groups, group_params = _groups(query, segments, time)
+        where, params = _where(query, slots)
         n = len(groups)
-        cost = "SUM(cost_e12), MIN(cost_exp)" if exact_in_sql else "NULL, NULL"
-        inexact = "cost_e12 IS NULL" if exact_in_sql else "1"
+        if slots:
+            table, calls = "usage_slots", "SUM(calls)"
+            cost = "CASE WHEN SUM(priced) > 0 THEN SUM(cost_e12) END, MIN(cost_exp)"
+            inexact = "SUM(priced > 0 AND cost_e12 IS NULL)"
+            leftover = (
+                "started_ms / 900000 IN (SELECT slot FROM usage_slots"
+                " WHERE priced > 0 AND cost_e12 IS NULL)"
+            )
+        else:
+            table, calls = "usage", "COUNT(*)"
+            cost = "SUM(cost_e12), MIN(cost_exp)" if exact_in_sql else "NULL, NULL"
+            leftover = "cost_e12 IS NULL" if exact_in_sql else "1"
+            inexact = f"SUM(cost_total IS NOT NULL AND {leftover})"
         sql = (
-            f"SELECT {', '.join(groups)}, COUNT(*),"  # noqa: S608
+            f"SELECT {', '.join(groups)}, {calls},"  # noqa: S608
             f" {', '.join(f'SUM({t})' for t in TOKEN_FIELDS)}, SUM(unpriced),"
-            f" {cost}, SUM(cost_total IS NOT NULL AND {inexact})"
-            f" FROM usage{where} GROUP BY {ordinals}"
+            f" {cost}, {inexact} FROM {table}{where}"
+            f" GROUP BY {', '.join(str(i + 1) for i in range(n))}"
         )
         rows = self._read(sql, [*group_params, *params])
         extra: dict[tuple[Any, ...], list[Decimal]] = {}
         if any(row[-1] for row in rows):  # costs SQL cannot add exactly
+            groups, group_params = _groups(query, segments, "started_ms")
+            where, params = _where(query)
             more = " AND " if where else " WHERE "
             sql = (
                 f"SELECT {', '.join(groups)}, cost_total FROM usage{where}"  # noqa: S608
-                f"{more}cost_total IS NOT NULL AND {inexact}"
+                f"{more}cost_total IS NOT NULL AND {leftover}"
             )
             for row in self._read(sql, [*group_params, *params]):
                 extra.setdefault(tuple(row[:n]), []).append(Decimal(row[n]))
@@ -320,15 +311,62 @@ class SQLiteLedger:
                 time.sleep(random.uniform(0.001, 0.005))
 
 
-def _where(query: Query) -> tuple[str, list[Any]]:
+def _slots_answer(query: Query, segments: list[tuple[int, int]]) -> bool:
+    """Whether ``usage_slots`` (15-minute sums) answers ``query`` exactly:
+    day totals of all records, over whole slots, in a zone whose offsets and
+    transitions fall on slot boundaries (every zone's, since 1970)."""
+    if query.by != ("day",) or query.columns or query.tags:
+        return False
+    edges = [query.since_ms, query.until_ms]
+    # Every offset, and every transition but the range's start (not one).
+    zone = [segments[0][1], *(ms for pair in segments[1:] for ms in pair)]
+    return all(ms is None or ms % SLOT_MS == 0 for ms in edges) and all(
+        ms % SLOT_MS == 0 for ms in zone
+    )
+
+
+def _groups(
+    query: Query, segments: list[tuple[int, int]], time: str
+) -> tuple[list[str], list[Any]]:
+    """SQL expressions for the grouping keys, and their parameters."""
+    exprs: list[str] = []
+    params: list[Any] = []
+    for name in query.by:
+        if name == "day":
+            exprs.append(_day_expr(segments, time))
+        elif name.startswith("tag:"):
+            exprs.append("json_extract(tags, ?)")
+            params.append(f'$."{name[4:]}"')
+        else:
+            exprs.append(BY_COLUMNS[name])
+    return exprs, params
+
+
+def _day_expr(segments: list[tuple[int, int]], time: str) -> str:
+    """The local day number of ``time`` (epoch ms): its UTC offset is a CASE
+    over the zone's transitions, so that the grouping stays in SQL."""
+    offset = f"{segments[-1][1]}"
+    if len(segments) > 1:
+        cases = " ".join(
+            f"WHEN {time} < {start} THEN {prev}"
+            for (start, _), (_, prev) in zip(segments[1:], segments[:-1], strict=True)
+        )
+        offset = f"CASE {cases} ELSE {offset} END"
+    return f"(({time} + {offset}) / 86400000)"
+
+
+def _where(query: Query, slots: bool = False) -> tuple[str, list[Any]]:
+    """The WHERE clause of ``query``; on ``usage_slots``, by slot number (so
+    that the primary key serves the range; the bounds are whole slots)."""
     clauses: list[str] = []
     params: list[Any] = []
+    time, scale = ("slot", SLOT_MS) if slots else ("started_ms", 1)
     if query.since_ms is not None:
-        clauses.append("started_ms >= ?")
-        params.append(query.since_ms)
+        clauses.append(f"{time} >= ?")
+        params.append(query.since_ms // scale)
     if query.until_ms is not None:
-        clauses.append("started_ms < ?")
-        params.append(query.until_ms)
+        clauses.append(f"{time} < ?")
+        params.append(query.until_ms // scale)
     for column, value in query.columns.items():
         clauses.append(f"{column} = ?")  # column names come from FILTER_COLUMNS
         params.append(value)

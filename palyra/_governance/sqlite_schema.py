@@ -4,8 +4,11 @@ becomes a row and back.
 Version n is reached by running ``MIGRATIONS[n]`` on version n - 1, the
 version kept in ``PRAGMA user_version``: v1 is the ``usage`` table, v2 adds
 the ``routing`` column and the indexes (epoch ms, provider and model, agent,
-session). A change to the schema is a new number here, never an edit of an
-old one: databases of every older version are opened by the tests.
+session), v3 the ``usage_slots`` table: the sums of each 15-minute slot of
+``started_ms``, kept by a trigger in the INSERT's own transaction, so that
+day totals read a few thousand rows rather than every record. A change to
+the schema is a new number here, never an edit of an old one: databases of
+every older version are opened by the tests.
 """
 
 from __future__ import annotations
@@ -27,6 +30,7 @@ __all__ = [
     "MIGRATIONS",
     "READ",
     "SCHEMA_VERSION",
+    "SLOT_MS",
     "from_row",
     "migrate",
     "to_row",
@@ -57,8 +61,51 @@ MIGRATIONS: dict[int, tuple[str, ...]] = {
         "CREATE INDEX usage_agent ON usage (agent)",
         "CREATE INDEX usage_session ON usage (session)",
     ),
+    3: (
+        """CREATE TABLE usage_slots (
+            slot INTEGER PRIMARY KEY, calls INTEGER NOT NULL,
+            input_uncached INTEGER NOT NULL, cache_read INTEGER NOT NULL,
+            cache_write INTEGER NOT NULL, output INTEGER NOT NULL,
+            reasoning INTEGER NOT NULL,
+            unpriced INTEGER NOT NULL, priced INTEGER NOT NULL,
+            cost_e12 INTEGER, cost_exp INTEGER
+        )""",
+        # cost_e12 turns NULL for good once a cost in it is inexact or the
+        # sum nears 2^63: totals then add that slot's costs up in Python.
+        """CREATE TRIGGER usage_slots_add AFTER INSERT ON usage BEGIN
+            INSERT INTO usage_slots VALUES (
+                NEW.started_ms / 900000, 1,
+                NEW.input_uncached, NEW.cache_read, NEW.cache_write,
+                NEW.output, NEW.reasoning,
+                NEW.unpriced, NEW.cost_total IS NOT NULL,
+                CASE WHEN NEW.cost_total IS NULL THEN 0 ELSE NEW.cost_e12 END,
+                NEW.cost_exp
+            ) ON CONFLICT (slot) DO UPDATE SET
+                calls = calls + 1,
+                input_uncached = input_uncached + excluded.input_uncached,
+                cache_read = cache_read + excluded.cache_read,
+                cache_write = cache_write + excluded.cache_write,
+                output = output + excluded.output,
+                reasoning = reasoning + excluded.reasoning,
+                unpriced = unpriced + excluded.unpriced,
+                priced = priced + excluded.priced,
+                cost_e12 = CASE WHEN abs(cost_e12) < 4000000000000000000
+                    AND abs(excluded.cost_e12) < 4000000000000000000
+                    THEN cost_e12 + excluded.cost_e12 END,
+                cost_exp = min(coalesce(cost_exp, excluded.cost_exp),
+                    coalesce(excluded.cost_exp, cost_exp));
+        END""",
+        """INSERT INTO usage_slots SELECT started_ms / 900000, COUNT(*),
+            SUM(input_uncached), SUM(cache_read), SUM(cache_write), SUM(output),
+            SUM(reasoning), SUM(unpriced),
+            SUM(cost_total IS NOT NULL),
+            CASE WHEN SUM(cost_total IS NOT NULL AND cost_e12 IS NULL) = 0
+                THEN SUM(cost_e12) END, MIN(cost_exp)
+            FROM usage GROUP BY 1""",
+    ),
 }
 SCHEMA_VERSION = max(MIGRATIONS)
+SLOT_MS = 900_000  # usage_slots: 15 minutes, every zone offset a multiple
 
 COLUMNS = (  # noqa: SIM905 (a list literal would take 30 lines)
     "id started_at started_ms finished_at finished_ms agent session principal"

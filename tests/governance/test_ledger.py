@@ -10,6 +10,7 @@ import subprocess
 import sys
 import threading
 from collections.abc import Iterator
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
@@ -146,9 +147,10 @@ def test_costs_are_summed_exactly(ledger: UsageLedger) -> None:
     costs = [Decimal("0.1")] * 3 + [Decimal("1E-15"), Decimal("12.000000000001")]
     for cost in costs:
         ledger.record(rec(cost_total=cost))
-    [total] = ledger.totals("model")
-    assert total.cost_total == sum(costs[1:], costs[0])
-    assert str(total.cost_total) == str(sum(costs[1:], costs[0]))
+    for by in ("model", "day"):  # SQLite: by records, and by 15-minute slots
+        [total] = ledger.totals(by)
+        assert total.cost_total == sum(costs[1:], costs[0])
+        assert str(total.cost_total) == str(sum(costs[1:], costs[0]))
 
 
 def test_unpriced_only_groups_cost_none(ledger: UsageLedger) -> None:
@@ -251,6 +253,8 @@ def test_every_older_schema_is_migrated(tmp_path: Path, version: int) -> None:
     new = rec(routing="r")
     ledger.record(new)
     assert new in ledger.records()
+    [day] = ledger.totals("day")  # old records are in the slots too
+    assert (day.calls, day.output) == (2 if version >= 1 else 1, 2 if version else 0)
     ledger.close()
     with sqlite3.connect(path) as conn:
         assert conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
@@ -267,19 +271,38 @@ def test_a_newer_schema_is_refused(tmp_path: Path) -> None:
         SQLiteLedger(path).records()
 
 
-def test_day_totals_use_the_time_index(tmp_path: Path) -> None:
-    ledger = SQLiteLedger(tmp_path / "u.sqlite3")
-    for day in range(30):
-        ledger.record(rec(started_at=T0 + timedelta(days=day)))
-    ledger.records()  # opens the reader
+def _plan(ledger: SQLiteLedger, **query: Any) -> str:
+    """The query plan of the GROUP BY that ``totals(**query)`` runs."""
     seen: list[str] = []
     assert ledger._reader is not None
     ledger._reader.set_trace_callback(seen.append)
-    ledger.totals("day", since=T0 + timedelta(days=10), tz="Europe/Prague")
+    ledger.totals(**query)
+    ledger._reader.set_trace_callback(None)
     [grouped] = [sql for sql in seen if "GROUP BY" in sql]
     with sqlite3.connect(ledger.path) as conn:
-        plan = " ".join(row[3] for row in conn.execute(f"EXPLAIN QUERY PLAN {grouped}"))
-    assert "USING INDEX usage_started" in plan, plan
+        return " ".join(row[3] for row in conn.execute(f"EXPLAIN QUERY PLAN {grouped}"))
+
+
+def test_totals_use_indexes(tmp_path: Path) -> None:
+    """Day totals of everything read the 15-minute slots by their key; any
+    other range reads the records by the time index."""
+    ledger = SQLiteLedger(tmp_path / "u.sqlite3")
+    for day in range(30):
+        ledger.record(rec(started_at=T0 + timedelta(days=day, minutes=day)))
+    ledger.records()  # opens the reader
+    since = T0 + timedelta(days=10)
+    plan = _plan(ledger, by="day", since=since, tz="Europe/Prague")
+    assert "SEARCH usage_slots USING INTEGER PRIMARY KEY" in plan, plan
+    plan = _plan(ledger, by="day", since=since + timedelta(seconds=1))
+    assert "SEARCH usage USING INDEX usage_started" in plan, plan
+    plan = _plan(ledger, by=("day", "agent"), since=since)
+    assert "SEARCH usage USING INDEX usage_started" in plan, plan
+    # Slots and records agree, to the millisecond and the Decimal digit.
+    for since in (None, T0 + timedelta(days=3), T0 + timedelta(days=3, seconds=1)):
+        assert ledger.totals("day", since=since) == [
+            replace(t, by=("day",), key=t.key[:1])
+            for t in ledger.totals(("day", "currency"), since=since)
+        ]
     ledger.close()
 
 
