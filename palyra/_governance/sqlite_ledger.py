@@ -289,6 +289,9 @@ class SQLiteLedger:
         )  # fmt: skip
         conn.execute(f"PRAGMA busy_timeout = {int(self.timeout * 1000)}")
         conn.execute("PRAGMA synchronous = NORMAL")
+        # A checkpoint fsyncs; every 4000 pages (16 MiB of WAL) rather than
+        # SQLite's 1000 saves a third of a write's time on a slow disk.
+        conn.execute("PRAGMA wal_autocheckpoint = 4000")
         return conn
 
     def _retry(self, action: Callable[[], T]) -> T:

@@ -159,20 +159,39 @@ def to_row(rec: UsageRecord) -> tuple[Any, ...]:
         scaled = rec.cost_total * E12
         if exponent >= -12 and abs(scaled) < _INT64:
             e12 = int(scaled)
-    values = {
-        **{name: getattr(rec, name) for name in COLUMNS if hasattr(rec, name)},
-        "started_at": rec.started_at.isoformat(),
-        "started_ms": _ms(rec.started_at),
-        "finished_at": rec.finished_at.isoformat(),
-        "finished_ms": _ms(rec.finished_at),
-        "tags": json.dumps(rec.tags, sort_keys=True),
-        "cost_total": None if rec.cost_total is None else str(rec.cost_total),
-        "cost_e12": e12,
-        "cost_exp": exponent,
-        "unpriced": int(rec.unpriced),
-        "estimated": int(rec.estimated),
-    }
-    return tuple(values[name] for name in COLUMNS)
+    cost = rec.cost_total
+    # In COLUMNS' order, spelled out: this runs once per call, on its path.
+    return (
+        rec.id,
+        rec.started_at.isoformat(),
+        _ms(rec.started_at),
+        rec.finished_at.isoformat(),
+        _ms(rec.finished_at),
+        rec.agent,
+        rec.session,
+        rec.principal,
+        json.dumps(rec.tags, sort_keys=True) if rec.tags else "{}",
+        rec.provider,
+        rec.model,
+        rec.requested_model,
+        rec.auth_profile,
+        rec.input_uncached,
+        rec.cache_read,
+        rec.cache_write,
+        rec.output,
+        rec.reasoning,
+        None if cost is None else str(cost),
+        e12,
+        exponent,
+        int(rec.unpriced),
+        int(rec.estimated),
+        rec.currency,
+        rec.latency_ms,
+        rec.status,
+        rec.error_class,
+        rec.attempts,
+        rec.routing,
+    )
 
 
 def from_row(row: tuple[Any, ...]) -> UsageRecord:
