@@ -102,7 +102,14 @@ LAYERS: list[tuple[str, list[str]]] = [
     ),
     (
         "_governance",
-        ["records", "ledger", "sqlite_schema", "sqlite_ledger", "__init__"],
+        [
+            "records",
+            "ledger",
+            "sqlite_schema",
+            "sqlite_query",
+            "sqlite_ledger",
+            "__init__",
+        ],
     ),
     ("client", ["_calls", "_client"]),
     ("surface", ["testing", "__init__"]),

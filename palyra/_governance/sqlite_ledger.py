@@ -19,6 +19,9 @@ reader lets a long query run while records are written: WAL readers and the
 writer do not block each other. Between processes, ``busy_timeout`` waits for
 the other's write; "database is locked" never reaches a caller: it is retried
 until ``timeout`` seconds have passed, then raised as a `LedgerError`.
+Checkpoints (copying the WAL into the database, with an fsync) run in a
+daemon thread, woken every 1000 records and stopped by `close`, so that no
+call pays for one.
 
 Schema. Numbered migrations, the version in ``PRAGMA user_version``: v1 the
 ``usage`` table, v2 the ``routing`` column and the indexes. Each runs in one
@@ -44,18 +47,19 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from .ledger import (
-    BY_COLUMNS,
     Query,
     day_from_number,
     offset_segments,
     sorted_totals,
 )
 from .records import TOKEN_FIELDS, LedgerError, LedgerHealth, Totals, UsageRecord
+from .sqlite_query import group_exprs, slots_answer, where_clause
 from .sqlite_schema import E12, INSERT, READ, SLOT_MS, from_row, migrate, to_row
 
 __all__ = ["SQLiteLedger"]
 
 T = TypeVar("T")
+CHECKPOINT_EVERY = 1000  # records (about SQLite's own 1000 WAL pages)
 
 
 class SQLiteLedger:
@@ -82,6 +86,10 @@ class SQLiteLedger:
         self._failed = 0
         self._ok = True
         self._last_error: str | None = None
+        self._since_checkpoint = 0
+        self._checkpointer: threading.Thread | None = None
+        self._wake = threading.Event()
+        self._stopping = False
 
     def __repr__(self) -> str:
         return f"SQLiteLedger({str(self.path)!r})"
@@ -103,6 +111,10 @@ class SQLiteLedger:
             with self._write_lock:
                 conn = self._writer_connection()
                 self._retry(lambda: conn.execute(INSERT, row))
+                self._since_checkpoint += 1
+                if self._since_checkpoint >= CHECKPOINT_EVERY:
+                    self._since_checkpoint = 0
+                    self._checkpoint_soon()
         except (LedgerError, sqlite3.Error, OSError) as exc:
             error = _as_ledger_error(self.path, "write a usage record", exc)
             with self._stats_lock:
@@ -122,7 +134,7 @@ class SQLiteLedger:
     ) -> list[UsageRecord]:
         """The matching records, oldest first (see `UsageLedger.records`)."""
         query = Query(since, until, filters)
-        where, params = _where(query)
+        where, params = where_clause(query)
         sql = f"SELECT {', '.join(READ)} FROM usage{where} ORDER BY started_ms, id"  # noqa: S608
         return [from_row(row) for row in self._read(sql, params)]
 
@@ -137,7 +149,7 @@ class SQLiteLedger:
         """Sums per group, by SQL GROUP BY (see `UsageLedger.totals`)."""
         query = Query(since, until, filters, by, tz)
         segments = self._segments(query) if "day" in query.by else []
-        slots = _slots_answer(query, segments)
+        slots = slots_answer(query, segments)
         try:
             return self._totals(query, segments, slots=slots, exact_in_sql=True)
         except LedgerError as exc:
@@ -158,7 +170,14 @@ class SQLiteLedger:
             )
 
     def close(self) -> None:
-        """Close the connections; the next use opens them again."""
+        """Close the connections and stop the checkpointer; the next use
+        opens them again."""
+        thread = self._checkpointer
+        if thread is not None:
+            self._stopping = True
+            self._wake.set()
+            thread.join(self.timeout + 1)
+            self._checkpointer, self._stopping = None, False
         with self._write_lock:
             if self._writer is not None:
                 self._writer.close()
@@ -192,8 +211,8 @@ class SQLiteLedger:
         ``usage_slots``; then, for the groups whose costs SQL could not add
         exactly, those records' costs summed in Python."""
         time = f"(slot * {SLOT_MS})" if slots else "started_ms"
-        groups, group_params = _groups(query, segments, time)
-        where, params = _where(query, slots)
+        groups, group_params = group_exprs(query, segments, time)
+        where, params = where_clause(query, slots)
         n = len(groups)
         if slots:
             table, calls = "usage_slots", "SUM(calls)"
@@ -217,8 +236,8 @@ class SQLiteLedger:
         rows = self._read(sql, [*group_params, *params])
         extra: dict[tuple[Any, ...], list[Decimal]] = {}
         if any(row[-1] for row in rows):  # costs SQL cannot add exactly
-            groups, group_params = _groups(query, segments, "started_ms")
-            where, params = _where(query)
+            groups, group_params = group_exprs(query, segments, "started_ms")
+            where, params = where_clause(query)
             more = " AND " if where else " WHERE "
             sql = (
                 f"SELECT {', '.join(groups)}, cost_total FROM usage{where}"  # noqa: S608
@@ -289,10 +308,41 @@ class SQLiteLedger:
         )  # fmt: skip
         conn.execute(f"PRAGMA busy_timeout = {int(self.timeout * 1000)}")
         conn.execute("PRAGMA synchronous = NORMAL")
-        # A checkpoint fsyncs; every 4000 pages (16 MiB of WAL) rather than
-        # SQLite's 1000 saves a third of a write's time on a slow disk.
-        conn.execute("PRAGMA wal_autocheckpoint = 4000")
+        # Checkpoints fsync, which would stall the call whose commit crossed
+        # SQLite's threshold: they run in `_checkpoints` instead.
+        conn.execute("PRAGMA wal_autocheckpoint = 0")
         return conn
+
+    def _checkpoint_soon(self) -> None:
+        """Wake the checkpointer, starting it if need be (write lock held)."""
+        if self._checkpointer is None or not self._checkpointer.is_alive():
+            self._checkpointer = threading.Thread(
+                target=self._checkpoints, name="palyra-ledger-checkpoint", daemon=True
+            )
+            self._checkpointer.start()
+        self._wake.set()
+
+    def _checkpoints(self) -> None:
+        """Copy the WAL into the database when woken, off the call path.
+
+        PASSIVE never blocks a writer or reader; what it cannot copy yet
+        waits for the next round. A failure only lets the WAL grow until a
+        later checkpoint (this process's or another's), so it is ignored
+        here: the writes themselves report theirs.
+        """
+        conn: sqlite3.Connection | None = None
+        while True:
+            self._wake.wait()
+            self._wake.clear()
+            if self._stopping:
+                break
+            try:
+                conn = conn or self._connect()
+                conn.execute("PRAGMA wal_checkpoint(PASSIVE)")
+            except (sqlite3.Error, OSError):
+                pass
+        if conn is not None:
+            conn.close()
 
     def _retry(self, action: Callable[[], T]) -> T:
         """Run ``action``, again while SQLite says busy or locked, until
@@ -312,71 +362,6 @@ class SQLiteLedger:
                         f" writer for more than {self.timeout} s"
                     ) from None
                 time.sleep(random.uniform(0.001, 0.005))
-
-
-def _slots_answer(query: Query, segments: list[tuple[int, int]]) -> bool:
-    """Whether ``usage_slots`` (15-minute sums) answers ``query`` exactly:
-    day totals of all records, over whole slots, in a zone whose offsets and
-    transitions fall on slot boundaries (every zone's, since 1970)."""
-    if query.by != ("day",) or query.columns or query.tags:
-        return False
-    edges = [query.since_ms, query.until_ms]
-    # Every offset, and every transition but the range's start (not one).
-    zone = [segments[0][1], *(ms for pair in segments[1:] for ms in pair)]
-    return all(ms is None or ms % SLOT_MS == 0 for ms in edges) and all(
-        ms % SLOT_MS == 0 for ms in zone
-    )
-
-
-def _groups(
-    query: Query, segments: list[tuple[int, int]], time: str
-) -> tuple[list[str], list[Any]]:
-    """SQL expressions for the grouping keys, and their parameters."""
-    exprs: list[str] = []
-    params: list[Any] = []
-    for name in query.by:
-        if name == "day":
-            exprs.append(_day_expr(segments, time))
-        elif name.startswith("tag:"):
-            exprs.append("json_extract(tags, ?)")
-            params.append(f'$."{name[4:]}"')
-        else:
-            exprs.append(BY_COLUMNS[name])
-    return exprs, params
-
-
-def _day_expr(segments: list[tuple[int, int]], time: str) -> str:
-    """The local day number of ``time`` (epoch ms): its UTC offset is a CASE
-    over the zone's transitions, so that the grouping stays in SQL."""
-    offset = f"{segments[-1][1]}"
-    if len(segments) > 1:
-        cases = " ".join(
-            f"WHEN {time} < {start} THEN {prev}"
-            for (start, _), (_, prev) in zip(segments[1:], segments[:-1], strict=True)
-        )
-        offset = f"CASE {cases} ELSE {offset} END"
-    return f"(({time} + {offset}) / 86400000)"
-
-
-def _where(query: Query, slots: bool = False) -> tuple[str, list[Any]]:
-    """The WHERE clause of ``query``; on ``usage_slots``, by slot number (so
-    that the primary key serves the range; the bounds are whole slots)."""
-    clauses: list[str] = []
-    params: list[Any] = []
-    time, scale = ("slot", SLOT_MS) if slots else ("started_ms", 1)
-    if query.since_ms is not None:
-        clauses.append(f"{time} >= ?")
-        params.append(query.since_ms // scale)
-    if query.until_ms is not None:
-        clauses.append(f"{time} < ?")
-        params.append(query.until_ms // scale)
-    for column, value in query.columns.items():
-        clauses.append(f"{column} = ?")  # column names come from FILTER_COLUMNS
-        params.append(value)
-    for key, value in query.tags.items():
-        clauses.append("json_extract(tags, ?) = ?")
-        params.extend([f'$."{key}"', value])
-    return (" WHERE " + " AND ".join(clauses) if clauses else ""), params
 
 
 def _as_ledger_error(path: Path, action: str, exc: BaseException) -> LedgerError:

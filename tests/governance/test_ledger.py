@@ -218,6 +218,19 @@ def test_no_file_until_first_use(tmp_path: Path) -> None:
     ledger.close()
 
 
+def test_checkpoints_run_off_the_call_path_and_stop_on_close(tmp_path: Path) -> None:
+    path = tmp_path / "u.sqlite3"
+    ledger = SQLiteLedger(path)
+    for i in range(1001):
+        ledger.record(rec(output=i))
+    thread = ledger._checkpointer
+    assert thread is not None
+    assert thread.is_alive()
+    ledger.close()
+    assert not thread.is_alive()
+    assert len(SQLiteLedger(path).records()) == 1001  # and usable after
+
+
 def _old_database(path: Path, version: int) -> None:
     """A database as palyra left it at ``version``, with one record if the
     table exists (made with that version's columns only)."""
