@@ -23,8 +23,10 @@ Checkpoints (copying the WAL into the database, with an fsync) run in a
 daemon thread, woken every 1000 records and stopped by `close`, so that no
 call pays for one.
 
-Schema. Numbered migrations, the version in ``PRAGMA user_version``: v1 the
-``usage`` table, v2 the ``routing`` column and the indexes. Each runs in one
+Schema. Numbered migrations (`sqlite_schema`), the version in ``PRAGMA
+user_version``: v1 the ``usage`` table, v2 the ``routing`` column and the
+indexes, v3 the 15-minute ``usage_slots`` that day totals of all records read
+(a trigger keeps them, in each INSERT's transaction). All of them run in one
 ``BEGIN IMMEDIATE`` transaction that re-reads the version, so two processes
 opening an old file at once migrate it once.
 

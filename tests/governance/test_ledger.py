@@ -228,7 +228,8 @@ def test_checkpoints_run_off_the_call_path_and_stop_on_close(tmp_path: Path) -> 
     assert thread.is_alive()
     ledger.close()
     assert not thread.is_alive()
-    assert len(SQLiteLedger(path).records()) == 1001  # and usable after
+    assert len(ledger.records()) == 1001  # and usable after: it reopens
+    ledger.close()
 
 
 def _old_database(path: Path, version: int) -> None:
@@ -280,8 +281,10 @@ def test_a_newer_schema_is_refused(tmp_path: Path) -> None:
     _old_database(path, SCHEMA_VERSION)
     with sqlite3.connect(path) as conn:
         conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION + 1}")
+    ledger = SQLiteLedger(path)
     with pytest.raises(LedgerError, match="newer"):
-        SQLiteLedger(path).records()
+        ledger.records()
+    ledger.close()
 
 
 def _plan(ledger: SQLiteLedger, **query: Any) -> str:
@@ -391,3 +394,4 @@ def test_an_unwritable_ledger_is_a_typed_error_and_unhealthy(
     assert health.last_error is not None
     assert str(path) in health.last_error
     assert health.path == str(path)
+    ledger.close()
