@@ -148,7 +148,8 @@ def migrate(conn: sqlite3.Connection, path: Path) -> None:
         conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
         conn.execute("COMMIT")
     except BaseException:
-        conn.execute("ROLLBACK")
+        if conn.in_transaction:  # not when BEGIN itself was refused as busy
+            conn.execute("ROLLBACK")
         raise
 
 
