@@ -100,7 +100,20 @@ LAYERS: list[tuple[str, list[str]]] = [
             "__init__",
         ],
     ),
-    ("_governance", ["usage", "pricing", "default_prices", "__init__"]),
+    (
+        "_governance",
+        [
+            "usage",
+            "pricing",
+            "default_prices",
+            "records",
+            "ledger",
+            "sqlite_schema",
+            "sqlite_query",
+            "sqlite_ledger",
+            "__init__",
+        ],
+    ),
     ("client", ["_calls", "_client"]),
     ("surface", ["testing", "__init__"]),
 ]

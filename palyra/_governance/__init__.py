@@ -15,19 +15,30 @@ Exports to the rest of palyra: what is listed in ``__all__`` below.
 """
 
 from .default_prices import DEFAULT_PRICES, SNAPSHOT_DATE
+from .ledger import MemoryLedger, UsageLedger
 from .pricing import Cost, PriceEntry, PriceTable, cost_of, entry_from_config
+from .records import LedgerError, LedgerHealth, Totals, UsageRecord, new_record_id
+from .sqlite_ledger import SQLiteLedger
 from .usage import NormalizedUsage, from_anthropic, from_embeddings, from_openai
 
 __all__ = [
     "DEFAULT_PRICES",
     "SNAPSHOT_DATE",
     "Cost",
+    "LedgerError",
+    "LedgerHealth",
+    "MemoryLedger",
     "NormalizedUsage",
     "PriceEntry",
     "PriceTable",
+    "SQLiteLedger",
+    "Totals",
+    "UsageLedger",
+    "UsageRecord",
     "cost_of",
     "entry_from_config",
     "from_anthropic",
     "from_embeddings",
     "from_openai",
+    "new_record_id",
 ]

@@ -1,0 +1,374 @@
+"""The usage ledger in a SQLite file (stdlib `sqlite3`), shared by processes.
+
+Durability. The database is in WAL mode with ``synchronous=NORMAL`` and each
+record is one INSERT committed before `SQLiteLedger.record` returns. A commit
+appends the transaction to the WAL file with ``write()``: once that returns,
+the bytes are in the operating system's page cache, which outlives the
+process, so a record acknowledged to the caller survives SIGKILL, a crash or
+``os._exit``. NORMAL skips the fsync per commit (it syncs at checkpoints), so
+after a power loss or an OS crash the last commits may be rolled back (never
+corrupted): FULL would close that gap at an fsync per call, which the
+governance path's budget (150 us per call) cannot pay.
+
+Concurrency. One connection writes, under a lock, and another reads, under
+its own lock. SQLite admits one writer at a time anyway, so serialising this
+process's writers in Python costs nothing, whereas a connection per thread
+would make them contend for SQLite's file lock, where the busy handler waits
+by sleeping (milliseconds each), and throughput collapses. The separate
+reader lets a long query run while records are written: WAL readers and the
+writer do not block each other. Between processes, ``busy_timeout`` waits for
+the other's write; "database is locked" never reaches a caller: it is retried
+until ``timeout`` seconds have passed, then raised as a `LedgerError`.
+Checkpoints (copying the WAL into the database, with an fsync) run in a
+daemon thread, woken every 1000 records and stopped by `close`, so that no
+call pays for one.
+
+Schema. Numbered migrations (`sqlite_schema`), the version in ``PRAGMA
+user_version``: v1 the ``usage`` table, v2 the ``routing`` column and the
+indexes, v3 the 15-minute ``usage_slots`` that day totals of all records read
+(a trigger keeps them, in each INSERT's transaction). All of them run in one
+``BEGIN IMMEDIATE`` transaction that re-reads the version, so two processes
+opening an old file at once migrate it once.
+
+Costs are kept exactly: ``cost_total`` as the Decimal's text, and for sums in
+SQL ``cost_e12`` (the cost in 10^-12 units, when that is exact) and
+``cost_exp`` (its exponent, so that a sum has the exponent Python's would).
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import sqlite3
+import threading
+import time
+from collections.abc import Callable
+from datetime import datetime
+from decimal import Decimal
+from pathlib import Path
+from typing import Any, TypeVar
+
+from .ledger import (
+    Query,
+    day_from_number,
+    offset_segments,
+    sorted_totals,
+)
+from .records import TOKEN_FIELDS, LedgerError, LedgerHealth, Totals, UsageRecord
+from .sqlite_query import group_exprs, slots_answer, where_clause
+from .sqlite_schema import E12, INSERT, READ, SLOT_MS, from_row, migrate, to_row
+
+__all__ = ["SQLiteLedger"]
+
+T = TypeVar("T")
+CHECKPOINT_EVERY = 1000  # records (about SQLite's own 1000 WAL pages)
+
+
+class SQLiteLedger:
+    """Usage records in the SQLite file ``path``, opened on first use.
+
+    Constructing one does no I/O; the file and its directory are made when
+    the first record is written or query asked.
+
+    Args:
+        path: The database file.
+        timeout: Seconds a write or query waits for another process's lock
+            before a `LedgerError`.
+    """
+
+    def __init__(self, path: str | os.PathLike[str], *, timeout: float = 5.0) -> None:
+        self.path = Path(path)
+        self.timeout = timeout
+        self._write_lock = threading.Lock()
+        self._read_lock = threading.Lock()
+        self._writer: sqlite3.Connection | None = None
+        self._reader: sqlite3.Connection | None = None
+        self._stats_lock = threading.Lock()
+        self._written = 0
+        self._failed = 0
+        self._ok = True
+        self._last_error: str | None = None
+        self._since_checkpoint = 0
+        self._checkpointer: threading.Thread | None = None
+        self._wake = threading.Event()
+        self._stopping = False
+
+    def __repr__(self) -> str:
+        return f"SQLiteLedger({str(self.path)!r})"
+
+    # The protocol
+
+    def record(self, rec: UsageRecord) -> None:
+        """Write ``rec`` in its own committed transaction.
+
+        Raises:
+            LedgerError: It could not be written (the path is not writable,
+                the disk is full, another process held the lock past
+                ``timeout``); `health` shows the failure too.
+        """
+        if not isinstance(rec, UsageRecord):
+            raise TypeError(f"a ledger keeps UsageRecord, not {type(rec).__name__}")
+        row = to_row(rec)
+        try:
+            with self._write_lock:
+                conn = self._writer_connection()
+                self._retry(lambda: conn.execute(INSERT, row))
+                self._since_checkpoint += 1
+                if self._since_checkpoint >= CHECKPOINT_EVERY:
+                    self._since_checkpoint = 0
+                    self._checkpoint_soon()
+        except (LedgerError, sqlite3.Error, OSError) as exc:
+            error = _as_ledger_error(self.path, "write a usage record", exc)
+            with self._stats_lock:
+                self._failed += 1
+                self._ok = False
+                self._last_error = str(error)
+            raise error from None
+        with self._stats_lock:
+            self._written += 1
+            self._ok = True
+
+    def records(
+        self,
+        since: datetime | None = None,
+        until: datetime | None = None,
+        **filters: Any,
+    ) -> list[UsageRecord]:
+        """The matching records, oldest first (see `UsageLedger.records`)."""
+        query = Query(since, until, filters)
+        where, params = where_clause(query)
+        sql = f"SELECT {', '.join(READ)} FROM usage{where} ORDER BY started_ms, id"  # noqa: S608
+        return [from_row(row) for row in self._read(sql, params)]
+
+    def totals(
+        self,
+        by: str | tuple[str, ...],
+        since: datetime | None = None,
+        until: datetime | None = None,
+        tz: str = "UTC",
+        **filters: Any,
+    ) -> list[Totals]:
+        """Sums per group, by SQL GROUP BY (see `UsageLedger.totals`)."""
+        query = Query(since, until, filters, by, tz)
+        segments = self._segments(query) if "day" in query.by else []
+        slots = slots_answer(query, segments)
+        try:
+            return self._totals(query, segments, slots=slots, exact_in_sql=True)
+        except LedgerError as exc:
+            if "integer overflow" not in str(exc):
+                raise
+            # Sums past 9.2 million (in 10^-12 units): add them up in Python.
+            return self._totals(query, segments, slots=False, exact_in_sql=False)
+
+    def health(self) -> LedgerHealth:
+        """Whether the last write worked, the last failure, and the counts."""
+        with self._stats_lock:
+            return LedgerHealth(
+                ok=self._ok,
+                path=str(self.path),
+                last_error=self._last_error,
+                failed_writes=self._failed,
+                written=self._written,
+            )
+
+    def close(self) -> None:
+        """Close the connections and stop the checkpointer; the next use
+        opens them again."""
+        thread = self._checkpointer
+        if thread is not None:
+            self._stopping = True
+            self._wake.set()
+            thread.join(self.timeout + 1)
+            self._checkpointer, self._stopping = None, False
+        with self._write_lock:
+            if self._writer is not None:
+                self._writer.close()
+                self._writer = None
+        with self._read_lock:
+            if self._reader is not None:
+                self._reader.close()
+                self._reader = None
+
+    # Queries
+
+    def _segments(self, query: Query) -> list[tuple[int, int]]:
+        """The zone's UTC offsets over the records' range (a few a year)."""
+        rows = self._read("SELECT MIN(started_ms), MAX(started_ms) FROM usage", [])
+        low, high = rows[0] if rows and rows[0][0] is not None else (0, 0)
+        if query.since_ms is not None:
+            low = max(low, query.since_ms)
+        if query.until_ms is not None:
+            high = max(low, min(high, query.until_ms))
+        return offset_segments(int(low), int(high), query.zone)
+
+    def _totals(
+        self,
+        query: Query,
+        segments: list[tuple[int, int]],
+        *,
+        slots: bool,
+        exact_in_sql: bool,
+    ) -> list[Totals]:
+        """One GROUP BY, over ``usage`` or (day totals of all records) over
+        ``usage_slots``; then, for the groups whose costs SQL could not add
+        exactly, those records' costs summed in Python."""
+        time = f"(slot * {SLOT_MS})" if slots else "started_ms"
+        groups, group_params = group_exprs(query, segments, time)
+        where, params = where_clause(query, slots)
+        n = len(groups)
+        if slots:
+            table, calls = "usage_slots", "SUM(calls)"
+            cost = "CASE WHEN SUM(priced) > 0 THEN SUM(cost_e12) END, MIN(cost_exp)"
+            inexact = "SUM(priced > 0 AND cost_e12 IS NULL)"
+            leftover = (
+                "started_ms / 900000 IN (SELECT slot FROM usage_slots"
+                " WHERE priced > 0 AND cost_e12 IS NULL)"
+            )
+        else:
+            table, calls = "usage", "COUNT(*)"
+            cost = "SUM(cost_e12), MIN(cost_exp)" if exact_in_sql else "NULL, NULL"
+            leftover = "cost_e12 IS NULL" if exact_in_sql else "1"
+            inexact = f"SUM(cost_total IS NOT NULL AND {leftover})"
+        sql = (
+            f"SELECT {', '.join(groups)}, {calls},"  # noqa: S608
+            f" {', '.join(f'SUM({t})' for t in TOKEN_FIELDS)}, SUM(unpriced),"
+            f" {cost}, {inexact} FROM {table}{where}"
+            f" GROUP BY {', '.join(str(i + 1) for i in range(n))}"
+        )
+        rows = self._read(sql, [*group_params, *params])
+        extra: dict[tuple[Any, ...], list[Decimal]] = {}
+        if any(row[-1] for row in rows):  # costs SQL cannot add exactly
+            groups, group_params = group_exprs(query, segments, "started_ms")
+            where, params = where_clause(query)
+            more = " AND " if where else " WHERE "
+            sql = (
+                f"SELECT {', '.join(groups)}, cost_total FROM usage{where}"  # noqa: S608
+                f"{more}cost_total IS NOT NULL AND {leftover}"
+            )
+            for row in self._read(sql, [*group_params, *params]):
+                extra.setdefault(tuple(row[:n]), []).append(Decimal(row[n]))
+        found = []
+        for row in rows:
+            key = tuple(row[:n])
+            summed, exponent = row[n + 7], row[n + 8]
+            parts: list[Decimal] = []
+            if summed is not None:
+                exact = Decimal(summed) / E12
+                parts.append(exact.quantize(Decimal(1).scaleb(exponent)))
+            parts.extend(extra.get(key, []))
+            labels = tuple(
+                day_from_number(v) if name == "day" else v
+                for name, v in zip(query.by, key, strict=True)
+            )
+            found.append(
+                Totals(
+                    by=query.by,
+                    key=labels,
+                    calls=row[n],
+                    **{t: row[n + 1 + i] for i, t in enumerate(TOKEN_FIELDS)},
+                    unpriced_calls=row[n + 6],
+                    cost_total=sum(parts[1:], parts[0]) if parts else None,
+                )
+            )
+        return sorted_totals(found)
+
+    def _read(self, sql: str, params: list[Any]) -> list[Any]:
+        try:
+            with self._read_lock:
+                if self._reader is None:
+                    with self._write_lock:
+                        self._writer_connection()  # made and migrated
+                    self._reader = self._connect()
+                conn = self._reader
+                return self._retry(lambda: conn.execute(sql, params).fetchall())
+        except (LedgerError, sqlite3.Error, OSError) as exc:
+            raise _as_ledger_error(self.path, "read usage records", exc) from None
+
+    # Connections
+
+    def _writer_connection(self) -> sqlite3.Connection:
+        """The writing connection, opened and migrated on first use (the
+        caller holds the write lock)."""
+        if self._writer is None:
+            conn = self._connect()
+            try:
+                self._retry(lambda: conn.execute("PRAGMA journal_mode=WAL"))
+                self._retry(lambda: migrate(conn, self.path))
+            except BaseException:
+                conn.close()
+                raise
+            self._writer = conn
+        return self._writer
+
+    def _connect(self) -> sqlite3.Connection:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        # isolation_level=None: autocommit, so one INSERT is one transaction
+        # committed by execute(), and migrations say BEGIN themselves.
+        conn = sqlite3.connect(
+            self.path, timeout=self.timeout, isolation_level=None,
+            check_same_thread=False,
+        )  # fmt: skip
+        conn.execute(f"PRAGMA busy_timeout = {int(self.timeout * 1000)}")
+        conn.execute("PRAGMA synchronous = NORMAL")
+        # Checkpoints fsync, which would stall the call whose commit crossed
+        # SQLite's threshold: they run in `_checkpoints` instead.
+        conn.execute("PRAGMA wal_autocheckpoint = 0")
+        return conn
+
+    def _checkpoint_soon(self) -> None:
+        """Wake the checkpointer, starting it if need be (write lock held)."""
+        if self._checkpointer is None or not self._checkpointer.is_alive():
+            self._checkpointer = threading.Thread(
+                target=self._checkpoints, name="palyra-ledger-checkpoint", daemon=True
+            )
+            self._checkpointer.start()
+        self._wake.set()
+
+    def _checkpoints(self) -> None:
+        """Copy the WAL into the database when woken, off the call path.
+
+        PASSIVE never blocks a writer or reader; what it cannot copy yet
+        waits for the next round. A failure only lets the WAL grow until a
+        later checkpoint (this process's or another's), so it is ignored
+        here: the writes themselves report theirs.
+        """
+        conn: sqlite3.Connection | None = None
+        while True:
+            self._wake.wait()
+            self._wake.clear()
+            if self._stopping:
+                break
+            try:
+                conn = conn or self._connect()
+                conn.execute("PRAGMA wal_checkpoint(PASSIVE)")
+            except (sqlite3.Error, OSError):
+                pass
+        if conn is not None:
+            conn.close()
+
+    def _retry(self, action: Callable[[], T]) -> T:
+        """Run ``action``, again while SQLite says busy or locked, until
+        ``timeout``: some busy answers (a WAL being recovered, a stale read
+        snapshot) come at once, without the busy handler's wait."""
+        deadline = time.monotonic() + self.timeout
+        while True:
+            try:
+                return action()
+            except sqlite3.OperationalError as exc:
+                text = str(exc)
+                if "locked" not in text and "busy" not in text:
+                    raise
+                if time.monotonic() >= deadline:
+                    raise LedgerError(
+                        f"the usage ledger {self.path} was locked by another"
+                        f" writer for more than {self.timeout} s"
+                    ) from None
+                time.sleep(random.uniform(0.001, 0.005))
+
+
+def _as_ledger_error(path: Path, action: str, exc: BaseException) -> LedgerError:
+    if isinstance(exc, LedgerError):
+        return exc
+    return LedgerError(
+        f"the usage ledger {path} could not {action}: {type(exc).__name__}: {exc}"
+    )
