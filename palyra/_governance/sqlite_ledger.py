@@ -80,6 +80,11 @@ class SQLiteLedger:
         self.path = Path(path)
         self.timeout = timeout
         self._write_lock = threading.Lock()
+        # Group commit: records waiting for the writer are committed in one
+        # transaction by whichever thread gets it; each record() still returns
+        # only once its own record is committed.
+        self._queue: list[_Pending] = []
+        self._queue_lock = threading.Lock()
         self._read_lock = threading.Lock()
         self._writer: sqlite3.Connection | None = None
         self._reader: sqlite3.Connection | None = None
@@ -99,7 +104,9 @@ class SQLiteLedger:
     # The protocol
 
     def record(self, rec: UsageRecord) -> None:
-        """Write ``rec`` in its own committed transaction.
+        """Write ``rec``: committed (durable against the death of the process)
+        when this returns. Records written at once by several threads share
+        one transaction (group commit).
 
         Raises:
             LedgerError: It could not be written (the path is not writable,
@@ -108,25 +115,42 @@ class SQLiteLedger:
         """
         if not isinstance(rec, UsageRecord):
             raise TypeError(f"a ledger keeps UsageRecord, not {type(rec).__name__}")
-        row = to_row(rec)
-        try:
-            with self._write_lock:
-                conn = self._writer_connection()
-                self._retry(lambda: conn.execute(INSERT, row))
-                self._since_checkpoint += 1
-                if self._since_checkpoint >= CHECKPOINT_EVERY:
-                    self._since_checkpoint = 0
-                    self._checkpoint_soon()
-        except (LedgerError, sqlite3.Error, OSError) as exc:
-            error = _as_ledger_error(self.path, "write a usage record", exc)
+        mine = _Pending(to_row(rec))
+        with self._queue_lock:
+            self._queue.append(mine)
+        with self._write_lock:
+            if not mine.done:
+                self._write_waiting()
+        if mine.error is not None:
+            error = mine.error
             with self._stats_lock:
                 self._failed += 1
                 self._ok = False
                 self._last_error = str(error)
-            raise error from None
+            raise error
         with self._stats_lock:
             self._written += 1
             self._ok = True
+
+    def _write_waiting(self) -> None:
+        """Commit every waiting record in one transaction (the write lock is
+        held); each learns whether it made it."""
+        with self._queue_lock:
+            batch, self._queue = self._queue, []
+        rows = [pending.row for pending in batch]
+        error: LedgerError | None = None
+        try:
+            conn = self._writer_connection()
+            self._retry(lambda: _insert_all(conn, rows))
+            self._since_checkpoint += len(rows)
+            if self._since_checkpoint >= CHECKPOINT_EVERY:
+                self._since_checkpoint = 0
+                self._checkpoint_soon()
+        except (LedgerError, sqlite3.Error, OSError) as exc:
+            error = _as_ledger_error(self.path, "write a usage record", exc)
+        for pending in batch:
+            pending.error = error
+            pending.done = True
 
     def records(
         self,
@@ -364,6 +388,33 @@ class SQLiteLedger:
                         f" writer for more than {self.timeout} s"
                     ) from None
                 time.sleep(random.uniform(0.001, 0.005))
+
+
+class _Pending:
+    """A record waiting for the writer, and what became of it."""
+
+    __slots__ = ("done", "error", "row")
+
+    def __init__(self, row: Any) -> None:
+        self.row = row
+        self.done = False
+        self.error: LedgerError | None = None
+
+
+def _insert_all(conn: sqlite3.Connection, rows: list[Any]) -> None:
+    """One transaction for ``rows``: all of them are committed, or none."""
+    if len(rows) == 1:
+        conn.execute(INSERT, rows[0])  # autocommit: its own transaction
+        return
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        conn.executemany(INSERT, rows)
+        conn.execute("COMMIT")
+    except BaseException:
+        # Nothing half-written, and a retry can begin afresh.
+        if conn.in_transaction:
+            conn.execute("ROLLBACK")
+        raise
 
 
 def _as_ledger_error(path: Path, action: str, exc: BaseException) -> LedgerError:

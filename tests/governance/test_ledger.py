@@ -395,3 +395,51 @@ def test_an_unwritable_ledger_is_a_typed_error_and_unhealthy(
     assert str(path) in health.last_error
     assert health.path == str(path)
     ledger.close()
+
+
+def test_group_commit_fails_every_record_of_a_failed_batch(tmp_path: Path) -> None:
+    """Records written at once share a transaction: when it fails, every
+    writer hears of it (none is told its record is kept), and the counts add up."""
+    path = tmp_path / "is-a-dir"
+    path.mkdir()
+    ledger = SQLiteLedger(path, timeout=0.2)
+    errors: list[BaseException] = []
+    barrier = threading.Barrier(6)
+
+    def write() -> None:
+        barrier.wait()
+        try:
+            ledger.record(rec())
+        except LedgerError as exc:
+            errors.append(exc)
+
+    threads = [threading.Thread(target=write) for _ in range(6)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(10)
+    assert len(errors) == 6
+    assert ledger.health().failed_writes == 6
+    ledger.close()
+
+
+def test_group_commit_keeps_every_acknowledged_record(tmp_path: Path) -> None:
+    ledger = SQLiteLedger(tmp_path / "usage.sqlite3")
+    barrier = threading.Barrier(8)
+    written: list[str] = []
+
+    def write() -> None:
+        barrier.wait()
+        for _ in range(100):
+            record = rec()
+            ledger.record(record)
+            written.append(record.id)
+
+    threads = [threading.Thread(target=write) for _ in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(30)
+    assert sorted(r.id for r in ledger.records()) == sorted(written)
+    assert ledger.health().written == 800
+    ledger.close()
