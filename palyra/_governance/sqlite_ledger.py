@@ -1,7 +1,8 @@
 """The usage ledger in a SQLite file (stdlib `sqlite3`), shared by processes.
 
 Durability. The database is in WAL mode with ``synchronous=NORMAL`` and each
-record is one INSERT committed before `SQLiteLedger.record` returns. A commit
+record is committed before `SQLiteLedger.record` returns (records that several
+threads write at once share one transaction: group commit). A commit
 appends the transaction to the WAL file with ``write()``: once that returns,
 the bytes are in the operating system's page cache, which outlives the
 process, so a record acknowledged to the caller survives SIGKILL, a crash or
