@@ -148,13 +148,15 @@ async def test_login_oauth_listens_on_loopback_and_always_closes(
     driver: str, auth: AuthServer, provider: Upstream, tmp_path: Path
 ) -> None:
     pages: list[httpx.Response] = []
+    visits: list[threading.Thread] = []
 
     def browser(url: str) -> None:
         def visit() -> None:
             callback = auth.approve(url)
             pages.append(httpx.get(callback, timeout=10))
 
-        threading.Thread(target=visit, daemon=True).start()
+        visits.append(threading.Thread(target=visit, daemon=True))
+        visits[0].start()
 
     config = oauth_config(auth, provider)
     del config["providers"][0]["oauth"]["redirect_uri"]  # any free port
@@ -164,6 +166,7 @@ async def test_login_oauth_listens_on_loopback_and_always_closes(
     else:
         profile = await c.auth.alogin_oauth("up", open_browser=browser, timeout=20)
     assert (profile.kind, profile.health) == ("oauth", "ok")
+    visits[0].join(10)  # the browser reads the page after palyra answered it
     assert pages[0].status_code == 200
     assert "signed in" in pages[0].text
     tokens = [c.auth._book.vault.get(f"{profile.id}:{f}") for f in profile.secret_refs]
