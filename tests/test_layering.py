@@ -245,3 +245,31 @@ print(heavy, [e for e in events if not e.endswith(("/", "site-packages"))])
         [sys.executable, "-c", code], capture_output=True, text=True, check=True
     )
     assert result.stdout.strip() == "[] []"
+
+
+def test_building_a_client_loads_nothing_a_sign_in_or_a_loop_needs() -> None:
+    """Palyra(...) with an auth profile configured loads neither asyncio (the
+    app's loop brings it), nor http.server or webbrowser (a sign-in does),
+    nor the keyring, and opens nothing of palyra's (pydantic's own reading of
+    installed packages' metadata aside)."""
+    code = """
+import sys
+events = []
+def hook(event, args):
+    if event == "open" and args[0] is not None:
+        path = str(args[0])
+        if not path.endswith((".py", ".pyc", ".so", ".pth")):
+            events.append(path)
+sys.addaudithook(hook)
+import palyra
+config = {"providers": [{"id": "up", "kind": "openai", "auth_profile": "work"}],
+          "models": [{"id": "m", "provider": "up"}]}
+palyra.Palyra(config, home="/nonexistent/palyra-home")
+loaded = [m for m in ("asyncio", "http.server", "webbrowser", "keyring", "sqlite3")
+          if m in sys.modules]
+print(loaded, [e for e in events if "palyra-home" in e])
+"""
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True
+    )
+    assert result.stdout.strip() == "[] []"

@@ -5,7 +5,6 @@ complete it from the callback, or do both around a loopback listener
 from __future__ import annotations
 
 import logging
-import webbrowser
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -13,7 +12,6 @@ from .._config import OAuthConfig, ProviderConfig
 from .._exceptions import InvalidRequestError, OAuthError, PalyraError
 from .book import ProfileBook, expiry
 from .keeping import Keeper, bearer, checked_name
-from .login import CallbackListener, loopback_redirect
 from .oauth import OAuthAttempt, client_settings, start_attempt
 from .oauth_wire import callback_error, code_request, parse_callback
 from .profiles import AuthProfile, check_profile_id, check_scope
@@ -134,6 +132,9 @@ class SignIn:
         overrides: Mapping[str, Any],
     ) -> AuthFlow[AuthProfile]:
         """Start an attempt, wait for its callback on loopback, complete it."""
+        # Loaded for a sign-in only: http.server is no cost of every client.
+        from .login import CallbackListener, loopback_redirect
+
         provider = self._keep.provider(provider_id)
         configured = overrides.get("redirect_uri") or (
             provider.oauth.resolved().redirect_uri if provider.oauth else None
@@ -181,6 +182,8 @@ def _announce(how: Announce, url: str) -> None:
         return
     print(f"palyra: open this URL to sign in:\n  {url}", flush=True)
     if how:
+        import webbrowser  # loaded for a sign-in only: it pulls in subprocess
+
         try:
             webbrowser.open(url)
         except Exception as exc:  # no browser here: the printed URL will do

@@ -21,15 +21,17 @@ is decided by the flows, the same for sync and async callers.
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import threading
 from collections.abc import Awaitable, Callable, Generator
-from typing import Any, NamedTuple, TypeVar
+from typing import TYPE_CHECKING, Any, NamedTuple, TypeVar
 
 import httpx
 
 from .._exceptions import APITimeoutError
+
+if TYPE_CHECKING:  # asyncio is loaded by whoever runs a loop: not at import
+    import asyncio
 
 __all__ = [
     "AsyncSend",
@@ -128,6 +130,8 @@ class Flight:
 
     async def await_landing(self, seconds: float) -> bool:
         """Wait in this task until the flight lands; False on timeout."""
+        import asyncio
+
         loop = asyncio.get_running_loop()
         future: asyncio.Future[None] = loop.create_future()
         waiter = (loop, future)
@@ -187,6 +191,8 @@ async def adrive(
     sleep: Callable[[float], Awaitable[None]] | None = None,
 ) -> T:
     """Carry out ``flow`` in this task; local work goes to a worker thread."""
+    import asyncio
+
     answer: Any = None
     try:
         step = next(flow)
@@ -216,6 +222,8 @@ async def _finished(call: Callable[[], Any]) -> Any:
     cancelled meanwhile: blocking work (a lock taken, a file or vault being
     written) cannot be stopped half-way, so the cancellation reaches the flow
     once it is done, and the flow's own clean-up sees where it stands."""
+    import asyncio
+
     work = asyncio.ensure_future(asyncio.to_thread(call))
     try:
         return await asyncio.shield(work)
