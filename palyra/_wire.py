@@ -12,6 +12,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from ._tokens import TokenEstimate
+from ._usage import Cost, NormalizedUsage
 
 __all__ = [
     "Attempt",
@@ -77,6 +78,12 @@ class PalyraInfo(_Wire):
     arguments over those of `Palyra.bind`). ``usage_estimated`` is True when
     the upstream reported no usage and palyra counted it locally: the prompt
     from its pre-call estimate, the completion from the answer's text.
+
+    ``usage`` is the call's `NormalizedUsage` (tokens split the way they are
+    priced) and ``cost`` its `Cost` (``total`` None when the model has no
+    price); both are set once the call is served, for a stream at its end
+    (also when the reader closed it early), and stay None with governance
+    off.
     """
 
     provider: str
@@ -91,6 +98,8 @@ class PalyraInfo(_Wire):
     principal: str | None = None
     tags: dict[str, str] = Field(default_factory=dict)
     usage_estimated: bool = False
+    usage: NormalizedUsage | None = None
+    cost: Cost | None = None
 
 
 class Function(_Wire):

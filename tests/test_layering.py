@@ -32,8 +32,8 @@ LAYERS: list[tuple[str, list[str]]] = [
         "_tokens",
         ["estimate", "encodings", "budget", "images", "rules", "counter", "__init__"],
     ),
-    ("wire", ["_wire"]),
-    ("_config", ["base", "oauth", "providers", "models", "root", "__init__"]),
+    ("wire", ["_usage", "_wire"]),
+    ("_config", ["base", "oauth", "providers", "models", "governance", "root", "__init__"]),
     ("registry", ["_checks", "_request", "_registry", "_credentials"]),
     (
         "_providers",

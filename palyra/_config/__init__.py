@@ -18,6 +18,7 @@ per-kind defaults.
 """
 
 from .base import InsecureConfigWarning
+from .governance import LedgerConfig, PricingConfig
 from .models import Capabilities, ModelEntry, ModelRole, Pricing
 from .oauth import OAuthConfig, check_endpoint
 from .providers import (
@@ -42,12 +43,14 @@ __all__ = [
     "AuthHeader",
     "Capabilities",
     "InsecureConfigWarning",
+    "LedgerConfig",
     "LimitsConfig",
     "ModelEntry",
     "ModelRole",
     "OAuthConfig",
     "PalyraConfig",
     "Pricing",
+    "PricingConfig",
     "ProviderConfig",
     "ProviderKind",
     "RegistryDefaults",

@@ -5,7 +5,7 @@ from __future__ import annotations
 from decimal import Decimal
 from typing import Annotated, Any, Literal, Self
 
-from pydantic import Field, field_validator, model_validator
+from pydantic import AwareDatetime, Field, field_validator, model_validator
 
 from .base import ConfigModel, ProviderId, normalize_id
 
@@ -31,12 +31,39 @@ class Capabilities(ConfigModel):
 
 
 class Pricing(ConfigModel):
-    """USD per one million tokens (used by governance)."""
+    """USD per one million tokens (used by governance).
+
+    Args:
+        input: Uncached input tokens.
+        output: Output tokens (reasoning included).
+        cached_input: Tokens read from the prompt cache. None: Anthropic
+            models take 0.1x input, others the input price.
+        cache_write: Tokens written to the prompt cache (Anthropic: with the
+            default 5 minute lifetime). None: Anthropic 1.25x input, others
+            the input price.
+        cache_write_1h: Tokens written for 1 hour (Anthropic). None:
+            Anthropic 2x input, others ``cache_write``.
+        per_request: A fixed USD price per request.
+        effective_from: The first instant (with a time zone) the price
+            holds; older calls are priced by the table's other entries.
+        effective_until: The first instant it no longer holds.
+    """
 
     input: Annotated[Decimal, Field(ge=0)]
     output: Annotated[Decimal, Field(ge=0)]
     cached_input: Annotated[Decimal, Field(ge=0)] | None = None
     cache_write: Annotated[Decimal, Field(ge=0)] | None = None
+    cache_write_1h: Annotated[Decimal, Field(ge=0)] | None = None
+    per_request: Annotated[Decimal, Field(ge=0)] = Decimal(0)
+    effective_from: AwareDatetime | None = None
+    effective_until: AwareDatetime | None = None
+
+    @model_validator(mode="after")
+    def _span(self) -> Self:
+        start, end = self.effective_from, self.effective_until
+        if start is not None and end is not None and end <= start:
+            raise ValueError("effective_until must be after effective_from")
+        return self
 
 
 class ModelEntry(ConfigModel):

@@ -13,6 +13,7 @@ from pydantic import Field, field_validator, model_validator
 
 from .._exceptions import ConfigError
 from .base import ConfigModel, CrossFieldError, PositiveSeconds, unknown_keys
+from .governance import LedgerConfig, PricingConfig
 from .models import ModelEntry
 from .providers import ProviderConfig
 
@@ -161,6 +162,14 @@ class PalyraConfig(ConfigModel):
     resilience: ResilienceConfig = Field(default_factory=ResilienceConfig)
     limits: LimitsConfig = Field(default_factory=LimitsConfig)
     auth: AuthConfig = Field(default_factory=AuthConfig)
+    ledger: LedgerConfig = Field(default_factory=LedgerConfig)
+    pricing: PricingConfig = Field(default_factory=PricingConfig)
+
+    @field_validator("ledger", mode="before")
+    @classmethod
+    def _ledger_off(cls, value: Any) -> Any:
+        # ``ledger = false`` is the short way to keep no records.
+        return {"enabled": False} if value is False else value
 
     @model_validator(mode="before")
     @classmethod

@@ -17,13 +17,9 @@ from __future__ import annotations
 from collections.abc import Iterable
 from datetime import UTC, datetime
 from decimal import ROUND_HALF_EVEN, Context, Decimal
-from fnmatch import fnmatchcase
-from typing import Annotated, Any, Self
-
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from .._config import Pricing
-from .usage import NormalizedUsage
+from .._usage import TOTAL_PLACES, Cost, NormalizedUsage, PriceEntry
 
 __all__ = [
     "ANTHROPIC_CACHE_READ",
@@ -35,10 +31,8 @@ __all__ = [
     "PriceTable",
     "cost_of",
     "entry_from_config",
+    "pick",
 ]
-
-TOTAL_PLACES = Decimal("1E-10")
-"""A cost's total is quantized to this (10 places), ``ROUND_HALF_EVEN``."""
 
 # Anthropic's published prompt-caching multipliers of the base input price
 # (docs.anthropic.com, "Prompt caching" / "Pricing"): used when an Anthropic
@@ -51,112 +45,6 @@ _MILLION = Decimal(1_000_000)
 # Enough digits that no product of a token count and a price is rounded
 # before the one rounding of the total (the default context keeps 28).
 _EXACT = Context(prec=60)
-_Price = Annotated[Decimal, Field(ge=0, allow_inf_nan=False)]
-
-
-def _no_float(value: Any) -> Any:
-    # Decimal(0.1) is 0.1000000000000000055...: a float price would make the
-    # exact arithmetic a lie, so prices come as str, int or Decimal.
-    if isinstance(value, float):
-        raise ValueError("give prices as strings or Decimals, not floats")
-    return value
-
-
-class PriceEntry(BaseModel):
-    """The price of one model over one span of time.
-
-    Args:
-        model: Upstream model name, exact or an ``fnmatch`` pattern
-            (``claude-sonnet-4-*``); an exact name beats any pattern.
-        provider: Provider id it applies to; None for any provider.
-        provider_kind: ``anthropic`` makes the cache prices default to
-            Anthropic's multipliers of ``input``; when None, a ``provider``
-            of ``anthropic`` does the same.
-        input: USD per 1M uncached input tokens.
-        output: USD per 1M output tokens (reasoning included).
-        cache_read: USD per 1M tokens read from the prompt cache. None: not
-            priced separately (Anthropic: 0.1x input; else the input price,
-            and the cost says so in its notes).
-        cache_write_5m: USD per 1M tokens written with a 5 minute lifetime
-            (or of unknown lifetime). None: Anthropic 1.25x input; else input.
-        cache_write_1h: USD per 1M tokens written for 1 hour. None:
-            Anthropic 2x input; else ``cache_write_5m``'s price.
-        per_request: Fixed USD per request.
-        effective_from: First instant (UTC) the price holds; None: always.
-        effective_until: First instant it no longer holds; None: open-ended.
-        currency: Always ``USD`` for now.
-        source: Where the price came from (a URL and date, or ``config``).
-    """
-
-    model_config = ConfigDict(frozen=True, extra="forbid")
-
-    model: Annotated[str, Field(min_length=1)]
-    provider: str | None = None
-    provider_kind: str | None = None
-    input: _Price
-    output: _Price
-    cache_read: _Price | None = None
-    cache_write_5m: _Price | None = None
-    cache_write_1h: _Price | None = None
-    per_request: _Price = Decimal(0)
-    effective_from: datetime | None = None
-    effective_until: datetime | None = None
-    currency: str = "USD"
-    source: str = ""
-
-    _no_floats = field_validator(
-        "input",
-        "output",
-        "cache_read",
-        "cache_write_5m",
-        "cache_write_1h",
-        "per_request",
-        mode="before",
-    )(_no_float)
-
-    @field_validator("effective_from", "effective_until")
-    @classmethod
-    def _utc(cls, value: datetime | None) -> datetime | None:
-        if value is None:
-            return None
-        if value.tzinfo is None or value.utcoffset() is None:
-            raise ValueError("must carry a time zone (UTC is safest)")
-        return value.astimezone(UTC)
-
-    @model_validator(mode="after")
-    def _span(self) -> Self:
-        start, end = self.effective_from, self.effective_until
-        if start is not None and end is not None and end <= start:
-            raise ValueError("effective_until must be after effective_from")
-        if self.currency != "USD":
-            raise ValueError("only USD prices are supported")
-        return self
-
-    @property
-    def is_anthropic(self) -> bool:
-        """Whether Anthropic's cache multipliers fill in missing cache prices."""
-        if self.provider_kind is not None:
-            return self.provider_kind == "anthropic"
-        return self.provider == "anthropic"
-
-    @property
-    def is_pattern(self) -> bool:
-        """Whether ``model`` is a pattern rather than one exact name."""
-        return any(c in self.model for c in "*?[")
-
-    def matches(self, provider: str | None, model: str) -> bool:
-        """Whether this entry prices ``model`` served by ``provider``."""
-        if self.provider is not None and self.provider != provider:
-            return False
-        if self.is_pattern:
-            return fnmatchcase(model, self.model)
-        return model == self.model
-
-    def in_effect(self, at: datetime) -> bool:
-        """Whether the price holds at ``at``: ``[effective_from, effective_until)``."""
-        if self.effective_from is not None and at < self.effective_from:
-            return False
-        return self.effective_until is None or at < self.effective_until
 
 
 def entry_from_config(
@@ -165,13 +53,11 @@ def entry_from_config(
     pricing: Pricing,
     *,
     provider_kind: str | None = None,
-    effective_from: datetime | None = None,
 ) -> PriceEntry:
     """The `PriceEntry` of a model entry's ``pricing`` in the config.
 
-    ``cached_input`` is the cache read price; the config's single
-    ``cache_write`` is the 5 minute (or unknown lifetime) write price, and
-    the 1 hour price follows the entry's defaults.
+    ``cached_input`` is the cache read price; ``cache_write`` is the 5 minute
+    (or unknown lifetime) write price and ``cache_write_1h`` the 1 hour one.
     """
     return PriceEntry(
         model=model_id,
@@ -181,7 +67,10 @@ def entry_from_config(
         output=pricing.output,
         cache_read=pricing.cached_input,
         cache_write_5m=pricing.cache_write,
-        effective_from=effective_from,
+        cache_write_1h=pricing.cache_write_1h,
+        per_request=pricing.per_request,
+        effective_from=pricing.effective_from,
+        effective_until=pricing.effective_until,
         source="config",
     )
 
@@ -201,64 +90,49 @@ class PriceTable:
         self._layers = (tuple(entries), tuple(defaults))
 
     def lookup(
-        self, provider: str | None, model: str, at: datetime
+        self, provider: str | None, model: str, at: datetime, kind: str | None = None
     ) -> PriceEntry | None:
         """The entry pricing ``model`` at ``at``, or None when none does.
 
         Any user entry in effect beats every default. Within one layer an
         exact model name beats a pattern (a longer pattern beats a shorter),
         an entry for this provider beats one for any provider, and of
-        overlapping spans the one that started last wins.
+        overlapping spans the one that started last wins. ``kind`` is the
+        provider's kind: entries for one kind of provider price no other.
 
         Raises:
             ValueError: ``at`` has no time zone.
         """
-        if at.tzinfo is None or at.utcoffset() is None:
-            raise ValueError("at must carry a time zone")
-        at = at.astimezone(UTC)
-        for layer in self._layers:
-            found = [e for e in layer if e.matches(provider, model) and e.in_effect(at)]
-            if found:
-                return max(found, key=_rank)
-        return None
+        return pick(self.candidates(provider, model, kind), at)
+
+    def candidates(
+        self, provider: str | None, model: str, kind: str | None = None
+    ) -> tuple[tuple[PriceEntry, ...], ...]:
+        """Per layer, the entries that price ``model`` at some time: what
+        `pick` chooses from (a client caches this per model)."""
+        return tuple(
+            tuple(e for e in layer if e.matches(provider, model, kind))
+            for layer in self._layers
+        )
+
+
+def pick(
+    candidates: tuple[tuple[PriceEntry, ...], ...], at: datetime
+) -> PriceEntry | None:
+    """The entry of `PriceTable.candidates` in effect at ``at``, if any."""
+    if at.tzinfo is None or at.utcoffset() is None:
+        raise ValueError("at must carry a time zone")
+    at = at.astimezone(UTC)
+    for layer in candidates:
+        found = [e for e in layer if e.in_effect(at)]
+        if found:
+            return max(found, key=_rank)
+    return None
 
 
 def _rank(entry: PriceEntry) -> tuple[bool, int, bool, datetime]:
     start = entry.effective_from or datetime.min.replace(tzinfo=UTC)
     return (not entry.is_pattern, len(entry.model), entry.provider is not None, start)
-
-
-class Cost(BaseModel):
-    """What one call cost.
-
-    Args:
-        total: The sum of the parts, rounded to 10 places (`TOTAL_PLACES`,
-            ``ROUND_HALF_EVEN``); None when unpriced, never 0.
-        input: Uncached input, exact (None when unpriced).
-        cache_read: Cache reads, exact.
-        cache_write: Cache writes (both lifetimes), exact.
-        output: Output, reasoning included, exact.
-        per_request: The fixed price per request.
-        unpriced: No price was found for the model.
-        estimated: The usage it was worked from was estimated.
-        currency: ``USD``.
-        price: The entry used, or None.
-        notes: Where a part used a fallback price, and which.
-    """
-
-    model_config = ConfigDict(frozen=True, extra="forbid")
-
-    total: Decimal | None
-    input: Decimal | None = None
-    cache_read: Decimal | None = None
-    cache_write: Decimal | None = None
-    output: Decimal | None = None
-    per_request: Decimal | None = None
-    unpriced: bool
-    estimated: bool = False
-    currency: str = "USD"
-    price: PriceEntry | None = None
-    notes: tuple[str, ...] = ()
 
 
 def cost_of(usage: NormalizedUsage, entry: PriceEntry | None) -> Cost:

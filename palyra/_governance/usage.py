@@ -21,69 +21,10 @@ inside the prompt count, and for that adapter. The adapter does not carry the
 
 from __future__ import annotations
 
-from typing import Annotated, Self
-
-from pydantic import BaseModel, ConfigDict, Field, model_validator
-
+from .._usage import NormalizedUsage
 from .._wire import CompletionUsage, EmbeddingUsage
 
 __all__ = ["NormalizedUsage", "from_anthropic", "from_embeddings", "from_openai"]
-
-_Count = Annotated[int, Field(ge=0, strict=True)]
-
-
-class NormalizedUsage(BaseModel):
-    """Tokens of one call, split the way they are priced.
-
-    Args:
-        input_uncached: Prompt tokens billed at the plain input price.
-        cache_read: Prompt tokens read from the provider's prompt cache.
-        cache_write: Prompt tokens written to the prompt cache.
-        cache_write_5m: Of ``cache_write``, those with a 5 minute lifetime,
-            when the provider says (Anthropic prices the two differently).
-        cache_write_1h: Of ``cache_write``, those with a 1 hour lifetime.
-        output: Output tokens, reasoning included (billed as output).
-        reasoning: Of ``output``, the reasoning tokens; reported, never
-            billed a second time.
-        estimated: The counts were estimated, not reported by the upstream.
-    """
-
-    model_config = ConfigDict(frozen=True, extra="forbid")
-
-    input_uncached: _Count = 0
-    cache_read: _Count = 0
-    cache_write: _Count = 0
-    cache_write_5m: _Count | None = None
-    cache_write_1h: _Count | None = None
-    output: _Count = 0
-    reasoning: _Count = 0
-    estimated: bool = False
-
-    @model_validator(mode="after")
-    def _parts_fit(self) -> Self:
-        if self.cache_write_5m is not None or self.cache_write_1h is not None:
-            split = (self.cache_write_5m or 0) + (self.cache_write_1h or 0)
-            if split != self.cache_write:
-                raise ValueError(
-                    f"cache_write_5m + cache_write_1h ({split}) must equal"
-                    f" cache_write ({self.cache_write})"
-                )
-        if self.reasoning > self.output:
-            raise ValueError(
-                f"reasoning ({self.reasoning}) is part of output ({self.output})"
-                " and cannot exceed it"
-            )
-        return self
-
-    @property
-    def input_total(self) -> int:
-        """Every prompt token: uncached, cache read and cache write."""
-        return self.input_uncached + self.cache_read + self.cache_write
-
-    @property
-    def total(self) -> int:
-        """Prompt and output tokens (reasoning is inside output)."""
-        return self.input_total + self.output
 
 
 def from_openai(usage: CompletionUsage, *, estimated: bool = False) -> NormalizedUsage:
