@@ -27,10 +27,12 @@ if typing.TYPE_CHECKING:
         AuthConfig,
         Capabilities,
         InsecureConfigWarning,
+        LedgerConfig,
         LimitsConfig,
         ModelEntry,
         PalyraConfig,
         Pricing,
+        PricingConfig,
         ProviderConfig,
         RegistryDefaults,
         ResilienceConfig,
@@ -68,9 +70,20 @@ if typing.TYPE_CHECKING:
         UnsupportedCapabilityError,
         VaultError,
     )
+    from ._governance import (
+        LedgerError,
+        LedgerHealth,
+        MemoryLedger,
+        SQLiteLedger,
+        Totals,
+        UsageLedger,
+        UsageRecord,
+        UsageRun,
+    )
     from ._providers import DeterministicBackend, ScriptedReply
     from ._request import ChatOptions, RequestOptions
     from ._tokens import TiktokenCounter, TokenCounter, TokenEstimate
+    from ._usage import Cost, NormalizedUsage, PriceEntry
     from ._wire import (
         Attempt,
         ChatCompletion,
@@ -128,6 +141,7 @@ __all__ = [
     "ConfigError",
     "ConflictError",
     "ContextWindowExceededError",
+    "Cost",
     "CredentialError",
     "DeterministicBackend",
     "Embedding",
@@ -138,7 +152,11 @@ __all__ = [
     "InternalServerError",
     "InvalidRequestError",
     "KeyringSecretStore",
+    "LedgerConfig",
+    "LedgerError",
+    "LedgerHealth",
     "LimitsConfig",
+    "MemoryLedger",
     "MemorySecretStore",
     "ModelCapabilities",
     "ModelEntry",
@@ -146,6 +164,7 @@ __all__ = [
     "ModelInfo",
     "ModelNotFoundError",
     "NoProviderAvailableError",
+    "NormalizedUsage",
     "NotFoundError",
     "OAuthAttempt",
     "OAuthError",
@@ -155,7 +174,9 @@ __all__ = [
     "PalyraError",
     "PalyraInfo",
     "PermissionDeniedError",
+    "PriceEntry",
     "Pricing",
+    "PricingConfig",
     "PromptTokensDetails",
     "ProviderConfig",
     "ProviderModel",
@@ -165,6 +186,7 @@ __all__ = [
     "RequestTooLargeError",
     "ResilienceConfig",
     "ResponseTooLargeError",
+    "SQLiteLedger",
     "ScriptedReply",
     "SecretStore",
     "Stream",
@@ -174,10 +196,14 @@ __all__ = [
     "TokenCounter",
     "TokenEstimate",
     "ToolCall",
+    "Totals",
     "Transcription",
     "TranscriptionSegment",
     "UnprocessableEntityError",
     "UnsupportedCapabilityError",
+    "UsageLedger",
+    "UsageRecord",
+    "UsageRun",
     "VaultError",
     "__version__",
 ]
@@ -197,10 +223,12 @@ _SOURCES = {
         "AuthConfig",
         "Capabilities",
         "InsecureConfigWarning",
+        "LedgerConfig",
         "LimitsConfig",
         "ModelEntry",
         "PalyraConfig",
         "Pricing",
+        "PricingConfig",
         "ProviderConfig",
         "RegistryDefaults",
         "ResilienceConfig",
@@ -238,9 +266,20 @@ _SOURCES = {
         "UnsupportedCapabilityError",
         "VaultError",
     ),
+    "._governance": (
+        "LedgerError",
+        "LedgerHealth",
+        "MemoryLedger",
+        "SQLiteLedger",
+        "Totals",
+        "UsageLedger",
+        "UsageRecord",
+        "UsageRun",
+    ),
     "._providers": ("DeterministicBackend", "ScriptedReply"),
     "._request": ("ChatOptions", "RequestOptions"),
     "._tokens": ("TiktokenCounter", "TokenCounter", "TokenEstimate"),
+    "._usage": ("Cost", "NormalizedUsage", "PriceEntry"),
     "._wire": (
         "Attempt",
         "ChatCompletion",
@@ -269,12 +308,17 @@ _SOURCES = {
     ),
 }
 _LAZY = {name: module for module, names in _SOURCES.items() for name in names}
+# Loaded only when asked for by name: SQLiteLedger brings sqlite3, which a
+# client loads with its first usage record, not with the rest of palyra.
+_ON_ITS_OWN = frozenset({"SQLiteLedger"})
 
 
 def __getattr__(name: str) -> object:
     if name not in _LAZY:
         raise AttributeError(f"module 'palyra' has no attribute {name!r}")
     _load()
+    if name in _ON_ITS_OWN:
+        _load_one(name)
     return globals()[name]
 
 
@@ -286,10 +330,20 @@ def _load() -> None:
     for module, names in _SOURCES.items():
         source = importlib.import_module(module, __name__)
         for public in names:
+            if public in _ON_ITS_OWN:
+                continue
             value = getattr(source, public)
             # Reprs, tracebacks and docs say `palyra.X`, not the private module.
             value.__module__ = "palyra"
             globals()[public] = value
+
+
+def _load_one(name: str) -> None:
+    import importlib
+
+    value = getattr(importlib.import_module(_LAZY[name], __name__), name)
+    value.__module__ = "palyra"
+    globals()[name] = value
 
 
 def __dir__() -> list[str]:

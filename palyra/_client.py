@@ -47,6 +47,14 @@ from ._core import (
 )
 from ._credentials import CredentialResolver, checked
 from ._exceptions import ConfigError
+from ._governance import (
+    LedgerSlot,
+    Meter,
+    PriceBook,
+    UsageLedger,
+    UsageService,
+)
+from ._metering import Governance
 from ._providers import Adapters
 from ._registry import Registry
 from ._tokens import TiktokenCounter, TokenCounter
@@ -90,9 +98,15 @@ class Palyra(Calls):
             exception as its ``__cause__``.
         secrets: Where auth profiles' secrets live (default: the OS keyring,
             `KeyringSecretStore`; `MemorySecretStore` keeps them in memory).
-        home: palyra's directory for its files (the auth profile file): this,
-            else ``$PALYRA_HOME``, else the platform's user config directory.
-            Nothing is read or made there until a profile is used.
+        home: palyra's directory for its files (the auth profile file, the
+            usage ledger): this, else ``$PALYRA_HOME``, else the platform's
+            user config directory. Nothing is read or made there until a
+            profile is used or a call is recorded.
+        ledger: Where each call's usage record goes: a `UsageLedger`
+            (`SQLiteLedger`, `MemoryLedger`, your own), False for none, or
+            None for the ``[ledger]`` table's choice (by default a
+            `SQLiteLedger` at ``<home>/usage.sqlite3``, opened on the first
+            record).
 
     Raises:
         ConfigError: when the configuration is invalid.
@@ -112,6 +126,7 @@ class Palyra(Calls):
         resolver: Resolver | None = None,
         secrets: SecretStore | None = None,
         home: str | Path | None = None,
+        ledger: UsageLedger | bool | None = None,
     ) -> None:
         self.config = _load_config(config)
         self._caller = NOBODY
@@ -127,8 +142,9 @@ class Palyra(Calls):
         self._sync = SyncDriver(transport, guard, sleep or time.sleep, later)
         self._async = AsyncDriver(async_transport, guard, async_sleep, later)
         clock = clock or time.monotonic
+        home_dir = default_home(home)
         book = book_for(
-            default_home(home), secrets or KeyringSecretStore(), _new_book
+            home_dir, secrets or KeyringSecretStore(), _new_book
         )  # no I/O: the file and the vault are read on first use
         profiles = ProfileCredentials(book, lambda exc: classify(exc).cls.value)
         if credentials is None:
@@ -147,6 +163,14 @@ class Palyra(Calls):
             health,
             clock,
         )
+        prices = PriceBook(self.config)  # the price table file is read on first use
+        self._ledger = LedgerSlot(ledger, self.config.ledger, lambda: home_dir)
+        Governance(Meter(prices), self._ledger, None, book.owner).install(
+            self._pipeline.hooks
+        )
+        self.usage = UsageService(self._ledger, prices, self._upstream_of)
+        """What calls used and cost: records, totals, runs and the ledger's
+        health (`palyra._governance.UsageService`)."""
         sync_sleep = sleep or time.sleep
         send, asend = _exchanges(self._sync, self._async)
         self.auth = Auth(self.config, book, send, asend, sync_sleep, async_sleep)
@@ -225,15 +249,30 @@ class Palyra(Calls):
         adapter = cast("DeterministicAdapter", self._adapters.for_kind("deterministic"))
         return adapter.backend(ids[0])
 
+    def _upstream_of(self, provider: str, model: str) -> tuple[str, str]:
+        """The kind of ``provider`` and the upstream name of ``model``, for
+        pricing a ledger record (what is gone from the config prices as is)."""
+        found = self._registry.providers.get(provider)
+        kind = found.kind if found is not None else ""
+        entry = next(
+            (m for m in self.config.models if m.id == model and m.provider == provider),
+            None,
+        )
+        upstream = (entry.upstream_model or entry.id) if entry is not None else model
+        return kind, upstream
+
     # -- lifecycle ---------------------------------------------------------
 
     def close(self) -> None:
-        """Close the sync HTTP connections (the async ones need `aclose`)."""
+        """Close the sync HTTP connections (the async ones need `aclose`) and
+        the ledger's (it reopens if the client is used again)."""
         self._sync.close()
+        self._ledger.close()
 
     async def aclose(self) -> None:
-        """Close every HTTP connection, sync and async."""
+        """Close every HTTP connection, sync and async, and the ledger's."""
         self._sync.close()
+        self._ledger.close()
         await self._async.aclose()
 
     def __enter__(self) -> Palyra:

@@ -46,7 +46,7 @@ def test_annotations_resolve_in_the_public_namespace() -> None:
     done = subprocess.run(
         [sys.executable, "-c", code], capture_output=True, text=True, check=True
     )
-    assert done.stdout.strip() == "['agent', 'attempts', 'latency_ms']"
+    assert done.stdout.strip() == "['agent', 'attempts', 'cost']"
 
 
 def test_the_sources_map_matches_the_typing_imports() -> None:

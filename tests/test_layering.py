@@ -33,7 +33,10 @@ LAYERS: list[tuple[str, list[str]]] = [
         ["estimate", "encodings", "budget", "images", "rules", "counter", "__init__"],
     ),
     ("wire", ["_usage", "_wire"]),
-    ("_config", ["base", "oauth", "providers", "models", "governance", "root", "__init__"]),
+    (
+        "_config",
+        ["base", "oauth", "providers", "models", "governance", "root", "__init__"],
+    ),
     ("registry", ["_checks", "_request", "_registry", "_credentials"]),
     (
         "_providers",
@@ -111,10 +114,13 @@ LAYERS: list[tuple[str, list[str]]] = [
             "sqlite_schema",
             "sqlite_query",
             "sqlite_ledger",
+            "prices",
+            "metering",
+            "service",
             "__init__",
         ],
     ),
-    ("client", ["_calls", "_client"]),
+    ("client", ["_calls", "_metering", "_client"]),
     ("surface", ["testing", "__init__"]),
 ]
 PACKAGES = {name for name, _ in LAYERS if name.startswith("_")}

@@ -17,6 +17,7 @@ from typing import Any, Literal
 from .._exceptions import InvalidRequestError, PalyraError
 from .._registry import ResolvedModel
 from .._tokens import TokenEstimate
+from .._usage import Cost, NormalizedUsage
 from .._utils import shown
 from .._wire import Attempt, PalyraInfo
 
@@ -170,6 +171,12 @@ class CallContext:
     failed: bool = False  # the call-level failure hooks have run
     requested: ResolvedModel | None = None
     usage_estimated: bool = False  # the upstream reported none: counted locally
+    # Filled in by governance's hooks: what the call used and cost (for
+    # ``reply.palyra``), and its own per-call state (the candidate being
+    # tried and its budget reservation), which the core never reads.
+    usage: NormalizedUsage | None = None
+    cost: Cost | None = None
+    governance: Any = None
 
     def info(self) -> PalyraInfo:
         """The ``palyra`` field of the result."""
@@ -183,6 +190,8 @@ class CallContext:
             latency_ms=self.elapsed_ms(),
             token_estimate=self.estimate,
             usage_estimated=self.usage_estimated,
+            usage=self.usage,
+            cost=self.cost,
             **self.caller.info_fields(),
         )
 

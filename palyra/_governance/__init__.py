@@ -14,12 +14,19 @@ Never the core's internals nor another subsystem.
 Exports to the rest of palyra: what is listed in ``__all__`` below.
 """
 
+from typing import TYPE_CHECKING
+
 from .default_prices import DEFAULT_PRICES, SNAPSHOT_DATE
 from .ledger import MemoryLedger, UsageLedger
+from .metering import LedgerSlot, Meter
+from .prices import PriceBook, load_price_file
 from .pricing import Cost, PriceEntry, PriceTable, cost_of, entry_from_config
 from .records import LedgerError, LedgerHealth, Totals, UsageRecord, new_record_id
-from .sqlite_ledger import SQLiteLedger
+from .service import UsageRun, UsageService
 from .usage import NormalizedUsage, from_anthropic, from_embeddings, from_openai
+
+if TYPE_CHECKING:
+    from .sqlite_ledger import SQLiteLedger
 
 __all__ = [
     "DEFAULT_PRICES",
@@ -27,18 +34,34 @@ __all__ = [
     "Cost",
     "LedgerError",
     "LedgerHealth",
+    "LedgerSlot",
     "MemoryLedger",
+    "Meter",
     "NormalizedUsage",
+    "PriceBook",
     "PriceEntry",
     "PriceTable",
     "SQLiteLedger",
     "Totals",
     "UsageLedger",
     "UsageRecord",
+    "UsageRun",
+    "UsageService",
     "cost_of",
     "entry_from_config",
     "from_anthropic",
     "from_embeddings",
     "from_openai",
+    "load_price_file",
     "new_record_id",
 ]
+
+
+def __getattr__(name: str) -> object:
+    # SQLiteLedger loads sqlite3: only when asked for (a client makes its
+    # default ledger on its first record), so `Palyra(...)` loads neither.
+    if name == "SQLiteLedger":
+        from .sqlite_ledger import SQLiteLedger
+
+        return SQLiteLedger
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

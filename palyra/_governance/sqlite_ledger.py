@@ -326,7 +326,11 @@ class SQLiteLedger:
         return self._writer
 
     def _connect(self) -> sqlite3.Connection:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        if not self.path.exists():
+            # Who called what, when, for how much: for the owner's eyes only
+            # (SQLite gives its -wal and -shm files the database's mode).
+            os.close(os.open(self.path, os.O_CREAT | os.O_WRONLY, 0o600))
         # isolation_level=None: autocommit, so one INSERT is one transaction
         # committed by execute(), and migrations say BEGIN themselves.
         conn = sqlite3.connect(

@@ -1,0 +1,180 @@
+"""``client.usage``: the ledger's records and totals, and its health.
+
+Every query has an async twin (``a`` prefix, same parameters) that runs the
+query in a worker thread, so an event loop never waits on SQLite.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, TypeVar
+
+from .._exceptions import InvalidRequestError
+from .._usage import Cost, NormalizedUsage, PriceEntry
+from .metering import LedgerSlot
+from .prices import PriceBook
+from .pricing import cost_of
+from .records import LedgerHealth, Totals, UsageRecord
+
+__all__ = ["UsageRun", "UsageService"]
+
+T = TypeVar("T")
+
+
+@dataclass(frozen=True, slots=True)
+class UsageRun:
+    """A usage record with the price in effect at its time.
+
+    Attributes:
+        record: The ledger's record.
+        price: The entry that prices the record's model at its
+            ``started_at``, by today's table; None when unpriced.
+        cost: The record's tokens at that price. It differs from
+            ``record.cost_total`` only if the table changed for that time
+            since the call was recorded.
+    """
+
+    record: UsageRecord
+    price: PriceEntry | None
+    cost: Cost
+
+
+class UsageService:
+    """What the client's calls used: ``client.usage``."""
+
+    def __init__(
+        self,
+        slot: LedgerSlot,
+        prices: PriceBook,
+        upstream_of: Callable[[str, str], tuple[str, str]],
+    ) -> None:
+        self._slot = slot
+        self._prices = prices
+        # (provider id, model id) -> (provider kind, upstream model name):
+        # what a price is looked up by.
+        self._upstream_of = upstream_of
+
+    def records(
+        self,
+        since: datetime | None = None,
+        until: datetime | None = None,
+        **filters: Any,
+    ) -> list[UsageRecord]:
+        """The records of calls started in ``[since, until)``, oldest first.
+
+        Args:
+            since, until: Aware datetimes; None leaves that end open.
+            **filters: ``provider``, ``model``, ``agent``, ``session``,
+                ``principal``, ``auth_profile``, ``status``, ``tag=("k", "v")``
+                or ``tags={"k": "v"}``.
+
+        Raises:
+            InvalidRequestError: a bad filter or time, named.
+            LedgerError: the ledger cannot be read, or there is none.
+        """
+        ledger = self._slot.required()
+        return _checked(lambda: ledger.records(since, until, **filters))
+
+    def totals(
+        self,
+        by: str | tuple[str, ...] = "model",
+        since: datetime | None = None,
+        until: datetime | None = None,
+        tz: str = "UTC",
+        **filters: Any,
+    ) -> list[Totals]:
+        """Sums of tokens and cost per group, sorted by group.
+
+        Args:
+            by: ``model``, ``provider``, ``agent``, ``session``,
+                ``principal``, ``profile``, ``status``, ``currency``,
+                ``tag:<key>`` or ``day`` (the date in ``tz``), or a tuple.
+            tz: The IANA zone days are counted in.
+            **filters: as for `records`.
+
+        Raises:
+            InvalidRequestError: a bad key, zone, filter or time, named.
+            LedgerError: the ledger cannot be read, or there is none.
+        """
+        if by == "tag" or (isinstance(by, tuple) and "tag" in by):
+            raise InvalidRequestError(
+                "by: group by one tag's values with 'tag:<key>', e.g. 'tag:team'"
+            )
+        ledger = self._slot.required()
+        return _checked(lambda: ledger.totals(by, since, until, tz, **filters))
+
+    def runs(
+        self,
+        since: datetime | None = None,
+        until: datetime | None = None,
+        **filters: Any,
+    ) -> list[UsageRun]:
+        """`records`, each with the price in effect at its own time."""
+        return [self._run(rec) for rec in self.records(since, until, **filters)]
+
+    def health(self) -> LedgerHealth:
+        """Whether records are being kept: the path, the last failure, counts."""
+        return self._slot.health()
+
+    async def arecords(
+        self,
+        since: datetime | None = None,
+        until: datetime | None = None,
+        **filters: Any,
+    ) -> list[UsageRecord]:
+        """Async `records`."""
+        return await _threaded(lambda: self.records(since, until, **filters))
+
+    async def atotals(
+        self,
+        by: str | tuple[str, ...] = "model",
+        since: datetime | None = None,
+        until: datetime | None = None,
+        tz: str = "UTC",
+        **filters: Any,
+    ) -> list[Totals]:
+        """Async `totals`."""
+        return await _threaded(lambda: self.totals(by, since, until, tz, **filters))
+
+    async def aruns(
+        self,
+        since: datetime | None = None,
+        until: datetime | None = None,
+        **filters: Any,
+    ) -> list[UsageRun]:
+        """Async `runs`."""
+        return await _threaded(lambda: self.runs(since, until, **filters))
+
+    async def ahealth(self) -> LedgerHealth:
+        """Async `health`."""
+        return self.health()
+
+    def _run(self, rec: UsageRecord) -> UsageRun:
+        kind, upstream = self._upstream_of(rec.provider, rec.model)
+        price = self._prices.entry(rec.provider, kind, upstream, rec.started_at)
+        usage = NormalizedUsage(
+            input_uncached=rec.input_uncached,
+            cache_read=rec.cache_read,
+            cache_write=rec.cache_write,
+            output=rec.output,
+            reasoning=min(rec.reasoning, rec.output),
+            estimated=rec.estimated,
+        )
+        return UsageRun(record=rec, price=price, cost=cost_of(usage, price))
+
+
+def _checked(query: Callable[[], T]) -> T:
+    try:
+        return query()
+    except ValueError as exc:
+        # The ledgers refuse bad keys, zones, filters and naive times with
+        # ValueError; the caller gets palyra's typed error with that text.
+        raise InvalidRequestError(str(exc)) from None
+
+
+async def _threaded(work: Callable[[], T]) -> T:
+    import asyncio  # the app's loop has loaded it already
+
+    return await asyncio.to_thread(work)
