@@ -69,6 +69,7 @@ def test_golden_response_with_cache_reads_and_writes() -> None:
             "prompt_tokens_details": {
                 "cached_tokens": 1000,
                 "cache_write_tokens": 250,
+                "cache_write_1h_tokens": None,
                 "audio_tokens": None,
             },
             "completion_tokens_details": None,
