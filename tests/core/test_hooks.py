@@ -199,7 +199,8 @@ async def test_a_stream_closed_early(client: palyra.Palyra, driver: str) -> None
     # Billed all the same: the prompt and the text seen, estimated.
     [(_, model, complete, usage)] = seen.events[2:]
     assert (model, complete) == ("m1", False)
-    assert usage is not None and usage > 0
+    assert usage is not None
+    assert usage > 0
     assert stream.palyra.usage_estimated is True
     seen.assert_balanced()
 
