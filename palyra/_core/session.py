@@ -41,7 +41,7 @@ class StreamReport(Protocol):
         self, completion: ChatCompletion | None, usage: CompletionUsage | None
     ) -> None:
         """The stream finished (``completion``), or its reader stopped early
-        (None, with the usage seen so far)."""
+        (None, with the usage estimated from what was seen)."""
 
     def failed(
         self, error: APIError, usage: CompletionUsage | None, *, upstream_fault: bool
