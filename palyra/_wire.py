@@ -136,10 +136,18 @@ class Choice(_Wire):
 
 
 class PromptTokensDetails(_Wire):
-    """Breakdown of prompt tokens; cached tokens are part of ``prompt_tokens``."""
+    """Breakdown of prompt tokens; cached tokens are part of ``prompt_tokens``.
+
+    ``cache_write_1h_tokens`` is a palyra extension, not OpenAI's: the part of
+    ``cache_write_tokens`` written with a 1-hour lifetime (Anthropic's
+    ``cache_creation.ephemeral_1h_input_tokens``, priced higher than the
+    5-minute writes, which are the rest). None when the upstream gave no
+    consistent split.
+    """
 
     cached_tokens: int | None = None
     cache_write_tokens: int | None = None
+    cache_write_1h_tokens: int | None = None
     audio_tokens: int | None = None
 
 

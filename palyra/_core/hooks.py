@@ -80,8 +80,9 @@ class Completion:
     Attributes:
         candidate: The candidate that served.
         result: The parsed answer; None for a stream closed before its end.
-        usage: The answer's token usage (for a stream closed early, what the
-            upstream had reported by then), or None when none was reported.
+        usage: The answer's token usage (for a stream closed early, estimated
+            from what was seen unless the upstream's full report had arrived;
+            ``ctx.usage_estimated`` says which), or None when there is none.
         latency_ms: Milliseconds from the start of the call.
     """
 
@@ -100,7 +101,8 @@ class Completion:
 class Failed:
     """A candidate that did not serve, or (``candidate`` None) the whole call.
 
-    ``usage`` is what a stream that broke mid-way had reported, if anything.
+    ``usage`` is, for a stream that broke mid-way, its usage estimated from
+    what was seen (unless the upstream's full report had arrived).
     """
 
     candidate: Candidate | None

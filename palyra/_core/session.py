@@ -41,7 +41,7 @@ class StreamReport(Protocol):
         self, completion: ChatCompletion | None, usage: CompletionUsage | None
     ) -> None:
         """The stream finished (``completion``), or its reader stopped early
-        (None, with the usage seen so far)."""
+        (None, with the usage estimated from what was seen)."""
 
     def failed(
         self, error: APIError, usage: CompletionUsage | None, *, upstream_fault: bool
@@ -62,8 +62,8 @@ class StreamSession:
         request_id: The upstream's request id, from the response headers.
         first_within: Seconds left in the call: the first chunk must come
             within them too (None: no deadline).
-        usage_for: Counts the usage of a finished answer whose upstream
-            reported none.
+        usage_for: Counts the usage of an answer whose upstream reported
+            none (a finished one, or the part a cut or closed stream showed).
     """
 
     __slots__ = (
@@ -256,7 +256,8 @@ class StreamSession:
         nothing wrong."""
         report, self._report = self._report, None
         if report is not None:
-            report.ended(None, self._parser.usage)
+            report.ended(None, self._usage_so_far())
+            self.info = self._ctx.info()
 
     def interrupted(self, exc: Exception) -> APIError:
         """The typed error for a transport failure in the middle of the body."""
@@ -280,9 +281,41 @@ class StreamSession:
             error.request_id = self._request_id
         report, self._report = self._report, None
         if report is not None:
-            report.failed(error, self._parser.usage, upstream_fault=upstream_fault)
+            usage = self._usage_so_far()
+            report.failed(error, usage, upstream_fault=upstream_fault)
             self.info = self._ctx.info()
         return error
+
+    def _usage_so_far(self) -> CompletionUsage | None:
+        """The usage of a stream that ended before its end: the upstream's
+        full report if one arrived, else an estimate from what was seen.
+
+        Governance bills and records these calls too, and the upstream charged
+        for the prompt and every token it sent, so None or ``message_start``'s
+        few output tokens would undercount: the prompt is the upstream's count
+        (else the pre-call estimate), the output the larger of the upstream's
+        count so far and the seen text counted locally; flagged estimated.
+        """
+        parser = self._parser
+        try:
+            partial = parser.partial()
+            reported = parser.usage
+        except Exception:  # a broken parser must not hide the stream's error
+            return None
+        if partial.usage is not None or self._usage_for is None:
+            return partial.usage if partial.usage is not None else reported
+        counted = self._usage_for(self._ctx, partial)  # flags ctx.usage_estimated
+        if reported is None:
+            return counted
+        prompt = reported.prompt_tokens or counted.prompt_tokens
+        output = max(reported.completion_tokens, counted.completion_tokens)
+        return reported.model_copy(
+            update={
+                "prompt_tokens": prompt,
+                "completion_tokens": output,
+                "total_tokens": prompt + output,
+            }
+        )
 
 
 def check_json_answer(target: Target, completion: ChatCompletion) -> None:

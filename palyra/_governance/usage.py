@@ -15,8 +15,11 @@ already turns Anthropic usage into OpenAI semantics: ``prompt_tokens`` is
 reads and ``cache_write_tokens`` the writes. So `from_openai` subtracts both
 details from ``prompt_tokens``, which is right for OpenAI (that sends no
 ``cache_write_tokens``), for OpenAI-compatible servers that report writes
-inside the prompt count, and for that adapter. The adapter does not carry the
-5 min / 1 h split of cache writes; `from_anthropic` keeps it when given one.
+inside the prompt count, and for that adapter. The adapter also carries the
+5 min / 1 h split of Anthropic's cache writes, as the palyra extension
+``prompt_tokens_details.cache_write_1h_tokens`` (the rest of the writes are
+5 min ones), and `from_openai` keeps it; `from_anthropic` keeps it from
+Anthropic's native counts.
 """
 
 from __future__ import annotations
@@ -36,6 +39,10 @@ def from_openai(usage: CompletionUsage, *, estimated: bool = False) -> Normalize
     whose details exceed its totals is clamped rather than trusted: the
     uncached input never goes below zero and reasoning never above output,
     because a negative or doubled count would misprice the call.
+
+    ``cache_write_1h_tokens`` (palyra's Anthropic adapter) splits the writes:
+    those are the 1 hour ones and the rest the 5 minute ones. A split larger
+    than the writes is dropped, and the writes priced as of unknown lifetime.
     """
     prompt = usage.prompt_tokens
     details = usage.prompt_tokens_details
@@ -45,6 +52,12 @@ def from_openai(usage: CompletionUsage, *, estimated: bool = False) -> Normalize
     # prompt total (what is billed) and shrink the details into it.
     read = min(read, prompt)
     written = min(written, prompt - read)
+    hour = details.cache_write_1h_tokens if details else None
+    five = None
+    if hour is not None and 0 <= hour <= written:
+        five = written - hour
+    else:
+        hour = None
     output = usage.completion_tokens
     completion = usage.completion_tokens_details
     reasoning = (completion.reasoning_tokens or 0) if completion else 0
@@ -52,6 +65,8 @@ def from_openai(usage: CompletionUsage, *, estimated: bool = False) -> Normalize
         input_uncached=prompt - read - written,
         cache_read=read,
         cache_write=written,
+        cache_write_5m=five,
+        cache_write_1h=hour,
         output=output,
         reasoning=min(reasoning, output),
         estimated=estimated,

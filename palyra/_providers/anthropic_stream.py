@@ -63,6 +63,11 @@ class Malformed(ValueError):
 def usage_from(usage: Any) -> dict[str, Any]:
     """OpenAI usage: prompt tokens include cache reads and writes.
 
+    ``cache_creation``'s 1-hour writes become ``cache_write_1h_tokens`` (a
+    palyra extension) when its two counts add up to the writes; an odd or
+    malformed split is dropped rather than raised on: the aggregate is what
+    Anthropic bills.
+
     Raises:
         Malformed: a count is not a non-negative whole number.
     """
@@ -73,15 +78,29 @@ def usage_from(usage: Any) -> dict[str, Any]:
     written = _count(usage, "cache_creation_input_tokens")
     output = _count(usage, "output_tokens")
     prompt = uncached + read + written
+    details: dict[str, Any] = {"cached_tokens": read, "cache_write_tokens": written}
+    hour = _hour_writes(usage.get("cache_creation"), written)
+    if hour is not None:
+        details["cache_write_1h_tokens"] = hour
     return {
         "prompt_tokens": prompt,
         "completion_tokens": output,
         "total_tokens": prompt + output,
-        "prompt_tokens_details": {
-            "cached_tokens": read,
-            "cache_write_tokens": written,
-        },
+        "prompt_tokens_details": details,
     }
+
+
+def _hour_writes(split: Any, written: int) -> int | None:
+    """The 1-hour writes of ``cache_creation``, when its counts are whole and
+    add up to ``written``; else None (the split only refines the price)."""
+    if not isinstance(split, dict):
+        return None
+    try:
+        five = _count(split, "ephemeral_5m_input_tokens")
+        hour = _count(split, "ephemeral_1h_input_tokens")
+    except Malformed:
+        return None
+    return hour if five + hour == written else None
 
 
 def _count(usage: dict[str, Any], name: str) -> int:
@@ -292,6 +311,15 @@ class AnthropicStreamParser(SSEChunkParser):
             return CompletionUsage.model_validate(usage_from(self._state.usage))
         except Malformed:
             return None  # the stream fails on it at message_stop
+
+    def partial(self) -> ChatCompletion:
+        """The answer so far. Its usage is set once the ``message_delta`` with
+        the stop reason came: that one carries the final counts, so a stream
+        cut after it (before ``message_stop``) is billed as reported."""
+        completion = self.accumulator.completion()
+        if completion.usage is None and self._state.stop_reason is not None:
+            completion.usage = self.usage
+        return completion
 
     def close(self) -> ChatCompletion:
         """End of body: the assembled answer, or a typed error."""

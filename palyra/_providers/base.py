@@ -120,6 +120,11 @@ class StreamParser(Protocol):
     def close(self) -> ChatCompletion:
         """End of body: the assembled answer, or `StreamInterruptedError`."""
 
+    def partial(self) -> ChatCompletion:
+        """The answer the chunks so far add up to, for a stream that stopped
+        early; its ``usage`` is set only once the upstream's full usage
+        report has arrived."""
+
     @property
     def usage(self) -> CompletionUsage | None:
         """The token usage the upstream has reported so far, if any."""
@@ -214,6 +219,10 @@ class SSEChunkParser:
     def usage(self) -> CompletionUsage | None:
         """The token usage the upstream has reported so far, if any."""
         return self.accumulator.usage
+
+    def partial(self) -> ChatCompletion:
+        """The answer so far (usage once the upstream's usage chunk came)."""
+        return self.accumulator.completion()
 
     def flush(self) -> list[ChatCompletionChunk]:
         """Chunks completed only by the end of the body."""

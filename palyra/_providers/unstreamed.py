@@ -144,6 +144,10 @@ class WholeAnswer:
         """The answer the chunks add up to."""
         return self.accumulator.completion()
 
+    def partial(self) -> ChatCompletion:
+        """The answer so far: empty until the body is whole."""
+        return self.accumulator.completion()
+
     @property
     def usage(self) -> CompletionUsage | None:
         """The completion's usage, once the body is whole."""
@@ -234,6 +238,9 @@ class _Foreign:
 
     def close(self) -> ChatCompletion:
         return self._inner.close()
+
+    def partial(self) -> ChatCompletion:
+        return self._inner.partial()
 
     @property
     def usage(self) -> CompletionUsage | None:

@@ -196,7 +196,12 @@ async def test_a_stream_closed_early(client: palyra.Palyra, driver: str) -> None
     assert seen.events == [("route", "m1"), ("dispatch", "m1", 0)]
     await close(stream)
     await close(stream)  # a second close reports nothing more
-    assert seen.events[2:] == [("done", "m1", False, None)]
+    # Billed all the same: the prompt and the text seen, estimated.
+    [(_, model, complete, usage)] = seen.events[2:]
+    assert (model, complete) == ("m1", False)
+    assert usage is not None
+    assert usage > 0
+    assert stream.palyra.usage_estimated is True
     seen.assert_balanced()
 
 

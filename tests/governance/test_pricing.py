@@ -18,6 +18,7 @@ from palyra._governance.pricing import (
     entry_from_config,
 )
 from palyra._governance.usage import NormalizedUsage, from_anthropic, from_openai
+from palyra._providers.anthropic_stream import usage_from
 from palyra._wire import CompletionUsage
 
 D = Decimal
@@ -88,6 +89,37 @@ def test_anthropic_multipliers_match_the_published_cache_prices() -> None:
     assert a.output == D("15")
     assert a.total == D("34.05")
     _all_decimal(b)
+
+
+def test_anthropic_1h_write_through_the_adapter_worked_example() -> None:
+    # A Sonnet 4 answer's usage as Anthropic sends it ($3 input, $15 output:
+    # 5m writes 1.25x = $3.75, 1h writes 2x = $6, reads 0.1x = $0.30 per MTok),
+    # through the adapter's mapping and back to priced parts.
+    payload = {
+        "input_tokens": 2000,
+        "cache_read_input_tokens": 10000,
+        "cache_creation_input_tokens": 3000,
+        "cache_creation": {
+            "ephemeral_5m_input_tokens": 1000,
+            "ephemeral_1h_input_tokens": 2000,
+        },
+        "output_tokens": 500,
+    }
+    usage = CompletionUsage.model_validate(usage_from(payload))
+    entry = _entry("s", provider_kind="anthropic", input=D("3"), output=D("15"))
+    cost = cost_of(from_openai(usage), entry)
+    assert cost.input == D("0.006")
+    assert cost.cache_read == D("0.003")
+    assert cost.cache_write == D("0.01575")  # 1000 x 3.75 + 2000 x 6, per MTok
+    assert cost.output == D("0.0075")
+    assert cost.total == D("0.03225")
+    # Without the split every write would be priced as a 5m one: less.
+    del payload["cache_creation"]
+    unsplit = cost_of(
+        from_openai(CompletionUsage.model_validate(usage_from(payload))), entry
+    )
+    assert unsplit.cache_write == D("0.01125")
+    _all_decimal(cost)
 
 
 @pytest.mark.parametrize(

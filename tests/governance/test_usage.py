@@ -155,3 +155,93 @@ def test_usage_is_frozen() -> None:
     usage = NormalizedUsage(output=1)
     with pytest.raises(ValidationError):
         usage.output = 2  # type: ignore[misc]
+
+
+# -- Anthropic's 1 hour cache writes through the adapter --------------------------
+
+SPLIT = {"ephemeral_5m_input_tokens": 100, "ephemeral_1h_input_tokens": 200}
+
+
+def _anthropic(**fields: object) -> dict[str, object]:
+    return {"input_tokens": 10, "cache_creation_input_tokens": 300, **fields}
+
+
+def test_usage_from_carries_a_consistent_1h_split() -> None:
+    got = usage_from(_anthropic(output_tokens=5, cache_creation=SPLIT))
+    assert got["prompt_tokens"] == 310
+    assert got["prompt_tokens_details"] == {
+        "cached_tokens": 0,
+        "cache_write_tokens": 300,
+        "cache_write_1h_tokens": 200,
+    }
+
+
+@pytest.mark.parametrize(
+    "split",
+    [
+        pytest.param(None, id="absent"),
+        pytest.param({"ephemeral_5m_input_tokens": 100}, id="one-part"),
+        pytest.param(
+            {"ephemeral_5m_input_tokens": 50, "ephemeral_1h_input_tokens": 200},
+            id="disagrees",
+        ),
+        pytest.param(
+            {"ephemeral_5m_input_tokens": 100, "ephemeral_1h_input_tokens": "200"},
+            id="string",
+        ),
+        pytest.param(
+            {"ephemeral_5m_input_tokens": 400, "ephemeral_1h_input_tokens": -100},
+            id="negative",
+        ),
+        pytest.param(
+            {"ephemeral_5m_input_tokens": 99.5, "ephemeral_1h_input_tokens": 200.5},
+            id="fractional",
+        ),
+        pytest.param(
+            {"ephemeral_5m_input_tokens": True, "ephemeral_1h_input_tokens": 299},
+            id="bool",
+        ),
+        pytest.param([100, 200], id="not-an-object"),
+    ],
+)
+def test_usage_from_drops_an_odd_split_without_raising(split: object) -> None:
+    fields = {} if split is None else {"cache_creation": split}
+    got = usage_from(_anthropic(**fields))
+    assert got["prompt_tokens_details"]["cache_write_tokens"] == 300
+    assert "cache_write_1h_tokens" not in got["prompt_tokens_details"]
+    normalized = from_openai(CompletionUsage.model_validate(got))
+    assert (normalized.cache_write_5m, normalized.cache_write_1h) == (None, None)
+    assert normalized.cache_write == 300
+
+
+def test_usage_from_still_names_a_malformed_aggregate() -> None:
+    with pytest.raises(ValueError, match=r"usage\.cache_creation_input_tokens"):
+        usage_from({"cache_creation_input_tokens": "300", "cache_creation": SPLIT})
+
+
+def test_from_openai_splits_the_1h_writes() -> None:
+    usage = CompletionUsage.model_validate(usage_from(_anthropic(cache_creation=SPLIT)))
+    normalized = from_openai(usage)
+    assert normalized.cache_write == 300
+    assert (normalized.cache_write_5m, normalized.cache_write_1h) == (100, 200)
+    assert normalized == from_anthropic(
+        10, 0, 300, cache_creation_5m=100, cache_creation_1h=200
+    )
+
+
+@pytest.mark.parametrize("hour", [0, 300])
+def test_from_openai_split_at_the_edges(hour: int) -> None:
+    usage = _openai(310, 0, written=300)
+    assert usage.prompt_tokens_details is not None
+    usage.prompt_tokens_details.cache_write_1h_tokens = hour
+    normalized = from_openai(usage)
+    assert (normalized.cache_write_5m, normalized.cache_write_1h) == (300 - hour, hour)
+
+
+def test_from_openai_drops_a_split_larger_than_the_writes() -> None:
+    usage = _openai(310, 0, written=300)
+    assert usage.prompt_tokens_details is not None
+    usage.prompt_tokens_details.cache_write_1h_tokens = 301
+    normalized = from_openai(usage)
+    assert (normalized.cache_write_5m, normalized.cache_write_1h) == (None, None)
+    assert normalized.cache_write == 300

@@ -12,6 +12,7 @@ import httpx
 import pytest
 
 import palyra
+from palyra._governance.usage import from_openai
 from tests.conftest import FAKE_KEY
 from tests.providers.anthropic_fixtures import (
     KEY,
@@ -69,6 +70,7 @@ def test_golden_response_with_cache_reads_and_writes() -> None:
             "prompt_tokens_details": {
                 "cached_tokens": 1000,
                 "cache_write_tokens": 250,
+                "cache_write_1h_tokens": None,
                 "audio_tokens": None,
             },
             "completion_tokens_details": None,
@@ -443,3 +445,29 @@ def test_non_json_2xx_body_leaves_no_key_in_the_exception_chain() -> None:
         assert FAKE_KEY not in repr(getattr(seen, "__dict__", {}))
         assert FAKE_KEY not in str(getattr(seen, "doc", ""))
         seen = seen.__cause__ or seen.__context__
+
+
+def test_1h_cache_writes_are_carried_and_split() -> None:
+    """Anthropic's ``cache_creation`` split survives the adapter, so governance
+    prices the 1 hour writes at their own rate."""
+    split = {"ephemeral_5m_input_tokens": 50, "ephemeral_1h_input_tokens": 200}
+    usage = {
+        "input_tokens": 12,
+        "cache_creation_input_tokens": 250,
+        "cache_creation": split,
+        "output_tokens": 7,
+    }
+    completion = answer(message(usage=usage))
+    assert completion.usage is not None
+    details = completion.usage.prompt_tokens_details
+    assert details is not None
+    assert (details.cache_write_tokens, details.cache_write_1h_tokens) == (250, 200)
+    normalized = from_openai(completion.usage)
+    assert (normalized.cache_write_5m, normalized.cache_write_1h) == (50, 200)
+    # A split that does not add up is dropped, not raised on.
+    odd = {**usage, "cache_creation": {**split, "ephemeral_1h_input_tokens": 9}}
+    completion = answer(message(usage=odd))
+    assert completion.usage is not None
+    assert completion.usage.prompt_tokens_details is not None
+    assert completion.usage.prompt_tokens_details.cache_write_1h_tokens is None
+    assert completion.usage.prompt_tokens_details.cache_write_tokens == 250
