@@ -95,7 +95,12 @@ class Governance:
     def dispatching(
         self, ctx: CallContext, candidate: Candidate, request: httpx.Request
     ) -> None:
-        """Reserve the candidate's worst case (raises `BudgetExceededError`)."""
+        """Reserve the candidate's worst case (raises `BudgetExceededError`).
+
+        The price table is read here, on the first call that needs it: a bad
+        table file fails that call before anything is sent (`ConfigError`).
+        """
+        self.meter.prices.table()
         budgets = self.budgets
         reservation = None
         if budgets is not None and budgets.active:

@@ -168,9 +168,9 @@ class UsageService:
 def _checked(query: Callable[[], T]) -> T:
     try:
         return query()
-    except ValueError as exc:
+    except (ValueError, TypeError) as exc:
         # The ledgers refuse bad keys, zones, filters and naive times with
-        # ValueError; the caller gets palyra's typed error with that text.
+        # ValueError or TypeError; the caller gets palyra's typed error.
         raise InvalidRequestError(str(exc)) from None
 
 
