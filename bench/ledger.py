@@ -3,7 +3,7 @@
 Issue 11's targets: ``totals(by="day")`` over 100k records in at most 50 ms,
 and at least 5,000 durable records per second from 8 threads. Both on a
 `SQLiteLedger` in a temporary directory (on disk, WAL, ``synchronous=NORMAL``).
-Not yet part of ``bench/run.py``.
+Part of ``bench/run.py`` (``--only ledger``).
 """
 
 from __future__ import annotations
@@ -19,6 +19,7 @@ import time
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
@@ -94,6 +95,41 @@ def threaded_writes(path: Path, threads: int, each: int) -> float:
     assert len(ledger.records()) == threads * each + 1
     ledger.close()
     return threads * each / elapsed
+
+
+def run(quick: bool) -> dict[str, Any]:
+    """For ``bench/run.py``: measure, print, return the JSON section."""
+    records, writes = (20_000, 300) if quick else (100_000, 1000)
+    random.seed(11)
+    print(
+        f"\n== ledger: totals(by='day') over {records:,} records; durable writes"
+        f" from 8 threads x {writes} records =="
+    )
+    workdir = Path(tempfile.mkdtemp(prefix="palyra-bench-ledger-"))
+    try:
+        times = sorted(totals_by_day(workdir / "q.sqlite3", records, 10))
+        rate = threaded_writes(workdir / "w.sqlite3", 8, writes)
+    finally:
+        shutil.rmtree(workdir, ignore_errors=True)
+    median, worst = times[len(times) // 2], times[-1]
+    ok_q = "PASS" if median <= TOTALS_TARGET_MS else "FAIL"
+    ok_w = "PASS" if rate >= WRITES_TARGET else "FAIL"
+    print(
+        f"totals(by='day') over {records:,} records: median {median:.1f} ms,"
+        f" worst {worst:.1f} ms (target <= {TOTALS_TARGET_MS:.0f} ms) {ok_q}"
+    )
+    print(
+        f"durable writes from 8 threads: {rate:,.0f} records/s"
+        f" (target >= {WRITES_TARGET:,.0f}) {ok_w}"
+    )
+    return {
+        "records": records,
+        "totals_by_day_median_ms": median,
+        "totals_by_day_worst_ms": worst,
+        "totals_verdict": ok_q,
+        "writes_per_second_8_threads": rate,
+        "writes_verdict": ok_w,
+    }
 
 
 def main(argv: list[str] | None = None) -> int:
