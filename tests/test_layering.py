@@ -33,7 +33,10 @@ LAYERS: list[tuple[str, list[str]]] = [
         ["estimate", "encodings", "budget", "images", "rules", "counter", "__init__"],
     ),
     ("wire", ["_wire"]),
-    ("_config", ["base", "oauth", "providers", "models", "root", "__init__"]),
+    (
+        "_config",
+        ["base", "oauth", "providers", "models", "budgets", "root", "__init__"],
+    ),
     ("registry", ["_checks", "_request", "_registry", "_credentials"]),
     (
         "_providers",
@@ -111,6 +114,10 @@ LAYERS: list[tuple[str, list[str]]] = [
             "sqlite_schema",
             "sqlite_query",
             "sqlite_ledger",
+            "windows",
+            "budget_policy",
+            "budget_state",
+            "budgets",
             "__init__",
         ],
     ),

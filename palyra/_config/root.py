@@ -13,6 +13,7 @@ from pydantic import Field, field_validator, model_validator
 
 from .._exceptions import ConfigError
 from .base import ConfigModel, CrossFieldError, PositiveSeconds, unknown_keys
+from .budgets import BudgetConfig
 from .models import ModelEntry
 from .providers import ProviderConfig
 
@@ -161,6 +162,7 @@ class PalyraConfig(ConfigModel):
     resilience: ResilienceConfig = Field(default_factory=ResilienceConfig)
     limits: LimitsConfig = Field(default_factory=LimitsConfig)
     auth: AuthConfig = Field(default_factory=AuthConfig)
+    budgets: tuple[BudgetConfig, ...] = ()
 
     @model_validator(mode="before")
     @classmethod
@@ -258,6 +260,11 @@ def _registry_errors(config: PalyraConfig) -> list[tuple[str, str]]:
                 errors.append((where, f"{name!r} is already used by another model"))
             names[name] = model
     errors.extend(_fallback_errors(config, names))
+    budgets: set[str] = set()
+    for i, budget in enumerate(config.budgets):
+        if budget.id in budgets:
+            errors.append((f"budgets[{i}].id", f"duplicate budget id {budget.id!r}"))
+        budgets.add(budget.id)
     for role in ("chat", "embeddings", "audio_transcription"):
         wanted = getattr(config.defaults, role)
         if wanted is None:

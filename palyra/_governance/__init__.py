@@ -14,27 +14,37 @@ Never the core's internals nor another subsystem.
 Exports to the rest of palyra: what is listed in ``__all__`` below.
 """
 
+from .budget_policy import BudgetAlert, BudgetPolicy, BudgetStatus, Party
+from .budgets import Budgets, Reservation
 from .default_prices import DEFAULT_PRICES, SNAPSHOT_DATE
 from .ledger import MemoryLedger, UsageLedger
 from .pricing import Cost, PriceEntry, PriceTable, cost_of, entry_from_config
 from .records import LedgerError, LedgerHealth, Totals, UsageRecord, new_record_id
 from .sqlite_ledger import SQLiteLedger
 from .usage import NormalizedUsage, from_anthropic, from_embeddings, from_openai
+from .windows import Window
 
 __all__ = [
     "DEFAULT_PRICES",
     "SNAPSHOT_DATE",
+    "BudgetAlert",
+    "BudgetPolicy",
+    "BudgetStatus",
+    "Budgets",
     "Cost",
     "LedgerError",
     "LedgerHealth",
     "MemoryLedger",
     "NormalizedUsage",
+    "Party",
     "PriceEntry",
     "PriceTable",
+    "Reservation",
     "SQLiteLedger",
     "Totals",
     "UsageLedger",
     "UsageRecord",
+    "Window",
     "cost_of",
     "entry_from_config",
     "from_anthropic",

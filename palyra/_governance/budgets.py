@@ -1,0 +1,492 @@
+"""The budgets engine: reserve a call's worst case before it is sent, settle
+to the actual afterwards, release on failure (issue 11).
+
+Enforcement is atomic: a call reserves its worst case (prompt estimate plus
+its most output) against every budget that applies to it, all or nothing,
+under the per-scope locks taken in one fixed order (by policy id), so that
+N concurrent calls can never together pass a hard limit and two calls can
+never deadlock. Spent-to-date comes from the usage ledger the first time a
+window is needed (the ledger is the truth across restarts); from then on
+this process counts what it settles.
+
+Alerts: after a settle, each ``alert_at`` threshold the window's spending has
+reached is sent once per (budget, scope value, window) to ``on_alert`` (and
+logged as a warning), outside every lock. Spending loaded from the ledger
+counts: a window opened already past 80% sends its 50% and 80% alerts on its
+first settle. A rolling window re-arms a threshold when its spending ages
+back under it.
+
+The engine does no I/O but through the ``ledger`` callable; it builds no
+pydantic model on the reserve/settle/release path.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections import deque
+from collections.abc import Callable, Iterable, Mapping
+from datetime import UTC, datetime
+from decimal import Decimal
+from typing import Any
+
+from .._config import BudgetConfig
+from .._exceptions import (
+    BudgetExceededError,
+    ConfigError,
+    InvalidRequestError,
+    LedgerError,
+)
+from .budget_policy import BudgetAlert, BudgetPolicy, BudgetStatus, Party
+from .budget_state import ScopeState, load_spent
+from .ledger import UsageLedger
+from .pricing import Cost
+from .usage import NormalizedUsage
+
+__all__ = ["Budgets", "Reservation"]
+
+logger = logging.getLogger("palyra")
+_ZERO = Decimal(0)
+_SWEEP_AT = 1024  # states kept before idle states of past windows are dropped
+
+
+def _utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+class Reservation:
+    """What one call holds: an amount per (budget, scope value, window).
+
+    Opaque; give it back to `Budgets.settle` or `Budgets.release` (either,
+    once: a second settle or release is a no-op).
+    """
+
+    __slots__ = ("_closed", "_entries")
+
+    def __init__(self, entries: list[tuple[ScopeState, Decimal]]) -> None:
+        self._entries = entries
+        self._closed = False
+
+    def __repr__(self) -> str:
+        held = ", ".join(f"{s.policy.id}[{s.value}]={a}" for s, a in self._entries)
+        return f"Reservation({held}{', closed' if self._closed else ''})"
+
+
+class Budgets:
+    """Budget enforcement for one client; safe to share between threads.
+
+    Args:
+        policies: The budgets to enforce.
+        ledger: Returns the usage ledger to read spent-to-date from (None:
+            start every window at 0).
+        on_alert: Called with each `BudgetAlert`, outside any lock; what it
+            raises is logged and swallowed.
+        now: The clock (UTC-aware), for tests.
+    """
+
+    def __init__(
+        self,
+        policies: Iterable[BudgetPolicy] = (),
+        *,
+        ledger: Callable[[], UsageLedger | None] = lambda: None,
+        on_alert: Callable[[BudgetAlert], None] | None = None,
+        now: Callable[[], datetime] = _utc_now,
+    ) -> None:
+        self._lock = threading.Lock()  # guards _policies and _states' shape
+        self._policies: tuple[BudgetPolicy, ...] = ()  # sorted by id
+        self._states: dict[tuple[str, str], ScopeState] = {}
+        self._sweep_at = _SWEEP_AT
+        self._ledger = ledger
+        self._on_alert = on_alert
+        self._now = now
+        self._ledger_error: str | None = None
+        for policy in policies:
+            self.add(policy)
+
+    def __repr__(self) -> str:
+        return f"Budgets({[p.id for p in self._policies]})"
+
+    @property
+    def active(self) -> bool:
+        """Whether there is any budget at all."""
+        return bool(self._policies)
+
+    def add(
+        self, policy: BudgetPolicy | BudgetConfig | Mapping[str, Any]
+    ) -> BudgetPolicy:
+        """Enforce one more budget (a policy, a config, or its table).
+
+        Raises:
+            ConfigError: A bad table (paths ``budget.<field>``) or an id
+                already in use (``budget.id``).
+        """
+        made = _as_policy(policy)
+        with self._lock:
+            if any(p.id == made.id for p in self._policies):
+                raise ConfigError([("budget.id", f"duplicate budget id {made.id!r}")])
+            self._policies = tuple(sorted((*self._policies, made), key=_by_id))
+        return made
+
+    def remove(self, policy_id: str) -> None:
+        """Stop enforcing a budget; its reservations in flight settle harmlessly.
+
+        Raises:
+            InvalidRequestError: No budget has that id.
+        """
+        with self._lock:
+            kept = tuple(p for p in self._policies if p.id != policy_id)
+            if len(kept) == len(self._policies):
+                known = [p.id for p in self._policies]
+                raise InvalidRequestError(f"no budget {policy_id!r}; known: {known}")
+            self._policies = kept
+            for key in [k for k in self._states if k[0] == policy_id]:
+                del self._states[key]
+
+    def policies(self) -> list[BudgetPolicy]:
+        """The budgets enforced, by id."""
+        return list(self._policies)
+
+    def ledger_failed(self, error: str | None) -> None:
+        """The ledger's state after a write: its error text while failing
+        (budgets with ``on_ledger_error = "block"`` then refuse calls), None
+        once it works again."""
+        self._ledger_error = error
+
+    def reserve(
+        self,
+        party: Party,
+        usage: NormalizedUsage,
+        cost: Cost,
+        *,
+        provider: str,
+        model: str,
+    ) -> Reservation | None:
+        """Hold a call's worst case against every budget that applies to it.
+
+        ``usage`` is the worst case (prompt estimate plus the most output)
+        and ``cost`` its price for this candidate (``total`` None: unpriced).
+        Returns None when no budget applies.
+
+        Raises:
+            BudgetExceededError: A budget refuses the call; nothing is then
+                reserved anywhere.
+        """
+        policies = self._policies
+        if not policies:
+            return None
+        picked: list[tuple[ScopeState, Decimal]] = []
+        now: datetime | None = None
+        for policy in policies:
+            value = policy.scope_value(party)
+            if value is None:
+                continue
+            if now is None:
+                now = self._now()
+            where = (provider, model)
+            if self._ledger_error is not None and policy.on_ledger_error == "block":
+                raise self._refusal(
+                    policy, value, now, "ledger_unavailable", None, where
+                )
+            state = self._state(policy, value, now, where)
+            amount = policy.amount(usage, cost)
+            if amount is None:
+                raise self._refusal(policy, value, now, "unpriced", None, where)
+            picked.append((state, amount))
+        if not picked:
+            return None
+        assert now is not None
+        self._admit(picked, now, (provider, model))
+        return Reservation(picked)
+
+    def settle(
+        self, reservation: Reservation, usage: NormalizedUsage, cost: Cost
+    ) -> None:
+        """Replace a reservation by the call's actual ``usage`` and ``cost``, in
+        the windows it was made in, then send the alerts now due.
+
+        An actual the budget cannot price (an unpriced answer to a ``block``
+        budget) counts as the amount reserved.
+        """
+        now = self._now()
+        alerts: list[BudgetAlert] = []
+        for i, (state, held) in enumerate(reservation._entries):
+            actual = state.policy.amount(usage, cost)
+            with state.lock:
+                if i == 0:
+                    if reservation._closed:
+                        return
+                    reservation._closed = True
+                state.reserved -= held
+                state.in_flight -= 1
+                state.add(held if actual is None else actual, now)
+                due = state.due_alerts(now)
+                if due:
+                    alerts.extend(_alerts(state, due, now))
+        for alert in alerts:
+            self._send(alert)
+
+    def release(self, reservation: Reservation) -> None:
+        """Drop a reservation: the call was not made, or failed unbilled."""
+        for i, (state, held) in enumerate(reservation._entries):
+            with state.lock:
+                if i == 0:
+                    if reservation._closed:
+                        return
+                    reservation._closed = True
+                state.reserved -= held
+                state.in_flight -= 1
+
+    def status(self) -> list[BudgetStatus]:
+        """Where each budget stands, by policy id then scope value: global and
+        single-value budgets always (their window opened if need be),
+        per-value budgets for the values seen in their current windows.
+
+        Raises:
+            LedgerError: A budget that blocks on ledger errors could not
+                load its spent-to-date.
+        """
+        now = self._now()
+        found: list[BudgetStatus] = []
+        for policy in self._policies:
+            if policy.per_value:
+                with self._lock:
+                    states = [
+                        s
+                        for (pid, _), s in self._states.items()
+                        if pid == policy.id and s.covers(now)
+                    ]
+            else:
+                value = policy.value or "*"
+                states = [self._state(policy, value, now, None)]
+            for state in sorted(states, key=lambda s: s.value):
+                found.append(_status(state, now))
+        return found
+
+    # -- internals -----------------------------------------------------------
+
+    def _state(
+        self,
+        policy: BudgetPolicy,
+        value: str,
+        now: datetime,
+        where: tuple[str, str] | None,
+    ) -> ScopeState:
+        """The state of ``policy`` for ``value`` in the window holding ``now``,
+        opened (spent-to-date loaded from the ledger) the first time.
+
+        Raises:
+            BudgetExceededError: (with ``where``) the ledger cannot be read
+                and the policy blocks then; LedgerError without ``where``.
+        """
+        state = self._states.get((policy.id, value))
+        if state is not None and state.covers(now):
+            return state
+        start, end = (
+            policy.window.bounds(now) if policy.window.calendar else (None, None)
+        )
+        try:
+            spent, entries = load_spent(self._ledger(), policy, value, start, end, now)
+        except LedgerError as exc:
+            if policy.on_ledger_error == "block":
+                if where is None:
+                    raise
+                raise self._refusal(
+                    policy, value, now, "ledger_unavailable", None, where, str(exc)
+                ) from exc
+            logger.warning("budget %r starts at 0: %s", policy.id, exc)
+            spent = _ZERO
+            entries = deque() if policy.window.duration is not None else None
+        return self._install(ScopeState(policy, value, start, end, spent, entries), now)
+
+    def _install(self, new: ScopeState, now: datetime) -> ScopeState:
+        # The ledger was read outside the lock: another thread may have
+        # installed the same window meanwhile, and its state wins.
+        key = (new.policy.id, new.value)
+        with self._lock:
+            state = self._states.get(key)
+            if state is not None and state.covers(now):
+                return state
+            self._states[key] = new
+            if len(self._states) > self._sweep_at:
+                self._sweep(now)
+        return new
+
+    def _sweep(self, now: datetime) -> None:
+        """Forget idle states of past windows and empty rolling ones (under
+        ``_lock``); they are loaded again from the ledger if needed."""
+        for key, state in list(self._states.items()):
+            with state.lock:
+                stale = not state.covers(now) or (
+                    state.entries is not None and not state.spent_at(now)
+                )
+                if stale and state.idle():
+                    del self._states[key]
+        self._sweep_at = max(_SWEEP_AT, 2 * len(self._states))
+
+    def _admit(
+        self,
+        picked: list[tuple[ScopeState, Decimal]],
+        now: datetime,
+        where: tuple[str, str],
+    ) -> None:
+        """Reserve every amount, or none when one would pass its hard limit.
+        ``picked`` is in policy id order, so the locks are always taken in
+        one order."""
+        taken: list[threading.Lock] = []
+        try:
+            for state, _ in picked:
+                state.lock.acquire()
+                taken.append(state.lock)
+            for state, amount in picked:
+                hard = state.policy.hard_limit
+                if (
+                    hard is not None
+                    and state.spent_at(now) + state.reserved + amount > hard
+                ):
+                    raise _refused(state, now, "hard_limit", amount, where)
+            for state, amount in picked:
+                state.reserved += amount
+                state.in_flight += 1
+        finally:
+            for lock in reversed(taken):
+                lock.release()
+
+    def _refusal(
+        self,
+        policy: BudgetPolicy,
+        value: str,
+        now: datetime,
+        reason: str,
+        amount: Decimal | None,
+        where: tuple[str, str],
+        detail: str = "",
+    ) -> BudgetExceededError:
+        state = self._states.get((policy.id, value))
+        if state is None or not state.covers(now):
+            # No window open (the ledger could not be read): report it empty.
+            start, end = policy.window.bounds(now)
+            state = ScopeState(policy, value, start, end, _ZERO)
+        with state.lock:
+            return _refused(state, now, reason, amount, where, detail)
+
+    def _send(self, alert: BudgetAlert) -> None:
+        logger.warning(
+            "budget %r (%s %s=%s) passed %s%% of its limit %s: spent %s",
+            alert.policy,
+            alert.metric,
+            alert.scope,
+            alert.scope_value,
+            f"{(alert.threshold * 100).normalize():f}",
+            alert.limit,
+            alert.spent,
+        )
+        if self._on_alert is not None:
+            try:
+                self._on_alert(alert)
+            except Exception:  # a user callback must not break the call
+                logger.exception("budget alert callback failed for %r", alert.policy)
+
+
+def _by_id(policy: BudgetPolicy) -> str:
+    return policy.id
+
+
+def _as_policy(policy: BudgetPolicy | BudgetConfig | Mapping[str, Any]) -> BudgetPolicy:
+    if isinstance(policy, BudgetPolicy):
+        return policy
+    if isinstance(policy, BudgetConfig):
+        return BudgetPolicy.from_config(policy)
+    if not isinstance(policy, Mapping):
+        raise ConfigError([("budget", "must be a BudgetPolicy, BudgetConfig or table")])
+    try:
+        cfg = BudgetConfig(**{str(k): v for k, v in policy.items()})
+    except ConfigError as exc:
+        errors = [(f"budget.{p}" if p else "budget", m) for p, m in exc.errors]
+    else:
+        return BudgetPolicy.from_config(cfg)
+    raise ConfigError(errors)
+
+
+def _refused(
+    state: ScopeState,
+    now: datetime,
+    reason: str,
+    amount: Decimal | None,
+    where: tuple[str, str],
+    detail: str = "",
+) -> BudgetExceededError:
+    """The error refusing a call (``state.lock`` held)."""
+    policy = state.policy
+    return BudgetExceededError(
+        policy=policy.id,
+        metric=policy.metric,
+        scope=policy.scope,
+        scope_value=state.value,
+        window=policy.window.describe(),
+        spent=state.spent_at(now),
+        reserved=state.reserved,
+        requested=amount,
+        limit=policy.hard_limit,
+        resets_at=state.resets_at(),
+        reason=reason,
+        detail=detail,
+        tz=policy.window.tz,
+        provider=where[0],
+        model=where[1],
+    )
+
+
+def _alerts(state: ScopeState, due: list[Decimal], now: datetime) -> list[BudgetAlert]:
+    """The alerts of thresholds ``due`` (``state.lock`` held)."""
+    policy = state.policy
+    limit = policy.alert_limit
+    assert limit is not None
+    return [
+        BudgetAlert(
+            policy=policy.id,
+            metric=policy.metric,
+            scope=policy.scope,
+            scope_value=state.value,
+            threshold=fraction,
+            limit=limit,
+            spent=state.spent,
+            window_start=state.window_start(now),
+            resets_at=state.resets_at(),
+            at=now,
+        )
+        for fraction in due
+    ]
+
+
+def _status(state: ScopeState, now: datetime) -> BudgetStatus:
+    policy = state.policy
+    with state.lock:
+        spent, reserved, in_flight = (
+            state.spent_at(now),
+            state.reserved,
+            state.in_flight,
+        )
+        start, resets = state.window_start(now), state.resets_at()
+    hard, soft = policy.hard_limit, policy.soft_limit
+    remaining = None if hard is None else max(hard - spent - reserved, _ZERO)
+    level = "ok"
+    if hard is not None and spent >= hard:
+        level = "hard_limit"
+    elif soft is not None and spent >= soft:
+        level = "soft_limit"
+    return BudgetStatus(
+        policy=policy.id,
+        metric=policy.metric,
+        scope=policy.scope,
+        scope_value=state.value,
+        window=policy.window.describe(),
+        window_start=start,
+        resets_at=resets,
+        spent=spent,
+        reserved=reserved,
+        remaining=remaining,
+        soft_limit=soft,
+        hard_limit=hard,
+        in_flight=in_flight,
+        state=level,  # type: ignore[arg-type]
+    )
