@@ -183,9 +183,10 @@ class Budgets:
             if now is None:
                 now = self._now()
             where = (provider, model)
-            if self._ledger_error is not None and policy.on_ledger_error == "block":
+            failing = self._ledger_error
+            if failing is not None and policy.on_ledger_error == "block":
                 raise self._refusal(
-                    policy, value, now, "ledger_unavailable", None, where
+                    policy, value, now, "ledger_unavailable", None, where, failing
                 )
             state = self._state(policy, value, now, where)
             amount = policy.amount(usage, cost)
