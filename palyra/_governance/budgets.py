@@ -76,7 +76,7 @@ class Budgets:
     """Budget enforcement for one client; safe to share between threads.
 
     Args:
-        policies: The budgets to enforce.
+        policies: The budgets to enforce (as `add` takes them).
         ledger: Returns the usage ledger to read spent-to-date from (None:
             start every window at 0).
         on_alert: Called with each `BudgetAlert`, outside any lock; what it
@@ -86,7 +86,7 @@ class Budgets:
 
     def __init__(
         self,
-        policies: Iterable[BudgetPolicy] = (),
+        policies: Iterable[BudgetPolicy | BudgetConfig | Mapping[str, Any]] = (),
         *,
         ledger: Callable[[], UsageLedger | None] = lambda: None,
         on_alert: Callable[[BudgetAlert], None] | None = None,

@@ -270,7 +270,7 @@ def test_tokens_metric() -> None:
     assert _status(budgets, "t").spent == 400
     with pytest.raises(BudgetExceededError) as caught:
         budgets.reserve(Caller(), tokens(550, 51), usd("0"), provider="p", model="m")
-    assert (caught.value.metric, caught.value.requested) == ("tokens", 601)
+    assert (caught.value.metric, caught.value.requested) == ("tokens", D(601))
     assert "spent 400 + reserved 0 + this call's worst case 601" in str(caught.value)
 
 
@@ -569,7 +569,7 @@ def test_add_remove_and_list() -> None:
 def test_status_of_a_fixed_value_budget_before_any_call() -> None:
     budgets = _budgets({"id": "bot", "scope": "agent", "value": "bot", "soft_limit": 3})
     (status,) = budgets.status()
-    assert (status.scope_value, status.spent, status.state) == ("bot", 0, "ok")
+    assert (status.scope_value, status.spent, status.state) == ("bot", D(0), "ok")
 
 
 def test_many_values_stay_bounded() -> None:

@@ -16,7 +16,7 @@ NEW_YORK = ZoneInfo("America/New_York")
 
 
 def _local(zone: ZoneInfo, *parts: int) -> datetime:
-    return datetime(*parts, tzinfo=zone)  # type: ignore[misc]
+    return datetime(*parts, tzinfo=zone)  # type: ignore[misc,arg-type]
 
 
 def test_lifetime_and_rolling() -> None:
