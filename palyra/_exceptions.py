@@ -357,28 +357,20 @@ class BudgetExceededError(_CallContextError):
     """A budget refuses the call before it is sent (issue 11).
 
     Attributes:
-        policy: The budget's id.
-        metric: ``usd`` or ``tokens``.
-        scope: ``global``, ``agent``, ``session``, ``principal`` or
-            ``tag:<key>``.
-        scope_value: The agent (session, ...) whose budget it is; ``"*"``
-            for a global budget.
-        window: The window, described (``"day in Europe/Paris"``).
-        spent: Spent so far in the window (settled calls).
-        reserved: Held by calls in flight.
-        requested: This call's worst case (prompt plus its most output).
-        limit: The hard limit (for ``unpriced`` and ``ledger_unavailable``,
-            the hard limit or None).
-        resets_at: When the window ends (or, rolling, when its oldest
-            spending ages out); None when it never does.
-        reason: ``"hard_limit"``, ``"unpriced"`` (the model has no price
-            and the budget blocks unpriced calls) or ``"ledger_unavailable"``
-            (the usage ledger cannot be read or written and the budget
-            blocks then).
+        policy, metric, scope, scope_value, window: Which budget (its id,
+            ``usd`` or ``tokens``, ``global``, ``agent``... or ``tag:<key>``),
+            whose (``"*"`` when global) and over what (``"day in UTC"``).
+        spent, reserved, requested, limit: Settled in the window, held by
+            calls in flight, this call's worst case (None: unpriced) and the
+            hard limit (None: no hard limit).
+        resets_at: When the window ends (rolling: when its oldest spending
+            ages out); None: never.
+        reason: ``"hard_limit"``, ``"unpriced"`` or ``"ledger_unavailable"``.
     """
 
     def __init__(
         self,
+        message: str,
         *,
         policy: str,
         metric: str,
@@ -391,56 +383,13 @@ class BudgetExceededError(_CallContextError):
         limit: Decimal | None,
         resets_at: datetime | None,
         reason: str,
-        detail: str = "",
-        tz: str | None = None,
         **kw: Any,
     ) -> None:
+        super().__init__(message, **kw)
         self.policy, self.metric, self.window = policy, metric, window
         self.scope, self.scope_value = scope, scope_value
         self.spent, self.reserved, self.requested = spent, reserved, requested
         self.limit, self.resets_at, self.reason = limit, resets_at, reason
-        super().__init__(self._sentence(detail, tz), **kw)
-
-    def _sentence(self, detail: str, tz: str | None) -> str:
-        who = (
-            "global"
-            if self.scope == "global"
-            else f"per {self.scope}={self.scope_value!r}"
-        )
-        head = f"budget {self.policy!r} ({self.metric} {who}, {self.window})"
-        money = _amount if self.metric == "usd" else str
-        limit = "no hard limit" if self.limit is None else money(self.limit)
-        if self.reason == "hard_limit":
-            body = (
-                f"spent {money(self.spent)} + reserved {money(self.reserved)}"
-                f" + this call's worst case {money(self.requested or 0)}"
-                f" would pass the hard limit {limit}"
-            )
-        elif self.reason == "unpriced":
-            body = (
-                "the model has no price and this budget blocks unpriced calls"
-                f" (unpriced = 'block'; spent {money(self.spent)} of {limit})"
-            )
-        else:
-            body = (
-                "the usage ledger is unavailable and this budget blocks calls"
-                " then (on_ledger_error = 'block')" + (f": {detail}" if detail else "")
-            )
-        when = "never"
-        if self.resets_at is not None:
-            from zoneinfo import ZoneInfo  # the message reads in the window's zone
-
-            local = self.resets_at.astimezone(ZoneInfo(tz)) if tz else self.resets_at
-            when = local.isoformat()
-        return f"{head}: {body}; resets at {when}"
-
-
-def _amount(value: Decimal | int) -> str:
-    """Dollars with at least two decimals, all significant ones kept."""
-    text = f"{value:f}"
-    whole, _, cents = text.partition(".")
-    cents = cents.rstrip("0")
-    return f"{whole}.{cents.ljust(2, '0')}"
 
 
 class UnsupportedCapabilityError(_CallContextError):
@@ -506,8 +455,7 @@ class InvalidRequestError(PalyraError, ValueError):
 
 
 class LedgerError(PalyraError):
-    """The usage ledger could not be written or read; the message names the
-    ledger's path."""
+    """The usage ledger could not be written or read; the message names its path."""
 
 
 class ClientClosedError(PalyraError, RuntimeError):

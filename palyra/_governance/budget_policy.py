@@ -15,11 +15,19 @@ from decimal import Decimal
 from typing import Any, Literal, Protocol
 
 from .._config import BudgetConfig
+from .._exceptions import ConfigError
 from .pricing import Cost, PriceEntry, cost_of, entry_from_config
 from .usage import NormalizedUsage
 from .windows import Window
 
-__all__ = ["GLOBAL", "BudgetAlert", "BudgetPolicy", "BudgetStatus", "Party"]
+__all__ = [
+    "GLOBAL",
+    "BudgetAlert",
+    "BudgetPolicy",
+    "BudgetStatus",
+    "Party",
+    "as_policy",
+]
 
 GLOBAL = "*"
 """The scope value of a global budget."""
@@ -195,3 +203,20 @@ class BudgetStatus:
     hard_limit: Decimal | None
     in_flight: int
     state: Literal["ok", "soft_limit", "hard_limit"]
+
+
+def as_policy(policy: BudgetPolicy | BudgetConfig | Mapping[str, Any]) -> BudgetPolicy:
+    """A policy from a policy, a config or a table (errors: ``budget.<field>``)."""
+    if isinstance(policy, BudgetPolicy):
+        return policy
+    if isinstance(policy, BudgetConfig):
+        return BudgetPolicy.from_config(policy)
+    if not isinstance(policy, Mapping):
+        raise ConfigError([("budget", "must be a BudgetPolicy, BudgetConfig or table")])
+    try:
+        cfg = BudgetConfig(**{str(k): v for k, v in policy.items()})
+    except ConfigError as exc:
+        errors = [(f"budget.{p}" if p else "budget", m) for p, m in exc.errors]
+    else:
+        return BudgetPolicy.from_config(cfg)
+    raise ConfigError(errors)

@@ -1,10 +1,10 @@
-"""The state of one budget for one scope value in one window, and its
-spent-to-date read from the usage ledger.
+"""The state of one budget for one scope value in one window, its
+spent-to-date read from the usage ledger, and what is reported from it.
 
 `ScopeState` holds what is spent and reserved, under a lock of its own ("one
 lock per budget scope"), so that calls for different agents never wait on
 each other. The engine (`palyra._governance.budgets`) decides; this module
-only keeps the numbers and loads them.
+keeps the numbers, loads them, and words the refusals, alerts and statuses.
 """
 
 from __future__ import annotations
@@ -13,12 +13,15 @@ import threading
 from collections import deque
 from datetime import datetime
 from decimal import Decimal
+from typing import Literal
+from zoneinfo import ZoneInfo
 
-from .budget_policy import BudgetPolicy
+from .._exceptions import BudgetExceededError
+from .budget_policy import BudgetAlert, BudgetPolicy, BudgetStatus
 from .ledger import UsageLedger
 from .records import UsageRecord
 
-__all__ = ["ScopeState", "load_spent"]
+__all__ = ["ScopeState", "alerts_of", "load_spent", "refusal", "status_of"]
 
 _ZERO = Decimal(0)
 
@@ -179,3 +182,122 @@ def _record_amount(policy: BudgetPolicy, rec: UsageRecord) -> Decimal:
             rec.input_uncached + rec.cache_read + rec.cache_write + rec.output
         )
     return rec.cost_total if rec.cost_total is not None else _ZERO
+
+
+def refusal(
+    state: ScopeState,
+    now: datetime,
+    reason: str,
+    amount: Decimal | None,
+    where: tuple[str, str],
+    detail: str = "",
+) -> BudgetExceededError:
+    """The error refusing a call (``state.lock`` held), in one sentence:
+    which budget, for whom, over what window, why, and when it resets (in
+    the window's zone)."""
+    policy = state.policy
+    spent, reserved, resets = state.spent_at(now), state.reserved, state.resets_at()
+    who = (
+        "global" if policy.scope == "global" else f"per {policy.scope}={state.value!r}"
+    )
+    head = f"budget {policy.id!r} ({policy.metric} {who}, {policy.window.describe()})"
+    show = _dollars if policy.metric == "usd" else str
+    limit = "no hard limit" if policy.hard_limit is None else show(policy.hard_limit)
+    if reason == "hard_limit":
+        body = (
+            f"spent {show(spent)} + reserved {show(reserved)} + this call's worst"
+            f" case {show(amount or 0)} would pass the hard limit {limit}"
+        )
+    elif reason == "unpriced":
+        body = (
+            "the model has no price and this budget blocks unpriced calls"
+            f" (unpriced = 'block'; spent {show(spent)} of {limit})"
+        )
+    else:
+        body = (
+            "the usage ledger is unavailable and this budget blocks calls then"
+            " (on_ledger_error = 'block')" + (f": {detail}" if detail else "")
+        )
+    when = (
+        resets.astimezone(ZoneInfo(policy.window.tz)).isoformat() if resets else "never"
+    )
+    return BudgetExceededError(
+        f"{head}: {body}; resets at {when}",
+        policy=policy.id,
+        metric=policy.metric,
+        scope=policy.scope,
+        scope_value=state.value,
+        window=policy.window.describe(),
+        spent=spent,
+        reserved=reserved,
+        requested=amount,
+        limit=policy.hard_limit,
+        resets_at=resets,
+        reason=reason,
+        provider=where[0],
+        model=where[1],
+    )
+
+
+def _dollars(value: Decimal | int) -> str:
+    """At least two decimals, every significant one kept: 4.20, 0.0156."""
+    whole, _, cents = f"{value:f}".partition(".")
+    return f"{whole}.{cents.rstrip('0').ljust(2, '0')}"
+
+
+def alerts_of(
+    state: ScopeState, due: list[Decimal], now: datetime
+) -> list[BudgetAlert]:
+    """The alerts of thresholds ``due`` (``state.lock`` held)."""
+    policy = state.policy
+    limit = policy.alert_limit
+    assert limit is not None  # due is empty without one
+    return [
+        BudgetAlert(
+            policy=policy.id,
+            metric=policy.metric,
+            scope=policy.scope,
+            scope_value=state.value,
+            threshold=fraction,
+            limit=limit,
+            spent=state.spent,
+            window_start=state.window_start(now),
+            resets_at=state.resets_at(),
+            at=now,
+        )
+        for fraction in due
+    ]
+
+
+def status_of(state: ScopeState, now: datetime) -> BudgetStatus:
+    """Where ``state`` stands at ``now`` (takes ``state.lock``)."""
+    policy = state.policy
+    with state.lock:
+        spent, reserved, in_flight = (
+            state.spent_at(now),
+            state.reserved,
+            state.in_flight,
+        )
+        start, resets = state.window_start(now), state.resets_at()
+    hard, soft = policy.hard_limit, policy.soft_limit
+    level: Literal["ok", "soft_limit", "hard_limit"] = "ok"
+    if hard is not None and spent >= hard:
+        level = "hard_limit"
+    elif soft is not None and spent >= soft:
+        level = "soft_limit"
+    return BudgetStatus(
+        policy=policy.id,
+        metric=policy.metric,
+        scope=policy.scope,
+        scope_value=state.value,
+        window=policy.window.describe(),
+        window_start=start,
+        resets_at=resets,
+        spent=spent,
+        reserved=reserved,
+        remaining=None if hard is None else max(hard - spent - reserved, _ZERO),
+        soft_limit=soft,
+        hard_limit=hard,
+        in_flight=in_flight,
+        state=level,
+    )

@@ -37,8 +37,8 @@ from .._exceptions import (
     InvalidRequestError,
     LedgerError,
 )
-from .budget_policy import BudgetAlert, BudgetPolicy, BudgetStatus, Party
-from .budget_state import ScopeState, load_spent
+from .budget_policy import BudgetAlert, BudgetPolicy, BudgetStatus, Party, as_policy
+from .budget_state import ScopeState, alerts_of, load_spent, refusal, status_of
 from .ledger import UsageLedger
 from .pricing import Cost
 from .usage import NormalizedUsage
@@ -120,7 +120,7 @@ class Budgets:
             ConfigError: A bad table (paths ``budget.<field>``) or an id
                 already in use (``budget.id``).
         """
-        made = _as_policy(policy)
+        made = as_policy(policy)
         with self._lock:
             if any(p.id == made.id for p in self._policies):
                 raise ConfigError([("budget.id", f"duplicate budget id {made.id!r}")])
@@ -183,13 +183,13 @@ class Budgets:
             if now is None:
                 now = self._now()
             where = (provider, model)
+            amount = policy.amount(usage, cost)
             failing = self._ledger_error
             if failing is not None and policy.on_ledger_error == "block":
                 raise self._refusal(
-                    policy, value, now, "ledger_unavailable", None, where, failing
+                    policy, value, now, "ledger_unavailable", amount, where, failing
                 )
-            state = self._state(policy, value, now, where)
-            amount = policy.amount(usage, cost)
+            state = self._state(policy, value, now, where, amount)
             if amount is None:
                 raise self._refusal(policy, value, now, "unpriced", None, where)
             picked.append((state, amount))
@@ -222,7 +222,7 @@ class Budgets:
                 state.add(held if actual is None else actual, now)
                 due = state.due_alerts(now)
                 if due:
-                    alerts.extend(_alerts(state, due, now))
+                    alerts.extend(alerts_of(state, due, now))
         for alert in alerts:
             self._send(alert)
 
@@ -260,7 +260,7 @@ class Budgets:
                 value = policy.value or "*"
                 states = [self._state(policy, value, now, None)]
             for state in sorted(states, key=lambda s: s.value):
-                found.append(_status(state, now))
+                found.append(status_of(state, now))
         return found
 
     # -- internals -----------------------------------------------------------
@@ -271,6 +271,7 @@ class Budgets:
         value: str,
         now: datetime,
         where: tuple[str, str] | None,
+        amount: Decimal | None = None,
     ) -> ScopeState:
         """The state of ``policy`` for ``value`` in the window holding ``now``,
         opened (spent-to-date loaded from the ledger) the first time.
@@ -292,7 +293,7 @@ class Budgets:
                 if where is None:
                     raise
                 raise self._refusal(
-                    policy, value, now, "ledger_unavailable", None, where, str(exc)
+                    policy, value, now, "ledger_unavailable", amount, where, str(exc)
                 ) from exc
             logger.warning("budget %r starts at 0: %s", policy.id, exc)
             spent = _ZERO
@@ -344,7 +345,7 @@ class Budgets:
                     hard is not None
                     and state.spent_at(now) + state.reserved + amount > hard
                 ):
-                    raise _refused(state, now, "hard_limit", amount, where)
+                    raise refusal(state, now, "hard_limit", amount, where)
             for state, amount in picked:
                 state.reserved += amount
                 state.in_flight += 1
@@ -368,7 +369,7 @@ class Budgets:
             start, end = policy.window.bounds(now)
             state = ScopeState(policy, value, start, end, _ZERO)
         with state.lock:
-            return _refused(state, now, reason, amount, where, detail)
+            return refusal(state, now, reason, amount, where, detail)
 
     def _send(self, alert: BudgetAlert) -> None:
         logger.warning(
@@ -390,104 +391,3 @@ class Budgets:
 
 def _by_id(policy: BudgetPolicy) -> str:
     return policy.id
-
-
-def _as_policy(policy: BudgetPolicy | BudgetConfig | Mapping[str, Any]) -> BudgetPolicy:
-    if isinstance(policy, BudgetPolicy):
-        return policy
-    if isinstance(policy, BudgetConfig):
-        return BudgetPolicy.from_config(policy)
-    if not isinstance(policy, Mapping):
-        raise ConfigError([("budget", "must be a BudgetPolicy, BudgetConfig or table")])
-    try:
-        cfg = BudgetConfig(**{str(k): v for k, v in policy.items()})
-    except ConfigError as exc:
-        errors = [(f"budget.{p}" if p else "budget", m) for p, m in exc.errors]
-    else:
-        return BudgetPolicy.from_config(cfg)
-    raise ConfigError(errors)
-
-
-def _refused(
-    state: ScopeState,
-    now: datetime,
-    reason: str,
-    amount: Decimal | None,
-    where: tuple[str, str],
-    detail: str = "",
-) -> BudgetExceededError:
-    """The error refusing a call (``state.lock`` held)."""
-    policy = state.policy
-    return BudgetExceededError(
-        policy=policy.id,
-        metric=policy.metric,
-        scope=policy.scope,
-        scope_value=state.value,
-        window=policy.window.describe(),
-        spent=state.spent_at(now),
-        reserved=state.reserved,
-        requested=amount,
-        limit=policy.hard_limit,
-        resets_at=state.resets_at(),
-        reason=reason,
-        detail=detail,
-        tz=policy.window.tz,
-        provider=where[0],
-        model=where[1],
-    )
-
-
-def _alerts(state: ScopeState, due: list[Decimal], now: datetime) -> list[BudgetAlert]:
-    """The alerts of thresholds ``due`` (``state.lock`` held)."""
-    policy = state.policy
-    limit = policy.alert_limit
-    assert limit is not None
-    return [
-        BudgetAlert(
-            policy=policy.id,
-            metric=policy.metric,
-            scope=policy.scope,
-            scope_value=state.value,
-            threshold=fraction,
-            limit=limit,
-            spent=state.spent,
-            window_start=state.window_start(now),
-            resets_at=state.resets_at(),
-            at=now,
-        )
-        for fraction in due
-    ]
-
-
-def _status(state: ScopeState, now: datetime) -> BudgetStatus:
-    policy = state.policy
-    with state.lock:
-        spent, reserved, in_flight = (
-            state.spent_at(now),
-            state.reserved,
-            state.in_flight,
-        )
-        start, resets = state.window_start(now), state.resets_at()
-    hard, soft = policy.hard_limit, policy.soft_limit
-    remaining = None if hard is None else max(hard - spent - reserved, _ZERO)
-    level = "ok"
-    if hard is not None and spent >= hard:
-        level = "hard_limit"
-    elif soft is not None and spent >= soft:
-        level = "soft_limit"
-    return BudgetStatus(
-        policy=policy.id,
-        metric=policy.metric,
-        scope=policy.scope,
-        scope_value=state.value,
-        window=policy.window.describe(),
-        window_start=start,
-        resets_at=resets,
-        spent=spent,
-        reserved=reserved,
-        remaining=remaining,
-        soft_limit=soft,
-        hard_limit=hard,
-        in_flight=in_flight,
-        state=level,  # type: ignore[arg-type]
-    )

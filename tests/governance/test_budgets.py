@@ -534,6 +534,7 @@ def test_a_failing_ledger_write_blocks_until_it_recovers() -> None:
     assert "/var/u.sqlite3" in str(caught.value)
     assert caught.value.spent == 0
     assert caught.value.reserved == 1
+    assert caught.value.requested == 1
     lenient = _budgets({"id": "tokens", "metric": "tokens", "hard_limit": 10**6})
     lenient.ledger_failed("disk full")
     assert reserve(lenient, "1") is not None  # allow: not blocked
@@ -585,3 +586,20 @@ def test_many_values_stay_bounded() -> None:
         spend(budgets, "1", Caller(session=f"t{i}"))
     assert len(budgets._states) < 2000
     assert len(budgets.status()) == 1500
+
+
+def test_the_errors_place_in_the_tree() -> None:
+    from palyra import _exceptions
+    from palyra._governance import records
+
+    assert records.LedgerError is LedgerError is _exceptions.LedgerError
+    assert issubclass(LedgerError, _exceptions.PalyraError)
+    assert issubclass(BudgetExceededError, _exceptions._CallContextError)
+    assert not issubclass(BudgetExceededError, _exceptions.APIError)
+    assert "BudgetExceededError" in (_exceptions.__doc__ or "")
+    budgets = _budgets({"id": "g", "window": "7d", "hard_limit": 1})
+    with pytest.raises(BudgetExceededError) as caught:
+        reserve(budgets, "1.5")
+    assert caught.value.window == "rolling 7d"
+    assert caught.value.resets_at is None  # nothing spent yet to age out
+    assert str(caught.value).endswith("resets at never (provider=prov, model=mod)")
