@@ -31,7 +31,10 @@ class ScopeState:
 
     Every attribute but ``lock``, ``start``, ``end``, ``policy`` and
     ``value`` is read and written under ``lock``. A rolling window keeps its
-    spending as a time-ordered deque of ``(at, amount)`` that ages out.
+    spending as a time-ordered deque of ``(at, amount)`` that ages out: the
+    ledger's records at their start, settled calls at their settle (a little
+    later than the record's start, so they age out a little later: the
+    cautious side).
     """
 
     __slots__ = (

@@ -16,6 +16,12 @@ counts: a window opened already past 80% sends its 50% and 80% alerts on its
 first settle. A rolling window re-arms a threshold when its spending ages
 back under it.
 
+A ledger that cannot be read when a window opens: a budget with
+``on_ledger_error = "block"`` refuses the call and tries again on the next
+one; an ``allow`` budget starts the window at 0 (logged) and keeps it. While
+the client reports failing writes (`Budgets.ledger_failed`), ``block``
+budgets refuse every call.
+
 The engine does no I/O but through the ``ledger`` callable; it builds no
 pydantic model on the reserve/settle/release path.
 """
