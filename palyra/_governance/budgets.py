@@ -314,6 +314,8 @@ class Budgets:
             state = self._states.get(key)
             if state is not None and state.covers(now):
                 return state
+            if new.policy not in self._policies:
+                return new  # removed meanwhile: keep nothing of it
             self._states[key] = new
             if len(self._states) > self._sweep_at:
                 self._sweep(now)
