@@ -380,12 +380,16 @@ class Budgets:
             return refusal(state, now, reason, amount, where, detail)
 
     def _send(self, alert: BudgetAlert) -> None:
+        who = (
+            "global"
+            if alert.scope == "global"
+            else f"{alert.scope}={alert.scope_value!r}"
+        )
         logger.warning(
-            "budget %r (%s %s=%s) passed %s%% of its limit %s: spent %s",
+            "budget %r (%s %s) passed %s%% of its limit %s: spent %s",
             alert.policy,
             alert.metric,
-            alert.scope,
-            alert.scope_value,
+            who,
             f"{(alert.threshold * 100).normalize():f}",
             alert.limit,
             alert.spent,
