@@ -576,9 +576,8 @@ def test_status_of_a_fixed_value_budget_before_any_call() -> None:
 def test_many_values_stay_bounded() -> None:
     clock = Clock()
     budgets = _budgets(
-        {"id": "s", "scope": "session", "window": "day", "soft_limit": 9}
+        {"id": "s", "scope": "session", "window": "day", "soft_limit": 9}, now=clock
     )
-    budgets._now = clock
     for i in range(1500):
         spend(budgets, "1", Caller(session=f"s{i}"))
     clock.advance(days=1)
