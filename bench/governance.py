@@ -64,7 +64,9 @@ def _sides(root: Path) -> dict[str, palyra.Palyra]:
     off = palyra.Palyra(_config(False), ledger=False)
     hooks = off._pipeline.hooks
     for seam in (hooks.before_dispatch, hooks.after_completion, hooks.after_failure):
-        seam[:] = [h for h in seam if "Governance" not in getattr(h, "__qualname__", "")]
+        seam[:] = [
+            h for h in seam if "Governance" not in getattr(h, "__qualname__", "")
+        ]
     priced = palyra.Palyra(_config(False), ledger=False)
     full = palyra.Palyra(
         _config(True), ledger=palyra.SQLiteLedger(root / "usage.sqlite3")

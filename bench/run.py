@@ -20,6 +20,7 @@ from bench import (  # noqa: E402
     anthropic_stream,
     auth,
     bookkeeping,
+    budgets,
     construction,
     imports,
     overhead,
@@ -39,6 +40,7 @@ BENCHMARKS = {
     "tokens": tokens.run,
     "sse": sse_decode.run,
     "auth": auth.run,
+    "budgets": budgets.run,
 }
 
 

@@ -23,12 +23,14 @@ mistakes sit beside it, so `except palyra.APIError` never hides a bug::
     │       └── InternalServerError        5xx
     │           └── OverloadedError        529 (Anthropic: overloaded, retryable)
     │   └── NoProviderAvailableError  every candidate's circuit breaker is open
+    ├── BudgetExceededError           a budget refuses the call (no HTTP sent)
     ├── ContextWindowExceededError    prompt + output cannot fit (no HTTP sent)
     ├── UnsupportedCapabilityError    the model cannot do what was asked (no HTTP)
     ├── ModelNotFoundError            no such model or alias in the registry
     ├── CredentialError               no credential could be found for a provider
     ├── InvalidRequestError (also ValueError)  bad call input (no HTTP sent)
     ├── ClientClosedError (also RuntimeError)  a call on a closed client
+    ├── LedgerError                   the usage ledger cannot be written or read
     └── ConfigError (also ValueError) bad configuration, named by its path
 
 Messages never contain secrets: upstream text is redacted and cut to an excerpt
@@ -40,6 +42,9 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any, ClassVar
 
 if TYPE_CHECKING:
+    from datetime import datetime
+    from decimal import Decimal
+
     from ._wire import Attempt
 
 __all__ = [
@@ -52,6 +57,7 @@ __all__ = [
     "AuthenticationError",
     "BadRequestError",
     "BlockedAddressError",
+    "BudgetExceededError",
     "ClientClosedError",
     "ConfigError",
     "ConflictError",
@@ -59,6 +65,7 @@ __all__ = [
     "CredentialError",
     "InternalServerError",
     "InvalidRequestError",
+    "LedgerError",
     "ModelNotFoundError",
     "NoProviderAvailableError",
     "NotFoundError",
@@ -346,6 +353,45 @@ class ContextWindowExceededError(_CallContextError):
         self.context_window = context_window
 
 
+class BudgetExceededError(_CallContextError):
+    """A budget refuses the call before it is sent (issue 11).
+
+    Attributes:
+        policy, metric, scope, scope_value, window: Which budget (its id,
+            ``usd`` or ``tokens``, ``global``, ``agent``... or ``tag:<key>``),
+            whose (``"*"`` when global) and over what (``"day in UTC"``).
+        spent, reserved, requested, limit: Settled in the window, held by
+            calls in flight, this call's worst case (None: unpriced) and the
+            hard limit (None: no hard limit).
+        resets_at: When the window ends (rolling: when its oldest spending
+            ages out); None: never.
+        reason: ``"hard_limit"``, ``"unpriced"`` or ``"ledger_unavailable"``.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        policy: str,
+        metric: str,
+        scope: str,
+        scope_value: str,
+        window: str,
+        spent: Decimal,
+        reserved: Decimal,
+        requested: Decimal | None,
+        limit: Decimal | None,
+        resets_at: datetime | None,
+        reason: str,
+        **kw: Any,
+    ) -> None:
+        super().__init__(message, **kw)
+        self.policy, self.metric, self.window = policy, metric, window
+        self.scope, self.scope_value = scope, scope_value
+        self.spent, self.reserved, self.requested = spent, reserved, requested
+        self.limit, self.resets_at, self.reason = limit, resets_at, reason
+
+
 class UnsupportedCapabilityError(_CallContextError):
     """The model (or its provider) cannot do what the request needs.
 
@@ -406,6 +452,10 @@ class OAuthError(CredentialError):
 
 class InvalidRequestError(PalyraError, ValueError):
     """The call's input is invalid; the message names the bad field. No HTTP sent."""
+
+
+class LedgerError(PalyraError):
+    """The usage ledger could not be written or read; the message names its path."""
 
 
 class ClientClosedError(PalyraError, RuntimeError):

@@ -35,7 +35,16 @@ LAYERS: list[tuple[str, list[str]]] = [
     ("wire", ["_usage", "_wire"]),
     (
         "_config",
-        ["base", "oauth", "providers", "models", "governance", "root", "__init__"],
+        [
+            "base",
+            "oauth",
+            "providers",
+            "models",
+            "governance",
+            "budgets",
+            "root",
+            "__init__",
+        ],
     ),
     ("registry", ["_checks", "_request", "_registry", "_credentials"]),
     (
@@ -114,6 +123,10 @@ LAYERS: list[tuple[str, list[str]]] = [
             "sqlite_schema",
             "sqlite_query",
             "sqlite_ledger",
+            "windows",
+            "budget_policy",
+            "budget_state",
+            "budgets",
             "prices",
             "metering",
             "service",

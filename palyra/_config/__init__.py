@@ -13,11 +13,12 @@ them without this leaf importing any subsystem.
 May import: ``_exceptions``, ``_utils``, pydantic and the standard library.
 Never the core, the providers or a subsystem.
 
-Exports to the rest of palyra: the public models below, `ModelRole` and the
-per-kind defaults.
+Exports to the rest of palyra: the public models below, `ModelRole`, the
+per-kind defaults and `parse_window` (the budget window syntax).
 """
 
 from .base import InsecureConfigWarning
+from .budgets import BudgetConfig, parse_window
 from .governance import LedgerConfig, PricingConfig
 from .models import Capabilities, ModelEntry, ModelRole, Pricing
 from .oauth import OAuthConfig, check_endpoint
@@ -41,6 +42,7 @@ __all__ = [
     "DEFAULT_BASE_URLS",
     "AuthConfig",
     "AuthHeader",
+    "BudgetConfig",
     "Capabilities",
     "InsecureConfigWarning",
     "LedgerConfig",
@@ -56,4 +58,5 @@ __all__ = [
     "RegistryDefaults",
     "ResilienceConfig",
     "check_endpoint",
+    "parse_window",
 ]

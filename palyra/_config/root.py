@@ -13,6 +13,7 @@ from pydantic import Field, field_validator, model_validator
 
 from .._exceptions import ConfigError
 from .base import ConfigModel, CrossFieldError, PositiveSeconds, unknown_keys
+from .budgets import BudgetConfig
 from .governance import LedgerConfig, PricingConfig
 from .models import ModelEntry
 from .providers import ProviderConfig
@@ -164,6 +165,7 @@ class PalyraConfig(ConfigModel):
     auth: AuthConfig = Field(default_factory=AuthConfig)
     ledger: LedgerConfig = Field(default_factory=LedgerConfig)
     pricing: PricingConfig = Field(default_factory=PricingConfig)
+    budgets: tuple[BudgetConfig, ...] = ()
 
     @field_validator("ledger", mode="before")
     @classmethod
@@ -267,6 +269,11 @@ def _registry_errors(config: PalyraConfig) -> list[tuple[str, str]]:
                 errors.append((where, f"{name!r} is already used by another model"))
             names[name] = model
     errors.extend(_fallback_errors(config, names))
+    budgets: set[str] = set()
+    for i, budget in enumerate(config.budgets):
+        if budget.id in budgets:
+            errors.append((f"budgets[{i}].id", f"duplicate budget id {budget.id!r}"))
+        budgets.add(budget.id)
     for role in ("chat", "embeddings", "audio_transcription"):
         wanted = getattr(config.defaults, role)
         if wanted is None:

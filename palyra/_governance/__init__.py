@@ -16,6 +16,8 @@ Exports to the rest of palyra: what is listed in ``__all__`` below.
 
 from typing import TYPE_CHECKING
 
+from .budget_policy import BudgetAlert, BudgetPolicy, BudgetStatus, Party
+from .budgets import Budgets, Reservation
 from .default_prices import DEFAULT_PRICES, SNAPSHOT_DATE
 from .ledger import MemoryLedger, UsageLedger
 from .metering import LedgerSlot, Meter
@@ -24,6 +26,7 @@ from .pricing import Cost, PriceEntry, PriceTable, cost_of, entry_from_config
 from .records import LedgerError, LedgerHealth, Totals, UsageRecord, new_record_id
 from .service import UsageRun, UsageService
 from .usage import NormalizedUsage, from_anthropic, from_embeddings, from_openai
+from .windows import Window
 
 if TYPE_CHECKING:
     from .sqlite_ledger import SQLiteLedger
@@ -31,6 +34,10 @@ if TYPE_CHECKING:
 __all__ = [
     "DEFAULT_PRICES",
     "SNAPSHOT_DATE",
+    "BudgetAlert",
+    "BudgetPolicy",
+    "BudgetStatus",
+    "Budgets",
     "Cost",
     "LedgerError",
     "LedgerHealth",
@@ -38,15 +45,18 @@ __all__ = [
     "MemoryLedger",
     "Meter",
     "NormalizedUsage",
+    "Party",
     "PriceBook",
     "PriceEntry",
     "PriceTable",
+    "Reservation",
     "SQLiteLedger",
     "Totals",
     "UsageLedger",
     "UsageRecord",
     "UsageRun",
     "UsageService",
+    "Window",
     "cost_of",
     "entry_from_config",
     "from_anthropic",

@@ -19,7 +19,7 @@ from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Literal
 
-from .._exceptions import PalyraError
+from .._exceptions import LedgerError
 
 __all__ = [
     "STATUSES",
@@ -36,11 +36,6 @@ __all__ = [
 Status = Literal["ok", "error", "cancelled"]
 STATUSES: frozenset[str] = frozenset({"ok", "error", "cancelled"})
 TOKEN_FIELDS = ("input_uncached", "cache_read", "cache_write", "output", "reasoning")
-
-
-class LedgerError(PalyraError):
-    """The usage ledger could not be written or read; the message names the
-    ledger's path. (To move to ``palyra._exceptions`` when it is wired in.)"""
 
 
 def new_record_id() -> str:
