@@ -48,6 +48,9 @@ from ._core import (
 from ._credentials import CredentialResolver, checked
 from ._exceptions import ConfigError
 from ._governance import (
+    BudgetAlert,
+    Budgets,
+    BudgetService,
     LedgerSlot,
     Meter,
     PriceBook,
@@ -107,6 +110,10 @@ class Palyra(Calls):
             None for the ``[ledger]`` table's choice (by default a
             `SQLiteLedger` at ``<home>/usage.sqlite3``, opened on the first
             record).
+        on_budget_alert: Called with a `BudgetAlert` when a budget's spending
+            reaches one of its ``alert_at`` thresholds (once per budget, scope
+            value, window and threshold; also logged). It runs on the thread
+            that settled the call; what it raises is logged, never raised.
 
     Raises:
         ConfigError: when the configuration is invalid.
@@ -127,6 +134,7 @@ class Palyra(Calls):
         secrets: SecretStore | None = None,
         home: str | Path | None = None,
         ledger: UsageLedger | bool | None = None,
+        on_budget_alert: Callable[[BudgetAlert], None] | None = None,
     ) -> None:
         self.config = _load_config(config)
         self._caller = NOBODY
@@ -165,9 +173,16 @@ class Palyra(Calls):
         )
         prices = PriceBook(self.config)  # the price table file is read on first use
         self._ledger = LedgerSlot(ledger, self.config.ledger, lambda: home_dir)
-        Governance(Meter(prices), self._ledger, None, book.owner).install(
+        budgets = Budgets(
+            self.config.budgets, ledger=self._ledger.get, on_alert=on_budget_alert
+        )
+        self._ledger.on_state = budgets.ledger_failed
+        Governance(Meter(prices), self._ledger, budgets, book.owner).install(
             self._pipeline.hooks
         )
+        self.budgets = BudgetService(budgets)
+        """The budgets enforced on calls: add, remove, status
+        (`palyra._governance.BudgetService`)."""
         self.usage = UsageService(self._ledger, prices, self._upstream_of)
         """What calls used and cost: records, totals, runs and the ledger's
         health (`palyra._governance.UsageService`)."""

@@ -127,6 +127,7 @@ LAYERS: list[tuple[str, list[str]]] = [
             "budget_policy",
             "budget_state",
             "budgets",
+            "budget_service",
             "prices",
             "metering",
             "service",

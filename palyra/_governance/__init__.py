@@ -17,6 +17,7 @@ Exports to the rest of palyra: what is listed in ``__all__`` below.
 from typing import TYPE_CHECKING
 
 from .budget_policy import BudgetAlert, BudgetPolicy, BudgetStatus, Party
+from .budget_service import BudgetService
 from .budgets import Budgets, Reservation
 from .default_prices import DEFAULT_PRICES, SNAPSHOT_DATE
 from .ledger import MemoryLedger, UsageLedger
@@ -36,6 +37,7 @@ __all__ = [
     "SNAPSHOT_DATE",
     "BudgetAlert",
     "BudgetPolicy",
+    "BudgetService",
     "BudgetStatus",
     "Budgets",
     "Cost",

@@ -1,0 +1,74 @@
+"""``client.budgets``: add, remove and inspect the client's budgets.
+
+The policies start as the config's ``[[budgets]]``; `add` and `remove`
+change them for this client (and every view of it) while it runs, and the
+config file is left as it is.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from .._config import BudgetConfig
+from .budget_policy import BudgetPolicy, BudgetStatus
+from .budgets import Budgets
+
+__all__ = ["BudgetService"]
+
+
+class BudgetService:
+    """The client's budgets: ``client.budgets``."""
+
+    def __init__(self, engine: Budgets) -> None:
+        self._engine = engine
+
+    def add(
+        self,
+        policy: BudgetPolicy | BudgetConfig | Mapping[str, Any] | None = None,
+        /,
+        **fields: Any,
+    ) -> BudgetPolicy:
+        """Add a budget, enforced from the next call on.
+
+        Pass a `BudgetConfig`, a mapping shaped like a ``[[budgets]]`` table,
+        or its fields as keywords::
+
+            client.budgets.add(id="daily", scope="agent", window="day",
+                               tz="Europe/Paris", soft_limit="4", hard_limit="5")
+
+        Raises:
+            ConfigError: a bad field, named (``budget.hard_limit: ...``), or an
+                id already in use.
+        """
+        if policy is None:
+            policy = fields
+        elif fields:
+            raise TypeError("give a policy or its fields as keywords, not both")
+        return self._engine.add(policy)
+
+    def remove(self, policy_id: str) -> None:
+        """Stop enforcing a budget (what it reserved is let go as calls end).
+
+        Raises:
+            InvalidRequestError: no budget has this id.
+        """
+        self._engine.remove(policy_id)
+
+    def policies(self) -> list[BudgetPolicy]:
+        """The budgets enforced now, in the order they were added."""
+        return self._engine.policies()
+
+    def status(self) -> list[BudgetStatus]:
+        """Spent, reserved, remaining and ``resets_at`` per budget and scope
+        value (opening a window may read the ledger)."""
+        return self._engine.status()
+
+    async def astatus(self) -> list[BudgetStatus]:
+        """Async `status` (the ledger is read in a worker thread)."""
+        import asyncio  # the app's loop has loaded it already
+
+        return await asyncio.to_thread(self._engine.status)
+
+    def __repr__(self) -> str:
+        return f"<client.budgets {[p.id for p in self._engine.policies()]}>"
