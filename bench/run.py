@@ -22,7 +22,9 @@ from bench import (  # noqa: E402
     bookkeeping,
     budgets,
     construction,
+    governance,
     imports,
+    ledger,
     overhead,
     sse_decode,
     streaming,
@@ -40,6 +42,8 @@ BENCHMARKS = {
     "tokens": tokens.run,
     "sse": sse_decode.run,
     "auth": auth.run,
+    "governance": governance.run,
+    "ledger": ledger.run,
     "budgets": budgets.run,
 }
 

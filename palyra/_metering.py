@@ -227,7 +227,7 @@ class Governance:
         credential = candidate.target.credential if candidate is not None else None
         requested = ctx.requested or ctx.model
         self.slot.write(
-            UsageRecord(
+            UsageRecord.of_call(
                 started_at=started,
                 finished_at=finished,
                 agent=caller.agent,
@@ -248,7 +248,7 @@ class Governance:
                 estimated=usage.estimated,
                 currency=cost.currency,
                 latency_ms=(finished - started).total_seconds() * 1000,
-                status=status,  # type: ignore[arg-type]
+                status=status,
                 error_class=error_class,
                 attempts=sum(1 for a in ctx.attempts if a.outcome != "skipped"),
             )

@@ -80,9 +80,9 @@ class Meter:
         output = requested_output or max_output
         if not output and context_window:
             output = max(context_window - prompt_tokens, 0)
-        return NormalizedUsage(
+        return NormalizedUsage.model_construct(
             input_uncached=max(prompt_tokens, 0),
-            output=output or DEFAULT_WORST_OUTPUT,
+            output=max(output or DEFAULT_WORST_OUTPUT, 0),
             estimated=True,
         )
 

@@ -56,7 +56,10 @@ class PriceBook:
         self._config = config
         self._table: PriceTable | None = None
         self._lock = threading.Lock()
-        self._cache: dict[tuple[str, str], tuple[tuple[PriceEntry, ...], ...]] = {}
+        # Per (provider, model): the entry, when no entry naming the model has
+        # dates; else the candidates to pick from by the call's time.
+        self._fixed: dict[tuple[str, str], PriceEntry | None] = {}
+        self._dated: dict[tuple[str, str], tuple[tuple[PriceEntry, ...], ...]] = {}
 
     def table(self) -> PriceTable:
         """The whole table (built, and the file read, on first use).
@@ -78,11 +81,22 @@ class PriceBook:
         """The price of ``model`` (its upstream name) served by ``provider``
         (of ``kind``) at ``at``; None when unpriced."""
         key = (provider, model)
-        candidates = self._cache.get(key)
+        if key in self._fixed:
+            return self._fixed[key]
+        candidates = self._dated.get(key)
         if candidates is None:
             candidates = self.table().candidates(provider, model, kind)
-            self._cache[key] = candidates
+            if not any(_dated(e) for layer in candidates for e in layer):
+                # No entry naming the model has dates: every moment is priced
+                # alike, so the pick is made once.
+                entry = self._fixed[key] = pick(candidates, at)
+                return entry
+            self._dated[key] = candidates
         return pick(candidates, at)
+
+
+def _dated(entry: PriceEntry) -> bool:
+    return entry.effective_from is not None or entry.effective_until is not None
 
 
 def _build(config: PalyraConfig) -> PriceTable:

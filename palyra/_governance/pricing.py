@@ -145,7 +145,7 @@ def cost_of(usage: NormalizedUsage, entry: PriceEntry | None) -> Cost:
     lifetime, and the cheaper of the two).
     """
     if entry is None:
-        return Cost(total=None, unpriced=True, estimated=usage.estimated)
+        return _UNPRICED_ESTIMATED if usage.estimated else _UNPRICED
     notes: list[str] = []
     read_rate, write_5m, write_1h = _cache_rates(entry, usage, notes)
     # A split, when given, adds up to cache_write (NormalizedUsage checks).
@@ -163,7 +163,9 @@ def cost_of(usage: NormalizedUsage, entry: PriceEntry | None) -> Cost:
     exact = Decimal(0)
     for part in (input_, read, write, output, entry.per_request):
         exact = _EXACT.add(exact, part)
-    return Cost(
+    # Every field is computed here from validated inputs: construct without
+    # validating again (this runs on every call, twice with budgets).
+    return Cost.model_construct(
         total=exact.quantize(TOTAL_PLACES, rounding=ROUND_HALF_EVEN, context=_EXACT),
         input=input_,
         cache_read=read,
@@ -208,4 +210,12 @@ def _cache_rates(
 
 
 def _times(tokens: int, per_million: Decimal) -> Decimal:
-    return _EXACT.divide(_EXACT.multiply(Decimal(tokens), per_million), _MILLION)
+    if not tokens:
+        return _ZERO
+    # Dividing by 10**6 is an exact shift of the exponent.
+    return _EXACT.multiply(Decimal(tokens), per_million).scaleb(-6, _EXACT)
+
+
+_ZERO = Decimal(0)
+_UNPRICED = Cost(total=None, unpriced=True)
+_UNPRICED_ESTIMATED = Cost(total=None, unpriced=True, estimated=True)

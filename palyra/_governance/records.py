@@ -11,13 +11,15 @@ None, never zero. Times are aware datetimes, kept in UTC.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import os
+import random
 import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from decimal import Decimal
-from typing import Literal
+from typing import Any, Literal
 
 from .._exceptions import LedgerError
 
@@ -42,7 +44,21 @@ def new_record_id() -> str:
     """A 32-hex-digit id that sorts by creation time: 12 digits of epoch
     milliseconds, then 80 random bits (so ids of one millisecond still
     differ, across processes too)."""
-    return f"{time.time_ns() // 1_000_000:012x}{os.urandom(10).hex()}"
+    return f"{time.time_ns() // 1_000_000:012x}{_bits(80):020x}"
+
+
+# Ids need to be unique, not secret: a generator seeded from the OS (a
+# getrandom call per id cost more than the rest of the id), seeded afresh in
+# a forked child so that parent and child never share a sequence.
+_random = random.Random(os.urandom(32))
+_bits = _random.getrandbits
+
+
+def _reseed() -> None:
+    _random.seed(os.urandom(32))
+
+
+os.register_at_fork(after_in_child=_reseed)
 
 
 def epoch_ms(moment: datetime) -> int:
@@ -151,6 +167,27 @@ class UsageRecord:
             # '"' is refused in keys: tag keys become quoted JSON paths.
             raise ValueError('tags map non-empty string keys (without ") to strings')
         object.__setattr__(self, "tags", dict(self.tags))  # not the caller's
+
+    @classmethod
+    def of_call(cls, **fields: Any) -> UsageRecord:
+        """A record built by palyra's own hooks, from values that are valid by
+        construction (aware UTC times, counts from `NormalizedUsage`, a
+        checked caller): made without checking them again, because this runs
+        on every call's path. Anything else builds records the usual way."""
+        record = object.__new__(cls)
+        values = dict(_DEFAULTS)
+        values["id"] = new_record_id()
+        values.update(fields)
+        record.__dict__.update(values)
+        return record
+
+
+_DEFAULTS: dict[str, Any] = {
+    f.name: f.default
+    for f in dataclasses.fields(UsageRecord)
+    if f.default is not dataclasses.MISSING
+}
+_DEFAULTS["tags"] = {}
 
 
 @dataclass(frozen=True, kw_only=True)

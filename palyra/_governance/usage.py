@@ -44,10 +44,11 @@ def from_openai(usage: CompletionUsage, *, estimated: bool = False) -> Normalize
     those are the 1 hour ones and the rest the 5 minute ones. A split larger
     than the writes is dropped, and the writes priced as of unknown lifetime.
     """
-    prompt = usage.prompt_tokens
+    # Negative counts (a broken upstream) count as none.
+    prompt = max(usage.prompt_tokens, 0)
     details = usage.prompt_tokens_details
-    read = (details.cached_tokens or 0) if details else 0
-    written = (details.cache_write_tokens or 0) if details else 0
+    read = max(details.cached_tokens or 0, 0) if details else 0
+    written = max(details.cache_write_tokens or 0, 0) if details else 0
     # Details larger than the prompt are an upstream inconsistency; keep the
     # prompt total (what is billed) and shrink the details into it.
     read = min(read, prompt)
@@ -58,10 +59,12 @@ def from_openai(usage: CompletionUsage, *, estimated: bool = False) -> Normalize
         five = written - hour
     else:
         hour = None
-    output = usage.completion_tokens
+    output = max(usage.completion_tokens, 0)
     completion = usage.completion_tokens_details
-    reasoning = (completion.reasoning_tokens or 0) if completion else 0
-    return NormalizedUsage(
+    reasoning = max(completion.reasoning_tokens or 0, 0) if completion else 0
+    # Built from counts checked and clamped above: no second validation (this
+    # runs on every call).
+    return NormalizedUsage.model_construct(
         input_uncached=prompt - read - written,
         cache_read=read,
         cache_write=written,

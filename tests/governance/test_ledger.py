@@ -443,3 +443,57 @@ def test_group_commit_keeps_every_acknowledged_record(tmp_path: Path) -> None:
     assert sorted(r.id for r in ledger.records()) == sorted(written)
     assert ledger.health().written == 800
     ledger.close()
+
+
+def _spooled(path: Path) -> tuple[int, int]:
+    with sqlite3.connect(path) as conn:
+        spool = conn.execute("SELECT COUNT(*) FROM usage_spool").fetchone()[0]
+        kept = conn.execute("SELECT COUNT(*) FROM usage").fetchone()[0]
+    return spool, kept
+
+
+def test_the_spool_is_moved_into_the_table_by_any_reader(tmp_path: Path) -> None:
+    path = tmp_path / "u.sqlite3"
+    writer = SQLiteLedger(path)
+    writer.record(rec())  # opens and migrates
+    writer._stopping = True  # no background moves: the spool stays as written
+    writer._wake.set()
+    assert writer._checkpointer is not None
+    writer._checkpointer.join(5)
+    for i in range(5):
+        writer.record(rec(output=i))
+    spool, kept = _spooled(path)
+    assert spool + kept == 6
+    assert spool >= 5  # committed, not yet moved
+    reader = SQLiteLedger(path)  # another process's ledger, say
+    assert sorted(r.output for r in reader.records()) == [0, 0, 1, 2, 3, 4]
+    assert _spooled(path) == (0, 6)
+    reader.close()
+
+
+def test_writers_and_readers_on_one_file_never_lose_a_spooled_record(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "u.sqlite3"
+    SQLiteLedger(path).records()  # made and migrated once
+    ledgers = [SQLiteLedger(path) for _ in range(4)]
+    seen: list[int] = []
+
+    def work(ledger: SQLiteLedger, n: int) -> None:
+        for i in range(150):
+            ledger.record(rec(output=n * 1000 + i))
+            if i % 10 == 0:
+                seen.append(len(ledger.records()))  # moves the spool too
+
+    threads = [threading.Thread(target=work, args=(ledger, n)) for n, ledger in
+               enumerate(ledgers)]  # fmt: skip
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(60)
+    outputs = sorted(r.output for r in SQLiteLedger(path).records())
+    assert outputs == sorted(n * 1000 + i for n in range(4) for i in range(150))
+    assert max(seen) <= 600  # never more than written, never a duplicate
+    for ledger in ledgers:
+        ledger.close()
+    assert _spooled(path) == (0, 600)
