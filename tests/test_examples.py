@@ -297,6 +297,46 @@ def test_agents(capsys: pytest.CaptureFixture[str]) -> None:
     assert out[5].startswith("refused: agent: must be 1-128 characters")
 
 
+def test_budgets(capsys: pytest.CaptureFixture[str]) -> None:
+    """budgets.py: a per-agent daily budget alerts, then blocks with nothing
+    sent; usage tables by model and by day come from the ledger."""
+    load_example("budgets").main()
+    out = capsys.readouterr().out
+    lines = out.splitlines()
+    assert (
+        sum(line.startswith("  ALERT agent-daily for researcher") for line in lines)
+        == 2
+    )
+    assert "spent $0.0624000000, 50% of the soft limit $0.10" in out
+    assert "spent $0.1248000000, 100% of the soft limit $0.10" in out
+    assert lines.index("call 9 (smart)") + 1 == lines.index(
+        "  BLOCKED before it was sent:"
+    )
+    for line in (
+        "  policy=agent-daily scope=agent value=researcher",
+        "  window=day in America/New_York reason=hard_limit",
+        "  spent=0.1352000000 reserved=0.0000000000",
+        "  requested=0.0960000000 limit=0.20",
+        "requests sent: 8 (the blocked call sent none)",
+        "recorded too: BudgetExceededError, $0",
+        "  ALERT agent-daily for writer: spent $0.0520000000, 50% of the soft"
+        " limit $0.10",
+        "agent-daily [researcher]: spent $0.1352000000, remaining $0.0648000000,"
+        " soft_limit",
+        "agent-daily [writer]: spent $0.0520000000, remaining $0.1480000000, ok",
+        "fast         7   1296    354   0.2712000000",
+        "smart        5    148     77   0.4560000000",
+    ):
+        assert line in lines, f"{line!r} missing from:\n{out}"
+    assert "resets at " in out
+    assert "T00:00:00-0" in out  # midnight in New York, EST or EDT
+    # By day: yesterday's records from the earlier run, then today's calls.
+    days = lines[lines.index("day        calls           cost") + 1 :]
+    assert len(days) == 2
+    assert days[0].endswith("     2   0.5400000000")
+    assert days[1].endswith("    10   0.1872000000")
+
+
 def run_example(
     script: str, *args: str, check: bool = True, **env_vars: str
 ) -> subprocess.CompletedProcess[str]:
@@ -467,3 +507,13 @@ def test_oauth_login() -> None:
     ]
     assert server["6"] == ["server: revoke: refresh token and its access tokens"]
     assert out.count("assistant: echo: Hello with an OAuth token") == 3
+
+
+def test_budgets_runs_offline_in_a_fresh_process() -> None:
+    """budgets.py needs no key and no network; stderr holds only palyra's
+    warnings for the alerts it printed."""
+    result = run_example("budgets.py")
+    assert "BLOCKED before it was sent:" in result.stdout
+    warnings = result.stderr.splitlines()
+    assert len(warnings) == 3
+    assert all(line.startswith("budget 'agent-daily' (usd agent=") for line in warnings)
