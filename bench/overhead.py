@@ -9,6 +9,10 @@ overhead compared with the target.
 
 The raw baseline is what a hand-written client does at least:
 ``client.post(url, json=payload)`` then ``response.json()``.
+
+The palyra side keeps no usage ledger (``ledger=False``; usage and cost are
+still worked out for every reply): what the ledger and budgets add is
+``bench/governance.py``'s figure.
 """
 
 from __future__ import annotations
@@ -141,7 +145,10 @@ def _sync_loopback(
     upstream: Upstream, warmup: int, blocks: int, per_block: int
 ) -> dict[str, Any]:
     url = upstream.base_url + "/chat/completions"
-    with httpx.Client() as http, palyra.Palyra(_config(upstream.base_url)) as client:
+    with (
+        httpx.Client() as http,
+        palyra.Palyra(_config(upstream.base_url), ledger=False) as client,
+    ):
 
         def raw() -> object:
             response = http.post(url, json=PAYLOAD)
@@ -162,7 +169,7 @@ def _async_loopback(
     async def main() -> dict[str, Any]:
         async with (
             httpx.AsyncClient() as http,
-            palyra.Palyra(_config(upstream.base_url)) as client,
+            palyra.Palyra(_config(upstream.base_url), ledger=False) as client,
         ):
 
             async def raw() -> object:
@@ -215,7 +222,7 @@ def _sync_in_memory(warmup: int, blocks: int, per_block: int) -> dict[str, Any]:
     transport = httpx.MockTransport(handler)
     with (
         httpx.Client(transport=transport) as http,
-        palyra.Palyra(_config(base_url), transport=transport) as client,
+        palyra.Palyra(_config(base_url), transport=transport, ledger=False) as client,
     ):
 
         def raw() -> object:
@@ -269,7 +276,7 @@ def _ours(key: Key) -> bool:
 
 def _profile(upstream: Upstream, calls: int, top: int = 15) -> dict[str, Any]:
     """cProfile over ``calls`` loopback ``Palyra.chat`` calls (after a warm-up)."""
-    with palyra.Palyra(_config(upstream.base_url)) as client:
+    with palyra.Palyra(_config(upstream.base_url), ledger=False) as client:
         for _ in range(50):
             client.chat(MESSAGES)
         profiler = cProfile.Profile()
@@ -318,7 +325,7 @@ class _Offline:
         from palyra._providers import Target, request_id
         from palyra._request import chat_request
 
-        self.client = palyra.Palyra(_config(base_url))
+        self.client = palyra.Palyra(_config(base_url), ledger=False)
         self.http = httpx.Client()
         self.url = base_url + "/chat/completions"
         self.response = httpx.Response(

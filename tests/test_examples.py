@@ -120,6 +120,8 @@ def test_quickstart_runs_offline_in_a_fresh_process() -> None:
         for k, v in os.environ.items()
         if not k.startswith(("OPENAI_", "ANTHROPIC_", "PALYRA_"))
     }
+    # The test's own palyra home (the usage ledger goes there), never the user's.
+    env["PALYRA_HOME"] = os.environ["PALYRA_HOME"]
     # Any real HTTP request would fail fast through a dead proxy.
     dead = "http://127.0.0.1:9"
     env.update(HTTP_PROXY=dead, HTTPS_PROXY=dead, ALL_PROXY=dead, NO_PROXY="")
@@ -348,6 +350,8 @@ def run_example(
         for k, v in os.environ.items()
         if not k.startswith(("OPENAI_", "ANTHROPIC_", "PALYRA_", "PYTHON_KEYRING"))
     }
+    # The test's own palyra home (the usage ledger goes there), never the user's.
+    env["PALYRA_HOME"] = os.environ["PALYRA_HOME"]
     dead = "http://127.0.0.1:9"
     env.update(HTTP_PROXY=dead, HTTPS_PROXY=dead, ALL_PROXY=dead)
     env.update(NO_PROXY="127.0.0.1,localhost", PYTHONWARNINGS="error")

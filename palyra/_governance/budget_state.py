@@ -282,6 +282,9 @@ def status_of(state: ScopeState, now: datetime) -> BudgetStatus:
             state.in_flight,
         )
         start, resets = state.window_start(now), state.resets_at()
+    # Nothing reserved reads as 0, not as the 0E-10 that reserving and
+    # releasing amounts of 10 places leaves.
+    spent, reserved = spent or _ZERO, reserved or _ZERO
     hard, soft = policy.hard_limit, policy.soft_limit
     level: Literal["ok", "soft_limit", "hard_limit"] = "ok"
     if hard is not None and spent >= hard:

@@ -64,6 +64,26 @@ def _entry(
 _ANTHROPIC = "docs.anthropic.com/en/docs/about-claude/pricing"
 _ANTHROPIC_ROWS = [
     # (patterns, input, 5m write, 1h write, cache read, output)
+    # Opus 4.5 to 4.8: the "Model pricing" table of
+    # platform.claude.com/docs/en/about-claude/pricing (stored copy).
+    (
+        (
+            "claude-opus-4-5*",
+            "claude-opus-4-6*",
+            "claude-opus-4-7*",
+            "claude-opus-4-8*",
+        ),
+        "5",
+        "6.25",
+        "10",
+        "0.50",
+        "25",
+    ),
+    # Sonnet 4.5 and Haiku 4.5: their list prices ($3 / $15 and $1 / $5) as
+    # the model overview pages and every secondary source give them, with
+    # the published cache multipliers (1.25x, 2x, 0.1x of input).
+    (("claude-sonnet-4-5*",), "3", "3.75", "6", "0.30", "15"),
+    (("claude-haiku-4-5*",), "1", "1.25", "2", "0.10", "5"),
     (("claude-opus-4-1*",), "15", "18.75", "30", "1.50", "75"),
     (("claude-opus-4-2025*", "claude-opus-4-0"), "15", "18.75", "30", "1.50", "75"),
     (("claude-sonnet-4-2025*", "claude-sonnet-4-0"), "3", "3.75", "6", "0.30", "15"),

@@ -1,8 +1,10 @@
 """The client's prices: `PriceBook`, built on first use from the config.
 
-The entries come from three places, the user's first: each model entry's
-``pricing``, the ``[pricing] table`` file, and (unless ``[pricing] defaults =
-false``) the shipped snapshot. Nothing is read at construction: the file is
+The entries come from three places: each model entry's ``pricing`` and the
+``[pricing] table`` file (the user's entries, one layer: of two in effect for
+a model, the more specific and the later-starting wins, `PriceTable.lookup`),
+and (unless ``[pricing] defaults = false``) the shipped snapshot, which any
+user entry in effect beats. Nothing is read at construction: the file is
 read by the first call that needs a price. Lookups are cached per (provider,
 model), so pricing a call costs a dictionary lookup and a scan of the few
 entries that name its model.

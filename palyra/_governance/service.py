@@ -32,8 +32,10 @@ class UsageRun:
         price: The entry that prices the record's model at its
             ``started_at``, by today's table; None when unpriced.
         cost: The record's tokens at that price. It differs from
-            ``record.cost_total`` only if the table changed for that time
-            since the call was recorded.
+            ``record.cost_total`` if the table changed for that time since
+            the call was recorded, and for calls that wrote Anthropic's
+            1-hour cache: a record keeps its cache writes without their
+            lifetimes, so they are priced here at the 5-minute rate.
     """
 
     record: UsageRecord

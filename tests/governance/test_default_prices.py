@@ -135,8 +135,8 @@ def test_default_anthropic_cost_through_the_adapter_mapping() -> None:
 @pytest.mark.parametrize(
     "model",
     [
-        "claude-opus-4-5",  # a third of Opus 4's price: not Opus 4's pattern
-        "claude-sonnet-4-5",
+        "claude-opus-5",  # later than the snapshot's sources
+        "claude-sonnet-5-5",
         "gpt-4o-2024-05-13",  # dearer than gpt-4o
         "gpt-5",
         "no-such-model",
@@ -162,3 +162,24 @@ def test_the_default_table_is_dated_and_exact() -> None:
         for name in ("input", "output", "cache_read", "cache_write_5m"):
             value = getattr(entry, name)
             assert value is None or type(value) is Decimal
+
+
+@pytest.mark.parametrize(
+    ("model", "prices"),
+    [
+        # Opus 4.5 and later cost a third of Opus 4: never Opus 4's pattern.
+        ("claude-opus-4-5-20251101", ("5", "6.25", "10", "0.50", "25")),
+        ("claude-opus-4-20250514", ("15", "18.75", "30", "1.50", "75")),
+        ("claude-sonnet-4-5", ("3", "3.75", "6", "0.30", "15")),
+        ("claude-sonnet-4-5-20250929", ("3", "3.75", "6", "0.30", "15")),
+        ("claude-haiku-4-5", ("1", "1.25", "2", "0.10", "5")),
+    ],
+)
+def test_the_4_5_generation_is_priced(model: str, prices: tuple[str, ...]) -> None:
+    entry = DEFAULTS.lookup("anthropic", model, T, "anthropic")
+    assert entry is not None
+    got = (entry.input, entry.cache_write_5m, entry.cache_write_1h)
+    assert (*got, entry.cache_read, entry.output) == tuple(D(p) for p in prices)
+    # An OpenAI-compatible provider serving a model of that name is not
+    # priced as Anthropic: the entries are for Anthropic providers.
+    assert DEFAULTS.lookup("proxy", model, T, "openai_compatible") is None
