@@ -11,11 +11,29 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from decimal import Decimal
 from fnmatch import fnmatchcase
-from typing import Annotated, Any, Self
+from typing import Annotated, Any, Self, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-__all__ = ["TOTAL_PLACES", "Cost", "NormalizedUsage", "PriceEntry"]
+__all__ = ["TOTAL_PLACES", "Cost", "NormalizedUsage", "PriceEntry", "trusted"]
+
+M = TypeVar("M", bound=BaseModel)
+
+
+def trusted(model: type[M], **values: Any) -> M:
+    """An instance of ``model`` from values known valid, every field given.
+
+    Governance builds a usage and a cost or two on every call from numbers it
+    has just checked or computed; validating them again (or pydantic's
+    ``model_construct``, which resolves defaults field by field) would cost
+    more than the arithmetic. The instance is what validation would give.
+    """
+    made = model.__new__(model)
+    object.__setattr__(made, "__dict__", values)
+    object.__setattr__(made, "__pydantic_fields_set__", set(values))
+    object.__setattr__(made, "__pydantic_extra__", None)
+    object.__setattr__(made, "__pydantic_private__", None)
+    return made
 
 TOTAL_PLACES = Decimal("1E-10")
 """A cost's total is quantized to this (10 places), ``ROUND_HALF_EVEN``."""

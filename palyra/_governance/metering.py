@@ -18,7 +18,7 @@ from datetime import datetime
 from pathlib import Path
 
 from .._config import LedgerConfig
-from .._usage import Cost, NormalizedUsage
+from .._usage import Cost, NormalizedUsage, trusted
 from .._wire import CompletionUsage, EmbeddingUsage
 from .ledger import UsageLedger
 from .prices import PriceBook
@@ -80,9 +80,15 @@ class Meter:
         output = requested_output or max_output
         if not output and context_window:
             output = max(context_window - prompt_tokens, 0)
-        return NormalizedUsage.model_construct(
+        return trusted(
+            NormalizedUsage,
             input_uncached=max(prompt_tokens, 0),
+            cache_read=0,
+            cache_write=0,
+            cache_write_5m=None,
+            cache_write_1h=None,
             output=max(output or DEFAULT_WORST_OUTPUT, 0),
+            reasoning=0,
             estimated=True,
         )
 

@@ -19,7 +19,7 @@ from datetime import UTC, datetime
 from decimal import ROUND_HALF_EVEN, Context, Decimal
 
 from .._config import Pricing
-from .._usage import TOTAL_PLACES, Cost, NormalizedUsage, PriceEntry
+from .._usage import TOTAL_PLACES, Cost, NormalizedUsage, PriceEntry, trusted
 
 __all__ = [
     "ANTHROPIC_CACHE_READ",
@@ -165,7 +165,8 @@ def cost_of(usage: NormalizedUsage, entry: PriceEntry | None) -> Cost:
         exact = _EXACT.add(exact, part)
     # Every field is computed here from validated inputs: construct without
     # validating again (this runs on every call, twice with budgets).
-    return Cost.model_construct(
+    return trusted(
+        Cost,
         total=exact.quantize(TOTAL_PLACES, rounding=ROUND_HALF_EVEN, context=_EXACT),
         input=input_,
         cache_read=read,

@@ -24,7 +24,7 @@ Anthropic's native counts.
 
 from __future__ import annotations
 
-from .._usage import NormalizedUsage
+from .._usage import NormalizedUsage, trusted
 from .._wire import CompletionUsage, EmbeddingUsage
 
 __all__ = ["NormalizedUsage", "from_anthropic", "from_embeddings", "from_openai"]
@@ -64,7 +64,8 @@ def from_openai(usage: CompletionUsage, *, estimated: bool = False) -> Normalize
     reasoning = max(completion.reasoning_tokens or 0, 0) if completion else 0
     # Built from counts checked and clamped above: no second validation (this
     # runs on every call).
-    return NormalizedUsage.model_construct(
+    return trusted(
+        NormalizedUsage,
         input_uncached=prompt - read - written,
         cache_read=read,
         cache_write=written,
