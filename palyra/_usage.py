@@ -35,6 +35,7 @@ def trusted(model: type[M], **values: Any) -> M:
     object.__setattr__(made, "__pydantic_private__", None)
     return made
 
+
 TOTAL_PLACES = Decimal("1E-10")
 """A cost's total is quantized to this (10 places), ``ROUND_HALF_EVEN``."""
 

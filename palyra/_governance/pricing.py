@@ -213,8 +213,7 @@ def _cache_rates(
 def _times(tokens: int, per_million: Decimal) -> Decimal:
     if not tokens:
         return _ZERO
-    # Dividing by 10**6 is an exact shift of the exponent.
-    return _EXACT.multiply(Decimal(tokens), per_million).scaleb(-6, _EXACT)
+    return _EXACT.divide(_EXACT.multiply(Decimal(tokens), per_million), _MILLION)
 
 
 _ZERO = Decimal(0)
