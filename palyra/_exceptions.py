@@ -99,10 +99,8 @@ class _CallContextError(PalyraError):
         request_id: str | None = None,
     ) -> None:
         super().__init__(message)
-        self.message = message
-        self.provider = provider
-        self.model = model
-        self.request_id = request_id
+        self.message, self.request_id = message, request_id
+        self.provider, self.model = provider, model
         # Every attempt and skipped candidate of the failed call, in order.
         self.attempts: list[Attempt] = []
 
@@ -117,14 +115,8 @@ class _CallContextError(PalyraError):
 def _describe_target(
     provider: str | None, model: str | None, request_id: str | None
 ) -> str:
-    parts = []
-    if provider:
-        parts.append(f"provider={provider}")
-    if model:
-        parts.append(f"model={model}")
-    if request_id:
-        parts.append(f"request_id={request_id}")
-    return ", ".join(parts)
+    named = (("provider", provider), ("model", model), ("request_id", request_id))
+    return ", ".join(f"{name}={value}" for name, value in named if value)
 
 
 class APIError(_CallContextError):
@@ -488,14 +480,12 @@ class OverloadedError(InternalServerError):
 
 
 _STATUS_CLASSES: dict[int, type[APIStatusError]] = {
-    400: BadRequestError,
-    401: AuthenticationError,
-    403: PermissionDeniedError,
-    404: NotFoundError,
-    409: ConflictError,
-    413: RequestTooLargeError,
-    422: UnprocessableEntityError,
-    429: RateLimitError,
+    cls.default_status: cls
+    for cls in (
+        *(BadRequestError, AuthenticationError, PermissionDeniedError),
+        *(NotFoundError, ConflictError, RequestTooLargeError),
+        *(UnprocessableEntityError, RateLimitError),
+    )
 }
 
 

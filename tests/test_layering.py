@@ -293,3 +293,13 @@ print(loaded, [e for e in events if "palyra-home" in e])
         [sys.executable, "-c", code], capture_output=True, text=True, check=True
     )
     assert result.stdout.strip() == "[] []"
+
+
+def test_no_module_is_over_500_lines() -> None:
+    """Modules stay small (style.md): a module past 500 lines is split."""
+    long = {
+        str(path.relative_to(PACKAGE)): n
+        for path in PACKAGE.rglob("*.py")
+        if (n := len(path.read_text(encoding="utf-8").splitlines())) > 500
+    }
+    assert long == {}
