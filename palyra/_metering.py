@@ -23,6 +23,7 @@ import httpx
 
 from ._core import CallContext, Candidate, Completion, Failed, Hooks
 from ._governance import LedgerSlot, Meter, UsageRecord
+from ._registry import ResolvedModel
 from ._usage import Cost, NormalizedUsage
 
 __all__ = ["Governance"]
@@ -106,13 +107,7 @@ class Governance:
         if budgets is not None and budgets.active:
             worst = self._worst_case(ctx, candidate)
             model = candidate.model
-            cost = self.meter.cost(
-                model.provider.id,
-                model.provider.kind,
-                model.upstream,
-                worst,
-                datetime.now(UTC),
-            )
+            cost = self._priced(model, worst, datetime.now(UTC))
             reservation = budgets.reserve(
                 ctx.caller, worst, cost, provider=model.provider.id, model=model.id
             )
@@ -124,9 +119,7 @@ class Governance:
         started = finished - timedelta(milliseconds=completion.latency_ms)
         usage = self.meter.usage(completion.usage, ctx.usage_estimated)
         model = completion.candidate.model
-        cost = self.meter.cost(
-            model.provider.id, model.provider.kind, model.upstream, usage, started
-        )
+        cost = self._priced(model, usage, started)
         ctx.usage, ctx.cost = usage, cost
         result = completion.result
         if result is not None and result.palyra is not None:
@@ -143,7 +136,11 @@ class Governance:
                 if failed.usage is not None:
                     # A stream that broke mid-way was billed what it sent.
                     usage = self.meter.usage(failed.usage, ctx.usage_estimated)
-                    self._settle(ctx, usage, self._priced(failed.candidate, usage))
+                    self._settle(
+                        ctx,
+                        usage,
+                        self._priced(failed.candidate.model, usage, datetime.now(UTC)),
+                    )
                 else:
                     self._release(ctx)
             return
@@ -156,7 +153,8 @@ class Governance:
             usage, cost = NormalizedUsage(), _FREE  # nothing billed: exactly $0
         else:
             usage = self.meter.usage(failed.usage, ctx.usage_estimated)
-            cost = self._priced(candidate, usage, ctx, started)
+            model = candidate.model if candidate is not None else ctx.model
+            cost = self._priced(model, usage, started)
         ctx.usage, ctx.cost = usage, cost
         error = failed.error
         status = "error" if isinstance(error, Exception) else "cancelled"
@@ -177,23 +175,10 @@ class Governance:
         )
 
     def _priced(
-        self,
-        candidate: Candidate | None,
-        usage: NormalizedUsage,
-        ctx: CallContext | None = None,
-        at: datetime | None = None,
+        self, model: ResolvedModel, usage: NormalizedUsage, at: datetime
     ) -> Cost:
-        model = candidate.model if candidate is not None else None
-        if model is None and ctx is not None:
-            model = ctx.model
-        assert model is not None
-        return self.meter.cost(
-            model.provider.id,
-            model.provider.kind,
-            model.upstream,
-            usage,
-            at or datetime.now(UTC),
-        )
+        provider = model.provider
+        return self.meter.cost(provider.id, provider.kind, model.upstream, usage, at)
 
     def _settle(self, ctx: CallContext, usage: NormalizedUsage, cost: Cost) -> None:
         state = ctx.governance

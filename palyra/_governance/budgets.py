@@ -73,6 +73,15 @@ class Reservation:
         self._entries = entries
         self._closed = False
 
+    def _close(self) -> bool:
+        """Mark the reservation given back; False if it already was. Called
+        under its first state's lock, which every settle or release of it
+        takes first, so two of them cannot both win."""
+        if self._closed:
+            return False
+        self._closed = True
+        return True
+
     def __repr__(self) -> str:
         held = ", ".join(f"{s.policy.id}[{s.value}]={a}" for s, a in self._entries)
         return f"Reservation({held}{', closed' if self._closed else ''})"
@@ -219,10 +228,8 @@ class Budgets:
         for i, (state, held) in enumerate(reservation._entries):
             actual = state.policy.amount(usage, cost)
             with state.lock:
-                if i == 0:
-                    if reservation._closed:
-                        return
-                    reservation._closed = True
+                if i == 0 and not reservation._close():
+                    return
                 state.reserved -= held
                 state.in_flight -= 1
                 state.add(held if actual is None else actual, now)
@@ -236,10 +243,8 @@ class Budgets:
         """Drop a reservation: the call was not made, or failed unbilled."""
         for i, (state, held) in enumerate(reservation._entries):
             with state.lock:
-                if i == 0:
-                    if reservation._closed:
-                        return
-                    reservation._closed = True
+                if i == 0 and not reservation._close():
+                    return
                 state.reserved -= held
                 state.in_flight -= 1
 
