@@ -29,6 +29,7 @@ from bench import (  # noqa: E402
     imports,
     ledger,
     overhead,
+    routing,
     sse_decode,
     streaming,
     tokens,
@@ -48,6 +49,7 @@ BENCHMARKS = {
     "governance": governance.run,
     "ledger": ledger.run,
     "budgets": budgets.run,
+    "routing": routing.run,
 }
 
 

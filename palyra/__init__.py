@@ -37,8 +37,16 @@ if typing.TYPE_CHECKING:
         ProviderConfig,
         RegistryDefaults,
         ResilienceConfig,
+        RoutingConfig,
+        RoutingHint,
+        RoutingWeights,
     )
     from ._core import AsyncStream, ModelHealth, Stream
+    from ._decision import (
+        RoutingCandidate,
+        RoutingDecision,
+        RoutingFeatures,
+    )
     from ._exceptions import (
         APIConnectionError,
         APIError,
@@ -79,6 +87,7 @@ if typing.TYPE_CHECKING:
         BudgetStatus,
         LedgerHealth,
         MemoryLedger,
+        RoutingSavings,
         SQLiteLedger,
         Totals,
         UsageLedger,
@@ -196,6 +205,13 @@ __all__ = [
     "RequestTooLargeError",
     "ResilienceConfig",
     "ResponseTooLargeError",
+    "RoutingCandidate",
+    "RoutingConfig",
+    "RoutingDecision",
+    "RoutingFeatures",
+    "RoutingHint",
+    "RoutingSavings",
+    "RoutingWeights",
     "SQLiteLedger",
     "ScriptedReply",
     "SecretStore",
@@ -243,8 +259,16 @@ _SOURCES = {
         "ProviderConfig",
         "RegistryDefaults",
         "ResilienceConfig",
+        "RoutingConfig",
+        "RoutingHint",
+        "RoutingWeights",
     ),
     "._core": ("AsyncStream", "ModelHealth", "Stream"),
+    "._decision": (
+        "RoutingCandidate",
+        "RoutingDecision",
+        "RoutingFeatures",
+    ),
     "._exceptions": (
         "APIConnectionError",
         "APIError",
@@ -285,6 +309,7 @@ _SOURCES = {
         "BudgetStatus",
         "LedgerHealth",
         "MemoryLedger",
+        "RoutingSavings",
         "SQLiteLedger",
         "Totals",
         "UsageLedger",

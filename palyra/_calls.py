@@ -39,6 +39,8 @@ from ._wire import (
 
 if TYPE_CHECKING:
     from ._auth import CallGate
+    from ._decision import RoutingDecision
+    from ._routing import Router
 
 __all__: list[str] = []
 
@@ -55,6 +57,7 @@ class Calls:
     _sync: SyncDriver
     _async: AsyncDriver
     _gate: CallGate | None  # auth profiles' refresh around calls, if any may
+    _router: Router
 
     def _run(self, make: Callable[[], Flow[T]], caller: Caller) -> T:
         """Run a flow of the pipeline; OAuth tokens owed a refresh are
@@ -182,6 +185,59 @@ class Calls:
             lambda: self._pipeline.chat_stream(model, request, caller), caller
         )
         return AsyncStream(*parts, self._async.later)
+
+    def route(
+        self,
+        messages: Iterable[Mapping[str, Any]],
+        model: str | None = None,
+        *,
+        agent: str | None = None,
+        session: str | None = None,
+        principal: str | None = None,
+        tags: Tags = None,
+        **options: Unpack[ChatOptions],
+    ) -> RoutingDecision:
+        """What smart routing decides for a chat request, calling no provider.
+
+        Takes what `chat` takes (``route=`` a mode, ``hint=`` a task hint)
+        and decides as a call would, in the mode in effect (``off`` too):
+        the score and the features it came from, the tier, every chat model
+        with its estimated cost, latency, health and reason codes, the choice
+        and one sentence saying why. Budget headroom is checked for the
+        caller's scopes without reserving anything.
+
+        Raises:
+            InvalidRequestError, ModelNotFoundError: bad input, named.
+        """
+        caller = self._caller.merged(agent, session, principal, tags)
+        request = chat_request(messages, options, False, caller.end_user)
+        requested = self._pipeline.registry.resolve(model, "chat")
+        router = self._router
+        mode = request.route or router.config.mode
+        return router.decide(request, requested, caller, mode, request.hint)[0]
+
+    async def aroute(
+        self,
+        messages: Iterable[Mapping[str, Any]],
+        model: str | None = None,
+        *,
+        agent: str | None = None,
+        session: str | None = None,
+        principal: str | None = None,
+        tags: Tags = None,
+        **options: Unpack[ChatOptions],
+    ) -> RoutingDecision:
+        """Async `route` (it decides in microseconds: it does not leave the
+        loop, except that a budget window's first look reads the ledger)."""
+        return self.route(
+            messages,
+            model,
+            agent=agent,
+            session=session,
+            principal=principal,
+            tags=tags,
+            **options,
+        )
 
     def embed(
         self,

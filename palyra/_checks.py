@@ -12,6 +12,7 @@ import math
 from collections.abc import Callable, Mapping
 from typing import Any
 
+from ._config import ROUTING_MODES, RoutingMode, parse_mode
 from ._exceptions import InvalidRequestError
 from ._utils import header_problem, shown
 
@@ -21,6 +22,7 @@ __all__ = [
     "check_form_field",
     "check_headers",
     "check_option",
+    "check_routing",
     "check_text",
     "check_tool_calls",
     "seconds",
@@ -323,3 +325,16 @@ def check_form_field(name: str, value: Any) -> None:
             _number(name, item)
         else:
             raise _fail(name, "text, a number or a list of them", item)
+
+
+def check_routing(route: Any, hint: Any) -> tuple[RoutingMode | None, str | None]:
+    """A call's ``route=`` (a routing mode; ``dry-run`` accepted) and
+    ``hint=`` (a task hint name; whether it is known is the router's check)."""
+    mode = parse_mode(route)
+    if mode is not None and mode not in ROUTING_MODES:
+        raise InvalidRequestError(
+            f"route: must be one of {', '.join(ROUTING_MODES)}, got {shown(route)}"
+        )
+    if hint is not None and (not isinstance(hint, str) or not hint.strip()):
+        raise _fail("hint", "a task hint name such as 'classification'", hint)
+    return mode, hint.strip().lower() if hint is not None else None

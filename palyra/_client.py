@@ -60,6 +60,7 @@ from ._governance import (
 from ._metering import Governance
 from ._providers import Adapters
 from ._registry import Registry
+from ._routing import Assessor, CacheShares, Router, Routing
 from ._tokens import TiktokenCounter, TokenCounter
 from ._wire import ModelInfo
 
@@ -177,9 +178,17 @@ class Palyra(Calls):
             self.config.budgets, ledger=self._ledger.get, on_alert=on_budget_alert
         )
         self._ledger.on_state = budgets.ledger_failed
-        Governance(Meter(prices), self._ledger, budgets, book.owner).install(
-            self._pipeline.hooks
+        meter = Meter(prices)
+        hooks = self._pipeline.hooks
+        Governance(meter, self._ledger, budgets, book.owner).install(hooks)
+        shares = CacheShares()
+        self._router = Router(
+            self._registry,
+            self.config.routing,
+            lambda: counter,
+            Assessor(health, meter, budgets, shares),
         )
+        Routing(self._router, shares).install(hooks, learn=_may_route(self.config))
         self.budgets = BudgetService(budgets)
         """The budgets enforced on calls: add, remove, status
         (`palyra._governance.BudgetService`)."""
@@ -193,7 +202,6 @@ class Palyra(Calls):
         revoke (`palyra._auth.Auth`)."""
         self._gate: CallGate | None = None
         if credentials is None and _may_use_profiles(self.config):
-            hooks = self._pipeline.hooks
             hooks.after_failure.append(profiles.failed)
             hooks.after_completion.append(profiles.completed)
             eager = _relies_on_profiles(self.config)
@@ -336,6 +344,14 @@ def _exchanges(sync: SyncDriver, asynchronous: AsyncDriver) -> tuple[Any, Any]:
         return await asynchronous.exchange(step.request, step.secrets, step.budget)
 
     return send, asend
+
+
+def _may_route(config: PalyraConfig) -> bool:
+    """Whether calls may be routed without a ``route=`` of their own: then
+    served calls are watched for their cache use (for routing's prices)."""
+    return config.routing.mode != "off" or any(
+        m.tier is not None or m.quality is not None for m in config.models
+    )
 
 
 def _may_use_profiles(config: PalyraConfig) -> bool:

@@ -211,6 +211,8 @@ class Governance:
         model = candidate.model if candidate is not None else ctx.model
         credential = candidate.target.credential if candidate is not None else None
         requested = ctx.requested or ctx.model
+        decision = ctx.routing
+        asked = requested.id if decision is None else decision.requested
         self.slot.write(
             UsageRecord.of_call(
                 started_at=started,
@@ -221,7 +223,7 @@ class Governance:
                 tags=dict(caller.tags),
                 provider=model.provider.id,
                 model=model.id,
-                requested_model=requested.id,
+                requested_model=asked,
                 auth_profile=self.profile_of(credential),
                 input_uncached=usage.input_uncached,
                 cache_read=usage.cache_read,
@@ -236,5 +238,6 @@ class Governance:
                 status=status,
                 error_class=error_class,
                 attempts=sum(1 for a in ctx.attempts if a.outcome != "skipped"),
+                routing=None if decision is None else decision.summary(),
             )
         )

@@ -18,10 +18,12 @@ from ._checks import (
     check_form_field,
     check_headers,
     check_option,
+    check_routing,
     check_text,
     check_tool_calls,
     seconds,
 )
+from ._config import RoutingMode
 from ._exceptions import InvalidRequestError
 from ._utils import shown
 
@@ -33,7 +35,10 @@ ROLES = frozenset({"system", "developer", "user", "assistant", "tool", "function
 class ChatOptions(TypedDict, total=False):
     """Options accepted by `Palyra.chat` and friends (OpenAI names).
 
-    Everything else an upstream understands goes in ``extra_body``.
+    Everything else an upstream understands goes in ``extra_body``. palyra's
+    own: ``route`` (this call's routing mode: ``off``, ``suggest``,
+    ``dry_run`` or ``enforced``) and ``hint`` (a task hint for routing, e.g.
+    ``classification``), which are never sent upstream.
     """
 
     tools: Sequence[Mapping[str, Any]]
@@ -64,6 +69,8 @@ class ChatOptions(TypedDict, total=False):
     safety_identifier: str
     verbosity: str
     stream_options: Mapping[str, Any]
+    route: str
+    hint: str
     extra_body: Mapping[str, Any]
     extra_headers: Mapping[str, str]
     timeout: float
@@ -81,7 +88,11 @@ class RequestOptions(TypedDict, total=False):
 
 
 _CALL_OPTIONS = frozenset(RequestOptions.__annotations__)
-_BODY_OPTIONS = frozenset(ChatOptions.__annotations__) - _CALL_OPTIONS
+# palyra's own: the routing mode and task hint of a call (never sent upstream).
+_ROUTING_OPTIONS = frozenset({"route", "hint"})
+_BODY_OPTIONS = (
+    frozenset(ChatOptions.__annotations__) - _CALL_OPTIONS - _ROUTING_OPTIONS
+)
 
 
 # palyra sets these itself; letting extra_body replace them breaks the call.
@@ -139,6 +150,8 @@ class ChatRequest:
     # Who the call is for, for upstreams that take an end-user id (Anthropic's
     # metadata.user_id) when the options name none.
     end_user: str | None = None
+    route: RoutingMode | None = None  # the call's routing mode, over the config's
+    hint: str | None = None  # the call's task hint, for routing
 
     @property
     def requested_output_tokens(self) -> int:
@@ -180,7 +193,7 @@ def chat_request(
         InvalidRequestError: naming the bad message or option.
         TypeError: for an option palyra does not know (use ``extra_body``).
     """
-    unknown = set(options) - _BODY_OPTIONS - _CALL_OPTIONS
+    unknown = set(options) - _BODY_OPTIONS - _CALL_OPTIONS - _ROUTING_OPTIONS
     if "stream" in unknown:
         raise TypeError(
             "stream is not a chat option: call client.stream() (or astream()) for"
@@ -211,7 +224,10 @@ def chat_request(
     wants_usage = bool(
         isinstance(stream_options, Mapping) and stream_options.get("include_usage")
     )
+    route, hint = check_routing(options.get("route"), options.get("hint"))
     return ChatRequest(
+        route=route,
+        hint=hint,
         messages=checked,
         body=body,
         stream=stream,

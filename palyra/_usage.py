@@ -20,7 +20,7 @@ __all__ = ["TOTAL_PLACES", "Cost", "NormalizedUsage", "PriceEntry", "trusted"]
 M = TypeVar("M", bound=BaseModel)
 
 
-def trusted(model: type[M], **values: Any) -> M:
+def trusted(model: type[M], /, **values: Any) -> M:
     """An instance of ``model`` from values known valid, every field given.
 
     Governance builds a usage and a cost or two on every call from numbers it

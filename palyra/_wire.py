@@ -11,6 +11,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from ._decision import RoutingDecision
 from ._tokens import TokenEstimate
 from ._usage import Cost, NormalizedUsage
 
@@ -73,7 +74,8 @@ class PalyraInfo(_Wire):
     """What palyra knows about how a call was served.
 
     ``provider`` and ``model`` name the candidate that served the call; it
-    differs from ``requested_model`` after a failover. ``agent``, ``session``,
+    differs from ``requested_model`` after a failover or when enforced routing
+    chose another model. ``agent``, ``session``,
     ``principal`` and ``tags`` say who the call was for (the call's own
     arguments over those of `Palyra.bind`). ``usage_estimated`` is True when
     the upstream reported no usage and palyra counted it locally: the prompt
@@ -84,6 +86,9 @@ class PalyraInfo(_Wire):
     price); both are set once the call is served, for a stream at its end
     (also when the reader closed it early), and stay None with governance
     off.
+
+    ``routing`` is smart routing's `RoutingDecision` for the call (None when
+    routing is off for it): what it chose and why, in every mode.
     """
 
     provider: str
@@ -100,6 +105,7 @@ class PalyraInfo(_Wire):
     usage_estimated: bool = False
     usage: NormalizedUsage | None = None
     cost: Cost | None = None
+    routing: RoutingDecision | None = None
 
 
 class Function(_Wire):

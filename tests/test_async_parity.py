@@ -31,6 +31,7 @@ PAIRS = [
     pytest.param("close", "aclose", id="close"),
     pytest.param("provider_models", "aprovider_models", id="provider_models"),
     pytest.param("count_tokens", "acount_tokens", id="count_tokens"),
+    pytest.param("route", "aroute", id="route"),
 ]
 # Only the stream classes differ between the twins' return types.
 RETURN_TWINS = {"Stream": "AsyncStream"}
@@ -68,6 +69,7 @@ def test_every_async_method_has_a_sync_twin() -> None:
         "aclose": "close",
         "aprovider_models": "provider_models",
         "acount_tokens": "count_tokens",
+        "aroute": "route",
     }
 
 

@@ -36,10 +36,25 @@ from .root import (
     RegistryDefaults,
     ResilienceConfig,
 )
+from .routing import (
+    DEFAULT_HINTS,
+    DEFAULT_KEYWORDS,
+    DEFAULT_TIERS,
+    ROUTING_MODES,
+    RoutingConfig,
+    RoutingHint,
+    RoutingMode,
+    RoutingWeights,
+    parse_mode,
+)
 
 __all__ = [
     "DEFAULT_AUTH_HEADERS",
     "DEFAULT_BASE_URLS",
+    "DEFAULT_HINTS",
+    "DEFAULT_KEYWORDS",
+    "DEFAULT_TIERS",
+    "ROUTING_MODES",
     "AuthConfig",
     "AuthHeader",
     "BudgetConfig",
@@ -57,6 +72,11 @@ __all__ = [
     "ProviderKind",
     "RegistryDefaults",
     "ResilienceConfig",
+    "RoutingConfig",
+    "RoutingHint",
+    "RoutingMode",
+    "RoutingWeights",
     "check_endpoint",
+    "parse_mode",
     "parse_window",
 ]

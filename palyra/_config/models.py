@@ -82,6 +82,11 @@ class ModelEntry(ConfigModel):
         cost_tier: ``low``, ``standard`` or ``premium``.
         latency_tier: ``low``, ``standard`` or ``high``.
         pricing: Prices per 1M tokens.
+        tier: The routing tier the model serves (a name of
+            ``routing.tiers``, e.g. ``small``, ``medium``, ``large``).
+        quality: A number in [0, 1] on the routing score's scale: the model
+            serves the tier whose range holds it (when ``tier`` is unset),
+            and breaks ranking ties upward.
         aliases: Other names that resolve to this model.
         fallbacks: Model ids or aliases to fail over to, in this order, when
             this model fails after its retries or its breaker is open. None
@@ -102,6 +107,8 @@ class ModelEntry(ConfigModel):
     cost_tier: Literal["low", "standard", "premium"] | None = None
     latency_tier: Literal["low", "standard", "high"] | None = None
     pricing: Pricing | None = None
+    tier: Annotated[str, Field(min_length=1, max_length=32)] | None = None
+    quality: Annotated[float, Field(ge=0, le=1, allow_inf_nan=False)] | None = None
     aliases: tuple[str, ...] = ()
     fallbacks: tuple[str, ...] | None = None
     metadata_source: Literal[

@@ -17,6 +17,7 @@ from .budgets import BudgetConfig
 from .governance import LedgerConfig, PricingConfig
 from .models import ModelEntry
 from .providers import ProviderConfig
+from .routing import RoutingConfig
 
 __all__ = [
     "AuthConfig",
@@ -166,6 +167,7 @@ class PalyraConfig(ConfigModel):
     ledger: LedgerConfig = Field(default_factory=LedgerConfig)
     pricing: PricingConfig = Field(default_factory=PricingConfig)
     budgets: tuple[BudgetConfig, ...] = ()
+    routing: RoutingConfig = Field(default_factory=RoutingConfig)
 
     @field_validator("ledger", mode="before")
     @classmethod
@@ -269,6 +271,7 @@ def _registry_errors(config: PalyraConfig) -> list[tuple[str, str]]:
                 errors.append((where, f"{name!r} is already used by another model"))
             names[name] = model
     errors.extend(_fallback_errors(config, names))
+    errors.extend(_tier_errors(config))
     budgets: set[str] = set()
     for i, budget in enumerate(config.budgets):
         if budget.id in budgets:
@@ -285,6 +288,23 @@ def _registry_errors(config: PalyraConfig) -> list[tuple[str, str]]:
             errors.append(
                 (f"defaults.{role}", f"model {wanted!r} has role {default.role!r}")
             )
+    return errors
+
+
+def _tier_errors(config: PalyraConfig) -> list[tuple[str, str]]:
+    """Every tier a model or a task hint names must be a routing tier."""
+    tiers = config.routing.tiers
+    known = ", ".join(tiers)
+    errors = [
+        (f"models[{i}].tier", f"unknown tier {model.tier!r}; tiers: {known}")
+        for i, model in enumerate(config.models)
+        if model.tier is not None and model.tier not in tiers
+    ]
+    errors += [
+        (f"routing.hints.{name}.tier", f"unknown tier {hint.tier!r}; tiers: {known}")
+        for name, hint in config.routing.hints.items()
+        if hint.tier is not None and hint.tier not in tiers
+    ]
     return errors
 
 

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any, Literal
 
+from .._decision import RoutingDecision
 from .._exceptions import InvalidRequestError, PalyraError
 from .._registry import ResolvedModel
 from .._tokens import TokenEstimate
@@ -177,6 +178,7 @@ class CallContext:
     usage: NormalizedUsage | None = None
     cost: Cost | None = None
     governance: Any = None
+    routing: RoutingDecision | None = None  # smart routing's decision, if it ran
 
     def info(self) -> PalyraInfo:
         """The ``palyra`` field of the result."""
@@ -185,13 +187,17 @@ class CallContext:
             provider=self.model.provider.id,
             model=self.model.id,
             upstream_model=self.model.upstream,
-            requested_model=requested.id,
+            # What the caller named, also when enforced routing chose another.
+            requested_model=requested.id
+            if self.routing is None
+            else self.routing.requested,
             attempts=self.attempts,
             latency_ms=self.elapsed_ms(),
             token_estimate=self.estimate,
             usage_estimated=self.usage_estimated,
             usage=self.usage,
             cost=self.cost,
+            routing=self.routing,
             **self.caller.info_fields(),
         )
 

@@ -403,6 +403,17 @@ class HealthTracker:
         entry = self._entries.get(key)
         return "healthy" if entry is None else entry[1].status
 
+    def observed(self, key: HealthKey) -> tuple[bool, HealthStatus, float | None]:
+        """What routing reads of a key, changing nothing: whether its breaker
+        refuses calls now (open, or half-open with its probe out), its status
+        and its median latency. A key never seen: ``(False, "healthy", None)``."""
+        entry = self._entries.get(key)
+        if entry is None:
+            return False, "healthy", None
+        breaker, window = entry
+        refusing = breaker.reopens_at() is not None
+        return refusing, window.status, window.latency_p50_ms
+
     def order(self, key: HealthKey) -> int:
         """Where the key's status puts it in failover order: 0 healthy, 1
         degraded, 2 unhealthy."""

@@ -25,6 +25,7 @@ from .metering import LedgerSlot, Meter
 from .prices import PriceBook, load_price_file
 from .pricing import Cost, PriceEntry, PriceTable, cost_of, entry_from_config
 from .records import LedgerError, LedgerHealth, Totals, UsageRecord, new_record_id
+from .savings import RoutingSavings
 from .service import UsageRun, UsageService
 from .usage import NormalizedUsage, from_anthropic, from_embeddings, from_openai
 from .windows import Window
@@ -52,6 +53,7 @@ __all__ = [
     "PriceEntry",
     "PriceTable",
     "Reservation",
+    "RoutingSavings",
     "SQLiteLedger",
     "Totals",
     "UsageLedger",

@@ -186,18 +186,60 @@ class Budgets:
             BudgetExceededError: A budget refuses the call; nothing is then
                 reserved anywhere.
         """
-        policies = self._policies
-        if not policies:
+        picked, now = self._picked(party, usage, cost, (provider, model))
+        if not picked:
             return None
+        self._admit(picked, now, (provider, model))
+        return Reservation(picked)
+
+    def refuses(
+        self,
+        party: Party,
+        usage: NormalizedUsage,
+        cost: Cost,
+        *,
+        provider: str,
+        model: str,
+    ) -> str | None:
+        """Why a budget would refuse this call now, reserving nothing:
+        ``hard_limit``, ``unpriced`` or ``ledger_unavailable``; None when
+        every budget would admit it. Routing asks this of each candidate.
+        It reads without the scopes' locks, so a racing reservation may
+        change the answer; `reserve` decides."""
+        if not self._policies:
+            return None
+        try:
+            picked, now = self._picked(party, usage, cost, (provider, model))
+        except BudgetExceededError as exc:
+            return exc.reason
+        for state, amount in picked:
+            hard = state.policy.hard_limit
+            if (
+                hard is not None
+                and state.spent_at(now) + state.reserved + amount > hard
+            ):
+                return "hard_limit"
+        return None
+
+    def _picked(
+        self,
+        party: Party,
+        usage: NormalizedUsage,
+        cost: Cost,
+        where: tuple[str, str],
+    ) -> tuple[list[tuple[ScopeState, Decimal]], datetime]:
+        """The scope states that apply to a call and its amount for each.
+
+        Raises:
+            BudgetExceededError: A budget refuses it whatever it has left: an
+                unpriced call, or a ledger it cannot read.
+        """
         picked: list[tuple[ScopeState, Decimal]] = []
-        now: datetime | None = None
-        for policy in policies:
+        now = self._now()
+        for policy in self._policies:
             value = policy.scope_value(party)
             if value is None:
                 continue
-            if now is None:
-                now = self._now()
-            where = (provider, model)
             amount = policy.amount(usage, cost)
             failing = self._ledger_error
             if failing is not None and policy.on_ledger_error == "block":
@@ -208,11 +250,7 @@ class Budgets:
             if amount is None:
                 raise self._refusal(policy, value, now, "unpriced", None, where)
             picked.append((state, amount))
-        if not picked:
-            return None
-        assert now is not None
-        self._admit(picked, now, (provider, model))
-        return Reservation(picked)
+        return picked, now
 
     def settle(
         self, reservation: Reservation, usage: NormalizedUsage, cost: Cost

@@ -99,7 +99,9 @@ class UsageRecord:
         status: ``ok``, ``error`` or ``cancelled``.
         error_class: The exception class name of a failed call.
         attempts: How many requests were sent (retries and failovers count).
-        routing: A summary of the routing decision, for the routing issue.
+        routing: The routing decision's summary (`RoutingDecision.summary`:
+            compact JSON of mode, score, tiers, requested and chosen models),
+            when routing ran for the call.
     """
 
     id: str = field(default_factory=new_record_id)

@@ -9,6 +9,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
+from decimal import Decimal
 from typing import Any, TypeVar
 
 from .._exceptions import InvalidRequestError
@@ -17,6 +18,7 @@ from .metering import LedgerSlot
 from .prices import PriceBook
 from .pricing import cost_of
 from .records import LedgerHealth, Totals, UsageRecord
+from .savings import SAVINGS_MODES, RoutingSavings, routing_savings
 
 __all__ = ["UsageRun", "UsageService"]
 
@@ -116,6 +118,30 @@ class UsageService:
         """`records`, each with the price in effect at its own time."""
         return [self._run(rec) for rec in self.records(since, until, **filters)]
 
+    def routing_savings(
+        self,
+        since: datetime | None = None,
+        until: datetime | None = None,
+        mode: str | None = None,
+    ) -> RoutingSavings:
+        """What smart routing saved over the calls started in ``[since,
+        until)``: the cost paid against the requested models' (enforced), or
+        what routing's choices would have cost (dry run); each record's
+        tokens priced at the table in effect at its time.
+
+        Args:
+            mode: ``dry_run`` or ``enforced`` only; None for both.
+
+        Raises:
+            InvalidRequestError: a bad mode or time.
+            LedgerError: the ledger cannot be read, or there is none.
+        """
+        if mode is not None and mode not in SAVINGS_MODES:
+            raise InvalidRequestError(
+                f"mode: must be dry_run, enforced or None, got {mode!r}"
+            )
+        return routing_savings(self.records(since, until), self._repriced, mode)
+
     def health(self) -> LedgerHealth:
         """Whether records are being kept: the path, the last failure, counts."""
         return self._slot.health()
@@ -149,22 +175,41 @@ class UsageService:
         """Async `runs`."""
         return await _threaded(lambda: self.runs(since, until, **filters))
 
+    async def arouting_savings(
+        self,
+        since: datetime | None = None,
+        until: datetime | None = None,
+        mode: str | None = None,
+    ) -> RoutingSavings:
+        """Async `routing_savings`."""
+        return await _threaded(lambda: self.routing_savings(since, until, mode))
+
     async def ahealth(self) -> LedgerHealth:
         """Async `health`."""
         return self.health()
 
     def _run(self, rec: UsageRecord) -> UsageRun:
-        kind, upstream = self._upstream_of(rec.provider, rec.model)
-        price = self._prices.entry(rec.provider, kind, upstream, rec.started_at)
-        usage = NormalizedUsage(
-            input_uncached=rec.input_uncached,
-            cache_read=rec.cache_read,
-            cache_write=rec.cache_write,
-            output=rec.output,
-            reasoning=min(rec.reasoning, rec.output),
-            estimated=rec.estimated,
-        )
-        return UsageRun(record=rec, price=price, cost=cost_of(usage, price))
+        price = self._price(rec, rec.provider, rec.model)
+        return UsageRun(record=rec, price=price, cost=cost_of(_usage_of(rec), price))
+
+    def _price(self, rec: UsageRecord, provider: str, model: str) -> PriceEntry | None:
+        kind, upstream = self._upstream_of(provider, model)
+        return self._prices.entry(provider, kind, upstream, rec.started_at)
+
+    def _repriced(self, rec: UsageRecord, provider: str, model: str) -> Decimal | None:
+        """The record's tokens at another model's price, at its time."""
+        return cost_of(_usage_of(rec), self._price(rec, provider, model)).total
+
+
+def _usage_of(rec: UsageRecord) -> NormalizedUsage:
+    return NormalizedUsage(
+        input_uncached=rec.input_uncached,
+        cache_read=rec.cache_read,
+        cache_write=rec.cache_write,
+        output=rec.output,
+        reasoning=min(rec.reasoning, rec.output),
+        estimated=rec.estimated,
+    )
 
 
 def _checked(query: Callable[[], T]) -> T:

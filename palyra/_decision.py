@@ -1,0 +1,177 @@
+"""What smart routing decided for one call: `RoutingDecision` and its parts.
+
+Wire-level types (no behaviour beyond describing themselves): the router in
+``palyra._routing`` builds them, ``reply.palyra.routing`` carries one, and the
+ledger keeps its `RoutingDecision.summary`.
+"""
+
+from __future__ import annotations
+
+import json
+from decimal import Decimal
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict
+
+__all__ = [
+    "REASON_CODES",
+    "RoutingCandidate",
+    "RoutingDecision",
+    "RoutingFeatures",
+    "summary_of",
+]
+
+Health = Literal["healthy", "degraded", "unhealthy"]
+
+REASON_CODES = {
+    # Why a model could not serve this request (it is not eligible):
+    "disabled": "the model or its provider has enabled = false",
+    "no_tier": "the model has neither a tier nor a quality",
+    "no_vision": "the request has images and the model takes none",
+    "no_tools": "the request has tools and the model calls none",
+    "no_json_mode": "the request asks for JSON and the model cannot enforce it",
+    "no_streaming": "the request streams and the model does not",
+    "context_too_small": "prompt plus output exceed the context window",
+    "output_too_small": "the output asked for exceeds the model's maximum",
+    "breaker_open": "its circuit breaker is open",
+    "unhealthy": "its recent calls failed",
+    "credential_refused": "its provider refused the credential",
+    "over_budget": "its worst case would pass a hard budget of this call's scope",
+    "unpriced_budget": "a USD budget of this call's scope blocks unpriced models",
+    "budget_unavailable": "a budget that blocks on ledger errors cannot be read",
+    # How an eligible model ranked:
+    "cheapest_fit": "chosen: the cheapest model of the tier that fits",
+    "fastest_fit": "chosen: the fastest model of the tier that fits",
+    "only_fit": "chosen: the only model of the tier that fits",
+    "stepped_up": "chosen from a stronger tier: none of the wanted tier fits",
+    "stepped_down": "chosen from a weaker tier: none of the wanted tier fits",
+    "pricier": "fits the tier, but another model is cheaper",
+    "slower": "fits the tier, but another model is faster",
+    "other_tier": "fits, but serves another tier",
+    "degraded": "some of its recent calls failed (ranked after healthy ones)",
+    "unpriced": "no price is known (ranked after priced models)",
+    "requested": "the model the caller (or the default) named",
+}
+"""Every reason code a `RoutingCandidate` may carry, with what it means."""
+
+
+class _Decided(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class RoutingFeatures(_Decided):
+    """The signals a request's score was computed from.
+
+    Attributes:
+        prompt_tokens: The prompt's tokens, counted with tiktoken.
+        messages: How many messages the request has.
+        images: Image parts in the messages.
+        tools: Tool definitions offered.
+        json_mode: Whether the request asks for a JSON answer.
+        code_blocks: Fenced code blocks (```) in the messages.
+        keywords: The reasoning and analysis keywords found.
+        output_tokens: The output the request asks for (0: unspecified).
+        hint: The task hint given, if any.
+        parts: Each signal's weighted part of the score (``hint``: its
+            shift), only those that added something.
+    """
+
+    prompt_tokens: int
+    messages: int
+    images: int
+    tools: int
+    json_mode: bool
+    code_blocks: int
+    keywords: tuple[str, ...]
+    output_tokens: int
+    hint: str | None
+    parts: dict[str, float]
+
+
+class RoutingCandidate(_Decided):
+    """One registry model as routing saw it for a request.
+
+    Attributes:
+        model: Its id.
+        provider: Its provider's id.
+        tier: The tier it serves (None: it has none).
+        quality: Its ``quality``, if set.
+        estimated_cost: USD for this request at the expected usage (the
+            prompt, at the share the model has lately read from its prompt
+            cache, plus the expected output); None when unpriced.
+        latency_ms: Median latency of its recent successful calls (None:
+            none observed).
+        health: Its recent health.
+        eligible: Whether it can serve the request.
+        reasons: Reason codes (`REASON_CODES`), the first says the most.
+    """
+
+    model: str
+    provider: str
+    tier: str | None
+    quality: float | None
+    estimated_cost: Decimal | None
+    latency_ms: float | None
+    health: Health
+    eligible: bool
+    reasons: tuple[str, ...]
+
+
+class RoutingDecision(_Decided):
+    """What smart routing decided for one request, and why.
+
+    Attributes:
+        mode: ``off``, ``suggest``, ``dry_run`` or ``enforced``: the mode in
+            effect (``client.route`` decides even when it is ``off``).
+        score: The complexity score, in [0, 1].
+        tier: The tier the score (or the hint) asks for.
+        requested: The model the caller, or the default, named.
+        chosen: The model routing picks (the requested one when nothing fits).
+        chosen_tier: The tier of ``chosen`` (None when it has none).
+        serves: The model the call goes to first: ``chosen`` when enforced,
+            else ``requested`` (after a failure, failover may move on).
+        features: The signals the score came from.
+        candidates: Every chat model of the registry, in ranking order:
+            eligible ones first.
+        explanation: One sentence saying why.
+    """
+
+    mode: Literal["off", "suggest", "dry_run", "enforced"]
+    score: float
+    tier: str
+    requested: str
+    chosen: str
+    chosen_tier: str | None
+    serves: str
+    features: RoutingFeatures
+    candidates: tuple[RoutingCandidate, ...]
+    explanation: str
+
+    def candidate(self, model: str) -> RoutingCandidate | None:
+        """The candidate of this model id, if it is one."""
+        return next((c for c in self.candidates if c.model == model), None)
+
+    def summary(self) -> str:
+        """The decision as the ledger keeps it: compact JSON of the mode,
+        score, tiers, the requested and chosen models (with their
+        providers) and the chosen one's reasons."""
+        return summary_of(self)
+
+
+def summary_of(decision: RoutingDecision) -> str:
+    """`RoutingDecision.summary` (kept apart so the router can cache it)."""
+    by_id = {c.model: c for c in decision.candidates}
+    requested, chosen = by_id.get(decision.requested), by_id.get(decision.chosen)
+    data: dict[str, Any] = {
+        "v": 1,
+        "mode": decision.mode,
+        "score": round(decision.score, 4),
+        "tier": decision.tier,
+        "requested": decision.requested,
+        "requested_provider": requested.provider if requested else None,
+        "chosen": decision.chosen,
+        "chosen_provider": chosen.provider if chosen else None,
+        "chosen_tier": decision.chosen_tier,
+        "reasons": list(chosen.reasons) if chosen else [],
+    }
+    return json.dumps(data, separators=(",", ":"))

@@ -1,0 +1,129 @@
+"""``client.usage.routing_savings``: what smart routing saved, or would have.
+
+Over the ledger's records of calls routed in ``dry_run`` or ``enforced``
+mode, each record's tokens are priced twice: at the model the caller
+requested (the *baseline*) and at the model routing chose (*routed*). For an
+enforced call the routed side is what was paid and the baseline is the same
+tokens at the requested model's price; for a dry run the baseline is what was
+paid and the routed side the same tokens at the chosen model's price. The
+tokens themselves would have differed on another model: this prices the same
+work, which is what a switch decision needs. A record either side of which
+has no price is counted apart, in ``unpriced``.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from decimal import Decimal
+
+from .records import UsageRecord
+
+__all__ = ["SAVINGS_MODES", "RoutingSavings", "routing_savings"]
+
+SAVINGS_MODES = ("dry_run", "enforced")
+
+Reprice = Callable[[UsageRecord, str, str], Decimal | None]
+_ZERO = Decimal(0)
+
+
+@dataclass(frozen=True, slots=True)
+class RoutingSavings:
+    """What routing saved (enforced) or would have saved (dry run).
+
+    Attributes:
+        mode: ``dry_run``, ``enforced``, or None for both together.
+        records: Routed records in the span (of that mode).
+        priced: Those priced on both sides (the sums below are theirs).
+        unpriced: Those left out: no price for the requested or the chosen
+            model (or the record itself is unpriced).
+        paid: What the priced records cost.
+        baseline: What they would have cost on the requested models.
+        routed: What they cost, or would have, on routing's choices.
+    """
+
+    mode: str | None
+    records: int
+    priced: int
+    unpriced: int
+    paid: Decimal
+    baseline: Decimal
+    routed: Decimal
+
+    @property
+    def saved(self) -> Decimal:
+        """``baseline - routed`` (negative: routing cost more)."""
+        return self.baseline - self.routed
+
+    @property
+    def saved_share(self) -> float | None:
+        """``saved / baseline`` (None when the baseline is 0)."""
+        return float(self.saved / self.baseline) if self.baseline else None
+
+
+def routing_savings(
+    records: Iterable[UsageRecord], reprice: Reprice, mode: str | None = None
+) -> RoutingSavings:
+    """Sum the savings of ``records`` (others than routed ones are skipped).
+
+    Args:
+        records: Ledger records.
+        reprice: The record's tokens priced for (provider id, model id),
+            at the record's time; None when unpriced.
+        mode: Only records of this mode; None for both.
+    """
+    count = priced = unpriced = 0
+    paid = baseline = routed = _ZERO
+    for rec in records:
+        summary = _summary(rec)
+        if summary is None or summary["mode"] not in SAVINGS_MODES:
+            continue
+        if mode is not None and summary["mode"] != mode:
+            continue
+        count += 1
+        sides = _sides(rec, summary, reprice)
+        if sides is None:
+            unpriced += 1
+            continue
+        priced += 1
+        paid += rec.cost_total or _ZERO
+        baseline += sides[0]
+        routed += sides[1]
+    return RoutingSavings(mode, count, priced, unpriced, paid, baseline, routed)
+
+
+def _summary(rec: UsageRecord) -> dict[str, object] | None:
+    if not rec.routing:
+        return None
+    try:
+        data = json.loads(rec.routing)
+    except ValueError:
+        return None  # not palyra's summary: nothing to compare
+    return data if isinstance(data, dict) and "mode" in data else None
+
+
+def _sides(
+    rec: UsageRecord, summary: dict[str, object], reprice: Reprice
+) -> tuple[Decimal, Decimal] | None:
+    """(baseline, routed) of one record, or None when a side is unpriced."""
+    paid = rec.cost_total
+    if paid is None or rec.unpriced:
+        return None
+    if summary["mode"] == "enforced":
+        other = _model(summary, "requested")
+    else:
+        other = _model(summary, "chosen")
+    if other is None:
+        return None
+    repriced = reprice(rec, *other)
+    if repriced is None:
+        return None
+    return (repriced, paid) if summary["mode"] == "enforced" else (paid, repriced)
+
+
+def _model(summary: dict[str, object], side: str) -> tuple[str, str] | None:
+    model, provider = summary.get(side), summary.get(f"{side}_provider")
+    if isinstance(model, str) and isinstance(provider, str):
+        return provider, model
+    return None

@@ -1,0 +1,169 @@
+"""`Router`: one request in, one `RoutingDecision` out, no provider called.
+
+Pure apart from what it reads: the tokenizer (counts are memoised, so the
+call that follows pays nothing more for them), the health windows, the price
+table and, for budget headroom, a budget window's spent-to-date (read from
+the ledger once per window, as budgets do at dispatch).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import UTC, datetime
+from typing import Any
+
+from .._config import RoutingConfig, RoutingMode
+from .._decision import RoutingCandidate, RoutingDecision, RoutingFeatures
+from .._exceptions import InvalidRequestError
+from .._registry import Registry, ResolvedModel
+from .._request import ChatRequest
+from .._tokens import TokenCounter, TokenEstimate
+from .._usage import trusted
+from .candidates import Assessed, Assessor, Facts, Lineup
+from .explain import explain
+from .ranking import rank
+from .scoring import score, tier_for
+from .signals import measure
+
+__all__ = ["Decided", "Router"]
+
+Decided = tuple[RoutingDecision, ResolvedModel, TokenEstimate]
+
+
+class Router:
+    """Smart routing's decisions for one client.
+
+    Args:
+        registry: The models to choose from.
+        config: The ``[routing]`` table.
+        counter: Returns the token counter.
+        assessor: Health, prices and budgets, per model.
+    """
+
+    def __init__(
+        self,
+        registry: Registry,
+        config: RoutingConfig,
+        counter: Callable[[], TokenCounter],
+        assessor: Assessor,
+    ) -> None:
+        self.config = config
+        self.lineup = Lineup(registry, config)
+        self._counter = counter
+        self._assessor = assessor
+        self._ranks = {name: i for i, name in enumerate(config.tiers)}
+
+    def decide(
+        self,
+        request: ChatRequest,
+        requested: ResolvedModel,
+        party: Any,
+        mode: RoutingMode,
+        hint: str | None = None,
+    ) -> Decided:
+        """Decide which model should serve ``request``.
+
+        Returns:
+            The decision, the model routing chose (``requested`` when nothing
+            fits) and the prompt's token estimate.
+
+        Raises:
+            InvalidRequestError: an unknown task hint.
+        """
+        config = self.config
+        shift, prefer, pinned = self._hint(hint)
+        tools = request.body.get("tools")
+        estimate = self._counter().estimate_chat(
+            requested.upstream, request.messages, tools
+        )
+        asked = request.requested_output_tokens
+        signals = measure(
+            request.messages,
+            tools,
+            json_mode=request.needs.json_mode,
+            prompt_tokens=estimate.prompt_tokens,
+            output_tokens=asked,
+            keywords=config.keywords,
+        )
+        value, parts = score(signals, config.weights, shift)
+        tier = pinned or tier_for(value, config.tiers)
+        facts = Facts(
+            needs=request.needs,
+            prompt_tokens=estimate.prompt_tokens,
+            output_asked=asked,
+            output_expected=asked or config.expected_output_tokens,
+            party=party,
+            now=datetime.now(UTC),
+        )
+        assessed = self._assessor.assess(self.lineup, facts)
+        ranked = rank(assessed, self._ranks[tier], len(self._ranks), prefer)
+        chosen = requested if ranked.chosen is None else ranked.chosen.placed.model
+        for seen in assessed:
+            if seen.placed.model is requested:
+                seen.reasons.append("requested")
+        features = trusted(
+            RoutingFeatures,
+            prompt_tokens=signals.prompt_tokens,
+            messages=signals.messages,
+            images=signals.images,
+            tools=signals.tools,
+            json_mode=signals.json_mode,
+            code_blocks=signals.code_blocks,
+            keywords=signals.keywords,
+            output_tokens=signals.output_tokens,
+            hint=hint,
+            parts=parts,
+        )
+        decision = trusted(
+            RoutingDecision,
+            mode=mode,
+            score=value,
+            tier=tier,
+            requested=requested.id,
+            chosen=chosen.id,
+            chosen_tier=None if ranked.chosen is None else ranked.chosen.placed.tier,
+            serves=chosen.id if mode == "enforced" else requested.id,
+            features=features,
+            candidates=tuple(_candidate(seen) for seen in ranked.ordered),
+            explanation=explain(
+                score=value,
+                tier=tier,
+                parts=parts,
+                signals=signals,
+                ranked=ranked,
+                requested=requested.id,
+                mode=mode,
+            ),
+        )
+        return decision, chosen, estimate
+
+    def _hint(self, hint: str | None) -> tuple[float, str, str | None]:
+        """The hint's shift, the ranking preference and a pinned tier."""
+        config = self.config
+        if hint is None:
+            return 0.0, config.prefer, None
+        found = config.hints.get(hint)
+        if found is None:
+            known = ", ".join(sorted(config.hints))
+            raise InvalidRequestError(
+                f"hint: unknown task hint {hint!r}; known hints: {known}"
+                " (add more under [routing.hints])"
+            )
+        return found.shift, found.prefer or config.prefer, found.tier
+
+
+def _candidate(seen: Assessed) -> RoutingCandidate:
+    placed = seen.placed
+    model = placed.model
+    return trusted(
+        RoutingCandidate,
+        model=model.id,
+        provider=model.provider.id,
+        tier=placed.tier,
+        quality=model.entry.quality,
+        estimated_cost=seen.cost,
+        latency_ms=seen.latency_ms,
+        health=seen.health,
+        eligible=seen.eligible,
+        reasons=tuple(seen.reasons),
+    )
