@@ -15,7 +15,14 @@ from typing import Annotated, Any, Self, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-__all__ = ["TOTAL_PLACES", "Cost", "NormalizedUsage", "PriceEntry", "trusted"]
+__all__ = [
+    "TOTAL_PLACES",
+    "Cost",
+    "NormalizedUsage",
+    "PriceEntry",
+    "built",
+    "trusted",
+]
 
 M = TypeVar("M", bound=BaseModel)
 
@@ -28,12 +35,21 @@ def trusted(model: type[M], /, **values: Any) -> M:
     ``model_construct``, which resolves defaults field by field) would cost
     more than the arithmetic. The instance is what validation would give.
     """
-    made = model.__new__(model)
-    object.__setattr__(made, "__dict__", values)
-    object.__setattr__(made, "__pydantic_fields_set__", set(values))
-    object.__setattr__(made, "__pydantic_extra__", None)
-    object.__setattr__(made, "__pydantic_private__", None)
+    return built(model, values)
+
+
+def built(model: type[M], values: dict[str, Any]) -> M:
+    """`trusted` from a dict of every field (taken over, not copied)."""
+    made = _new(model)
+    _set(made, "__dict__", values)
+    _set(made, "__pydantic_fields_set__", set(values))
+    _set(made, "__pydantic_extra__", None)
+    _set(made, "__pydantic_private__", None)
     return made
+
+
+_new = object.__new__  # pydantic models keep object's: no __new__ of their own
+_set = object.__setattr__
 
 
 TOTAL_PLACES = Decimal("1E-10")

@@ -23,7 +23,14 @@ from .default_prices import DEFAULT_PRICES, SNAPSHOT_DATE
 from .ledger import MemoryLedger, UsageLedger
 from .metering import LedgerSlot, Meter
 from .prices import PriceBook, load_price_file
-from .pricing import Cost, PriceEntry, PriceTable, cost_of, entry_from_config
+from .pricing import (
+    Cost,
+    PriceEntry,
+    PriceTable,
+    cost_of,
+    entry_from_config,
+    estimated_total,
+)
 from .records import LedgerError, LedgerHealth, Totals, UsageRecord, new_record_id
 from .savings import RoutingSavings
 from .service import UsageRun, UsageService
@@ -63,6 +70,7 @@ __all__ = [
     "Window",
     "cost_of",
     "entry_from_config",
+    "estimated_total",
     "from_anthropic",
     "from_embeddings",
     "from_openai",

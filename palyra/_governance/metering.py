@@ -15,6 +15,7 @@ import logging
 import threading
 from collections.abc import Callable
 from datetime import datetime
+from decimal import Decimal
 from pathlib import Path
 
 from .._config import LedgerConfig
@@ -22,7 +23,7 @@ from .._usage import Cost, NormalizedUsage, trusted
 from .._wire import CompletionUsage, EmbeddingUsage
 from .ledger import UsageLedger
 from .prices import PriceBook
-from .pricing import cost_of
+from .pricing import cost_of, estimated_total
 from .records import LedgerError, LedgerHealth, UsageRecord
 from .usage import from_embeddings, from_openai
 
@@ -66,6 +67,20 @@ class Meter:
     ) -> Cost:
         """``usage`` priced for ``upstream`` served by ``provider`` at ``at``."""
         return cost_of(usage, self.prices.entry(provider, kind, upstream, at))
+
+    def estimate(
+        self,
+        provider: str,
+        kind: str,
+        upstream: str,
+        tokens: tuple[int, int, int],
+        at: datetime,
+    ) -> Decimal | None:
+        """The total cost of ``(uncached input, cache reads, output)`` tokens
+        (routing's estimate of a request), as `cost` would total it; None
+        when unpriced."""
+        entry = self.prices.entry(provider, kind, upstream, at)
+        return None if entry is None else estimated_total(entry, *tokens)
 
     @staticmethod
     def worst_case(

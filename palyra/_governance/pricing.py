@@ -31,6 +31,7 @@ __all__ = [
     "PriceTable",
     "cost_of",
     "entry_from_config",
+    "estimated_total",
     "pick",
 ]
 
@@ -179,6 +180,53 @@ def cost_of(usage: NormalizedUsage, entry: PriceEntry | None) -> Cost:
         price=entry,
         notes=tuple(notes),
     )
+
+
+def estimated_total(
+    entry: PriceEntry, uncached: int, cache_read: int, output: int
+) -> Decimal:
+    """What `cost_of` totals for a usage of only uncached input, cache reads
+    and output (routing's estimate of a request), without building the cost's
+    parts: the same exact sum, rounded the same way.
+
+    Routing prices every model of the registry for every request, so the
+    rates are kept as integers over one power of ten (exact: a price is a
+    finite decimal) and the sum is integer arithmetic, made a `Decimal` once.
+    """
+    scaled = _SCALED.get(id(entry))
+    if scaled is None or scaled[0] is not entry:
+        scaled = _scale(entry)
+    _, exponent, per_input, per_read, per_output = scaled
+    tokens = uncached * per_input + cache_read * per_read + output * per_output
+    places = exponent - 6  # of the sum in USD
+    if places >= _PLACES and not entry.per_request:
+        # Already exact at 10 places: written there directly, no rounding.
+        return Decimal(tokens * 10 ** (places - _PLACES)).scaleb(_PLACES, _EXACT)
+    exact = _EXACT.add(Decimal(tokens).scaleb(places, _EXACT), entry.per_request)
+    return exact.quantize(TOTAL_PLACES, rounding=ROUND_HALF_EVEN, context=_EXACT)
+
+
+_PLACES = -10  # TOTAL_PLACES' exponent
+_Scaled = tuple[PriceEntry, int, int, int, int]
+_SCALED: dict[int, _Scaled] = {}  # id(entry) -> the entry (kept alive) and its rates
+
+
+def _scale(entry: PriceEntry) -> _Scaled:
+    read = entry.cache_read
+    if read is None:
+        read = (
+            _EXACT.multiply(entry.input, ANTHROPIC_CACHE_READ)
+            if entry.is_anthropic
+            else entry.input
+        )
+    rates = (entry.input, read, entry.output)
+    exponent = min(0, *(int(rate.as_tuple().exponent) for rate in rates))
+    ints = [int(rate.scaleb(-exponent, context=_EXACT)) for rate in rates]
+    if len(_SCALED) >= 4096:
+        _SCALED.clear()
+    made = (entry, exponent, ints[0], ints[1], ints[2])
+    _SCALED[id(entry)] = made
+    return made
 
 
 def _cache_rates(

@@ -18,10 +18,8 @@ from decimal import Decimal
 
 from .._config import RoutingConfig
 from .._core import HealthTracker
-from .._governance import Budgets, Meter, Party
+from .._governance import Budgets, Meter, Party, estimated_total
 from .._registry import Registry, ResolvedModel
-from .._request import Needs
-from .._usage import NormalizedUsage, trusted
 from .shares import CacheShares
 
 __all__ = ["Assessed", "Assessor", "Facts", "Lineup", "Placed"]
@@ -41,13 +39,20 @@ _BUDGET_REASONS = {
 
 @dataclass(frozen=True, slots=True)
 class Placed:
-    """A chat model and where routing places it."""
+    """A chat model, where routing places it, and what never changes about
+    it (worked out once, read for every request)."""
 
     model: ResolvedModel
     tier: str | None
     rank: int  # the tier's position, weakest first (-1: no tier)
     quality: float  # its quality, else its tier's start: breaks ties upward
     index: int  # its position in the configuration, the last tie-break
+    key: tuple[str, str]  # (provider id, model id): health's and shares' key
+    fixed: tuple[str, ...]  # reasons that rule it out for any request
+    lacks: tuple[tuple[str, str], ...]  # (capability, reason) it does not have
+    window: int | None  # its context window
+    max_output: int | None  # the most output it gives
+    priced_as: tuple[str, str, str]  # (provider id, kind, upstream name)
 
 
 class Lineup:
@@ -55,28 +60,48 @@ class Lineup:
 
     def __init__(self, registry: Registry, config: RoutingConfig) -> None:
         ranks = {name: i for i, name in enumerate(config.tiers)}
-        placed: list[Placed] = []
-        for index, model in enumerate(registry.models.values()):
-            if model.role != "chat":
-                continue
-            entry = model.entry
-            tier = entry.tier
-            if tier is None and entry.quality is not None:
-                tier = config.tier_of(entry.quality)
-            quality = entry.quality
-            if quality is None:
-                quality = config.tiers[tier] if tier is not None else 0.0
-            rank = ranks[tier] if tier is not None else -1
-            placed.append(Placed(model, tier, rank, quality, index))
-        self.models = tuple(placed)
+        self.models = tuple(
+            _placed(model, index, config, ranks)
+            for index, model in enumerate(registry.models.values())
+            if model.role == "chat"
+        )
         self.tiers = tuple(config.tiers)
 
 
-@dataclass(frozen=True, slots=True)
+def _placed(
+    model: ResolvedModel, index: int, config: RoutingConfig, ranks: dict[str, int]
+) -> Placed:
+    entry, provider = model.entry, model.provider
+    tier = entry.tier
+    if tier is None and entry.quality is not None:
+        tier = config.tier_of(entry.quality)
+    quality = entry.quality
+    if quality is None:
+        quality = config.tiers[tier] if tier is not None else 0.0
+    return Placed(
+        model=model,
+        tier=tier,
+        rank=ranks[tier] if tier is not None else -1,
+        quality=quality,
+        index=index,
+        key=(provider.id, model.id),
+        fixed=("disabled",) * (not model.usable) + ("no_tier",) * (tier is None),
+        lacks=tuple(
+            (need, reason)
+            for need, reason in _CAPABILITIES
+            if not getattr(model.capabilities, need)
+        ),
+        window=entry.context_window,
+        max_output=entry.max_output_tokens,
+        priced_as=(provider.id, provider.kind, model.upstream),
+    )
+
+
+@dataclass(slots=True)
 class Facts:
     """What one request asks of a model."""
 
-    needs: Needs
+    needed: frozenset[str]  # the capabilities it needs (`Needs.names`)
     prompt_tokens: int
     output_asked: int  # max_tokens given by the caller (0: none)
     output_expected: int  # what the request is priced with
@@ -117,36 +142,37 @@ class Assessor:
         self.meter = meter
         self.budgets = budgets
         self.shares = shares
+        self.prices = meter.prices
 
     def assess(self, lineup: Lineup, facts: Facts) -> list[Assessed]:
         """Every model of the lineup, assessed, in configuration order."""
         return [self._one(placed, facts) for placed in lineup.models]
 
     def _one(self, placed: Placed, facts: Facts) -> Assessed:
-        model = placed.model
-        key = (model.provider.id, model.id)
-        refusing, status, latency = self.health.observed(key)
-        seen = Assessed(placed, self._cost(model, facts), latency, status)
-        reasons = seen.reasons
-        if not model.usable:
-            reasons.append("disabled")
-        if placed.tier is None:
-            reasons.append("no_tier")
-        caps = model.capabilities
-        for need, reason in _CAPABILITIES:
-            if getattr(facts.needs, need) and not getattr(caps, need):
+        # Runs for every model of every routed request: kept to plain reads.
+        refusing, status, latency = self.health.observed(placed.key)
+        reasons = list(placed.fixed)
+        needed = facts.needed
+        for need, reason in placed.lacks:
+            if need in needed:
                 reasons.append(reason)
-        reasons.extend(_size_reasons(model, facts))
+        prompt, output = facts.prompt_tokens, facts.output_asked
+        window, most = placed.window, placed.max_output
+        if window is not None and prompt + (output or facts.output_expected) > window:
+            reasons.append("context_too_small")
+        if most is not None and output > most:
+            reasons.append("output_too_small")
         if refusing:
             reasons.append("breaker_open")
         elif status == "unhealthy":
             reasons.append("unhealthy")
-        if self.health.credential_problem(model.provider.id) is not None:
+        if self.health.credential_problem(placed.key[0]) is not None:
             reasons.append("credential_refused")
-        if not reasons:
-            budget = self._budget_reason(model, facts)
+        if not reasons and self.budgets is not None and self.budgets.active:
+            budget = self._budget_reason(placed.model, facts)
             if budget is not None:
                 reasons.append(budget)
+        seen = Assessed(placed, self._cost(placed, facts), latency, status, reasons)
         seen.eligible = not reasons
         if status == "degraded":
             reasons.append("degraded")
@@ -154,31 +180,18 @@ class Assessor:
             reasons.append("unpriced")
         return seen
 
-    def _cost(self, model: ResolvedModel, facts: Facts) -> Decimal | None:
+    def _cost(self, placed: Placed, facts: Facts) -> Decimal | None:
         """The request's price at the expected usage (None: unpriced)."""
+        entry = self.prices.entry(*placed.priced_as, facts.now)
+        if entry is None:
+            return None
         prompt = facts.prompt_tokens
-        share = self.shares.share((model.provider.id, model.id))
-        cached = int(prompt * share)
+        cached = int(prompt * self.shares.share(placed.key))
         output = facts.output_expected
-        most = model.entry.max_output_tokens
-        if most is not None:
-            output = min(output, most)
-        usage = trusted(
-            NormalizedUsage,
-            input_uncached=prompt - cached,
-            cache_read=cached,
-            cache_write=0,
-            cache_write_5m=None,
-            cache_write_1h=None,
-            output=output,
-            reasoning=0,
-            estimated=True,
-        )
-        provider = model.provider
-        cost = self.meter.cost(
-            provider.id, provider.kind, model.upstream, usage, facts.now
-        )
-        return cost.total
+        most = placed.max_output
+        if most is not None and output > most:
+            output = most
+        return estimated_total(entry, prompt - cached, cached, output)
 
     def _budget_reason(self, model: ResolvedModel, facts: Facts) -> str | None:
         budgets = self.budgets
@@ -199,18 +212,3 @@ class Assessor:
             facts.party, worst, cost, provider=provider.id, model=model.id
         )
         return None if refused is None else _BUDGET_REASONS.get(refused, "over_budget")
-
-
-def _size_reasons(model: ResolvedModel, facts: Facts) -> list[str]:
-    """Whether prompt plus output fit the context window, and the output
-    asked for the model's maximum."""
-    reasons = []
-    entry = model.entry
-    window = entry.context_window
-    output = facts.output_asked or facts.output_expected
-    if window is not None and facts.prompt_tokens + output > window:
-        reasons.append("context_too_small")
-    most = entry.max_output_tokens
-    if most is not None and facts.output_asked > most:
-        reasons.append("output_too_small")
-    return reasons

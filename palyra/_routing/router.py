@@ -16,14 +16,14 @@ from .._config import RoutingConfig, RoutingMode
 from .._decision import RoutingCandidate, RoutingDecision, RoutingFeatures
 from .._exceptions import InvalidRequestError
 from .._registry import Registry, ResolvedModel
-from .._request import ChatRequest
+from .._request import ChatRequest, Needs
 from .._tokens import TokenCounter, TokenEstimate
-from .._usage import trusted
+from .._usage import built, trusted
 from .candidates import Assessed, Assessor, Facts, Lineup
 from .explain import explain
 from .ranking import rank
 from .scoring import score, tier_for
-from .signals import measure
+from .signals import Scanner
 
 __all__ = ["Decided", "Router"]
 
@@ -52,6 +52,7 @@ class Router:
         self._counter = counter
         self._assessor = assessor
         self._ranks = {name: i for i, name in enumerate(config.tiers)}
+        self._scanner = Scanner(config.keywords)
 
     def decide(
         self,
@@ -77,18 +78,17 @@ class Router:
             requested.upstream, request.messages, tools
         )
         asked = request.requested_output_tokens
-        signals = measure(
+        signals = self._scanner.measure(
             request.messages,
             tools,
             json_mode=request.needs.json_mode,
             prompt_tokens=estimate.prompt_tokens,
             output_tokens=asked,
-            keywords=config.keywords,
         )
         value, parts = score(signals, config.weights, shift)
         tier = pinned or tier_for(value, config.tiers)
         facts = Facts(
-            needs=request.needs,
+            needed=_needed(request.needs),
             prompt_tokens=estimate.prompt_tokens,
             output_asked=asked,
             output_expected=asked or config.expected_output_tokens,
@@ -154,16 +154,30 @@ class Router:
 
 def _candidate(seen: Assessed) -> RoutingCandidate:
     placed = seen.placed
-    model = placed.model
-    return trusted(
+    provider, model = placed.key
+    return built(
         RoutingCandidate,
-        model=model.id,
-        provider=model.provider.id,
-        tier=placed.tier,
-        quality=model.entry.quality,
-        estimated_cost=seen.cost,
-        latency_ms=seen.latency_ms,
-        health=seen.health,
-        eligible=seen.eligible,
-        reasons=tuple(seen.reasons),
+        {
+            "model": model,
+            "provider": provider,
+            "tier": placed.tier,
+            "quality": placed.model.entry.quality,
+            "estimated_cost": seen.cost,
+            "latency_ms": seen.latency_ms,
+            "health": seen.health,
+            "eligible": seen.eligible,
+            "reasons": tuple(seen.reasons),
+        },
     )
+
+
+_NEEDED: dict[tuple[bool, ...], frozenset[str]] = {}
+
+
+def _needed(needs: Needs) -> frozenset[str]:
+    """The capability names a request needs (a handful of sets, made once)."""
+    key = (needs.vision, needs.tools, needs.json_mode, needs.streaming)
+    found = _NEEDED.get(key)
+    if found is None:
+        found = _NEEDED[key] = frozenset(needs.names())
+    return found

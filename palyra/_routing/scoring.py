@@ -64,8 +64,9 @@ def score(
     that add something; a nonzero ``shift`` appears as ``hint``)."""
     parts: dict[str, float] = {}
     total = 0.0
+    weighted = weights.__dict__  # the fields, read without attribute lookups
     for name, value in values(signals).items():
-        part = getattr(weights, name) * value
+        part = weighted[name] * value
         if part > 0:
             parts[name] = round(part, 4)
             total += part

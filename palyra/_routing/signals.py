@@ -1,11 +1,12 @@
 """What a chat request is measured by: the score's signals, read off it.
 
-`measure` walks the messages once: it counts messages, image parts and
-fenced code blocks, and finds the reasoning and analysis keywords in the
+`Scanner.measure` walks the messages once: it counts messages, image parts
+and fenced code blocks, and finds the reasoning and analysis keywords in the
 text of system, developer and user messages (what the caller asks, not what
 a model answered). The prompt's tokens come from the tokenizer, counted by
-the caller of `measure`. Text past `SCAN_CHARS` is not scanned, so one
-request costs a bounded time whatever its size.
+the caller. Text past `SCAN_CHARS` is not scanned, so one request costs a
+bounded time whatever its size; what each text holds is memoised, because a
+conversation resends its history and system prompt with every request.
 """
 
 from __future__ import annotations
@@ -14,16 +15,17 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-__all__ = ["SCAN_CHARS", "Signals", "find_keywords", "measure"]
+__all__ = ["SCAN_CHARS", "Scanner", "Signals", "find_keywords"]
 
 SCAN_CHARS = 65_536
 """Characters of message text scanned for keywords and code fences."""
 
 _ASKING = frozenset({"system", "developer", "user"})
 _FENCES = ("```", "~~~")
+_MEMO_CHARS = 4_000_000  # text held by a scanner's memo before it is reset
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)  # not frozen: a frozen dataclass is slow to build
 class Signals:
     """The raw measurements of one request (`RoutingFeatures` without the
     weighted parts)."""
@@ -38,41 +40,71 @@ class Signals:
     output_tokens: int
 
 
-def measure(
-    messages: Sequence[Mapping[str, Any]],
-    tools: Sequence[Any] | None,
-    *,
-    json_mode: bool,
-    prompt_tokens: int,
-    output_tokens: int,
-    keywords: Sequence[str],
-) -> Signals:
-    """The signals of a checked chat request."""
-    asking: list[str] = []
-    fences = images = 0
-    left = SCAN_CHARS
-    for message in messages:
-        content = message.get("content")
-        texts, found = _parts(content)
-        images += found
-        if left <= 0:
-            continue
-        for text in texts:
-            text = text[:left]
-            left -= len(text)
-            fences += sum(text.count(fence) for fence in _FENCES)
-            if message.get("role") in _ASKING:
-                asking.append(text)
-    return Signals(
-        prompt_tokens=prompt_tokens,
-        messages=len(messages),
-        images=images,
-        tools=len(tools) if tools else 0,
-        json_mode=json_mode,
-        code_blocks=fences // 2,
-        keywords=find_keywords("\n".join(asking).lower(), keywords),
-        output_tokens=output_tokens,
-    )
+class Scanner:
+    """Reads the signals of requests for one set of keywords; safe to share
+    between threads (the memo is a dict: a race at worst scans twice)."""
+
+    def __init__(self, keywords: Sequence[str]) -> None:
+        self.keywords = tuple(keywords)
+        self._index = {word: i for i, word in enumerate(self.keywords)}
+        # text -> (fence marks, indices of the keywords found in it)
+        self._memo: dict[str, tuple[int, tuple[int, ...]]] = {}
+        self._held = 0
+
+    def measure(
+        self,
+        messages: Sequence[Mapping[str, Any]],
+        tools: Sequence[Any] | None,
+        *,
+        json_mode: bool,
+        prompt_tokens: int,
+        output_tokens: int,
+    ) -> Signals:
+        """The signals of a checked chat request."""
+        fences = images = 0
+        found: set[int] = set()
+        left = SCAN_CHARS
+        for message in messages:
+            texts, pictures = _parts(message.get("content"))
+            images += pictures
+            asking = message.get("role") in _ASKING
+            for text in texts:
+                if left <= 0:
+                    break
+                text = text[:left]
+                left -= len(text)
+                marks, words = self._scan(text)
+                fences += marks
+                if asking:
+                    found.update(words)
+        keywords = self.keywords
+        return Signals(
+            prompt_tokens=prompt_tokens,
+            messages=len(messages),
+            images=images,
+            tools=len(tools) if tools else 0,
+            json_mode=json_mode,
+            code_blocks=fences // 2,
+            keywords=tuple(keywords[i] for i in sorted(found)),
+            output_tokens=output_tokens,
+        )
+
+    def _scan(self, text: str) -> tuple[int, tuple[int, ...]]:
+        known = self._memo.get(text)
+        if known is not None:
+            return known
+        lowered = text.lower()
+        words = find_keywords(lowered, self.keywords)
+        made = (
+            sum(text.count(fence) for fence in _FENCES),
+            tuple(self._index[word] for word in words),
+        )
+        if self._held > _MEMO_CHARS:
+            self._memo.clear()
+            self._held = 0
+        self._memo[text] = made
+        self._held += len(text)
+        return made
 
 
 def _parts(content: Any) -> tuple[list[str], int]:
