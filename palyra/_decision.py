@@ -154,7 +154,8 @@ class RoutingDecision(_Decided):
     def summary(self) -> str:
         """The decision as the ledger keeps it: compact JSON of the mode,
         score, tiers, the requested and chosen models (with their
-        providers) and the chosen one's reasons."""
+        providers), whether the requested model could have served, and the
+        chosen one's reasons."""
         return summary_of(self)
 
 
@@ -169,6 +170,7 @@ def summary_of(decision: RoutingDecision) -> str:
         "tier": decision.tier,
         "requested": decision.requested,
         "requested_provider": requested.provider if requested else None,
+        "requested_fits": requested.eligible if requested else False,
         "chosen": decision.chosen,
         "chosen_provider": chosen.provider if chosen else None,
         "chosen_tier": decision.chosen_tier,

@@ -521,3 +521,33 @@ def test_budgets_runs_offline_in_a_fresh_process() -> None:
     warnings = result.stderr.splitlines()
     assert len(warnings) == 3
     assert all(line.startswith("budget 'agent-daily' (usd agent=") for line in warnings)
+
+
+def test_routing(capsys: pytest.CaptureFixture[str]) -> None:
+    """routing.py: decisions without calls, dry-run and enforced calls, and
+    the savings they add up to, from the ledger."""
+    load_example("routing").main()
+    out = capsys.readouterr().out
+    lines = out.splitlines()
+    for line in (
+        "a short question: score 0.00, tier small -> mini",
+        "a photo: score 0.21, tier small -> vision",
+        "  mini      ~$0.000270  no_vision",
+        "a short question: served by core, routing chose mini",
+        "a sentiment label: served by mini (asked for core)",
+        "a photo: served by vision (asked for core)",
+        "a code fix: served by core (asked for core)",
+    ):
+        assert line in lines, line
+    dry = next(line for line in lines if line.startswith("dry_run: "))
+    enforced = next(line for line in lines if line.startswith("enforced: "))
+    assert dry.startswith("dry_run: 5 calls (0 only routing could serve)")
+    assert enforced.startswith("enforced: 6 calls (1 only routing could serve)")
+    assert "saved $0.0001496000 (5%)" in dry
+
+
+def test_routing_runs_offline_in_a_fresh_process() -> None:
+    """routing.py needs no key and no network, and warns about nothing."""
+    result = run_example("routing.py")
+    assert "== what routing saved" in result.stdout
+    assert result.stderr == ""

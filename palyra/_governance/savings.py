@@ -8,7 +8,9 @@ tokens at the requested model's price; for a dry run the baseline is what was
 paid and the routed side the same tokens at the chosen model's price. The
 tokens themselves would have differed on another model: this prices the same
 work, which is what a switch decision needs. A record either side of which
-has no price is counted apart, in ``unpriced``.
+has no price is counted apart, in ``unpriced``, and so is one the requested
+model could not have served at all (an image for a model without vision),
+in ``rescued``: there was nothing to save on it.
 """
 
 from __future__ import annotations
@@ -38,6 +40,8 @@ class RoutingSavings:
         priced: Those priced on both sides (the sums below are theirs).
         unpriced: Those left out: no price for the requested or the chosen
             model (or the record itself is unpriced).
+        rescued: Those left out because the requested model could not have
+            served the request (routing chose one that could).
         paid: What the priced records cost.
         baseline: What they would have cost on the requested models.
         routed: What they cost, or would have, on routing's choices.
@@ -47,6 +51,7 @@ class RoutingSavings:
     records: int
     priced: int
     unpriced: int
+    rescued: int
     paid: Decimal
     baseline: Decimal
     routed: Decimal
@@ -73,7 +78,7 @@ def routing_savings(
             at the record's time; None when unpriced.
         mode: Only records of this mode; None for both.
     """
-    count = priced = unpriced = 0
+    count = priced = unpriced = rescued = 0
     paid = baseline = routed = _ZERO
     for rec in records:
         summary = _summary(rec)
@@ -82,6 +87,9 @@ def routing_savings(
         if mode is not None and summary["mode"] != mode:
             continue
         count += 1
+        if summary.get("requested_fits") is False:
+            rescued += 1
+            continue
         sides = _sides(rec, summary, reprice)
         if sides is None:
             unpriced += 1
@@ -90,7 +98,9 @@ def routing_savings(
         paid += rec.cost_total or _ZERO
         baseline += sides[0]
         routed += sides[1]
-    return RoutingSavings(mode, count, priced, unpriced, paid, baseline, routed)
+    return RoutingSavings(
+        mode, count, priced, unpriced, rescued, paid, baseline, routed
+    )
 
 
 def _summary(rec: UsageRecord) -> dict[str, object] | None:

@@ -146,57 +146,55 @@ class Assessor:
 
     def assess(self, lineup: Lineup, facts: Facts) -> list[Assessed]:
         """Every model of the lineup, assessed, in configuration order."""
-        return [self._one(placed, facts) for placed in lineup.models]
+        # This runs for every model of every routed request, so it is one
+        # loop over plain reads, with the lookups bound once.
+        observed, refused = self.health.observed, self.health.credential_problem
+        share, entry_of = self.shares.share, self.prices.entry
+        budgets = self.budgets if self.budgets and self.budgets.active else None
+        needed, now = facts.needed, facts.now
+        prompt, asked = facts.prompt_tokens, facts.output_asked
+        expected = facts.output_expected
+        wanted = prompt + (asked or expected)
+        found: list[Assessed] = []
+        for placed in lineup.models:
+            key = placed.key
+            refusing, status, latency = observed(key)
+            reasons = [*placed.fixed]
+            for need, reason in placed.lacks:
+                if need in needed:
+                    reasons.append(reason)
+            window, most = placed.window, placed.max_output
+            if window is not None and wanted > window:
+                reasons.append("context_too_small")
+            if most is not None and asked > most:
+                reasons.append("output_too_small")
+            if refusing:
+                reasons.append("breaker_open")
+            elif status == "unhealthy":
+                reasons.append("unhealthy")
+            if refused(key[0]) is not None:
+                reasons.append("credential_refused")
+            if budgets is not None and not reasons:
+                budget = self._budget_reason(budgets, placed.model, facts)
+                if budget is not None:
+                    reasons.append(budget)
+            eligible = not reasons
+            entry = entry_of(*placed.priced_as, now)
+            cost = None
+            if entry is not None:
+                cached = int(prompt * share(key))
+                output = expected if most is None or expected <= most else most
+                cost = estimated_total(entry, prompt - cached, cached, output)
+            else:
+                reasons.append("unpriced")
+            if status == "degraded":
+                reasons.insert(len(reasons) - (cost is None), "degraded")
+            found.append(Assessed(placed, cost, latency, status, reasons, eligible))
+        return found
 
-    def _one(self, placed: Placed, facts: Facts) -> Assessed:
-        # Runs for every model of every routed request: kept to plain reads.
-        refusing, status, latency = self.health.observed(placed.key)
-        reasons = list(placed.fixed)
-        needed = facts.needed
-        for need, reason in placed.lacks:
-            if need in needed:
-                reasons.append(reason)
-        prompt, output = facts.prompt_tokens, facts.output_asked
-        window, most = placed.window, placed.max_output
-        if window is not None and prompt + (output or facts.output_expected) > window:
-            reasons.append("context_too_small")
-        if most is not None and output > most:
-            reasons.append("output_too_small")
-        if refusing:
-            reasons.append("breaker_open")
-        elif status == "unhealthy":
-            reasons.append("unhealthy")
-        if self.health.credential_problem(placed.key[0]) is not None:
-            reasons.append("credential_refused")
-        if not reasons and self.budgets is not None and self.budgets.active:
-            budget = self._budget_reason(placed.model, facts)
-            if budget is not None:
-                reasons.append(budget)
-        seen = Assessed(placed, self._cost(placed, facts), latency, status, reasons)
-        seen.eligible = not reasons
-        if status == "degraded":
-            reasons.append("degraded")
-        if seen.cost is None:
-            reasons.append("unpriced")
-        return seen
-
-    def _cost(self, placed: Placed, facts: Facts) -> Decimal | None:
-        """The request's price at the expected usage (None: unpriced)."""
-        entry = self.prices.entry(*placed.priced_as, facts.now)
-        if entry is None:
-            return None
-        prompt = facts.prompt_tokens
-        cached = int(prompt * self.shares.share(placed.key))
-        output = facts.output_expected
-        most = placed.max_output
-        if most is not None and output > most:
-            output = most
-        return estimated_total(entry, prompt - cached, cached, output)
-
-    def _budget_reason(self, model: ResolvedModel, facts: Facts) -> str | None:
-        budgets = self.budgets
-        if budgets is None or not budgets.active:
-            return None
+    def _budget_reason(
+        self, budgets: Budgets, model: ResolvedModel, facts: Facts
+    ) -> str | None:
         entry = model.entry
         worst = self.meter.worst_case(
             facts.prompt_tokens,

@@ -48,8 +48,16 @@ def _drivers(parts: dict[str, float], signals: Signals) -> str:
     if not parts:
         return " (no signal)"
     top = sorted(parts.items(), key=lambda item: -abs(item[1]))[:_SHOWN_PARTS]
-    shown = ", ".join(f"{_describe(name, signals)} {value:+.2f}" for name, value in top)
+    shown = ", ".join(
+        f"{_describe(name, signals)} {_part(value)}" for name, value in top
+    )
     return f" ({shown})"
+
+
+def _part(value: float) -> str:
+    if abs(value) < 0.005:
+        return "+<0.01" if value > 0 else "-<0.01"
+    return f"{value:+.2f}"
 
 
 def _describe(name: str, signals: Signals) -> str:

@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 
 import palyra
-from tests.routing.registry import REASONING, SHORT, registry
+from tests.routing.registry import REASONING, SHORT, VISION, registry
 
 pytestmark = [pytest.mark.anyio]
 
@@ -130,3 +130,15 @@ def test_foreign_routing_text_in_a_record_is_ignored() -> None:
     savings = client(ledger).usage.routing_savings()
     # Only the last is palyra-shaped; it names no models, so it is unpriced.
     assert (savings.records, savings.unpriced) == (1, 1)
+
+
+def test_calls_only_routing_could_serve_are_counted_apart() -> None:
+    ledger = palyra.MemoryLedger()
+    c = client(ledger, mode="enforced")
+    c.chat(VISION)  # mid (requested) takes no images: large serves
+    c.chat(SHORT)
+    savings = c.usage.routing_savings()
+    assert (savings.records, savings.rescued, savings.priced) == (2, 1, 1)
+    short = ledger.records()[1]
+    assert savings.baseline == at("mid", short)
+    assert savings.routed == at("small", short)
