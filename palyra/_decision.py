@@ -15,6 +15,7 @@ from pydantic import BaseModel, ConfigDict
 
 __all__ = [
     "REASON_CODES",
+    "UNSERVABLE",
     "RoutingCandidate",
     "RoutingDecision",
     "RoutingFeatures",
@@ -53,6 +54,20 @@ REASON_CODES = {
     "requested": "the model the caller (or the default) named",
 }
 """Every reason code a `RoutingCandidate` may carry, with what it means."""
+
+UNSERVABLE = frozenset(
+    {
+        "disabled",
+        "no_vision",
+        "no_tools",
+        "no_json_mode",
+        "no_streaming",
+        "context_too_small",
+        "output_too_small",
+    }
+)
+"""The reasons that say a model could not have served the request at all
+(where a breaker, health or a budget only say it could not serve it now)."""
 
 
 class _Decided(BaseModel):
@@ -170,7 +185,8 @@ def summary_of(decision: RoutingDecision) -> str:
         "tier": decision.tier,
         "requested": decision.requested,
         "requested_provider": requested.provider if requested else None,
-        "requested_fits": requested.eligible if requested else False,
+        "requested_fits": requested is not None
+        and not UNSERVABLE.intersection(requested.reasons),
         "chosen": decision.chosen,
         "chosen_provider": chosen.provider if chosen else None,
         "chosen_tier": decision.chosen_tier,

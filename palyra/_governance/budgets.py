@@ -204,8 +204,7 @@ class Budgets:
         """Why a budget would refuse this call now, reserving nothing:
         ``hard_limit``, ``unpriced`` or ``ledger_unavailable``; None when
         every budget would admit it. Routing asks this of each candidate.
-        It reads without the scopes' locks, so a racing reservation may
-        change the answer; `reserve` decides."""
+        A racing reservation may change the answer; `reserve` decides."""
         if not self._policies:
             return None
         try:
@@ -214,10 +213,13 @@ class Budgets:
             return exc.reason
         for state, amount in picked:
             hard = state.policy.hard_limit
-            if (
-                hard is not None
-                and state.spent_at(now) + state.reserved + amount > hard
-            ):
+            if hard is None:
+                continue
+            # One lock at a time (never two: no order to keep): a rolling
+            # window's spent_at drops expired entries, which needs the lock.
+            with state.lock:
+                held = state.spent_at(now) + state.reserved
+            if held + amount > hard:
                 return "hard_limit"
         return None
 

@@ -5,7 +5,8 @@ mode, each record's tokens are priced twice: at the model the caller
 requested (the *baseline*) and at the model routing chose (*routed*). For an
 enforced call the routed side is what was paid and the baseline is the same
 tokens at the requested model's price; for a dry run the baseline is what was
-paid and the routed side the same tokens at the chosen model's price. The
+paid (the same tokens at the requested model's price, if a failover served
+the call) and the routed side the same tokens at the chosen model's price. The
 tokens themselves would have differed on another model: this prices the same
 work, which is what a switch decision needs. A record either side of which
 has no price is counted apart, in ``unpriced``, and so is one the requested
@@ -116,20 +117,35 @@ def _summary(rec: UsageRecord) -> dict[str, object] | None:
 def _sides(
     rec: UsageRecord, summary: dict[str, object], reprice: Reprice
 ) -> tuple[Decimal, Decimal] | None:
-    """(baseline, routed) of one record, or None when a side is unpriced."""
+    """(baseline, routed) of one record, or None when a side is unpriced.
+
+    A side is what was paid when the record's model is that side's model,
+    else the record's tokens at that model's price: so a call that failed
+    over to a third model compares the models the decision named. An
+    enforced call's routed side is what was paid, whatever served it.
+    """
     paid = rec.cost_total
     if paid is None or rec.unpriced:
         return None
+    requested, chosen = _model(summary, "requested"), _model(summary, "chosen")
+    if requested is None or chosen is None:
+        return None
+    baseline = _priced(rec, requested, paid, reprice)
     if summary["mode"] == "enforced":
-        other = _model(summary, "requested")
+        routed: Decimal | None = paid
     else:
-        other = _model(summary, "chosen")
-    if other is None:
+        routed = _priced(rec, chosen, paid, reprice)
+    if baseline is None or routed is None:
         return None
-    repriced = reprice(rec, *other)
-    if repriced is None:
-        return None
-    return (repriced, paid) if summary["mode"] == "enforced" else (paid, repriced)
+    return baseline, routed
+
+
+def _priced(
+    rec: UsageRecord, model: tuple[str, str], paid: Decimal, reprice: Reprice
+) -> Decimal | None:
+    if model == (rec.provider, rec.model):
+        return paid
+    return reprice(rec, *model)
 
 
 def _model(summary: dict[str, object], side: str) -> tuple[str, str] | None:

@@ -12,6 +12,7 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Any, TypeVar
 
+from .._config import parse_mode
 from .._exceptions import InvalidRequestError
 from .._usage import Cost, NormalizedUsage, PriceEntry
 from .metering import LedgerSlot
@@ -78,6 +79,7 @@ class UsageService:
             InvalidRequestError: a bad filter or time, named.
             LedgerError: the ledger cannot be read, or there is none.
         """
+        _check_times(since, until)
         ledger = self._slot.required()
         return _checked(lambda: ledger.records(since, until, **filters))
 
@@ -106,6 +108,7 @@ class UsageService:
             raise InvalidRequestError(
                 "by: group by one tag's values with 'tag:<key>', e.g. 'tag:team'"
             )
+        _check_times(since, until)
         ledger = self._slot.required()
         return _checked(lambda: ledger.totals(by, since, until, tz, **filters))
 
@@ -136,6 +139,7 @@ class UsageService:
             InvalidRequestError: a bad mode or time.
             LedgerError: the ledger cannot be read, or there is none.
         """
+        mode = parse_mode(mode)
         if mode is not None and mode not in SAVINGS_MODES:
             raise InvalidRequestError(
                 f"mode: must be dry_run, enforced or None, got {mode!r}"
@@ -210,6 +214,14 @@ def _usage_of(rec: UsageRecord) -> NormalizedUsage:
         reasoning=min(rec.reasoning, rec.output),
         estimated=rec.estimated,
     )
+
+
+def _check_times(since: object, until: object) -> None:
+    for name, value in (("since", since), ("until", until)):
+        if value is not None and not isinstance(value, datetime):
+            raise InvalidRequestError(
+                f"{name}: must be an aware datetime or None, got {type(value).__name__}"
+            )
 
 
 def _checked(query: Callable[[], T]) -> T:

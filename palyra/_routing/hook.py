@@ -47,6 +47,9 @@ class Routing:
             return None
         mode = request.route or self.mode
         if mode == "off":
+            if request.hint is not None:
+                # A misspelt hint fails now, not on the day routing is on.
+                self.router.hint_of(request.hint)
             return None
         decision, chosen, estimate = self.router.decide(
             request, ctx.model, ctx.caller, mode, request.hint

@@ -72,7 +72,7 @@ class Router:
             InvalidRequestError: an unknown task hint.
         """
         config = self.config
-        shift, prefer, pinned = self._hint(hint)
+        shift, prefer, pinned = self.hint_of(hint)
         tools = request.body.get("tools")
         estimate = self._counter().estimate_chat(
             requested.upstream, request.messages, tools
@@ -86,6 +86,7 @@ class Router:
             output_tokens=asked,
         )
         value, parts = score(signals, config.weights, shift)
+        value = round(value, 6)  # the last float bits say nothing
         tier = pinned or tier_for(value, config.tiers)
         facts = Facts(
             needed=_needed(request.needs),
@@ -137,8 +138,12 @@ class Router:
         )
         return decision, chosen, estimate
 
-    def _hint(self, hint: str | None) -> tuple[float, str, str | None]:
-        """The hint's shift, the ranking preference and a pinned tier."""
+    def hint_of(self, hint: str | None) -> tuple[float, str, str | None]:
+        """The hint's shift, the ranking preference and a pinned tier.
+
+        Raises:
+            InvalidRequestError: an unknown hint, naming the known ones.
+        """
         config = self.config
         if hint is None:
             return 0.0, config.prefer, None

@@ -74,7 +74,7 @@ class Scanner:
                 text = text[:left]
                 left -= len(text)
                 marks, words = self._scan(text)
-                fences += marks
+                fences += marks // 2  # a block opens and closes in one text
                 if asking:
                     found.update(words)
         keywords = self.keywords
@@ -84,7 +84,7 @@ class Scanner:
             images=images,
             tools=len(tools) if tools else 0,
             json_mode=json_mode,
-            code_blocks=fences // 2,
+            code_blocks=fences,
             keywords=tuple(keywords[i] for i in sorted(found)),
             output_tokens=output_tokens,
         )

@@ -201,3 +201,32 @@ def test_each_alert_is_sent_once_under_concurrency() -> None:
     ]
     (status,) = budgets.status()
     assert status.spent == 200
+
+
+def test_headroom_checks_racing_on_a_rolling_window_lose_no_spending() -> None:
+    """`Budgets.refuses` (routing's check) ages a rolling window out under the
+    scope's lock: threads asking at once neither drop live spending nor trip
+    over each other's expiry."""
+    from .budget_helpers import Clock, spend
+
+    clock = Clock()
+    budgets = Budgets(
+        [{"id": "hour", "window": "1h", "hard_limit": "1000000"}], now=clock
+    )
+    for _ in range(20_000):
+        spend(budgets, "0.001")
+    clock.advance(hours=2)  # every entry so far has expired, none aged out yet
+    (state,) = budgets._states.values()
+    state.add(Decimal(5), clock.now)  # live spending, as a settle counts it
+    usage = NormalizedUsage(input_uncached=1, output=1)
+
+    def ask(i: int) -> None:
+        for _ in range(200):
+            assert (
+                budgets.refuses(Caller(), usage, usd("1"), provider="prov", model="mod")
+                is None
+            )
+
+    _hammer(ask)
+    (status,) = budgets.status()
+    assert status.spent == Decimal("5")

@@ -83,3 +83,43 @@ async def test_many_tasks_route_and_spend_within_the_budget() -> None:
     assert status.spent <= LIMIT
     assert "refused" in results
     await c.aclose()
+
+
+def test_routing_beside_calls_under_a_rolling_budget_loses_no_spending() -> None:
+    # Routing's headroom checks beside real calls: what the budget counts is
+    # exactly what the ledger recorded, and nothing stays reserved. (The race
+    # of checks on an aging rolling window is pinned in
+    # tests/governance/test_budgets_concurrency.py.)
+    config = registry(mode="enforced")
+    config["budgets"] = [
+        {"id": "hour", "metric": "usd", "window": "1h", "hard_limit": "1000"}
+    ]
+    ledger = palyra.MemoryLedger()
+    c = palyra.Palyra(config, ledger=ledger)
+    errors: list[BaseException] = []
+    start = threading.Barrier(12)
+
+    def route() -> None:
+        start.wait()
+        try:
+            for _ in range(200):
+                c.route(SHORT)
+        except BaseException as exc:  # pragma: no cover - reported below
+            errors.append(exc)
+
+    def call() -> None:
+        start.wait()
+        for _ in range(40):
+            c.chat(SHORT)
+
+    threads = [threading.Thread(target=route) for _ in range(6)]
+    threads += [threading.Thread(target=call) for _ in range(6)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=60)
+    assert errors == []
+    (status,) = c.budgets.status()
+    paid = sum(r.cost_total or Decimal(0) for r in ledger.records())
+    assert status.spent == paid
+    assert status.reserved == 0

@@ -291,6 +291,10 @@ def test_an_unknown_hint_or_mode_is_a_typed_error_naming_it() -> None:
         c.route(SHORT, "nope")
     with pytest.raises(palyra.InvalidRequestError, match=r"hint: unknown"):
         c.chat(SHORT, route="suggest", hint="poetry")
+    # Off too: a misspelt hint fails now, not on the day routing is on.
+    with pytest.raises(palyra.InvalidRequestError, match=r"hint: unknown"):
+        c.chat(SHORT, hint="poetry")
+    assert c.chat(SHORT, hint="code").palyra.routing is None  # type: ignore[union-attr]
 
 
 def test_the_decision_is_public_and_serialisable() -> None:

@@ -142,3 +142,43 @@ def test_calls_only_routing_could_serve_are_counted_apart() -> None:
     short = ledger.records()[1]
     assert savings.baseline == at("mid", short)
     assert savings.routed == at("small", short)
+
+
+def test_an_untiered_requested_model_is_still_a_baseline() -> None:
+    config = registry(mode="enforced")
+    config["models"].append(
+        {"id": "plain", "provider": "p-mid", "pricing": {"input": "2", "output": "8"}}
+    )
+    config["defaults"]["chat"] = "plain"
+    ledger = palyra.MemoryLedger()
+    c = palyra.Palyra(config, ledger=ledger)
+    c.chat(SHORT)  # small serves; plain (no tier) could have
+    savings = c.usage.routing_savings()
+    assert (savings.records, savings.rescued, savings.priced) == (1, 0, 1)
+    (record,) = ledger.records()
+    expected = (record.input_uncached * 2 + record.output * 8) / M
+    assert savings.baseline == expected
+
+
+def test_a_dry_run_served_by_a_fallback_compares_the_models_it_named() -> None:
+    config = registry(mode="dry_run")
+    config["models"][1]["fallbacks"] = ["large"]
+    ledger = palyra.MemoryLedger()
+    c = palyra.Palyra(config, ledger=ledger)
+    c.deterministic("p-mid").enqueue(status=503)
+    c.chat(SHORT)  # mid fails, large serves; routing would have chosen small
+    (record,) = ledger.records()
+    assert record.model == "large"
+    savings = c.usage.routing_savings()
+    assert savings.paid == at("large", record)
+    assert savings.baseline == at("mid", record)
+    assert savings.routed == at("small", record)
+
+
+def test_bad_times_and_modes_are_typed_errors() -> None:
+    c = client(palyra.MemoryLedger(), mode="dry_run")
+    with pytest.raises(palyra.InvalidRequestError, match="since"):
+        c.usage.routing_savings(since="yesterday")  # type: ignore[arg-type]
+    with pytest.raises(palyra.InvalidRequestError, match="until"):
+        c.usage.records(until=3)  # type: ignore[arg-type]
+    assert c.usage.routing_savings(mode="dry-run").mode == "dry_run"

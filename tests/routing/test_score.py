@@ -66,7 +66,7 @@ def test_the_score_is_the_documented_weighted_sum(name: str) -> None:
         + WEIGHTS.keywords * min(len(f.keywords) / 3, 1)
         + WEIGHTS.output_tokens * min(f.output_tokens / 4000, 1)
     )
-    assert decision.score == pytest.approx(min(expected, 1.0), abs=1e-12)
+    assert decision.score == pytest.approx(min(expected, 1.0), abs=1e-6)
     assert sum(f.parts.values()) == pytest.approx(decision.score, abs=1e-3)
 
 
@@ -197,3 +197,13 @@ def test_thresholds_map_scores_to_tiers_in_order() -> None:
 def test_keywords_can_be_replaced() -> None:
     c = client(keywords=["quux"])
     assert c.route(user("analyze the quux")).features.keywords == ("quux",)
+
+
+def test_code_blocks_are_counted_per_text() -> None:
+    split = [
+        {"role": "user", "content": "first ``` half"},
+        {"role": "user", "content": "other ``` half"},
+    ]
+    assert client().route(split).features.code_blocks == 0
+    both = [{"role": "user", "content": "```\na\n```"}, *user("```\nb\n```")]
+    assert client().route(both).features.code_blocks == 2
