@@ -9,9 +9,12 @@ from __future__ import annotations
 
 import json
 from decimal import Decimal
+from functools import cached_property
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, computed_field, model_validator
+
+from ._explained import explain
 
 __all__ = [
     "REASON_CODES",
@@ -151,6 +154,8 @@ class RoutingDecision(_Decided):
         explanation: One sentence saying why.
     """
 
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
     mode: Literal["off", "suggest", "dry_run", "enforced"]
     score: float
     tier: str
@@ -160,7 +165,23 @@ class RoutingDecision(_Decided):
     serves: str
     features: RoutingFeatures
     candidates: tuple[RoutingCandidate, ...]
-    explanation: str
+
+    @model_validator(mode="before")
+    @classmethod
+    def _written_not_read(cls, data: Any) -> Any:
+        # The sentence is written from the fields: one read back from JSON is
+        # dropped and written again (the same words).
+        if isinstance(data, dict) and "explanation" in data:
+            data = {k: v for k, v in data.items() if k != "explanation"}
+        return data
+
+    @computed_field  # type: ignore[prop-decorator]
+    @cached_property
+    def explanation(self) -> str:
+        """One sentence saying why: the score and what drove it, the choice
+        and why, what was skipped, and which model serves (written on first
+        use, from the decision's fields)."""
+        return explain(self)
 
     def candidate(self, model: str) -> RoutingCandidate | None:
         """The candidate of this model id, if it is one."""

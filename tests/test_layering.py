@@ -32,7 +32,7 @@ LAYERS: list[tuple[str, list[str]]] = [
         "_tokens",
         ["estimate", "encodings", "budget", "images", "rules", "counter", "__init__"],
     ),
-    ("wire", ["_usage", "_decision", "_wire"]),
+    ("wire", ["_usage", "_explained", "_decision", "_wire"]),
     (
         "_config",
         [
@@ -144,7 +144,6 @@ LAYERS: list[tuple[str, list[str]]] = [
             "scoring",
             "candidates",
             "ranking",
-            "explain",
             "router",
             "hook",
             "__init__",

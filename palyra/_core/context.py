@@ -166,6 +166,7 @@ class CallContext:
     seconds: float | None = None  # the deadline, as given
     clock: Callable[[], float] = time.monotonic
     estimate: TokenEstimate | None = None
+    estimate_for: str | None = None  # the upstream model `estimate` counted for
     attempts: list[Attempt] = field(default_factory=list)
     result: Any = None
     error: PalyraError | None = None  # set when the call failed

@@ -36,6 +36,7 @@ _STATUS_ORDER = {"healthy": 0, "degraded": 1, "unhealthy": 2}
 # Window entries: (clock time, ok, latency_ms, error class name, redacted excerpt).
 _Sample = tuple[float, bool, float, str | None, str | None]
 _Entry = tuple["CircuitBreaker", "HealthWindow"]
+_UNSEEN: tuple[bool, HealthStatus, float | None] = (False, "healthy", None)
 
 
 class BreakerState(StrEnum):
@@ -409,7 +410,7 @@ class HealthTracker:
         and its median latency. A key never seen: ``(False, "healthy", None)``."""
         entry = self._entries.get(key)
         if entry is None:
-            return False, "healthy", None
+            return _UNSEEN
         breaker, window = entry
         refusing = breaker.reopens_at() is not None
         return refusing, window.status, window.latency_p50_ms

@@ -129,10 +129,14 @@ class Pipeline:
         tools = request.body.get("tools")
 
         def prepare(model: ResolvedModel) -> None:
-            estimate = self._counter().estimate_chat(
-                model.upstream, request.messages, tools
-            )
-            ctx.estimate = estimate
+            estimate = ctx.estimate
+            if estimate is None or ctx.estimate_for != model.upstream:
+                # Counted again only for another encoding's model: routing
+                # may have counted this request for this model already.
+                estimate = self._counter().estimate_chat(
+                    model.upstream, request.messages, tools
+                )
+                ctx.estimate, ctx.estimate_for = estimate, model.upstream
             _check_context(
                 model, estimate.prompt_tokens, request.requested_output_tokens
             )

@@ -77,6 +77,14 @@ class PriceBook:
                     table = self._table = _build(self._config)
         return table
 
+    def entry_at(
+        self, provider: str, kind: str, model: str, at: datetime
+    ) -> tuple[PriceEntry | None, bool]:
+        """`entry`, and whether that answer holds at every time (no entry
+        naming the model has dates), so that a caller may keep it."""
+        entry = self.entry(provider, kind, model, at)
+        return entry, (provider, model) in self._fixed
+
     def entry(
         self, provider: str, kind: str, model: str, at: datetime
     ) -> PriceEntry | None:

@@ -12,13 +12,13 @@ would pass. Nothing is reserved: budgets decide again at dispatch.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
 
 from .._config import RoutingConfig
 from .._core import HealthTracker
-from .._governance import Budgets, Meter, Party, estimated_total
+from .._governance import Budgets, Meter, Party, PriceEntry, estimated_total
 from .._registry import Registry, ResolvedModel
 from .shares import CacheShares
 
@@ -109,16 +109,41 @@ class Facts:
     now: datetime
 
 
-@dataclass(slots=True)
 class Assessed:
-    """One model as seen for one request."""
+    """One model as seen for one request: what rules it out (``blocked``,
+    empty when it fits) and, once ranked, how it ranked (``ranked``)."""
 
-    placed: Placed
-    cost: Decimal | None
-    latency_ms: float | None
-    health: str
-    reasons: list[str] = field(default_factory=list)  # what rules it out first
-    eligible: bool = True  # nothing rules it out
+    __slots__ = ("blocked", "cost", "health", "latency_ms", "placed", "ranked")
+
+    def __init__(
+        self,
+        placed: Placed,
+        cost: Decimal | None,
+        latency_ms: float | None,
+        health: str,
+        blocked: tuple[str, ...],
+    ) -> None:
+        self.placed = placed
+        self.cost = cost
+        self.latency_ms = latency_ms
+        self.health = health
+        self.blocked = blocked
+        self.ranked: tuple[str, ...] = ()  # ranking's reasons, e.g. cheapest_fit
+
+    @property
+    def eligible(self) -> bool:
+        """Whether nothing rules the model out."""
+        return not self.blocked
+
+    def reasons(self, requested: bool) -> tuple[str, ...]:
+        """Every reason code, the first saying the most: how it ranked, what
+        rules it out, then notes (degraded, unpriced, requested)."""
+        notes = (
+            ("degraded",) * (self.health == "degraded")
+            + ("unpriced",) * (self.cost is None)
+            + ("requested",) * requested
+        )
+        return self.ranked + self.blocked + notes
 
 
 class Assessor:
@@ -143,13 +168,15 @@ class Assessor:
         self.budgets = budgets
         self.shares = shares
         self.prices = meter.prices
+        # (provider, model) -> its price, for prices that hold at every time
+        self._fixed: dict[tuple[str, str], PriceEntry | None] = {}
 
     def assess(self, lineup: Lineup, facts: Facts) -> list[Assessed]:
         """Every model of the lineup, assessed, in configuration order."""
         # This runs for every model of every routed request, so it is one
         # loop over plain reads, with the lookups bound once.
         observed, refused = self.health.observed, self.health.credential_problem
-        share, entry_of = self.shares.share, self.prices.entry
+        share, entry_of = self.shares.share, self._entry
         budgets = self.budgets if self.budgets and self.budgets.active else None
         needed, now = facts.needed, facts.now
         prompt, asked = facts.prompt_tokens, facts.output_asked
@@ -159,38 +186,44 @@ class Assessor:
         for placed in lineup.models:
             key = placed.key
             refusing, status, latency = observed(key)
-            reasons = [*placed.fixed]
+            more: list[str] = []
             for need, reason in placed.lacks:
                 if need in needed:
-                    reasons.append(reason)
+                    more.append(reason)
             window, most = placed.window, placed.max_output
             if window is not None and wanted > window:
-                reasons.append("context_too_small")
+                more.append("context_too_small")
             if most is not None and asked > most:
-                reasons.append("output_too_small")
+                more.append("output_too_small")
             if refusing:
-                reasons.append("breaker_open")
+                more.append("breaker_open")
             elif status == "unhealthy":
-                reasons.append("unhealthy")
+                more.append("unhealthy")
             if refused(key[0]) is not None:
-                reasons.append("credential_refused")
-            if budgets is not None and not reasons:
+                more.append("credential_refused")
+            blocked = (*placed.fixed, *more) if more else placed.fixed
+            if budgets is not None and not blocked:
                 budget = self._budget_reason(budgets, placed.model, facts)
                 if budget is not None:
-                    reasons.append(budget)
-            eligible = not reasons
-            entry = entry_of(*placed.priced_as, now)
+                    blocked = (budget,)
+            entry = entry_of(placed, now)
             cost = None
             if entry is not None:
                 cached = int(prompt * share(key))
                 output = expected if most is None or expected <= most else most
                 cost = estimated_total(entry, prompt - cached, cached, output)
-            else:
-                reasons.append("unpriced")
-            if status == "degraded":
-                reasons.insert(len(reasons) - (cost is None), "degraded")
-            found.append(Assessed(placed, cost, latency, status, reasons, eligible))
+            found.append(Assessed(placed, cost, latency, status, blocked))
         return found
+
+    def _entry(self, placed: Placed, now: datetime) -> PriceEntry | None:
+        """The model's price now; a price that holds at every time is kept."""
+        key = placed.key
+        if key in self._fixed:
+            return self._fixed[key]
+        entry, always = self.prices.entry_at(*placed.priced_as, now)
+        if always:
+            self._fixed[key] = entry
+        return entry
 
     def _budget_reason(
         self, budgets: Budgets, model: ResolvedModel, facts: Facts

@@ -55,7 +55,7 @@ class Routing:
             request, ctx.model, ctx.caller, mode, request.hint
         )
         ctx.routing = decision
-        ctx.estimate = estimate
+        ctx.estimate, ctx.estimate_for = estimate, ctx.model.upstream
         if mode == "enforced" and chosen is not ctx.model:
             return chosen
         return None

@@ -18,12 +18,16 @@ from .candidates import Assessed
 
 __all__ = ["Ranked", "rank"]
 
+_OTHER_TIER = ("other_tier",)
+
 
 @dataclass(frozen=True, slots=True)
 class Ranked:
     """The outcome of ranking: the choice (None: nothing fits), the tier it
     came from relative to the wanted one (+1 stronger, -1 weaker, 0 the
-    same) and every model in the order the decision lists them."""
+    same) and every model in the order the decision lists them: the chosen
+    tier in rank order, the other fitting models, then the ones that cannot
+    serve, each of the last two in configuration order."""
 
     chosen: Assessed | None
     step: int
@@ -33,23 +37,30 @@ class Ranked:
 def rank(assessed: list[Assessed], wanted: int, tiers: int, prefer: str) -> Ranked:
     """Pick among ``assessed`` for the tier at rank ``wanted`` (of ``tiers``)
     and give every model its ranking reason."""
-    fitting = [a for a in assessed if a.eligible]
     by_tier: dict[int, list[Assessed]] = {}
-    for seen in fitting:
-        by_tier.setdefault(seen.placed.rank, []).append(seen)
+    blocked: list[Assessed] = []
+    for seen in assessed:
+        if seen.blocked:
+            blocked.append(seen)
+        else:
+            by_tier.setdefault(seen.placed.rank, []).append(seen)
     served = _nearest(by_tier, wanted, tiers)
     if served is None:
-        return Ranked(None, 0, _listed([], fitting, assessed))
-    group = sorted(by_tier[served], key=_cost_first if prefer == "cost" else _fast)
+        return Ranked(None, 0, blocked)
+    group = by_tier[served]
+    if len(group) > 1:
+        group.sort(key=_cost_first if prefer == "cost" else _fast)
     chosen = group[0]
     step = (served > wanted) - (served < wanted)
     _chosen_reasons(chosen, len(group), step, prefer)
+    lower = ("pricier",) if prefer == "cost" else ("slower",)
     for other in group[1:]:
-        other.reasons.insert(0, "pricier" if prefer == "cost" else "slower")
-    rest = [a for a in fitting if a.placed.rank != served]
+        other.ranked = lower
+    # The other fitting models, in configuration order.
+    rest = [a for a in assessed if not a.blocked and a.placed.rank != served]
     for other in rest:
-        other.reasons.insert(0, "other_tier")
-    return Ranked(chosen, step, _listed(group, rest, assessed))
+        other.ranked = _OTHER_TIER
+    return Ranked(chosen, step, [*group, *rest, *blocked])
 
 
 def _nearest(by_tier: dict[int, list[Assessed]], wanted: int, tiers: int) -> int | None:
@@ -65,19 +76,10 @@ def _chosen_reasons(chosen: Assessed, fits: int, step: int, prefer: str) -> None
         first = "only_fit"
     else:
         first = "cheapest_fit" if prefer == "cost" else "fastest_fit"
-    reasons = [first]
     if step:
-        reasons.append("stepped_up" if step > 0 else "stepped_down")
-    chosen.reasons[:0] = reasons
-
-
-def _listed(
-    group: list[Assessed], rest: list[Assessed], assessed: list[Assessed]
-) -> list[Assessed]:
-    """The chosen tier in rank order, the other fitting models, then the
-    ones that cannot serve, each part in configuration order."""
-    shown = {id(a) for a in group} | {id(a) for a in rest}
-    return [*group, *rest, *(a for a in assessed if id(a) not in shown)]
+        chosen.ranked = (first, "stepped_up" if step > 0 else "stepped_down")
+    else:
+        chosen.ranked = (first,)
 
 
 def _latency(seen: Assessed) -> float:

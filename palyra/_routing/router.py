@@ -20,7 +20,6 @@ from .._request import ChatRequest, Needs
 from .._tokens import TokenCounter, TokenEstimate
 from .._usage import built, trusted
 from .candidates import Assessed, Assessor, Facts, Lineup
-from .explain import explain
 from .ranking import rank
 from .scoring import score, tier_for
 from .signals import Scanner
@@ -99,9 +98,6 @@ class Router:
         assessed = self._assessor.assess(self.lineup, facts)
         ranked = rank(assessed, self._ranks[tier], len(self._ranks), prefer)
         chosen = requested if ranked.chosen is None else ranked.chosen.placed.model
-        for seen in assessed:
-            if seen.placed.model is requested:
-                seen.reasons.append("requested")
         features = trusted(
             RoutingFeatures,
             prompt_tokens=signals.prompt_tokens,
@@ -125,15 +121,9 @@ class Router:
             chosen_tier=None if ranked.chosen is None else ranked.chosen.placed.tier,
             serves=chosen.id if mode == "enforced" else requested.id,
             features=features,
-            candidates=tuple(_candidate(seen) for seen in ranked.ordered),
-            explanation=explain(
-                score=value,
-                tier=tier,
-                parts=parts,
-                signals=signals,
-                ranked=ranked,
-                requested=requested.id,
-                mode=mode,
+            candidates=tuple(
+                _candidate(seen, seen.placed.model is requested)
+                for seen in ranked.ordered
             ),
         )
         return decision, chosen, estimate
@@ -157,7 +147,7 @@ class Router:
         return found.shift, found.prefer or config.prefer, found.tier
 
 
-def _candidate(seen: Assessed) -> RoutingCandidate:
+def _candidate(seen: Assessed, requested: bool) -> RoutingCandidate:
     placed = seen.placed
     provider, model = placed.key
     return built(
@@ -171,7 +161,7 @@ def _candidate(seen: Assessed) -> RoutingCandidate:
             "latency_ms": seen.latency_ms,
             "health": seen.health,
             "eligible": seen.eligible,
-            "reasons": tuple(seen.reasons),
+            "reasons": seen.reasons(requested),
         },
     )
 

@@ -41,20 +41,38 @@ SATURATION: Mapping[str, int] = {
 }
 """Where each signal's value reaches 1 (json_mode is 0 or 1)."""
 
+_NAMES = (
+    "prompt_tokens",
+    "messages",
+    "images",
+    "tools",
+    "json_mode",
+    "code",
+    "keywords",
+    "output_tokens",
+)
+_SATURATION = tuple(
+    SATURATION[n] for n in ("prompt_tokens", "messages", "images", "tools")
+) + tuple(SATURATION[n] for n in ("code", "keywords", "output_tokens"))
+
 
 def values(signals: Signals) -> dict[str, float]:
     """Each signal's value in [0, 1]."""
-    sat = SATURATION
-    return {
-        "prompt_tokens": min(signals.prompt_tokens / sat["prompt_tokens"], 1.0),
-        "messages": min(max(signals.messages - 1, 0) / (sat["messages"] - 1), 1.0),
-        "images": min(signals.images / sat["images"], 1.0),
-        "tools": min(signals.tools / sat["tools"], 1.0),
-        "json_mode": 1.0 if signals.json_mode else 0.0,
-        "code": min(signals.code_blocks / sat["code"], 1.0),
-        "keywords": min(len(signals.keywords) / sat["keywords"], 1.0),
-        "output_tokens": min(signals.output_tokens / sat["output_tokens"], 1.0),
-    }
+    return dict(zip(_NAMES, _values(signals), strict=True))
+
+
+def _values(s: Signals) -> tuple[float, ...]:
+    sat = _SATURATION
+    return (
+        min(s.prompt_tokens / sat[0], 1.0),
+        min(max(s.messages - 1, 0) / (sat[1] - 1), 1.0),
+        min(s.images / sat[2], 1.0),
+        min(s.tools / sat[3], 1.0),
+        1.0 if s.json_mode else 0.0,
+        min(s.code_blocks / sat[4], 1.0),
+        min(len(s.keywords) / sat[5], 1.0),
+        min(s.output_tokens / sat[6], 1.0),
+    )
 
 
 def score(
@@ -65,11 +83,12 @@ def score(
     parts: dict[str, float] = {}
     total = 0.0
     weighted = weights.__dict__  # the fields, read without attribute lookups
-    for name, value in values(signals).items():
-        part = weighted[name] * value
-        if part > 0:
-            parts[name] = round(part, 4)
-            total += part
+    for name, value in zip(_NAMES, _values(signals), strict=True):
+        if value:
+            part = weighted[name] * value
+            if part > 0:
+                parts[name] = round(part, 4)
+                total += part
     if shift:
         parts["hint"] = shift
         total += shift
