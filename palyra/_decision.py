@@ -8,20 +8,23 @@ ledger keeps its `RoutingDecision.summary`.
 from __future__ import annotations
 
 import json
-from decimal import Decimal
+from decimal import ROUND_HALF_EVEN, Decimal
 from functools import cached_property
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, computed_field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, computed_field, model_validator
 
 from ._explained import explain
+from ._usage import built
 
 __all__ = [
     "REASON_CODES",
+    "ROW_FIELDS",
     "UNSERVABLE",
     "RoutingCandidate",
     "RoutingDecision",
     "RoutingFeatures",
+    "row_of",
     "summary_of",
 ]
 
@@ -164,16 +167,32 @@ class RoutingDecision(_Decided):
     chosen_tier: str | None
     serves: str
     features: RoutingFeatures
-    candidates: tuple[RoutingCandidate, ...]
+    # The candidates as plain rows (`ROW_FIELDS`): routing decides for every
+    # call, and most calls never read them, so `candidates` are made from
+    # these on first use.
+    rows: tuple[tuple[Any, ...], ...] = Field(default=(), exclude=True, repr=False)
 
     @model_validator(mode="before")
     @classmethod
-    def _written_not_read(cls, data: Any) -> Any:
-        # The sentence is written from the fields: one read back from JSON is
-        # dropped and written again (the same words).
-        if isinstance(data, dict) and "explanation" in data:
-            data = {k: v for k, v in data.items() if k != "explanation"}
+    def _from_written(cls, data: Any) -> Any:
+        # What a dump holds (candidates, the explanation) becomes the rows it
+        # was made from; the sentence is written again from the fields.
+        if not isinstance(data, dict):
+            return data
+        data = {k: v for k, v in data.items() if k != "explanation"}
+        if "candidates" in data:
+            given = data.pop("candidates")
+            data["rows"] = tuple(
+                row_of(RoutingCandidate.model_validate(c)) for c in given
+            )
         return data
+
+    @computed_field  # type: ignore[prop-decorator]
+    @cached_property
+    def candidates(self) -> tuple[RoutingCandidate, ...]:
+        """Every chat model of the registry, in ranking order: eligible
+        ones first (made on first use)."""
+        return tuple(_candidate(row) for row in self.rows)
 
     @computed_field  # type: ignore[prop-decorator]
     @cached_property
@@ -195,9 +214,36 @@ class RoutingDecision(_Decided):
         return summary_of(self)
 
 
+ROW_FIELDS = tuple(RoutingCandidate.model_fields)
+"""The fields of a `RoutingCandidate`, in the order of a decision's rows."""
+_MODEL, _PROVIDER, _REASONS = 0, 1, ROW_FIELDS.index("reasons")
+
+
+_COST = ROW_FIELDS.index("estimated_cost")
+
+
+def row_of(candidate: RoutingCandidate) -> tuple[Any, ...]:
+    """A candidate as a decision's row: its fields in `ROW_FIELDS` order,
+    the estimated cost as an integer of 10**-10 USD (what the router makes:
+    exact at the ten places costs are rounded to, and cheap to compare)."""
+    row = [getattr(candidate, name) for name in ROW_FIELDS]
+    cost = row[_COST]
+    if cost is not None:
+        row[_COST] = int(cost.scaleb(10).to_integral_value(ROUND_HALF_EVEN))
+    return tuple(row)
+
+
+def _candidate(row: tuple[Any, ...]) -> RoutingCandidate:
+    values = dict(zip(ROW_FIELDS, row, strict=True))
+    units = values["estimated_cost"]
+    if units is not None:
+        values["estimated_cost"] = Decimal(units).scaleb(-10)
+    return built(RoutingCandidate, values)
+
+
 def summary_of(decision: RoutingDecision) -> str:
-    """`RoutingDecision.summary` (kept apart so the router can cache it)."""
-    by_id = {c.model: c for c in decision.candidates}
+    """`RoutingDecision.summary`, read off the rows (no candidate is made)."""
+    by_id = {row[_MODEL]: row for row in decision.rows}
     requested, chosen = by_id.get(decision.requested), by_id.get(decision.chosen)
     data: dict[str, Any] = {
         "v": 1,
@@ -205,12 +251,12 @@ def summary_of(decision: RoutingDecision) -> str:
         "score": round(decision.score, 4),
         "tier": decision.tier,
         "requested": decision.requested,
-        "requested_provider": requested.provider if requested else None,
+        "requested_provider": requested[_PROVIDER] if requested else None,
         "requested_fits": requested is not None
-        and not UNSERVABLE.intersection(requested.reasons),
+        and not UNSERVABLE.intersection(requested[_REASONS]),
         "chosen": decision.chosen,
-        "chosen_provider": chosen.provider if chosen else None,
+        "chosen_provider": chosen[_PROVIDER] if chosen else None,
         "chosen_tier": decision.chosen_tier,
-        "reasons": list(chosen.reasons) if chosen else [],
+        "reasons": list(chosen[_REASONS]) if chosen else [],
     }
     return json.dumps(data, separators=(",", ":"))

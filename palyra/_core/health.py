@@ -10,8 +10,9 @@ from __future__ import annotations
 import threading
 import time
 from collections import deque
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from enum import StrEnum
+from types import MappingProxyType
 from typing import ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict
@@ -346,6 +347,7 @@ class HealthTracker:
         self._window = (window_size, max_age)
         self._entries: dict[HealthKey, _Entry] = {}
         self._credentials: dict[str, str] = {}  # provider id -> failure class
+        self._problems = MappingProxyType(self._credentials)
         self._lock = threading.Lock()  # guards adding entries
 
     def _entry(self, key: HealthKey, threshold: int, cooldown: float) -> _Entry:
@@ -398,6 +400,11 @@ class HealthTracker:
     def credential_problem(self, provider: str) -> str | None:
         """The provider's marked credential problem, if any."""
         return self._credentials.get(provider)
+
+    def credential_problems(self) -> Mapping[str, str]:
+        """Every marked credential problem, by provider id (a live read-only
+        view: routing reads it once per decision, for every model)."""
+        return self._problems
 
     def status(self, key: HealthKey) -> HealthStatus:
         """The key's health status; a key never seen is healthy."""

@@ -30,6 +30,7 @@ from .pricing import (
     cost_of,
     entry_from_config,
     estimated_total,
+    estimated_units,
 )
 from .records import LedgerError, LedgerHealth, Totals, UsageRecord, new_record_id
 from .savings import RoutingSavings
@@ -71,6 +72,7 @@ __all__ = [
     "cost_of",
     "entry_from_config",
     "estimated_total",
+    "estimated_units",
     "from_anthropic",
     "from_embeddings",
     "from_openai",

@@ -32,6 +32,7 @@ __all__ = [
     "cost_of",
     "entry_from_config",
     "estimated_total",
+    "estimated_units",
     "pick",
 ]
 
@@ -187,28 +188,54 @@ def estimated_total(
 ) -> Decimal:
     """What `cost_of` totals for a usage of only uncached input, cache reads
     and output (routing's estimate of a request), without building the cost's
-    parts: the same exact sum, rounded the same way.
+    parts: the same exact sum, rounded the same way."""
+    units = estimated_units(entry, uncached, cache_read, output)
+    return Decimal(units).scaleb(_PLACES, _EXACT)
+
+
+def estimated_units(
+    entry: PriceEntry, uncached: int, cache_read: int, output: int
+) -> int:
+    """`estimated_total` as an integer of 10**-10 USD (`TOTAL_PLACES`).
 
     Routing prices every model of the registry for every request, so the
     rates are kept as integers over one power of ten (exact: a price is a
-    finite decimal) and the sum is integer arithmetic, made a `Decimal` once.
+    finite decimal), the sum is integer arithmetic, and it is rounded to ten
+    places half to even, as `Decimal.quantize` rounds in `cost_of`.
     """
     scaled = _SCALED.get(id(entry))
     if scaled is None or scaled[0] is not entry:
         scaled = _scale(entry)
-    _, exponent, per_input, per_read, per_output = scaled
+    _, exponent, per_input, per_read, per_output, fixed, fixed_exp = scaled
     tokens = uncached * per_input + cache_read * per_read + output * per_output
-    places = exponent - 6  # of the sum in USD
-    if places >= _PLACES and not entry.per_request:
-        # Already exact at 10 places: written there directly, no rounding.
-        return Decimal(tokens * 10 ** (places - _PLACES)).scaleb(_PLACES, _EXACT)
-    exact = _EXACT.add(Decimal(tokens).scaleb(places, _EXACT), entry.per_request)
-    return exact.quantize(TOTAL_PLACES, rounding=ROUND_HALF_EVEN, context=_EXACT)
+    places = exponent - 6  # of the token sum in USD
+    if fixed:
+        low = min(places, fixed_exp)
+        tokens = tokens * _pow10(places - low) + fixed * _pow10(fixed_exp - low)
+        places = low
+    shift = places - _PLACES
+    if shift >= 0:
+        return tokens * _pow10(shift)
+    unit = _pow10(-shift)
+    whole, rest = divmod(tokens, unit)
+    if 2 * rest > unit or (2 * rest == unit and whole % 2):
+        whole += 1  # half to even, as quantize rounds
+    return whole
+
+
+_POWERS = [10**n for n in range(40)]
+
+
+def _pow10(n: int) -> int:
+    return _POWERS[n] if n < 40 else int(10**n)
 
 
 _PLACES = -10  # TOTAL_PLACES' exponent
-_Scaled = tuple[PriceEntry, int, int, int, int]
-_SCALED: dict[int, _Scaled] = {}  # id(entry) -> the entry (kept alive) and its rates
+# id(entry) -> the entry (kept alive), the exponent of its rates, the input,
+# cache read and output rates as integers, and its per-request price as an
+# integer and its exponent.
+_Scaled = tuple[PriceEntry, int, int, int, int, int, int]
+_SCALED: dict[int, _Scaled] = {}
 
 
 def _scale(entry: PriceEntry) -> _Scaled:
@@ -222,9 +249,11 @@ def _scale(entry: PriceEntry) -> _Scaled:
     rates = (entry.input, read, entry.output)
     exponent = min(0, *(int(rate.as_tuple().exponent) for rate in rates))
     ints = [int(rate.scaleb(-exponent, context=_EXACT)) for rate in rates]
+    fixed_exp = min(0, int(entry.per_request.as_tuple().exponent))
+    fixed = int(entry.per_request.scaleb(-fixed_exp, context=_EXACT))
     if len(_SCALED) >= 4096:
         _SCALED.clear()
-    made = (entry, exponent, ints[0], ints[1], ints[2])
+    made = (entry, exponent, ints[0], ints[1], ints[2], fixed, fixed_exp)
     _SCALED[id(entry)] = made
     return made
 

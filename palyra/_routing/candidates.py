@@ -14,11 +14,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
-from decimal import Decimal
 
 from .._config import RoutingConfig
 from .._core import HealthTracker
-from .._governance import Budgets, Meter, Party, PriceEntry, estimated_total
+from .._governance import Budgets, Meter, Party, PriceEntry, estimated_units
 from .._registry import Registry, ResolvedModel
 from .shares import CacheShares
 
@@ -118,13 +117,13 @@ class Assessed:
     def __init__(
         self,
         placed: Placed,
-        cost: Decimal | None,
+        cost: int | None,
         latency_ms: float | None,
         health: str,
         blocked: tuple[str, ...],
     ) -> None:
         self.placed = placed
-        self.cost = cost
+        self.cost = cost  # in 10**-10 USD (exact, and cheap to compare)
         self.latency_ms = latency_ms
         self.health = health
         self.blocked = blocked
@@ -175,7 +174,8 @@ class Assessor:
         """Every model of the lineup, assessed, in configuration order."""
         # This runs for every model of every routed request, so it is one
         # loop over plain reads, with the lookups bound once.
-        observed, refused = self.health.observed, self.health.credential_problem
+        observed = self.health.observed
+        refused = self.health.credential_problems()
         share, entry_of = self.shares.share, self._entry
         budgets = self.budgets if self.budgets and self.budgets.active else None
         needed, now = facts.needed, facts.now
@@ -199,7 +199,7 @@ class Assessor:
                 more.append("breaker_open")
             elif status == "unhealthy":
                 more.append("unhealthy")
-            if refused(key[0]) is not None:
+            if refused and key[0] in refused:
                 more.append("credential_refused")
             blocked = (*placed.fixed, *more) if more else placed.fixed
             if budgets is not None and not blocked:
@@ -211,7 +211,7 @@ class Assessor:
             if entry is not None:
                 cached = int(prompt * share(key))
                 output = expected if most is None or expected <= most else most
-                cost = estimated_total(entry, prompt - cached, cached, output)
+                cost = estimated_units(entry, prompt - cached, cached, output)
             found.append(Assessed(placed, cost, latency, status, blocked))
         return found
 

@@ -13,12 +13,12 @@ from datetime import UTC, datetime
 from typing import Any
 
 from .._config import RoutingConfig, RoutingMode
-from .._decision import RoutingCandidate, RoutingDecision, RoutingFeatures
+from .._decision import RoutingDecision, RoutingFeatures
 from .._exceptions import InvalidRequestError
 from .._registry import Registry, ResolvedModel
 from .._request import ChatRequest, Needs
 from .._tokens import TokenCounter, TokenEstimate
-from .._usage import built, trusted
+from .._usage import trusted
 from .candidates import Assessed, Assessor, Facts, Lineup
 from .ranking import rank
 from .scoring import score, tier_for
@@ -121,9 +121,8 @@ class Router:
             chosen_tier=None if ranked.chosen is None else ranked.chosen.placed.tier,
             serves=chosen.id if mode == "enforced" else requested.id,
             features=features,
-            candidates=tuple(
-                _candidate(seen, seen.placed.model is requested)
-                for seen in ranked.ordered
+            rows=tuple(
+                _row(seen, seen.placed.model is requested) for seen in ranked.ordered
             ),
         )
         return decision, chosen, estimate
@@ -147,22 +146,20 @@ class Router:
         return found.shift, found.prefer or config.prefer, found.tier
 
 
-def _candidate(seen: Assessed, requested: bool) -> RoutingCandidate:
+def _row(seen: Assessed, requested: bool) -> tuple[Any, ...]:
+    """A model as the decision's row (`palyra._decision.ROW_FIELDS`)."""
     placed = seen.placed
     provider, model = placed.key
-    return built(
-        RoutingCandidate,
-        {
-            "model": model,
-            "provider": provider,
-            "tier": placed.tier,
-            "quality": placed.model.entry.quality,
-            "estimated_cost": seen.cost,
-            "latency_ms": seen.latency_ms,
-            "health": seen.health,
-            "eligible": seen.eligible,
-            "reasons": seen.reasons(requested),
-        },
+    return (
+        model,
+        provider,
+        placed.tier,
+        placed.model.entry.quality,
+        seen.cost,
+        seen.latency_ms,
+        seen.health,
+        not seen.blocked,
+        seen.reasons(requested),
     )
 
 

@@ -5,6 +5,7 @@ breaker, a context too small, disabled, no tier."""
 
 from __future__ import annotations
 
+import json
 from decimal import Decimal
 from typing import Any
 
@@ -302,7 +303,20 @@ def test_the_decision_is_public_and_serialisable() -> None:
     assert type(decision) is palyra.RoutingDecision
     assert isinstance(decision.candidates[0], palyra.RoutingCandidate)
     assert isinstance(decision.features, palyra.RoutingFeatures)
+    dumped = decision.model_dump()
+    assert "rows" not in dumped
+    assert dumped["explanation"] == decision.explanation
+    assert [c["model"] for c in dumped["candidates"]] == ["large", "mid", "small"]
     again = palyra.RoutingDecision.model_validate_json(decision.model_dump_json())
     assert again == decision
+    assert again.candidates == decision.candidates
+    assert again.explanation == decision.explanation
+    made = palyra.RoutingDecision(**{**dumped, "candidates": decision.candidates})
+    assert made == decision
+    reply = client(registry(mode="enforced")).chat(REASONING)
+    assert reply.palyra is not None
+    shown = json.loads(reply.model_dump_json())["palyra"]["routing"]
+    assert shown["candidates"][0]["model"] == "large"
+    assert shown["explanation"].startswith("Score 0.58 asks for tier large")
     assert decision.serves == "large"
     assert decision.mode == "enforced"
