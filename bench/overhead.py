@@ -343,6 +343,7 @@ class _Offline:
         pipeline = self.client._pipeline
         response, http, url = self.response, self.http, self.url
         serial = iter(range(10**9))
+        context = CallContext("chat", model, NOBODY)
 
         def flow() -> object:
             steps = pipeline.chat(None, chat_request(MESSAGES, {}, False), NOBODY)
@@ -384,7 +385,7 @@ class _Offline:
             ),
             (
                 "credential lookup",
-                lambda: self.client._pipeline._credential(None, model),
+                lambda: self.client._pipeline._credential(context, model),
                 False,
             ),
             (

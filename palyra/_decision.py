@@ -77,7 +77,8 @@ UNSERVABLE = frozenset(
 
 
 class _Decided(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    # Schemas are built on first use, keeping `import palyra` light.
+    model_config = ConfigDict(frozen=True, extra="forbid", defer_build=True)
 
 
 class RoutingFeatures(_Decided):
@@ -157,7 +158,7 @@ class RoutingDecision(_Decided):
         explanation: One sentence saying why.
     """
 
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    model_config = ConfigDict(frozen=True, extra="forbid", defer_build=True)
 
     mode: Literal["off", "suggest", "dry_run", "enforced"]
     score: float

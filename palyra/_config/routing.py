@@ -104,15 +104,21 @@ class RoutingHint(ConfigModel):
     tier: str | None = None
 
 
-DEFAULT_HINTS: Mapping[str, RoutingHint] = {
-    "background": RoutingHint(shift=-0.25),
-    "classification": RoutingHint(shift=-0.25, prefer="latency"),
-    "extraction": RoutingHint(shift=-0.15),
-    "summary": RoutingHint(shift=-0.10),
-    "chat": RoutingHint(),
-    "reasoning": RoutingHint(shift=0.35),
-    "code": RoutingHint(shift=0.30),
+# The built-in hints, as tables (made `RoutingHint`s when a config is built,
+# not when palyra is imported: a model built at import costs its schema).
+DEFAULT_HINTS: Mapping[str, Mapping[str, Any]] = {
+    "background": {"shift": -0.25},
+    "classification": {"shift": -0.25, "prefer": "latency"},
+    "extraction": {"shift": -0.15},
+    "summary": {"shift": -0.10},
+    "chat": {},
+    "reasoning": {"shift": 0.35},
+    "code": {"shift": 0.30},
 }
+
+
+def _default_hints() -> dict[str, RoutingHint]:
+    return {name: RoutingHint(**table) for name, table in DEFAULT_HINTS.items()}
 
 
 class RoutingConfig(ConfigModel):
@@ -145,9 +151,7 @@ class RoutingConfig(ConfigModel):
         Field(default_factory=lambda: dict(DEFAULT_TIERS))
     )
     weights: RoutingWeights = Field(default_factory=RoutingWeights)
-    hints: Mapping[str, RoutingHint] = Field(
-        default_factory=lambda: dict(DEFAULT_HINTS)
-    )
+    hints: Mapping[str, RoutingHint] = Field(default_factory=_default_hints)
     keywords: tuple[Annotated[str, Field(min_length=2, max_length=64)], ...] = (
         DEFAULT_KEYWORDS
     )

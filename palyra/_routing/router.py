@@ -47,11 +47,21 @@ class Router:
         assessor: Assessor,
     ) -> None:
         self.config = config
-        self.lineup = Lineup(registry, config)
+        self._registry = registry
+        self._lineup: Lineup | None = None  # placed on first use: Palyra() stays cheap
         self._counter = counter
         self._assessor = assessor
         self._ranks = {name: i for i, name in enumerate(config.tiers)}
         self._scanner = Scanner(config.keywords)
+
+    @property
+    def lineup(self) -> Lineup:
+        """The registry's chat models, placed in their tiers (worked out on
+        the first decision; two threads racing there place them twice)."""
+        lineup = self._lineup
+        if lineup is None:
+            lineup = self._lineup = Lineup(self._registry, self.config)
+        return lineup
 
     def decide(
         self,

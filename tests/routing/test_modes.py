@@ -241,5 +241,14 @@ async def test_enforced_routing_against_a_real_http_upstream(
     records = ledger.records()
     assert [summary(r)["chosen"] for r in records] == ["gpt-4o-mini"] * 2
     assert [r.model for r in records] == ["gpt-4o-mini", "gpt-4o"]
+    # The key never reaches the decision, its sentence, its repr or the ledger.
+    shown = [
+        moved.model_dump_json(),
+        repr(moved.palyra),
+        moved.palyra.routing.explanation if moved.palyra.routing else "",
+        *(r.routing or "" for r in records),
+        repr(c.route(SHORT)),
+    ]
+    assert all(FAKE_KEY not in text for text in shown)
     if driver == "async":
         await c.aclose()
