@@ -137,12 +137,15 @@ class Assessed:
     def reasons(self, requested: bool) -> tuple[str, ...]:
         """Every reason code, the first saying the most: how it ranked, what
         rules it out, then notes (degraded, unpriced, requested)."""
-        notes = (
-            ("degraded",) * (self.health == "degraded")
-            + ("unpriced",) * (self.cost is None)
-            + ("requested",) * requested
-        )
-        return self.ranked + self.blocked + notes
+        found = self.ranked + self.blocked if self.blocked else self.ranked
+        if self.health == "degraded":
+            found += _DEGRADED
+        if self.cost is None:
+            found += _UNPRICED
+        return found + _REQUESTED if requested else found
+
+
+_DEGRADED, _UNPRICED, _REQUESTED = ("degraded",), ("unpriced",), ("requested",)
 
 
 class Assessor:

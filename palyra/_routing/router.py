@@ -18,7 +18,7 @@ from .._exceptions import InvalidRequestError
 from .._registry import Registry, ResolvedModel
 from .._request import ChatRequest, Needs
 from .._tokens import TokenCounter, TokenEstimate
-from .._usage import trusted
+from .._usage import built
 from .candidates import Assessed, Assessor, Facts, Lineup
 from .ranking import rank
 from .scoring import score, tier_for
@@ -108,32 +108,35 @@ class Router:
         assessed = self._assessor.assess(self.lineup, facts)
         ranked = rank(assessed, self._ranks[tier], len(self._ranks), prefer)
         chosen = requested if ranked.chosen is None else ranked.chosen.placed.model
-        features = trusted(
+        features = built(
             RoutingFeatures,
-            prompt_tokens=signals.prompt_tokens,
-            messages=signals.messages,
-            images=signals.images,
-            tools=signals.tools,
-            json_mode=signals.json_mode,
-            code_blocks=signals.code_blocks,
-            keywords=signals.keywords,
-            output_tokens=signals.output_tokens,
-            hint=hint,
-            parts=parts,
+            {
+                "prompt_tokens": signals.prompt_tokens,
+                "messages": signals.messages,
+                "images": signals.images,
+                "tools": signals.tools,
+                "json_mode": signals.json_mode,
+                "code_blocks": signals.code_blocks,
+                "keywords": signals.keywords,
+                "output_tokens": signals.output_tokens,
+                "hint": hint,
+                "parts": parts,
+            },
         )
-        decision = trusted(
+        fit = ranked.chosen
+        decision = built(
             RoutingDecision,
-            mode=mode,
-            score=value,
-            tier=tier,
-            requested=requested.id,
-            chosen=chosen.id,
-            chosen_tier=None if ranked.chosen is None else ranked.chosen.placed.tier,
-            serves=chosen.id if mode == "enforced" else requested.id,
-            features=features,
-            rows=tuple(
-                _row(seen, seen.placed.model is requested) for seen in ranked.ordered
-            ),
+            {
+                "mode": mode,
+                "score": value,
+                "tier": tier,
+                "requested": requested.id,
+                "chosen": chosen.id,
+                "chosen_tier": None if fit is None else fit.placed.tier,
+                "serves": chosen.id if mode == "enforced" else requested.id,
+                "features": features,
+                "rows": tuple([_row(seen, requested) for seen in ranked.ordered]),
+            },
         )
         return decision, chosen, estimate
 
@@ -156,7 +159,7 @@ class Router:
         return found.shift, found.prefer or config.prefer, found.tier
 
 
-def _row(seen: Assessed, requested: bool) -> tuple[Any, ...]:
+def _row(seen: Assessed, requested: ResolvedModel) -> tuple[Any, ...]:
     """A model as the decision's row (`palyra._decision.ROW_FIELDS`)."""
     placed = seen.placed
     provider, model = placed.key
@@ -169,7 +172,7 @@ def _row(seen: Assessed, requested: bool) -> tuple[Any, ...]:
         seen.latency_ms,
         seen.health,
         not seen.blocked,
-        seen.reasons(requested),
+        seen.reasons(placed.model is requested),
     )
 
 
