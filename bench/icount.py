@@ -61,7 +61,10 @@ def main() -> None:
             ],
             "models": [{"id": "m", "provider": "up", "context_window": 128000}],
         }
-        client = palyra.Palyra(config, transport=transport)
+        # No ledger: its writer thread drains the spool on its own schedule,
+        # which would make the count depend on timing (the ledger's cost is
+        # bench/governance.py's and bench/ledger.py's to measure).
+        client = palyra.Palyra(config, transport=transport, ledger=False)
 
         def call() -> object:
             return client.chat(MESSAGES)

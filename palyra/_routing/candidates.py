@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
 from .._config import RoutingConfig
 from .._core import HealthTracker
@@ -146,6 +147,10 @@ class Assessed:
 
 
 _DEGRADED, _UNPRICED, _REQUESTED = ("degraded",), ("unpriced",), ("requested",)
+_TOO_SMALL, _OUTPUT_TOO_SMALL = ("context_too_small",), ("output_too_small",)
+_BREAKER_OPEN, _UNHEALTHY = ("breaker_open",), ("unhealthy",)
+_REFUSED = ("credential_refused",)
+_UNKNOWN: Any = object()  # no price kept for the model yet
 
 
 class Assessor:
@@ -179,7 +184,7 @@ class Assessor:
         # loop over plain reads, with the lookups bound once.
         observed = self.health.observed
         refused = self.health.credential_problems()
-        share, entry_of = self.shares.share, self._entry
+        share, fixed = self.shares.share_of, self._fixed.get
         budgets = self.budgets if self.budgets and self.budgets.active else None
         needed, now = facts.needed, facts.now
         prompt, asked = facts.prompt_tokens, facts.output_asked
@@ -189,30 +194,32 @@ class Assessor:
         for placed in lineup.models:
             key = placed.key
             refusing, status, latency = observed(key)
-            more: list[str] = []
+            # Tuples grown only when a reason is found: most models have none.
+            blocked = placed.fixed
             for need, reason in placed.lacks:
                 if need in needed:
-                    more.append(reason)
+                    blocked += (reason,)
             window, most = placed.window, placed.max_output
             if window is not None and wanted > window:
-                more.append("context_too_small")
+                blocked += _TOO_SMALL
             if most is not None and asked > most:
-                more.append("output_too_small")
+                blocked += _OUTPUT_TOO_SMALL
             if refusing:
-                more.append("breaker_open")
+                blocked += _BREAKER_OPEN
             elif status == "unhealthy":
-                more.append("unhealthy")
+                blocked += _UNHEALTHY
             if refused and key[0] in refused:
-                more.append("credential_refused")
-            blocked = (*placed.fixed, *more) if more else placed.fixed
+                blocked += _REFUSED
             if budgets is not None and not blocked:
                 budget = self._budget_reason(budgets, placed.model, facts)
                 if budget is not None:
                     blocked = (budget,)
-            entry = entry_of(placed, now)
+            entry = fixed(key, _UNKNOWN)
+            if entry is _UNKNOWN:
+                entry = self._entry(placed, now)
             cost = None
             if entry is not None:
-                cached = int(prompt * share(key))
+                cached = int(prompt * share(key, 0.0))
                 output = expected if most is None or expected <= most else most
                 cost = estimated_units(entry, prompt - cached, cached, output)
             found.append(Assessed(placed, cost, latency, status, blocked))
@@ -221,8 +228,6 @@ class Assessor:
     def _entry(self, placed: Placed, now: datetime) -> PriceEntry | None:
         """The model's price now; a price that holds at every time is kept."""
         key = placed.key
-        if key in self._fixed:
-            return self._fixed[key]
         entry, always = self.prices.entry_at(*placed.priced_as, now)
         if always:
             self._fixed[key] = entry

@@ -9,6 +9,8 @@ exponentially weighted average, updated by every served call.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from .._usage import NormalizedUsage
 
 __all__ = ["CacheShares"]
@@ -28,6 +30,12 @@ class CacheShares:
 
     def __init__(self) -> None:
         self._shares: dict[tuple[str, str], float] = {}
+
+    @property
+    def share_of(self) -> Callable[[tuple[str, str], float], float]:
+        """``share_of(key, 0.0)``: `share` as one bound dict lookup, for the
+        router's per-model loop."""
+        return self._shares.get
 
     def share(self, key: tuple[str, str]) -> float:
         """The share of prompt tokens read from the cache (0.0: none seen)."""
