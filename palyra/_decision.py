@@ -13,6 +13,7 @@ from functools import cached_property
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, computed_field, model_validator
+from pydantic.json_schema import SkipJsonSchema
 
 from ._explained import explain
 from ._usage import built
@@ -156,9 +157,21 @@ class RoutingDecision(_Decided):
         candidates: Every chat model of the registry, in ranking order:
             eligible ones first.
         explanation: One sentence saying why.
+
+    ``candidates`` and ``explanation`` are made from the decision the first
+    time they are read (most calls never read them). Given to the
+    constructor, or read back from JSON, candidates are kept (their costs at
+    the ten places costs are rounded to) and an ``explanation`` is ignored:
+    the sentence is always written from the fields. The JSON schema is the
+    serialization one, which a dump validates against.
     """
 
-    model_config = ConfigDict(frozen=True, extra="forbid", defer_build=True)
+    model_config = ConfigDict(
+        frozen=True,
+        extra="forbid",
+        defer_build=True,
+        json_schema_mode_override="serialization",
+    )
 
     mode: Literal["off", "suggest", "dry_run", "enforced"]
     score: float
@@ -171,7 +184,16 @@ class RoutingDecision(_Decided):
     # The candidates as plain rows (`ROW_FIELDS`): routing decides for every
     # call, and most calls never read them, so `candidates` are made from
     # these on first use.
-    rows: tuple[tuple[Any, ...], ...] = Field(default=(), exclude=True, repr=False)
+    rows: SkipJsonSchema[tuple[tuple[Any, ...], ...]] = Field(
+        default=(), exclude=True, repr=False
+    )
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        # Frozen, the made-on-first-use parts included (pydantic would let a
+        # cached property be set, and the rows would then say otherwise).
+        if name in ("candidates", "explanation"):
+            raise AttributeError(f"RoutingDecision is frozen: cannot set {name!r}")
+        super().__setattr__(name, value)
 
     @model_validator(mode="before")
     @classmethod

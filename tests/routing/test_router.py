@@ -313,6 +313,12 @@ def test_the_decision_is_public_and_serialisable() -> None:
     assert again.explanation == decision.explanation
     made = palyra.RoutingDecision(**{**dumped, "candidates": decision.candidates})
     assert made == decision
+    with pytest.raises(AttributeError, match="frozen"):
+        decision.candidates = ()  # type: ignore[misc]
+    schema = palyra.RoutingDecision.model_json_schema()
+    assert {"candidates", "explanation"} <= set(schema["properties"])
+    assert "rows" not in schema["properties"]
+    assert set(dumped) <= set(schema["properties"])
     reply = client(registry(mode="enforced")).chat(REASONING)
     assert reply.palyra is not None
     shown = json.loads(reply.model_dump_json())["palyra"]["routing"]
