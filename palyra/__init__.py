@@ -15,6 +15,7 @@ import typing
 from ._version import __version__
 
 if typing.TYPE_CHECKING:
+    from ._access import APITokenError, TokenInfo
     from ._auth import (
         AuthProfile,
         KeyringSecretStore,
@@ -131,6 +132,7 @@ __all__ = [
     "APIResponseValidationError",
     "APIStatusError",
     "APITimeoutError",
+    "APITokenError",
     "AsyncStream",
     "Attempt",
     "AuthConfig",
@@ -221,6 +223,7 @@ __all__ = [
     "TokenCount",
     "TokenCounter",
     "TokenEstimate",
+    "TokenInfo",
     "ToolCall",
     "Totals",
     "Transcription",
@@ -237,6 +240,7 @@ __all__ = [
 # The module each public name comes from; the TYPE_CHECKING imports above
 # say the same (tests/test_exported_members.py checks that they agree).
 _SOURCES = {
+    "._access": ("APITokenError", "TokenInfo"),
     "._auth": (
         "AuthProfile",
         "KeyringSecretStore",

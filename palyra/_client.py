@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any, cast
 
 import httpx
 
+from ._access import TokenService
 from ._auth import (
     Auth,
     CallGate,
@@ -192,6 +193,9 @@ class Palyra(Calls):
         self.budgets = BudgetService(budgets)
         """The budgets enforced on calls: add, remove, status
         (`palyra._governance.BudgetService`)."""
+        self.tokens = TokenService(lambda: home_dir / "tokens.sqlite3")
+        """API tokens of the ``/v1`` surface: create, list, revoke, verify
+        (`palyra._access.TokenService`)."""
         self.usage = UsageService(self._ledger, prices, self._upstream_of)
         """What calls used and cost: records, totals, runs and the ledger's
         health (`palyra._governance.UsageService`)."""
@@ -288,14 +292,16 @@ class Palyra(Calls):
 
     def close(self) -> None:
         """Close the sync HTTP connections (the async ones need `aclose`) and
-        the ledger's (it reopens if the client is used again)."""
+        the ledger's and the token file's (they reopen if used again)."""
         self._sync.close()
         self._ledger.close()
+        self.tokens.close()
 
     async def aclose(self) -> None:
         """Close every HTTP connection, sync and async, and the ledger's."""
         self._sync.close()
         self._ledger.close()
+        self.tokens.close()
         await self._async.aclose()
 
     def __enter__(self) -> Palyra:

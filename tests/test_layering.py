@@ -113,6 +113,7 @@ LAYERS: list[tuple[str, list[str]]] = [
             "__init__",
         ],
     ),
+    ("_access", ["tokens", "store", "limits", "service", "__init__"]),
     (
         "_governance",
         [
