@@ -551,3 +551,21 @@ def test_routing_runs_offline_in_a_fresh_process() -> None:
     result = run_example("routing.py")
     assert "== what routing saved" in result.stdout
     assert result.stderr == ""
+
+
+def test_serve_openai_sdk(capsys: pytest.CaptureFixture[str]) -> None:
+    """serve_openai_sdk.py: uvicorn on loopback, the OpenAI SDK calls it,
+    and the ledger says the calls ran as the token's agent."""
+    load_example("serve_openai_sdk").main()
+    out = capsys.readouterr().out.splitlines()
+    assert out[1] == "chat: Say hello to the SDK"
+    assert out[2].endswith("'Say hello to the SDK'")
+    assert out[3] == "models: ['assistant']"
+    row = "('sdk-example', 'assistant', 'ok')"
+    assert out[4] == f"ledger: [{row}, {row}]"
+
+
+def test_serve_openai_sdk_runs_in_a_fresh_process() -> None:
+    result = run_example("serve_openai_sdk.py")
+    assert "models: ['assistant']" in result.stdout
+    assert result.stderr == ""

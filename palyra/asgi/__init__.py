@@ -1,0 +1,20 @@
+"""``palyra.asgi``: palyra's ``/v1`` surface as a raw ASGI app.
+
+What it is for: `create_app` serves a `palyra.Palyra` client in the shape of
+the OpenAI API (``/v1/chat/completions`` with SSE, ``/v1/embeddings``,
+``/v1/models``), so the official SDKs and ``curl`` work by changing the base
+URL; routing, failover, budgets, auth profiles and the ledger apply to every
+call unchanged, because every request is one call of the async client. No
+framework is needed: mount it under any prefix (Starlette or FastAPI
+``Mount``, or ``root_path``). Callers present API tokens (``client.tokens``).
+``import palyra`` never imports this package.
+
+May import: everything of palyra below it (the client, the errors, the API
+tokens, the wire models) and the standard library. No web framework.
+
+Exports: `create_app`.
+"""
+
+from ._app import create_app
+
+__all__ = ["create_app"]
