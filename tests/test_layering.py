@@ -152,7 +152,18 @@ LAYERS: list[tuple[str, list[str]]] = [
     ),
     ("client", ["_calls", "_metering", "_client"]),
     ("surface", ["testing", "__init__"]),
-    ("asgi", ["_errors", "_http", "_openai", "_app", "__init__"]),
+    (
+        "asgi",
+        [
+            "_errors",
+            "_http",
+            "_openai",
+            "_anthropic_shape",
+            "_anthropic",
+            "_app",
+            "__init__",
+        ],
+    ),
 ]
 PACKAGES = {name for name, _ in LAYERS if name.startswith("_") or name == "asgi"}
 

@@ -9,7 +9,7 @@ from typing import Any
 
 from .._access import APITokenError, TokenService
 from .._client import Palyra
-from . import _openai
+from . import _anthropic, _openai
 from ._errors import Problem, problem_of
 from ._http import Exchange, Receive, Scope, Send, caller_of, new_request_id
 
@@ -23,6 +23,14 @@ _ROUTES: dict[str, tuple[str, str, str]] = {
     "/v1/chat/completions": ("POST", "chat", "chat"),
     "/v1/embeddings": ("POST", "embeddings", "embeddings"),
     "/v1/models": ("GET", "models", "models"),
+    "/v1/messages": ("POST", "chat", "messages"),
+    "/v1/messages/count_tokens": ("POST", "chat", "count_tokens"),
+}
+_HANDLERS = {
+    "chat": _openai.chat,
+    "embeddings": _openai.embeddings,
+    "messages": _anthropic.messages,
+    "count_tokens": _anthropic.count_tokens,
 }
 _MODEL_PREFIX = "/v1/models/"
 
@@ -92,7 +100,10 @@ class App:
                     problem.message,
                 )
                 return
-            await ex.answer_json(problem.status, problem.body(), problem.headers)
+            # /v1/messages speaks Anthropic's envelope, the rest OpenAI's.
+            anthropic = path.startswith("/v1/messages")
+            body = _anthropic.error_body(problem) if anthropic else problem.body()
+            await ex.answer_json(problem.status, body, problem.headers)
 
     async def _preflight(self, ex: Exchange) -> None:
         asked = ex.headers.get(
@@ -131,8 +142,7 @@ class App:
             await _openai.model(ex, self.client, scopes, path[len(_MODEL_PREFIX) :])
             return
         data = await ex.json(self.max_body)
-        handler = _openai.chat if name == "chat" else _openai.embeddings
-        await handler(ex, self.client, data, caller)
+        await _HANDLERS[name](ex, self.client, data, caller)
 
     def _authenticate(
         self, ex: Exchange, scope: str
