@@ -164,6 +164,7 @@ LAYERS: list[tuple[str, list[str]]] = [
             "__init__",
         ],
     ),
+    ("cli", ["_cli", "__main__"]),
 ]
 PACKAGES = {name for name, _ in LAYERS if name.startswith("_") or name == "asgi"}
 

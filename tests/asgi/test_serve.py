@@ -1,0 +1,118 @@
+"""``palyra serve`` (issue 13): the configuration checked before anything
+starts, a clear message without the server extra, and a real uvicorn
+process (two workers) answering the official SDK on 127.0.0.1."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+import openai
+import pytest
+
+import palyra
+from tests.asgi.server import free_port
+
+CONFIG = """
+[[providers]]
+id = "local"
+kind = "deterministic"
+
+[[models]]
+id = "bot"
+provider = "local"
+
+[ledger]
+enabled = false
+"""
+
+
+def run(
+    *args: str, env: dict[str, str] | None = None, timeout: float = 30
+) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "palyra", *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env={**os.environ, **(env or {})},
+    )
+
+
+def test_a_bad_config_is_refused_before_anything_starts(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.toml"
+    bad.write_text('[[providers]]\nid = "x"\nkind = "nope"\n')
+    result = run("serve", "--config", str(bad), "--port", str(free_port()))
+    assert result.returncode == 2
+    assert "providers[0].kind" in result.stderr
+    missing = run("serve", "--config", str(tmp_path / "none.toml"))
+    assert missing.returncode == 2
+    assert "cannot read" in missing.stderr
+
+
+def test_without_uvicorn_it_says_what_to_install(tmp_path: Path) -> None:
+    code = (
+        "import sys; sys.modules['uvicorn'] = None; from palyra._cli import main;"
+        f" sys.exit(main(['serve', '--config', {str(tmp_path / 'x.toml')!r}]))"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True
+    )
+    assert result.returncode == 2
+    assert "pip install 'palyra[server]'" in result.stderr
+
+
+def test_serve_answers_the_sdk_with_two_workers(tmp_path: Path) -> None:
+    config = tmp_path / "palyra.toml"
+    config.write_text(CONFIG)
+    home = tmp_path / "home"
+    maker = palyra.Palyra(config, home=home, ledger=False)
+    _, secret = maker.tokens.create("cli")
+    maker.close()
+    port = free_port()
+    server = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "palyra",
+            "serve",
+            "--config",
+            str(config),
+            "--port",
+            str(port),
+            "--workers",
+            "2",
+        ],
+        env={**os.environ, "PALYRA_HOME": str(home)},
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                if httpx.get(f"http://127.0.0.1:{port}/v1/models").status_code == 401:
+                    break
+            except httpx.TransportError:
+                pass
+            assert server.poll() is None, server.stderr.read() if server.stderr else ""
+            assert time.monotonic() < deadline, "palyra serve did not start"
+            time.sleep(0.1)
+        sdk = openai.OpenAI(api_key=secret, base_url=f"http://127.0.0.1:{port}/v1")
+        for _ in range(4):  # spread over both workers
+            reply = sdk.chat.completions.create(
+                model="bot", messages=[{"role": "user", "content": "hi"}]
+            )
+            assert reply.choices[0].message.content == "hi"
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
+        if server.stderr is not None:
+            server.stderr.close()
+    with pytest.raises(httpx.TransportError):
+        httpx.get(f"http://127.0.0.1:{port}/v1/models", timeout=1)
