@@ -23,14 +23,12 @@ _OTHER_TIER = ("other_tier",)
 
 @dataclass(frozen=True, slots=True)
 class Ranked:
-    """The outcome of ranking: the choice (None: nothing fits), the tier it
-    came from relative to the wanted one (+1 stronger, -1 weaker, 0 the
-    same) and every model in the order the decision lists them: the chosen
+    """The outcome of ranking: the choice (None: nothing fits) and every
+    model in the order the decision lists them: the chosen
     tier in rank order, the other fitting models, then the ones that cannot
     serve, each of the last two in configuration order."""
 
     chosen: Assessed | None
-    step: int
     ordered: list[Assessed]
 
 
@@ -46,7 +44,7 @@ def rank(assessed: list[Assessed], wanted: int, tiers: int, prefer: str) -> Rank
             by_tier.setdefault(seen.placed.rank, []).append(seen)
     served = _nearest(by_tier, wanted, tiers)
     if served is None:
-        return Ranked(None, 0, blocked)
+        return Ranked(None, blocked)
     group = by_tier[served]
     if len(group) > 1:
         group.sort(key=_cost_first if prefer == "cost" else _fast)
@@ -60,7 +58,7 @@ def rank(assessed: list[Assessed], wanted: int, tiers: int, prefer: str) -> Rank
     rest = [a for a in assessed if not a.blocked and a.placed.rank != served]
     for other in rest:
         other.ranked = _OTHER_TIER
-    return Ranked(chosen, step, [*group, *rest, *blocked])
+    return Ranked(chosen, [*group, *rest, *blocked])
 
 
 def _nearest(by_tier: dict[int, list[Assessed]], wanted: int, tiers: int) -> int | None:

@@ -11,7 +11,7 @@ from typing import Any
 from .._client import Palyra
 from ._anthropic_shape import STOP_REASONS, message_of, openai_messages, options_of
 from ._errors import Problem, problem_of
-from ._http import Exchange
+from ._http import Exchange, upstream_headers
 
 __all__ = ["count_tokens", "error_body", "messages"]
 
@@ -62,7 +62,7 @@ async def messages(
         raise Problem(400, "stream: must be true or false", param="stream")
     if not stream:
         reply = await client.achat(turns, model, **who, **options)
-        await ex.answer_json(200, message_of(reply, model))
+        await ex.answer_json(200, message_of(reply, model), upstream_headers(reply))
         return
     opened = await client.astream(
         turns, model, stream_options={"include_usage": True}, **who, **options
@@ -148,7 +148,7 @@ def _pieces(chunk: Any, blocks: _Blocks) -> list[bytes]:
 async def _events(ex: Exchange, stream: Any, model: str) -> None:
     """The answer as Anthropic's named events; a failure mid-way is an
     ``error`` event; a caller who leaves closes the upstream call."""
-    gone = asyncio.ensure_future(_disconnect(ex))
+    gone = asyncio.ensure_future(ex.until_disconnect())
     blocks = _Blocks()
     stop, output = "end_turn", 0
     try:
@@ -194,13 +194,6 @@ async def _events(ex: Exchange, stream: Any, model: str) -> None:
     finally:
         gone.cancel()
         await stream.aclose()
-
-
-async def _disconnect(ex: Exchange) -> None:
-    while True:
-        if (await ex.receive())["type"] == "http.disconnect":
-            ex.disconnected = True
-            return
 
 
 async def count_tokens(

@@ -11,7 +11,7 @@ from typing import Any
 from .._exceptions import InvalidRequestError
 from ._errors import Problem
 
-__all__ = ["Exchange", "new_request_id"]
+__all__ = ["Exchange", "caller_of", "new_request_id", "upstream_headers"]
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
@@ -115,6 +115,14 @@ class Exchange:
             {"type": "http.response.body", "body": data, "more_body": more}
         )
 
+    async def until_disconnect(self) -> None:
+        """Return once the caller has gone (a stream watches this, so that a
+        caller who leaves closes the upstream call)."""
+        while True:
+            if (await self.receive())["type"] == "http.disconnect":
+                self.disconnected = True
+                return
+
     async def start_events(self, headers: dict[str, str] | None = None) -> None:
         """The head of a server-sent events answer."""
         head = [
@@ -131,6 +139,14 @@ def _encoded(headers: dict[str, str] | None) -> list[tuple[bytes, bytes]]:
     return [
         (k.encode("latin-1"), v.encode("latin-1")) for k, v in (headers or {}).items()
     ]
+
+
+def upstream_headers(reply: Any) -> dict[str, str]:
+    """``x-upstream-request-id``: the serving upstream's request id, if any."""
+    info = getattr(reply, "palyra", None)
+    attempts = info.attempts if info is not None else []
+    found = attempts[-1].request_id if attempts else None
+    return {"x-upstream-request-id": found} if found else {}
 
 
 def _too_large(limit: int) -> Problem:

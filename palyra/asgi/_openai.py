@@ -13,7 +13,7 @@ from typing import Any
 from .._client import Palyra
 from .._request import ChatOptions, RequestOptions
 from ._errors import Problem, problem_of
-from ._http import Exchange
+from ._http import Exchange, upstream_headers
 
 __all__ = ["chat", "embeddings", "model", "models"]
 
@@ -57,13 +57,6 @@ def _chat_options(data: dict[str, Any]) -> dict[str, Any]:
     return options
 
 
-def _upstream_id(reply: Any) -> dict[str, str]:
-    info = getattr(reply, "palyra", None)
-    attempts = info.attempts if info is not None else []
-    found = attempts[-1].request_id if attempts else None
-    return {"x-upstream-request-id": found} if found else {}
-
-
 async def chat(
     ex: Exchange, client: Palyra, data: dict[str, Any], caller: dict[str, Any]
 ) -> None:
@@ -81,7 +74,7 @@ async def chat(
         await ex.answer(
             200,
             body,
-            [(k.encode(), v.encode()) for k, v in _upstream_id(reply).items()],
+            [(k.encode(), v.encode()) for k, v in upstream_headers(reply).items()],
         )
         return
     opened = await client.astream(messages, model, **caller, **options)
@@ -91,7 +84,7 @@ async def chat(
 async def _events(ex: Exchange, stream: Any) -> None:
     """Chunks as SSE, ``data: [DONE]`` last; a failure mid-way is an error
     event and no ``[DONE]``; a caller who leaves closes the upstream call."""
-    gone = asyncio.ensure_future(_disconnect(ex))
+    gone = asyncio.ensure_future(ex.until_disconnect())
     try:
         await ex.start_events()
         async for chunk in stream:
@@ -108,14 +101,6 @@ async def _events(ex: Exchange, stream: Any) -> None:
     finally:
         gone.cancel()
         await stream.aclose()
-
-
-async def _disconnect(ex: Exchange) -> None:
-    while True:
-        message = await ex.receive()
-        if message["type"] == "http.disconnect":
-            ex.disconnected = True
-            return
 
 
 async def embeddings(
@@ -153,7 +138,7 @@ async def embeddings(
             item["embedding"] = base64.b64encode(
                 struct.pack(f"<{len(vector)}f", *vector)
             ).decode()
-    await ex.answer_json(200, body, _upstream_id(reply))
+    await ex.answer_json(200, body, upstream_headers(reply))
 
 
 def _listed(client: Palyra, scopes: tuple[str, ...] | None) -> list[dict[str, Any]]:

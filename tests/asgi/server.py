@@ -39,3 +39,41 @@ def serving(app: Any) -> Iterator[str]:
     finally:
         server.should_exit = True
         thread.join(timeout=20)
+
+
+async def leave_mid_stream(
+    app: Any, path: str, secret: str, body: bytes, marker: bytes
+) -> bytes:
+    """Drive ``app`` as a caller who disconnects once a body part holding
+    ``marker`` has arrived; returns everything the app wrote."""
+    import asyncio
+
+    sent: list[dict[str, Any]] = []
+    seen = asyncio.Event()
+    delivered = False
+
+    async def receive() -> dict[str, Any]:
+        nonlocal delivered
+        if not delivered:
+            delivered = True
+            return {"type": "http.request", "body": body, "more_body": False}
+        await seen.wait()
+        return {"type": "http.disconnect"}
+
+    async def send(message: dict[str, Any]) -> None:
+        sent.append(message)
+        if marker in message.get("body", b""):
+            seen.set()
+            await asyncio.sleep(0)  # let the disconnect be noticed
+
+    scope = {
+        "type": "http",
+        "method": "POST",
+        "path": path,
+        "root_path": "",
+        "headers": [(b"authorization", f"Bearer {secret}".encode())],
+    }
+    await asyncio.wait_for(app(scope, receive, send), timeout=10)
+    return b"".join(
+        m.get("body", b"") for m in sent if m["type"] == "http.response.body"
+    )

@@ -4,7 +4,6 @@ the call (recorded as cancelled)."""
 
 from __future__ import annotations
 
-import asyncio
 import json
 from pathlib import Path
 from typing import Any
@@ -14,6 +13,7 @@ import pytest
 
 import palyra
 from palyra.asgi import create_app
+from tests.asgi.server import leave_mid_stream
 
 pytestmark = [pytest.mark.anyio]
 
@@ -94,34 +94,8 @@ async def test_a_caller_who_leaves_mid_stream_cancels_the_call(tmp_path: Path) -
             "messages": HELLO,
         }
     ).encode()
-    sent: list[dict[str, Any]] = []
-    first = asyncio.Event()
-    delivered = False
-
-    async def receive() -> dict[str, Any]:
-        nonlocal delivered
-        if not delivered:
-            delivered = True
-            return {"type": "http.request", "body": body, "more_body": False}
-        await first.wait()
-        return {"type": "http.disconnect"}
-
-    async def send(message: dict[str, Any]) -> None:
-        sent.append(message)
-        if b"content_block_delta" in message.get("body", b""):
-            first.set()
-            await asyncio.sleep(0)
-
-    scope = {
-        "type": "http",
-        "method": "POST",
-        "path": "/v1/messages",
-        "root_path": "",
-        "headers": [(b"x-api-key", secret.encode())],
-    }
-    await asyncio.wait_for(app(scope, receive, send), timeout=10)
-    written = b"".join(
-        m.get("body", b"") for m in sent if m["type"] == "http.response.body"
+    written = await leave_mid_stream(
+        app, "/v1/messages", secret, body, b"content_block_delta"
     )
     assert b"message_stop" not in written
     (record,) = ledger.records()

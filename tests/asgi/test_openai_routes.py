@@ -17,6 +17,7 @@ import pytest
 
 import palyra
 from palyra.asgi import create_app
+from tests.asgi.server import leave_mid_stream
 
 pytestmark = [pytest.mark.anyio]
 
@@ -395,38 +396,11 @@ def test_import_palyra_does_not_import_the_surface() -> None:
 async def test_a_client_that_leaves_mid_stream_cancels_the_call(
     surface: Surface,
 ) -> None:
-    import asyncio
 
     surface.client.deterministic().enqueue(" ".join(f"w{i}" for i in range(200)))
     body = json.dumps({"model": "bot", "messages": HELLO, "stream": True}).encode()
-    sent: list[dict[str, Any]] = []
-    first = asyncio.Event()
-    delivered = False
-
-    async def receive() -> dict[str, Any]:
-        nonlocal delivered
-        if not delivered:
-            delivered = True
-            return {"type": "http.request", "body": body, "more_body": False}
-        await first.wait()
-        return {"type": "http.disconnect"}
-
-    async def send(message: dict[str, Any]) -> None:
-        sent.append(message)
-        if message["type"] == "http.response.body" and message.get("body"):
-            first.set()
-            await asyncio.sleep(0)  # let the disconnect be noticed
-
-    scope = {
-        "type": "http",
-        "method": "POST",
-        "path": "/v1/chat/completions",
-        "root_path": "",
-        "headers": [(b"authorization", f"Bearer {surface.secret}".encode())],
-    }
-    await asyncio.wait_for(surface.app(scope, receive, send), timeout=10)
-    written = b"".join(
-        m.get("body", b"") for m in sent if m["type"] == "http.response.body"
+    written = await leave_mid_stream(
+        surface.app, "/v1/chat/completions", surface.secret, body, b"data: "
     )
     assert b"[DONE]" not in written
     (record,) = surface.ledger.records()
