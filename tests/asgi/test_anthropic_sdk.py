@@ -47,13 +47,15 @@ def served_fixture(
     _, secret = client.tokens.create("sdk", agent="claude-client")
     with serving(create_app(client)) as base_url:
         origin = base_url.removesuffix("/v1")
-        yield {
+        made = {
             "client": client,
             "ledger": ledger,
             "secret": secret,
             "origin": origin,
             "sdk": anthropic.Anthropic(api_key=secret, base_url=origin, max_retries=0),
         }
+        yield made
+        made["sdk"].close()
 
 
 def test_a_message_with_a_system_prompt(served: dict[str, Any]) -> None:

@@ -50,13 +50,15 @@ def served_fixture(
     )
     _, secret = client.tokens.create("sdk")
     with serving(create_app(client)) as base_url:
-        yield {
+        made = {
             "client": client,
             "ledger": ledger,
             "secret": secret,
             "sdk": openai.OpenAI(api_key=secret, base_url=base_url, max_retries=0),
             "base_url": base_url,
         }
+        yield made
+        made["sdk"].close()
 
 
 def test_chat(served: dict[str, Any]) -> None:
