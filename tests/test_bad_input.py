@@ -458,3 +458,19 @@ def test_unknown_model_lists_what_exists() -> None:
     names = listed.removesuffix(" (model=model-7)").split(", ")
     assert "model-07" in names
     assert len(names) <= 5
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize("driver", DRIVERS)
+@pytest.mark.parametrize("op", OPS)
+async def test_the_deterministic_provider_refuses_n_above_one(
+    driver: str, op: str
+) -> None:
+    """It answers one choice; a reply with fewer choices than asked would lie."""
+    with palyra.Palyra() as client:
+        with pytest.raises(palyra.UnsupportedCapabilityError) as refused:
+            await _call(client, driver, op, USER, n=3)
+        assert refused.value.capability == "n > 1"
+        assert client.deterministic().history == []  # refused before sending
+        await _call(client, driver, op, USER, n=1)
+        assert len(client.deterministic().history) == 1

@@ -157,7 +157,11 @@ LAYERS: list[tuple[str, list[str]]] = [
         [
             "_errors",
             "_http",
+            "_multipart",
+            "_schemas",
+            "_openapi",
             "_openai",
+            "_audio",
             "_anthropic_shape",
             "_anthropic",
             "_app",

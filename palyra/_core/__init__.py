@@ -19,7 +19,7 @@ call through `Hooks`, which ``palyra._client`` wires.
 Exports to the rest of palyra: what is listed in ``__all__`` below.
 """
 
-from .context import MAX_TAGS, NOBODY, CallContext, Caller
+from .context import AGENT_ID, MAX_TAGS, NOBODY, OPAQUE_ID, CallContext, Caller
 from .drivers import AsyncDriver, Deferred, SyncDriver
 from .failures import classify
 from .health import HealthTracker, ModelHealth
@@ -30,8 +30,10 @@ from .steps import Flow
 from .streams import AsyncStream, Stream
 
 __all__ = [
+    "AGENT_ID",
     "MAX_TAGS",
     "NOBODY",
+    "OPAQUE_ID",
     "AsyncDriver",
     "AsyncStream",
     "CallContext",

@@ -22,21 +22,29 @@ from .._usage import Cost, NormalizedUsage
 from .._utils import shown
 from .._wire import Attempt, PalyraInfo
 
-__all__ = ["MAX_TAGS", "NOBODY", "CallContext", "Caller", "Operation"]
+__all__ = [
+    "AGENT_ID",
+    "MAX_TAGS",
+    "NOBODY",
+    "OPAQUE_ID",
+    "CallContext",
+    "Caller",
+    "Operation",
+]
 
 Operation = Literal["chat", "embeddings", "transcription", "models", "count_tokens"]
 
 MAX_TAGS = 16
 # Identifiers travel into ledgers, metric labels and upstream metadata: no
 # spaces or control characters, and a bounded length.
-_AGENT = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:@-]{0,127}")
-_OPAQUE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:@/+=-]{0,255}")
+AGENT_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:@-]{0,127}")
+OPAQUE_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:@/+=-]{0,255}")
 _TAG_KEY = re.compile(r"[a-z0-9][a-z0-9_.:-]{0,63}")
 _TAG_VALUE_MAX = 256
 _RULES = {
-    "agent": (_AGENT, "1-128 characters of letters, digits and . _ : @ -"),
-    "session": (_OPAQUE, "1-256 characters of letters, digits and . _ : @ / + = -"),
-    "principal": (_OPAQUE, "1-256 characters of letters, digits and . _ : @ / + = -"),
+    "agent": (AGENT_ID, "1-128 characters of letters, digits and . _ : @ -"),
+    "session": (OPAQUE_ID, "1-256 characters of letters, digits and . _ : @ / + = -"),
+    "principal": (OPAQUE_ID, "1-256 characters of letters, digits and . _ : @ / + = -"),
 }
 _NO_TAGS: Mapping[str, str] = MappingProxyType({})
 

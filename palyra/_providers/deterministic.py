@@ -21,6 +21,7 @@ from typing import Any
 
 import httpx
 
+from .._exceptions import UnsupportedCapabilityError
 from .._registry import ResolvedModel
 from .._tokens import TokenCounter
 from .base import InProcessTransport, Target
@@ -231,7 +232,19 @@ class DeterministicAdapter(OpenAIAdapter):
         return self._transport
 
     def chat_request(self, target: Target, request: Any) -> httpx.Request:
-        """Tag the request with the provider whose backend must answer it."""
+        """Tag the request with the provider whose backend must answer it.
+
+        Raises:
+            UnsupportedCapabilityError: for ``n > 1``: the backend answers one
+                choice, and a reply with fewer choices than asked would lie.
+        """
+        if request.body.get("n", 1) != 1:
+            raise UnsupportedCapabilityError(
+                "deterministic models answer one choice: n must be 1",
+                capability="n > 1",
+                provider=target.model.provider.id,
+                model=target.model.id,
+            )
         return _tag(target.model, super().chat_request(target, request))
 
     def embeddings_request(self, target: Target, request: Any) -> httpx.Request:

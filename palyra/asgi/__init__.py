@@ -2,7 +2,9 @@
 
 What it is for: `create_app` serves a `palyra.Palyra` client in the shape of
 the OpenAI API (``/v1/chat/completions`` with SSE, ``/v1/embeddings``,
-``/v1/models``), so the official SDKs and ``curl`` work by changing the base
+``/v1/audio/transcriptions``, ``/v1/models``) and of the Anthropic API
+(``/v1/messages``, ``/v1/messages/count_tokens``), described at
+``/openapi.json``, so the official SDKs and ``curl`` work by changing the base
 URL; routing, failover, budgets, auth profiles and the ledger apply to every
 call unchanged, because every request is one call of the async client. No
 framework is needed: mount it under any prefix (Starlette or FastAPI

@@ -3,15 +3,17 @@ lifespan."""
 
 from __future__ import annotations
 
+import json
 import logging
 from collections.abc import Iterable
 from typing import Any
 
 from .._access import APITokenError, TokenService
 from .._client import Palyra
-from . import _anthropic, _openai
+from . import _anthropic, _audio, _openai
 from ._errors import Problem, problem_of
 from ._http import Exchange, Receive, Scope, Send, caller_of, new_request_id
+from ._openapi import openapi_document
 
 __all__ = ["create_app"]
 
@@ -22,6 +24,7 @@ DEFAULT_MAX_BODY = 32 * 1024 * 1024
 _ROUTES: dict[str, tuple[str, str, str]] = {
     "/v1/chat/completions": ("POST", "chat", "chat"),
     "/v1/embeddings": ("POST", "embeddings", "embeddings"),
+    "/v1/audio/transcriptions": ("POST", "audio", "transcriptions"),
     "/v1/models": ("GET", "models", "models"),
     "/v1/messages": ("POST", "chat", "messages"),
     "/v1/messages/count_tokens": ("POST", "chat", "count_tokens"),
@@ -51,6 +54,7 @@ class App:
         self.require_auth = require_auth
         self.max_body = max_body_bytes
         self.cors = cors
+        self._documents: dict[str, bytes] = {}  # root path -> /openapi.json
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         kind = scope["type"]
@@ -121,6 +125,9 @@ class App:
 
     async def _route(self, ex: Exchange) -> None:
         path = ex.path
+        if path == "/openapi.json" and ex.method == "GET":
+            await ex.answer(200, self._document(ex.scope.get("root_path", "")))
+            return
         if path.startswith(_MODEL_PREFIX) and len(path) > len(_MODEL_PREFIX):
             method, scope, name = "GET", "models", "model"
         elif path in _ROUTES:
@@ -141,8 +148,21 @@ class App:
         if name == "model":
             await _openai.model(ex, self.client, scopes, path[len(_MODEL_PREFIX) :])
             return
+        if name == "transcriptions":
+            await _audio.transcriptions(ex, self.client, caller, self.max_body)
+            return
         data = await ex.json(self.max_body)
         await _HANDLERS[name](ex, self.client, data, caller)
+
+    def _document(self, root: str) -> bytes:
+        found = self._documents.get(root)
+        if found is None:
+            hints = tuple(sorted(self.client.config.routing.hints))
+            document = openapi_document(root, hints)
+            found = json.dumps(document, separators=(",", ":")).encode()
+            if len(self._documents) < 16:  # one per mount point
+                self._documents[root] = found
+        return found
 
     def _authenticate(
         self, ex: Exchange, scope: str

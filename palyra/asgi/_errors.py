@@ -37,6 +37,8 @@ __all__ = ["Problem", "problem_of"]
 logger = logging.getLogger("palyra.asgi")
 
 _PARAM = re.compile(r"^([A-Za-z_][\w.\[\]]*): ")
+# a capability a request field asked for: that field is the param to blame
+_CAPABILITY_PARAM = {"n > 1": "n", "logprobs": "logprobs"}
 
 
 class Problem(Exception):
@@ -109,7 +111,8 @@ def _palyra(exc: PalyraError) -> Problem | None:
     if isinstance(exc, ContextWindowExceededError):
         return Problem(400, message, code="context_length_exceeded", param="messages")
     if isinstance(exc, UnsupportedCapabilityError):
-        return Problem(400, message, code="unsupported_capability", param="model")
+        param = _CAPABILITY_PARAM.get(exc.capability, "model")
+        return Problem(400, message, code="unsupported_capability", param=param)
     if isinstance(exc, ModelNotFoundError):
         return Problem(404, message, code="model_not_found", param="model")
     if isinstance(exc, InvalidRequestError):

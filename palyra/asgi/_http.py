@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import json
 import secrets
-from collections.abc import Awaitable, Callable, MutableMapping
+from collections.abc import AsyncIterator, Awaitable, Callable, MutableMapping
 from typing import Any
 
 from .._exceptions import InvalidRequestError
@@ -54,12 +54,12 @@ class Exchange:
         self.started = False  # whether the answer's head went out
         self.disconnected = False
 
-    async def body(self, limit: int) -> bytes:
-        """The whole body, refused with 413 as soon as it passes ``limit``."""
+    async def chunks(self, limit: int) -> AsyncIterator[bytes]:
+        """The body as it arrives, refused with 413 as soon as it passes
+        ``limit`` (a declared length over it is refused before any is read)."""
         declared = self.headers.get("content-length")
         if declared is not None and declared.isdigit() and int(declared) > limit:
             raise _too_large(limit)
-        chunks: list[bytes] = []
         size = 0
         while True:
             message = await self.receive()
@@ -70,9 +70,13 @@ class Exchange:
             size += len(chunk)
             if size > limit:
                 raise _too_large(limit)
-            chunks.append(chunk)
+            yield chunk
             if not message.get("more_body", False):
-                return b"".join(chunks)
+                return
+
+    async def body(self, limit: int) -> bytes:
+        """The whole body, refused with 413 as soon as it passes ``limit``."""
+        return b"".join([chunk async for chunk in self.chunks(limit)])
 
     async def json(self, limit: int) -> dict[str, Any]:
         """The body as a JSON object (400 for anything else)."""
@@ -91,8 +95,10 @@ class Exchange:
         self, status: int, body: bytes, headers: list[tuple[bytes, bytes]] | None = None
     ) -> None:
         """A whole answer, JSON unless the headers say otherwise."""
-        head = [_JSON, (b"content-length", str(len(body)).encode()), *self.extra]
-        await self.start(status, [*head, *(headers or [])])
+        given = headers or []
+        kind = [] if any(k == b"content-type" for k, _ in given) else [_JSON]
+        head = [*kind, (b"content-length", str(len(body)).encode()), *self.extra]
+        await self.start(status, [*head, *given])
         await self.write(body, more=False)
 
     async def answer_json(
@@ -159,7 +165,8 @@ def _too_large(limit: int) -> Problem:
 
 def caller_of(headers: dict[str, str]) -> dict[str, Any]:
     """``agent``, ``session`` and ``tags`` named by the ``x-palyra-*`` headers
-    (``x-palyra-tags: team=search,env=prod``); checked by the client."""
+    (``x-palyra-tags: team=search,env=prod``; checked by the client), and the
+    call's ``deadline`` from ``x-palyra-deadline``."""
     found: dict[str, Any] = {}
     for name in ("agent", "session"):
         value = headers.get(f"x-palyra-{name}")
@@ -176,4 +183,21 @@ def caller_of(headers: dict[str, str]) -> dict[str, Any]:
                 )
             pairs[key.strip()] = value.strip()
         found["tags"] = pairs
+    deadline = headers.get("x-palyra-deadline")
+    if deadline:
+        found["deadline"] = _seconds(deadline)
     return found
+
+
+def _seconds(raw: str) -> float:
+    """``x-palyra-deadline``: the seconds the whole call may take (its
+    retries and failovers included); past it the answer is 504."""
+    try:
+        value = float(raw)
+    except ValueError:
+        value = -1.0
+    if not 0 < value < 86_400:  # NaN and inf fail too
+        raise InvalidRequestError(
+            "x-palyra-deadline: must be a number of seconds, above 0 and below 86400"
+        )
+    return value

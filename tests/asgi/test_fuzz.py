@@ -119,3 +119,28 @@ def test_odd_caller_headers(path: str, agent: str, tags: str) -> None:
         for k, v in safe.items()
     }
     check(path, json.dumps(VALID[path]).encode(), raw)
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    boundary=st.sampled_from(["B", "xyz", ""]),
+    pieces=st.lists(
+        st.sampled_from(
+            [
+                b"--B\r\n",
+                b"--B--\r\n",
+                b'Content-Disposition: form-data; name="file"; filename="a.wav"\r\n',
+                b'Content-Disposition: form-data; name="model"\r\n',
+                b"Content-Disposition: form-data\r\n",
+                b"\r\n",
+                b"deterministic-chat",
+                b"\xff\xfe",
+            ]
+        )
+        | st.binary(max_size=30),
+        max_size=12,
+    ),
+)
+def test_broken_multipart_uploads(boundary: str, pieces: list[bytes]) -> None:
+    kind = "multipart/form-data" + (f"; boundary={boundary}" if boundary else "")
+    check("/v1/audio/transcriptions", b"".join(pieces), {"content-type": kind})

@@ -405,3 +405,15 @@ async def test_a_client_that_leaves_mid_stream_cancels_the_call(
     assert b"[DONE]" not in written
     (record,) = surface.ledger.records()
     assert record.status == "cancelled"
+
+
+@pytest.mark.parametrize("value", ["soon", "0", "-1", "nan", "inf", "1e9"])
+async def test_a_bad_deadline_header_is_400(surface: Surface, value: str) -> None:
+    body = {"model": "bot", "messages": HELLO}
+    refused = await surface.post(
+        "/v1/chat/completions", body, **{"x-palyra-deadline": value}
+    )
+    assert refused.status_code == 400
+    assert "x-palyra-deadline" in envelope(refused)["message"]
+    ok = await surface.post("/v1/chat/completions", body, **{"x-palyra-deadline": "5"})
+    assert ok.status_code == 200
