@@ -25,6 +25,7 @@ from bench import (  # noqa: E402
     bookkeeping,
     budgets,
     construction,
+    gateway,
     governance,
     imports,
     ledger,
@@ -50,6 +51,7 @@ BENCHMARKS = {
     "ledger": ledger.run,
     "budgets": budgets.run,
     "routing": routing.run,
+    "gateway": gateway.run,
 }
 
 

@@ -76,6 +76,7 @@ LAYERS: list[tuple[str, list[str]]] = [
             "estimates",
             "netguard",
             "sending",
+            "pools",
             "connect",
             "steps",
             "errors",

@@ -13,6 +13,7 @@ httpcore's connect timeout, like any unreachable host.
 
 from __future__ import annotations
 
+import select
 import time
 from collections.abc import Iterable
 from typing import Any
@@ -21,6 +22,7 @@ import httpcore
 import httpx
 
 from .netguard import LookupTimeout, NetworkGuard
+from .pools import AsyncLinearPool, LinearPool
 from .sending import current, time_left
 
 __all__ = [
@@ -55,11 +57,34 @@ def _timed_out(timeout: float | None, cut: float | None) -> httpcore.ReadTimeout
     return httpcore.ReadTimeout(f"response not complete after {scope.budget:g}s")
 
 
+def _is_readable(holder: Any, inner: Any) -> bool:
+    """``get_extra_info("is_readable")`` without the backend's cost.
+
+    httpcore's pool asks it of every idle connection each time it places a
+    request, so its cost is paid once per pooled connection per request. The
+    backends build their whole attribute table to answer (anyio: the peer
+    name, the current task); here the socket is registered with a poller once
+    (on ``holder``) and polled.
+    """
+    poller = holder._poller
+    if poller is None:
+        sock = inner.get_extra_info("socket")
+        if sock is None or sock.fileno() < 0:
+            return True  # closed or unknown: the pool must drop it
+        if not hasattr(select, "poll"):  # Windows
+            return bool(select.select([sock], [], [], 0)[0])
+        poller = holder._poller = select.poll()
+        poller.register(sock, select.POLLIN)
+    # a closed socket polls as POLLNVAL, which reads as readable: dropped
+    return bool(poller.poll(0))
+
+
 class BoundedStream(httpcore.NetworkStream):
     """A connection whose every read and write ends by the send's deadline."""
 
     def __init__(self, inner: httpcore.NetworkStream) -> None:
         self._inner = inner
+        self._poller: Any = None
 
     def read(self, max_bytes: int, timeout: float | None = None) -> bytes:
         cut = _cut(timeout)
@@ -84,6 +109,8 @@ class BoundedStream(httpcore.NetworkStream):
         return BoundedStream(inner)
 
     def get_extra_info(self, info: str) -> Any:
+        if info == "is_readable":
+            return _is_readable(self, self._inner)
         return self._inner.get_extra_info(info)
 
 
@@ -92,6 +119,7 @@ class AsyncBoundedStream(httpcore.AsyncNetworkStream):
 
     def __init__(self, inner: httpcore.AsyncNetworkStream) -> None:
         self._inner = inner
+        self._poller: Any = None
 
     async def read(self, max_bytes: int, timeout: float | None = None) -> bytes:  # noqa: ASYNC109
         cut = _cut(timeout)
@@ -116,6 +144,8 @@ class AsyncBoundedStream(httpcore.AsyncNetworkStream):
         return AsyncBoundedStream(inner)
 
     def get_extra_info(self, info: str) -> Any:
+        if info == "is_readable":
+            return _is_readable(self, self._inner)
         return self._inner.get_extra_info(info)
 
 
@@ -295,7 +325,7 @@ class GuardedTransport(httpx.HTTPTransport):
     def __init__(self, guard: NetworkGuard, limits: httpx.Limits) -> None:
         ssl_context = httpx.create_ssl_context(trust_env=True)
         super().__init__(verify=ssl_context, limits=limits)
-        self._pool = httpcore.ConnectionPool(
+        self._pool = LinearPool(
             ssl_context=ssl_context,
             network_backend=GuardedBackend(guard),
             **_pool_settings(limits),
@@ -308,7 +338,7 @@ class AsyncGuardedTransport(httpx.AsyncHTTPTransport):
     def __init__(self, guard: NetworkGuard, limits: httpx.Limits) -> None:
         ssl_context = httpx.create_ssl_context(trust_env=True)
         super().__init__(verify=ssl_context, limits=limits)
-        self._pool = httpcore.AsyncConnectionPool(
+        self._pool = AsyncLinearPool(
             ssl_context=ssl_context,
             network_backend=AsyncGuardedBackend(guard),
             **_pool_settings(limits),
