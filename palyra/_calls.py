@@ -21,6 +21,7 @@ from ._core import (
     SyncDriver,
 )
 from ._exceptions import AuthenticationError
+from ._governance import hold, release, writer_for
 from ._request import (
     ChatOptions,
     FileInput,
@@ -81,7 +82,20 @@ class Calls:
         return self._sync.run(make())
 
     async def _arun(self, make: Callable[[], Flow[T]], caller: Caller) -> T:
-        """Async `_run`."""
+        """Async `_run`; the call's ledger records are held while the flow
+        runs on the loop, and committed in a worker thread (with other calls'
+        records) before it returns (`_governance.held`)."""
+        token = hold()
+        try:
+            return await self._arun_flow(make, caller)
+        finally:
+            held = release(token)
+            if held:
+                import asyncio  # the caller's loop has loaded it already
+
+                await writer_for(asyncio.get_running_loop()).write(held)
+
+    async def _arun_flow(self, make: Callable[[], Flow[T]], caller: Caller) -> T:
         gate = self._gate
         if gate is None:
             return await self._async.run(make())

@@ -133,6 +133,7 @@ LAYERS: list[tuple[str, list[str]]] = [
             "budget_service",
             "prices",
             "metering",
+            "held",
             "savings",
             "service",
             "__init__",

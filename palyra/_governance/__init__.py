@@ -20,6 +20,7 @@ from .budget_policy import BudgetAlert, BudgetPolicy, BudgetStatus, Party
 from .budget_service import BudgetService
 from .budgets import Budgets, Reservation
 from .default_prices import DEFAULT_PRICES, SNAPSHOT_DATE
+from .held import AsyncRecordWriter, hold, release, writer_for
 from .ledger import MemoryLedger, UsageLedger
 from .metering import LedgerSlot, Meter
 from .prices import PriceBook, load_price_file
@@ -44,6 +45,7 @@ if TYPE_CHECKING:
 __all__ = [
     "DEFAULT_PRICES",
     "SNAPSHOT_DATE",
+    "AsyncRecordWriter",
     "BudgetAlert",
     "BudgetPolicy",
     "BudgetService",
@@ -76,8 +78,11 @@ __all__ = [
     "from_anthropic",
     "from_embeddings",
     "from_openai",
+    "hold",
     "load_price_file",
     "new_record_id",
+    "release",
+    "writer_for",
 ]
 
 

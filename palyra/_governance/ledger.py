@@ -250,6 +250,11 @@ class MemoryLedger:
         with self._lock:
             self._records.append(rec)
 
+    def record_many(self, recs: list[UsageRecord]) -> None:
+        """Keep several records at once."""
+        for rec in recs:
+            self.record(rec)
+
     def records(
         self,
         since: datetime | None = None,

@@ -14,6 +14,7 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Callable
+from contextvars import ContextVar
 from datetime import datetime
 from decimal import Decimal
 from pathlib import Path
@@ -27,7 +28,7 @@ from .pricing import cost_of, estimated_total
 from .records import LedgerError, LedgerHealth, UsageRecord
 from .usage import from_embeddings, from_openai
 
-__all__ = ["DEFAULT_WORST_OUTPUT", "LEDGER_FILE", "LedgerSlot", "Meter"]
+__all__ = ["DEFAULT_WORST_OUTPUT", "HELD", "LEDGER_FILE", "LedgerSlot", "Meter"]
 
 logger = logging.getLogger("palyra")
 
@@ -108,6 +109,12 @@ class Meter:
         )
 
 
+# The records held for the async call running in this task (`LedgerSlot.write`).
+HELD: ContextVar[list[tuple[LedgerSlot, UsageRecord]] | None] = ContextVar(
+    "palyra_held_records", default=None
+)
+
+
 class LedgerSlot:
     """The client's ledger, made on first use, and its failures.
 
@@ -167,12 +174,30 @@ class LedgerSlot:
         return ledger
 
     def write(self, record: UsageRecord) -> bool:
-        """Keep ``record``; False (logged once per outage) when it cannot be."""
+        """Keep ``record``; False (logged once per outage) when it cannot be.
+
+        While an async call runs (`HELD` set for its task), the record is
+        held instead, and written off the event loop before the call returns
+        (``_governance.held``).
+        """
+        held = HELD.get()
+        if held is not None and not self._off:
+            held.append((self, record))
+            return True
+        return self.write_many([record])
+
+    def write_many(self, records: list[UsageRecord]) -> bool:
+        """Keep ``records`` (in one transaction where the ledger can)."""
         ledger = self.get()
         if ledger is None:
             return False
         try:
-            ledger.record(record)
+            many = getattr(ledger, "record_many", None)
+            if many is not None:
+                many(records)
+            else:  # a ledger of the user's may keep one at a time
+                for record in records:
+                    ledger.record(record)
         except Exception as exc:  # a ledger of the user's may raise anything
             self._failed(ledger, exc)
             return False

@@ -136,23 +136,34 @@ class SQLiteLedger:
                 the disk is full, another process held the lock past
                 ``timeout``); `health` shows the failure too.
         """
-        if not isinstance(rec, UsageRecord):
-            raise TypeError(f"a ledger keeps UsageRecord, not {type(rec).__name__}")
-        mine = _Pending(to_row(rec))
+        self.record_many([rec])
+
+    def record_many(self, recs: list[UsageRecord]) -> None:
+        """`record` for several records, sharing one transaction (with those
+        other threads are writing at the same time).
+
+        Raises:
+            LedgerError: They could not be written (none was).
+        """
+        for rec in recs:
+            if not isinstance(rec, UsageRecord):
+                kind = type(rec).__name__
+                raise TypeError(f"a ledger keeps UsageRecord, not {kind}")
+        mine = [_Pending(to_row(rec)) for rec in recs]
         with self._queue_lock:
-            self._queue.append(mine)
+            self._queue.extend(mine)
         with self._write_lock:
-            if not mine.done:
+            if not all(pending.done for pending in mine):
                 self._write_waiting()
-        if mine.error is not None:
-            error = mine.error
+        error = next((p.error for p in mine if p.error is not None), None)
+        if error is not None:
             with self._stats_lock:
-                self._failed += 1
+                self._failed += len(mine)
                 self._ok = False
                 self._last_error = str(error)
             raise error
         with self._stats_lock:
-            self._written += 1
+            self._written += len(mine)
             self._ok = True
 
     def _write_waiting(self) -> None:
