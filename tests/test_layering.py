@@ -125,6 +125,7 @@ LAYERS: list[tuple[str, list[str]]] = [
             "ledger",
             "sqlite_schema",
             "sqlite_query",
+            "sqlite_writes",
             "sqlite_ledger",
             "windows",
             "budget_policy",

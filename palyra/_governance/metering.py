@@ -201,12 +201,33 @@ class LedgerSlot:
         except Exception as exc:  # a ledger of the user's may raise anything
             self._failed(ledger, exc)
             return False
+        self._written()
+        return True
+
+    def try_write_many(self, records: list[UsageRecord]) -> bool:
+        """`write_many` where the ledger can keep ``records`` without waiting
+        (its ``try_record_many``): True once they are kept or their failure
+        is logged; False, with nothing kept, where it would have to wait (or
+        the ledger cannot say), for `write_many` in a thread instead."""
+        ledger = self.get()
+        now = getattr(ledger, "try_record_many", None)
+        if ledger is None or now is None:
+            return ledger is None
+        try:
+            if not now(records):
+                return False
+        except Exception as exc:  # a ledger of the user's may raise anything
+            self._failed(ledger, exc)
+            return True
+        self._written()
+        return True
+
+    def _written(self) -> None:
         if self._failing:
             self._failing = False
             logger.warning("palyra: the usage ledger is writable again")
             if self.on_state is not None:
                 self.on_state(None)
-        return True
 
     def health(self) -> LedgerHealth:
         """The ledger's own account (a client without one reports ok)."""

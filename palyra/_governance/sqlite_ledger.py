@@ -49,7 +49,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import random
 import sqlite3
 import threading
 import time
@@ -72,12 +71,12 @@ from .sqlite_schema import (
     E12,
     READ,
     SLOT_MS,
-    SPOOL_INSERT,
     drain,
     from_row,
     migrate,
     to_row,
 )
+from .sqlite_writes import Pending, as_ledger_error, insert_all, insert_nowait, retry
 
 __all__ = ["SQLiteLedger"]
 
@@ -106,7 +105,7 @@ class SQLiteLedger:
         # Group commit: records waiting for the writer are committed in one
         # transaction by whichever thread gets it; each record() still returns
         # only once its own record is committed.
-        self._queue: list[_Pending] = []
+        self._queue: list[Pending] = []
         self._queue_lock = threading.Lock()
         self._read_lock = threading.Lock()
         self._writer: sqlite3.Connection | None = None
@@ -145,26 +144,53 @@ class SQLiteLedger:
         Raises:
             LedgerError: They could not be written (none was).
         """
-        for rec in recs:
-            if not isinstance(rec, UsageRecord):
-                kind = type(rec).__name__
-                raise TypeError(f"a ledger keeps UsageRecord, not {kind}")
-        mine = [_Pending(to_row(rec)) for rec in recs]
+        mine = [Pending(row) for row in _rows(recs)]
         with self._queue_lock:
             self._queue.extend(mine)
         with self._write_lock:
             if not all(pending.done for pending in mine):
                 self._write_waiting()
-        error = next((p.error for p in mine if p.error is not None), None)
-        if error is not None:
-            with self._stats_lock:
-                self._failed += len(mine)
-                self._ok = False
-                self._last_error = str(error)
-            raise error
+        self._count(len(mine), next((p.error for p in mine if p.error), None))
+
+    def try_record_many(self, recs: list[UsageRecord]) -> bool:
+        """`record_many` if it can be done without waiting for a lock; False,
+        with nothing written, where it would have to wait (another thread
+        writing, another process holding SQLite's lock, the file not opened
+        yet): the caller then calls `record_many`, in a thread.
+
+        Raises:
+            LedgerError: They could not be written (none was).
+        """
+        rows = _rows(recs)
+        if not self._write_lock.acquire(blocking=False):
+            return False
+        error: LedgerError | None = None
+        try:
+            conn = self._writer
+            if conn is None or self._queue:
+                return False
+            if not insert_nowait(conn, rows, self.timeout):
+                return False
+            self._since_checkpoint += len(rows)
+            self._background_soon()
+        except (sqlite3.Error, OSError) as exc:
+            error = as_ledger_error(self.path, "write a usage record", exc)
+        finally:
+            self._write_lock.release()
+        self._count(len(rows), error)
+        return True
+
+    def _count(self, n: int, error: LedgerError | None) -> None:
+        """Count ``n`` records written, or failed with ``error`` (raised)."""
         with self._stats_lock:
-            self._written += len(mine)
-            self._ok = True
+            if error is None:
+                self._written += n
+                self._ok = True
+                return
+            self._failed += n
+            self._ok = False
+            self._last_error = str(error)
+        raise error
 
     def _write_waiting(self) -> None:
         """Commit every waiting record in one transaction (the write lock is
@@ -175,11 +201,11 @@ class SQLiteLedger:
         error: LedgerError | None = None
         try:
             conn = self._writer_connection()
-            self._retry(lambda: _insert_all(conn, rows))
+            self._retry(lambda: insert_all(conn, rows))
             self._since_checkpoint += len(rows)
             self._background_soon()
         except (LedgerError, sqlite3.Error, OSError) as exc:
-            error = _as_ledger_error(self.path, "write a usage record", exc)
+            error = as_ledger_error(self.path, "write a usage record", exc)
         for pending in batch:
             pending.error = error
             pending.done = True
@@ -344,7 +370,7 @@ class SQLiteLedger:
                 conn = self._reader
                 return self._retry(lambda: conn.execute(sql, params).fetchall())
         except (LedgerError, sqlite3.Error, OSError) as exc:
-            raise _as_ledger_error(self.path, "read usage records", exc) from None
+            raise as_ledger_error(self.path, "read usage records", exc) from None
 
     # Connections
 
@@ -391,7 +417,7 @@ class SQLiteLedger:
                     if not self._retry(partial(drain, writer, DRAIN_CHUNK)):
                         return
         except (LedgerError, sqlite3.Error, OSError) as exc:
-            raise _as_ledger_error(self.path, "read usage records", exc) from None
+            raise as_ledger_error(self.path, "read usage records", exc) from None
 
     def _background_soon(self) -> None:
         """Wake the mover, starting it if need be (write lock held)."""
@@ -437,55 +463,11 @@ class SQLiteLedger:
             conn.close()
 
     def _retry(self, action: Callable[[], T]) -> T:
-        """Run ``action``, again while SQLite says busy or locked, until
-        ``timeout``: some busy answers (a WAL being recovered, a stale read
-        snapshot) come at once, without the busy handler's wait."""
-        deadline = time.monotonic() + self.timeout
-        while True:
-            try:
-                return action()
-            except sqlite3.OperationalError as exc:
-                text = str(exc)
-                if "locked" not in text and "busy" not in text:
-                    raise
-                if time.monotonic() >= deadline:
-                    raise LedgerError(
-                        f"the usage ledger {self.path} was locked by another"
-                        f" writer for more than {self.timeout} s"
-                    ) from None
-                time.sleep(random.uniform(0.001, 0.005))
+        return retry(action, self.path, self.timeout)
 
 
-class _Pending:
-    """A record waiting for the writer, and what became of it."""
-
-    __slots__ = ("done", "error", "row")
-
-    def __init__(self, row: Any) -> None:
-        self.row = row
-        self.done = False
-        self.error: LedgerError | None = None
-
-
-def _insert_all(conn: sqlite3.Connection, rows: list[Any]) -> None:
-    """One transaction for ``rows``: all of them are committed, or none."""
-    if len(rows) == 1:
-        conn.execute(SPOOL_INSERT, rows[0])  # autocommit: its own transaction
-        return
-    conn.execute("BEGIN IMMEDIATE")
-    try:
-        conn.executemany(SPOOL_INSERT, rows)
-        conn.execute("COMMIT")
-    except BaseException:
-        # Nothing half-written, and a retry can begin afresh.
-        if conn.in_transaction:
-            conn.execute("ROLLBACK")
-        raise
-
-
-def _as_ledger_error(path: Path, action: str, exc: BaseException) -> LedgerError:
-    if isinstance(exc, LedgerError):
-        return exc
-    return LedgerError(
-        f"the usage ledger {path} could not {action}: {type(exc).__name__}: {exc}"
-    )
+def _rows(recs: list[UsageRecord]) -> list[Any]:
+    for rec in recs:
+        if not isinstance(rec, UsageRecord):
+            raise TypeError(f"a ledger keeps UsageRecord, not {type(rec).__name__}")
+    return [to_row(rec) for rec in recs]

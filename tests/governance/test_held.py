@@ -141,3 +141,65 @@ def test_sqlite_record_many_is_one_transaction_of_all_or_none(tmp_path: Path) ->
     assert len(ledger.records()) == 50 + 160
     assert ledger.health().written == 210
     ledger.close()
+
+
+def _count_threads(calls: list[Any]) -> None:
+    """Count the record writer's worker-thread handoffs on this loop."""
+    from palyra._governance.held import writer_for
+
+    writer = writer_for(asyncio.get_running_loop())
+    original = writer._to_thread
+
+    async def counted(func: Any, *args: Any) -> Any:
+        calls.append(func)
+        return await original(func, *args)
+
+    writer._to_thread = counted
+
+
+async def test_an_uncontended_sqlite_commit_needs_no_thread(tmp_path: Path) -> None:
+    handoffs: list[Any] = []
+    _count_threads(handoffs)
+    with palyra.Palyra(home=tmp_path) as client:
+        await client.achat(HELLO, agent="first")  # opens the file: in a thread
+        assert len(handoffs) == 1
+        for i in range(5):
+            await client.achat(HELLO, agent=f"a{i}")
+        assert len(handoffs) == 1  # committed on the loop, lock free
+        found = {r.agent for r in client.usage.records()}
+    assert found == {"first", "a0", "a1", "a2", "a3", "a4"}
+
+
+async def test_a_file_locked_by_another_process_is_waited_for_off_the_loop(
+    tmp_path: Path,
+) -> None:
+    import sqlite3
+
+    handoffs: list[Any] = []
+    _count_threads(handoffs)
+    ticks = 0
+
+    async def ticker() -> None:
+        nonlocal ticks
+        while True:
+            await asyncio.sleep(0.01)
+            ticks += 1
+
+    with palyra.Palyra(home=tmp_path) as client:
+        await client.achat(HELLO, agent="first")
+        path = client.usage.health().path
+        assert path is not None
+        other = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+        other.execute("BEGIN IMMEDIATE")  # another writer holds SQLite's lock
+        threading.Timer(0.3, other.execute, args=("COMMIT",)).start()
+        beat = asyncio.ensure_future(ticker())
+        started = time.monotonic()
+        await client.achat(HELLO, agent="waited")
+        took = time.monotonic() - started
+        beat.cancel()
+        found = [r.agent for r in client.usage.records()]
+        other.close()
+    assert took >= 0.25  # the call waited for the lock, and its commit
+    assert ticks >= 12  # while the loop served others
+    assert len(handoffs) == 2
+    assert found == ["first", "waited"]
