@@ -21,7 +21,7 @@ from ._core import (
     SyncDriver,
 )
 from ._exceptions import AuthenticationError
-from ._governance import hold, release, writer_for
+from ._governance import HeldEnding, hold, release, writer_for
 from ._request import (
     ChatOptions,
     FileInput,
@@ -48,6 +48,9 @@ __all__: list[str] = []
 T = TypeVar("T")
 
 Tags = Mapping[str, str] | None
+
+
+_ENDING = HeldEnding()  # async streams' last records: off the loop's lock waits
 
 
 class Calls:
@@ -198,7 +201,7 @@ class Calls:
         parts = await self._arun(
             lambda: self._pipeline.chat_stream(model, request, caller), caller
         )
-        return AsyncStream(*parts, self._async.later)
+        return AsyncStream(*parts, self._async.later, _ENDING)
 
     def route(
         self,

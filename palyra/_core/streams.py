@@ -13,9 +13,15 @@ error from the iterator: it never ends as if it were complete.
 from __future__ import annotations
 
 import sys
-from collections.abc import AsyncGenerator, AsyncIterator, Generator, Iterator
+from collections.abc import (
+    AsyncGenerator,
+    AsyncIterator,
+    Callable,
+    Generator,
+    Iterator,
+)
 from types import TracebackType
-from typing import Any, cast
+from typing import Any, Protocol, cast
 
 import httpx
 
@@ -23,7 +29,32 @@ from .._wire import ChatCompletion, ChatCompletionChunk, CompletionUsage, Palyra
 from .drivers import Deferred, running_loop
 from .session import StreamSession
 
-__all__ = ["AsyncStream", "Stream"]
+__all__ = ["AsyncStream", "Stream", "StreamEnding"]
+
+
+class StreamEnding(Protocol):
+    """How an async stream's last report runs (a seam: the governance layer
+    writes the ledger record it makes without stalling the event loop)."""
+
+    async def run(self, report: Callable[[], object]) -> None:
+        """Run ``report``; return once what it recorded is kept."""
+        ...
+
+    def soon(self, report: Callable[[], object]) -> None:
+        """Run ``report``; what it recorded is kept soon after (no waiting:
+        a finalizer's callback, a cancelled reader)."""
+        ...
+
+
+class _Inline:
+    async def run(self, report: Callable[[], object]) -> None:
+        report()
+
+    def soon(self, report: Callable[[], object]) -> None:
+        report()
+
+
+INLINE: StreamEnding = _Inline()
 
 # Closing tasks of dropped async streams: the loop holds its tasks weakly.
 _CLOSING: set[Any] = set()
@@ -104,13 +135,18 @@ class AsyncStream(_StreamBase):
     manager."""
 
     def __init__(
-        self, session: StreamSession, response: httpx.Response, later: Deferred
+        self,
+        session: StreamSession,
+        response: httpx.Response,
+        later: Deferred,
+        ending: StreamEnding = INLINE,
     ) -> None:
         self._session = session
         self._response = response
         self._later = later
+        self._ending = ending
         self._loop = running_loop()
-        self._chunks = _aread(session, response)
+        self._chunks = _aread(session, response, ending)
 
     def __aiter__(self) -> AsyncGenerator[ChatCompletionChunk, None]:
         return self._chunks
@@ -122,7 +158,7 @@ class AsyncStream(_StreamBase):
         """Stop reading and close the upstream response."""
         await self._chunks.aclose()
         await self._response.aclose()
-        self._session.stopped()
+        await self._ending.run(self._session.stopped)
 
     def __del__(self) -> None:
         if not self._dropped():
@@ -131,7 +167,9 @@ class AsyncStream(_StreamBase):
         try:
             # The connection belongs to its loop, which may run in another
             # thread: close it there, and report from there.
-            loop.call_soon_threadsafe(_close_on_loop, loop, session, response)  # type: ignore[attr-defined]
+            loop.call_soon_threadsafe(  # type: ignore[attr-defined]
+                _close_on_loop, loop, session, response, self._ending
+            )
         except RuntimeError:  # the loop is closed: its connections went with it
             self._later(session.stopped)
 
@@ -177,7 +215,7 @@ def _read(
 
 
 async def _aread(
-    session: StreamSession, response: httpx.Response
+    session: StreamSession, response: httpx.Response, ending: StreamEnding
 ) -> AsyncGenerator[ChatCompletionChunk, None]:
     failure = None
     try:
@@ -192,18 +230,26 @@ async def _aread(
                 yield chunk
     except httpx.HTTPError as exc:
         await response.aclose()
-        failure = session.interrupted(exc)
+        failure = _interrupted(session, exc, ending)
     except GeneratorExit:
         raise  # closed: `aclose()` or the finalizer closes the response
     except BaseException:
         await response.aclose()
-        session.stopped()  # cancelled (or already reported, if it failed)
+        ending.soon(session.stopped)  # cancelled (or reported, if it failed)
         raise
     else:
         await response.aclose()
     if failure is not None:
         raise failure  # outside the except block, as in Stream
-    session.finish()
+    await ending.run(session.finish)
+
+
+def _interrupted(
+    session: StreamSession, exc: httpx.HTTPError, ending: StreamEnding
+) -> BaseException:
+    found: list[BaseException] = []
+    ending.soon(lambda: found.append(session.interrupted(exc)))
+    return found[0]
 
 
 class _Closing:
@@ -220,8 +266,10 @@ class _Closing:
         self._session.stopped()
 
 
-def _close_on_loop(loop: Any, session: StreamSession, response: httpx.Response) -> None:
-    session.stopped()
+def _close_on_loop(
+    loop: Any, session: StreamSession, response: httpx.Response, ending: StreamEnding
+) -> None:
+    ending.soon(session.stopped)
     if not response.is_closed:
         task = loop.create_task(response.aclose())
         _CLOSING.add(task)

@@ -20,7 +20,7 @@ from .budget_policy import BudgetAlert, BudgetPolicy, BudgetStatus, Party
 from .budget_service import BudgetService
 from .budgets import Budgets, Reservation
 from .default_prices import DEFAULT_PRICES, SNAPSHOT_DATE
-from .held import AsyncRecordWriter, hold, release, writer_for
+from .held import AsyncRecordWriter, HeldEnding, hold, release, writer_for
 from .ledger import MemoryLedger, UsageLedger
 from .metering import LedgerSlot, Meter
 from .prices import PriceBook, load_price_file
@@ -52,6 +52,7 @@ __all__ = [
     "BudgetStatus",
     "Budgets",
     "Cost",
+    "HeldEnding",
     "LedgerError",
     "LedgerHealth",
     "LedgerSlot",

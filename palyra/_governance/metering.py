@@ -14,7 +14,6 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Callable
-from contextvars import ContextVar
 from datetime import datetime
 from decimal import Decimal
 from pathlib import Path
@@ -22,13 +21,14 @@ from pathlib import Path
 from .._config import LedgerConfig
 from .._usage import Cost, NormalizedUsage, trusted
 from .._wire import CompletionUsage, EmbeddingUsage
+from .held import HELD
 from .ledger import UsageLedger
 from .prices import PriceBook
 from .pricing import cost_of, estimated_total
 from .records import LedgerError, LedgerHealth, UsageRecord
 from .usage import from_embeddings, from_openai
 
-__all__ = ["DEFAULT_WORST_OUTPUT", "HELD", "LEDGER_FILE", "LedgerSlot", "Meter"]
+__all__ = ["DEFAULT_WORST_OUTPUT", "LEDGER_FILE", "LedgerSlot", "Meter"]
 
 logger = logging.getLogger("palyra")
 
@@ -109,12 +109,6 @@ class Meter:
         )
 
 
-# The records held for the async call running in this task (`LedgerSlot.write`).
-HELD: ContextVar[list[tuple[LedgerSlot, UsageRecord]] | None] = ContextVar(
-    "palyra_held_records", default=None
-)
-
-
 class LedgerSlot:
     """The client's ledger, made on first use, and its failures.
 
@@ -177,12 +171,12 @@ class LedgerSlot:
         """Keep ``record``; False (logged once per outage) when it cannot be.
 
         While an async call runs (`HELD` set for its task), the record is
-        held instead, and written off the event loop before the call returns
-        (``_governance.held``).
+        held instead, and written without stalling the event loop before the
+        call returns (``_governance.held``).
         """
-        held = HELD.get()
-        if held is not None and not self._off:
-            held.append((self, record))
+        holder = HELD.get()
+        if holder is not None and not holder.closed and not self._off:
+            holder.records.append((self, record))
             return True
         return self.write_many([record])
 

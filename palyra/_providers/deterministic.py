@@ -238,7 +238,7 @@ class DeterministicAdapter(OpenAIAdapter):
             UnsupportedCapabilityError: for ``n > 1``: the backend answers one
                 choice, and a reply with fewer choices than asked would lie.
         """
-        if request.body.get("n", 1) != 1:
+        if request.body.get("n") not in (None, 1):
             raise UnsupportedCapabilityError(
                 "deterministic models answer one choice: n must be 1",
                 capability="n > 1",

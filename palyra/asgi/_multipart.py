@@ -206,7 +206,9 @@ def _split_header(value: str) -> tuple[str, dict[str, str]]:
     for match in _PARAM.finditer(";" + rest):
         name, raw = match.group(1).lower(), match.group(2).strip()
         if raw.startswith('"') and raw.endswith('"') and len(raw) >= 2:
-            raw = re.sub(r"\\(.)", r"\1", raw[1:-1])
+            # Only \" and \\ are escapes: browsers send a Windows path's
+            # backslashes as they are (RFC 7578 4.2), C:\dir\a.wav stays whole.
+            raw = re.sub(r'\\([\\"])', r"\1", raw[1:-1])
         if name.endswith("*"):
             raw = _extended(raw)
         params[name] = raw

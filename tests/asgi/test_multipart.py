@@ -86,6 +86,16 @@ def test_preamble_epilogue_padding_and_extended_filenames() -> None:
     assert parse(body, boundary) == [("file", "naïve.wav", None, b"RIFF")]
 
 
+def test_a_browser_s_windows_path_keeps_its_backslashes() -> None:
+    body = (
+        b"--b\r\n"
+        b'Content-Disposition: form-data; name="file"; '
+        b'filename="C:\\dir\\a \\"x\\".wav"'
+        b"\r\n\r\nRIFF\r\n--b--\r\n"
+    )
+    assert parse(body, b"b")[0][1] == 'C:\\dir\\a "x".wav'
+
+
 def test_a_quoted_boundary_is_read() -> None:
     assert boundary_of('multipart/form-data; boundary="a b:c"') == b"a b:c"
 

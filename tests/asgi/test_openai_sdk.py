@@ -188,6 +188,12 @@ def test_n_is_refused_where_the_model_cannot_serve_it(served: dict[str, Any]) ->
     assert refused.value.code == "unsupported_capability"  # type: ignore[attr-defined]
     one = sdk.chat.completions.create(model="bot", messages=HELLO, n=1)  # type: ignore[arg-type]
     assert len(one.choices) == 1
+    unset = sdk.chat.completions.create(
+        model="bot",
+        messages=HELLO,  # type: ignore[arg-type]
+        extra_body={"n": None},  # null is the API's default, as 1 is
+    )
+    assert len(unset.choices) == 1
 
 
 def test_more_statuses_map_to_the_sdk_s_exceptions(served: dict[str, Any]) -> None:

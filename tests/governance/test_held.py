@@ -148,13 +148,13 @@ def _count_threads(calls: list[Any]) -> None:
     from palyra._governance.held import writer_for
 
     writer = writer_for(asyncio.get_running_loop())
-    original = writer._to_thread
+    original = writer._drain
 
-    async def counted(func: Any, *args: Any) -> Any:
-        calls.append(func)
-        return await original(func, *args)
+    def counted() -> None:
+        calls.append(original)
+        original()
 
-    writer._to_thread = counted
+    writer._drain = counted  # type: ignore[method-assign]
 
 
 async def test_an_uncontended_sqlite_commit_needs_no_thread(tmp_path: Path) -> None:
@@ -203,3 +203,87 @@ async def test_a_file_locked_by_another_process_is_waited_for_off_the_loop(
     assert ticks >= 12  # while the loop served others
     assert len(handoffs) == 2
     assert found == ["first", "waited"]
+
+
+def _lock_for(path: str, seconds: float) -> Any:
+    """Another connection holding SQLite's write lock for ``seconds``."""
+    import sqlite3
+
+    other = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+    other.execute("BEGIN IMMEDIATE")
+    threading.Timer(seconds, other.execute, args=("COMMIT",)).start()
+    return other
+
+
+def test_records_queued_when_the_loop_shuts_down_are_kept(tmp_path: Path) -> None:
+    """asyncio.run cancels every task left when main returns: the records
+    queued for the worker thread are written all the same."""
+    client = palyra.Palyra(home=tmp_path)
+
+    async def main() -> str | None:
+        await client.achat(HELLO, agent="first")
+        path = client.usage.health().path
+        assert path is not None
+        _lock_for(path, 0.5)
+        left = [asyncio.ensure_future(client.achat(HELLO, agent="one"))]
+        await asyncio.sleep(0.05)
+        for i in range(3):
+            left.append(asyncio.ensure_future(client.achat(HELLO, agent=f"then-{i}")))
+        await asyncio.sleep(0.05)
+        assert not any(task.done() for task in left)  # still waiting: cancelled
+        return path
+
+    try:
+        asyncio.run(main())
+        agents = sorted(r.agent or "" for r in client.usage.records())
+    finally:
+        client.close()
+    assert agents == ["first", "one", "then-0", "then-1", "then-2"]
+
+
+async def test_a_stream_s_record_waits_off_the_loop(tmp_path: Path) -> None:
+    ticks = 0
+
+    async def ticker() -> None:
+        nonlocal ticks
+        while True:
+            await asyncio.sleep(0.01)
+            ticks += 1
+
+    with palyra.Palyra(home=tmp_path) as client:
+        await client.achat(HELLO, agent="first")
+        path = client.usage.health().path
+        assert path is not None
+        other = _lock_for(path, 0.3)
+        beat = asyncio.ensure_future(ticker())
+        started = time.monotonic()
+        async with await client.astream(HELLO, agent="streamed") as stream:
+            async for _ in stream:
+                pass
+        took = time.monotonic() - started
+        beat.cancel()
+        found = [r.agent for r in client.usage.records()]
+        other.close()
+        await client.aclose()
+    assert took >= 0.25  # the stream's end waited for its record
+    assert ticks >= 12  # while the loop served others
+    assert found == ["first", "streamed"]
+
+
+def test_a_write_after_the_call_released_its_records_is_kept(tmp_path: Path) -> None:
+    """A context copied during a held call (a callback scheduled from a
+    finalizer) may write after the call released: written in place."""
+    import contextvars
+    from datetime import UTC, datetime
+
+    from palyra._governance import hold, release
+    from tests.governance.budget_helpers import record
+
+    ledger = palyra.MemoryLedger()
+    with palyra.Palyra(home=tmp_path, ledger=ledger) as client:
+        slot = client._ledger
+        token = hold()
+        copied = contextvars.copy_context()
+        assert release(token) == []
+        assert copied.run(slot.write, record(datetime.now(UTC), agent="late"))
+    assert [r.agent for r in ledger.records()] == ["late"]
