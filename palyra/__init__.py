@@ -43,6 +43,18 @@ if typing.TYPE_CHECKING:
         RoutingWeights,
     )
     from ._core import AsyncStream, ModelHealth, Stream
+    from ._cron import (
+        Job,
+        JobContext,
+        JobNotFoundError,
+        Misfire,
+        Retry,
+        RunRecord,
+        ScheduleError,
+        Scheduler,
+        SchedulerError,
+        catch_up,
+    )
     from ._decision import (
         RoutingCandidate,
         RoutingDecision,
@@ -172,6 +184,9 @@ __all__ = [
     "InsecureConfigWarning",
     "InternalServerError",
     "InvalidRequestError",
+    "Job",
+    "JobContext",
+    "JobNotFoundError",
     "KeyringSecretStore",
     "LedgerConfig",
     "LedgerError",
@@ -179,6 +194,7 @@ __all__ = [
     "LimitsConfig",
     "MemoryLedger",
     "MemorySecretStore",
+    "Misfire",
     "ModelCapabilities",
     "ModelEntry",
     "ModelHealth",
@@ -207,6 +223,7 @@ __all__ = [
     "RequestTooLargeError",
     "ResilienceConfig",
     "ResponseTooLargeError",
+    "Retry",
     "RoutingCandidate",
     "RoutingConfig",
     "RoutingDecision",
@@ -214,7 +231,11 @@ __all__ = [
     "RoutingHint",
     "RoutingSavings",
     "RoutingWeights",
+    "RunRecord",
     "SQLiteLedger",
+    "ScheduleError",
+    "Scheduler",
+    "SchedulerError",
     "ScriptedReply",
     "SecretStore",
     "Stream",
@@ -235,6 +256,7 @@ __all__ = [
     "UsageRun",
     "VaultError",
     "__version__",
+    "catch_up",
 ]
 
 # The module each public name comes from; the TYPE_CHECKING imports above
@@ -249,6 +271,18 @@ _SOURCES = {
         "SecretStore",
     ),
     "._client": ("Palyra",),
+    "._cron": (
+        "Job",
+        "JobContext",
+        "JobNotFoundError",
+        "Misfire",
+        "Retry",
+        "RunRecord",
+        "ScheduleError",
+        "Scheduler",
+        "SchedulerError",
+        "catch_up",
+    ),
     "._config": (
         "AuthConfig",
         "BudgetConfig",

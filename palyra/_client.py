@@ -9,6 +9,8 @@ call needs it.
 
 from __future__ import annotations
 
+import logging
+import threading
 import time
 from collections.abc import Awaitable, Callable, Mapping
 from pathlib import Path
@@ -47,6 +49,7 @@ from ._core import (
     classify,
 )
 from ._credentials import CredentialResolver, checked
+from ._cron import LedgerRunStore, Scheduler, add_configured
 from ._exceptions import ConfigError
 from ._governance import (
     BudgetAlert,
@@ -69,6 +72,9 @@ if TYPE_CHECKING:
     from ._providers import DeterministicAdapter, DeterministicBackend
 
 __all__ = ["Palyra"]
+
+logger = logging.getLogger("palyra")
+_CRON_LOCK = threading.Lock()
 
 
 class Palyra(Calls):
@@ -161,7 +167,7 @@ class Palyra(Calls):
             lookup = checked(CredentialResolver(profiles), False)
         else:
             given = credentials
-            lookup = checked(lambda provider, agent: given(provider), True)
+            lookup = checked(lambda provider, agent, profile: given(provider), True)
         health = HealthTracker(
             clock=clock, enabled=self.config.resilience.circuit_breakers
         )
@@ -169,7 +175,9 @@ class Palyra(Calls):
             self._registry,
             lambda: counter,
             self._adapters,
-            lambda ctx, model: lookup(model.provider, ctx.caller.agent),
+            lambda ctx, model: lookup(
+                model.provider, ctx.caller.agent, ctx.caller.auth_profile
+            ),
             health,
             clock,
         )
@@ -204,6 +212,7 @@ class Palyra(Calls):
         self.auth = Auth(self.config, book, send, asend, sync_sleep, async_sleep)
         """Auth profiles: connect keys, sign in with OAuth, list, refresh,
         revoke (`palyra._auth.Auth`)."""
+        self._cron: list[Scheduler] = []  # made on first use, shared by views
         self._gate: CallGate | None = None
         if credentials is None and _may_use_profiles(self.config):
             hooks.after_failure.append(profiles.failed)
@@ -226,6 +235,7 @@ class Palyra(Calls):
         session: str | None = None,
         principal: str | None = None,
         tags: Tags = None,
+        auth_profile: str | None = None,
     ) -> Palyra:
         """A view of this client whose calls are for the given caller.
 
@@ -233,15 +243,43 @@ class Palyra(Calls):
         configuration) and costs next to nothing; closing either closes both.
         Values given here become the defaults of every call; a call's own
         arguments win, and its tags are merged over these. Views can be bound
-        again.
+        again. ``auth_profile`` makes calls to that profile's provider use it,
+        over the configured choice (a scheduled job's calls do).
 
         Raises:
             InvalidRequestError: naming the bad field.
         """
         view = object.__new__(type(self))
         view.__dict__.update(self.__dict__)
-        view._caller = self._caller.merged(agent, session, principal, tags)
+        view._caller = self._caller.merged(
+            agent, session, principal, tags, auth_profile
+        )
         return view
+
+    @property
+    def scheduler(self) -> Scheduler:
+        """This client's job scheduler (`palyra.Scheduler`): jobs' calls
+        run as their agent, with their auth profile, and its run records go
+        to the ledger's database. Made on first use, with the ``[[jobs]]``
+        of the configuration; `close` stops it.
+
+        Raises:
+            ScheduleError: a ``[[jobs]]`` entry's schedule is invalid, named
+                (``jobs[0].cron``).
+        """
+        if not self._cron:
+            with _CRON_LOCK:
+                if not self._cron:
+                    self._cron.append(self._new_scheduler())
+        return self._cron[0]
+
+    def _new_scheduler(self) -> Scheduler:
+        def bind(agent: str | None, profile: str | None, principal: str) -> Palyra:
+            return self.bind(agent=agent, principal=principal, auth_profile=profile)
+
+        made = Scheduler(bind=bind, store=LedgerRunStore(self._ledger.get))
+        add_configured(made, self.config.jobs)  # [[jobs]]: built-in maintenance
+        return made
 
     # -- state -------------------------------------------------------------
 
@@ -291,18 +329,29 @@ class Palyra(Calls):
     # -- lifecycle ---------------------------------------------------------
 
     def close(self) -> None:
-        """Close the sync HTTP connections (the async ones need `aclose`) and
-        the ledger's and the token file's (they reopen if used again)."""
+        """Stop the scheduler (if it was used), close the sync HTTP
+        connections (the async ones need `aclose`) and the ledger's and the
+        token file's (they reopen if used again)."""
+        self._stop_scheduler()
         self._sync.close()
         self._ledger.close()
         self.tokens.close()
 
     async def aclose(self) -> None:
-        """Close every HTTP connection, sync and async, and the ledger's."""
+        """Stop the scheduler, close every HTTP connection, sync and async,
+        and the ledger's."""
+        if self._cron:  # its runs may be on this very loop: not from it
+            import asyncio
+
+            await asyncio.to_thread(self._stop_scheduler)
         self._sync.close()
         self._ledger.close()
         self.tokens.close()
         await self._async.aclose()
+
+    def _stop_scheduler(self) -> None:
+        if self._cron and not self._cron[0].stop(10.0):
+            logger.warning("palyra: scheduled runs still going as the client closed")
 
     def __enter__(self) -> Palyra:
         return self
@@ -384,7 +433,7 @@ def _relies_on_profiles(config: PalyraConfig) -> bool:
 def _describe(caller: Caller) -> str:
     parts = [
         f", {name}={value!r}"
-        for name in ("agent", "session", "principal")
+        for name in ("agent", "session", "principal", "auth_profile")
         if (value := getattr(caller, name)) is not None
     ]
     if caller.tags:

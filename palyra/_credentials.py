@@ -25,8 +25,9 @@ from ._exceptions import CredentialError
 
 __all__: list[str] = []
 
-Lookup = Callable[[ProviderConfig, str | None], str | None]
-"""Takes a provider and the agent a call is for; returns the credential."""
+Lookup = Callable[[ProviderConfig, str | None, str | None], str | None]
+"""Takes a provider, the agent a call is for and the auth profile the call
+asks for (a scheduled job's, or None); returns the credential."""
 
 
 class Profiles(Protocol):
@@ -41,6 +42,13 @@ class Profiles(Protocol):
         ones that ``agent`` sees, or None when there is none."""
         ...
 
+    def chosen(
+        self, profile_id: str, provider: ProviderConfig, agent: str | None
+    ) -> str | None:
+        """The secret of profile ``profile_id`` when it is ``provider``'s
+        (None when it is another provider's)."""
+        ...
+
 
 class CredentialResolver:
     """The default credential lookup of a `Palyra` client (see the module
@@ -50,11 +58,19 @@ class CredentialResolver:
         self._profiles = profiles
 
     def __call__(
-        self, provider: ProviderConfig, agent: str | None = None
+        self,
+        provider: ProviderConfig,
+        agent: str | None = None,
+        profile: str | None = None,
     ) -> str | None:
-        """The credential for ``provider``, or None when it takes none."""
+        """The credential for ``provider``, or None when it takes none; the
+        call's own ``profile`` first, when it is this provider's."""
         if provider.effective_auth_header == "none":  # deterministic: always none
             return None
+        if profile is not None:
+            found = self._profiles.chosen(profile, provider, agent)
+            if found is not None:
+                return found
         if provider.auth_profile is not None:
             return self._profiles.named(provider, agent)
         if provider.api_key_env is not None:
@@ -85,8 +101,10 @@ def checked(lookup: Lookup, injected: bool) -> Lookup:
     """``lookup`` with every credential it returns checked (see the module
     docstring); ``injected`` says it is the caller's ``credentials=``."""
 
-    def resolve(provider: ProviderConfig, agent: str | None = None) -> str | None:
-        value = lookup(provider, agent)
+    def resolve(
+        provider: ProviderConfig, agent: str | None = None, profile: str | None = None
+    ) -> str | None:
+        value = lookup(provider, agent, profile)
         # The usual key passes three C-level tests; the rest explains a failure.
         if value is None or (
             isinstance(value, str)

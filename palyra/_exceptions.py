@@ -31,6 +31,7 @@ mistakes sit beside it, so `except palyra.APIError` never hides a bug::
     ├── InvalidRequestError (also ValueError)  bad call input (no HTTP sent)
     ├── ClientClosedError (also RuntimeError)  a call on a closed client
     ├── LedgerError                   the usage ledger cannot be written or read
+    ├── SchedulerError                the scheduler: ScheduleError, JobNotFoundError
     └── ConfigError (also ValueError) bad configuration, named by its path
 
 Messages never contain secrets: upstream text is redacted and cut to an excerpt

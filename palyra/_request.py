@@ -75,16 +75,20 @@ class ChatOptions(TypedDict, total=False):
     extra_headers: Mapping[str, str]
     timeout: float
     deadline: float
+    failover: bool
 
 
 class RequestOptions(TypedDict, total=False):
     """Options every call accepts (`Palyra.embed` and `Palyra.transcribe` take
-    only these; `ChatOptions` adds the OpenAI chat options)."""
+    only these; `ChatOptions` adds the OpenAI chat options). ``failover=False``
+    keeps the call on the model it names: no other is tried when it fails
+    (health probes use it)."""
 
     extra_body: Mapping[str, Any]
     extra_headers: Mapping[str, str]
     timeout: float
     deadline: float
+    failover: bool
 
 
 _CALL_OPTIONS = frozenset(RequestOptions.__annotations__)
@@ -135,6 +139,7 @@ class CallOptions:
     extra_body: Mapping[str, Any] = field(default_factory=dict)
     timeout: float | None = None
     deadline: float | None = None
+    failover: bool = True  # False: the requested model only (health probes)
 
 
 @dataclass(slots=True)
@@ -269,7 +274,16 @@ def call_options(options: Mapping[str, Any], what: str | None = None) -> CallOpt
         extra_body=extra_body,
         timeout=seconds("timeout", options.get("timeout")),
         deadline=seconds("deadline", options.get("deadline")),
+        failover=_failover(options.get("failover", True)),
     )
+
+
+def _failover(value: Any) -> bool:
+    if not isinstance(value, bool):
+        raise InvalidRequestError(
+            f"failover: must be true or false, got {shown(value)}"
+        )
+    return value
 
 
 def _listed(messages: Any) -> Iterable[Any]:

@@ -71,6 +71,26 @@ class ProfileCredentials:
         profile = book.stand_in(profile, agent)
         return self._secret(profile, provider)
 
+    def chosen(
+        self, profile_id: str, provider: ProviderConfig, agent: str | None
+    ) -> str | None:
+        """The secret of ``profile_id`` for a call that asks for it (a
+        scheduled job's), when it is ``provider``'s; None when it is another
+        provider's, so that the call's other providers choose as usual."""
+        try:
+            profile = self.book.profile(profile_id)
+        except AuthProfileError as exc:
+            raise CredentialError(exc.message, provider=provider.id) from None
+        if profile.provider != provider.id:
+            return None
+        if profile.agent not in (None, agent):
+            raise CredentialError(
+                f"auth profile {profile_id!r} belongs to agent {profile.agent!r};"
+                f" a call for {_whom(agent)} cannot use it",
+                provider=provider.id,
+            )
+        return self._use(profile, provider)
+
     def selected(self, provider: ProviderConfig, agent: str | None) -> str | None:
         """The secret of the profile a call for ``agent`` uses, among the
         provider's: its configured order first, then the least recently used;

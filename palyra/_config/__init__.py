@@ -20,6 +20,7 @@ per-kind defaults and `parse_window` (the budget window syntax).
 from .base import InsecureConfigWarning
 from .budgets import BudgetConfig, parse_window
 from .governance import LedgerConfig, PricingConfig
+from .jobs import JOB_KINDS, JobConfig
 from .models import Capabilities, ModelEntry, ModelRole, Pricing
 from .oauth import OAuthConfig, check_endpoint
 from .providers import (
@@ -54,12 +55,14 @@ __all__ = [
     "DEFAULT_HINTS",
     "DEFAULT_KEYWORDS",
     "DEFAULT_TIERS",
+    "JOB_KINDS",
     "ROUTING_MODES",
     "AuthConfig",
     "AuthHeader",
     "BudgetConfig",
     "Capabilities",
     "InsecureConfigWarning",
+    "JobConfig",
     "LedgerConfig",
     "LimitsConfig",
     "ModelEntry",

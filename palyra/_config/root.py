@@ -15,6 +15,7 @@ from .._exceptions import ConfigError
 from .base import ConfigModel, CrossFieldError, PositiveSeconds, unknown_keys
 from .budgets import BudgetConfig
 from .governance import LedgerConfig, PricingConfig
+from .jobs import JobConfig
 from .models import ModelEntry
 from .providers import ProviderConfig
 from .routing import RoutingConfig
@@ -168,6 +169,7 @@ class PalyraConfig(ConfigModel):
     pricing: PricingConfig = Field(default_factory=PricingConfig)
     budgets: tuple[BudgetConfig, ...] = ()
     routing: RoutingConfig = Field(default_factory=RoutingConfig)
+    jobs: tuple[JobConfig, ...] = ()
 
     @field_validator("ledger", mode="before")
     @classmethod
@@ -272,6 +274,12 @@ def _registry_errors(config: PalyraConfig) -> list[tuple[str, str]]:
             names[name] = model
     errors.extend(_fallback_errors(config, names))
     errors.extend(_tier_errors(config))
+    jobs: set[str] = set()
+    for i, job in enumerate(config.jobs):
+        job_id = job.id or job.kind
+        if job_id in jobs:
+            errors.append((f"jobs[{i}].id", f"duplicate job id {job_id!r}"))
+        jobs.add(job_id)
     budgets: set[str] = set()
     for i, budget in enumerate(config.budgets):
         if budget.id in budgets:

@@ -41,10 +41,12 @@ AGENT_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:@-]{0,127}")
 OPAQUE_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:@/+=-]{0,255}")
 _TAG_KEY = re.compile(r"[a-z0-9][a-z0-9_.:-]{0,63}")
 _TAG_VALUE_MAX = 256
+_PROFILE_ID = re.compile(r"[a-z0-9._-]{1,128}")  # an auth profile's id
 _RULES = {
     "agent": (AGENT_ID, "1-128 characters of letters, digits and . _ : @ -"),
     "session": (OPAQUE_ID, "1-256 characters of letters, digits and . _ : @ / + = -"),
     "principal": (OPAQUE_ID, "1-256 characters of letters, digits and . _ : @ / + = -"),
+    "auth_profile": (_PROFILE_ID, "1-128 characters of a-z, 0-9 and . _ -"),
 }
 _NO_TAGS: Mapping[str, str] = MappingProxyType({})
 
@@ -52,12 +54,15 @@ _NO_TAGS: Mapping[str, str] = MappingProxyType({})
 @dataclass(frozen=True, slots=True)
 class Caller:
     """Who a call is for: the agent acting, the conversation or session, the
-    principal (user or token) on whose behalf, and free-form tags."""
+    principal (user or token) on whose behalf, and free-form tags; and the
+    auth profile its calls to that profile's provider use (a scheduled job's),
+    over the configured choice."""
 
     agent: str | None = None
     session: str | None = None
     principal: str | None = None
     tags: Mapping[str, str] = field(default_factory=lambda: _NO_TAGS)
+    auth_profile: str | None = None
     # What reply.palyra says of this caller: worked out once, read per call.
     _info: dict[str, Any] = field(init=False, repr=False, compare=False)
 
@@ -77,6 +82,7 @@ class Caller:
         session: str | None = None,
         principal: str | None = None,
         tags: Mapping[str, str] | None = None,
+        auth_profile: str | None = None,
     ) -> Caller:
         """This caller with the given values checked and laid over it; tags
         merge key by key.
@@ -84,7 +90,13 @@ class Caller:
         Raises:
             InvalidRequestError: naming the bad field.
         """
-        if agent is None and session is None and principal is None and tags is None:
+        if (
+            agent is None
+            and session is None
+            and principal is None
+            and tags is None
+            and auth_profile is None
+        ):
             return self
         merged_tags = self.tags
         if tags is not None:
@@ -98,6 +110,9 @@ class Caller:
             if principal is None
             else _checked("principal", principal),
             tags=merged_tags,
+            auth_profile=self.auth_profile
+            if auth_profile is None
+            else _checked("auth_profile", auth_profile),
         )
 
     def info_fields(self) -> dict[str, Any]:

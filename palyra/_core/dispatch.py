@@ -31,7 +31,7 @@ from .._request import Needs
 from .._wire import Attempt, ChatCompletion, CompletionUsage
 from .attempts import LATE, Attempts, NotServed, Opener, Reader, Served
 from .context import CallContext
-from .failover import FailoverLog
+from .failover import FailoverLog, Plan
 from .failover import plan as failover_plan
 from .failures import Failure, FailureClass, classify
 from .health import Admission, HealthTracker
@@ -97,12 +97,13 @@ class Dispatcher:
             self.hooks.routed(ctx)  # routing may replace the requested model
             assert ctx.requested is not None
             _check_needs(ctx.requested, needs)
-            plan = failover_plan(
-                self.registry,
-                ctx.requested,
-                needs,
-                self.health,
-                self.resilience,
+            call = getattr(ctx.request, "call", None)
+            plan = (
+                Plan(ctx.requested)  # failover=False: this model or nothing
+                if call is not None and not call.failover
+                else failover_plan(
+                    self.registry, ctx.requested, needs, self.health, self.resilience
+                )
             )
             failures: list[NotServed] = []
             keys: list[tuple[str, str]] = []

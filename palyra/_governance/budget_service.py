@@ -11,7 +11,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from .._config import BudgetConfig
-from .budget_policy import BudgetPolicy, BudgetStatus
+from .budget_policy import BudgetAlert, BudgetPolicy, BudgetStatus
 from .budgets import Budgets
 
 __all__ = ["BudgetService"]
@@ -63,6 +63,18 @@ class BudgetService:
         """Spent, reserved, remaining and ``resets_at`` per budget and scope
         value (opening a window may read the ledger)."""
         return self._engine.status()
+
+    def evaluate(self) -> list[BudgetAlert]:
+        """Send the alerts due now, with no call needed: windows that rolled
+        over are opened, spending is re-read from the ledger (other
+        processes' calls included), and each threshold passed is sent once
+        per window, to ``on_budget_alert`` and the log. The ``budget_alerts``
+        job of the scheduler calls it. The alerts sent.
+
+        Raises:
+            LedgerError: a budget that blocks on ledger errors could not read it.
+        """
+        return self._engine.evaluate()
 
     async def astatus(self) -> list[BudgetStatus]:
         """Async `status` (the ledger is read in a worker thread)."""

@@ -179,6 +179,23 @@ def load_spent(
     return spent, None
 
 
+def refresh(
+    state: ScopeState,
+    spent: Decimal,
+    entries: deque[tuple[datetime, Decimal]] | None,
+    now: datetime,
+) -> list[Decimal]:
+    """Bring ``state`` up to what the ledger holds (``spent``, ``entries``:
+    `load_spent`'s answer, which counts other processes' calls too), never
+    below what this process counted; the alert thresholds now due."""
+    with state.lock:
+        if spent > state.spent_at(now):
+            state.spent = spent
+            if state.entries is not None and entries is not None:
+                state.entries = entries
+        return state.due_alerts(now)
+
+
 def _record_amount(policy: BudgetPolicy, rec: UsageRecord) -> Decimal:
     if policy.metric == "tokens":
         return Decimal(

@@ -44,7 +44,14 @@ from .._exceptions import (
     LedgerError,
 )
 from .budget_policy import BudgetAlert, BudgetPolicy, BudgetStatus, Party, as_policy
-from .budget_state import ScopeState, alerts_of, load_spent, refusal, status_of
+from .budget_state import (
+    ScopeState,
+    alerts_of,
+    load_spent,
+    refresh,
+    refusal,
+    status_of,
+)
 from .ledger import UsageLedger
 from .pricing import Cost
 from .usage import NormalizedUsage
@@ -278,6 +285,36 @@ class Budgets:
                     alerts.extend(alerts_of(state, due, now))
         for alert in alerts:
             self._send(alert)
+
+    def evaluate(self) -> list[BudgetAlert]:
+        """Send the alerts due now without a call: each budget's window is
+        opened if it rolled over, its spending re-read from the ledger (other
+        processes' calls included), and thresholds passed are sent (once per
+        window, as calls send them). The alerts sent.
+
+        Raises:
+            LedgerError: a budget that blocks on ledger errors could not read it.
+        """
+        now = self._now()
+        alerts: list[BudgetAlert] = []
+        for policy in self._policies:
+            if policy.per_value:
+                with self._lock:
+                    values = sorted({v for p, v in self._states if p == policy.id})
+            else:
+                values = [policy.value or "*"]
+            for value in values:
+                state = self._state(policy, value, now, None)  # a new window opens
+                spent, entries = load_spent(
+                    self._ledger(), policy, value, state.start, state.end, now
+                )
+                due = refresh(state, spent, entries, now)
+                if due:
+                    with state.lock:
+                        alerts.extend(alerts_of(state, due, now))
+        for alert in alerts:
+            self._send(alert)
+        return alerts
 
     def release(self, reservation: Reservation) -> None:
         """Drop a reservation: the call was not made, or failed unbilled."""

@@ -255,6 +255,16 @@ class MemoryLedger:
         for rec in recs:
             self.record(rec)
 
+    def prune(self, before: datetime, *, keep_totals: bool = False) -> int:
+        """Forget the records of calls started before ``before`` (memory keeps
+        no separate totals: ``keep_totals`` changes nothing). How many went."""
+        cutoff = before.astimezone(UTC)
+        with self._lock:
+            kept = [r for r in self._records if r.started_at >= cutoff]
+            gone = len(self._records) - len(kept)
+            self._records = kept
+        return gone
+
     def records(
         self,
         since: datetime | None = None,

@@ -18,7 +18,7 @@ from .._usage import Cost, NormalizedUsage, PriceEntry
 from .metering import LedgerSlot
 from .prices import PriceBook
 from .pricing import cost_of
-from .records import LedgerHealth, Totals, UsageRecord
+from .records import LedgerError, LedgerHealth, Totals, UsageRecord
 from .savings import SAVINGS_MODES, RoutingSavings, routing_savings
 
 __all__ = ["UsageRun", "UsageService"]
@@ -145,6 +145,34 @@ class UsageService:
                 f"mode: must be dry_run, enforced or None, got {mode!r}"
             )
         return routing_savings(self.records(since, until), self._repriced, mode)
+
+    def prune(self, before: datetime, *, mode: str = "delete") -> int:
+        """Forget the records of calls started before ``before`` (an aware
+        datetime; SQLite rounds it down to 15 minutes), and the scheduler's
+        run records that ended before it. ``mode="aggregate"`` keeps the day
+        totals of all records counting them (``totals(by="day")`` with no
+        filter); ``"delete"`` forgets them wholly. The ``ledger_retention``
+        job calls it. How many usage records went.
+
+        Raises:
+            InvalidRequestError: a bad ``before`` or ``mode``.
+            LedgerError: the ledger cannot be written, there is none, or it
+                cannot prune.
+        """
+        if not isinstance(before, datetime) or before.utcoffset() is None:
+            raise InvalidRequestError(
+                f"before: must be an aware datetime, got {before!r}"
+            )
+        if mode not in ("delete", "aggregate"):
+            raise InvalidRequestError(
+                f"mode: must be 'delete' or 'aggregate', not {mode!r}"
+            )
+        ledger = self._slot.required()
+        prune = getattr(ledger, "prune", None)
+        if prune is None:
+            raise LedgerError(f"{type(ledger).__name__} cannot prune its records")
+        gone: int = _checked(lambda: prune(before, keep_totals=mode == "aggregate"))
+        return gone
 
     def health(self) -> LedgerHealth:
         """Whether records are being kept: the path, the last failure, counts."""

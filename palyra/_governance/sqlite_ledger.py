@@ -54,29 +54,32 @@ import threading
 import time
 from collections.abc import Callable
 from datetime import datetime
-from decimal import Decimal
 from functools import partial
 from pathlib import Path
 from typing import Any, TypeVar
 
 from .ledger import (
     Query,
-    day_from_number,
     offset_segments,
-    sorted_totals,
 )
-from .records import TOKEN_FIELDS, LedgerError, LedgerHealth, Totals, UsageRecord
-from .sqlite_query import group_exprs, slots_answer, where_clause
+from .records import LedgerError, LedgerHealth, Totals, UsageRecord, epoch_ms
+from .sqlite_query import slots_answer, totals_of, where_clause
+from .sqlite_runs import insert_run, select_runs
 from .sqlite_schema import (
-    E12,
     READ,
-    SLOT_MS,
     drain,
     from_row,
     migrate,
     to_row,
 )
-from .sqlite_writes import Pending, as_ledger_error, insert_all, insert_nowait, retry
+from .sqlite_writes import (
+    Pending,
+    as_ledger_error,
+    insert_all,
+    insert_nowait,
+    prune_rows,
+    retry,
+)
 
 __all__ = ["SQLiteLedger"]
 
@@ -210,6 +213,38 @@ class SQLiteLedger:
             pending.error = error
             pending.done = True
 
+    def record_run_row(self, row: tuple[Any, ...], keep: int) -> None:
+        """Keep a scheduler run record (`palyra._cron`; the columns of
+        `sqlite_runs.RUN_COLUMNS`), and the newest ``keep`` of its job."""
+        try:
+            with self._write_lock:
+                conn = self._writer_connection()
+                self._retry(lambda: insert_run(conn, row, keep))
+        except (LedgerError, sqlite3.Error, OSError) as exc:
+            raise as_ledger_error(self.path, "write a run record", exc) from None
+
+    def run_rows(self, job_id: str | None, limit: int) -> list[Any]:
+        """The newest ``limit`` run records (of ``job_id``), newest first."""
+        return self._read(*select_runs(job_id, limit))
+
+    def prune(self, before: datetime, *, keep_totals: bool = False) -> int:
+        """Delete the records of calls started before ``before`` (rounded
+        down to a 15-minute slot), and the run records that ended before it.
+        With ``keep_totals`` the day totals of all records (``totals(by="day")``
+        unfiltered) keep counting them. How many usage records went.
+
+        Raises:
+            LedgerError: the file could not be written.
+        """
+        cutoff = epoch_ms(before)
+        self._drain_all()  # a spooled record is pruned as well
+        try:
+            with self._write_lock:
+                conn = self._writer_connection()
+                return self._retry(lambda: prune_rows(conn, cutoff, keep_totals))
+        except (LedgerError, sqlite3.Error, OSError) as exc:
+            raise as_ledger_error(self.path, "prune usage records", exc) from None
+
     def records(
         self,
         since: datetime | None = None,
@@ -237,12 +272,16 @@ class SQLiteLedger:
         segments = self._segments(query) if "day" in query.by else []
         slots = slots_answer(query, segments)
         try:
-            return self._totals(query, segments, slots=slots, exact_in_sql=True)
+            return totals_of(
+                self._read, query, segments, slots=slots, exact_in_sql=True
+            )
         except LedgerError as exc:
             if "integer overflow" not in str(exc):
                 raise
             # Sums past 9.2 million (in 10^-12 units): add them up in Python.
-            return self._totals(query, segments, slots=False, exact_in_sql=False)
+            return totals_of(
+                self._read, query, segments, slots=False, exact_in_sql=False
+            )
 
     def health(self) -> LedgerHealth:
         """Whether the last write worked, the last failure, and the counts."""
@@ -288,77 +327,6 @@ class SQLiteLedger:
         if query.until_ms is not None:
             high = max(low, min(high, query.until_ms))
         return offset_segments(int(low), int(high), query.zone)
-
-    def _totals(
-        self,
-        query: Query,
-        segments: list[tuple[int, int]],
-        *,
-        slots: bool,
-        exact_in_sql: bool,
-    ) -> list[Totals]:
-        """One GROUP BY, over ``usage`` or (day totals of all records) over
-        ``usage_slots``; then, for the groups whose costs SQL could not add
-        exactly, those records' costs summed in Python."""
-        time = f"(slot * {SLOT_MS})" if slots else "started_ms"
-        groups, group_params = group_exprs(query, segments, time)
-        where, params = where_clause(query, slots)
-        n = len(groups)
-        if slots:
-            table, calls = "usage_slots", "SUM(calls)"
-            cost = "CASE WHEN SUM(priced) > 0 THEN SUM(cost_e12) END, MIN(cost_exp)"
-            inexact = "SUM(priced > 0 AND cost_e12 IS NULL)"
-            leftover = (
-                "started_ms / 900000 IN (SELECT slot FROM usage_slots"
-                " WHERE priced > 0 AND cost_e12 IS NULL)"
-            )
-        else:
-            table, calls = "usage", "COUNT(*)"
-            cost = "SUM(cost_e12), MIN(cost_exp)" if exact_in_sql else "NULL, NULL"
-            leftover = "cost_e12 IS NULL" if exact_in_sql else "1"
-            inexact = f"SUM(cost_total IS NOT NULL AND {leftover})"
-        sql = (
-            f"SELECT {', '.join(groups)}, {calls},"  # noqa: S608
-            f" {', '.join(f'SUM({t})' for t in TOKEN_FIELDS)}, SUM(unpriced),"
-            f" {cost}, {inexact} FROM {table}{where}"
-            f" GROUP BY {', '.join(str(i + 1) for i in range(n))}"
-        )
-        rows = self._read(sql, [*group_params, *params])
-        extra: dict[tuple[Any, ...], list[Decimal]] = {}
-        if any(row[-1] for row in rows):  # costs SQL cannot add exactly
-            groups, group_params = group_exprs(query, segments, "started_ms")
-            where, params = where_clause(query)
-            more = " AND " if where else " WHERE "
-            sql = (
-                f"SELECT {', '.join(groups)}, cost_total FROM usage{where}"  # noqa: S608
-                f"{more}cost_total IS NOT NULL AND {leftover}"
-            )
-            for row in self._read(sql, [*group_params, *params]):
-                extra.setdefault(tuple(row[:n]), []).append(Decimal(row[n]))
-        found = []
-        for row in rows:
-            key = tuple(row[:n])
-            summed, exponent = row[n + 7], row[n + 8]
-            parts: list[Decimal] = []
-            if summed is not None:
-                exact = Decimal(summed) / E12
-                parts.append(exact.quantize(Decimal(1).scaleb(exponent)))
-            parts.extend(extra.get(key, []))
-            labels = tuple(
-                day_from_number(v) if name == "day" else v
-                for name, v in zip(query.by, key, strict=True)
-            )
-            found.append(
-                Totals(
-                    by=query.by,
-                    key=labels,
-                    calls=row[n],
-                    **{t: row[n + 1 + i] for i, t in enumerate(TOKEN_FIELDS)},
-                    unpriced_calls=row[n + 6],
-                    cost_total=sum(parts[1:], parts[0]) if parts else None,
-                )
-            )
-        return sorted_totals(found)
 
     def _read(self, sql: str, params: list[Any]) -> list[Any]:
         try:

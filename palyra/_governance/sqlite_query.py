@@ -7,12 +7,15 @@ and from computed integers, never from a caller's text; values are bound.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from decimal import Decimal
 from typing import Any
 
-from .ledger import BY_COLUMNS, Query
-from .sqlite_schema import SLOT_MS
+from .ledger import BY_COLUMNS, Query, day_from_number, sorted_totals
+from .records import TOKEN_FIELDS, Totals
+from .sqlite_schema import E12, SLOT_MS
 
-__all__ = ["day_expr", "group_exprs", "slots_answer", "where_clause"]
+__all__ = ["day_expr", "group_exprs", "slots_answer", "totals_of", "where_clause"]
 
 
 def slots_answer(query: Query, segments: list[tuple[int, int]]) -> bool:
@@ -78,3 +81,75 @@ def where_clause(query: Query, slots: bool = False) -> tuple[str, list[Any]]:
         clauses.append("json_extract(tags, ?) = ?")
         params.extend([f'$."{key}"', value])
     return (" WHERE " + " AND ".join(clauses) if clauses else ""), params
+
+
+def totals_of(
+    read: Callable[[str, list[Any]], list[Any]],
+    query: Query,
+    segments: list[tuple[int, int]],
+    *,
+    slots: bool,
+    exact_in_sql: bool,
+) -> list[Totals]:
+    """One GROUP BY, over ``usage`` or (day totals of all records) over
+    ``usage_slots``; then, for the groups whose costs SQL could not add
+    exactly, those records' costs summed in Python."""
+    time = f"(slot * {SLOT_MS})" if slots else "started_ms"
+    groups, group_params = group_exprs(query, segments, time)
+    where, params = where_clause(query, slots)
+    n = len(groups)
+    if slots:
+        table, calls = "usage_slots", "SUM(calls)"
+        cost = "CASE WHEN SUM(priced) > 0 THEN SUM(cost_e12) END, MIN(cost_exp)"
+        inexact = "SUM(priced > 0 AND cost_e12 IS NULL)"
+        leftover = (
+            "started_ms / 900000 IN (SELECT slot FROM usage_slots"
+            " WHERE priced > 0 AND cost_e12 IS NULL)"
+        )
+    else:
+        table, calls = "usage", "COUNT(*)"
+        cost = "SUM(cost_e12), MIN(cost_exp)" if exact_in_sql else "NULL, NULL"
+        leftover = "cost_e12 IS NULL" if exact_in_sql else "1"
+        inexact = f"SUM(cost_total IS NOT NULL AND {leftover})"
+    sql = (
+        f"SELECT {', '.join(groups)}, {calls},"  # noqa: S608
+        f" {', '.join(f'SUM({t})' for t in TOKEN_FIELDS)}, SUM(unpriced),"
+        f" {cost}, {inexact} FROM {table}{where}"
+        f" GROUP BY {', '.join(str(i + 1) for i in range(n))}"
+    )
+    rows = read(sql, [*group_params, *params])
+    extra: dict[tuple[Any, ...], list[Decimal]] = {}
+    if any(row[-1] for row in rows):  # costs SQL cannot add exactly
+        groups, group_params = group_exprs(query, segments, "started_ms")
+        where, params = where_clause(query)
+        more = " AND " if where else " WHERE "
+        sql = (
+            f"SELECT {', '.join(groups)}, cost_total FROM usage{where}"  # noqa: S608
+            f"{more}cost_total IS NOT NULL AND {leftover}"
+        )
+        for row in read(sql, [*group_params, *params]):
+            extra.setdefault(tuple(row[:n]), []).append(Decimal(row[n]))
+    found = []
+    for row in rows:
+        key = tuple(row[:n])
+        summed, exponent = row[n + 7], row[n + 8]
+        parts: list[Decimal] = []
+        if summed is not None:
+            exact = Decimal(summed) / E12
+            parts.append(exact.quantize(Decimal(1).scaleb(exponent)))
+        parts.extend(extra.get(key, []))
+        labels = tuple(
+            day_from_number(v) if name == "day" else v
+            for name, v in zip(query.by, key, strict=True)
+        )
+        found.append(
+            Totals(
+                by=query.by,
+                key=labels,
+                calls=row[n],
+                **{t: row[n + 1 + i] for i, t in enumerate(TOKEN_FIELDS)},
+                unpriced_calls=row[n + 6],
+                cost_total=sum(parts[1:], parts[0]) if parts else None,
+            )
+        )
+    return sorted_totals(found)

@@ -6,7 +6,8 @@ version kept in ``PRAGMA user_version``: v1 is the ``usage`` table, v2 adds
 the ``routing`` column and the indexes (epoch ms, provider and model, agent,
 session), v3 the ``usage_slots`` table: the sums of each 15-minute slot of
 ``started_ms``, kept by a trigger in the INSERT's own transaction, so that
-day totals read a few thousand rows rather than every record. A change to
+day totals read a few thousand rows rather than every record; v4 the spool,
+v5 the scheduler's ``cron_runs``. A change to
 the schema is a new number here, never an edit of an old one: databases of
 every older version are opened by the tests.
 """
@@ -107,6 +108,23 @@ MIGRATIONS: dict[int, tuple[str, ...]] = {
     # an INSERT into usage); a background thread and every query move its
     # rows into usage in batches (`drain`).
     4: ("CREATE TABLE usage_spool AS SELECT * FROM usage WHERE 0",),
+    # The scheduler's run records (`palyra._cron`): a table of their own,
+    # bounded per job by `sqlite_runs`.
+    5: (
+        """CREATE TABLE cron_runs (
+            run_id TEXT PRIMARY KEY,
+            job_id TEXT NOT NULL,
+            scheduled_ms INTEGER NOT NULL,
+            started_ms INTEGER NOT NULL,
+            ended_ms INTEGER NOT NULL,
+            outcome TEXT NOT NULL,
+            attempt INTEGER NOT NULL,
+            error_type TEXT,
+            error_message TEXT
+        )""",
+        "CREATE INDEX cron_runs_job ON cron_runs (job_id, ended_ms)",
+        "CREATE INDEX cron_runs_ended ON cron_runs (ended_ms)",
+    ),
 }
 SCHEMA_VERSION = max(MIGRATIONS)
 SLOT_MS = 900_000  # usage_slots: 15 minutes, every zone offset a multiple

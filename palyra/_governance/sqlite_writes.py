@@ -20,9 +20,16 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from .records import LedgerError
-from .sqlite_schema import SPOOL_INSERT
+from .sqlite_schema import SLOT_MS, SPOOL_INSERT
 
-__all__ = ["Pending", "as_ledger_error", "insert_all", "insert_nowait", "retry"]
+__all__ = [
+    "Pending",
+    "as_ledger_error",
+    "insert_all",
+    "insert_nowait",
+    "prune_rows",
+    "retry",
+]
 
 T = TypeVar("T")
 
@@ -101,3 +108,24 @@ def as_ledger_error(path: Path, action: str, exc: BaseException) -> LedgerError:
     return LedgerError(
         f"the usage ledger {path} could not {action}: {type(exc).__name__}: {exc}"
     )
+
+
+def prune_rows(conn: sqlite3.Connection, before_ms: int, keep_totals: bool) -> int:
+    """Delete the records of whole 15-minute slots before ``before_ms`` (and
+    their slot sums, unless ``keep_totals``) and the scheduler's run records
+    that ended before it, in one transaction; how many usage records went."""
+    slot = before_ms // SLOT_MS
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        gone = conn.execute(
+            "DELETE FROM usage WHERE started_ms < ?", (slot * SLOT_MS,)
+        ).rowcount
+        if not keep_totals:
+            conn.execute("DELETE FROM usage_slots WHERE slot < ?", (slot,))
+        conn.execute("DELETE FROM cron_runs WHERE ended_ms < ?", (before_ms,))
+        conn.execute("COMMIT")
+    except BaseException:
+        if conn.in_transaction:
+            conn.execute("ROLLBACK")
+        raise
+    return max(gone, 0)
