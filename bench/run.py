@@ -25,6 +25,7 @@ from bench import (  # noqa: E402
     bookkeeping,
     budgets,
     construction,
+    cron,
     gateway,
     governance,
     imports,
@@ -51,6 +52,7 @@ BENCHMARKS = {
     "ledger": ledger.run,
     "budgets": budgets.run,
     "routing": routing.run,
+    "cron": cron.run,
     "gateway": gateway.run,
 }
 

@@ -523,6 +523,26 @@ def test_budgets_runs_offline_in_a_fresh_process() -> None:
     assert all(line.startswith("budget 'agent-daily' (usd agent=") for line in warnings)
 
 
+def test_scheduled_agent(capsys: pytest.CaptureFixture[str]) -> None:
+    """scheduled_agent.py: three mornings on a manual clock; the report runs
+    as its agent until the agent's own budget refuses it, a failing job is
+    retried and recorded, and another agent is not held back."""
+    load_example("scheduled_agent").main()
+    out = capsys.readouterr().out
+    assert "report for Mon 01 Jun by reports" in out
+    assert "report for Tue 02 Jun by reports" in out
+    assert "daily_report: error (BudgetExceededError, attempt 1)" in out
+    assert out.count("flaky: error (RuntimeError, attempt 2)") == 3
+    assert "another agent is not held back: support" in out
+    assert "daily_report runs, newest first: ['error', 'ok', 'ok']" in out
+
+
+def test_scheduled_agent_runs_offline_in_a_fresh_process() -> None:
+    """No key, no network, no thread left: the process exits by itself."""
+    result = run_example("scheduled_agent.py")
+    assert "spent: {'reports': '0.0047000000'" in result.stdout
+
+
 def test_routing(capsys: pytest.CaptureFixture[str]) -> None:
     """routing.py: decisions without calls, dry-run and enforced calls, and
     the savings they add up to, from the ledger."""
