@@ -137,6 +137,33 @@ def test_a_refresh_rotates_a_token_before_it_expires(tmp_path: Path) -> None:
         assert not auth.errors, auth.errors
 
 
+def test_a_failed_refresh_marks_its_profile_and_the_others_go_on(
+    tmp_path: Path,
+) -> None:
+    from tests.auth.authserver import AuthServer
+    from tests.auth.test_oauth_client import oauth_config, sign_in
+
+    with AuthServer(access_ttl=120) as auth, Upstream(api_key=auth.valid) as provider:
+        config = oauth_config(auth, provider)
+        config["jobs"] = [{"kind": "credential_refresh", "every": 60}]
+        vault = palyra.MemorySecretStore()
+        with palyra.Palyra(config, secrets=vault, home=tmp_path) as client:
+            first = sign_in(client, auth, name="first")
+            second = sign_in(client, auth, name="second")
+            auth.fail_next("500")  # the first refresh asked for fails
+            records = client.scheduler.run_pending(NOW)
+            failed = [r for r in records if r.outcome == "error"]
+            assert len(failed) == 1
+            assert failed[0].error_type == "MaintenanceError"
+            assert auth.token_requests["refresh_token"] == 2  # both were tried
+            states = {p.id: p for p in client.auth.list()}
+            marked = [p for p in states.values() if p.refresh_failures]
+            assert len(marked) == 1
+            assert marked[0].id in (failed[0].error_message or "")
+            assert {first.id, second.id} == set(states)
+        assert not auth.errors, auth.errors
+
+
 def test_a_budget_alert_fires_at_the_window_boundary_with_no_call(
     tmp_path: Path,
 ) -> None:

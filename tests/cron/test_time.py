@@ -152,3 +152,58 @@ async def test_the_asyncio_runner_runs_jobs_and_cancels_cleanly() -> None:
     with pytest.raises(palyra.SchedulerError):
         await s.run()  # driven already, by the thread
     assert s.stop(5)
+
+
+def test_many_runs_record_at_once_into_the_ledger_file(tmp_path: object) -> None:
+    """200 jobs due at once: 200 threads write their run records to SQLite
+    together; every one is kept."""
+    from pathlib import Path
+
+    home = Path(str(tmp_path))
+    start = datetime(2026, 6, 1, 12, tzinfo=UTC)
+    with palyra.Palyra(home=home) as client:
+        s = client.scheduler
+        s.run_pending(start)
+        for i in range(200):
+            s.add(lambda ctx: None, id=f"j{i}", every=60)
+        records = s.run_pending(start + timedelta(seconds=60), wait=30)
+        assert len(records) == 200
+        assert s.wait(10)
+        kept = s.runs(limit=1000)
+    assert len(kept) == 200
+    assert {r.outcome for r in kept} == {"ok"}
+    assert len({r.job_id for r in kept}) == 200
+
+
+CHILD = """
+import sys
+from datetime import UTC, datetime, timedelta
+import palyra
+
+start = datetime(2026, 6, 1, 12, tzinfo=UTC)
+with palyra.Palyra() as client:
+    s = client.scheduler
+    s.run_pending(start)
+    for i in range(30):
+        s.add(lambda ctx: None, id=f"{sys.argv[1]}-{i}", every=60)
+    assert len(s.run_pending(start + timedelta(seconds=60), wait=30)) == 30
+"""
+
+
+def test_several_processes_share_the_run_records(tmp_path: object) -> None:
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    home = Path(str(tmp_path))
+    env = {**os.environ, "PALYRA_HOME": str(home)}
+    children = [
+        subprocess.Popen([sys.executable, "-c", CHILD, f"p{n}"], env=env)
+        for n in range(3)
+    ]
+    assert [child.wait(60) for child in children] == [0, 0, 0]
+    with palyra.Palyra(home=home) as client:
+        kept = client.scheduler.runs(limit=1000)
+    assert len(kept) == 90
+    assert {r.job_id.split("-")[0] for r in kept} == {"p0", "p1", "p2"}
