@@ -10,6 +10,7 @@ call needs it.
 from __future__ import annotations
 
 import logging
+import os
 import threading
 import time
 from collections.abc import Awaitable, Callable, Mapping
@@ -277,7 +278,14 @@ class Palyra(Calls):
         def bind(agent: str | None, profile: str | None, principal: str) -> Palyra:
             return self.bind(agent=agent, principal=principal, auth_profile=profile)
 
-        made = Scheduler(bind=bind, store=LedgerRunStore(self._ledger.get))
+        config = self.config
+
+        def secrets() -> tuple[str, ...]:
+            return _configured_keys(config)
+
+        made = Scheduler(
+            bind=bind, store=LedgerRunStore(self._ledger.get), secrets=secrets
+        )
         add_configured(made, self.config.jobs)  # [[jobs]]: built-in maintenance
         return made
 
@@ -428,6 +436,18 @@ def _relies_on_profiles(config: PalyraConfig) -> bool:
         )
         for p in config.providers
     )
+
+
+def _configured_keys(config: PalyraConfig) -> tuple[str, ...]:
+    """The keys the configuration names (inline, or in the environment):
+    redacted from what the scheduler records of a job's failure."""
+    found: list[str] = []
+    for provider in config.providers:
+        if provider.api_key is not None:
+            found.append(provider.api_key.get_secret_value())
+        if provider.api_key_env is not None:
+            found.append(os.environ.get(provider.api_key_env, "").strip())
+    return tuple(key for key in found if key)
 
 
 def _describe(caller: Caller) -> str:

@@ -26,6 +26,21 @@ _REDACTIONS: tuple[tuple[re.Pattern[str], str], ...] = (
         ),
         r"\1<redacted>",
     ),
+    # A key in a query string (?key=..., Google's), or after a credential
+    # header's name with a space ("x-api-key AKIA...").
+    (re.compile(r"(?i)([?&;]key=)[^\s&#\"')\]}]+"), r"\1<redacted>"),
+    (
+        # Only a key-like value (12+ characters, a digit among them), so
+        # "authorization failed" keeps its words.
+        re.compile(
+            r"(?i)\b((?:x-api-key|api-key|authorization)\s*[:=]?\s+)"
+            r"(?!bearer\b)(?=[^\s]*\d)[^\s'\"]{12,}"
+        ),
+        r"\1<redacted>",
+    ),
+    # Shapes of well-known keys: Google API keys, AWS access key ids.
+    (re.compile(r"\bAIza[0-9A-Za-z_-]{20,}"), "<redacted>"),
+    (re.compile(r"\b(?:AKIA|ASIA)[0-9A-Z]{12,}"), "<redacted>"),
 )
 
 

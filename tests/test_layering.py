@@ -165,6 +165,7 @@ LAYERS: list[tuple[str, list[str]]] = [
             "timetable",
             "context",
             "running",
+            "specs",
             "scheduler",
             "maintenance",
             "__init__",

@@ -16,6 +16,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable
+from contextvars import ContextVar
 from typing import TYPE_CHECKING, Any
 
 from .context import JobContext
@@ -29,6 +30,9 @@ __all__ = ["Runner", "is_async"]
 logger = logging.getLogger("palyra")
 
 Ended = Callable[[Run, BaseException | None], None]
+# The run the current thread or task carries out: a job that stops its own
+# scheduler is not waited for by that stop.
+_CURRENT: ContextVar[Run | None] = ContextVar("palyra_current_run", default=None)
 
 
 def is_async(func: Callable[..., Any]) -> bool:
@@ -81,12 +85,18 @@ class Runner:
         deadline = time.monotonic() + timeout
         with self._lock:
             threads, private, self._private = list(self._threads), self._private, None
+        me = threading.current_thread()  # stop() called from a job of ours
         for thread in threads:
-            thread.join(max(0.0, deadline - time.monotonic()))
+            if thread is not me:
+                thread.join(max(0.0, deadline - time.monotonic()))
         if private is not None:
             private.stop(max(0.0, deadline - time.monotonic()))
-        alive = [t.name for t in threads if t.is_alive()]
-        if private is not None and private.thread.is_alive():
+        alive = [t.name for t in threads if t.is_alive() and t is not me]
+        if (
+            private is not None
+            and private.thread.is_alive()
+            and private.thread is not me
+        ):
             alive.append(private.thread.name)
         if alive:
             logger.warning("palyra: scheduler runs still going after stop: %s", alive)
@@ -104,7 +114,21 @@ class Runner:
 
     # -- threads -------------------------------------------------------------
 
+    def loop_of(self, run: Run) -> Any:
+        """The event loop an async run is on (None for a thread's run)."""
+        if not run.job.is_async:
+            return None
+        loop = self.loop
+        if loop is None and self._private is not None:
+            loop = self._private.loop
+        return loop
+
+    def current(self) -> Run | None:
+        """The run this thread (or this task) is carrying out, if any."""
+        return _CURRENT.get()
+
     def _in_thread(self, run: Run) -> None:
+        _CURRENT.set(run)
         error: BaseException | None = None
         try:
             result = run.job.func(self._context_of(run))
@@ -151,16 +175,22 @@ class Runner:
     async def _in_task(self, run: Run) -> None:
         import asyncio  # the loop's own: loaded already
 
+        _CURRENT.set(run)  # the task's own context
         error: BaseException | None = None
         try:
             result = run.job.func(self._context_of(run))
             if inspect.isawaitable(result):
                 await result
-        except (Exception, asyncio.CancelledError) as exc:
+        except BaseException as exc:  # SystemExit too: the job's, not the loop's
             error = exc
         # The record is written in a worker thread: the ledger may wait on a
-        # lock, which must not stall the loop's other runs.
-        await asyncio.to_thread(self._ended, run, error)
+        # lock, which must not stall the loop's other runs. Cancelled before
+        # that thread took it (the loop is closing), it is written here.
+        try:
+            await asyncio.to_thread(self._ended, run, error)
+        except asyncio.CancelledError:
+            self._ended(run, error)  # a second call for the same run is a no-op
+            raise
 
 
 async def _awaited(result: Any) -> None:
@@ -200,4 +230,5 @@ class _LoopThread:
     def stop(self, timeout: float) -> None:
         with contextlib.suppress(RuntimeError):  # closed already
             self.loop.call_soon_threadsafe(self.loop.stop)
-        self.thread.join(timeout)
+        if self.thread is not threading.current_thread():  # an async job's stop()
+            self.thread.join(timeout)

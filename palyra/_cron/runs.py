@@ -64,15 +64,18 @@ class RunRecord:
     error_message: str | None = None
 
 
-def error_fields(exc: BaseException | None) -> tuple[str | None, str | None]:
-    """A record's error type and (redacted, shortened) message."""
+def error_fields(
+    exc: BaseException | None, secrets: tuple[str, ...] = ()
+) -> tuple[str | None, str | None]:
+    """A record's error type and message: shortened, with ``secrets`` (the
+    client's known keys) and anything shaped like a credential redacted."""
     if exc is None:
         return None, None
     try:
         text = str(exc)
     except Exception:  # a job's exception whose __str__ itself fails
         text = "<its message could not be read>"
-    return type(exc).__name__, excerpt(text, limit=_MESSAGE_CHARS)
+    return type(exc).__name__, excerpt(text, secrets, limit=_MESSAGE_CHARS)
 
 
 class RunStore(Protocol):

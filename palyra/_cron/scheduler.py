@@ -16,20 +16,13 @@ from datetime import UTC, datetime, timedelta
 from typing import Any, TypeVar
 from zoneinfo import ZoneInfo
 
-from .context import SCHEDULER_PRINCIPAL, Job, JobContext, checked_id
+from .context import SCHEDULER_PRINCIPAL, Job, JobContext
 from .errors import JobNotFoundError, ScheduleError, SchedulerError
-from .policies import (
-    Concurrency,
-    Misfire,
-    Retry,
-    checked_concurrency,
-    checked_misfire,
-    checked_retry,
-    checked_seconds,
-)
-from .running import Runner, is_async
+from .policies import Concurrency, Misfire, Retry
+from .running import Runner
 from .runs import MemoryRunStore, RunRecord, RunStore
-from .schedules import EverySchedule, aware, make_schedule
+from .schedules import aware
+from .specs import job_spec
 from .timetable import Action, Cancel, JobSpec, Record, Run, Start, Timetable
 
 __all__ = ["Bind", "Scheduler"]
@@ -45,6 +38,14 @@ def _utcnow() -> datetime:
     return datetime.now(UTC)
 
 
+def _on_loop(loop: Any) -> bool:
+    """Whether ``loop`` runs on this thread (blocking here would stall it)."""
+    import sys
+
+    aio = sys.modules.get("asyncio")
+    return aio is not None and aio._get_running_loop() is loop
+
+
 class Scheduler:
     """Jobs on cron, interval or one-shot schedules, with misfire,
     concurrency, jitter, retry and runtime policies; owned by a client
@@ -58,6 +59,9 @@ class Scheduler:
         bind: Makes each run's ``ctx.client`` (the owning client gives one).
         store: Where run records go (default: memory, the newest 1000 per job).
         clock: The current time, an aware datetime (default: UTC now).
+        secrets: The keys to redact from run records' error messages (the
+            owning client gives its configured ones); anything shaped like a
+            credential is redacted regardless.
     """
 
     def __init__(
@@ -66,13 +70,14 @@ class Scheduler:
         bind: Bind | None = None,
         store: RunStore | None = None,
         clock: Callable[[], datetime] | None = None,
+        secrets: Callable[[], tuple[str, ...]] | None = None,
     ) -> None:
         self._bind = bind
         self._store: RunStore = store if store is not None else MemoryRunStore()
         self._clock = clock or _utcnow
         self._manual: datetime | None = None  # the last run_pending(now=)
         self._lock = threading.Lock()
-        self._table = Timetable()
+        self._table = Timetable(secrets or tuple)
         self._runner = Runner(self._context, self._run_ended)
         self._wake = threading.Event()
         self._stopping = threading.Event()
@@ -275,13 +280,21 @@ class Scheduler:
         deadline = time.monotonic() + timeout
         while True:
             with self._lock:
-                active = self._table.active_runs()
+                active = [r for r in self._table.active_runs() if self._waitable(r)]
             if not active:
                 return True
             left = deadline - time.monotonic()
             if left <= 0:
                 return False
             active[0].ended.wait(min(left, 0.05))
+
+    def _waitable(self, run: Run) -> bool:
+        """Whether this thread can wait for ``run``: not its own run, nor an
+        async run of the loop it would block."""
+        if run is self._runner.current():
+            return False
+        loop = self._runner.loop_of(run)
+        return loop is None or not _on_loop(loop)
 
     @property
     def running(self) -> bool:
@@ -308,20 +321,22 @@ class Scheduler:
         self._thread.start()
 
     def stop(self, timeout: float = 10.0) -> bool:
-        """Stop firing; give runs in progress up to ``timeout`` seconds to
-        end, then cancel the rest (recorded ``cancelled``) and stop the
-        threads. Whether everything stopped in time."""
+        """Stop firing; give runs in progress most of ``timeout`` seconds to
+        end, then cancel the rest (recorded ``cancelled``) and, in what is
+        left of it (up to half a second), let the threads stop. Whether
+        everything stopped in time; it never takes longer than ``timeout``."""
         deadline = time.monotonic() + timeout
+        grace = min(0.5, timeout / 2)  # for cancelled runs to wind down
         self._stopping.set()
         self._wake_up()
         thread, self._thread = self._thread, None
         if thread is not None and thread is not threading.current_thread():
             thread.join(max(0.0, deadline - time.monotonic()))
-        self.wait(max(0.0, deadline - time.monotonic()))
+        self.wait(max(0.0, deadline - grace - time.monotonic()))
         with self._lock:
             actions = self._table.cancel_all(self._now())
         self._apply(actions)
-        stopped = self._runner.shutdown(max(0.5, deadline - time.monotonic()))
+        stopped = self._runner.shutdown(max(0.0, deadline - time.monotonic()))
         return stopped and (thread is None or not thread.is_alive())
 
     async def run(self) -> None:
@@ -341,13 +356,20 @@ class Scheduler:
         self._async_wake = (loop, woken)
         self._runner.loop = loop
         self._stopping.clear()
+        tick: Any = None
         try:
             while not self._stopping.is_set():  # `stop` ends it too
                 woken.clear()
-                wake_at = await asyncio.to_thread(self._tick)
+                tick = asyncio.ensure_future(asyncio.to_thread(self._tick))
+                # Shielded: cancelled, the tick in its thread still ends, and
+                # the `finally` waits for it before the runner lets the loop go.
+                wake_at = await asyncio.shield(tick)
+                tick = None
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(woken.wait(), self._sleep_for(wake_at))
         finally:
+            if tick is not None:
+                await asyncio.wait([tick], timeout=30.0)
             self._async_wake = None
             self._runner.loop = None
             await self._runner.cancel_tasks_of(loop)
@@ -356,28 +378,10 @@ class Scheduler:
 
     def _spec(self, func: Any, *given: Any) -> JobSpec:
         """The job `add` describes, every argument checked."""
-        (cron, every, at, tz, id_, misfire, concurrency, jitter, retries,
-         max_runtime, agent, auth_profile) = given  # fmt: skip
-        if not callable(func):
-            raise ScheduleError(
-                "func", f"must be a function, not {type(func).__name__}"
-            )
-        schedule = make_schedule(cron, every, at, tz)
-        spread = checked_seconds(jitter, "jitter", zero=True) or 0.0
-        if isinstance(schedule, EverySchedule) and spread >= schedule.seconds:
-            raise ScheduleError(
-                "jitter", f"must be shorter than the interval ({schedule.seconds} s)"
-            )
-        if spread > 86_400:
-            raise ScheduleError("jitter", "must be at most a day (86400 s)")
+        agent, auth_profile = given[-2:]
         if self._bind is not None:  # a bad agent or profile id fails now
             self._bind(agent, auth_profile, SCHEDULER_PRINCIPAL)
-        runtime = checked_seconds(max_runtime, "max_runtime", zero=False)
-        return JobSpec(
-            checked_id(func if id_ is None else id_, id_ is None), func, schedule,
-            checked_misfire(misfire), checked_concurrency(concurrency), spread,
-            checked_retry(retries), runtime, agent, auth_profile, is_async(func),
-        )  # fmt: skip
+        return job_spec(func, given, self._now())
 
     def _known(self, job_id: str) -> None:
         if not self._table.has(job_id):

@@ -18,6 +18,7 @@ it starts, and nothing drifts.
 
 from __future__ import annotations
 
+import itertools
 import math
 from datetime import UTC, datetime, timedelta
 from typing import Protocol
@@ -127,6 +128,46 @@ class CronSchedule:
         except CroniterBadDateError:
             return None
         return None
+
+    def previous(self, t: datetime) -> datetime | None:
+        """The last fire at or before ``t``, in UTC (the same DST rules)."""
+        from croniter import CroniterBadDateError, croniter
+
+        zone = self.zone
+        start = (t.astimezone(zone) + timedelta(seconds=1)).replace(tzinfo=None)
+        try:
+            times = croniter(self.expression, start)
+            for _ in range(_MAX_STEPS):
+                wall = times.get_prev(datetime)
+                candidate = wall.replace(tzinfo=zone)
+                back = candidate.astimezone(UTC).astimezone(zone).replace(tzinfo=None)
+                if back != wall.replace(tzinfo=None):
+                    continue  # in a DST gap
+                fire = candidate.astimezone(UTC)
+                if fire <= t:
+                    return fire
+        except CroniterBadDateError:
+            return None
+        return None
+
+    def latest(self, now: datetime, n: int, since: datetime) -> list[datetime]:
+        """Up to ``n`` of the last fires in ``[since, now]``, oldest first."""
+        found: list[datetime] = []
+        tick = self.previous(now)
+        while tick is not None and tick >= since and len(found) < n:
+            found.append(tick)
+            tick = self.previous(tick - timedelta(microseconds=1))
+        return found[::-1]
+
+    def shortest_gap(self, after: datetime, fires: int = 12) -> float:
+        """The shortest time between the next ``fires`` fires, in seconds."""
+        ticks: list[datetime] = []
+        tick = self.next_after(after)
+        while tick is not None and len(ticks) < fires:
+            ticks.append(tick)
+            tick = self.next_after(tick)
+        gaps = [(b - a).total_seconds() for a, b in itertools.pairwise(ticks)]
+        return min(gaps, default=float("inf"))
 
     def describe(self) -> str:
         return f"cron {self.expression!r} in {self.zone.key}"

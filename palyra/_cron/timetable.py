@@ -25,11 +25,14 @@ from typing import Any
 
 from .policies import Concurrency, Misfire, Retry, jitter_of
 from .runs import Outcome, RunRecord, error_fields
-from .schedules import AtSchedule, EverySchedule, Schedule
+from .schedules import AtSchedule, CronSchedule, EverySchedule, Schedule
 
 __all__ = ["Cancel", "JobSpec", "Record", "Run", "Start", "Timetable"]
 
-_MAX_COUNTED = 100_000  # missed cron ticks counted one by one, at most
+# Missed cron ticks are counted one by one (croniter: ~100 us each), under
+# the lock: past this many the count says "N+", and the latest ticks the
+# policy runs are found walking back from now.
+_MAX_COUNTED = 100
 
 
 @dataclass(frozen=True, slots=True)
@@ -112,11 +115,15 @@ class _Job:
 class Timetable:
     """Jobs, their next fires and their runs in progress."""
 
-    def __init__(self) -> None:
+    def __init__(self, secrets: Callable[[], tuple[str, ...]] = tuple) -> None:
+        self._secrets = secrets  # known keys, redacted from error messages
         self._jobs: dict[str, _Job] = {}
         self._heap: list[tuple[float, int, str, str, int, Any]] = []
         self._seq = itertools.count()
         self._tokens = itertools.count(1)
+        # Generations are unique across jobs: a job removed and added again
+        # under its id never revives the entries of the one before.
+        self._generations = itertools.count(1)
 
     # -- jobs ----------------------------------------------------------------
 
@@ -128,13 +135,13 @@ class Timetable:
             if isinstance(schedule, AtSchedule)
             else schedule.next_after(now)
         )
-        job = self._jobs[spec.id] = _Job(spec, tick)
+        job = self._jobs[spec.id] = _Job(spec, tick, generation=next(self._generations))
         self._push_fire(job)
 
     def remove(self, job_id: str, now: datetime) -> list[Action]:
         """Forget the job; its runs in progress are cancelled."""
         job = self._jobs.pop(job_id)
-        job.generation += 1
+        job.generation = next(self._generations)
         return [
             self._cancel(job, run, "cancelled", now)
             for run in list(job.active.values())
@@ -166,7 +173,7 @@ class Timetable:
     def pause(self, job_id: str) -> None:
         job = self._jobs[job_id]
         job.paused = True
-        job.generation += 1  # its pending fire is dropped when it surfaces
+        job.generation = next(self._generations)  # its fire is dropped when it surfaces
         job.retry_token = 0
         job.queued = None
         job.backlog.clear()
@@ -177,7 +184,7 @@ class Timetable:
         if not job.paused:
             return
         job.paused = False
-        job.generation += 1
+        job.generation = next(self._generations)
         if job.tick is not None and job.tick <= now:
             job.tick = job.spec.schedule.next_after(now)
         self._push_fire(job)
@@ -260,50 +267,47 @@ class Timetable:
         """The job's fire came: its due ticks run by the misfire policy, each
         offered to the concurrency policy; then its next fire is pushed."""
         assert job.tick is not None
+        if job.tick > now:  # not due after all (cannot happen): fire later
+            self._push_fire(job)
+            return
         oldest = job.tick
-        count, latest = self._missed(job, now)
-        running = job.spec.misfire.runs(count)
+        count, exact, latest = self._missed(job, now)
+        running = min(len(latest), job.spec.misfire.runs(count))
         if count > running:
-            actions.append(
-                Record(
-                    self._skipped(
-                        job,
-                        oldest,
-                        now,
-                        "Misfire",
-                        f"{count - running}{'+' * (count >= _MAX_COUNTED)} missed"
-                        f" fire(s) dropped by the {job.spec.misfire} policy",
-                    )
-                )
-            )
-        fires = list(latest)[-running:]
+            dropped = f"{count - running}{'' if exact else '+'}"
+            why = f"{dropped} missed fire(s) dropped by the {job.spec.misfire} policy"
+            actions.append(Record(self._skipped(job, oldest, now, "Misfire", why)))
+        fires = latest[-running:]
         job.tick = job.spec.schedule.next_after(now)
         self._push_fire(job)
         self._offer(job, fires[0], now, actions)
         job.backlog.extend(fires[1:])
 
-    def _missed(self, job: _Job, now: datetime) -> tuple[int, deque[datetime]]:
-        """How many ticks are due by ``now``, and the latest of them (as many
-        as the misfire policy may run)."""
+    def _missed(self, job: _Job, now: datetime) -> tuple[int, bool, list[datetime]]:
+        """How many ticks are due by ``now`` (and whether that count is
+        exact, or a floor), and the latest of them, oldest first (as many as
+        the misfire policy may run)."""
         assert job.tick is not None
         schedule, keep = job.spec.schedule, max(1, job.spec.misfire.catch_up)
         if isinstance(schedule, EverySchedule):
             step = schedule.seconds
-            count = int((now - job.tick).total_seconds() // step) + 1
+            count = max(1, int((now - job.tick).total_seconds() // step) + 1)
             first = max(0, count - keep)
-            ticks = (
+            ticks = [
                 job.tick + timedelta(seconds=step * i) for i in range(first, count)
-            )
-            return count, deque(ticks, maxlen=keep)
-        latest: deque[datetime] = deque([job.tick], maxlen=keep)
-        count, tick = 1, job.tick
-        while count < _MAX_COUNTED:
+            ]
+            return count, True, ticks
+        ticks, tick = [job.tick], job.tick
+        cap = max(keep, _MAX_COUNTED)
+        while len(ticks) <= cap:
             following = schedule.next_after(tick)
             if following is None or following > now:
-                break
-            latest.append(following)
-            count, tick = count + 1, following
-        return count, latest
+                return len(ticks), True, ticks[-keep:]
+            ticks.append(following)
+            tick = following
+        if isinstance(schedule, CronSchedule):  # a long backlog: from now back
+            return len(ticks), False, schedule.latest(now, keep, job.tick)
+        return len(ticks), False, ticks[-keep:]
 
     def _offer(
         self, job: _Job, scheduled: datetime, now: datetime, actions: list[Action]
@@ -390,7 +394,7 @@ class Timetable:
         error: BaseException | None,
         message: str | None = None,
     ) -> RunRecord:
-        kind, text = error_fields(error)
+        kind, text = error_fields(error, self._secrets() if error is not None else ())
         if message is not None:
             kind, text = ("Timeout" if outcome == "timeout" else "Cancelled"), message
         return RunRecord(

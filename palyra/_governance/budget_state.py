@@ -9,8 +9,10 @@ keeps the numbers, loads them, and words the refusals, alerts and statuses.
 
 from __future__ import annotations
 
+import logging
 import threading
 from collections import deque
+from collections.abc import Callable
 from datetime import datetime
 from decimal import Decimal
 from typing import Literal
@@ -21,7 +23,17 @@ from .budget_policy import BudgetAlert, BudgetPolicy, BudgetStatus
 from .ledger import UsageLedger
 from .records import UsageRecord
 
-__all__ = ["ScopeState", "alerts_of", "load_spent", "refusal", "status_of"]
+__all__ = [
+    "ScopeState",
+    "alerts_of",
+    "load_spent",
+    "refresh",
+    "refusal",
+    "send_alert",
+    "status_of",
+]
+
+logger = logging.getLogger("palyra")
 
 _ZERO = Decimal(0)
 
@@ -324,3 +336,27 @@ def status_of(state: ScopeState, now: datetime) -> BudgetStatus:
         in_flight=in_flight,
         state=level,
     )
+
+
+def send_alert(
+    alert: BudgetAlert, on_alert: Callable[[BudgetAlert], None] | None
+) -> None:
+    """Log ``alert`` (a warning) and give it to ``on_alert``, whose failure
+    is logged, never raised (a user callback must not break the call)."""
+    who = (
+        "global" if alert.scope == "global" else f"{alert.scope}={alert.scope_value!r}"
+    )
+    logger.warning(
+        "budget %r (%s %s) passed %s%% of its limit %s: spent %s",
+        alert.policy,
+        alert.metric,
+        who,
+        f"{(alert.threshold * 100).normalize():f}",
+        alert.limit,
+        alert.spent,
+    )
+    if on_alert is not None:
+        try:
+            on_alert(alert)
+        except Exception:
+            logger.exception("budget alert callback failed for %r", alert.policy)

@@ -50,6 +50,7 @@ from .budget_state import (
     load_spent,
     refresh,
     refusal,
+    send_alert,
     status_of,
 )
 from .ledger import UsageLedger
@@ -297,6 +298,7 @@ class Budgets:
         """
         now = self._now()
         alerts: list[BudgetAlert] = []
+        failed: LedgerError | None = None
         for policy in self._policies:
             if policy.per_value:
                 with self._lock:
@@ -304,17 +306,31 @@ class Budgets:
             else:
                 values = [policy.value or "*"]
             for value in values:
-                state = self._state(policy, value, now, None)  # a new window opens
-                spent, entries = load_spent(
-                    self._ledger(), policy, value, state.start, state.end, now
-                )
-                due = refresh(state, spent, entries, now)
-                if due:
-                    with state.lock:
-                        alerts.extend(alerts_of(state, due, now))
+                try:
+                    alerts.extend(self._evaluate(policy, value, now))
+                except LedgerError as exc:  # the other budgets are evaluated
+                    if policy.on_ledger_error == "block":
+                        failed = failed or exc
+                    else:
+                        logger.warning("budget %r not evaluated: %s", policy.id, exc)
         for alert in alerts:
             self._send(alert)
+        if failed is not None:
+            raise failed
         return alerts
+
+    def _evaluate(
+        self, policy: BudgetPolicy, value: str, now: datetime
+    ) -> list[BudgetAlert]:
+        state = self._state(policy, value, now, None)  # a new window opens
+        spent, entries = load_spent(
+            self._ledger(), policy, value, state.start, state.end, now
+        )
+        due = refresh(state, spent, entries, now)
+        if not due:
+            return []
+        with state.lock:
+            return alerts_of(state, due, now)
 
     def release(self, reservation: Reservation) -> None:
         """Drop a reservation: the call was not made, or failed unbilled."""
@@ -462,25 +478,7 @@ class Budgets:
             return refusal(state, now, reason, amount, where, detail)
 
     def _send(self, alert: BudgetAlert) -> None:
-        who = (
-            "global"
-            if alert.scope == "global"
-            else f"{alert.scope}={alert.scope_value!r}"
-        )
-        logger.warning(
-            "budget %r (%s %s) passed %s%% of its limit %s: spent %s",
-            alert.policy,
-            alert.metric,
-            who,
-            f"{(alert.threshold * 100).normalize():f}",
-            alert.limit,
-            alert.spent,
-        )
-        if self._on_alert is not None:
-            try:
-                self._on_alert(alert)
-            except Exception:  # a user callback must not break the call
-                logger.exception("budget alert callback failed for %r", alert.policy)
+        send_alert(alert, self._on_alert)
 
 
 def _by_id(policy: BudgetPolicy) -> str:

@@ -89,6 +89,12 @@ DRAIN_CHUNK = 16  # spooled records moved per turn of the lock (~0.4 ms)
 DRAIN_DELAY = 0.05  # seconds the mover waits after a write, to batch
 
 
+_RANGE = """SELECT MIN(low), MAX(high) FROM (
+    SELECT MIN(started_ms) AS low, MAX(started_ms) AS high FROM usage
+    UNION ALL
+    SELECT MIN(slot) * 900000, MAX(slot) * 900000 + 899999 FROM usage_slots)"""
+
+
 class SQLiteLedger:
     """Usage records in the SQLite file ``path``, opened on first use.
 
@@ -320,7 +326,9 @@ class SQLiteLedger:
 
     def _segments(self, query: Query) -> list[tuple[int, int]]:
         """The zone's UTC offsets over the records' range (a few a year)."""
-        rows = self._read("SELECT MIN(started_ms), MAX(started_ms) FROM usage", [])
+        # The slots too: after a prune that kept the totals, they reach back
+        # past the oldest record, and need their own days' offsets.
+        rows = self._read(_RANGE, [])
         low, high = rows[0] if rows and rows[0][0] is not None else (0, 0)
         if query.since_ms is not None:
             low = max(low, query.since_ms)
