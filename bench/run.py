@@ -24,6 +24,7 @@ from bench import (  # noqa: E402
     auth,
     bookkeeping,
     budgets,
+    cli,
     construction,
     cron,
     gateway,
@@ -53,6 +54,7 @@ BENCHMARKS = {
     "budgets": budgets.run,
     "routing": routing.run,
     "cron": cron.run,
+    "cli": cli.run,
     "gateway": gateway.run,
 }
 

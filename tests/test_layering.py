@@ -189,7 +189,23 @@ LAYERS: list[tuple[str, list[str]]] = [
             "__init__",
         ],
     ),
-    ("cli", ["_cli", "__main__"]),
+    (
+        "_cli",
+        [
+            "output",
+            "parser",
+            "dispatch",
+            "chat",
+            "registry",
+            "ledger",
+            "auth",
+            "jobs",
+            "admin",
+            "serve",
+            "__init__",
+        ],
+    ),
+    ("entry", ["__main__"]),
 ]
 PACKAGES = {name for name, _ in LAYERS if name.startswith("_") or name == "asgi"}
 

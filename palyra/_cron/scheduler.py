@@ -192,6 +192,21 @@ class Scheduler:
                 found.append(self.get(job_id))
         return found
 
+    def trigger(
+        self, id: str, *, wait: float | None = 30.0
+    ) -> builtins.list[RunRecord]:
+        """Fire the job now, once, by hand (``palyra jobs run``): its schedule
+        is left as it is; its concurrency policy applies. Waits up to
+        ``wait`` seconds for the run; the records of this fire.
+
+        Raises:
+            JobNotFoundError: no such job.
+        """
+        with self._lock:
+            self._known(id)
+            actions = self._table.trigger(id, self._now())
+        return self._finish(actions, wait)
+
     def pause(self, id: str) -> None:
         """Stop firing the job (runs in progress go on).
 
@@ -267,6 +282,13 @@ class Scheduler:
             self._manual = aware(now, "now")
         with self._lock:
             actions = self._table.due(self._now())
+        return self._finish(actions, wait)
+
+    def _finish(
+        self, actions: builtins.list[Action], wait: float | None
+    ) -> builtins.list[RunRecord]:
+        """Carry out ``actions``, wait up to ``wait`` s for the runs they
+        started; the records of those that ended, and of skipped fires."""
         started, records = self._apply(actions)
         if wait and started:
             deadline = time.monotonic() + wait

@@ -170,6 +170,13 @@ class Timetable:
         job = self._jobs[job_id]
         return (None if job.paused else job.fire_at()), job.paused, len(job.active)
 
+    def trigger(self, job_id: str, now: datetime) -> list[Action]:
+        """A fire of the job now, by hand: its schedule is left as it is, and
+        the concurrency policy applies as to any fire."""
+        actions: list[Action] = []
+        self._offer(self._jobs[job_id], now, now, actions)
+        return actions
+
     def pause(self, job_id: str) -> None:
         job = self._jobs[job_id]
         job.paused = True

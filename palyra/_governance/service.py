@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any, TypeVar
 
@@ -223,6 +223,17 @@ class UsageService:
     def _run(self, rec: UsageRecord) -> UsageRun:
         price = self._price(rec, rec.provider, rec.model)
         return UsageRun(record=rec, price=price, cost=cost_of(_usage_of(rec), price))
+
+    def price(
+        self, provider: str, model: str, at: datetime | None = None
+    ) -> PriceEntry | None:
+        """The price in effect for registry ``model`` of ``provider`` at
+        ``at`` (default now): the model entry's, the price table's or the
+        shipped default's; None when unpriced. May read the price table
+        file on first use."""
+        kind, upstream = self._upstream_of(provider, model)
+        when = at if at is not None else datetime.now(UTC)
+        return self._prices.entry(provider, kind, upstream, when)
 
     def _price(self, rec: UsageRecord, provider: str, model: str) -> PriceEntry | None:
         kind, upstream = self._upstream_of(provider, model)

@@ -156,3 +156,14 @@ def test_a_failing_ledger_does_not_stop_the_other_budgets_alerts(
         sent = client.budgets.evaluate()
     assert [(a.policy, a.threshold) for a in sent] == [("b", 0.5)]
     assert alerts == sent
+
+
+def test_a_job_fired_by_hand_keeps_its_schedule() -> None:
+    s = palyra.Scheduler(clock=lambda: T0)
+    ran: list[datetime] = []
+    s.add(lambda ctx: ran.append(ctx.scheduled_at), id="j", every=3600)
+    records = s.trigger("j")
+    assert [(r.outcome, r.scheduled_at) for r in records] == [("ok", T0)]
+    assert s.get("j").next_run == at(60)  # unchanged
+    with pytest.raises(palyra.JobNotFoundError):
+        s.trigger("nope")

@@ -22,7 +22,14 @@ from tests.upstream import Upstream, error_reply
 HI = [{"role": "user", "content": "hi"}]
 # Jobs of a client's scheduler are scheduled from the real clock when it is
 # made; the tests then drive it by hand from a moment past their first fire.
-NOW = datetime.now(UTC).replace(microsecond=0) + timedelta(minutes=2)
+NOW = datetime.now(UTC)
+
+
+@pytest.fixture(autouse=True)
+def _now() -> None:
+    """Each test's moment: two minutes from when it starts."""
+    global NOW
+    NOW = datetime.now(UTC).replace(microsecond=0) + timedelta(minutes=2)
 
 
 @pytest.fixture(autouse=True)
