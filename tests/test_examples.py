@@ -523,6 +523,62 @@ def test_budgets_runs_offline_in_a_fresh_process() -> None:
     assert all(line.startswith("budget 'agent-daily' (usd agent=") for line in warnings)
 
 
+@pytest.mark.parametrize(
+    ("name", "promised"),
+    [
+        (
+            "streaming",
+            [
+                "chunks: 'Stream this sentence back to me word by word'",
+                "async: True",
+                "ledger: ['ok', 'ok', 'cancelled']",
+            ],
+        ),
+        (
+            "tools",
+            [
+                "finish: tool_calls",
+                "the model calls weather({'city': 'Prague'})",
+                "answer: It is 21 °C and clear in Prague.",
+            ],
+        ),
+        ("vision", ["eyes: What is in it?", "text-only refused: vision"]),
+        ("embeddings", ["3 vectors of", "nearest: 'the cat sat on the mat' (1.000)"]),
+        ("transcription", ["text: [", "meeting.wav]", "segments: 1"]),
+        (
+            "usage_report",
+            ["by model:", "research  2 calls", "costliest: research smart"],
+        ),
+        (
+            "serve_anthropic_sdk",
+            [
+                "message: Say hello to the Anthropic SDK | stop: end_turn",
+                "count_tokens:",
+                "ledger: [('claude-sdk', 'ok'), ('claude-sdk', 'ok')]",
+            ],
+        ),
+        (
+            "testing_app",
+            ["scripted reply: ok", "failover: served by gpt-4o after 2 attempts"],
+        ),
+    ],
+)
+def test_capability_examples(
+    name: str, promised: list[str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Each capability's script prints what it promises."""
+    load_example(name).main()
+    out = capsys.readouterr().out
+    for line in promised:
+        assert line in out, (name, line, out)
+
+
+def test_examples_readme_lists_every_script() -> None:
+    listed = (EXAMPLES / "README.md").read_text()
+    for script in sorted(EXAMPLES.glob("*.py")):
+        assert f"`{script.name}`" in listed, script.name
+
+
 def test_scheduled_agent(capsys: pytest.CaptureFixture[str]) -> None:
     """scheduled_agent.py: three mornings on a manual clock; the report runs
     as its agent until the agent's own budget refuses it, a failing job is
