@@ -50,7 +50,6 @@ from ._core import (
     classify,
 )
 from ._credentials import CredentialResolver, checked
-from ._cron import LedgerRunStore, Scheduler, add_configured
 from ._exceptions import ConfigError
 from ._governance import (
     BudgetAlert,
@@ -70,6 +69,7 @@ from ._tokens import TiktokenCounter, TokenCounter
 from ._wire import ModelInfo
 
 if TYPE_CHECKING:
+    from ._cron import Scheduler
     from ._providers import DeterministicAdapter, DeterministicBackend
 
 __all__ = ["Palyra"]
@@ -275,6 +275,9 @@ class Palyra(Calls):
         return self._cron[0]
 
     def _new_scheduler(self) -> Scheduler:
+        # Loaded with the first use: a client that schedules nothing pays nothing.
+        from ._cron import LedgerRunStore, Scheduler, add_configured
+
         def bind(agent: str | None, profile: str | None, principal: str) -> Palyra:
             return self.bind(agent=agent, principal=principal, auth_profile=profile)
 
