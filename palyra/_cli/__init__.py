@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import sys
 from collections.abc import Sequence
+from typing import TextIO
 
 __all__ = ["main"]
 
@@ -27,6 +28,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     from .parser import build
 
     args = build().parse_args(argv)  # exits 2 on a usage error, 0 for --help
+    import warnings
+
+    # palyra's warnings (an inline key...) as one line each, like its errors.
+    warnings.showwarning = _one_line
     from .dispatch import run
 
     try:
@@ -34,3 +39,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("", file=sys.stderr)
         return 130
+
+
+def _one_line(
+    message: Warning | str,
+    category: type[Warning],
+    filename: str,
+    lineno: int,
+    file: TextIO | None = None,
+    line: str | None = None,
+) -> None:
+    print(f"palyra: warning: {' '.join(str(message).split())}", file=sys.stderr)

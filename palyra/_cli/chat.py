@@ -6,6 +6,7 @@ terminal, a session that keeps the conversation (``/model NAME``,
 from __future__ import annotations
 
 import argparse
+import contextlib
 import sys
 from typing import Any
 
@@ -21,7 +22,12 @@ def run(args: argparse.Namespace) -> int:
     """Chat."""
     prompt = args.prompt
     if prompt is None and not sys.stdin.isatty():
-        prompt = sys.stdin.read()
+        try:
+            prompt = sys.stdin.buffer.read().decode("utf-8")
+        except UnicodeDecodeError as exc:
+            raise CommandError(
+                f"stdin is not UTF-8 text (byte {exc.start})", 2
+            ) from None
     if prompt is None:
         with client_from(args) as client:
             return _session(client, args)
@@ -77,7 +83,12 @@ def _usage_line(info: Any) -> str:
 
 
 def _session(client: Any, args: argparse.Namespace) -> int:
+    with contextlib.suppress(ImportError):  # line editing and recall, where it exists
+        import readline  # noqa: F401
     model = args.model
+    known = {m.id for m in client.models()} | {
+        a for m in client.models() for a in m.aliases
+    }
     history = _start(args)
     print(f"palyra chat ({model or 'default model'}); {_HELP}", file=sys.stderr)
     while True:
@@ -94,11 +105,9 @@ def _session(client: Any, args: argparse.Namespace) -> int:
         if text == "/reset":
             history = _start(args)
             continue
-        if text.startswith("/model"):
-            name = text[len("/model") :].strip()
-            if name:
-                model = name
-            print(f"model: {model or 'default model'}", file=sys.stderr)
+        command, _, name = text.partition(" ")
+        if command == "/model":
+            model = _switch(model, name.strip(), known)
             continue
         if text.startswith("/"):
             print(_HELP, file=sys.stderr)
@@ -106,8 +115,23 @@ def _session(client: Any, args: argparse.Namespace) -> int:
         history.append({"role": "user", "content": line})
         try:
             answer = _answer(client, history, model, args.agent)
+        except KeyboardInterrupt:  # stop this answer, keep the session
+            history.pop()
+            print("\n(interrupted)", file=sys.stderr)
+            continue
         except Exception as exc:  # the session goes on after a failed call
             history.pop()
             print(f"palyra chat: {type(exc).__name__}: {exc}", file=sys.stderr)
             continue
         history.append({"role": "assistant", "content": answer})
+
+
+def _switch(model: str | None, name: str, known: set[str]) -> str | None:
+    """``/model NAME``: the new model, if the registry has it (else the old)."""
+    if name and name not in known:
+        print(f"no model {name!r}; the registry has {', '.join(sorted(known))}",
+              file=sys.stderr)  # fmt: skip
+    elif name:
+        model = name
+    print(f"model: {model or 'default model'}", file=sys.stderr)
+    return model

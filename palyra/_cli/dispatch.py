@@ -45,10 +45,12 @@ def run(args: argparse.Namespace) -> int:
     except KeyboardInterrupt:
         raise
     except Exception as exc:  # a PalyraError names what is wrong; others too
-        from .._exceptions import ConfigError  # loaded already, if it was raised
+        from .._exceptions import ConfigError, InvalidRequestError
 
-        # A configuration that does not load is bad input, as a bad flag is.
-        return _report(args, exc, 2 if isinstance(exc, ConfigError) else 1)
+        # A configuration that does not load, or a value palyra refuses (a bad
+        # --by, --tz, --agent, --scope), is bad input, as a bad flag is.
+        usage = isinstance(exc, (ConfigError, InvalidRequestError, ValueError))
+        return _report(args, exc, 2 if usage else 1)
 
 
 def _report(args: argparse.Namespace, exc: BaseException, status: int) -> int:

@@ -19,7 +19,7 @@ def run(args: argparse.Namespace) -> int:
         if args.action == "list":
             return _list(scheduler, args)
         if args.action == "run":
-            return _run(scheduler, args.job_id)
+            return _run(scheduler, args.job_id, args.wait)
         if not 1 <= args.n <= 1000:
             raise CommandError("-n takes 1 to 1000", 2)
         for fire in scheduler.next_runs(args.job_id, args.n):
@@ -41,8 +41,11 @@ def _list(scheduler: Any, args: argparse.Namespace) -> int:
     return 0
 
 
-def _run(scheduler: Any, job_id: str) -> int:
-    records = scheduler.trigger(job_id, wait=300)
+def _run(scheduler: Any, job_id: str, wait: float | None) -> int:
+    if wait is None:
+        runtime = scheduler.get(job_id).max_runtime
+        wait = runtime + 5 if runtime is not None else 300.0
+    records = scheduler.trigger(job_id, wait=wait)
     for record in records:
         took = (record.ended_at - record.started_at).total_seconds()
         line = f"{record.job_id}: {record.outcome} in {took:.2f} s"
@@ -50,7 +53,7 @@ def _run(scheduler: Any, job_id: str) -> int:
             line += f" ({record.error_type}: {record.error_message})"
         print(line)
     if not records:
-        raise CommandError(f"{job_id}: still running after 300 s")
+        raise CommandError(f"{job_id}: still running after {wait:g} s")
     return 0 if all(r.outcome == "ok" for r in records) else 1
 
 

@@ -37,7 +37,10 @@ def since_of(text: str | None, now: datetime) -> datetime | None:
         return None
     found = _AGO.match(text)
     if found:
-        return now - timedelta(**{_UNITS[found[2]]: int(found[1])})
+        try:
+            return now - timedelta(**{_UNITS[found[2]]: int(found[1])})
+        except OverflowError:
+            raise CommandError(f"--since: {text!r} reaches before year 1", 2) from None
     try:
         moment = datetime.fromisoformat(text)
     except ValueError:
@@ -54,7 +57,7 @@ def _usage(client: Any, args: argparse.Namespace) -> int:
     totals = client.usage.totals(by=by, since=since, tz=args.tz, **filters)
     headers = [*by, "calls", "input", "cached", "output", "cost_usd", "unpriced"]
     rows = [
-        [*(k if k is not None else "-" for k in t.key), t.calls,
+        [*t.key, t.calls,
          t.input_uncached + t.cache_write, t.cache_read, t.output, t.cost_total,
          t.unpriced_calls]
         for t in totals
@@ -64,7 +67,7 @@ def _usage(client: Any, args: argparse.Namespace) -> int:
     elif args.csv:
         emit_csv(headers, rows)
     elif args.chart:
-        spend = [(str(t.key[0]), t.cost_total or 0) for t in totals]
+        spend = [(_day(t), t.cost_total or 0) for t in totals]
         print("daily spend (USD)" + (f" since {since:%Y-%m-%d}" if since else ""))
         print(bars(spend))
     else:
@@ -93,3 +96,11 @@ def _scope(status: Any) -> str:
     if status.scope == "global":
         return "global"
     return f"{status.scope}={status.scope_value}"
+
+
+def _day(row: Any) -> str:
+    """A chart's label: the day, and its calls without a price, if any."""
+    label = str(row.key[0])
+    if row.unpriced_calls:
+        label += f" (+{row.unpriced_calls} unpriced)"
+    return label

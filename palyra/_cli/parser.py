@@ -37,6 +37,33 @@ def _command(
     )
 
 
+def _days(text: str) -> float:
+    """A number of days in (0, 36600] (argparse reports anything else)."""
+    try:
+        days = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number of days: {text!r}") from None
+    if not 0 < days <= 36_600:  # also refuses nan and inf
+        raise argparse.ArgumentTypeError(f"days take (0, 36600], not {text!r}")
+    return days
+
+
+def _sub(
+    steps: argparse._SubParsersAction[argparse.ArgumentParser],
+    name: str,
+    summary: str,
+    example: str,
+) -> argparse.ArgumentParser:
+    """A second-level command, with its example in its help."""
+    return steps.add_parser(
+        name,
+        help=summary,
+        description=summary,
+        epilog="examples:\n  " + example + "\n",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+
+
 def build() -> argparse.ArgumentParser:
     """The whole command line."""
     parser = argparse.ArgumentParser(
@@ -111,23 +138,35 @@ def _auth(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
         "  palyra auth list\n  palyra auth refresh up-oauth\n",
     )
     steps = auth.add_subparsers(dest="action", metavar="ACTION", required=True)
-    connect = steps.add_parser("connect", help="keep an API key (read without echo)")
+    connect = _sub(
+        steps,
+        "connect",
+        "keep an API key (read without echo)",
+        "palyra auth connect openai --name work",
+    )
     connect.add_argument("provider")
     connect.add_argument("--name", help="the profile's name (default: default)")
     connect.add_argument("--agent", help="only this agent's calls see it")
     connect.add_argument("--no-check", action="store_true", help="do not try the key")
-    login = steps.add_parser("login", help="sign in with OAuth (PKCE, loopback)")
+    login = _sub(
+        steps,
+        "login",
+        "sign in with OAuth (PKCE, loopback)",
+        "palyra auth login up --no-browser",
+    )
     login.add_argument("provider")
     login.add_argument("--name", help="the profile's name")
     login.add_argument("--no-browser", action="store_true", help="print the URL only")
-    steps.add_parser("list", help="every profile and its health").add_argument(
-        "--json", action="store_true", help="machine output"
-    )
+    _sub(
+        steps, "list", "every profile and its health", "palyra auth list --json"
+    ).add_argument("--json", action="store_true", help="machine output")
     for action, text in (
         ("refresh", "refresh an OAuth token now"),
         ("revoke", "revoke and forget"),
     ):
-        steps.add_parser(action, help=text).add_argument("profile_id")
+        _sub(steps, action, text, f"palyra auth {action} openai-work").add_argument(
+            "profile_id"
+        )
     tokens = _command(
         commands,
         "tokens",
@@ -136,18 +175,28 @@ def _auth(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
         "  palyra tokens list\n  palyra tokens revoke tok_0123456789abcdef\n",
     )
     kinds = tokens.add_subparsers(dest="action", metavar="ACTION", required=True)
-    create = kinds.add_parser("create", help="make a token")
+    create = _sub(
+        kinds,
+        "create",
+        "make a token",
+        "palyra tokens create ci --scope chat --days 30",
+    )
     create.add_argument("name")
     create.add_argument(
         "--scope", action="append", help="chat, embeddings, audio, models"
     )
     create.add_argument("--agent", help="every call through it runs as this agent")
     create.add_argument("--rate-limit", type=int, help="requests per minute")
-    create.add_argument("--days", type=float, help="expires after this many days")
-    kinds.add_parser("list", help="every token").add_argument(
+    create.add_argument("--days", type=_days, help="expires after this many days")
+    _sub(kinds, "list", "every token", "palyra tokens list --json").add_argument(
         "--json", action="store_true", help="machine output"
     )
-    kinds.add_parser("revoke", help="stop a token at once").add_argument("token_id")
+    _sub(
+        kinds,
+        "revoke",
+        "stop a token at once",
+        "palyra tokens revoke tok_0123456789abcdef",
+    ).add_argument("token_id")
 
 
 def _ledger(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -186,11 +235,24 @@ def _ledger(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> No
         "  palyra jobs next ledger_retention -n 3\n",
     )
     acts = jobs.add_subparsers(dest="action", metavar="ACTION", required=True)
-    acts.add_parser("list", help="the jobs and their next fire").add_argument(
-        "--json", action="store_true", help="machine output"
+    _sub(
+        acts, "list", "the jobs and their next fire", "palyra jobs list --json"
+    ).add_argument("--json", action="store_true", help="machine output")
+    runs = _sub(
+        acts, "run", "run a job now, once", "palyra jobs run health_probe --wait 60"
     )
-    acts.add_parser("run", help="run a job now, once").add_argument("job_id")
-    following = acts.add_parser("next", help="a job's next fire times")
+    runs.add_argument("job_id")
+    runs.add_argument(
+        "--wait",
+        type=float,
+        help="seconds to wait (default: its max_runtime + 5, else 300)",
+    )
+    following = _sub(
+        acts,
+        "next",
+        "a job's next fire times",
+        "palyra jobs next ledger_retention -n 3",
+    )
     following.add_argument("job_id")
     following.add_argument("-n", type=int, default=5, help="how many (default 5)")
 
@@ -204,10 +266,15 @@ def _admin(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> Non
         "  palyra --config palyra.toml config show\n",
     )
     acts = config.add_subparsers(dest="action", metavar="ACTION", required=True)
-    acts.add_parser("check", help="every error, with its path").add_argument(
-        "path", nargs="?", help="default: --config or $PALYRA_CONFIG"
+    _sub(
+        acts, "check", "every error, with its path", "palyra config check palyra.toml"
+    ).add_argument("path", nargs="?", help="default: --config or $PALYRA_CONFIG")
+    _sub(
+        acts,
+        "show",
+        "the resolved configuration as JSON, secrets as references",
+        "palyra --config palyra.toml config show",
     )
-    acts.add_parser("show", help="the resolved configuration as TOML-like JSON")
     doctor = _command(
         commands,
         "doctor",

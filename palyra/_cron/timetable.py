@@ -177,6 +177,20 @@ class Timetable:
         self._offer(self._jobs[job_id], now, now, actions)
         return actions
 
+    def expire(self, job_id: str, now: datetime) -> list[Action]:
+        """Cancel the job's runs past their ``max_runtime`` by ``now`` (their
+        heap entries go stale): for a wait that no driver's tick serves."""
+        job = self._jobs.get(job_id)
+        runtime = None if job is None else job.spec.max_runtime
+        if job is None or runtime is None:
+            return []
+        actions: list[Action] = []
+        for run in list(job.active.values()):
+            if (now - run.started_at).total_seconds() >= runtime:
+                actions.append(self._cancel(job, run, "timeout", now))
+                self._after_end(job, now, actions)
+        return actions
+
     def pause(self, job_id: str) -> None:
         job = self._jobs[job_id]
         job.paused = True

@@ -58,6 +58,29 @@ def test_help_lists_every_command_and_each_has_examples(tmp_path: Path) -> None:
         assert "examples:" in sub.stdout, command
 
 
+def test_second_level_commands_have_examples(tmp_path: Path) -> None:
+    for words in (["auth", "connect"], ["auth", "list"], ["tokens", "create"],
+                  ["jobs", "run"], ["config", "show"]):  # fmt: skip
+        done = palyra(tmp_path, *words, "--help")
+        assert done.returncode == 0, words
+        assert "examples:" in done.stdout, words
+
+
+def test_bad_values_are_usage_errors(tmp_path: Path) -> None:
+    for words in (["usage", "--by", "bogus"], ["usage", "--since", "999999w"],
+                  ["tokens", "create", "x", "--days", "nan"],
+                  ["chat", "hi", "--agent=-x"]):  # fmt: skip
+        done = palyra(tmp_path, *words)
+        assert done.returncode == 2, (words, done.stderr)
+        assert "Traceback" not in done.stderr
+    binary = subprocess.run(
+        [sys.executable, "-m", "palyra", "chat"], input=b"hi \xff", capture_output=True,
+        env=env_for(tmp_path), timeout=60, check=False,
+    )  # fmt: skip
+    assert binary.returncode == 2
+    assert b"not UTF-8" in binary.stderr
+
+
 def test_usage_errors_exit_2(tmp_path: Path) -> None:
     assert palyra(tmp_path, "bogus").returncode == 2
     empty = palyra(tmp_path, "chat", "   ")
@@ -98,6 +121,8 @@ def test_json_output_parses_back(tmp_path: Path) -> None:
         {"agent": "cli", "calls": 1, "input": usage[0]["input"], "cached": 0,
          "output": usage[0]["output"], "cost_usd": None, "unpriced": 1}
     ]  # fmt: skip
+    unnamed = json.loads(palyra(tmp_path, "usage", "--by", "session", "--json").stdout)
+    assert unnamed[0]["session"] is None  # null, not the table's "-"
     rows = list(csv.reader(io.StringIO(palyra(tmp_path, "usage", "--csv").stdout)))
     assert rows[0][:2] == ["model", "calls"]
     assert rows[1][:2] == ["deterministic-chat", "1"]
@@ -250,6 +275,8 @@ def test_the_interactive_chat_keeps_the_conversation(tmp_path: Path) -> None:
     term.type("first question\r")
     term.read_until("first question\r\n")
     term.read_until("[deterministic-chat via deterministic")
+    term.type("/model no-such-model\r")
+    term.read_until("no model 'no-such-model'")
     term.type("/model deterministic-chat\r")
     term.read_until("model: deterministic-chat")
     term.type("second question\r")

@@ -167,3 +167,15 @@ def test_a_job_fired_by_hand_keeps_its_schedule() -> None:
     assert s.get("j").next_run == at(60)  # unchanged
     with pytest.raises(palyra.JobNotFoundError):
         s.trigger("nope")
+
+
+def test_a_job_fired_by_hand_still_keeps_its_max_runtime() -> None:
+    gate = threading.Event()
+    s = palyra.Scheduler()  # the real clock: no driver runs, trigger enforces it
+    s.add(lambda ctx: gate.wait(10), id="slow", every=3600, max_runtime=0.3)
+    started = time.monotonic()
+    records = s.trigger("slow", wait=5)
+    assert time.monotonic() - started < 2
+    assert [r.outcome for r in records] == ["timeout"]
+    gate.set()
+    assert s.stop(5)
