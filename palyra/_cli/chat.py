@@ -11,7 +11,7 @@ import sys
 from typing import Any
 
 from .dispatch import client_from
-from .output import CommandError, emit_json
+from .output import CommandError, emit_json, waiting
 
 __all__ = ["run"]
 
@@ -52,7 +52,9 @@ def _answer(
 ) -> str:
     """Stream one answer to stdout; its usage line to stderr; the text."""
     parts: list[str] = []
-    with client.stream(messages, model=model, agent=agent) as stream:
+    with waiting("waiting for the model"):  # until the first chunk (a terminal only)
+        opened = client.stream(messages, model=model, agent=agent)
+    with opened as stream:
         for chunk in stream:
             for choice in chunk.choices:
                 text = choice.delta.content
