@@ -10,6 +10,7 @@ and the ledger are shared through palyra's home).
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 from typing import Any
 
@@ -38,16 +39,22 @@ def run(args: argparse.Namespace) -> int:
     PalyraConfig.from_file(path)  # checked once, before any worker
     os.environ[_CONFIG_ENV] = os.path.abspath(path)
     os.environ[_NO_AUTH_ENV] = "1" if args.no_auth else ""
-    uvicorn.run(
-        "palyra._cli.serve:app_from_environment",
-        factory=True,
-        host=args.host,
-        port=args.port,
-        workers=args.workers,
-        lifespan="on",
-        log_level="info",
+    options: dict[str, Any] = {
+        "factory": True, "host": args.host, "port": args.port,
+        "workers": args.workers, "lifespan": "on", "log_level": "info",
+    }  # fmt: skip
+    if args.workers > 1:  # uvicorn's supervisor: it ends on a signal only
+        uvicorn.run("palyra._cli.serve:app_from_environment", **options)
+        return 130
+    server = uvicorn.Server(
+        uvicorn.Config("palyra._cli.serve:app_from_environment", **options)
     )
-    return 0
+    with contextlib.suppress(SystemExit):  # uvicorn's own exit on a failed start
+        server.run()
+    if not server.started:  # it never served: the port in use, the app failing
+        raise CommandError(f"could not serve on {args.host}:{args.port} (see above)")
+    # It served until told to stop: Ctrl-C or SIGTERM, as the conventions say.
+    return 130 if server.should_exit else 0
 
 
 def app_from_environment() -> Any:

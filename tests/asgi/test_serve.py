@@ -116,3 +116,38 @@ def test_serve_answers_the_sdk_with_two_workers(tmp_path: Path) -> None:
             server.stderr.close()
     with pytest.raises(httpx.TransportError):
         httpx.get(f"http://127.0.0.1:{port}/v1/models", timeout=1)
+
+
+def test_ctrl_c_exits_130_and_a_busy_port_exits_1(tmp_path: Path) -> None:
+    import signal
+    import socket
+
+    config = tmp_path / "palyra.toml"
+    config.write_text(CONFIG)
+    env = {**os.environ, "PALYRA_HOME": str(tmp_path / "home")}
+    port = free_port()
+    server = subprocess.Popen(
+        [sys.executable, "-m", "palyra", "serve", "--config", str(config),
+         "--port", str(port)],
+        env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    deadline = time.monotonic() + 30
+    while True:
+        try:
+            socket.create_connection(("127.0.0.1", port), 0.2).close()
+            break
+        except OSError:
+            assert server.poll() is None
+            assert time.monotonic() < deadline, "palyra serve did not start"
+            time.sleep(0.1)
+    server.send_signal(signal.SIGINT)
+    assert server.wait(timeout=30) == 130
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        taken = busy.getsockname()[1]
+        done = run("serve", "--config", str(config), "--port", str(taken), env=env)
+    assert done.returncode == 1
+    assert done.stderr.strip().endswith(
+        f"could not serve on 127.0.0.1:{taken} (see above)"
+    )
