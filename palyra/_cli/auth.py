@@ -11,7 +11,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from .dispatch import client_from
-from .output import CommandError, emit_json, table, waiting
+from .output import CommandError, emit_rows, waiting
 
 __all__ = ["run"]
 
@@ -80,14 +80,9 @@ def _list(client: Any, args: argparse.Namespace) -> int:
         "expires",
         "last refresh error",
     ]
-    if args.json:
-        emit_json([dict(zip(headers, row, strict=True)) for row in rows])
-    else:
-        print(
-            table(headers, rows)
-            if rows
-            else "(no auth profiles: palyra auth connect PROVIDER)"
-        )
+    emit_rows(
+        headers, rows, args.json, "(no auth profiles: palyra auth connect PROVIDER)"
+    )
     return 0
 
 
@@ -137,12 +132,5 @@ def _tokens(client: Any, args: argparse.Namespace) -> int:
         for t in tokens.list()
     ]  # fmt: skip
     headers = ["token", "name", "scopes", "agent", "per minute", "expires", "state"]
-    if args.json:
-        emit_json([dict(zip(headers, row, strict=True)) for row in rows])
-    else:
-        print(
-            table(headers, rows)
-            if rows
-            else "(no API tokens: palyra tokens create NAME)"
-        )
+    emit_rows(headers, rows, args.json, "(no API tokens: palyra tokens create NAME)")
     return 0

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import importlib
 import os
 import sys
@@ -39,7 +40,7 @@ def run(args: argparse.Namespace) -> int:
     except CommandError as exc:
         return _report(args, exc, exc.status)
     except BrokenPipeError:  # `palyra usage | head`: the reader left
-        with _quiet():
+        with contextlib.suppress(Exception):
             sys.stdout.close()
         return 0
     except KeyboardInterrupt:
@@ -60,14 +61,6 @@ def _report(args: argparse.Namespace, exc: BaseException, status: int) -> int:
     text = " ".join(str(exc).split()) or type(exc).__name__
     print(f"palyra {args.command}: {name}{text}", file=sys.stderr)
     return status
-
-
-class _quiet:
-    def __enter__(self) -> None:
-        return None
-
-    def __exit__(self, *exc: object) -> bool:
-        return True
 
 
 def config_path(args: argparse.Namespace) -> str | None:

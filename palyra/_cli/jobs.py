@@ -7,7 +7,7 @@ import argparse
 from typing import Any
 
 from .dispatch import client_from
-from .output import CommandError, emit_json, table
+from .output import CommandError, emit_rows
 
 __all__ = ["run"]
 
@@ -34,10 +34,7 @@ def _list(scheduler: Any, args: argparse.Namespace) -> int:
         for j in jobs
     ]  # fmt: skip
     headers = ["job", "schedule", "next run", "paused", "concurrency", "misfire"]
-    if args.json:
-        emit_json([dict(zip(headers, row, strict=True)) for row in rows])
-    else:
-        print(table(headers, rows) if rows else "(no jobs: add [[jobs]] to the config)")
+    emit_rows(headers, rows, args.json, "(no jobs: add [[jobs]] to the config)")
     return 0
 
 

@@ -1,6 +1,5 @@
 """``palyra usage`` (totals from the ledger: tables, ``--json``, ``--csv``,
-``--chart`` of daily spend), ``palyra budgets`` (each budget's standing) and
-``palyra jobs`` (the scheduler's jobs)."""
+``--chart`` of daily spend) and ``palyra budgets`` (each budget's standing)."""
 
 from __future__ import annotations
 
@@ -10,7 +9,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from .dispatch import client_from
-from .output import CommandError, bars, emit_csv, emit_json, table
+from .output import CommandError, bars, emit_csv, emit_json, emit_rows, table
 
 __all__ = ["run", "since_of"]
 
@@ -19,7 +18,7 @@ _UNITS = {"m": "minutes", "h": "hours", "d": "days", "w": "weeks"}
 
 
 def run(args: argparse.Namespace) -> int:
-    """``usage``, ``budgets`` or ``jobs``."""
+    """``usage`` or ``budgets``."""
     with client_from(args) as client:
         if args.command == "usage":
             return _usage(client, args)
@@ -85,10 +84,7 @@ def _budgets(client: Any, args: argparse.Namespace) -> int:
     ]  # fmt: skip
     headers = ["budget", "metric", "scope", "window", "spent", "reserved", "remaining",
                "state", "resets at"]  # fmt: skip
-    if args.json:
-        emit_json([dict(zip(headers, row, strict=True)) for row in rows])
-    else:
-        print(table(headers, rows) if rows else "(no budgets configured)")
+    emit_rows(headers, rows, args.json, "(no budgets configured)")
     return 0
 
 

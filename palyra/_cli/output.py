@@ -13,7 +13,15 @@ from collections.abc import Iterator, Sequence
 from decimal import Decimal
 from typing import Any
 
-__all__ = ["CommandError", "bars", "emit_csv", "emit_json", "table", "waiting"]
+__all__ = [
+    "CommandError",
+    "bars",
+    "emit_csv",
+    "emit_json",
+    "emit_rows",
+    "table",
+    "waiting",
+]
 
 
 class CommandError(Exception):
@@ -64,6 +72,16 @@ def table(headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
 def emit_json(value: Any) -> None:
     """``value`` as indented JSON on stdout (Decimals and times as strings)."""
     print(json.dumps(value, indent=2, default=str, ensure_ascii=False))
+
+
+def emit_rows(
+    headers: Sequence[str], rows: Sequence[Sequence[Any]], as_json: bool, empty: str
+) -> None:
+    """Rows as JSON objects (``as_json``) or a table; ``empty`` when none."""
+    if as_json:
+        emit_json([dict(zip(headers, row, strict=True)) for row in rows])
+    else:
+        print(table(headers, rows) if rows else empty)
 
 
 def emit_csv(headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> None:

@@ -22,6 +22,7 @@ __all__ = [
     "InsecureConfigWarning",
     "PositiveSeconds",
     "ProviderId",
+    "checked_zone",
     "normalize_id",
 ]
 
@@ -169,3 +170,20 @@ def normalize_id(value: Any) -> Any:
 
 ProviderId = Annotated[str, Field(min_length=1, max_length=128)]
 PositiveSeconds = Annotated[float, Field(gt=0, le=3600)]
+
+
+def checked_zone(value: str) -> str:
+    """``value`` when it names an IANA time zone (a validator's body).
+
+    Raises:
+        ValueError: it names none.
+    """
+    from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+    try:
+        ZoneInfo(value)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise ValueError(
+            f"unknown time zone {value!r} (an IANA name, e.g. 'Europe/Prague')"
+        ) from None
+    return value

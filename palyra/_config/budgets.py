@@ -11,11 +11,10 @@ from __future__ import annotations
 import re
 from decimal import Decimal, InvalidOperation
 from typing import Annotated, Any, Literal, Self
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import Field, ValidationInfo, field_validator, model_validator
 
-from .base import ConfigModel, normalize_id
+from .base import ConfigModel, checked_zone, normalize_id
 from .models import Pricing
 
 __all__ = [
@@ -153,11 +152,7 @@ class BudgetConfig(ConfigModel):
     @field_validator("tz")
     @staticmethod
     def _check_tz(value: str) -> str:
-        try:
-            ZoneInfo(value)
-        except (ZoneInfoNotFoundError, ValueError):
-            raise ValueError(f"unknown time zone {value!r} (an IANA name)") from None
-        return value
+        return checked_zone(value)
 
     @field_validator("hard_limit", "soft_limit")
     @staticmethod

@@ -8,11 +8,10 @@ error (``jobs[0].cron``); everything else is checked here.
 from __future__ import annotations
 
 from typing import Annotated, Any, Literal
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import AwareDatetime, Field, ValidationInfo, field_validator
 
-from .base import ConfigModel
+from .base import ConfigModel, checked_zone
 
 __all__ = ["JOB_KINDS", "JobConfig"]
 
@@ -93,13 +92,7 @@ class JobConfig(ConfigModel):
     @field_validator("tz")
     @staticmethod
     def _check_tz(value: str) -> str:
-        try:
-            ZoneInfo(value)
-        except (ZoneInfoNotFoundError, ValueError):
-            raise ValueError(
-                f"unknown time zone {value!r} (an IANA name, e.g. 'Europe/Prague')"
-            ) from None
-        return value
+        return checked_zone(value)
 
     @field_validator("every", "at")
     @staticmethod

@@ -20,6 +20,19 @@ pytestmark = [pytest.mark.anyio]
 HELLO = [{"role": "user", "content": "hi"}]
 
 
+class Beats:
+    """Counts the event loop's turns every 10 ms: a loop stalled by a
+    ledger wait stops counting."""
+
+    def __init__(self) -> None:
+        self.ticks = 0
+
+    async def run(self) -> None:
+        while True:
+            await asyncio.sleep(0.01)
+            self.ticks += 1
+
+
 class SlowLedger(palyra.MemoryLedger):
     """A ledger whose every write takes ``delay`` seconds (a held lock)."""
 
@@ -49,22 +62,16 @@ async def test_a_record_is_committed_when_the_call_returns(tmp_path: Path) -> No
 
 async def test_the_loop_keeps_running_while_the_ledger_waits(tmp_path: Path) -> None:
     ledger = SlowLedger(delay=0.3)
-    ticks = 0
-
-    async def ticker() -> None:
-        nonlocal ticks
-        while True:
-            await asyncio.sleep(0.01)
-            ticks += 1
+    beats = Beats()
 
     with palyra.Palyra(home=tmp_path, ledger=ledger) as client:
-        beat = asyncio.ensure_future(ticker())
+        beat = asyncio.ensure_future(beats.run())
         started = time.monotonic()
         await client.achat(HELLO)
         took = time.monotonic() - started
         beat.cancel()
     assert took >= 0.3  # the call waited for its record
-    assert ticks >= 15  # and the loop served others meanwhile
+    assert beats.ticks >= 15  # and the loop served others meanwhile
     assert threading.get_ident() not in ledger.threads
     assert len(ledger.records()) == 1
 
@@ -177,13 +184,7 @@ async def test_a_file_locked_by_another_process_is_waited_for_off_the_loop(
 
     handoffs: list[Any] = []
     _count_threads(handoffs)
-    ticks = 0
-
-    async def ticker() -> None:
-        nonlocal ticks
-        while True:
-            await asyncio.sleep(0.01)
-            ticks += 1
+    beats = Beats()
 
     with palyra.Palyra(home=tmp_path) as client:
         await client.achat(HELLO, agent="first")
@@ -192,7 +193,7 @@ async def test_a_file_locked_by_another_process_is_waited_for_off_the_loop(
         other = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
         other.execute("BEGIN IMMEDIATE")  # another writer holds SQLite's lock
         threading.Timer(0.3, other.execute, args=("COMMIT",)).start()
-        beat = asyncio.ensure_future(ticker())
+        beat = asyncio.ensure_future(beats.run())
         started = time.monotonic()
         await client.achat(HELLO, agent="waited")
         took = time.monotonic() - started
@@ -200,7 +201,7 @@ async def test_a_file_locked_by_another_process_is_waited_for_off_the_loop(
         found = [r.agent for r in client.usage.records()]
         other.close()
     assert took >= 0.25  # the call waited for the lock, and its commit
-    assert ticks >= 12  # while the loop served others
+    assert beats.ticks >= 12  # while the loop served others
     assert len(handoffs) == 2
     assert found == ["first", "waited"]
 
@@ -242,20 +243,14 @@ def test_records_queued_when_the_loop_shuts_down_are_kept(tmp_path: Path) -> Non
 
 
 async def test_a_stream_s_record_waits_off_the_loop(tmp_path: Path) -> None:
-    ticks = 0
-
-    async def ticker() -> None:
-        nonlocal ticks
-        while True:
-            await asyncio.sleep(0.01)
-            ticks += 1
+    beats = Beats()
 
     with palyra.Palyra(home=tmp_path) as client:
         await client.achat(HELLO, agent="first")
         path = client.usage.health().path
         assert path is not None
         other = _lock_for(path, 0.3)
-        beat = asyncio.ensure_future(ticker())
+        beat = asyncio.ensure_future(beats.run())
         started = time.monotonic()
         async with await client.astream(HELLO, agent="streamed") as stream:
             async for _ in stream:
@@ -266,7 +261,7 @@ async def test_a_stream_s_record_waits_off_the_loop(tmp_path: Path) -> None:
         other.close()
         await client.aclose()
     assert took >= 0.25  # the stream's end waited for its record
-    assert ticks >= 12  # while the loop served others
+    assert beats.ticks >= 12  # while the loop served others
     assert found == ["first", "streamed"]
 
 
