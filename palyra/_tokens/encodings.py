@@ -8,7 +8,7 @@ used only when its BPE file already sits, verified, in tiktoken's local cache.
 
 from __future__ import annotations
 
-import base64
+import binascii
 import hashlib
 import logging
 import math
@@ -138,11 +138,11 @@ def load_bundled_cl100k() -> Encoder:
         data = f.read()
     if hashlib.sha256(data).hexdigest() != SHA256["cl100k_base"]:
         raise ValueError(f"{path} does not match the cl100k_base sha256")
-    ranks = {}
-    for line in data.splitlines():
-        if line:
-            token, rank = line.split()
-            ranks[base64.b64decode(token)] = int(rank)
+    # "token rank" per line: one split and two maps, not a Python loop over
+    # 100k lines (a third of the load time before).
+    fields = data.split()
+    tokens = map(binascii.a2b_base64, fields[0::2])
+    ranks = dict(zip(tokens, map(int, fields[1::2]), strict=True))
     return tiktoken.Encoding(
         name="cl100k_base",
         pat_str=_CL100K_PAT,
