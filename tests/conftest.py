@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import os
+import shutil
 from collections.abc import Iterator
 
 import pytest
 
+from tests.servers import PostgresServer, RedisServer, find_binary
 from tests.upstream import Upstream
 
 FAKE_KEY = "sk-palyraTESTkey0123456789abcdefSECRET"
@@ -65,3 +67,66 @@ def upstream_fixture() -> Iterator[Upstream]:
     with Upstream(api_key=FAKE_KEY) as server:
         yield server
     assert not server.errors, server.errors
+
+
+@pytest.fixture(scope="session")
+def redis_server() -> Iterator[RedisServer]:
+    """A real ``redis-server`` on loopback for the whole session (skips with
+    the reason when the binary is not installed)."""
+    binary = find_binary("redis-server")
+    if binary is None:
+        pytest.skip("redis-server is not installed (apt-get install redis-server)")
+    server = RedisServer(binary)
+    try:
+        server.start()
+        yield server
+    finally:
+        server.close()
+
+
+@pytest.fixture
+def redis_url(redis_server: RedisServer) -> str:
+    """The session's Redis, emptied for this test (and started again if a
+    test stopped it)."""
+    import redis
+
+    try:
+        conn = redis.Redis.from_url(redis_server.url, socket_timeout=5)
+        conn.ping()
+    except redis.ConnectionError:
+        redis_server.start()
+        conn = redis.Redis.from_url(redis_server.url, socket_timeout=5)
+    conn.flushall()
+    conn.close()
+    return redis_server.url
+
+
+@pytest.fixture(scope="session")
+def postgres_server() -> Iterator[PostgresServer]:
+    """A real PostgreSQL cluster on loopback for the whole session (skips
+    with the reason when its binaries are not installed)."""
+    initdb = find_binary("initdb")
+    if initdb is None or find_binary("postgres") is None:
+        pytest.skip("PostgreSQL is not installed (apt-get install postgresql)")
+    if os.geteuid() == 0 and shutil.which("runuser") is None:
+        pytest.skip("PostgreSQL cannot run as root, and runuser is missing")
+    server = PostgresServer(os.path.dirname(os.path.realpath(initdb)))
+    try:
+        server.start()
+        yield server
+    finally:
+        server.close()
+
+
+_DATABASES = iter(range(1, 1 << 30))
+
+
+@pytest.fixture
+def postgres_dsn(postgres_server: PostgresServer) -> str:
+    """A fresh, empty database on the session's PostgreSQL, for this test."""
+    import psycopg
+
+    name = f"t{next(_DATABASES)}"
+    with psycopg.connect(postgres_server.dsn, autocommit=True) as conn:
+        conn.execute(f"CREATE DATABASE {name}")
+    return postgres_server.dsn.rsplit("/", 1)[0] + "/" + name
