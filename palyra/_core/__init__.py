@@ -26,7 +26,7 @@ from .health import HealthTracker, ModelHealth
 from .hooks import Candidate, Completion, Failed, Hooks
 from .netguard import NetworkGuard, Resolver
 from .pipeline import Pipeline
-from .steps import Flow
+from .steps import Flow, Work
 from .streams import AsyncStream, Stream
 
 __all__ = [
@@ -51,5 +51,6 @@ __all__ = [
     "Resolver",
     "Stream",
     "SyncDriver",
+    "Work",
     "classify",
 ]

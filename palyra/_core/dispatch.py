@@ -9,7 +9,7 @@ are `palyra._core.pipeline`.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Generator
 from typing import TypeVar
 
 import httpx
@@ -36,7 +36,7 @@ from .failover import plan as failover_plan
 from .failures import Failure, FailureClass, classify
 from .health import Admission, HealthTracker
 from .hooks import Candidate, Failed, Hooks, Result, Usage
-from .steps import Flow
+from .steps import Flow, Work
 
 __all__ = ["Build", "Dispatcher", "Prepare"]
 
@@ -156,7 +156,7 @@ class Dispatcher:
             # A fallback's dialect cannot express the request: try the next.
             return self._skip(ctx, model, _inexpressible(model, exc), failover=True)
         candidate = Candidate(model, target, index)
-        self._dispatching(ctx, candidate, request)
+        yield from self._dispatching(ctx, candidate, request)
         # Asked last, once the hooks agreed: an admitted probe is always sent.
         admission = self._admit(model)
         if not admission:
@@ -180,10 +180,10 @@ class Dispatcher:
 
     def _dispatching(
         self, ctx: CallContext, candidate: Candidate, request: httpx.Request
-    ) -> None:
+    ) -> Generator[Work, object, None]:
         """The per-candidate hooks; one that raises ends the call at once."""
         try:
-            self.hooks.dispatching(ctx, candidate, request)
+            yield from self.hooks.dispatching(ctx, candidate, request)
         except Exception as exc:
             ctx.attempts.append(_passed_over(candidate.model, exc, None))
             self.hooks.failed(ctx, Failed(candidate, exc))

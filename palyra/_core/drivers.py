@@ -2,7 +2,8 @@
 
 `SyncDriver.run` and `AsyncDriver.run` walk a flow from the pipeline: each
 `ProviderCall` goes to httpx (body read within the attempt's deadline), each
-`Prime` reads a new stream up to its first chunk, each `Sleep` sleeps. They
+`Prime` reads a new stream up to its first chunk, each `Sleep` sleeps, each
+`Work` runs (awaited by the async driver). They
 own the HTTP clients: palyra's guarded network client, made on first use and
 reused for connection pooling, and one client per in-process upstream.
 Nothing here decides what to do with a result.
@@ -24,7 +25,7 @@ from .._providers import InProcessTransport
 from .netguard import BlockedAddress, LookupFailed, NetworkGuard
 from .reading import BodyReader, aprime, check_size, outcome, prime
 from .sending import enter, install_scrubber, leave
-from .steps import Flow, Outcome, Prime, ProviderCall
+from .steps import Flow, Outcome, Prime, ProviderCall, Work
 
 __all__ = ["LIMITS", "AsyncDriver", "Deferred", "SyncDriver", "running_loop"]
 
@@ -142,9 +143,11 @@ class SyncDriver(_Driver):
             while True:
                 try:
                     if isinstance(step, ProviderCall):
-                        answer: Outcome | None = self._send(step)
+                        answer: Any = self._send(step)
                     elif isinstance(step, Prime):
                         answer = prime(step)
+                    elif isinstance(step, Work):
+                        answer = step.run()
                     else:
                         self._sleep(step.seconds)
                         answer = None
@@ -267,9 +270,11 @@ class AsyncDriver(_Driver):
             while True:
                 try:
                     if isinstance(step, ProviderCall):
-                        answer: Outcome | None = await self._send(step)
+                        answer: Any = await self._send(step)
                     elif isinstance(step, Prime):
                         answer = await aprime(step)
+                    elif isinstance(step, Work):
+                        answer = await step.arun()
                     else:
                         await self._sleep(step.seconds)
                         answer = None

@@ -9,7 +9,9 @@ drawn in ``docs/architecture.md``:
 - ``before_dispatch(ctx, candidate, request)`` runs for each candidate, once
   its request is built and has passed every check, before its breaker admits
   it and the request is sent. Retries of that candidate do not run it again.
-  Raising stops the call at once: no retry, no failover.
+  Raising stops the call at once: no retry, no failover. A hook that must
+  do I/O there returns a `Work` instead of None: the driver carries it out
+  (awaited in an async call) and what it raises stops the call the same way.
 - ``after_completion(ctx, completion)`` runs once the call is served: after
   the answer is parsed, or at the end of a stream (finished or closed early).
 - ``after_failure(ctx, failed)`` runs for every candidate that reached
@@ -27,7 +29,7 @@ still run.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Generator
 from dataclasses import dataclass
 from typing import NamedTuple
 
@@ -43,6 +45,7 @@ from .._wire import (
     Transcription,
 )
 from .context import CallContext
+from .steps import Work
 
 __all__ = [
     "Candidate",
@@ -111,7 +114,7 @@ class Failed:
 
 
 RouteHook = Callable[[CallContext], ResolvedModel | None]
-DispatchHook = Callable[[CallContext, Candidate, httpx.Request], None]
+DispatchHook = Callable[[CallContext, Candidate, httpx.Request], Work | None]
 CompletionHook = Callable[[CallContext, Completion], None]
 FailureHook = Callable[[CallContext, Failed], None]
 
@@ -144,10 +147,13 @@ class Hooks:
 
     def dispatching(
         self, ctx: CallContext, candidate: Candidate, request: httpx.Request
-    ) -> None:
-        """Run the per-candidate hooks before a request goes out."""
+    ) -> Generator[Work, object, None]:
+        """Run the per-candidate hooks before a request goes out, yielding
+        the `Work` a hook returns for the driver to carry out."""
         for hook in self.before_dispatch:
-            hook(ctx, candidate, request)
+            work = hook(ctx, candidate, request)
+            if work is not None:
+                yield work
 
     def completed(
         self,

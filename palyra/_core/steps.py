@@ -1,15 +1,16 @@
 """The steps a flow yields to a driver, and what the driver answers.
 
 A flow (one call, written once in `palyra._core.pipeline`) is a generator: it
-yields a `ProviderCall`, a `Sleep` or a `Prime` and is sent back an `Outcome`
-(or None after a sleep). The drivers in `palyra._core.drivers` carry the steps
-out, with httpx, sync or async; nothing here decides anything. Steps are
+yields a `ProviderCall`, a `Sleep`, a `Prime` or a `Work` and is sent back an
+`Outcome` (None after a sleep; the work's value after a `Work`). The drivers
+in `palyra._core.drivers` carry the steps out, with httpx, sync or async;
+nothing here decides anything. Steps are
 named tuples: made on every call, they must cost next to nothing.
 """
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Generator, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Generator, Iterator
 from typing import NamedTuple, Protocol, TypeVar
 
 import httpx
@@ -24,6 +25,7 @@ __all__ = [
     "PrimeSession",
     "ProviderCall",
     "Sleep",
+    "Work",
     "attempt_budget",
 ]
 
@@ -97,7 +99,19 @@ class Prime(NamedTuple):
     within: float | None = None  # seconds the first chunk may take, if cut
 
 
-Flow = Generator[ProviderCall | Sleep | Prime, Outcome | None, T]
+class Work(NamedTuple):
+    """I/O a subsystem must do before a candidate is sent (a shared budget's
+    reservation on Redis): done by the driver, ``run()`` in a sync call and
+    ``arun()`` awaited in an async one, so an async call never blocks its
+    loop. Its value is sent back to the flow; what it raises is thrown in."""
+
+    run: Callable[[], object]
+    arun: Callable[[], Awaitable[object]]
+
+
+# A `Work`'s value goes back to the hook's own generator (typed there, see
+# `Hooks.dispatching`); every other step is answered with an Outcome or None.
+Flow = Generator[ProviderCall | Sleep | Prime | Work, Outcome | None, T]
 
 
 def attempt_budget(request: httpx.Request) -> float:

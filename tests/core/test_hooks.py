@@ -494,3 +494,64 @@ async def test_provider_level_calls_run_no_hooks(
         await client.aprovider_models("a")
         await client.acount_tokens(USER, "m1")
     assert seen.events == []
+
+
+@pytest.mark.parametrize("driver", DRIVERS)
+@pytest.mark.anyio
+async def test_a_hook_returns_work_the_driver_does_sync_or_awaited(
+    client: palyra.Palyra, upstream_without_key: Upstream, driver: str
+) -> None:
+    """A hook's I/O (a shared budget's reservation) is done by the driver:
+    ``run`` in a sync call, ``arun`` awaited in an async one, before the
+    request is sent."""
+    from palyra._core import Work
+
+    done: list[str] = []
+
+    def sync() -> object:
+        done.append(f"run sent={len(upstream_without_key.requests)}")
+        return None
+
+    async def asynchronous() -> object:
+        done.append(f"arun sent={len(upstream_without_key.requests)}")
+        return None
+
+    def hook(ctx: CallContext, candidate: Candidate, request: httpx.Request) -> Work:
+        return Work(sync, asynchronous)
+
+    client._pipeline.hooks.before_dispatch.append(hook)
+    await chat(client, driver, USER, "m1")
+    expected = "run" if driver == "sync" else "arun"
+    assert done == [f"{expected} sent=0"]
+    assert len(upstream_without_key.requests) == 1
+
+
+@pytest.mark.parametrize("driver", DRIVERS)
+@pytest.mark.anyio
+async def test_work_that_raises_stops_the_call_like_a_hook(
+    client: palyra.Palyra, upstream_without_key: Upstream, driver: str
+) -> None:
+    from palyra._core import Work
+
+    seen = Recorder(client)
+
+    def refuse() -> object:
+        raise Refused("over budget (shared)", provider="p")
+
+    async def arefuse() -> object:
+        return refuse()
+
+    def hook(ctx: CallContext, candidate: Candidate, request: httpx.Request) -> Work:
+        return Work(refuse, arefuse)
+
+    client._pipeline.hooks.before_dispatch.append(hook)
+    with pytest.raises(Refused):
+        await chat(client, driver, USER, "m1")
+    assert seen.events == [
+        ("route", "m1"),
+        ("dispatch", "m1", 0),
+        ("failed", "m1", "Refused"),
+        ("failed", "call", "Refused"),
+    ]
+    assert upstream_without_key.requests == []
+    seen.assert_balanced()
