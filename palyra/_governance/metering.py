@@ -4,9 +4,10 @@
 `Meter` turns an answer's usage into `NormalizedUsage` and prices it for the
 model that served; it also works out a call's worst case before dispatch
 (what budgets reserve). `LedgerSlot` holds the client's ledger: the one given,
-none, or the default `SQLiteLedger`, made on the first record. A record that
-cannot be written never fails the call: the failure is logged once (with the
-ledger's path) until a write succeeds again, and budgets hear of it.
+none, or the default `SQLiteLedger` (a `PostgresLedger` when ``[ledger] url``
+is set), made on the first record. A record that cannot be written never
+fails the call: the failure is logged once (with the ledger's path) until a
+write succeeds again, and budgets hear of it.
 """
 
 from __future__ import annotations
@@ -182,7 +183,7 @@ class LedgerSlot:
 
     def write_many(self, records: list[UsageRecord]) -> bool:
         """Keep ``records`` (in one transaction where the ledger can)."""
-        ledger = self.get()
+        ledger = self._for_writing()
         if ledger is None:
             return False
         try:
@@ -203,7 +204,7 @@ class LedgerSlot:
         (its ``try_record_many``): True once they are kept or their failure
         is logged; False, with nothing kept, where it would have to wait (or
         the ledger cannot say), for `write_many` in a thread instead."""
-        ledger = self.get()
+        ledger = self._for_writing()
         now = getattr(ledger, "try_record_many", None)
         if ledger is None or now is None:
             return ledger is None
@@ -216,6 +217,16 @@ class LedgerSlot:
         self._written()
         return True
 
+    def _for_writing(self) -> UsageLedger | None:
+        """The ledger, or None (the failure logged) where the configured one
+        cannot even be made (``[ledger] url`` without psycopg installed):
+        that fails no call either."""
+        try:
+            return self.get()
+        except LedgerError as exc:
+            self._failed(None, exc)
+            return None
+
     def _written(self) -> None:
         if self._failing:
             self._failing = False
@@ -227,7 +238,8 @@ class LedgerSlot:
         """The ledger's own account (a client without one reports ok)."""
         ledger = None if self._off else self._ledger
         if ledger is None:
-            path = None if self._off else str(self.default_path())
+            url = self._config.url
+            path = None if self._off else str(url or self.default_path())
             return LedgerHealth(
                 ok=True, path=path, last_error=None, failed_writes=0, written=0
             )
@@ -248,11 +260,17 @@ class LedgerSlot:
             ledger.close()
 
     def _default(self) -> UsageLedger:
+        if self._config.url is not None:
+            # psycopg loads with the first record, never with the client.
+            from .postgres_ledger import PostgresLedger
+
+            dsn = self._config.url.get_secret_value()
+            return PostgresLedger(dsn, timeout=self._config.timeout)
         from .sqlite_ledger import SQLiteLedger  # sqlite3 loads with the first record
 
         return SQLiteLedger(self.default_path(), timeout=self._config.timeout)
 
-    def _failed(self, ledger: UsageLedger, exc: Exception) -> None:
+    def _failed(self, ledger: UsageLedger | None, exc: Exception) -> None:
         text = str(exc) if isinstance(exc, LedgerError) else _describe(ledger, exc)
         if not self._failing:
             self._failing = True
@@ -262,7 +280,7 @@ class LedgerSlot:
             self.on_state(text)
 
 
-def _describe(ledger: UsageLedger, exc: Exception) -> str:
+def _describe(ledger: UsageLedger | None, exc: Exception) -> str:
     path = getattr(ledger, "path", None)
     where = f" at {path}" if path is not None else ""
     return f"{type(ledger).__name__}{where} raised {type(exc).__name__}: {exc}"

@@ -1,5 +1,5 @@
-"""The usage ledger: one contract for memory and SQLite, then what only a
-file can get wrong (laziness, migrations, processes, SIGKILL, bad paths)."""
+"""The usage ledger: one contract for memory, SQLite and PostgreSQL, then what
+only a file can get wrong (laziness, migrations, processes, SIGKILL, bad paths)."""
 
 from __future__ import annotations
 
@@ -21,6 +21,7 @@ import pytest
 from palyra._governance import (
     LedgerError,
     MemoryLedger,
+    PostgresLedger,
     SQLiteLedger,
     UsageLedger,
     UsageRecord,
@@ -43,13 +44,15 @@ def rec(**fields: Any) -> UsageRecord:
     return UsageRecord(**values)
 
 
-@pytest.fixture(params=["memory", "sqlite"])
+@pytest.fixture(params=["memory", "sqlite", "postgres"])
 def ledger(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[UsageLedger]:
-    made: UsageLedger = (
-        MemoryLedger()
-        if request.param == "memory"
-        else SQLiteLedger(tmp_path / "usage.sqlite3")
-    )
+    made: UsageLedger
+    if request.param == "memory":
+        made = MemoryLedger()
+    elif request.param == "sqlite":
+        made = SQLiteLedger(tmp_path / "usage.sqlite3")
+    else:  # only this param starts PostgreSQL (a fresh database per test)
+        made = PostgresLedger(request.getfixturevalue("postgres_dsn"))
     yield made
     made.close()
 
