@@ -34,6 +34,7 @@ from bench import (  # noqa: E402
     overhead,
     routing,
     sse_decode,
+    state,
     streaming,
     tokens,
 )
@@ -55,6 +56,7 @@ BENCHMARKS = {
     "routing": routing.run,
     "cron": cron.run,
     "cli": cli.run,
+    "state": state.run,
     "gateway": gateway.run,
 }
 

@@ -100,6 +100,7 @@ if typing.TYPE_CHECKING:
         BudgetStatus,
         LedgerHealth,
         MemoryLedger,
+        PostgresLedger,
         RoutingSavings,
         SQLiteLedger,
         Totals,
@@ -109,6 +110,7 @@ if typing.TYPE_CHECKING:
     )
     from ._providers import DeterministicBackend, ScriptedReply
     from ._request import ChatOptions, RequestOptions
+    from ._state import RedisState, StateUnavailableError
     from ._tokens import TiktokenCounter, TokenCounter, TokenEstimate
     from ._usage import Cost, NormalizedUsage, PriceEntry
     from ._wire import (
@@ -211,6 +213,7 @@ __all__ = [
     "PalyraError",
     "PalyraInfo",
     "PermissionDeniedError",
+    "PostgresLedger",
     "PriceEntry",
     "Pricing",
     "PricingConfig",
@@ -218,6 +221,7 @@ __all__ = [
     "ProviderConfig",
     "ProviderModel",
     "RateLimitError",
+    "RedisState",
     "RegistryDefaults",
     "RequestOptions",
     "RequestTooLargeError",
@@ -238,6 +242,7 @@ __all__ = [
     "SchedulerError",
     "ScriptedReply",
     "SecretStore",
+    "StateUnavailableError",
     "Stream",
     "StreamInterruptedError",
     "TiktokenCounter",
@@ -347,6 +352,7 @@ _SOURCES = {
         "BudgetStatus",
         "LedgerHealth",
         "MemoryLedger",
+        "PostgresLedger",
         "RoutingSavings",
         "SQLiteLedger",
         "Totals",
@@ -356,6 +362,7 @@ _SOURCES = {
     ),
     "._providers": ("DeterministicBackend", "ScriptedReply"),
     "._request": ("ChatOptions", "RequestOptions"),
+    "._state": ("RedisState", "StateUnavailableError"),
     "._tokens": ("TiktokenCounter", "TokenCounter", "TokenEstimate"),
     "._usage": ("Cost", "NormalizedUsage", "PriceEntry"),
     "._wire": (
@@ -387,8 +394,9 @@ _SOURCES = {
 }
 _LAZY = {name: module for module, names in _SOURCES.items() for name in names}
 # Loaded only when asked for by name: SQLiteLedger brings sqlite3, which a
-# client loads with its first usage record, not with the rest of palyra.
-_ON_ITS_OWN = frozenset({"SQLiteLedger"})
+# client loads with its first usage record, not with the rest of palyra
+# (PostgresLedger's module is kept apart likewise; psycopg loads when one is made).
+_ON_ITS_OWN = frozenset({"PostgresLedger", "SQLiteLedger"})
 
 
 def __getattr__(name: str) -> object:

@@ -10,7 +10,6 @@ call needs it.
 from __future__ import annotations
 
 import logging
-import os
 import threading
 import time
 from collections.abc import Awaitable, Callable, Mapping
@@ -35,6 +34,13 @@ from ._auth import (
     default_home,
 )
 from ._calls import Calls, Tags
+from ._choices import (
+    configured_keys,
+    load_config,
+    may_route,
+    may_use_profiles,
+    relies_on_profiles,
+)
 from ._config import PalyraConfig, ProviderConfig
 from ._core import (
     NOBODY,
@@ -65,6 +71,7 @@ from ._metering import Governance
 from ._providers import Adapters
 from ._registry import Registry
 from ._routing import Assessor, CacheShares, Router, Routing
+from ._state import RedisState, chosen_state
 from ._tokens import TiktokenCounter, TokenCounter
 from ._wire import ModelInfo
 
@@ -123,6 +130,11 @@ class Palyra(Calls):
             reaches one of its ``alert_at`` thresholds (once per budget, scope
             value, window and threshold; also logged). It runs on the thread
             that settled the call; what it raises is logged, never raised.
+            With shared state, each alert is sent once across every process.
+        state: Where state shared with other processes lives: a
+            `RedisState`, ``"memory"`` (this process only), or None for the
+            ``[state]`` table's choice (memory by default). Nothing connects
+            before a call needs it.
 
     Raises:
         ConfigError: when the configuration is invalid.
@@ -144,8 +156,9 @@ class Palyra(Calls):
         home: str | Path | None = None,
         ledger: UsageLedger | bool | None = None,
         on_budget_alert: Callable[[BudgetAlert], None] | None = None,
+        state: RedisState | str | None = None,
     ) -> None:
-        self.config = _load_config(config)
+        self.config = load_config(config)
         self._caller = NOBODY
         self._registry = Registry(self.config)
         counter = token_counter or TiktokenCounter()  # loads nothing yet
@@ -169,8 +182,10 @@ class Palyra(Calls):
         else:
             given = credentials
             lookup = checked(lambda provider, agent, profile: given(provider), True)
+        shared = self._state = chosen_state(state, self.config.state)  # no I/O
+        self._bus = None if shared is None else shared.breakers()
         health = HealthTracker(
-            clock=clock, enabled=self.config.resilience.circuit_breakers
+            clock=clock, enabled=self.config.resilience.circuit_breakers, bus=self._bus
         )
         self._pipeline = Pipeline(
             self._registry,
@@ -184,9 +199,14 @@ class Palyra(Calls):
         )
         prices = PriceBook(self.config)  # the price table file is read on first use
         self._ledger = LedgerSlot(ledger, self.config.ledger, lambda: home_dir)
-        budgets = Budgets(
+        local = Budgets(
             self.config.budgets, ledger=self._ledger.get, on_alert=on_budget_alert
         )
+        ledger_of, alert = self._ledger.get, on_budget_alert
+        self._shared = (
+            None if shared is None else shared.budgets(local, ledger_of, alert)
+        )
+        budgets = self._shared or local
         self._ledger.on_state = budgets.ledger_failed
         meter = Meter(prices)
         hooks = self._pipeline.hooks
@@ -198,11 +218,14 @@ class Palyra(Calls):
             lambda: counter,
             Assessor(health, meter, budgets, shares),
         )
-        Routing(self._router, shares).install(hooks, learn=_may_route(self.config))
+        Routing(self._router, shares).install(hooks, learn=may_route(self.config))
         self.budgets = BudgetService(budgets)
         """The budgets enforced on calls: add, remove, status
         (`palyra._governance.BudgetService`)."""
-        self.tokens = TokenService(lambda: home_dir / "tokens.sqlite3")
+        self.tokens = TokenService(
+            lambda: home_dir / "tokens.sqlite3",
+            limiter=shared.rate_limiter() if shared else None,
+        )
         """API tokens of the ``/v1`` surface: create, list, revoke, verify
         (`palyra._access.TokenService`)."""
         self.usage = UsageService(self._ledger, prices, self._upstream_of)
@@ -215,10 +238,10 @@ class Palyra(Calls):
         revoke (`palyra._auth.Auth`)."""
         self._cron: list[Scheduler] = []  # made on first use, shared by views
         self._gate: CallGate | None = None
-        if credentials is None and _may_use_profiles(self.config):
+        if credentials is None and may_use_profiles(self.config):
             hooks.after_failure.append(profiles.failed)
             hooks.after_completion.append(profiles.completed)
-            eager = _relies_on_profiles(self.config)
+            eager = relies_on_profiles(self.config)
             window = self.config.auth.refresh_window
             self._gate = CallGate(
                 book, eager, window, send, asend, sync_sleep, async_sleep
@@ -284,11 +307,13 @@ class Palyra(Calls):
         config = self.config
 
         def secrets() -> tuple[str, ...]:
-            return _configured_keys(config)
+            return configured_keys(config)
 
         made = Scheduler(
             bind=bind, store=LedgerRunStore(self._ledger.get), secrets=secrets
         )
+        if self._state is not None:  # several processes: each fire runs once
+            made.claim_fires(self._state.fire_claims().claim)
         add_configured(made, self.config.jobs)  # [[jobs]]: built-in maintenance
         return made
 
@@ -344,6 +369,7 @@ class Palyra(Calls):
         connections (the async ones need `aclose`) and the ledger's and the
         token file's (they reopen if used again)."""
         self._stop_scheduler()
+        self._close_shared()
         self._sync.close()
         self._ledger.close()
         self.tokens.close()
@@ -355,10 +381,21 @@ class Palyra(Calls):
             import asyncio
 
             await asyncio.to_thread(self._stop_scheduler)
+        if self._shared is not None:  # hands settlements to Redis: a thread
+            import asyncio
+
+            await asyncio.to_thread(self._close_shared)
+            await self._shared.link.aclose()
         self._sync.close()
         self._ledger.close()
         self.tokens.close()
         await self._async.aclose()
+
+    def _close_shared(self) -> None:
+        if self._shared is not None:
+            self._shared.close()
+        if self._bus is not None:
+            self._bus.close()
 
     def _stop_scheduler(self) -> None:
         if self._cron and not self._cron[0].stop(10.0):
@@ -412,47 +449,6 @@ def _exchanges(sync: SyncDriver, asynchronous: AsyncDriver) -> tuple[Any, Any]:
     return send, asend
 
 
-def _may_route(config: PalyraConfig) -> bool:
-    """Whether calls may be routed without a ``route=`` of their own: then
-    served calls are watched for their cache use (for routing's prices)."""
-    return config.routing.mode != "off" or any(
-        m.tier is not None or m.quality is not None for m in config.models
-    )
-
-
-def _may_use_profiles(config: PalyraConfig) -> bool:
-    """Whether any provider could take its credential from a profile."""
-    return any(
-        (p.enabled and p.effective_auth_header != "none" and p.api_key is None)
-        or p.auth_profile is not None
-        for p in config.providers
-    )
-
-
-def _relies_on_profiles(config: PalyraConfig) -> bool:
-    """Whether a provider takes its credential from profiles first."""
-    return any(
-        p.enabled
-        and p.effective_auth_header != "none"
-        and (
-            p.auth_profile is not None or (p.api_key_env is None and p.api_key is None)
-        )
-        for p in config.providers
-    )
-
-
-def _configured_keys(config: PalyraConfig) -> tuple[str, ...]:
-    """The keys the configuration names (inline, or in the environment):
-    redacted from what the scheduler records of a job's failure."""
-    found: list[str] = []
-    for provider in config.providers:
-        if provider.api_key is not None:
-            found.append(provider.api_key.get_secret_value())
-        if provider.api_key_env is not None:
-            found.append(os.environ.get(provider.api_key_env, "").strip())
-    return tuple(key for key in found if key)
-
-
 def _describe(caller: Caller) -> str:
     parts = [
         f", {name}={value!r}"
@@ -462,15 +458,3 @@ def _describe(caller: Caller) -> str:
     if caller.tags:
         parts.append(f", tags={dict(caller.tags)!r}")
     return "".join(parts)
-
-
-def _load_config(
-    config: PalyraConfig | Mapping[str, Any] | str | Path | None,
-) -> PalyraConfig:
-    if config is None:
-        return PalyraConfig()
-    if isinstance(config, PalyraConfig):
-        return config
-    if isinstance(config, str | Path):
-        return PalyraConfig.from_file(config)
-    return PalyraConfig.from_dict(config)

@@ -24,6 +24,7 @@ mistakes sit beside it, so `except palyra.APIError` never hides a bug::
     │           └── OverloadedError        529 (Anthropic: overloaded, retryable)
     │   └── NoProviderAvailableError  every candidate's circuit breaker is open
     ├── BudgetExceededError           a budget refuses the call (no HTTP sent)
+    ├── StateUnavailableError         shared state is down, fail_closed (no HTTP)
     ├── ContextWindowExceededError    prompt + output cannot fit (no HTTP sent)
     ├── UnsupportedCapabilityError    the model cannot do what was asked (no HTTP)
     ├── ModelNotFoundError            no such model or alias in the registry

@@ -17,11 +17,11 @@ from __future__ import annotations
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
-from typing import Any, Protocol
+from typing import Any, Protocol, cast
 
 import httpx
 
-from ._core import CallContext, Candidate, Completion, Failed, Hooks
+from ._core import CallContext, Candidate, Completion, Failed, Hooks, Work
 from ._governance import LedgerSlot, Meter, UsageRecord
 from ._registry import ResolvedModel
 from ._usage import Cost, NormalizedUsage
@@ -50,6 +50,58 @@ class BudgetEngine(Protocol):
     def settle(self, reservation: Any, usage: NormalizedUsage, cost: Cost) -> None: ...
 
     def release(self, reservation: Any) -> None: ...
+
+
+class SharedEngine(BudgetEngine, Protocol):
+    """Budgets whose reservations are I/O (`palyra._state.SharedBudgets`)."""
+
+    async def areserve(
+        self,
+        party: Any,
+        usage: NormalizedUsage,
+        cost: Cost,
+        *,
+        provider: str,
+        model: str,
+        deadline_left: float | None = None,
+    ) -> Any: ...
+
+    def reserve(
+        self,
+        party: Any,
+        usage: NormalizedUsage,
+        cost: Cost,
+        *,
+        provider: str,
+        model: str,
+        deadline_left: float | None = None,
+    ) -> Any: ...
+
+
+def _shared(
+    ctx: CallContext,
+    candidate: Candidate,
+    budgets: SharedEngine,
+    worst: NormalizedUsage,
+    cost: Cost,
+) -> Work:
+    """The reservation as the driver's work: in this thread for a sync call,
+    awaited on the loop for an async one."""
+    call = ctx.governance = _Call(candidate, None)
+    model = candidate.model
+    where: dict[str, Any] = {
+        "provider": model.provider.id,
+        "model": model.id,
+        "deadline_left": ctx.left(),
+    }
+
+    def run() -> None:
+        call.reservation = budgets.reserve(ctx.caller, worst, cost, **where)
+
+    async def arun() -> None:
+        call.reservation = await budgets.areserve(ctx.caller, worst, cost, **where)
+
+    return Work(run, arun)
 
 
 class _Call:
@@ -83,6 +135,9 @@ class Governance:
         self.slot = slot
         self.budgets = budgets
         self.profile_of = profile_of
+        # Decided once: the check costs nothing per call.
+        shared = budgets is not None and hasattr(budgets, "areserve")
+        self._shared = cast(SharedEngine, budgets) if shared else None
 
     def install(self, hooks: Hooks) -> None:
         """Join the pipeline (before the other subsystems' completion hooks
@@ -95,11 +150,13 @@ class Governance:
 
     def dispatching(
         self, ctx: CallContext, candidate: Candidate, request: httpx.Request
-    ) -> None:
+    ) -> Work | None:
         """Reserve the candidate's worst case (raises `BudgetExceededError`).
 
         The price table is read here, on the first call that needs it: a bad
         table file fails that call before anything is sent (`ConfigError`).
+        Budgets shared on Redis reserve through a `Work` the driver does
+        (awaited in an async call).
         """
         self.meter.prices.table()
         budgets = self.budgets
@@ -108,10 +165,13 @@ class Governance:
             worst = self._worst_case(ctx, candidate)
             model = candidate.model
             cost = self._priced(model, worst, datetime.now(UTC))
+            if self._shared is not None:
+                return _shared(ctx, candidate, self._shared, worst, cost)
             reservation = budgets.reserve(
                 ctx.caller, worst, cost, provider=model.provider.id, model=model.id
             )
         ctx.governance = _Call(candidate, reservation)
+        return None
 
     def completed(self, ctx: CallContext, completion: Completion) -> None:
         """Price the answer, settle its reservation, stamp it and record it."""

@@ -44,6 +44,7 @@ LAYERS: list[tuple[str, list[str]]] = [
             "budgets",
             "jobs",
             "routing",
+            "state",
             "root",
             "__init__",
         ],
@@ -73,6 +74,7 @@ LAYERS: list[tuple[str, list[str]]] = [
             "failures",
             "retry",
             "health",
+            "sharing",
             "context",
             "estimates",
             "netguard",
@@ -129,6 +131,11 @@ LAYERS: list[tuple[str, list[str]]] = [
             "sqlite_writes",
             "sqlite_runs",
             "sqlite_ledger",
+            "postgres_schema",
+            "postgres_query",
+            "postgres_writes",
+            "postgres_pool",
+            "postgres_ledger",
             "windows",
             "budget_policy",
             "budget_state",
@@ -171,7 +178,26 @@ LAYERS: list[tuple[str, list[str]]] = [
             "__init__",
         ],
     ),
-    ("client", ["_calls", "_metering", "_client"]),
+    (
+        "_state",
+        [
+            "errors",
+            "scripts",
+            "windows",
+            "link",
+            "parts",
+            "settler",
+            "views",
+            "reboot",
+            "budgets",
+            "breakers",
+            "limits",
+            "cron",
+            "settings",
+            "__init__",
+        ],
+    ),
+    ("client", ["_calls", "_metering", "_choices", "_client"]),
     ("surface", ["testing", "__init__"]),
     (
         "asgi",
@@ -306,7 +332,15 @@ def test_the_core_never_imports_a_subsystem_or_the_client() -> None:
     """The layering rules above, spelled out for the core: subsystems join
     through hooks that the client wires."""
     core = [d for d in ORDER if d == "_core" or d.startswith("_core.")]
-    above = {"_client", "testing", "_auth", "_governance", "_routing", "_cron"}
+    above = {
+        "_client",
+        "testing",
+        "_auth",
+        "_governance",
+        "_routing",
+        "_cron",
+        "_state",
+    }
     for dotted in core:
         assert not {i.split(".")[0] for i in _imports(dotted)} & above, dotted
 
@@ -327,7 +361,7 @@ def hook(event, args):
 sys.addaudithook(hook)
 import palyra
 heavy = [m for m in sys.modules if m.split(".")[0] in
-         ("tiktoken", "tiktoken_ext", "keyring", "croniter", "tenacity")
+         ("tiktoken", "tiktoken_ext", "keyring", "croniter", "tenacity", "psycopg")
          or m.rsplit(".", 1)[-1] in ("openai", "anthropic", "deterministic")]
 print(heavy, [e for e in events if not e.endswith(("/", "site-packages"))])
 """

@@ -14,11 +14,19 @@ May import: ``_exceptions``, ``_utils``, ``_core`` (its `Caller` checks an
 agent id, through ``palyra._core``), pydantic and the standard library
 (``sqlite3`` only when the file is first used). Never another subsystem.
 
-Exports to the rest of palyra: `TokenService`, `TokenInfo`, `APITokenError`
-and `TOKEN_SCOPES`.
+Exports to the rest of palyra: `TokenService`, `TokenInfo`, `APITokenError`,
+`TOKEN_SCOPES`, and the rate-limit seam (`RateLimiter`, `RateWindows`).
 """
 
+from .limits import RateLimiter, RateWindows
 from .service import TokenService
 from .tokens import TOKEN_SCOPES, APITokenError, TokenInfo
 
-__all__ = ["TOKEN_SCOPES", "APITokenError", "TokenInfo", "TokenService"]
+__all__ = [
+    "TOKEN_SCOPES",
+    "APITokenError",
+    "RateLimiter",
+    "RateWindows",
+    "TokenInfo",
+    "TokenService",
+]

@@ -1,18 +1,28 @@
-"""Each API token's own rate limit: requests per minute, in fixed windows.
+"""Each API token's own rate limit: requests per minute.
 
-Counted in this process only (a token used by two processes gets its limit in
-each); windows are one minute, starting at the token's first request after
-the last window ended. Thread-safe.
+`RateWindows` counts in this process only (a token used by two processes
+gets its limit in each), in one-minute windows starting at the token's
+first request after the last window ended; thread-safe. A client with
+shared state counts on Redis instead (``palyra._state.limits``), through
+the `RateLimiter` seam.
 """
 
 from __future__ import annotations
 
 import threading
+from typing import Protocol
 
-__all__ = ["RateWindows"]
+__all__ = ["RateLimiter", "RateWindows"]
 
 _WINDOW = 60.0
 _MAX_TOKENS = 100_000  # windows kept before the idle ones are dropped
+
+
+class RateLimiter(Protocol):
+    """Counts a token's requests: None when one is admitted, else the
+    seconds to wait (``now``: monotonic seconds, for the local limiter)."""
+
+    def admit(self, token_id: str, per_minute: int, now: float) -> float | None: ...
 
 
 class RateWindows:

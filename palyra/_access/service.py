@@ -13,7 +13,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, TypeVar
 
-from .limits import RateWindows
+from .limits import RateLimiter, RateWindows
 from .store import TokenStore
 from .tokens import (
     TOKEN_SCOPES,
@@ -45,6 +45,8 @@ class TokenService:
             ``<home>/tokens.sqlite3``.
         now: The wall clock (UTC-aware), for expiry; tests pass their own.
         monotonic: Seconds, for rate windows.
+        limiter: Counts requests against each token's rate limit (default:
+            in this process; a client with shared state counts on Redis).
     """
 
     def __init__(
@@ -53,11 +55,12 @@ class TokenService:
         *,
         now: Callable[[], datetime] = lambda: datetime.now(UTC),
         monotonic: Callable[[], float] = time.monotonic,
+        limiter: RateLimiter | None = None,
     ) -> None:
         self._store = TokenStore(path)
         self._now = now
         self._monotonic = monotonic
-        self._windows = RateWindows()
+        self._windows: RateLimiter = limiter or RateWindows()
 
     @property
     def path(self) -> Path:
@@ -160,8 +163,8 @@ class TokenService:
             wait = self._windows.admit(info.id, info.rate_limit, self._monotonic())
             if wait is not None:
                 raise APITokenError(
-                    f"API token {info.id} made {info.rate_limit} requests this"
-                    f" minute; retry in {wait:.1f}s",
+                    f"API token {info.id} is past its {info.rate_limit} requests"
+                    f" a minute; retry in {wait:.1f}s",
                     status=429,
                     code="rate_limit_exceeded",
                     retry_after=wait,

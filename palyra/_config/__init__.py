@@ -48,6 +48,7 @@ from .routing import (
     RoutingWeights,
     parse_mode,
 )
+from .state import REDIS_SCHEMES, StateConfig, redis_target
 
 __all__ = [
     "DEFAULT_AUTH_HEADERS",
@@ -56,6 +57,7 @@ __all__ = [
     "DEFAULT_KEYWORDS",
     "DEFAULT_TIERS",
     "JOB_KINDS",
+    "REDIS_SCHEMES",
     "ROUTING_MODES",
     "AuthConfig",
     "AuthHeader",
@@ -79,7 +81,9 @@ __all__ = [
     "RoutingHint",
     "RoutingMode",
     "RoutingWeights",
+    "StateConfig",
     "check_endpoint",
     "parse_mode",
     "parse_window",
+    "redis_target",
 ]

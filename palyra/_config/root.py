@@ -19,6 +19,7 @@ from .jobs import JobConfig
 from .models import ModelEntry
 from .providers import ProviderConfig
 from .routing import RoutingConfig
+from .state import StateConfig
 
 __all__ = [
     "AuthConfig",
@@ -170,6 +171,7 @@ class PalyraConfig(ConfigModel):
     budgets: tuple[BudgetConfig, ...] = ()
     routing: RoutingConfig = Field(default_factory=RoutingConfig)
     jobs: tuple[JobConfig, ...] = ()
+    state: StateConfig = Field(default_factory=StateConfig)
 
     @field_validator("ledger", mode="before")
     @classmethod

@@ -13,7 +13,7 @@ from collections import deque
 from collections.abc import Callable, Iterable, Mapping
 from enum import StrEnum
 from types import MappingProxyType
-from typing import ClassVar, Literal
+from typing import ClassVar, Literal, Protocol
 
 from pydantic import BaseModel, ConfigDict
 
@@ -21,6 +21,7 @@ from .._utils import excerpt
 
 __all__ = [
     "Admission",
+    "BreakerBus",
     "BreakerSnapshot",
     "BreakerState",
     "CircuitBreaker",
@@ -322,6 +323,24 @@ class HealthWindow:
             return "healthy" if self._ok >= self.HEALTHY_RATE * n else "degraded"
 
 
+class BreakerBus(Protocol):
+    """Carries breaker transitions between processes: ``breaker`` makes one
+    that reports to it (`palyra._core.sharing`); ``watch`` applies other
+    processes' transitions, and ``first_read`` returns once it has read
+    them a first time (bounded by the bus's timeouts); ``opened`` and
+    ``closed`` never block; ``probe`` says whether this process takes the
+    one probe (True when it cannot tell). ``palyra._state`` has the bus."""
+
+    def breaker(
+        self, key: HealthKey, threshold: int, cooldown: float, clock: Clock
+    ) -> CircuitBreaker: ...
+    def watch(self, tracker: HealthTracker) -> None: ...
+    def first_read(self) -> None: ...
+    def opened(self, key: HealthKey, seconds: float) -> None: ...
+    def closed(self, key: HealthKey) -> None: ...
+    def probe(self, key: HealthKey, seconds: float) -> bool: ...
+
+
 class HealthTracker:
     """A breaker and a health window per ``(provider_id, model_id)``, made on
     first use with the provider's breaker settings (re-applied if they change).
@@ -332,6 +351,8 @@ class HealthTracker:
         clock: Monotonic seconds.
         enabled: False makes `admit` always allow and the rest no-ops (a key is
             then never seen): ``[resilience] circuit_breakers = false``.
+        bus: Shares breaker transitions with other processes
+            (`palyra._core.sharing`); None keeps them in this one.
     """
 
     def __init__(
@@ -341,8 +362,10 @@ class HealthTracker:
         max_age: float | None = 300.0,
         clock: Clock = time.monotonic,
         enabled: bool = True,
+        bus: BreakerBus | None = None,
     ) -> None:
         self.enabled = enabled
+        self.bus = bus
         self._clock = clock
         self._window = (window_size, max_age)
         self._entries: dict[HealthKey, _Entry] = {}
@@ -355,12 +378,32 @@ class HealthTracker:
         if entry is None:
             size, max_age = self._window
             new = (
-                CircuitBreaker(threshold, cooldown, self._clock),
+                self._breaker(key, threshold, cooldown),
                 HealthWindow(size, max_age=max_age, clock=self._clock),
             )
             with self._lock:
+                first = not self._entries
                 entry = self._entries.setdefault(key, new)
+            if first and self.bus is not None:
+                self.bus.watch(self)
         return entry
+
+    def _breaker(
+        self, key: HealthKey, threshold: int, cooldown: float
+    ) -> CircuitBreaker:
+        if self.bus is None:
+            return CircuitBreaker(threshold, cooldown, self._clock)
+        return self.bus.breaker(key, threshold, cooldown, self._clock)
+
+    def follow(self, key: HealthKey) -> CircuitBreaker:
+        """The key's breaker, made (default settings) if unseen: another
+        process's open applies before this one's first call."""
+        return self._entry(key, *_DEFAULT_SETTINGS)[0]
+
+    def breaker(self, key: HealthKey) -> CircuitBreaker | None:
+        """The key's breaker, if the key has been seen."""
+        entry = self._entries.get(key)
+        return None if entry is None else entry[0]
 
     def admit(self, key: HealthKey, threshold: int, cooldown: float) -> Admission:
         """Ask the key's breaker whether a call may go now (truthy if so)."""

@@ -20,7 +20,7 @@ from contextvars import ContextVar
 from typing import TYPE_CHECKING, Any
 
 from .context import JobContext
-from .timetable import Run
+from .timetable import Run, RunElsewhere
 
 if TYPE_CHECKING:
     import asyncio
@@ -30,6 +30,7 @@ __all__ = ["Runner", "is_async"]
 logger = logging.getLogger("palyra")
 
 Ended = Callable[[Run, BaseException | None], None]
+_ELSEWHERE = "another process claimed this fire and runs it"
 # The run the current thread or task carries out: a job that stops its own
 # scheduler is not waited for by that stop.
 _CURRENT: ContextVar[Run | None] = ContextVar("palyra_current_run", default=None)
@@ -58,6 +59,9 @@ class Runner:
         self._threads: set[threading.Thread] = set()
         self._tasks: set[asyncio.Task[None]] = set()
         self._private: _LoopThread | None = None
+        # With shared state, another process may have claimed a fire: asked
+        # on the run's own thread before the job starts (`Scheduler.claim_fires`).
+        self.claim: Callable[[Run], bool] | None = None
 
     def start(self, run: Run) -> None:
         """Start ``run`` (returns at once)."""
@@ -131,6 +135,8 @@ class Runner:
         _CURRENT.set(run)
         error: BaseException | None = None
         try:
+            if not self._claimed(run):
+                raise RunElsewhere(_ELSEWHERE)
             result = run.job.func(self._context_of(run))
             if inspect.isawaitable(result):  # a sync callable's coroutine
                 import asyncio
@@ -144,6 +150,22 @@ class Runner:
             finally:
                 with self._lock:
                     self._threads.discard(threading.current_thread())
+
+    def _claimed(self, run: Run) -> bool:
+        """Whether this process runs ``run``'s fire (no claims: always; a
+        claim that fails: yes, the scheduler works locally)."""
+        claim = self.claim
+        if claim is None:
+            return True
+        try:
+            return claim(run)
+        except Exception as exc:
+            logger.warning(
+                "palyra: job %r runs here: its fire could not be claimed (%s)",
+                run.job.id,
+                type(exc).__name__,
+            )
+            return True
 
     # -- tasks ---------------------------------------------------------------
 
@@ -178,6 +200,8 @@ class Runner:
         _CURRENT.set(run)  # the task's own context
         error: BaseException | None = None
         try:
+            if not await asyncio.to_thread(self._claimed, run):
+                raise RunElsewhere(_ELSEWHERE)
             result = run.job.func(self._context_of(run))
             if inspect.isawaitable(result):
                 await result

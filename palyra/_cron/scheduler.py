@@ -52,16 +52,15 @@ class Scheduler:
     (``client.scheduler``), whose calls from a job run as the job's agent.
 
     Nothing runs until it is driven: `run_pending` by hand, `start` in a
-    background thread, or ``await run()`` on an event loop. One scheduler
-    per process should drive a given set of jobs (docs/cron.md: deployment).
+    background thread, or ``await run()`` on an event loop. Without shared
+    state, one process should drive a given set of jobs (docs/cron.md).
 
     Args:
         bind: Makes each run's ``ctx.client`` (the owning client gives one).
         store: Where run records go (default: memory, the newest 1000 per job).
         clock: The current time, an aware datetime (default: UTC now).
         secrets: The keys to redact from run records' error messages (the
-            owning client gives its configured ones); anything shaped like a
-            credential is redacted regardless.
+            client's); anything shaped like a credential is redacted too.
     """
 
     def __init__(
@@ -87,6 +86,10 @@ class Scheduler:
     def __repr__(self) -> str:
         state = "running" if self.running else "idle"
         return f"Scheduler({len(self._table.ids())} jobs, {state})"
+
+    def claim_fires(self, claim: Callable[[Run], bool] | None) -> None:
+        """Run a fire only where ``claim(run)`` wins it (shared state)."""
+        self._runner.claim = claim
 
     # -- jobs ----------------------------------------------------------------
 
@@ -279,15 +282,14 @@ class Scheduler:
         """Run what is due, by hand (a cron-driven script, a test).
 
         Args:
-            now: The time to run at (an aware datetime); it becomes the
-                scheduler's time until the next ``run_pending(now=)``, for
-                retries and runtimes as well. Default: the clock.
+            now: The time to run at (an aware datetime); the scheduler's time
+                until the next ``run_pending(now=)`` (retries, runtimes).
+                Default: the clock.
             wait: Seconds to wait for the runs started here (0 or None: do
                 not wait; they go on in the background).
 
         Returns:
-            The records of this tick: fires skipped, and runs that ended
-            within ``wait``.
+            The records of this tick: fires skipped, and runs that ended.
         """
         if now is not None:
             self._manual = aware(now, "now")
@@ -407,8 +409,6 @@ class Scheduler:
             self._runner.loop = None
             await self._runner.cancel_tasks_of(loop)
 
-    # -- inside --------------------------------------------------------------
-
     def _spec(self, func: Any, *given: Any) -> JobSpec:
         """The job `add` describes, every argument checked."""
         agent, auth_profile = given[-2:]
@@ -424,10 +424,9 @@ class Scheduler:
         return self._manual if self._manual is not None else self._clock()
 
     def _context(self, run: Run) -> JobContext:
-        spec = run.job
-        client = None
-        if self._bind is not None:
-            client = self._bind(spec.agent, spec.auth_profile, SCHEDULER_PRINCIPAL)
+        spec, bind = run.job, self._bind
+        who = (spec.agent, spec.auth_profile, SCHEDULER_PRINCIPAL)
+        client = None if bind is None else bind(*who)
         return JobContext(
             spec.id, run.run_id, run.scheduled_at, run.attempt, client, run.cancelled
         )

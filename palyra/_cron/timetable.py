@@ -27,7 +27,7 @@ from .policies import Concurrency, Misfire, Retry, jitter_of
 from .runs import Outcome, RunRecord, error_fields
 from .schedules import AtSchedule, CronSchedule, EverySchedule, Schedule
 
-__all__ = ["Cancel", "JobSpec", "Record", "Run", "Start", "Timetable"]
+__all__ = ["Cancel", "JobSpec", "Record", "Run", "RunElsewhere", "Start", "Timetable"]
 
 # Missed cron ticks are counted one by one (croniter: ~100 us each), under
 # the lock: past this many the count says "N+", and the latest ticks the
@@ -68,6 +68,18 @@ class Run:
     cancel_task: Callable[[], None] | None = None
     # Why it was cancelled, once it was ("timeout" or "cancelled").
     cancelled_as: Outcome | None = None
+
+
+_MESSAGE_KINDS = {
+    "timeout": "Timeout",
+    "cancelled": "Cancelled",
+    "skipped": "Elsewhere",
+}
+
+
+class RunElsewhere(Exception):
+    """What a run "raises" when another process claimed its fire (the
+    scheduler's fire claims, with shared state): recorded as skipped."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -269,8 +281,13 @@ class Timetable:
         aio = sys.modules.get("asyncio")  # loaded if a task was cancelled
         if aio is not None and isinstance(error, aio.CancelledError):
             outcome, error = "cancelled", None  # by someone else: the loop closing
+        if isinstance(error, RunElsewhere):
+            run.record = self._record(run, "skipped", now, None, str(error))
+            actions: list[Action] = [Record(run.record)]
+            self._after_end(job, now, actions)  # no retry: it ran elsewhere
+            return actions
         run.record = self._record(run, outcome, now, error)
-        actions: list[Action] = [Record(run.record)]
+        actions = [Record(run.record)]
         delay = None if error is None else run.job.retry.delay(run.attempt)
         if delay is not None and not job.paused:
             job.retry_token = next(self._tokens)
@@ -417,7 +434,7 @@ class Timetable:
     ) -> RunRecord:
         kind, text = error_fields(error, self._secrets() if error is not None else ())
         if message is not None:
-            kind, text = ("Timeout" if outcome == "timeout" else "Cancelled"), message
+            kind, text = _MESSAGE_KINDS[outcome], message
         return RunRecord(
             run.run_id,
             run.job.id,

@@ -3,13 +3,15 @@
 What it is for: prices and their arithmetic (``Decimal`` throughout; an
 unpriced model costs None, never $0), usage normalised across providers
 (uncached input, cache read, cache write, output, reasoning), the durable
-usage ledger (SQLite, or memory) and budgets (issue 11). Like auth, each part
-is a pure core with thin edges; it joins a call through the core's hooks,
-wired by ``palyra._client``.
+usage ledger (SQLite, PostgreSQL, or memory) and budgets (issue 11). Like
+auth, each part is a pure core with thin edges; it joins a call through the
+core's hooks, wired by ``palyra._client``.
 
 May import: the leaves (``_exceptions``, ``_utils``), ``_config``, ``_wire``,
-``_tokens`` and the standard library (``sqlite3``, ``zoneinfo``, ``decimal``).
-Never the core's internals nor another subsystem.
+``_tokens`` and the standard library (``sqlite3``, ``zoneinfo``, ``decimal``);
+psycopg 3 (the ``postgres`` extra) only lazily, inside the ``postgres_*``
+modules' functions, when a `PostgresLedger` is made. Never the core's
+internals nor another subsystem.
 
 Exports to the rest of palyra: what is listed in ``__all__`` below.
 """
@@ -17,7 +19,8 @@ Exports to the rest of palyra: what is listed in ``__all__`` below.
 from typing import TYPE_CHECKING
 
 from .budget_policy import BudgetAlert, BudgetPolicy, BudgetStatus, Party
-from .budget_service import BudgetService
+from .budget_service import BudgetEngine, BudgetService
+from .budget_state import ScopeState, load_spent, refusal, send_alert, status_of
 from .budgets import Budgets, Reservation
 from .default_prices import DEFAULT_PRICES, SNAPSHOT_DATE
 from .held import AsyncRecordWriter, HeldEnding, hold, release, writer_for
@@ -40,6 +43,7 @@ from .usage import NormalizedUsage, from_anthropic, from_embeddings, from_openai
 from .windows import Window
 
 if TYPE_CHECKING:
+    from .postgres_ledger import PostgresLedger
     from .sqlite_ledger import SQLiteLedger
 
 __all__ = [
@@ -47,6 +51,7 @@ __all__ = [
     "SNAPSHOT_DATE",
     "AsyncRecordWriter",
     "BudgetAlert",
+    "BudgetEngine",
     "BudgetPolicy",
     "BudgetService",
     "BudgetStatus",
@@ -60,12 +65,14 @@ __all__ = [
     "Meter",
     "NormalizedUsage",
     "Party",
+    "PostgresLedger",
     "PriceBook",
     "PriceEntry",
     "PriceTable",
     "Reservation",
     "RoutingSavings",
     "SQLiteLedger",
+    "ScopeState",
     "Totals",
     "UsageLedger",
     "UsageRecord",
@@ -81,8 +88,12 @@ __all__ = [
     "from_openai",
     "hold",
     "load_price_file",
+    "load_spent",
     "new_record_id",
+    "refusal",
     "release",
+    "send_alert",
+    "status_of",
     "writer_for",
 ]
 
@@ -94,4 +105,8 @@ def __getattr__(name: str) -> object:
         from .sqlite_ledger import SQLiteLedger
 
         return SQLiteLedger
+    if name == "PostgresLedger":  # psycopg itself loads when one is made
+        from .postgres_ledger import PostgresLedger
+
+        return PostgresLedger
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -8,19 +8,50 @@ config file is left as it is.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, Protocol
 
 from .._config import BudgetConfig
-from .budget_policy import BudgetAlert, BudgetPolicy, BudgetStatus
-from .budgets import Budgets
+from .budget_policy import BudgetAlert, BudgetPolicy, BudgetStatus, Party
+from .pricing import Cost
+from .usage import NormalizedUsage
 
-__all__ = ["BudgetService"]
+__all__ = ["BudgetEngine", "BudgetService"]
+
+
+class BudgetEngine(Protocol):
+    """What ``client.budgets`` and routing need of a budget engine: the
+    in-process `Budgets`, or the shared one on Redis (``palyra._state``)."""
+
+    @property
+    def active(self) -> bool: ...
+
+    def add(
+        self, policy: BudgetPolicy | BudgetConfig | Mapping[str, Any]
+    ) -> BudgetPolicy: ...
+
+    def remove(self, policy_id: str) -> None: ...
+
+    def policies(self) -> list[BudgetPolicy]: ...
+
+    def status(self) -> list[BudgetStatus]: ...
+
+    def evaluate(self) -> list[BudgetAlert]: ...
+
+    def refuses(
+        self,
+        party: Party,
+        usage: NormalizedUsage,
+        cost: Cost,
+        *,
+        provider: str,
+        model: str,
+    ) -> str | None: ...
 
 
 class BudgetService:
     """The client's budgets: ``client.budgets``."""
 
-    def __init__(self, engine: Budgets) -> None:
+    def __init__(self, engine: BudgetEngine) -> None:
         self._engine = engine
 
     def add(

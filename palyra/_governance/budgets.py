@@ -169,6 +169,11 @@ class Budgets:
         """The budgets enforced, by id."""
         return list(self._policies)
 
+    @property
+    def ledger_error(self) -> str | None:
+        """The ledger's failure while writes fail (`ledger_failed`), else None."""
+        return self._ledger_error
+
     def ledger_failed(self, error: str | None) -> None:
         """The ledger's state after a write: its error text while failing
         (budgets with ``on_ledger_error = "block"`` then refuse calls), None

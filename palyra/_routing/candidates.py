@@ -18,7 +18,7 @@ from typing import Any
 
 from .._config import RoutingConfig
 from .._core import HealthTracker
-from .._governance import Budgets, Meter, Party, PriceEntry, estimated_units
+from .._governance import BudgetEngine, Meter, Party, PriceEntry, estimated_units
 from .._registry import Registry, ResolvedModel
 from .shares import CacheShares
 
@@ -167,7 +167,7 @@ class Assessor:
         self,
         health: HealthTracker,
         meter: Meter,
-        budgets: Budgets | None,
+        budgets: BudgetEngine | None,
         shares: CacheShares,
     ) -> None:
         self.health = health
@@ -234,7 +234,7 @@ class Assessor:
         return entry
 
     def _budget_reason(
-        self, budgets: Budgets, model: ResolvedModel, facts: Facts
+        self, budgets: BudgetEngine, model: ResolvedModel, facts: Facts
     ) -> str | None:
         entry = model.entry
         worst = self.meter.worst_case(

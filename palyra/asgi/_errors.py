@@ -31,6 +31,7 @@ from .._exceptions import (
     RateLimitError,
     UnsupportedCapabilityError,
 )
+from .._state import StateUnavailableError
 
 __all__ = ["Problem", "problem_of"]
 
@@ -125,6 +126,14 @@ def _palyra(exc: PalyraError) -> Problem | None:
             type="server_error",
             code="no_provider_available",
             headers=_retry_after(exc.retry_after or 1.0),
+        )
+    if isinstance(exc, StateUnavailableError):  # shared state down, fail_closed
+        return Problem(
+            503,
+            message,
+            type="server_error",
+            code="state_unavailable",
+            headers=_retry_after(1.0),
         )
     if isinstance(exc, APITimeoutError):
         return Problem(504, message, type="server_error", code="timeout")

@@ -32,7 +32,8 @@ _REASONS = {
     "413": "The body is over the server's limit.",
     "429": "A budget hard limit (x-should-retry: false) or a rate limit.",
     "502": "The upstream failed.",
-    "503": "No provider is available; retry-after says when to try again.",
+    "503": "No provider is available, or shared state (Redis) is down under"
+    " fail_closed; retry-after says when to try again.",
     "504": "The call's deadline passed.",
 }
 

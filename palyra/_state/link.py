@@ -1,0 +1,224 @@
+"""The connection to Redis: a sync client for threads, an asyncio client per
+event loop, the scripts registered on each, and what "down" means.
+
+redis-py is imported on first use (the ``redis`` extra): building a client
+with ``[state] backend = "redis"`` does no I/O and imports nothing. Every
+failure to reach Redis becomes `StateDown`, which names ``host:port`` and
+never the password; after one, calls fail fast for ``retry_interval``
+seconds instead of each waiting out a connect timeout, then the next call
+tries again (reconnection is automatic).
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+import weakref
+from collections.abc import Sequence
+from typing import Any
+
+from .._config import redis_target
+from .._exceptions import ConfigError
+
+__all__ = ["RedisLink", "StateDown"]
+
+
+class StateDown(Exception):
+    """Redis could not be reached (internal: each caller words its error)."""
+
+
+class RedisLink:
+    """One Redis, reached from threads and event loops.
+
+    Args:
+        url: The Redis URL (no password in it).
+        password: The password, if any (kept out of every repr).
+        password_env: Or the environment variable holding it.
+        connect_timeout: Seconds to connect.
+        timeout: Seconds each command may take.
+        retry_interval: Seconds calls fail fast after a failure.
+    """
+
+    def __init__(
+        self,
+        url: str,
+        *,
+        password: str | None = None,
+        password_env: str | None = None,
+        connect_timeout: float = 1.0,
+        timeout: float = 0.5,
+        retry_interval: float = 1.0,
+    ) -> None:
+        self.url = url
+        self.target = redis_target(url)
+        self._password = password
+        self._password_env = password_env
+        self._connect_timeout = connect_timeout
+        self._timeout = timeout
+        self._retry_interval = retry_interval
+        self._lock = threading.Lock()
+        self._sync: Any = None
+        self._scripts: dict[str, Any] = {}
+        self._async: weakref.WeakKeyDictionary[Any, tuple[Any, dict[str, Any]]] = (
+            weakref.WeakKeyDictionary()
+        )
+        self._down_until = 0.0
+        self.last_error: str | None = None
+        self.failures = 0
+
+    def __repr__(self) -> str:
+        return f"RedisLink({self.target})"
+
+    def wait_bound(self, event: threading.Event) -> None:
+        """Wait for ``event`` at most as long as one connect and command can
+        take (another thread's round trip to this Redis)."""
+        event.wait(self._connect_timeout + self._timeout)
+
+    @property
+    def down(self) -> bool:
+        """Whether Redis failed less than ``retry_interval`` seconds ago."""
+        return time.monotonic() < self._down_until
+
+    # -- sync --------------------------------------------------------------
+
+    def run(self, script: str, keys: Sequence[str], args: Sequence[Any]) -> Any:
+        """Run ``script`` (one of `palyra._state.scripts`) and return its answer.
+
+        Raises:
+            StateDown: Redis could not be reached, or failed the script.
+        """
+        self._check_up()
+        redis = _redis()
+        try:
+            registered = self._sync_script(script)
+            answer = registered(keys=list(keys), args=list(args))
+        except redis.RedisError as exc:
+            raise self._failed(exc) from None
+        self._up()
+        return answer
+
+    def _sync_script(self, script: str) -> Any:
+        found = self._scripts.get(script)
+        if found is None:
+            with self._lock:
+                if self._sync is None:
+                    self._sync = _redis().Redis.from_url(self.url, **self._options())
+                found = self._scripts[script] = self._sync.register_script(script)
+        return found
+
+    # -- async -------------------------------------------------------------
+
+    async def arun(self, script: str, keys: Sequence[str], args: Sequence[Any]) -> Any:
+        """`run`, on this event loop's asyncio client."""
+        self._check_up()
+        redis = _redis()
+        try:
+            registered = self._async_script(script)
+            answer = await registered(keys=list(keys), args=list(args))
+        except redis.RedisError as exc:
+            raise self._failed(exc) from None
+        self._up()
+        return answer
+
+    def _async_script(self, script: str) -> Any:
+        import asyncio
+
+        loop = asyncio.get_running_loop()
+        entry = self._async.get(loop)
+        if entry is None:
+            from redis import asyncio as aioredis
+
+            # Connections belong to the loop that opened them: one client
+            # per loop, dropped with its loop.
+            client = aioredis.Redis.from_url(self.url, **self._options())
+            entry = self._async[loop] = (client, {})
+        client, scripts = entry
+        found = scripts.get(script)
+        if found is None:
+            found = scripts[script] = client.register_script(script)
+        return found
+
+    # -- both --------------------------------------------------------------
+
+    def _options(self) -> dict[str, Any]:
+        return {
+            "password": self._secret(),
+            "socket_connect_timeout": self._connect_timeout,
+            "socket_timeout": self._timeout,
+            "retry_on_timeout": False,
+            "health_check_interval": 30,
+        }
+
+    def _secret(self) -> str | None:
+        if self._password is not None or self._password_env is None:
+            return self._password
+        value = os.environ.get(self._password_env)
+        if not value:
+            raise ConfigError(
+                [
+                    (
+                        "state.password_env",
+                        f"environment variable {self._password_env} is not set",
+                    )
+                ]
+            )
+        return value
+
+    def _check_up(self) -> None:
+        if self.down:
+            raise StateDown(
+                f"Redis at {self.target} is unavailable ({self.last_error});"
+                f" trying again within {self._retry_interval:g} s"
+            )
+
+    def _failed(self, exc: Exception) -> StateDown:
+        # redis-py's messages name host and port, never the password; the
+        # class name is enough either way.
+        self.last_error = f"{type(exc).__name__}: {_short(exc)}"
+        self.failures += 1
+        self._down_until = time.monotonic() + self._retry_interval
+        return StateDown(f"Redis at {self.target} is unavailable ({self.last_error})")
+
+    def _up(self) -> None:
+        if self._down_until:
+            self._down_until = 0.0
+
+    async def aclose(self) -> None:
+        """Close the running loop's asyncio client (``client.aclose()``).
+        Another loop's connections cannot be closed from this one: an app
+        that runs several loops closes the client on each, or lets them go
+        with their loop."""
+        import asyncio
+
+        entry = self._async.pop(asyncio.get_running_loop(), None)
+        if entry is not None:
+            await entry[0].aclose()
+
+    def close(self) -> None:
+        """Close the sync client's connections (see `aclose` for async ones)."""
+        with self._lock:
+            client, self._sync = self._sync, None
+            self._scripts.clear()
+        if client is not None:
+            client.close()
+
+
+def _short(exc: Exception) -> str:
+    text = str(exc).splitlines()[0] if str(exc) else ""
+    return text[:200]
+
+
+def _redis() -> Any:
+    try:
+        import redis
+    except ImportError:
+        raise ConfigError(
+            [
+                (
+                    "state.backend",
+                    "Redis support is not installed: pip install 'palyra[redis]'",
+                )
+            ]
+        ) from None
+    return redis

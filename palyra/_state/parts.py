@@ -1,0 +1,95 @@
+"""The small parts of shared budgets: what the reserving logic asks for,
+what a call holds, and the alerts the scripts claim (pure: no I/O)."""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Iterable
+from datetime import datetime
+from decimal import Decimal
+from typing import Any, NamedTuple
+
+from .._governance import BudgetAlert, BudgetPolicy, Reservation
+from .windows import Held, from_units
+
+__all__ = ["Need", "SharedReservation", "alerts_from", "cut", "text"]
+
+
+class Need(NamedTuple):
+    """What the reserving logic asks its driver for: a ``script`` run on
+    Redis (with ``keys`` and ``args``), or, with ``script`` None, the
+    ledger's spending for the window ``held``."""
+
+    script: str | None
+    keys: list[str]
+    args: list[Any]
+    held: Held | None = None
+
+
+class SharedReservation:
+    """What one call holds on Redis (or, while Redis was down, locally)."""
+
+    __slots__ = ("_closed", "held", "id", "local")
+
+    def __init__(
+        self, rid: str, held: list[Held], local: Reservation | None = None
+    ) -> None:
+        self.id, self.held, self.local = rid, held, local
+        self._closed = False
+
+    def close(self) -> bool:
+        """Mark it given back; False if it already was."""
+        if self._closed:
+            return False
+        self._closed = True
+        return True
+
+    def __repr__(self) -> str:
+        where = "local" if self.local is not None else "redis"
+        return f"SharedReservation({self.id}, {where}, {len(self.held)} windows)"
+
+
+def alerts_from(
+    held: Iterable[Held], claimed: Iterable[bytes | str], now: datetime
+) -> list[BudgetAlert]:
+    """The alerts of the scripts' ``"i=fraction=spent"`` claims."""
+    windows = list(held)
+    alerts = []
+    for item in claimed:
+        index, fraction, spent = text(item).split("=")
+        window = windows[int(index) - 1]
+        policy = window.policy
+        limit = policy.alert_limit
+        assert limit is not None  # nothing is claimed without one
+        alerts.append(
+            BudgetAlert(
+                policy=policy.id,
+                metric=policy.metric,
+                scope=policy.scope,
+                scope_value=window.value,
+                threshold=Decimal(fraction),
+                limit=limit,
+                spent=from_units(policy, spent),
+                window_start=window.start,
+                resets_at=window.end,
+                at=now,
+            )
+        )
+    return alerts
+
+
+def cut(policy: BudgetPolicy, fraction: Decimal) -> BudgetPolicy:
+    """``policy`` for one process alone while Redis is down: its hard limit
+    cut to ``fraction``, no soft limit and no alerts of its own."""
+    hard = policy.hard_limit
+    return dataclasses.replace(
+        policy,
+        hard_limit=None if hard is None else hard * fraction,
+        soft_limit=None,
+        alert_at=(),
+    )
+
+
+def text(value: Any) -> str:
+    """A script's answer item as text."""
+    return value.decode() if isinstance(value, bytes) else str(value)

@@ -1,0 +1,259 @@
+"""The Lua scripts that keep budgets on Redis: each operation is one script,
+so it is atomic across every process that shares the Redis.
+
+A budget window is a hash ``K`` (``spent``, ``reserved``, ``loaded``, ``seq``
+and ``alert:<fraction>`` flags) with three companions: ``K:r`` (reservation
+id -> amount), ``K:x`` (reservation id -> expiry, epoch ms: what a dead
+process held is let go when it expires) and, for a rolling window, ``K:e``
+(``"<seq>:<amount>"`` -> when it was spent, aged out by the scripts).
+Amounts are integers: nano-dollars for ``usd`` budgets, tokens for
+``tokens`` ones. Computed numbers go back to Redis through ``%d``: Lua's
+own number-to-string turns large integers into ``1e+15``.
+"""
+
+from __future__ import annotations
+
+__all__ = ["ALERTS", "BOOT", "LOAD", "PEEK", "REASSERT", "RENEW", "RESERVE", "SETTLE"]
+
+_HELPERS = """
+local function purge(k, now)
+  local ids = redis.call('ZRANGEBYSCORE', k .. ':x', '-inf', now)
+  if #ids == 0 then return end
+  local freed = 0
+  for _, id in ipairs(ids) do
+    local held = redis.call('HGET', k .. ':r', id)
+    if held then
+      freed = freed + tonumber(held)
+      redis.call('HDEL', k .. ':r', id)
+    end
+  end
+  redis.call('HINCRBY', k, 'reserved', string.format('%d', -freed))
+  redis.call('ZREMRANGEBYSCORE', k .. ':x', '-inf', now)
+end
+local function age(k, roll, now)
+  if roll <= 0 then return end
+  local cutoff = '(' .. string.format('%d', now - roll)
+  local old = redis.call('ZRANGEBYSCORE', k .. ':e', '-inf', cutoff)
+  if #old == 0 then return end
+  local total = 0
+  for _, m in ipairs(old) do
+    total = total + tonumber(string.sub(m, string.find(m, ':', 1, true) + 1))
+  end
+  redis.call('HINCRBY', k, 'spent', string.format('%d', -total))
+  redis.call('ZREMRANGEBYSCORE', k .. ':e', '-inf', cutoff)
+end
+local function keep(k, ttl)
+  if ttl > 0 then
+    for _, key in ipairs({k, k .. ':r', k .. ':x', k .. ':e', k .. ':pre'}) do
+      redis.call('PEXPIRE', key, ttl)
+    end
+  end
+end
+"""
+
+RESERVE = (
+    _HELPERS
+    + """
+-- KEYS: the windows, then the boot token's key and the quiet key. ARGV:
+-- now, id, expiry, the boot token this process last saw ('' for none yet),
+-- a new token, the quiet period (ms), then per window: amount, limit (''
+-- for none), roll (ms, 0: not rolling), ttl (ms, 0: none).
+--
+-- The boot token tells a Redis that lost its data (a restart without
+-- persistence): a process that saw another token re-asserts the
+-- reservations of its calls in flight, and the first to find the token
+-- gone starts a quiet period in which nobody is admitted, so that every
+-- live process has re-asserted before new calls are counted.
+local n = #KEYS - 2
+local bootkey, quietkey = KEYS[n + 1], KEYS[n + 2]
+local boot = redis.call('GET', bootkey)
+if not boot then
+  boot = ARGV[5]
+  redis.call('SET', bootkey, boot)
+  if ARGV[4] ~= '' then
+    redis.call('SET', quietkey, '1', 'PX', ARGV[6])
+    return {'boot', boot}
+  end
+elseif ARGV[4] ~= '' and boot ~= ARGV[4] then
+  return {'boot', boot}
+end
+if redis.call('EXISTS', quietkey) == 1 then
+  return {'quiet', boot, redis.call('PTTL', quietkey)}
+end
+local now = tonumber(ARGV[1])
+for i = 1, n do
+  local k, b = KEYS[i], 6 + (i - 1) * 4
+  if not redis.call('HGET', k, 'loaded') then return {'load', boot, i} end
+  purge(k, now)
+  age(k, tonumber(ARGV[b + 3]), now)
+  local limit = ARGV[b + 2]
+  if limit ~= '' then
+    local v = redis.call('HMGET', k, 'spent', 'reserved')
+    local spent, reserved = v[1] or '0', v[2] or '0'
+    if tonumber(spent) + tonumber(reserved) + tonumber(ARGV[b + 1])
+        > tonumber(limit) then
+      return {'refused', boot, i, spent, reserved}
+    end
+  end
+end
+for i = 1, n do
+  local k, b = KEYS[i], 6 + (i - 1) * 4
+  redis.call('HINCRBY', k, 'reserved', ARGV[b + 1])
+  redis.call('HSET', k .. ':r', ARGV[2], ARGV[b + 1])
+  redis.call('ZADD', k .. ':x', ARGV[3], ARGV[2])
+  keep(k, tonumber(ARGV[b + 4]))
+end
+return {'ok', boot}
+"""
+)
+
+LOAD = """
+-- KEYS: a window not loaded yet, its budget's set of scope values. ARGV:
+-- spent (the ledger's), ttl, scope value, when the ledger was read (ms),
+-- roll (ms, 0: not rolling), then (at, amount) pairs of a rolling window's
+-- spending. Settles that came before the load (``K:pre``) count only if
+-- they came after the ledger was read: the read counted the others.
+local k = KEYS[1]
+redis.call('SADD', KEYS[2], ARGV[3])
+if redis.call('HGET', k, 'loaded') then return 0 end
+local extra, roll = 0, tonumber(ARGV[5])
+local pre = redis.call('ZRANGEBYSCORE', k .. ':pre', ARGV[4], '+inf', 'WITHSCORES')
+for j = 1, #pre, 2 do
+  local m = pre[j]
+  local amount = string.sub(m, string.find(m, ':', 1, true) + 1)
+  extra = extra + tonumber(amount)
+  if roll > 0 then
+    local seq = redis.call('HINCRBY', k, 'seq', 1)
+    redis.call('ZADD', k .. ':e', pre[j + 1], seq .. ':' .. amount)
+  end
+end
+redis.call('DEL', k .. ':pre')
+redis.call('HINCRBY', k, 'spent', ARGV[1])
+redis.call('HINCRBY', k, 'spent', string.format('%d', extra))
+for j = 6, #ARGV, 2 do
+  local seq = redis.call('HINCRBY', k, 'seq', 1)
+  redis.call('ZADD', k .. ':e', ARGV[j], seq .. ':' .. ARGV[j + 1])
+end
+redis.call('HSET', k, 'loaded', ARGV[4])
+local ttl = tonumber(ARGV[2])
+if ttl > 0 then redis.call('PEXPIRE', k, ttl) end
+return 1
+"""
+
+SETTLE = (
+    _HELPERS
+    + """
+-- KEYS: the windows, then the set of settled ids. ARGV: now (when the call
+-- ended and was recorded), id, then per window: actual, roll, ttl, alerts
+-- ("fraction=units,..."). Once per id: a retried settle whose first answer
+-- was lost changes nothing. A window loaded from a ledger read after the
+-- call ended already counts it; a window not loaded yet keeps the amount
+-- aside (``K:pre``) for its load to decide. Returns the
+-- "i=fraction=spent" alerts this settle is the first to pass (claimed here,
+-- so each is sent once across every process).
+local done = KEYS[#KEYS]
+local now = tonumber(ARGV[1])
+if redis.call('ZSCORE', done, ARGV[2]) then return {} end
+redis.call('ZADD', done, now, ARGV[2])
+redis.call('ZREMRANGEBYSCORE', done, '-inf', string.format('%d', now - 86400000))
+redis.call('PEXPIRE', done, 86400000)
+local out = {}
+for i = 1, #KEYS - 1 do
+  local k, b = KEYS[i], 2 + (i - 1) * 4
+  local held = redis.call('HGET', k .. ':r', ARGV[2])
+  if held then
+    redis.call('HINCRBY', k, 'reserved', '-' .. held)
+    redis.call('HDEL', k .. ':r', ARGV[2])
+    redis.call('ZREM', k .. ':x', ARGV[2])
+  end
+  local actual, roll = ARGV[b + 1], tonumber(ARGV[b + 2])
+  local loaded = redis.call('HGET', k, 'loaded')
+  if actual ~= '0' then
+    if not loaded then
+      local seq = redis.call('HINCRBY', k, 'seq', 1)
+      redis.call('ZADD', k .. ':pre', now, seq .. ':' .. actual)
+    elseif tonumber(loaded) <= now then
+      redis.call('HINCRBY', k, 'spent', actual)
+      if roll > 0 then
+        local seq = redis.call('HINCRBY', k, 'seq', 1)
+        redis.call('ZADD', k .. ':e', now, seq .. ':' .. actual)
+      end
+    end
+  end
+  age(k, roll, now)
+  keep(k, tonumber(ARGV[b + 3]))
+  local spent = redis.call('HGET', k, 'spent') or '0'
+  for frac, units in string.gmatch(ARGV[b + 4], '([^=,]+)=([^,]+)') do
+    if tonumber(spent) >= tonumber(units)
+        and redis.call('HSETNX', k, 'alert:' .. frac, '1') == 1 then
+      table.insert(out, i .. '=' .. frac .. '=' .. spent)
+    end
+  end
+end
+return out
+"""
+)
+
+ALERTS = """
+-- KEYS: windows. ARGV: per window, alerts ("fraction=units,..."). The
+-- "i=fraction=spent" thresholds passed and not yet claimed by anyone.
+local out = {}
+for i, k in ipairs(KEYS) do
+  local spent = redis.call('HGET', k, 'spent') or '0'
+  for frac, units in string.gmatch(ARGV[i], '([^=,]+)=([^,]+)') do
+    if tonumber(spent) >= tonumber(units)
+        and redis.call('HSETNX', k, 'alert:' .. frac, '1') == 1 then
+      table.insert(out, i .. '=' .. frac .. '=' .. spent)
+    end
+  end
+end
+return out
+"""
+
+PEEK = (
+    _HELPERS
+    + """
+-- KEYS: windows. ARGV: now, then per window: roll. Per window: loaded (0/1),
+-- spent, reserved, calls in flight, oldest spending's time ('' if none).
+local now = tonumber(ARGV[1])
+local out = {}
+for i, k in ipairs(KEYS) do
+  local roll = tonumber(ARGV[1 + i])
+  purge(k, now)
+  age(k, roll, now)
+  local v = redis.call('HMGET', k, 'loaded', 'spent', 'reserved')
+  local oldest = ''
+  if roll > 0 then
+    local first = redis.call('ZRANGE', k .. ':e', 0, 0, 'WITHSCORES')
+    if #first == 2 then oldest = first[2] end
+  end
+  table.insert(out, {v[1] and 1 or 0, v[2] or '0', v[3] or '0',
+                     redis.call('HLEN', k .. ':r'), oldest})
+end
+return out
+"""
+)
+
+RENEW = """
+-- KEYS: windows. ARGV: id, expiry. Moves a live call's expiry on (a stream
+-- read for longer than its reservation's first lease).
+for _, k in ipairs(KEYS) do
+  redis.call('ZADD', k .. ':x', 'XX', ARGV[2], ARGV[1])
+end
+return 1
+"""
+
+REASSERT = """
+-- KEYS: a live reservation's windows. ARGV: id, expiry, then each window's
+-- amount. Puts back what a Redis that lost its data forgot (once: a
+-- reservation it still holds is left as it is).
+for i, k in ipairs(KEYS) do
+  if redis.call('HSETNX', k .. ':r', ARGV[1], ARGV[2 + i]) == 1 then
+    redis.call('HINCRBY', k, 'reserved', ARGV[2 + i])
+  end
+  redis.call('ZADD', k .. ':x', ARGV[2], ARGV[1])
+end
+return 1
+"""
+
+BOOT = "return redis.call('GET', KEYS[1])"

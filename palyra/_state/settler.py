@@ -1,0 +1,222 @@
+"""Settlements to Redis, off the call path: one worker thread per client,
+started with the first settlement, that also renews live reservations.
+
+A call's reservation is settled (or released) here rather than in the call:
+until the script runs, Redis still holds the call's worst case, which is the
+cautious side, and no call, sync or async, waits on a second round trip.
+A settlement Redis cannot take is kept and tried again (the settle script is
+idempotent per reservation id, so a retry whose first answer was lost
+changes nothing); past `MAX_PENDING` the oldest are dropped and counted.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections import deque
+from collections.abc import Callable
+from typing import Any
+
+from .link import RedisLink, StateDown
+from .scripts import RENEW, SETTLE
+
+__all__ = ["MAX_PENDING", "RENEW_EVERY_S", "Live", "Settlement", "Settler"]
+
+logger = logging.getLogger("palyra")
+
+MAX_PENDING = 100_000
+RENEW_EVERY_S = 1.0
+"""How often live reservations are renewed, and the boot token checked."""
+
+
+class Live:
+    """A reservation of a call still running: renewed until it ends, and
+    re-asserted on a Redis that lost its data."""
+
+    __slots__ = ("amounts", "expiry", "keys", "lease")
+
+    def __init__(self, keys: list[str], amounts: list[int], expiry: int, lease: int):
+        self.keys, self.amounts, self.expiry, self.lease = keys, amounts, expiry, lease
+
+
+class Settlement:
+    """One settle or release: the keys, the script's arguments, and what to
+    do with the alerts it claims."""
+
+    __slots__ = ("args", "keys", "on_alerts")
+
+    def __init__(
+        self,
+        keys: list[str],
+        args: list[Any],
+        on_alerts: Callable[[list[bytes]], None] | None,
+    ) -> None:
+        self.keys, self.args, self.on_alerts = keys, args, on_alerts
+
+
+class Settler:
+    """The worker: settlements in order, retried while Redis is down.
+
+    Args:
+        link: The Redis.
+        retry_interval: Seconds between tries while Redis is down.
+        clock: Epoch milliseconds (tests pass their own).
+    """
+
+    def __init__(
+        self,
+        link: RedisLink,
+        retry_interval: float,
+        clock: Callable[[], int],
+        tick: Callable[[], None] | None = None,
+    ) -> None:
+        self._link = link
+        self._retry = retry_interval
+        self._clock = clock
+        self._queue: deque[Settlement] = deque()
+        self._live: dict[str, Live] = {}
+        self._tick = tick
+        self._wake = threading.Condition()
+        self._thread: threading.Thread | None = None
+        self._closing = False
+        self._busy = False
+        self.dropped = 0
+        self.settled = 0
+
+    @property
+    def pending(self) -> int:
+        """Settlements not yet taken by Redis."""
+        return len(self._queue) + self._busy
+
+    def submit(self, settlement: Settlement) -> None:
+        """Queue ``settlement`` (never blocks)."""
+        with self._wake:
+            if len(self._queue) >= MAX_PENDING:
+                self._queue.popleft()
+                self.dropped += 1
+                if self.dropped == 1 or self.dropped % 1000 == 0:
+                    logger.error(
+                        "palyra: %d budget settlements to Redis dropped (%s down);"
+                        " spend is rebuilt from the ledger when a window reloads",
+                        self.dropped,
+                        self._link.target,
+                    )
+            self._queue.append(settlement)
+            self._start()
+            self._wake.notify()
+
+    def track(self, rid: str, live: Live) -> None:
+        """Renew reservation ``rid`` while its call runs (until `untrack`)."""
+        with self._wake:
+            self._live[rid] = live
+            self._start()
+
+    def live(self) -> list[tuple[str, Live]]:
+        """The reservations of calls still running."""
+        return list(self._live.items())
+
+    def untrack(self, rid: str) -> None:
+        """The call ended: stop renewing."""
+        self._live.pop(rid, None)
+
+    def _start(self) -> None:
+        if self._thread is None and not self._closing:
+            self._thread = threading.Thread(
+                target=self._work, name="palyra-state-settler", daemon=True
+            )
+            self._thread.start()
+
+    def _work(self) -> None:
+        next_renew = time.monotonic() + RENEW_EVERY_S
+        while True:
+            with self._wake:
+                while not self._queue and not self._closing:
+                    wait = next_renew - time.monotonic()
+                    if wait <= 0:
+                        break
+                    self._wake.wait(wait)
+                if self._closing and not self._queue:
+                    return
+                item = self._queue.popleft() if self._queue else None
+                self._busy = item is not None
+            if item is not None and not self._settle(item):
+                with self._wake:  # Redis is down: keep it first, wait, retry
+                    self._queue.appendleft(item)
+                    self._busy = False
+                    if self._closing:
+                        return
+                    self._wake.wait(self._retry)
+            self._busy = False
+            if time.monotonic() >= next_renew:
+                self._renew()
+                if self._tick is not None:
+                    self._ticked(self._tick)
+                next_renew = time.monotonic() + RENEW_EVERY_S
+
+    @staticmethod
+    def _ticked(tick: Callable[[], None]) -> None:
+        try:
+            tick()
+        except StateDown:
+            pass  # tried again next tick
+        except Exception:
+            logger.exception("palyra: shared state's periodic check failed")
+
+    def _settle(self, item: Settlement) -> bool:
+        try:
+            claimed = self._link.run(SETTLE, item.keys, item.args)
+        except StateDown:
+            return False
+        except Exception:  # a bug, or a misconfiguration: never loop on it
+            logger.exception("palyra: a budget settlement failed; it is dropped")
+            self.dropped += 1
+            return True
+        self.settled += 1
+        if claimed and item.on_alerts is not None:
+            try:
+                item.on_alerts(list(claimed))
+            except Exception:
+                logger.exception("palyra: sending budget alerts failed")
+        return True
+
+    def _renew(self) -> None:
+        now = self._clock()
+        for rid, live in list(self._live.items()):
+            if live.expiry - now > live.lease // 2:
+                continue
+            new_expiry = now + live.lease
+            try:
+                self._link.run(RENEW, live.keys, [rid, new_expiry])
+            except StateDown:
+                return
+            except Exception:
+                logger.exception("palyra: renewing a budget reservation failed")
+                continue
+            live.expiry = new_expiry
+
+    def flush(self, timeout: float) -> bool:
+        """Wait up to ``timeout`` seconds for the queue to empty; whether it did."""
+        deadline = time.monotonic() + timeout
+        while self.pending:
+            if time.monotonic() >= deadline:
+                return False
+            time.sleep(0.002)
+        return True
+
+    def close(self, timeout: float) -> None:
+        """Take what is queued to Redis within ``timeout`` seconds, then stop;
+        what is left is logged (the ledger keeps the truth)."""
+        with self._wake:
+            self._closing = True
+            self._wake.notify_all()
+            thread = self._thread
+        if thread is not None:
+            thread.join(timeout)
+        left = len(self._queue)
+        if left:
+            logger.warning(
+                "palyra: %d budget settlements not taken by Redis at %s before close",
+                left,
+                self._link.target,
+            )

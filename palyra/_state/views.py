@@ -1,0 +1,173 @@
+"""Reading shared budgets: status, alerts due without a call, and routing's
+question "would this candidate be refused?" (no reservation made).
+
+Status and evaluate read Redis in the calling thread (``client.budgets``
+is not on a call's path; ``astatus`` runs it in a worker thread). A window
+Redis does not hold yet is loaded from the ledger first, as a call would.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from datetime import datetime
+from decimal import Decimal
+from typing import TYPE_CHECKING, Any
+
+from .._exceptions import BudgetExceededError, LedgerError
+from .._governance import (
+    BudgetAlert,
+    BudgetStatus,
+    Cost,
+    NormalizedUsage,
+    Party,
+    ScopeState,
+    send_alert,
+    status_of,
+)
+from .errors import StateUnavailableError
+from .link import StateDown
+from .parts import alerts_from, text
+from .scripts import ALERTS, PEEK
+from .windows import Held, epoch_ms, from_units, held_for, values_key
+
+if TYPE_CHECKING:
+    from .budgets import SharedBudgets
+
+__all__ = ["evaluate", "load", "refuses", "status", "windows_of"]
+
+_ZERO = Decimal(0)
+VALUES = "return redis.call('SMEMBERS', KEYS[1])"
+
+
+def windows_of(engine: SharedBudgets, now: datetime) -> list[Held]:
+    """Every window open now: global and single-value budgets always,
+    per-value budgets for each value any process has used."""
+    found = []
+    for policy in engine.policies():
+        if policy.per_value:
+            members = engine.link.run(VALUES, [values_key(engine.prefix, policy)], [])
+            values = sorted(text(m) for m in members)
+        else:
+            values = [policy.value or "*"]
+        found += [held_for(engine.prefix, policy, v, _ZERO, now) for v in values]
+    return found
+
+
+def _peek(engine: SharedBudgets, windows: list[Held], now: datetime) -> list[Any]:
+    """PEEK's answer per window, loading from the ledger those not held."""
+    if not windows:
+        return []
+    args: list[Any] = [epoch_ms(now), *(w.roll_ms for w in windows)]
+    answer = list(engine.link.run(PEEK, [w.key for w in windows], args))
+    missing = [i for i, row in enumerate(answer) if int(row[0]) == 0]
+    for i in missing:
+        engine.load(windows[i], now)
+    if missing:
+        answer = list(engine.link.run(PEEK, [w.key for w in windows], args))
+    return answer
+
+
+def status(engine: SharedBudgets) -> list[BudgetStatus]:
+    """Spent, reserved and in flight per window, as Redis holds them.
+
+    Raises:
+        StateUnavailableError: Redis cannot be reached.
+        LedgerError: a window to load could not be read, and its budget
+            blocks on ledger errors.
+    """
+    now = engine.now()
+    try:
+        windows = windows_of(engine, now)
+        rows = _peek(engine, windows, now)
+    except StateDown as exc:
+        raise _down(engine, exc, "status") from None
+    return [_status_of(w, row, now) for w, row in zip(windows, rows, strict=True)]
+
+
+def _status_of(window: Held, row: Any, now: datetime) -> BudgetStatus:
+    policy = window.policy
+    _, spent, reserved, in_flight, oldest = row
+    state = ScopeState(
+        policy, window.value, window.start, window.end, from_units(policy, spent)
+    )
+    state.reserved = from_units(policy, reserved)
+    state.in_flight = int(in_flight)
+    if window.roll_ms:
+        first = text(oldest)
+        at = (
+            [(datetime.fromtimestamp(int(float(first)) / 1000, now.tzinfo), _ZERO)]
+            if first
+            else []
+        )
+        state.entries = deque(at)  # only the oldest's time matters: resets_at
+    return status_of(state, now)
+
+
+def evaluate(engine: SharedBudgets) -> list[BudgetAlert]:
+    """Claim and send the alerts due now (once across every process).
+
+    Raises:
+        StateUnavailableError: Redis cannot be reached.
+    """
+    now = engine.now()
+    try:
+        windows = windows_of(engine, now)
+        _peek(engine, windows, now)  # loads what Redis does not hold
+        claimed = engine.link.run(
+            ALERTS, [w.key for w in windows], [w.alerts() for w in windows]
+        )
+    except StateDown as exc:
+        raise _down(engine, exc, "evaluate") from None
+    alerts = alerts_from(windows, claimed, now)
+    for alert in alerts:
+        send_alert(alert, engine.on_alert)
+    return alerts
+
+
+def _down(
+    engine: SharedBudgets, exc: StateDown, operation: str
+) -> StateUnavailableError:
+    return StateUnavailableError(
+        f"budgets cannot be read: {exc}",
+        backend="redis",
+        target=engine.link.target,
+        operation=operation,
+    )
+
+
+def refuses(
+    engine: SharedBudgets,
+    party: Party,
+    usage: NormalizedUsage,
+    cost: Cost,
+    where: tuple[str, str],
+) -> str | None:
+    """Why a budget would refuse this call, from what this process last
+    heard of each window (routing asks; nothing is reserved, and Redis is
+    not asked on the call's path)."""
+    try:
+        held = engine.plan(party, usage, cost, where, engine.now())
+    except BudgetExceededError as exc:
+        return exc.reason
+    for window in held:
+        hard, seen = window.policy.hard_limit, engine.seen.get(window.key)
+        if hard is not None and seen is not None and seen + window.amount > hard:
+            return "hard_limit"
+    return None
+
+
+def load(engine: SharedBudgets, window: Held, now: datetime) -> None:
+    """Load ``window`` from the ledger into Redis (in this thread).
+
+    Raises:
+        StateDown: Redis cannot be reached.
+        LedgerError: the ledger cannot be read, and the budget blocks then.
+    """
+    found = engine.spent_of(window)
+    if isinstance(found, LedgerError):
+        if window.policy.on_ledger_error == "block":
+            raise found
+        found = (_ZERO, None, epoch_ms(now))
+    need = engine.load_need(window, found, now, ("", ""))
+    assert need.script is not None
+    engine.link.run(need.script, need.keys, need.args)

@@ -1,0 +1,100 @@
+"""What a budget window is on Redis: its key, its integer units, its expiry,
+and the scripts' arguments for it (pure: no I/O)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from decimal import ROUND_CEILING, Decimal
+
+from .._governance import BudgetPolicy
+
+__all__ = [
+    "NANO",
+    "Held",
+    "epoch_ms",
+    "from_units",
+    "held_for",
+    "to_units",
+    "values_key",
+]
+
+NANO = Decimal(1_000_000_000)
+"""A ``usd`` budget counts nano-dollars on Redis: integers, exact to 2**53
+(about 9 million dollars per window)."""
+_GRACE_MS = 3_600_000  # a calendar window's key outlives its end by an hour
+
+
+def to_units(policy: BudgetPolicy, amount: Decimal) -> int:
+    """``amount`` in the window's integer units, rounded up (a budget never
+    counts less than was spent)."""
+    scaled = amount * NANO if policy.metric == "usd" else amount
+    return int(scaled.to_integral_value(rounding=ROUND_CEILING))
+
+
+def from_units(policy: BudgetPolicy, units: int | str | bytes) -> Decimal:
+    """Units back to the budget's own ``Decimal``."""
+    raw = units.decode() if isinstance(units, bytes) else units
+    value = Decimal(int(raw))
+    return value / NANO if policy.metric == "usd" else value
+
+
+def epoch_ms(at: datetime) -> int:
+    """Epoch milliseconds of an aware datetime."""
+    return int(at.timestamp() * 1000)
+
+
+@dataclass(frozen=True, slots=True)
+class Held:
+    """One window a call is counted against, and its amount there."""
+
+    policy: BudgetPolicy
+    value: str
+    key: str
+    start: datetime | None
+    end: datetime | None
+    amount: Decimal
+    roll_ms: int  # a rolling window's length; 0 otherwise
+    ttl_ms: int  # how long the key lives after a write; 0: for ever
+
+    def limit_units(self) -> str:
+        """The hard limit in units, '' for none."""
+        hard = self.policy.hard_limit
+        return "" if hard is None else str(to_units(self.policy, hard))
+
+    def alerts(self) -> str:
+        """The alert thresholds, ``"fraction=units,..."``."""
+        limit = self.policy.alert_limit
+        if limit is None:
+            return ""
+        return ",".join(
+            f"{fraction}={to_units(self.policy, fraction * limit)}"
+            for fraction in self.policy.alert_at
+        )
+
+
+def held_for(
+    prefix: str, policy: BudgetPolicy, value: str, amount: Decimal, now: datetime
+) -> Held:
+    """The window of ``policy`` for ``value`` holding ``now``."""
+    window = policy.window
+    start = end = None
+    if window.calendar:
+        start, end = window.bounds(now)
+    duration = window.duration
+    if duration is not None:
+        suffix, roll_ms = "roll", int(duration.total_seconds() * 1000)
+        ttl_ms = roll_ms + _GRACE_MS
+    elif end is not None and start is not None:
+        suffix, roll_ms = str(epoch_ms(start)), 0
+        ttl_ms = max(epoch_ms(end) - epoch_ms(now), 0) + _GRACE_MS
+    else:
+        suffix, roll_ms, ttl_ms = "all", 0, 0
+    # The value's length first: values may hold ':' and still never collide.
+    key = f"{prefix}b:{policy.id}:{len(value)}:{value}:{suffix}"
+    return Held(policy, value, key, start, end, amount, roll_ms, ttl_ms)
+
+
+def values_key(prefix: str, policy: BudgetPolicy) -> str:
+    """The set of scope values a per-value budget has seen."""
+    return f"{prefix}v:{policy.id}"
