@@ -185,6 +185,7 @@ LAYERS: list[tuple[str, list[str]]] = [
             "scripts",
             "windows",
             "link",
+            "batch",
             "parts",
             "settler",
             "views",

@@ -21,13 +21,13 @@ is back.
 from __future__ import annotations
 
 import threading
-import uuid
+import weakref
 from collections.abc import Callable, Generator
 from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
 
-from .._exceptions import BudgetExceededError, LedgerError
+from .._exceptions import LedgerError
 from .._governance import (
     BudgetAlert,
     BudgetPolicy,
@@ -36,16 +36,24 @@ from .._governance import (
     Cost,
     NormalizedUsage,
     Party,
-    ScopeState,
     UsageLedger,
     load_spent,
-    refusal,
+    new_record_id,
     send_alert,
 )
 from . import reboot, views
+from .batch import AsyncBatcher, Batcher
 from .errors import StateUnavailableError
 from .link import RedisLink, StateDown
-from .parts import Need, SharedReservation, alerts_from, cut, text
+from .parts import (
+    Need,
+    SharedReservation,
+    alerts_from,
+    cut,
+    refusal_for,
+    refused_at,
+    text,
+)
 from .scripts import LOAD, RESERVE
 from .settler import Live, Settlement, Settler
 from .windows import Held, epoch_ms, from_units, held_for, to_units, values_key
@@ -102,6 +110,10 @@ class SharedBudgets:
         self.seen: dict[str, Decimal] = {}  # key -> spent + reserved last refused at
         self._fallback = Budgets(now=now)
         self._fallback_lock = threading.Lock()
+        self.batch = Batcher(link)  # concurrent reserves: one round trip
+        self._abatches: weakref.WeakKeyDictionary[Any, AsyncBatcher] = (
+            weakref.WeakKeyDictionary()
+        )
         self.settler = Settler(
             link, retry_interval, lambda: epoch_ms(self.now()), self.tick
         )
@@ -236,14 +248,18 @@ class SharedBudgets:
         if need.script is None:
             assert need.held is not None
             return self.spent_of(need.held)
-        return self.link.run(need.script, need.keys, need.args)
+        return self.batch.run(need.script, need.keys, need.args)
 
     async def _ado(self, need: Need) -> Any:
-        if need.script is None:
-            import asyncio
+        import asyncio  # here: a client with no async call never loads it
 
+        if need.script is None:
             return await asyncio.to_thread(self._do, need)
-        return await self.link.arun(need.script, need.keys, need.args)
+        loop = asyncio.get_running_loop()
+        batch = self._abatches.get(loop)
+        if batch is None:
+            batch = self._abatches[loop] = AsyncBatcher(self.link)
+        return await batch.run(need.script, need.keys, need.args)
 
     def _reserving(
         self,
@@ -258,7 +274,7 @@ class SharedBudgets:
         held = self.plan(party, usage, cost, where, now)
         if not held:
             return None
-        rid = uuid.uuid4().hex
+        rid = new_record_id()
         lease = int(max(deadline_left or 0.0, 0.0) * 1000) + self._margin_ms
         now_ms = epoch_ms(now)
         amounts = [to_units(h.policy, h.amount) for h in held]
@@ -266,7 +282,7 @@ class SharedBudgets:
         try:
             for _ in range(len(held) + 3):  # a reboot once, each window once
                 args: list[Any] = [now_ms, rid, now_ms + lease, self.boot]
-                args += [uuid.uuid4().hex, reboot.QUIET_MS]
+                args += [new_record_id(), reboot.QUIET_MS]
                 for h, units in zip(held, amounts, strict=True):
                     args += [units, h.limit_units(), h.roll_ms, h.ttl_ms]
                 answer = yield Need(RESERVE, [*keys, *self.boot_keys()], args)
@@ -291,7 +307,7 @@ class SharedBudgets:
                     spent = from_units(window.policy, answer[3])
                     reserved = from_units(window.policy, answer[4])
                     self.seen[window.key] = spent + reserved
-                    raise self._refused(window, now, spent, reserved, where)
+                    raise refused_at(window, now, spent, reserved, where)
                 found = yield Need(None, [], [], window)
                 yield self.load_need(window, found, now, where)
         except StateDown as exc:
@@ -335,11 +351,11 @@ class SharedBudgets:
                 continue
             amount = policy.amount(usage, cost)
             if failing is not None and policy.on_ledger_error == "block":
-                raise self._refusal(
+                raise refusal_for(
                     policy, value, now, "ledger_unavailable", amount, where, failing
                 )
             if amount is None:
-                raise self._refusal(policy, value, now, "unpriced", None, where)
+                raise refusal_for(policy, value, now, "unpriced", None, where)
             held.append(held_for(self.prefix, policy, value, amount, now))
         return held
 
@@ -366,7 +382,7 @@ class SharedBudgets:
         policy = window.policy
         if isinstance(found, LedgerError):
             if policy.on_ledger_error == "block":
-                raise self._refusal(
+                raise refusal_for(
                     policy,
                     window.value,
                     now,
@@ -409,7 +425,7 @@ class SharedBudgets:
         )
         self.admitted_locally += 1
         held = self.plan(party, usage, cost, where, self.now())
-        return SharedReservation(uuid.uuid4().hex, held, local)
+        return SharedReservation(new_record_id(), held, local)
 
     def _fallback_engine(self) -> Budgets:
         """The local engine, its hard limits cut to ``local_fraction``."""
@@ -462,34 +478,6 @@ class SharedBudgets:
                 send_alert(alert, self.on_alert)
 
         return send
-
-    # -- errors ------------------------------------------------------------------
-
-    def _refused(
-        self,
-        window: Held,
-        now: datetime,
-        spent: Decimal,
-        reserved: Decimal,
-        where: tuple[str, str],
-    ) -> BudgetExceededError:
-        state = ScopeState(window.policy, window.value, window.start, window.end, spent)
-        state.reserved = reserved
-        return refusal(state, now, "hard_limit", window.amount, where)
-
-    def _refusal(
-        self,
-        policy: BudgetPolicy,
-        value: str,
-        now: datetime,
-        reason: str,
-        amount: Decimal | None,
-        where: tuple[str, str],
-        detail: str = "",
-    ) -> BudgetExceededError:
-        start, end = policy.window.bounds(now)
-        state = ScopeState(policy, value, start, end, _ZERO)
-        return refusal(state, now, reason, amount, where, detail)
 
     def close(self, timeout: float = 2.0) -> None:
         """Hand queued settlements to Redis (within ``timeout``), then close."""

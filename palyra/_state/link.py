@@ -21,7 +21,10 @@ from typing import Any
 from .._config import redis_target
 from .._exceptions import ConfigError
 
-__all__ = ["RedisLink", "StateDown"]
+__all__ = ["Call", "RedisLink", "StateDown"]
+
+Call = tuple[str, Sequence[str], Sequence[Any]]
+"""A script to run: its text (one of `palyra._state.scripts`), keys, args."""
 
 
 class StateDown(Exception):
@@ -70,10 +73,15 @@ class RedisLink:
     def __repr__(self) -> str:
         return f"RedisLink({self.target})"
 
-    def wait_bound(self, event: threading.Event) -> None:
+    @property
+    def round_trip_bound(self) -> float:
+        """Seconds one round trip can take at most: a connect and a command."""
+        return self._connect_timeout + self._timeout
+
+    def wait_bound(self, event: threading.Event) -> bool:
         """Wait for ``event`` at most as long as one connect and command can
-        take (another thread's round trip to this Redis)."""
-        event.wait(self._connect_timeout + self._timeout)
+        take (another thread's round trip to this Redis); whether it is set."""
+        return event.wait(self.round_trip_bound)
 
     @property
     def down(self) -> bool:
@@ -98,6 +106,37 @@ class RedisLink:
         self._up()
         return answer
 
+    def run_many(self, calls: Sequence[Call]) -> list[Any]:
+        """Run several scripts in one round trip: a pipeline, not a
+        transaction (each script is atomic on its own, and Redis runs them
+        in order). Answers in order; a script Redis refused (a Lua error)
+        is a `StateDown` in its place.
+
+        Raises:
+            StateDown: Redis could not be reached.
+        """
+        combined = _combined(calls)
+        if combined is not None:
+            return self._one_for_all(calls, self.run(*combined))
+        self._check_up()
+        redis = _redis()
+        try:
+            shas = [self._sync_script(script).sha for script, _, _ in calls]
+            with self._sync.pipeline(transaction=False) as pipe:
+                answers = _pipelined(pipe, calls, shas).execute(raise_on_error=False)
+            for i in _unknown_scripts(answers, redis):  # new, or Redis restarted
+                script, keys, args = calls[i]
+                try:
+                    answers[i] = self._sync_script(script)(
+                        keys=list(keys), args=list(args)
+                    )
+                except redis.ResponseError as exc:  # this script failed alone
+                    answers[i] = exc
+        except redis.RedisError as exc:
+            raise self._failed(exc) from None
+        self._up()
+        return [self._refused(a) if isinstance(a, Exception) else a for a in answers]
+
     def _sync_script(self, script: str) -> Any:
         found = self._scripts.get(script)
         if found is None:
@@ -120,6 +159,34 @@ class RedisLink:
             raise self._failed(exc) from None
         self._up()
         return answer
+
+    async def arun_many(self, calls: Sequence[Call]) -> list[Any]:
+        """`run_many`, on this event loop's asyncio client."""
+        combined = _combined(calls)
+        if combined is not None:
+            return self._one_for_all(calls, await self.arun(*combined))
+        self._check_up()
+        redis = _redis()
+        try:
+            import asyncio
+
+            registered = [self._async_script(script) for script, _, _ in calls]
+            client = self._async[asyncio.get_running_loop()][0]
+            async with client.pipeline(transaction=False) as pipe:
+                shas = [r.sha for r in registered]
+                answers = await _pipelined(pipe, calls, shas).execute(
+                    raise_on_error=False
+                )
+            for i in _unknown_scripts(answers, redis):
+                _, keys, args = calls[i]
+                try:
+                    answers[i] = await registered[i](keys=list(keys), args=list(args))
+                except redis.ResponseError as exc:
+                    answers[i] = exc
+        except redis.RedisError as exc:
+            raise self._failed(exc) from None
+        self._up()
+        return [self._refused(a) if isinstance(a, Exception) else a for a in answers]
 
     def _async_script(self, script: str) -> Any:
         import asyncio
@@ -180,6 +247,19 @@ class RedisLink:
         self._down_until = time.monotonic() + self._retry_interval
         return StateDown(f"Redis at {self.target} is unavailable ({self.last_error})")
 
+    def _one_for_all(self, calls: Sequence[Call], answers: Any) -> list[Any]:
+        redis = _redis()
+        if not isinstance(answers, list) or len(answers) != len(calls):
+            raise StateDown(f"Redis at {self.target} answered a batch wrongly")
+        return [
+            self._refused(a) if isinstance(a, redis.ResponseError) else a
+            for a in answers
+        ]
+
+    def _refused(self, exc: Exception) -> StateDown:
+        # One script's error in a pipeline: Redis is up, the script failed.
+        return StateDown(f"Redis at {self.target} failed a script ({_short(exc)})")
+
     def _up(self) -> None:
         if self._down_until:
             self._down_until = 0.0
@@ -202,6 +282,31 @@ class RedisLink:
             self._scripts.clear()
         if client is not None:
             client.close()
+
+
+def _combined(calls: Sequence[Call]) -> Call | None:
+    """One script run for several calls of one script
+    (`palyra._state.scripts.many`), or None: a pipeline instead."""
+    from .scripts import many, many_args
+
+    if len(calls) < 2 or len({script for script, _, _ in calls}) != 1:
+        return None
+    packed = many_args([(k, a) for _, k, a in calls])
+    if packed is None:
+        return None
+    return many(calls[0][0]), *packed
+
+
+def _pipelined(pipe: Any, calls: Sequence[Call], shas: list[str]) -> Any:
+    for (_, keys, args), sha in zip(calls, shas, strict=True):
+        pipe.evalsha(sha, len(keys), *keys, *args)
+    return pipe
+
+
+def _unknown_scripts(answers: list[Any], redis: Any) -> list[int]:
+    """Where Redis did not know a script (it restarted since it was loaded)."""
+    missing = redis.exceptions.NoScriptError
+    return [i for i, a in enumerate(answers) if isinstance(a, missing)]
 
 
 def _short(exc: Exception) -> str:

@@ -9,10 +9,19 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Any, NamedTuple
 
-from .._governance import BudgetAlert, BudgetPolicy, Reservation
+from .._exceptions import BudgetExceededError
+from .._governance import BudgetAlert, BudgetPolicy, Reservation, ScopeState, refusal
 from .windows import Held, from_units
 
-__all__ = ["Need", "SharedReservation", "alerts_from", "cut", "text"]
+__all__ = [
+    "Need",
+    "SharedReservation",
+    "alerts_from",
+    "cut",
+    "refusal_for",
+    "refused_at",
+    "text",
+]
 
 
 class Need(NamedTuple):
@@ -93,3 +102,31 @@ def cut(policy: BudgetPolicy, fraction: Decimal) -> BudgetPolicy:
 def text(value: Any) -> str:
     """A script's answer item as text."""
     return value.decode() if isinstance(value, bytes) else str(value)
+
+
+def refused_at(
+    window: Held,
+    now: datetime,
+    spent: Decimal,
+    reserved: Decimal,
+    where: tuple[str, str],
+) -> BudgetExceededError:
+    """The error for a window whose hard limit refused the call on Redis."""
+    state = ScopeState(window.policy, window.value, window.start, window.end, spent)
+    state.reserved = reserved
+    return refusal(state, now, "hard_limit", window.amount, where)
+
+
+def refusal_for(
+    policy: BudgetPolicy,
+    value: str,
+    now: datetime,
+    reason: str,
+    amount: Decimal | None,
+    where: tuple[str, str],
+    detail: str = "",
+) -> BudgetExceededError:
+    """The error for a call refused before Redis was asked (``reason``)."""
+    start, end = policy.window.bounds(now)
+    state = ScopeState(policy, value, start, end, Decimal(0))
+    return refusal(state, now, reason, amount, where, detail)

@@ -13,7 +13,21 @@ own number-to-string turns large integers into ``1e+15``.
 
 from __future__ import annotations
 
-__all__ = ["ALERTS", "BOOT", "LOAD", "PEEK", "REASSERT", "RENEW", "RESERVE", "SETTLE"]
+from collections.abc import Sequence
+from typing import Any
+
+__all__ = [
+    "ALERTS",
+    "BOOT",
+    "LOAD",
+    "PEEK",
+    "REASSERT",
+    "RENEW",
+    "RESERVE",
+    "SETTLE",
+    "many",
+    "many_args",
+]
 
 _HELPERS = """
 local function purge(k, now)
@@ -257,3 +271,64 @@ return 1
 """
 
 BOOT = "return redis.call('GET', KEYS[1])"
+
+_MANY = """
+local function one(KEYS, ARGV)
+%s
+end
+-- KEYS: every call's keys, one call after the other. ARGV: per call, its
+-- number of keys, its number of args and its args joined by \\31 (one
+-- string to send instead of a dozen). Each call runs as the script alone
+-- would, in order; one that fails is an error in its place and the others
+-- go on.
+local out, kpos = {}, 1
+for j = 1, #ARGV, 3 do
+  local nk, na, joined = tonumber(ARGV[j]), tonumber(ARGV[j + 1]), ARGV[j + 2]
+  local keys, argv, from = {}, {}, 1
+  for i = 1, nk do keys[i] = KEYS[kpos + i - 1] end
+  kpos = kpos + nk
+  if na > 0 then
+    while true do
+      local at = string.find(joined, '\\31', from, true)
+      if not at then argv[#argv + 1] = string.sub(joined, from); break end
+      argv[#argv + 1] = string.sub(joined, from, at - 1)
+      from = at + 1
+    end
+  end
+  local ok, answer = pcall(one, keys, argv)
+  if ok then
+    out[#out + 1] = answer
+  else
+    if type(answer) == 'table' then answer = answer.err end
+    out[#out + 1] = redis.error_reply(tostring(answer))
+  end
+end
+return out
+"""
+_many: dict[str, str] = {}
+
+
+def many(script: str) -> str:
+    """``script`` for several calls at once: one script run on Redis
+    instead of one per call (each run costs Redis more than the commands
+    in it). Each call still runs alone in its turn, as `many_args` packs."""
+    found = _many.get(script)
+    if found is None:
+        found = _many[script] = _MANY % script
+    return found
+
+
+def many_args(
+    calls: Sequence[tuple[Sequence[str], Sequence[Any]]],
+) -> tuple[list[str], list[Any]] | None:
+    """The keys and args of a `many` script for ``calls`` (keys, args), or
+    None if an argument holds the separator (the calls go one by one)."""
+    keys: list[str] = []
+    args: list[Any] = []
+    for call_keys, call_args in calls:
+        joined = "\x1f".join(map(str, call_args))
+        if joined.count("\x1f") != max(len(call_args) - 1, 0):
+            return None
+        keys += call_keys
+        args += [len(call_keys), len(call_args), joined]
+    return keys, args

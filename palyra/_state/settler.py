@@ -4,9 +4,11 @@ started with the first settlement, that also renews live reservations.
 A call's reservation is settled (or released) here rather than in the call:
 until the script runs, Redis still holds the call's worst case, which is the
 cautious side, and no call, sync or async, waits on a second round trip.
-A settlement Redis cannot take is kept and tried again (the settle script is
-idempotent per reservation id, so a retry whose first answer was lost
-changes nothing); past `MAX_PENDING` the oldest are dropped and counted.
+Settlements queued together go in one round trip (a pipeline: each script
+still atomic on its own, run in order). A settlement Redis cannot take is
+kept and tried again (the settle script is idempotent per reservation id,
+so a retry whose first answer was lost changes nothing); past
+`MAX_PENDING` the oldest are dropped and counted.
 """
 
 from __future__ import annotations
@@ -21,11 +23,13 @@ from typing import Any
 from .link import RedisLink, StateDown
 from .scripts import RENEW, SETTLE
 
-__all__ = ["MAX_PENDING", "RENEW_EVERY_S", "Live", "Settlement", "Settler"]
+__all__ = ["BATCH", "MAX_PENDING", "RENEW_EVERY_S", "Live", "Settlement", "Settler"]
 
 logger = logging.getLogger("palyra")
 
 MAX_PENDING = 100_000
+BATCH = 256
+"""Settlements taken to Redis in one round trip (a pipeline), at most."""
 RENEW_EVERY_S = 1.0
 """How often live reservations are renewed, and the boot token checked."""
 
@@ -80,14 +84,14 @@ class Settler:
         self._wake = threading.Condition()
         self._thread: threading.Thread | None = None
         self._closing = False
-        self._busy = False
+        self._taking = 0  # settlements on the wire
         self.dropped = 0
         self.settled = 0
 
     @property
     def pending(self) -> int:
         """Settlements not yet taken by Redis."""
-        return len(self._queue) + self._busy
+        return len(self._queue) + self._taking
 
     def submit(self, settlement: Settlement) -> None:
         """Queue ``settlement`` (never blocks)."""
@@ -138,16 +142,17 @@ class Settler:
                     self._wake.wait(wait)
                 if self._closing and not self._queue:
                     return
-                item = self._queue.popleft() if self._queue else None
-                self._busy = item is not None
-            if item is not None and not self._settle(item):
-                with self._wake:  # Redis is down: keep it first, wait, retry
-                    self._queue.appendleft(item)
-                    self._busy = False
+                taken = min(len(self._queue), BATCH)
+                items = [self._queue.popleft() for _ in range(taken)]
+                self._taking = taken
+            if items and not self._settle(items):
+                with self._wake:  # Redis is down: keep them first, wait, retry
+                    self._queue.extendleft(reversed(items))
+                    self._taking = 0
                     if self._closing:
                         return
                     self._wake.wait(self._retry)
-            self._busy = False
+            self._taking = 0
             if time.monotonic() >= next_renew:
                 self._renew()
                 if self._tick is not None:
@@ -163,21 +168,27 @@ class Settler:
         except Exception:
             logger.exception("palyra: shared state's periodic check failed")
 
-    def _settle(self, item: Settlement) -> bool:
+    def _settle(self, items: list[Settlement]) -> bool:
+        """Take ``items`` to Redis in one round trip; False if it is down."""
         try:
-            claimed = self._link.run(SETTLE, item.keys, item.args)
+            answers = self._link.run_many([(SETTLE, i.keys, i.args) for i in items])
         except StateDown:
             return False
         except Exception:  # a bug, or a misconfiguration: never loop on it
-            logger.exception("palyra: a budget settlement failed; it is dropped")
-            self.dropped += 1
+            logger.exception("palyra: budget settlements failed; they are dropped")
+            self.dropped += len(items)
             return True
-        self.settled += 1
-        if claimed and item.on_alerts is not None:
-            try:
-                item.on_alerts(list(claimed))
-            except Exception:
-                logger.exception("palyra: sending budget alerts failed")
+        for item, claimed in zip(items, answers, strict=True):
+            if isinstance(claimed, StateDown):  # Redis failed this script alone
+                logger.error("palyra: a budget settlement failed: %s", claimed)
+                self.dropped += 1
+                continue
+            self.settled += 1
+            if claimed and item.on_alerts is not None:
+                try:
+                    item.on_alerts(list(claimed))
+                except Exception:
+                    logger.exception("palyra: sending budget alerts failed")
         return True
 
     def _renew(self) -> None:

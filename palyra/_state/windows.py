@@ -3,6 +3,7 @@ and the scripts' arguments for it (pure: no I/O)."""
 
 from __future__ import annotations
 
+import weakref
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import ROUND_CEILING, Decimal
@@ -59,18 +60,55 @@ class Held:
 
     def limit_units(self) -> str:
         """The hard limit in units, '' for none."""
-        hard = self.policy.hard_limit
-        return "" if hard is None else str(to_units(self.policy, hard))
+        return _known(self.policy).limit
 
     def alerts(self) -> str:
         """The alert thresholds, ``"fraction=units,..."``."""
-        limit = self.policy.alert_limit
-        if limit is None:
-            return ""
-        return ",".join(
-            f"{fraction}={to_units(self.policy, fraction * limit)}"
-            for fraction in self.policy.alert_at
+        return _known(self.policy).alerts
+
+
+class _Known:
+    """What a policy's windows repeat on every call, worked out once: its
+    limit and alerts as the scripts take them, the calendar window last
+    seen. (A policy is immutable; a changed budget is a new policy.)"""
+
+    __slots__ = ("alerts", "bounds", "limit")
+
+    def __init__(self, policy: BudgetPolicy) -> None:
+        hard, alert = policy.hard_limit, policy.alert_limit
+        self.limit = "" if hard is None else str(to_units(policy, hard))
+        self.alerts = (
+            ""
+            if alert is None
+            else ",".join(
+                f"{fraction}={to_units(policy, fraction * alert)}"
+                for fraction in policy.alert_at
+            )
         )
+        # One tuple, replaced whole: threads never see a start and an end
+        # of different windows.
+        self.bounds: tuple[datetime, datetime] | None = None
+
+
+_KNOWN: weakref.WeakKeyDictionary[BudgetPolicy, _Known] = weakref.WeakKeyDictionary()
+
+
+def _known(policy: BudgetPolicy) -> _Known:
+    found = _KNOWN.get(policy)
+    if found is None:
+        found = _KNOWN[policy] = _Known(policy)
+    return found
+
+
+def _calendar_bounds(policy: BudgetPolicy, now: datetime) -> tuple[datetime, datetime]:
+    known = _known(policy)
+    bounds = known.bounds
+    if bounds is None or not bounds[0] <= now < bounds[1]:
+        start, end = policy.window.bounds(now)
+        assert start is not None
+        assert end is not None
+        bounds = known.bounds = (start, end)
+    return bounds
 
 
 def held_for(
@@ -80,7 +118,7 @@ def held_for(
     window = policy.window
     start = end = None
     if window.calendar:
-        start, end = window.bounds(now)
+        start, end = _calendar_bounds(policy, now)
     duration = window.duration
     if duration is not None:
         suffix, roll_ms = "roll", int(duration.total_seconds() * 1000)
