@@ -386,6 +386,8 @@ class Palyra(Calls):
 
             await asyncio.to_thread(self._close_shared)
             await self._shared.link.aclose()
+        if self._state is not None:
+            await self._state.aclose_links()
         self._sync.close()
         self._ledger.close()
         self.tokens.close()
@@ -396,6 +398,8 @@ class Palyra(Calls):
             self._shared.close()
         if self._bus is not None:
             self._bus.close()
+        if self._state is not None:
+            self._state.close_links()
 
     def _stop_scheduler(self) -> None:
         if self._cron and not self._cron[0].stop(10.0):

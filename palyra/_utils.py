@@ -183,10 +183,10 @@ def shown(value: object, limit: int = 40) -> str:
 # The user info's password runs to the *last* "@": a password with an
 # unencoded "@" or "/" still ends up hidden, never half shown.
 _URL_PASSWORD = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]*://[^:@/?#]*):.*@", re.DOTALL)
-_QUERY_PASSWORD = re.compile(r"(?i)([?&]password=)[^&#]*")
+_QUERY_PASSWORD = re.compile(r"(?i)([?&](?:ssl_?)?password=)[^&#]*")
 
 
 def without_password(url: str) -> str:
     """``url`` (a database URL) with its password, in the user info or a
-    ``password=`` query parameter, shown as ``***``."""
+    ``password=`` or ``sslpassword=`` query parameter, shown as ``***``."""
     return _QUERY_PASSWORD.sub(r"\1***", _URL_PASSWORD.sub(r"\1:***@", url, count=1))

@@ -20,7 +20,9 @@ _MAX_TOKENS = 100_000  # windows kept before the idle ones are dropped
 
 class RateLimiter(Protocol):
     """Counts a token's requests: None when one is admitted, else the
-    seconds to wait (``now``: monotonic seconds, for the local limiter)."""
+    seconds to wait (``now``: monotonic seconds, for the local limiter).
+    One that does I/O also has ``async def aadmit`` (same arguments), which
+    `TokenService.averify` awaits on an event loop."""
 
     def admit(self, token_id: str, per_minute: int, now: float) -> float | None: ...
 

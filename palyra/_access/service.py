@@ -136,6 +136,29 @@ class TokenService:
             APITokenError: 401 unknown, malformed, revoked or expired; 403
                 without ``scope``; 429 past its rate limit (``retry_after``).
         """
+        info = self._usable(secret, scope)
+        if info.rate_limit is not None:
+            wait = self._windows.admit(info.id, info.rate_limit, self._monotonic())
+            _within_rate(info, wait)
+        return info
+
+    async def averify_inline(self, secret: Any, scope: str | None = None) -> TokenInfo:
+        """`verify` on the event loop itself, for the ``/v1`` server: the
+        token is a primary-key read of a local file (no thread hop per
+        request), and a rate limit kept on Redis is counted through its
+        asyncio client, so that a slow Redis never stalls the loop."""
+        info = self._usable(secret, scope)
+        if info.rate_limit is not None:
+            aadmit = getattr(self._windows, "aadmit", None)
+            now = self._monotonic()
+            if aadmit is None:
+                wait = self._windows.admit(info.id, info.rate_limit, now)
+            else:
+                wait = await aadmit(info.id, info.rate_limit, now)
+            _within_rate(info, wait)
+        return info
+
+    def _usable(self, secret: Any, scope: str | None) -> TokenInfo:
         token_id = token_id_of(secret)
         found = None if token_id is None else self._store.find(token_id)
         if found is None or not matches(secret, found[1]):
@@ -159,16 +182,6 @@ class TokenService:
                 status=403,
                 code="missing_scope",
             )
-        if info.rate_limit is not None:
-            wait = self._windows.admit(info.id, info.rate_limit, self._monotonic())
-            if wait is not None:
-                raise APITokenError(
-                    f"API token {info.id} is past its {info.rate_limit} requests"
-                    f" a minute; retry in {wait:.1f}s",
-                    status=429,
-                    code="rate_limit_exceeded",
-                    retry_after=wait,
-                )
         return info
 
     def close(self) -> None:
@@ -217,3 +230,14 @@ async def _threaded(work: Callable[[], T]) -> T:
     import asyncio  # the app's loop has loaded it already
 
     return await asyncio.to_thread(work)
+
+
+def _within_rate(info: TokenInfo, wait: float | None) -> None:
+    if wait is not None:
+        raise APITokenError(
+            f"API token {info.id} is past its {info.rate_limit} requests"
+            f" a minute; retry in {wait:.1f}s",
+            status=429,
+            code="rate_limit_exceeded",
+            retry_after=wait,
+        )

@@ -4,7 +4,7 @@
 from __future__ import annotations
 
 from typing import Annotated, Literal, Self
-from urllib.parse import urlsplit
+from urllib.parse import parse_qsl, urlsplit
 
 from pydantic import Field, field_validator, model_validator
 
@@ -40,7 +40,8 @@ class StateConfig(ConfigModel):
         password_env: The environment variable holding Redis' password (read
             when palyra first connects, never at construction).
         key_prefix: Prefix of every key palyra writes (several apps can share
-            one Redis; wrap it in braces, ``{palyra}:``, for Redis Cluster).
+            one Redis). A single Redis (or a primary with replicas) is
+            supported; Redis Cluster is not.
         connect_timeout: Seconds to connect to Redis.
         timeout: Seconds each Redis command may take.
         on_unavailable: What a call does when Redis cannot be reached:
@@ -79,7 +80,9 @@ class StateConfig(ConfigModel):
                 "a Redis URL starts with redis://, rediss:// or unix://"
                 f" (got {parts.scheme or 'no scheme'!r})"
             )
-        if parts.password is not None:
+        secret_params = {"password", "sslpassword", "ssl_password"}
+        in_query = {k.lower() for k, _ in parse_qsl(parts.query)} & secret_params
+        if parts.password is not None or in_query:
             # Said without repeating the URL: it holds the password.
             raise ValueError(
                 "holds a password; put it in an environment variable and"

@@ -21,6 +21,7 @@ is back.
 from __future__ import annotations
 
 import threading
+import time
 import weakref
 from collections.abc import Callable, Generator
 from datetime import UTC, datetime
@@ -52,6 +53,7 @@ from .parts import (
     cut,
     refusal_for,
     refused_at,
+    starting_at_zero,
     text,
 )
 from .scripts import LOAD, RESERVE
@@ -61,6 +63,9 @@ from .windows import Held, epoch_ms, from_units, held_for, to_units, values_key
 __all__ = ["SharedBudgets"]
 
 _ZERO = Decimal(0)
+
+
+_clock = time.monotonic
 
 
 def _utc_now() -> datetime:
@@ -107,15 +112,21 @@ class SharedBudgets:
         self._margin_ms = int(margin * 1000)
         self.on_alert = on_alert
         self.now = now
-        self.seen: dict[str, Decimal] = {}  # key -> spent + reserved last refused at
+        # window key -> (spent + reserved in units, when): routing's view
+        self.seen: dict[str, tuple[int, float]] = {}
         self._fallback = Budgets(now=now)
         self._fallback_lock = threading.Lock()
         self.batch = Batcher(link)  # concurrent reserves: one round trip
         self._abatches: weakref.WeakKeyDictionary[Any, AsyncBatcher] = (
             weakref.WeakKeyDictionary()
         )
+        self._quiet_ms = reboot.quiet_ms(link.round_trip_bound)
         self.settler = Settler(
-            link, retry_interval, lambda: epoch_ms(self.now()), self.tick
+            link,
+            retry_interval,
+            lambda: epoch_ms(self.now()),
+            self.tick,
+            done_key=f"{prefix}done",
         )
         self.boot = ""  # the boot token last seen ("": none yet)
         self.reasserted = 0  # reservations put back on a Redis that lost them
@@ -282,7 +293,7 @@ class SharedBudgets:
         try:
             for _ in range(len(held) + 3):  # a reboot once, each window once
                 args: list[Any] = [now_ms, rid, now_ms + lease, self.boot]
-                args += [new_record_id(), reboot.QUIET_MS]
+                args += [new_record_id(), self._quiet_ms]
                 for h, units in zip(held, amounts, strict=True):
                     args += [units, h.limit_units(), h.roll_ms, h.ttl_ms]
                 answer = yield Need(RESERVE, [*keys, *self.boot_keys()], args)
@@ -293,6 +304,7 @@ class SharedBudgets:
                     continue
                 self.boot = boot
                 if kind == "ok":
+                    self._saw(keys, answer[2:])
                     live = Live(keys, amounts, now_ms + lease, lease)
                     self.settler.track(rid, live)
                     return SharedReservation(rid, held)
@@ -306,7 +318,7 @@ class SharedBudgets:
                 if kind == "refused":
                     spent = from_units(window.policy, answer[3])
                     reserved = from_units(window.policy, answer[4])
-                    self.seen[window.key] = spent + reserved
+                    self.seen[window.key] = (int(answer[3]) + int(answer[4]), _clock())
                     raise refused_at(window, now, spent, reserved, where)
                 found = yield Need(None, [], [], window)
                 yield self.load_need(window, found, now, where)
@@ -320,6 +332,11 @@ class SharedBudgets:
             provider=where[0],
             model=where[1],
         )
+
+    def _saw(self, keys: list[str], totals: list[Any]) -> None:
+        at = _clock()
+        for i, key in enumerate(keys):
+            self.seen[key] = (int(totals[2 * i]) + int(totals[2 * i + 1]), at)
 
     def boot_keys(self) -> list[str]:
         """The boot token's key and the quiet key (see `palyra._state.reboot`)."""
@@ -391,13 +408,13 @@ class SharedBudgets:
                     where,
                     str(found),
                 )
-            found = (_ZERO, None, epoch_ms(now))  # an "allow" budget starts at 0
+            found = starting_at_zero(window, found, now)
         spent, entries, read = found
         args: list[Any] = [to_units(policy, spent), window.ttl_ms, window.value]
         args += [read, window.roll_ms]
         for at, amount in entries or ():
             args += [epoch_ms(at), to_units(policy, amount)]
-        return Need(LOAD, [window.key, values_key(self.prefix, policy)], args)
+        return Need(LOAD, [window.key, values_key(self.prefix, window)], args)
 
     # -- when Redis is down ----------------------------------------------------
 

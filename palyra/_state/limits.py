@@ -55,12 +55,23 @@ class RedisRateLimiter:
     def admit(self, token_id: str, per_minute: int, now: float) -> float | None:
         """Count a request of ``token_id``; None when admitted, else seconds
         to wait."""
-        interval = 60_000_000 // per_minute
-        tolerance = 60_000_000 - interval  # a burst of per_minute at once
+        key, args = self._call(token_id, per_minute)
         try:
-            wait = self.link.run(
-                GCRA, [f"{self._prefix}rate:{token_id}"], [interval, tolerance]
-            )
+            wait = self.link.run(GCRA, key, args)
         except StateDown:
             return self._local.admit(token_id, per_minute, time.monotonic())
         return None if not wait else int(wait) / 1_000_000
+
+    async def aadmit(self, token_id: str, per_minute: int, now: float) -> float | None:
+        """`admit` through the running loop's asyncio client."""
+        key, args = self._call(token_id, per_minute)
+        try:
+            wait = await self.link.arun(GCRA, key, args)
+        except StateDown:
+            return self._local.admit(token_id, per_minute, time.monotonic())
+        return None if not wait else int(wait) / 1_000_000
+
+    def _call(self, token_id: str, per_minute: int) -> tuple[list[str], list[int]]:
+        interval = 60_000_000 // per_minute
+        tolerance = 60_000_000 - interval  # a burst of per_minute at once
+        return [f"{self._prefix}rate:{token_id}"], [interval, tolerance]

@@ -21,7 +21,7 @@ from typing import Any
 from .._config import redis_target
 from .._exceptions import ConfigError
 
-__all__ = ["Call", "RedisLink", "StateDown"]
+__all__ = ["Call", "RedisLink", "ScriptError", "StateDown"]
 
 Call = tuple[str, Sequence[str], Sequence[Any]]
 """A script to run: its text (one of `palyra._state.scripts`), keys, args."""
@@ -29,6 +29,26 @@ Call = tuple[str, Sequence[str], Sequence[Any]]
 
 class StateDown(Exception):
     """Redis could not be reached (internal: each caller words its error)."""
+
+
+class ScriptError(StateDown):
+    """Redis is up and answered a script with an error (a bug, a key of the
+    wrong type): the link is not marked down, and the settler drops what
+    failed so rather than retry it for ever."""
+
+
+# Errors Redis answers while it cannot serve for now (redis-py's classes for
+# them): treated as down, and what failed so is tried again.
+_TRANSIENT = (
+    "NoScriptError",
+    "OutOfMemoryError",
+    "ReadOnlyError",
+    "TryAgainError",
+    "MasterDownError",
+    "ClusterDownError",
+    "MovedError",
+    "NoPermissionError",
+)
 
 
 class RedisLink:
@@ -90,13 +110,26 @@ class RedisLink:
 
     # -- sync --------------------------------------------------------------
 
-    def run(self, script: str, keys: Sequence[str], args: Sequence[Any]) -> Any:
+    def run(
+        self,
+        script: str,
+        keys: Sequence[str],
+        args: Sequence[Any],
+        *,
+        urgent: bool = False,
+    ) -> Any:
         """Run ``script`` (one of `palyra._state.scripts`) and return its answer.
 
+        ``urgent`` tries even within ``retry_interval`` of a failure (the
+        settler's once-a-second checks: a Redis back from a restart must
+        hear from every live process within its quiet period).
+
         Raises:
-            StateDown: Redis could not be reached, or failed the script.
+            StateDown: Redis could not be reached. ScriptError: it failed
+                the script.
         """
-        self._check_up()
+        if not urgent:
+            self._check_up()
         redis = _redis()
         try:
             registered = self._sync_script(script)
@@ -135,7 +168,7 @@ class RedisLink:
         except redis.RedisError as exc:
             raise self._failed(exc) from None
         self._up()
-        return [self._refused(a) if isinstance(a, Exception) else a for a in answers]
+        return [self._answered(a) for a in answers]
 
     def _sync_script(self, script: str) -> Any:
         found = self._scripts.get(script)
@@ -186,7 +219,7 @@ class RedisLink:
         except redis.RedisError as exc:
             raise self._failed(exc) from None
         self._up()
-        return [self._refused(a) if isinstance(a, Exception) else a for a in answers]
+        return [self._answered(a) for a in answers]
 
     def _async_script(self, script: str) -> Any:
         import asyncio
@@ -242,23 +275,29 @@ class RedisLink:
     def _failed(self, exc: Exception) -> StateDown:
         # redis-py's messages name host and port, never the password; the
         # class name is enough either way.
+        if _is_script_error(exc):
+            return self._refused(exc)
         self.last_error = f"{type(exc).__name__}: {_short(exc)}"
         self.failures += 1
         self._down_until = time.monotonic() + self._retry_interval
         return StateDown(f"Redis at {self.target} is unavailable ({self.last_error})")
 
     def _one_for_all(self, calls: Sequence[Call], answers: Any) -> list[Any]:
-        redis = _redis()
         if not isinstance(answers, list) or len(answers) != len(calls):
             raise StateDown(f"Redis at {self.target} answered a batch wrongly")
-        return [
-            self._refused(a) if isinstance(a, redis.ResponseError) else a
-            for a in answers
-        ]
+        return [self._answered(a) for a in answers]
+
+    def _answered(self, answer: Any) -> Any:
+        """One answer of a batch: an error in its place becomes ours."""
+        if not isinstance(answer, Exception):
+            return answer
+        if _is_script_error(answer):
+            return self._refused(answer)
+        return self._failed(answer)  # Redis cannot serve it for now
 
     def _refused(self, exc: Exception) -> StateDown:
-        # One script's error in a pipeline: Redis is up, the script failed.
-        return StateDown(f"Redis at {self.target} failed a script ({_short(exc)})")
+        # Redis is up; the script failed.
+        return ScriptError(f"Redis at {self.target} failed a script ({_short(exc)})")
 
     def _up(self) -> None:
         if self._down_until:
@@ -307,6 +346,15 @@ def _unknown_scripts(answers: list[Any], redis: Any) -> list[int]:
     """Where Redis did not know a script (it restarted since it was loaded)."""
     missing = redis.exceptions.NoScriptError
     return [i for i, a in enumerate(answers) if isinstance(a, missing)]
+
+
+def _is_script_error(exc: Exception) -> bool:
+    """Whether Redis, up and serving, failed a script ("BUSY": another
+    script runs too long, which passes)."""
+    if not isinstance(exc, _redis().ResponseError):
+        return False
+    names = {cls.__name__ for cls in type(exc).__mro__}
+    return not names.intersection(_TRANSIENT) and not str(exc).startswith("BUSY")
 
 
 def _short(exc: Exception) -> str:

@@ -4,6 +4,7 @@ what a call holds, and the alerts the scripts claim (pure: no I/O)."""
 from __future__ import annotations
 
 import dataclasses
+import logging
 from collections.abc import Iterable
 from datetime import datetime
 from decimal import Decimal
@@ -11,7 +12,9 @@ from typing import Any, NamedTuple
 
 from .._exceptions import BudgetExceededError
 from .._governance import BudgetAlert, BudgetPolicy, Reservation, ScopeState, refusal
-from .windows import Held, from_units
+from .windows import Held, epoch_ms, from_units
+
+logger = logging.getLogger("palyra")
 
 __all__ = [
     "Need",
@@ -20,6 +23,7 @@ __all__ = [
     "cut",
     "refusal_for",
     "refused_at",
+    "starting_at_zero",
     "text",
 ]
 
@@ -102,6 +106,22 @@ def cut(policy: BudgetPolicy, fraction: Decimal) -> BudgetPolicy:
 def text(value: Any) -> str:
     """A script's answer item as text."""
     return value.decode() if isinstance(value, bytes) else str(value)
+
+
+def starting_at_zero(
+    window: Held, error: Exception, now: datetime
+) -> tuple[Decimal, None, int]:
+    """What a window an ``allow`` budget cannot read from the ledger starts
+    at: nothing spent, for every process until the window ends (said in
+    the log: the budget counts only what is spent from now on)."""
+    logger.warning(
+        "palyra: budget %r (%s) starts its window at 0: the ledger could not be"
+        " read (%s) and on_ledger_error is 'allow'",
+        window.policy.id,
+        window.value,
+        error,
+    )
+    return Decimal(0), None, epoch_ms(now)
 
 
 def refused_at(

@@ -27,19 +27,28 @@ from .settler import RENEW_EVERY_S
 if TYPE_CHECKING:
     from .budgets import SharedBudgets
 
-__all__ = ["QUIET_MS", "reasserting", "tick"]
+__all__ = ["QUIET_MS", "quiet_ms", "reasserting", "tick"]
 
 QUIET_MS = int((2 * RENEW_EVERY_S + 0.5) * 1000)
 """Milliseconds nobody is admitted after a Redis lost its data: two ticks of
-every live process's settler, and a margin."""
+every live process's settler, and a margin (see `quiet_ms`)."""
+
+
+def quiet_ms(round_trip_bound: float) -> int:
+    """The quiet period for a link whose round trip can take
+    ``round_trip_bound`` seconds: the ticks come once a second whatever
+    ``retry_interval`` is, and each may take that long."""
+    return QUIET_MS + int(round_trip_bound * 1000)
 
 
 def reasserting(engine: SharedBudgets) -> Generator[Need, object, None]:
     """The scripts that put ``engine``'s live reservations back, one by one
     (a generator: the reserving logic yields from it and is sent answers)."""
+    done = engine.settler.done_key
     for rid, live in engine.settler.live():
         engine.reasserted += 1
-        yield Need(REASSERT, live.keys, [rid, live.expiry, *live.amounts])
+        keys = [*live.keys, done]
+        yield Need(REASSERT, keys, [rid, live.expiry, *live.amounts])
 
 
 def tick(engine: SharedBudgets) -> None:
@@ -51,11 +60,11 @@ def tick(engine: SharedBudgets) -> None:
     """
     if not engine.boot or not engine.settler.live():
         return
-    found = engine.link.run(BOOT, engine.boot_keys()[:1], [])
+    found = engine.link.run(BOOT, engine.boot_keys()[:1], [], urgent=True)
     if found is not None and text(found) == engine.boot:
         return
     for need in reasserting(engine):
         assert need.script is not None
-        engine.link.run(need.script, need.keys, need.args)
+        engine.link.run(need.script, need.keys, need.args, urgent=True)
     if found is not None:
         engine.boot = text(found)

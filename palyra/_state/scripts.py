@@ -25,6 +25,7 @@ __all__ = [
     "RENEW",
     "RESERVE",
     "SETTLE",
+    "UNLOAD",
     "many",
     "many_args",
 ]
@@ -71,7 +72,8 @@ RESERVE = (
 -- KEYS: the windows, then the boot token's key and the quiet key. ARGV:
 -- now, id, expiry, the boot token this process last saw ('' for none yet),
 -- a new token, the quiet period (ms), then per window: amount, limit (''
--- for none), roll (ms, 0: not rolling), ttl (ms, 0: none).
+-- for none), roll (ms, 0: not rolling), ttl (ms, 0: none). Admitted, it
+-- answers each window's spent and reserved after it (routing's view).
 --
 -- The boot token tells a Redis that lost its data (a restart without
 -- persistence): a process that saw another token re-asserts the
@@ -110,25 +112,33 @@ for i = 1, n do
     end
   end
 end
+local out = {'ok', boot}
 for i = 1, n do
   local k, b = KEYS[i], 6 + (i - 1) * 4
-  redis.call('HINCRBY', k, 'reserved', ARGV[b + 1])
+  local reserved = redis.call('HINCRBY', k, 'reserved', ARGV[b + 1])
   redis.call('HSET', k .. ':r', ARGV[2], ARGV[b + 1])
   redis.call('ZADD', k .. ':x', ARGV[3], ARGV[2])
   keep(k, tonumber(ARGV[b + 4]))
+  out[#out + 1] = redis.call('HGET', k, 'spent') or '0'
+  out[#out + 1] = reserved
 end
-return {'ok', boot}
+return out
 """
 )
 
 LOAD = """
--- KEYS: a window not loaded yet, its budget's set of scope values. ARGV:
+-- KEYS: a window not loaded yet, its budget's set of scope values in this
+-- period. ARGV:
 -- spent (the ledger's), ttl, scope value, when the ledger was read (ms),
 -- roll (ms, 0: not rolling), then (at, amount) pairs of a rolling window's
 -- spending. Settles that came before the load (``K:pre``) count only if
 -- they came after the ledger was read: the read counted the others.
 local k = KEYS[1]
 redis.call('SADD', KEYS[2], ARGV[3])
+local ttl = tonumber(ARGV[2])
+if ttl > 0 and redis.call('PTTL', KEYS[2]) < ttl then
+  redis.call('PEXPIRE', KEYS[2], ttl)  -- as long as the period's windows
+end
 if redis.call('HGET', k, 'loaded') then return 0 end
 local extra, roll = 0, tonumber(ARGV[5])
 local pre = redis.call('ZRANGEBYSCORE', k .. ':pre', ARGV[4], '+inf', 'WITHSCORES')
@@ -149,7 +159,6 @@ for j = 6, #ARGV, 2 do
   redis.call('ZADD', k .. ':e', ARGV[j], seq .. ':' .. ARGV[j + 1])
 end
 redis.call('HSET', k, 'loaded', ARGV[4])
-local ttl = tonumber(ARGV[2])
 if ttl > 0 then redis.call('PEXPIRE', k, ttl) end
 return 1
 """
@@ -169,14 +178,15 @@ local done = KEYS[#KEYS]
 local now = tonumber(ARGV[1])
 if redis.call('ZSCORE', done, ARGV[2]) then return {} end
 redis.call('ZADD', done, now, ARGV[2])
-redis.call('ZREMRANGEBYSCORE', done, '-inf', string.format('%d', now - 86400000))
-redis.call('PEXPIRE', done, 86400000)
+redis.call('ZREMRANGEBYSCORE', done, '-inf', string.format('%d', now - 3600000))
+redis.call('PEXPIRE', done, 3600000)
 local out = {}
 for i = 1, #KEYS - 1 do
   local k, b = KEYS[i], 2 + (i - 1) * 4
   local held = redis.call('HGET', k .. ':r', ARGV[2])
   if held then
-    redis.call('HINCRBY', k, 'reserved', '-' .. held)
+    -- %d, not '-' .. held: Redis refuses "-0" (a call that cost nothing)
+    redis.call('HINCRBY', k, 'reserved', string.format('%d', -tonumber(held)))
     redis.call('HDEL', k .. ':r', ARGV[2])
     redis.call('ZREM', k .. ':x', ARGV[2])
   end
@@ -249,25 +259,37 @@ return out
 )
 
 RENEW = """
--- KEYS: windows. ARGV: id, expiry. Moves a live call's expiry on (a stream
--- read for longer than its reservation's first lease).
-for _, k in ipairs(KEYS) do
-  redis.call('ZADD', k .. ':x', 'XX', ARGV[2], ARGV[1])
-end
-return 1
-"""
-
-REASSERT = """
--- KEYS: a live reservation's windows. ARGV: id, expiry, then each window's
--- amount. Puts back what a Redis that lost its data forgot (once: a
--- reservation it still holds is left as it is).
-for i, k in ipairs(KEYS) do
+-- KEYS: a live reservation's windows, then the set of settled ids. ARGV:
+-- id, expiry, then each window's amount. Moves a live call's expiry on (a
+-- stream read for longer than its first lease), and puts back a hold
+-- Redis no longer has: one its expiry let go while this process could
+-- not reach Redis, or one a Redis that lost its data forgot. A call
+-- settled meanwhile is left alone.
+local done = KEYS[#KEYS]
+if redis.call('ZSCORE', done, ARGV[1]) then return 0 end
+for i = 1, #KEYS - 1 do
+  local k = KEYS[i]
   if redis.call('HSETNX', k .. ':r', ARGV[1], ARGV[2 + i]) == 1 then
     redis.call('HINCRBY', k, 'reserved', ARGV[2 + i])
   end
   redis.call('ZADD', k .. ':x', ARGV[2], ARGV[1])
 end
 return 1
+"""
+
+REASSERT = RENEW
+"""Putting back what a Redis that lost its data forgot is a renewal."""
+
+UNLOAD = """
+-- KEYS: windows some of whose settlements were dropped (a long outage).
+-- Forget their spending, so that the next reserve rebuilds it from the
+-- ledger, which has every call; the reservations of calls in flight stay.
+for _, k in ipairs(KEYS) do
+  redis.call('HDEL', k, 'loaded')
+  redis.call('HSET', k, 'spent', 0)
+  redis.call('DEL', k .. ':e', k .. ':pre')
+end
+return #KEYS
 """
 
 BOOT = "return redis.call('GET', KEYS[1])"

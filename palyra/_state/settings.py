@@ -73,12 +73,14 @@ class RedisState:
             retry_interval=retry_interval,
         )
         self._password = password
+        self._links: list[RedisLink] = []  # made for others, closed with us
 
     @classmethod
     def from_config(cls, config: StateConfig) -> RedisState:
         """The state a ``[state]`` table with ``backend = "redis"`` describes."""
         made = object.__new__(cls)
         made.config, made._password = config, None
+        made._links = []
         return made
 
     def __repr__(self) -> str:
@@ -110,12 +112,30 @@ class RedisState:
         return RedisBreakers(self.link(), self.config.key_prefix)
 
     def fire_claims(self) -> RedisFireClaims:
-        """Scheduled jobs' fire claims over this Redis."""
-        return RedisFireClaims(self.link(), self.config.key_prefix)
+        """Scheduled jobs' fire claims over this Redis (its link closed by
+        `close_links`)."""
+        return RedisFireClaims(self._kept(self.link()), self.config.key_prefix)
 
     def rate_limiter(self) -> RedisRateLimiter:
-        """The ``/v1`` tokens' rate limits over this Redis."""
-        return RedisRateLimiter(self.link(), self.config.key_prefix)
+        """The ``/v1`` tokens' rate limits over this Redis (its link closed
+        by `close_links`)."""
+        return RedisRateLimiter(self._kept(self.link()), self.config.key_prefix)
+
+    def _kept(self, link: RedisLink) -> RedisLink:
+        self._links.append(link)
+        return link
+
+    def close_links(self) -> None:
+        """Close the links of `fire_claims` and `rate_limiter` (the client's
+        ``close``; they reconnect if used again)."""
+        for link in self._links:
+            link.close()
+
+    async def aclose_links(self) -> None:
+        """`close_links`, and their asyncio clients on this loop."""
+        for link in self._links:
+            await link.aclose()
+            link.close()
 
     def link(self) -> RedisLink:
         """A new connection to this Redis (connects on first use)."""

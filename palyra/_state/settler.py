@@ -20,8 +20,8 @@ from collections import deque
 from collections.abc import Callable
 from typing import Any
 
-from .link import RedisLink, StateDown
-from .scripts import RENEW, SETTLE
+from .link import RedisLink, ScriptError, StateDown
+from .scripts import RENEW, SETTLE, UNLOAD
 
 __all__ = ["BATCH", "MAX_PENDING", "RENEW_EVERY_S", "Live", "Settlement", "Settler"]
 
@@ -66,6 +66,8 @@ class Settler:
         link: The Redis.
         retry_interval: Seconds between tries while Redis is down.
         clock: Epoch milliseconds (tests pass their own).
+        tick: Called once a second (whatever ``retry_interval`` is).
+        done_key: The set of settled reservation ids.
     """
 
     def __init__(
@@ -74,7 +76,9 @@ class Settler:
         retry_interval: float,
         clock: Callable[[], int],
         tick: Callable[[], None] | None = None,
+        done_key: str = "palyra:done",
     ) -> None:
+        self.done_key = done_key
         self._link = link
         self._retry = retry_interval
         self._clock = clock
@@ -87,6 +91,7 @@ class Settler:
         self._taking = 0  # settlements on the wire
         self.dropped = 0
         self.settled = 0
+        self.stale: set[str] = set()  # windows to rebuild: settlements dropped
 
     @property
     def pending(self) -> int:
@@ -97,12 +102,13 @@ class Settler:
         """Queue ``settlement`` (never blocks)."""
         with self._wake:
             if len(self._queue) >= MAX_PENDING:
-                self._queue.popleft()
+                lost = self._queue.popleft()
+                self.stale.update(lost.keys[:-1])  # its windows, not the done set
                 self.dropped += 1
                 if self.dropped == 1 or self.dropped % 1000 == 0:
                     logger.error(
                         "palyra: %d budget settlements to Redis dropped (%s down);"
-                        " spend is rebuilt from the ledger when a window reloads",
+                        " their windows are rebuilt from the ledger once it is back",
                         self.dropped,
                         self._link.target,
                     )
@@ -132,32 +138,51 @@ class Settler:
             self._thread.start()
 
     def _work(self) -> None:
-        next_renew = time.monotonic() + RENEW_EVERY_S
+        next_tick = time.monotonic() + RENEW_EVERY_S
+        retry_at = 0.0  # after Redis was down, settlements wait till then
         while True:
             with self._wake:
-                while not self._queue and not self._closing:
-                    wait = next_renew - time.monotonic()
-                    if wait <= 0:
-                        break
-                    self._wake.wait(wait)
-                if self._closing and not self._queue:
+                items = self._wait(next_tick, retry_at)
+                if items is None:
                     return
-                taken = min(len(self._queue), BATCH)
-                items = [self._queue.popleft() for _ in range(taken)]
-                self._taking = taken
-            if items and not self._settle(items):
-                with self._wake:  # Redis is down: keep them first, wait, retry
-                    self._queue.extendleft(reversed(items))
+                self._taking = len(items)
+            again = self._settle(items) if items else []
+            if not again and self.stale:
+                self._unload()
+            if again:
+                with self._wake:  # Redis is down: keep them first, retry later
+                    self._queue.extendleft(reversed(again))
                     self._taking = 0
                     if self._closing:
                         return
-                    self._wake.wait(self._retry)
+                retry_at = time.monotonic() + self._retry
             self._taking = 0
-            if time.monotonic() >= next_renew:
+            if time.monotonic() >= next_tick:
+                # Every second, even while settlements wait out Redis being
+                # down: a restarted Redis must hear from each live process
+                # within its quiet period.
                 self._renew()
                 if self._tick is not None:
                     self._ticked(self._tick)
-                next_renew = time.monotonic() + RENEW_EVERY_S
+                next_tick = time.monotonic() + RENEW_EVERY_S
+
+    def _wait(self, next_tick: float, retry_at: float) -> list[Settlement] | None:
+        """(Under the lock.) Sleep until settlements may go or a tick is
+        due; the settlements to take (maybe none), None to stop."""
+        while True:
+            now = time.monotonic()
+            ready = bool(self._queue) and (now >= retry_at or self._closing)
+            if ready or now >= next_tick:
+                break
+            if self._closing:
+                return None
+            wait = next_tick - now
+            if self._queue:
+                wait = min(wait, retry_at - now)
+            self._wake.wait(wait)
+        if not ready:
+            return []
+        return [self._queue.popleft() for _ in range(min(len(self._queue), BATCH))]
 
     @staticmethod
     def _ticked(tick: Callable[[], None]) -> None:
@@ -168,42 +193,72 @@ class Settler:
         except Exception:
             logger.exception("palyra: shared state's periodic check failed")
 
-    def _settle(self, items: list[Settlement]) -> bool:
-        """Take ``items`` to Redis in one round trip; False if it is down."""
+    def _settle(self, items: list[Settlement]) -> list[Settlement]:
+        """Take ``items`` to Redis in one round trip; those it could not
+        take now (all of them while it is down), to try again."""
         try:
             answers = self._link.run_many([(SETTLE, i.keys, i.args) for i in items])
-        except StateDown:
-            return False
-        except Exception:  # a bug, or a misconfiguration: never loop on it
+        except ScriptError:
             logger.exception("palyra: budget settlements failed; they are dropped")
             self.dropped += len(items)
-            return True
+            return []
+        except StateDown:
+            return items
+        again = []
         for item, claimed in zip(items, answers, strict=True):
-            if isinstance(claimed, StateDown):  # Redis failed this script alone
+            if isinstance(claimed, ScriptError):  # a bug: never loop on it
                 logger.error("palyra: a budget settlement failed: %s", claimed)
                 self.dropped += 1
-                continue
-            self.settled += 1
-            if claimed and item.on_alerts is not None:
-                try:
-                    item.on_alerts(list(claimed))
-                except Exception:
-                    logger.exception("palyra: sending budget alerts failed")
-        return True
+            elif isinstance(claimed, StateDown):  # Redis could not take it now
+                again.append(item)
+            else:
+                self.settled += 1
+                self._alert(item, claimed)
+        return again
+
+    def _unload(self) -> None:
+        """Redis answers again: have the windows whose settlements were
+        dropped rebuilt from the ledger (`scripts.UNLOAD`)."""
+        with self._wake:
+            keys, self.stale = sorted(self.stale), set()
+        try:
+            self._link.run(UNLOAD, keys, [])
+        except StateDown:
+            with self._wake:
+                self.stale.update(keys)
+        else:
+            logger.warning(
+                "palyra: %d budget windows rebuilt from the ledger: settlements"
+                " to them were dropped while Redis at %s was down",
+                len(keys),
+                self._link.target,
+            )
+
+    def _alert(self, item: Settlement, claimed: Any) -> None:
+        if claimed and item.on_alerts is not None:
+            try:
+                item.on_alerts(list(claimed))
+            except Exception:
+                logger.exception("palyra: sending budget alerts failed")
 
     def _renew(self) -> None:
+        """Move the live reservations' expiry on, half a lease before it
+        comes, and put back any Redis let go (see `scripts.RENEW`)."""
         now = self._clock()
         for rid, live in list(self._live.items()):
             if live.expiry - now > live.lease // 2:
                 continue
             new_expiry = now + live.lease
+            keys = [*live.keys, self.done_key]
             try:
-                self._link.run(RENEW, live.keys, [rid, new_expiry])
-            except StateDown:
-                return
-            except Exception:
+                self._link.run(
+                    RENEW, keys, [rid, new_expiry, *live.amounts], urgent=True
+                )
+            except ScriptError:
                 logger.exception("palyra: renewing a budget reservation failed")
                 continue
+            except StateDown:
+                return
             live.expiry = new_expiry
 
     def flush(self, timeout: float) -> bool:

@@ -8,6 +8,7 @@ Redis does not hold yet is loaded from the ledger first, as a call would.
 
 from __future__ import annotations
 
+import time
 from collections import deque
 from datetime import datetime
 from decimal import Decimal
@@ -26,14 +27,17 @@ from .._governance import (
 )
 from .errors import StateUnavailableError
 from .link import StateDown
-from .parts import alerts_from, text
+from .parts import alerts_from, starting_at_zero, text
 from .scripts import ALERTS, PEEK
-from .windows import Held, epoch_ms, from_units, held_for, values_key
+from .windows import Held, epoch_ms, from_units, held_for, to_units, values_key
 
 if TYPE_CHECKING:
     from .budgets import SharedBudgets
 
-__all__ = ["evaluate", "load", "refuses", "status", "windows_of"]
+__all__ = ["SEEN_FOR_S", "evaluate", "load", "refuses", "status", "windows_of"]
+
+SEEN_FOR_S = 1.0
+"""How long routing trusts what a reserve last heard of a window."""
 
 _ZERO = Decimal(0)
 VALUES = "return redis.call('SMEMBERS', KEYS[1])"
@@ -41,11 +45,12 @@ VALUES = "return redis.call('SMEMBERS', KEYS[1])"
 
 def windows_of(engine: SharedBudgets, now: datetime) -> list[Held]:
     """Every window open now: global and single-value budgets always,
-    per-value budgets for each value any process has used."""
+    per-value budgets for each value any process has used in this period."""
     found = []
     for policy in engine.policies():
         if policy.per_value:
-            members = engine.link.run(VALUES, [values_key(engine.prefix, policy)], [])
+            period = held_for(engine.prefix, policy, "", _ZERO, now)
+            members = engine.link.run(VALUES, [values_key(engine.prefix, period)], [])
             values = sorted(text(m) for m in members)
         else:
             values = [policy.value or "*"]
@@ -142,16 +147,20 @@ def refuses(
     cost: Cost,
     where: tuple[str, str],
 ) -> str | None:
-    """Why a budget would refuse this call, from what this process last
-    heard of each window (routing asks; nothing is reserved, and Redis is
-    not asked on the call's path)."""
+    """Why a budget would refuse this call, from what this process heard of
+    each window in the last `SEEN_FOR_S` seconds (routing asks; nothing is
+    reserved, and Redis is not asked on the call's path). An older view is
+    not trusted: the call is tried, and its answer is the new view."""
     try:
         held = engine.plan(party, usage, cost, where, engine.now())
     except BudgetExceededError as exc:
         return exc.reason
+    now = time.monotonic()
     for window in held:
-        hard, seen = window.policy.hard_limit, engine.seen.get(window.key)
-        if hard is not None and seen is not None and seen + window.amount > hard:
+        limit, seen = window.limit_units(), engine.seen.get(window.key)
+        if not limit or seen is None or now - seen[1] > SEEN_FOR_S:
+            continue
+        if seen[0] + to_units(window.policy, window.amount) > int(limit):
             return "hard_limit"
     return None
 
@@ -167,7 +176,7 @@ def load(engine: SharedBudgets, window: Held, now: datetime) -> None:
     if isinstance(found, LedgerError):
         if window.policy.on_ledger_error == "block":
             raise found
-        found = (_ZERO, None, epoch_ms(now))
+        found = starting_at_zero(window, found, now)
     need = engine.load_need(window, found, now, ("", ""))
     assert need.script is not None
     engine.link.run(need.script, need.keys, need.args)

@@ -133,6 +133,9 @@ def held_for(
     return Held(policy, value, key, start, end, amount, roll_ms, ttl_ms)
 
 
-def values_key(prefix: str, policy: BudgetPolicy) -> str:
-    """The set of scope values a per-value budget has seen."""
-    return f"{prefix}v:{policy.id}"
+def values_key(prefix: str, window: Held) -> str:
+    """The set of scope values a per-value budget has used in ``window``'s
+    period (it lives as long as the period's windows: the values of past
+    periods are not listed, loaded or kept)."""
+    period = window.key.rsplit(":", 1)[1]
+    return f"{prefix}v:{window.policy.id}:{period}"

@@ -141,7 +141,7 @@ class App:
                 code="method_not_allowed",
                 headers={"allow": method},
             )
-        scopes, caller = self._authenticate(ex, scope)
+        scopes, caller = await self._authenticate(ex, scope)
         if name == "models":
             await _openai.models(ex, self.client, scopes)
             return
@@ -164,7 +164,7 @@ class App:
                 self._documents[root] = found
         return found
 
-    def _authenticate(
+    async def _authenticate(
         self, ex: Exchange, scope: str
     ) -> tuple[tuple[str, ...] | None, dict[str, Any]]:
         """The token's scopes (None: no token needed) and who the call is for."""
@@ -178,7 +178,8 @@ class App:
                     code="missing_api_token",
                 )
             return None, caller
-        info = self.tokens.verify(secret, scope)  # a primary-key read of a local file
+        # A primary-key read of a local file; a rate limit on Redis is awaited.
+        info = await self.tokens.averify_inline(secret, scope)
         if info.agent is not None:
             caller["agent"] = info.agent  # the token's agent wins over the header
         return info.scopes, caller
