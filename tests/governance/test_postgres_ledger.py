@@ -433,6 +433,9 @@ def test_the_password_is_never_shown(
             shown += [client.usage.health(), repr(config), str(config)]
             shown += [config.model_dump(), config.model_dump_json(), config.ledger]
     assert url.replace(SECRET, "***") in str(shown[0])
+    # A client key's passphrase in the query is hidden the same way.
+    keyed = PostgresLedger(f"{url}?sslpassword={SECRET}&application_name=x")
+    shown += [repr(keyed), str(keyed), keyed.url, keyed.health()]
     toml = tmp_path / "palyra.toml"
     toml.write_text(f'[ledger]\nurl = "{url}"\n')
     env = {**os.environ, "PYTHONPATH": str(ROOT)}

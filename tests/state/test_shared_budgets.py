@@ -265,6 +265,16 @@ def test_the_state_table_chooses_redis_and_refuses_a_password_in_its_url(
         palyra.Palyra(bad)
     assert "state.url" in str(info.value)
     assert "pw-SECRET-7" not in str(info.value)
+    # redis-py would take a password from the query too: refused the same.
+    for query in ("password=pw-SECRET-7", "db=0&PassWord=pw-SECRET-7"):
+        bad = {**cfg, "state": {"backend": "redis", "url": f"redis://h:1/0?{query}"}}
+        with pytest.raises(palyra.ConfigError) as info:
+            palyra.Palyra(bad)
+        assert "state.url" in str(info.value)
+        assert "pw-SECRET-7" not in str(info.value)
+    with pytest.raises(palyra.ConfigError) as info:
+        RedisState("redis://h:1/0?password=pw-SECRET-7")
+    assert "pw-SECRET-7" not in str(info.value)
 
 
 @pytest.mark.anyio
