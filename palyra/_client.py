@@ -183,6 +183,8 @@ class Palyra(Calls):
             given = credentials
             lookup = checked(lambda provider, agent, profile: given(provider), True)
         shared = self._state = chosen_state(state, self.config.state)  # no I/O
+        if shared is not None and book.shared_lock is None:
+            book.shared_lock = shared.refresh_locks().hold  # refreshes: once
         self._bus = None if shared is None else shared.breakers()
         health = HealthTracker(
             clock=clock, enabled=self.config.resilience.circuit_breakers, bus=self._bus

@@ -193,6 +193,7 @@ LAYERS: list[tuple[str, list[str]]] = [
             "budgets",
             "breakers",
             "limits",
+            "locks",
             "cron",
             "settings",
             "__init__",

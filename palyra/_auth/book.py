@@ -15,7 +15,8 @@ import os
 import threading
 import time
 import weakref
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -80,6 +81,31 @@ class ProfileBook:
         self._due: dict[float, float] = {}
         self._dirty = False  # this process wrote the file since reading it
         self.stale = 0  # profiles owed a refresh after a 401
+        # A lock across processes and hosts, taken by a refresh after the
+        # file lock (``palyra._state.locks``, with shared state): name, timeout.
+        self.shared_lock: Callable[[str, float], AbstractContextManager[None]] | None
+        self.shared_lock = None
+
+    @contextmanager
+    def refresh_lock(
+        self, profile_id: str, timeout: float | None = None
+    ) -> Iterator[None]:
+        """Hold the profile's refresh lock: the file lock of this home, then
+        (with shared state) the lock on Redis, within ``timeout`` seconds
+        in all (the file's ``lock_timeout`` when None).
+
+        Raises:
+            palyra.AuthProfileError: Another process held it past ``timeout``.
+        """
+        wait = self.file.lock_timeout if timeout is None else timeout
+        deadline = time.monotonic() + wait
+        with self.file.lock(f"refresh.{profile_id}", timeout=wait):
+            shared = self.shared_lock
+            if shared is None:
+                yield
+                return
+            with shared(f"refresh:{profile_id}", max(deadline - time.monotonic(), 0.0)):
+                yield
 
     # -- reading ---------------------------------------------------------
 

@@ -90,7 +90,7 @@ class Keeper:
         the second undoes the first. Under the profile's lock: a refresh, a
         revoke or another process's save of the same profile waits, so an
         undo never puts back a secret over one stored meanwhile."""
-        with self._book.file.lock(f"refresh.{profile.id}"):
+        with self._book.refresh_lock(profile.id):
             return self._save(profile, secrets)
 
     def _save(self, profile: AuthProfile, secrets: dict[str, str]) -> AuthProfile:

@@ -2,10 +2,11 @@
 
 A refresh is single-flight three ways. Callers of one process (threads and
 tasks alike) join the refresh in flight (`Flight`). The leader holds the
-profile's inter-process lock while it refreshes, and reads the profile file
-again once it has it: if another process refreshed meanwhile, its tokens are
-used and no request is sent. Every client of the process reads the new token
-from the shared `ProfileBook` on its next call.
+profile's inter-process lock while it refreshes (the file lock, and with
+shared state a lock on Redis too: ``ProfileBook.shared_lock``), and reads
+the profile file again once it has them: if another process refreshed
+meanwhile, its tokens are used and no request is sent. Every client of the
+process reads the new token from the shared `ProfileBook` on its next call.
 
 A failed refresh backs off per profile (``base * 2**(n-1)``, capped) and
 marks it ``refresh_failed``; other profiles are untouched.
@@ -100,7 +101,7 @@ def _lead(
     book: ProfileBook, profile_id: str, deadline: Deadline, force: bool
 ) -> AuthFlow[AuthProfile | None]:
     before = book.load().get(profile_id)
-    lock = Held(book.file.lock(f"refresh.{profile_id}", timeout=deadline.left()))
+    lock = Held(book.refresh_lock(profile_id, deadline.left()))
     try:
         yield Local(lock.take)
         profiles: dict[str, AuthProfile] = yield Local(book.reload)

@@ -378,7 +378,7 @@ class Auth:
         deadline = Deadline(timeout)
         # Under the profile's refresh lock: a refresh in flight cannot write
         # new tokens after they were revoked and deleted.
-        lock = Held(book.file.lock(f"refresh.{pid}", timeout=deadline.left()))
+        lock = Held(book.refresh_lock(pid, deadline.left()))
         try:
             yield Local(lock.take)
             profile: AuthProfile = yield Local(

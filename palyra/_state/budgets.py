@@ -53,12 +53,11 @@ from .parts import (
     cut,
     refusal_for,
     refused_at,
-    starting_at_zero,
     text,
 )
-from .scripts import LOAD, RESERVE
+from .scripts import RESERVE
 from .settler import Live, Settlement, Settler
-from .windows import Held, epoch_ms, from_units, held_for, to_units, values_key
+from .windows import Held, epoch_ms, from_units, held_for, to_units
 
 __all__ = ["SharedBudgets"]
 
@@ -321,7 +320,7 @@ class SharedBudgets:
                     self.seen[window.key] = (int(answer[3]) + int(answer[4]), _clock())
                     raise refused_at(window, now, spent, reserved, where)
                 found = yield Need(None, [], [], window)
-                yield self.load_need(window, found, now, where)
+                yield views.load_need(self.prefix, window, found, now, where)
         except StateDown as exc:
             return self._unavailable(exc, party, usage, cost, where)
         raise StateUnavailableError(  # a window that would not stay loaded
@@ -392,29 +391,6 @@ class SharedBudgets:
         except LedgerError as exc:
             return exc
         return spent, entries, epoch_ms(now)
-
-    def load_need(
-        self, window: Held, found: Any, now: datetime, where: tuple[str, str]
-    ) -> Need:
-        policy = window.policy
-        if isinstance(found, LedgerError):
-            if policy.on_ledger_error == "block":
-                raise refusal_for(
-                    policy,
-                    window.value,
-                    now,
-                    "ledger_unavailable",
-                    window.amount,
-                    where,
-                    str(found),
-                )
-            found = starting_at_zero(window, found, now)
-        spent, entries, read = found
-        args: list[Any] = [to_units(policy, spent), window.ttl_ms, window.value]
-        args += [read, window.roll_ms]
-        for at, amount in entries or ():
-            args += [epoch_ms(at), to_units(policy, amount)]
-        return Need(LOAD, [window.key, values_key(self.prefix, window)], args)
 
     # -- when Redis is down ----------------------------------------------------
 

@@ -14,6 +14,7 @@ from .budgets import SharedBudgets
 from .cron import RedisFireClaims
 from .limits import RedisRateLimiter
 from .link import RedisLink
+from .locks import RefreshLocks
 
 __all__ = ["RedisState", "chosen_state"]
 
@@ -120,6 +121,11 @@ class RedisState:
         """The ``/v1`` tokens' rate limits over this Redis (its link closed
         by `close_links`)."""
         return RedisRateLimiter(self._kept(self.link()), self.config.key_prefix)
+
+    def refresh_locks(self) -> RefreshLocks:
+        """OAuth refresh locks over this Redis (its link closed by
+        `close_links`)."""
+        return RefreshLocks(self._kept(self.link()), self.config.key_prefix)
 
     def _kept(self, link: RedisLink) -> RedisLink:
         self._links.append(link)

@@ -27,14 +27,22 @@ from .._governance import (
 )
 from .errors import StateUnavailableError
 from .link import StateDown
-from .parts import alerts_from, starting_at_zero, text
-from .scripts import ALERTS, PEEK
+from .parts import Need, alerts_from, refusal_for, starting_at_zero, text
+from .scripts import ALERTS, LOAD, PEEK
 from .windows import Held, epoch_ms, from_units, held_for, to_units, values_key
 
 if TYPE_CHECKING:
     from .budgets import SharedBudgets
 
-__all__ = ["SEEN_FOR_S", "evaluate", "load", "refuses", "status", "windows_of"]
+__all__ = [
+    "SEEN_FOR_S",
+    "evaluate",
+    "load",
+    "load_need",
+    "refuses",
+    "status",
+    "windows_of",
+]
 
 SEEN_FOR_S = 1.0
 """How long routing trusts what a reserve last heard of a window."""
@@ -177,6 +185,33 @@ def load(engine: SharedBudgets, window: Held, now: datetime) -> None:
         if window.policy.on_ledger_error == "block":
             raise found
         found = starting_at_zero(window, found, now)
-    need = engine.load_need(window, found, now, ("", ""))
+    need = load_need(engine.prefix, window, found, now, ("", ""))
     assert need.script is not None
     engine.link.run(need.script, need.keys, need.args)
+
+
+def load_need(
+    prefix: str, window: Held, found: Any, now: datetime, where: tuple[str, str]
+) -> Need:
+    """The LOAD script for ``window`` from the ledger's answer ``found``
+    (`SharedBudgets.spent_of`: spending, entries, read time, or the
+    LedgerError that a ``block`` budget turns into a refusal)."""
+    policy = window.policy
+    if isinstance(found, LedgerError):
+        if policy.on_ledger_error == "block":
+            raise refusal_for(
+                policy,
+                window.value,
+                now,
+                "ledger_unavailable",
+                window.amount,
+                where,
+                str(found),
+            )
+        found = starting_at_zero(window, found, now)
+    spent, entries, read = found
+    args: list[Any] = [to_units(policy, spent), window.ttl_ms, window.value]
+    args += [read, window.roll_ms]
+    for at, amount in entries or ():
+        args += [epoch_ms(at), to_units(policy, amount)]
+    return Need(LOAD, [window.key, values_key(prefix, window)], args)
