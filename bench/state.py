@@ -180,12 +180,15 @@ def _achild(url: str, seconds: float, callers: int) -> None:
     print(json.dumps(asyncio.run(main())))
 
 
-def _throughput(url: str, seconds: float, callers: int) -> tuple[float, float]:
+def _throughput(
+    url: str, seconds: float, callers: int, child: str = "_child"
+) -> tuple[float, float]:
     """Checks per second of `PROCESSES` processes together, and checks per
-    round trip to Redis."""
+    round trip to Redis (``child``: `_child` for threads, `_achild` for
+    asyncio tasks)."""
     code = (
-        "import sys; from bench.state import _child;"
-        " _child(sys.argv[1], float(sys.argv[2]), int(sys.argv[3]))"
+        f"import sys; from bench.state import {child};"
+        f" {child}(sys.argv[1], float(sys.argv[2]), int(sys.argv[3]))"
     )
     children = [
         subprocess.Popen(
@@ -222,6 +225,7 @@ def run(quick: bool) -> dict[str, Any]:
         seconds = 1.0 if quick else 3.0
         serial, _ = _throughput(server.url, seconds, 1)
         checks, per_trip = _throughput(server.url, seconds, CALLERS)
+        tasks, tasks_per_trip = _throughput(server.url, seconds, CALLERS, "_achild")
     finally:
         server.close()
     added = redis - memory
@@ -238,6 +242,12 @@ def run(quick: bool) -> dict[str, Any]:
             TARGETS["checks_per_s"],
         ],
         ["  reserves per round trip", per_trip, ""],
+        [
+            f"admission checks/s, {PROCESSES} processes x {CALLERS} asyncio tasks",
+            tasks,
+            "",
+        ],
+        ["  reserves per round trip", tasks_per_trip, ""],
     ]
     print(table(["measure", "value", "target"], rows))
     verdicts = {
@@ -254,5 +264,7 @@ def run(quick: bool) -> dict[str, Any]:
         "checks_per_s": checks,
         "checks_per_s_one_caller": serial,
         "reserves_per_round_trip": per_trip,
+        "checks_per_s_tasks": tasks,
+        "reserves_per_round_trip_tasks": tasks_per_trip,
         "verdicts": {k: "PASS" if v else "FAIL" for k, v in verdicts.items()},
     }
