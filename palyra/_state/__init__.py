@@ -2,11 +2,12 @@
 
 What it is for: budget reservations and spend per window kept on Redis, one
 atomic Lua script per operation (``scripts``, ``windows``, ``budgets``,
-``views``, ``reboot``), settled off the call path (``settler``); circuit
+``views``, ``reboot``), concurrent reserves of a process sharing round
+trips (``batch``), settled off the call path (``settler``); circuit
 breaker transitions shared through the core's breaker bus (``breakers``);
 the ``/v1`` tokens' rate limits, one GCRA script per request (``limits``);
-scheduled jobs' fires claimed once across processes (``cron``);
-all over one connection
+scheduled jobs' fires claimed once across processes (``cron``); OAuth
+refresh locks (``locks``); all over one connection
 object that is sync for threads and asyncio for loops (``link``), and the
 choice a client makes from ``Palyra(state=)`` and ``[state]``
 (``settings``). The in-process default needs none of it: a client without
