@@ -33,13 +33,14 @@ __all__ = ["AsyncBatcher", "Batcher"]
 
 
 class _Slot:
-    __slots__ = ("answer", "call", "done", "lead")
+    __slots__ = ("answer", "call", "done", "gone", "lead")
 
     def __init__(self, call: Call) -> None:
         self.call = call
         self.answer: Any = _NONE
         self.done: threading.Event | None = None  # made only for a wait
         self.lead: list[_Slot] | None = None  # the batch it takes to Redis
+        self.gone = False  # its caller gave up: never sent, never made to lead
 
 
 _NONE = object()
@@ -90,52 +91,94 @@ class Batcher:
     def _wait(self, slot: _Slot) -> None:
         bound = 2 * self._link.round_trip_bound
         assert slot.done is not None
-        if slot.done.wait(bound):
-            return
+        try:
+            if slot.done.wait(bound):
+                return
+        except BaseException:  # interrupted (a signal's exception, ^C)
+            self._abandon(slot)
+            raise
         with self._lock:
             if slot.lead is not None or slot.answer is not _NONE:
                 return
+            slot.gone = True
             if slot in self._queue:
                 self._queue.remove(slot)  # never sent: nothing to let go
         raise StateDown(
             f"Redis at {self._link.target} did not answer within {bound:g} s"
         )
 
+    def _abandon(self, slot: _Slot) -> None:
+        """A waiter was interrupted: it must hold up nobody, even if it was
+        just made to take the next batch."""
+        with self._lock:
+            slot.gone = True
+            batch, slot.lead = slot.lead, None
+            if batch is None:
+                if slot in self._queue:
+                    self._queue.remove(slot)
+                return
+            rest = [s for s in batch if not s.gone]
+            if rest:
+                rest[0].lead = rest
+                following: _Slot | None = rest[0]
+            else:
+                following = self._next_leader()
+        if following is not None:
+            _wake(following)
+
+    def _next_leader(self) -> _Slot | None:
+        """(Under the lock.) Hand the queue to its first caller still
+        waiting, who takes it to Redis; None when nobody waits."""
+        waiting = [s for s in self._queue if not s.gone]
+        self._queue.clear()
+        if not waiting:
+            self._busy = False
+            return None
+        waiting[0].lead = waiting
+        return waiting[0]
+
     def _take(self, batch: list[_Slot]) -> None:
-        """Send ``batch``, answer it, and hand the queue to its next caller."""
+        """Send ``batch``, answer it, and hand the queue to its next caller.
+        This thread's own failure (a bug, an interruption) is raised here
+        alone; the others of the batch hear that Redis was not reached."""
+        with self._lock:
+            batch = [s for s in batch if not s.gone]
+        raised: BaseException | None = None
         try:
-            answers = self._send([s.call for s in batch])
+            answers = self._send([s.call for s in batch]) if batch else []
+        except StateDown as exc:
+            answers = [StateDown(str(exc)) for _ in batch]  # one each
+        except BaseException as exc:
+            raised = exc
+            failed = StateDown(
+                f"Redis at {self._link.target}: the round trip taking this call"
+                f" failed ({type(exc).__name__})"
+            )
+            answers = [StateDown(str(failed)) for _ in batch]
         finally:
             with self._lock:
-                following = list(self._queue)
-                self._queue.clear()
-                if following:
-                    following[0].lead = following
-                else:
-                    self._busy = False
-            if following:
-                _wake(following[0])
+                following = self._next_leader()
+            if following is not None:
+                _wake(following)
         for slot, answer in zip(batch, answers, strict=True):
             slot.answer = answer
             _wake(slot)
+        if raised is not None:
+            raise raised
 
     def _send(self, calls: list[Call]) -> list[Any]:
         self.round_trips += 1
-        try:
-            if len(calls) == 1:
-                script, keys, args = calls[0]
-                return [self._link.run(script, keys, args)]
-            return self._link.run_many(calls)
-        except Exception as exc:  # StateDown, or a bug: each caller hears of it
-            return _each(exc, len(calls))
+        if len(calls) == 1:
+            script, keys, args = calls[0]
+            return [self._link.run(script, keys, args)]
+        return self._link.run_many(calls)
 
 
 def _each(exc: Exception, n: int) -> list[Any]:
-    """One exception per caller (one instance raised in many threads would
-    share its traceback)."""
-    if isinstance(exc, StateDown):
-        return [StateDown(str(exc)) for _ in range(n)]
-    return [exc] * n
+    """One exception per caller (one instance raised in many tasks would
+    share its traceback); what is not Redis being down is said as such."""
+    text = str(exc) if isinstance(exc, StateDown) else f"{type(exc).__name__}: {exc}"
+    return [StateDown(text) for _ in range(n)]
 
 
 class AsyncBatcher:
@@ -163,7 +206,9 @@ class AsyncBatcher:
         self._queue.append(((script, keys, args), future))
         bound = 2 * self._link.round_trip_bound
         try:
-            return await asyncio.wait_for(asyncio.shield(future), bound)
+            # No shield: a caller that gives up cancels its future, and the
+            # drainer skips it (nothing is left for nobody to retrieve).
+            return await asyncio.wait_for(future, bound)
         except TimeoutError:
             raise StateDown(
                 f"Redis at {self._link.target} did not answer within {bound:g} s"
@@ -178,6 +223,7 @@ class AsyncBatcher:
             self._busy = False
 
     async def _drain(self) -> None:
+        batch: list[tuple[Call, asyncio.Future[Any]]] = []
         try:
             while self._queue:
                 batch = list(self._queue)
@@ -190,10 +236,11 @@ class AsyncBatcher:
                         future.set_exception(answer)
                     else:
                         future.set_result(answer)
+                batch = []
         finally:
             self._busy = False
             self._drainer = None
-            for _, future in self._queue:  # the loop is shutting down
+            for _, future in [*batch, *self._queue]:  # the loop is shutting down
                 if not future.done():
                     future.set_exception(StateDown("the event loop closed"))
             self._queue.clear()

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import threading
+import time
 from decimal import Decimal
 from typing import Any
 
@@ -278,3 +279,122 @@ def test_combined_calls_keep_empty_args_and_separators(redis_url: str) -> None:
         [1, b"c", None],
     ]
     link.close()
+
+
+class Interrupted(Exception):
+    """What a signal handler raises in the main thread (a timeout, say)."""
+
+
+class Hurried(BaseException):
+    """The same as a BaseException (as KeyboardInterrupt is)."""
+
+
+def _slowed(link: RedisLink, seconds: float) -> None:
+    run, run_many = link.run, link.run_many
+
+    def slow_run(*a: Any, **k: Any) -> Any:
+        time.sleep(seconds)
+        return run(*a, **k)
+
+    def slow_many(calls: Any) -> Any:
+        answers = run_many(calls)
+        time.sleep(seconds)  # the answers on their way back
+        return answers
+
+    link.run, link.run_many = slow_run, slow_many  # type: ignore[method-assign]
+
+
+def test_a_waiter_interrupted_in_the_queue_holds_up_nobody(redis_url: str) -> None:
+    import signal
+
+    link = RedisState(redis_url).link()
+    batch = Batcher(link)
+    _slowed(link, 0.3)
+
+    def alarm(*_: Any) -> None:
+        raise Interrupted
+
+    previous = signal.signal(signal.SIGALRM, alarm)
+    try:
+        leader = threading.Thread(target=batch.run, args=("return ARGV[1]", [], ["a"]))
+        leader.start()
+        time.sleep(0.05)
+        signal.setitimer(signal.ITIMER_REAL, 0.1)  # this thread waits in the queue
+        with pytest.raises(Interrupted):
+            batch.run("return ARGV[1]", [], ["main"])
+        leader.join(5)
+    finally:
+        signal.signal(signal.SIGALRM, previous)
+    started = time.monotonic()
+    assert batch.run("return ARGV[1]", [], ["later"]) == b"later"
+    assert time.monotonic() - started < 1.0
+    link.close()
+
+
+@pytest.mark.parametrize("kind", [Interrupted, Hurried])
+def test_a_leader_interrupted_on_the_wire_answers_its_batch(
+    redis_url: str, kind: type[BaseException]
+) -> None:
+    """The main thread takes [main, T2, T3] to Redis and is interrupted
+    while the answers come back: it alone raises; T2 and T3 hear at once
+    that Redis was not reached (not the main thread's exception)."""
+    import signal
+
+    link = RedisState(redis_url).link()
+    batch = Batcher(link)
+    _slowed(link, 0.3)
+    found: dict[str, Any] = {}
+
+    def call(name: str) -> None:
+        started = time.monotonic()
+        try:
+            found[name] = batch.run("return ARGV[1]", [], [name])
+        except BaseException as exc:
+            found[name] = (type(exc).__name__, time.monotonic() - started)
+
+    def alarm(*_: Any) -> None:
+        raise kind
+
+    previous = signal.signal(signal.SIGALRM, alarm)
+    try:
+        first = threading.Thread(target=call, args=("T1",))
+        first.start()
+        time.sleep(0.05)
+        others = [threading.Thread(target=call, args=(n,)) for n in ("T2", "T3")]
+        later = threading.Timer(0.02, lambda: [t.start() for t in others])
+        later.start()
+        signal.setitimer(signal.ITIMER_REAL, 0.5)  # while main's batch is out
+        with pytest.raises(kind):
+            batch.run("return ARGV[1]", [], ["main"])
+        first.join(5)
+        later.join(5)
+        for t in others:
+            t.join(5)
+    finally:
+        signal.signal(signal.SIGALRM, previous)
+    assert found["T1"] == b"T1"
+    for name in ("T2", "T3"):
+        kind_name, waited = found[name]
+        assert kind_name == "StateDown"
+        assert waited < 1.5  # told at once, not after the wait's bound
+    assert batch.run("return ARGV[1]", [], ["after"]) == b"after"
+    link.close()
+
+
+@pytest.mark.anyio
+async def test_a_cancelled_waiter_leaves_nothing_unretrieved(
+    redis_url: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    import gc
+
+    link = RedisState(redis_url).link()
+    batch = AsyncBatcher(link)
+    tasks = [asyncio.create_task(batch.run("return 1", [], [])) for _ in range(5)]
+    await asyncio.sleep(0)
+    for t in tasks[1:]:
+        t.cancel()
+    await asyncio.gather(*tasks, return_exceptions=True)
+    await asyncio.sleep(0.05)
+    gc.collect()
+    assert "never retrieved" not in caplog.text
+    await link.aclose()
