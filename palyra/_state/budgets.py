@@ -35,6 +35,7 @@ from .._governance import (
     Budgets,
     BudgetStatus,
     Cost,
+    MemoryLedger,
     NormalizedUsage,
     Party,
     UsageLedger,
@@ -126,6 +127,7 @@ class SharedBudgets:
             lambda: epoch_ms(self.now()),
             self.tick,
             done_key=f"{prefix}done",
+            rebuildable=self._rebuildable,
         )
         self.boot = ""  # the boot token last seen ("": none yet)
         self.reasserted = 0  # reservations put back on a Redis that lost them
@@ -336,6 +338,12 @@ class SharedBudgets:
         at = _clock()
         for i, key in enumerate(keys):
             self.seen[key] = (int(totals[2 * i]) + int(totals[2 * i + 1]), at)
+
+    def _rebuildable(self) -> bool:
+        """Whether the ledger holds every process's calls (a memory ledger
+        holds this one's only)."""
+        ledger = self._ledger()
+        return ledger is not None and not isinstance(ledger, MemoryLedger)
 
     def boot_keys(self) -> list[str]:
         """The boot token's key and the quiet key (see `palyra._state.reboot`)."""

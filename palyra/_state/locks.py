@@ -14,7 +14,6 @@ When Redis cannot be reached the refresh goes on under the file lock alone
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import time
 from collections.abc import Iterator
@@ -22,7 +21,7 @@ from contextlib import contextmanager
 
 from .._exceptions import AuthProfileError
 from .._governance import new_record_id
-from .link import RedisLink, StateDown
+from .link import RedisLink, ScriptError, StateDown
 
 __all__ = ["MARGIN_S", "POLL_S", "RefreshLocks"]
 
@@ -65,23 +64,22 @@ class RefreshLocks:
             palyra.AuthProfileError: Another process held it past ``timeout``.
         """
         key = f"{self._prefix}lock:{name}"
-        token = self._take(key, name, max(timeout, 0.0))
+        token = new_record_id()
+        self._take(key, name, max(timeout, 0.0), token)
         try:
             yield
         finally:
-            if token is not None:
-                with contextlib.suppress(StateDown):  # else it expires
-                    self.link.run(_GIVE, [key], [token])
+            # Given back even when taking it seemed to fail: a SET whose
+            # answer was lost may have taken it (only our token is deleted).
+            self._give(key, token)
 
-    def _take(self, key: str, name: str, timeout: float) -> str | None:
-        """The holder's token, or None when Redis could not be reached."""
-        token = new_record_id()
+    def _take(self, key: str, name: str, timeout: float, token: str) -> None:
         ttl_ms = int((timeout + MARGIN_S) * 1000)
         deadline = time.monotonic() + timeout
         while True:
             try:
                 if self.link.run(_TAKE, [key], [token, ttl_ms]) is not None:
-                    return token
+                    return
             except StateDown as exc:
                 self.unguarded += 1
                 logger.warning(
@@ -90,7 +88,7 @@ class RefreshLocks:
                     name,
                     exc,
                 )
-                return None
+                return
             left = deadline - time.monotonic()
             if left <= 0:
                 raise AuthProfileError(
@@ -98,3 +96,16 @@ class RefreshLocks:
                     f" {self.link.target} for {timeout:g} s"
                 )
             time.sleep(min(POLL_S, left))
+
+    def _give(self, key: str, token: str) -> None:
+        """Delete the lock if it is ours; a blip of Redis is tried through
+        (a lock left behind holds every other host up until it expires)."""
+        for attempt in range(3):
+            try:
+                self.link.run(_GIVE, [key], [token], urgent=True)
+            except ScriptError:
+                return
+            except StateDown:
+                time.sleep(0.05 * (attempt + 1))
+            else:
+                return

@@ -19,6 +19,7 @@ from typing import Any
 __all__ = [
     "ALERTS",
     "BOOT",
+    "FORGET",
     "LOAD",
     "PEEK",
     "REASSERT",
@@ -133,13 +134,21 @@ LOAD = """
 -- roll (ms, 0: not rolling), then (at, amount) pairs of a rolling window's
 -- spending. Settles that came before the load (``K:pre``) count only if
 -- they came after the ledger was read: the read counted the others.
+-- Answers 1 when loaded, 0 when it already was, -1 when the read came
+-- before the window was unloaded (UNLOAD): read again.
 local k = KEYS[1]
 redis.call('SADD', KEYS[2], ARGV[3])
 local ttl = tonumber(ARGV[2])
-if ttl > 0 and redis.call('PTTL', KEYS[2]) < ttl then
-  redis.call('PEXPIRE', KEYS[2], ttl)  -- as long as the period's windows
+if ttl > 0 and tonumber(ARGV[5]) == 0 and redis.call('PTTL', KEYS[2]) < ttl then
+  -- a calendar period's values live as long as its windows; a rolling
+  -- window's are dropped one by one as their windows expire (FORGET)
+  redis.call('PEXPIRE', KEYS[2], ttl)
 end
 if redis.call('HGET', k, 'loaded') then return 0 end
+local unloaded = redis.call('HGET', k, 'unloaded')
+if unloaded and tonumber(ARGV[4]) < tonumber(unloaded) then
+  return -1  -- read before an UNLOAD: read the ledger again
+end
 local extra, roll = 0, tonumber(ARGV[5])
 local pre = redis.call('ZRANGEBYSCORE', k .. ':pre', ARGV[4], '+inf', 'WITHSCORES')
 for j = 1, #pre, 2 do
@@ -282,17 +291,31 @@ REASSERT = RENEW
 
 UNLOAD = """
 -- KEYS: windows some of whose settlements were dropped (a long outage).
--- Forget their spending, so that the next reserve rebuilds it from the
--- ledger, which has every call; the reservations of calls in flight stay.
+-- ARGV: now (ms). Forget their spending, so that the next reserve rebuilds
+-- it from the ledger, which has every call; the reservations of calls in
+-- flight stay, and so do settles waiting for a load (K:pre). A load that
+-- read the ledger before now is refused: it would miss what was counted
+-- here since its read. A window already gone is left gone.
 for _, k in ipairs(KEYS) do
-  redis.call('HDEL', k, 'loaded')
-  redis.call('HSET', k, 'spent', 0)
-  redis.call('DEL', k .. ':e', k .. ':pre')
+  if redis.call('EXISTS', k) == 1 then
+    redis.call('HDEL', k, 'loaded')
+    redis.call('HSET', k, 'spent', 0, 'unloaded', ARGV[1])
+    redis.call('DEL', k .. ':e')
+  end
 end
 return #KEYS
 """
 
 BOOT = "return redis.call('GET', KEYS[1])"
+
+FORGET = """
+-- KEYS: a rolling per-value window, its budget's set of values. ARGV: the
+-- value. A window whose keys expired (unused for its length and an hour)
+-- leaves the set: 1; one still there stays: 0.
+if redis.call('EXISTS', KEYS[1]) == 1 then return 0 end
+redis.call('SREM', KEYS[2], ARGV[1])
+return 1
+"""
 
 _MANY = """
 local function one(KEYS, ARGV)

@@ -68,6 +68,8 @@ class Settler:
         clock: Epoch milliseconds (tests pass their own).
         tick: Called once a second (whatever ``retry_interval`` is).
         done_key: The set of settled reservation ids.
+        rebuildable: Whether windows can be rebuilt from a ledger that every
+            process writes (else dropped settlements are lost, not rebuilt).
     """
 
     def __init__(
@@ -77,8 +79,10 @@ class Settler:
         clock: Callable[[], int],
         tick: Callable[[], None] | None = None,
         done_key: str = "palyra:done",
+        rebuildable: Callable[[], bool] = lambda: True,
     ) -> None:
         self.done_key = done_key
+        self._rebuildable = rebuildable
         self._link = link
         self._retry = retry_interval
         self._clock = clock
@@ -221,8 +225,17 @@ class Settler:
         dropped rebuilt from the ledger (`scripts.UNLOAD`)."""
         with self._wake:
             keys, self.stale = sorted(self.stale), set()
+        if not self._rebuildable():
+            logger.error(
+                "palyra: budget settlements to %d windows were dropped while Redis"
+                " at %s was down and are lost from the budgets: without a ledger"
+                " every process writes, the windows cannot be rebuilt",
+                len(keys),
+                self._link.target,
+            )
+            return
         try:
-            self._link.run(UNLOAD, keys, [])
+            self._link.run(UNLOAD, keys, [self._clock()])
         except StateDown:
             with self._wake:
                 self.stale.update(keys)

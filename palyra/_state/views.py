@@ -28,7 +28,7 @@ from .._governance import (
 from .errors import StateUnavailableError
 from .link import StateDown
 from .parts import Need, alerts_from, refusal_for, starting_at_zero, text
-from .scripts import ALERTS, LOAD, PEEK
+from .scripts import ALERTS, FORGET, LOAD, PEEK
 from .windows import Held, epoch_ms, from_units, held_for, to_units, values_key
 
 if TYPE_CHECKING:
@@ -66,18 +66,36 @@ def windows_of(engine: SharedBudgets, now: datetime) -> list[Held]:
     return found
 
 
-def _peek(engine: SharedBudgets, windows: list[Held], now: datetime) -> list[Any]:
-    """PEEK's answer per window, loading from the ledger those not held."""
+def _peek(
+    engine: SharedBudgets, windows: list[Held], now: datetime
+) -> tuple[list[Held], list[Any]]:
+    """PEEK's answer per window, loading from the ledger those not held;
+    a rolling per-value window whose keys expired (no use for its length
+    and an hour) is dropped from its budget's values instead."""
     if not windows:
-        return []
+        return [], []
     args: list[Any] = [epoch_ms(now), *(w.roll_ms for w in windows)]
     answer = list(engine.link.run(PEEK, [w.key for w in windows], args))
     missing = [i for i, row in enumerate(answer) if int(row[0]) == 0]
+    gone = {i for i in missing if _forgotten(engine, windows[i])}
     for i in missing:
-        engine.load(windows[i], now)
+        if i not in gone:
+            engine.load(windows[i], now)
+    kept = [w for i, w in enumerate(windows) if i not in gone]
     if missing:
-        answer = list(engine.link.run(PEEK, [w.key for w in windows], args))
-    return answer
+        args = [epoch_ms(now), *(w.roll_ms for w in kept)]
+        answer = (
+            list(engine.link.run(PEEK, [w.key for w in kept], args)) if kept else []
+        )
+    return kept, answer
+
+
+def _forgotten(engine: SharedBudgets, window: Held) -> bool:
+    """A rolling per-value window Redis let expire: its value is dropped."""
+    if not (window.roll_ms and window.policy.per_value):
+        return False
+    keys = [window.key, values_key(engine.prefix, window)]
+    return int(engine.link.run(FORGET, keys, [window.value])) == 1
 
 
 def status(engine: SharedBudgets) -> list[BudgetStatus]:
@@ -90,8 +108,7 @@ def status(engine: SharedBudgets) -> list[BudgetStatus]:
     """
     now = engine.now()
     try:
-        windows = windows_of(engine, now)
-        rows = _peek(engine, windows, now)
+        windows, rows = _peek(engine, windows_of(engine, now), now)
     except StateDown as exc:
         raise _down(engine, exc, "status") from None
     return [_status_of(w, row, now) for w, row in zip(windows, rows, strict=True)]
@@ -124,8 +141,7 @@ def evaluate(engine: SharedBudgets) -> list[BudgetAlert]:
     """
     now = engine.now()
     try:
-        windows = windows_of(engine, now)
-        _peek(engine, windows, now)  # loads what Redis does not hold
+        windows, _ = _peek(engine, windows_of(engine, now), now)  # loads
         claimed = engine.link.run(
             ALERTS, [w.key for w in windows], [w.alerts() for w in windows]
         )
@@ -180,14 +196,16 @@ def load(engine: SharedBudgets, window: Held, now: datetime) -> None:
         StateDown: Redis cannot be reached.
         LedgerError: the ledger cannot be read, and the budget blocks then.
     """
-    found = engine.spent_of(window)
-    if isinstance(found, LedgerError):
-        if window.policy.on_ledger_error == "block":
-            raise found
-        found = starting_at_zero(window, found, now)
-    need = load_need(engine.prefix, window, found, now, ("", ""))
-    assert need.script is not None
-    engine.link.run(need.script, need.keys, need.args)
+    for _ in range(3):  # a read made before an UNLOAD is refused: again
+        found = engine.spent_of(window)
+        if isinstance(found, LedgerError):
+            if window.policy.on_ledger_error == "block":
+                raise found
+            found = starting_at_zero(window, found, now)
+        need = load_need(engine.prefix, window, found, now, ("", ""))
+        assert need.script is not None
+        if engine.link.run(need.script, need.keys, need.args) != -1:
+            return
 
 
 def load_need(

@@ -225,3 +225,20 @@ def test_processes_whose_file_locks_do_not_meet_refresh_once(
     }
     assert len(bearers) == 1
     assert f"Bearer {old}" not in bearers
+
+
+def test_a_release_that_meets_a_stalled_redis_is_tried_again(redis_url: str) -> None:
+    import redis
+
+    a = RedisState(redis_url, timeout=0.3).refresh_locks()
+    b = RedisState(redis_url).refresh_locks()
+    with a.hold("refresh:p", 10):
+        redis.Redis.from_url(redis_url).execute_command("CLIENT", "PAUSE", "600", "ALL")
+    # A's release met the stall and went again: B gets the lock at once.
+    started = time.monotonic()
+    with b.hold("refresh:p", 3):
+        pass
+    assert time.monotonic() - started < 1.5
+    assert redis.Redis.from_url(redis_url).exists("palyra:lock:refresh:p") == 0
+    a.link.close()
+    b.link.close()
