@@ -27,6 +27,7 @@ from bench import (  # noqa: E402
     cli,
     construction,
     cron,
+    events,
     gateway,
     governance,
     imports,
@@ -57,6 +58,7 @@ BENCHMARKS = {
     "cron": cron.run,
     "cli": cli.run,
     "state": state.run,
+    "events": events.run,
     "gateway": gateway.run,
 }
 

@@ -108,6 +108,7 @@ if typing.TYPE_CHECKING:
         UsageRecord,
         UsageRun,
     )
+    from ._observe import CallEvent, ObservabilityStats
     from ._providers import DeterministicBackend, ScriptedReply
     from ._request import ChatOptions, RequestOptions
     from ._state import RedisState, StateUnavailableError
@@ -160,6 +161,7 @@ __all__ = [
     "BudgetExceededError",
     "BudgetPolicy",
     "BudgetStatus",
+    "CallEvent",
     "Capabilities",
     "ChatCompletion",
     "ChatCompletionChunk",
@@ -207,6 +209,7 @@ __all__ = [
     "NotFoundError",
     "OAuthAttempt",
     "OAuthError",
+    "ObservabilityStats",
     "OverloadedError",
     "Palyra",
     "PalyraConfig",
@@ -360,6 +363,7 @@ _SOURCES = {
         "UsageRecord",
         "UsageRun",
     ),
+    "._observe": ("CallEvent", "ObservabilityStats"),
     "._providers": ("DeterministicBackend", "ScriptedReply"),
     "._request": ("ChatOptions", "RequestOptions"),
     "._state": ("RedisState", "StateUnavailableError"),

@@ -9,6 +9,7 @@ driver. No method decides anything, so the twins cannot drift apart.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping, Sequence
+from contextlib import AbstractContextManager, nullcontext
 from typing import TYPE_CHECKING, Any, TypeVar, Unpack
 
 from ._core import (
@@ -41,6 +42,7 @@ from ._wire import (
 if TYPE_CHECKING:
     from ._auth import CallGate
     from ._decision import RoutingDecision
+    from ._observe import Observer
     from ._routing import Router
 
 __all__: list[str] = []
@@ -53,6 +55,12 @@ Tags = Mapping[str, str] | None
 _ENDING = HeldEnding()  # async streams' last records: off the loop's lock waits
 
 
+def _made_again(outer: Any) -> None:
+    """The call is made again after a 401: the first try was not its end."""
+    if outer is not None:
+        outer.pending = None
+
+
 class Calls:
     """The operations `Palyra` offers; `Palyra` builds what they run on."""
 
@@ -62,6 +70,13 @@ class Calls:
     _async: AsyncDriver
     _gate: CallGate | None  # auth profiles' refresh around calls, if any may
     _router: Router
+    _observer: Observer | None  # on_event's hooks, if any
+
+    def _one_call(self) -> AbstractContextManager[Any]:
+        """The scope of one call as its caller made it, for its events."""
+        if self._observer is None:
+            return nullcontext()
+        return self._observer.outer()
 
     def _run(self, make: Callable[[], Flow[T]], caller: Caller) -> T:
         """Run a flow of the pipeline; OAuth tokens owed a refresh are
@@ -70,19 +85,23 @@ class Calls:
         gate = self._gate
         if gate is None:
             return self._sync.run(make())
-        ahead = gate.ahead(caller.agent)
-        refreshed = ahead is not None and gate.drive(ahead)
-        try:
+        with self._one_call() as outer:  # a call made again is still one call
+            ahead = gate.ahead(caller.agent)
+            refreshed = ahead is not None and gate.drive(ahead)
+            try:
+                return self._sync.run(make())
+            except AuthenticationError as exc:
+                # One refresh per call at most: a token refreshed for this very
+                # call and refused is not refreshed again (the next call may).
+                again = (
+                    None
+                    if refreshed
+                    else gate.after_refusal(caller.agent, exc.provider)
+                )
+                if again is None or not gate.drive(again):
+                    raise
+            _made_again(outer)
             return self._sync.run(make())
-        except AuthenticationError as exc:
-            # One refresh per call at most: a token refreshed for this very
-            # call and refused is not refreshed again (the next call may).
-            again = (
-                None if refreshed else gate.after_refusal(caller.agent, exc.provider)
-            )
-            if again is None or not gate.drive(again):
-                raise
-        return self._sync.run(make())
 
     async def _arun(self, make: Callable[[], Flow[T]], caller: Caller) -> T:
         """Async `_run`; the call's ledger records are held while the flow
@@ -102,17 +121,21 @@ class Calls:
         gate = self._gate
         if gate is None:
             return await self._async.run(make())
-        ahead = gate.ahead(caller.agent)
-        refreshed = ahead is not None and await gate.adrive(ahead)
-        try:
+        with self._one_call() as outer:
+            ahead = gate.ahead(caller.agent)
+            refreshed = ahead is not None and await gate.adrive(ahead)
+            try:
+                return await self._async.run(make())
+            except AuthenticationError as exc:
+                again = (
+                    None
+                    if refreshed
+                    else gate.after_refusal(caller.agent, exc.provider)
+                )
+                if again is None or not await gate.adrive(again):
+                    raise
+            _made_again(outer)
             return await self._async.run(make())
-        except AuthenticationError as exc:
-            again = (
-                None if refreshed else gate.after_refusal(caller.agent, exc.provider)
-            )
-            if again is None or not await gate.adrive(again):
-                raise
-        return await self._async.run(make())
 
     def chat(
         self,

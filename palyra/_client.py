@@ -12,7 +12,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from pathlib import Path
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, cast
@@ -39,6 +39,7 @@ from ._choices import (
     load_config,
     may_route,
     may_use_profiles,
+    observing,
     relies_on_profiles,
 )
 from ._config import PalyraConfig, ProviderConfig
@@ -68,6 +69,7 @@ from ._governance import (
     UsageService,
 )
 from ._metering import Governance
+from ._observe import CallEvent, Observability
 from ._providers import Adapters
 from ._registry import Registry
 from ._routing import Assessor, CacheShares, Router, Routing
@@ -135,6 +137,13 @@ class Palyra(Calls):
             `RedisState`, ``"memory"`` (this process only), or None for the
             ``[state]`` table's choice (memory by default). Nothing connects
             before a call needs it.
+        on_event: Called with each call's `CallEvent`s (``start``,
+            ``first_token``, ``end``, ``error``, ``cancelled``; a callable or a
+            list; plain or ``async def``): once per call and kind, in order,
+            from one thread of palyra's through a bounded queue, never on the
+            call's path (see ``client.observability.stats()``, ``flush``).
+        capture_content: Put the prompt and the answer in the events (off:
+            content is never recorded).
 
     Raises:
         ConfigError: when the configuration is invalid.
@@ -157,6 +166,8 @@ class Palyra(Calls):
         ledger: UsageLedger | bool | None = None,
         on_budget_alert: Callable[[BudgetAlert], None] | None = None,
         state: RedisState | str | None = None,
+        on_event: Callable[[CallEvent], Any] | Iterable[Any] | None = None,
+        capture_content: bool = False,
     ) -> None:
         self.config = load_config(config)
         self._caller = NOBODY
@@ -221,6 +232,13 @@ class Palyra(Calls):
             Assessor(health, meter, budgets, shares),
         )
         Routing(self._router, shares).install(hooks, learn=may_route(self.config))
+        self._observer = observing(
+            on_event, capture_content, hooks, self.config.observability
+        )
+        self.observability = Observability(
+            None if self._observer is None else self._observer.dispatcher
+        )
+        """How event delivery is going: ``stats()`` (`palyra._observe`)."""
         self.budgets = BudgetService(budgets)
         """The budgets enforced on calls: add, remove, status
         (`palyra._governance.BudgetService`)."""
@@ -366,11 +384,17 @@ class Palyra(Calls):
 
     # -- lifecycle ---------------------------------------------------------
 
+    def flush(self, timeout: float = 5.0) -> bool:
+        """Wait up to ``timeout`` seconds for the calls' events to reach the
+        ``on_event`` callbacks; whether they all did."""
+        return self.observability.flush(timeout)
+
     def close(self) -> None:
-        """Stop the scheduler (if it was used), close the sync HTTP
-        connections (the async ones need `aclose`) and the ledger's and the
-        token file's (they reopen if used again)."""
+        """Stop the scheduler (if it was used), deliver the queued events,
+        close the sync HTTP connections (the async ones need `aclose`) and
+        the ledger's and the token file's (they reopen if used again)."""
         self._stop_scheduler()
+        self.observability.close()
         self._close_shared()
         self._sync.close()
         self._ledger.close()
@@ -390,6 +414,10 @@ class Palyra(Calls):
             await self._shared.link.aclose()
         if self._state is not None:
             await self._state.aclose_links()
+        if self._observer is not None:  # waits for its thread
+            import asyncio
+
+            await asyncio.to_thread(self.observability.close)
         self._sync.close()
         self._ledger.close()
         self.tokens.close()

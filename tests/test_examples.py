@@ -561,6 +561,16 @@ def test_budgets_runs_offline_in_a_fresh_process() -> None:
             "testing_app",
             ["scripted reply: ok", "failover: served by gpt-4o after 2 attempts"],
         ),
+        (
+            "call_events",
+            [
+                "docs: start -> end (17 tokens, $0.0000220000,",
+                "docs: start -> first_token -> end (",
+                "docs: start -> first_token -> cancelled (",
+                "greedy: start -> error (BudgetExceededError)",
+                "delivered 10 of 10, dropped 0",
+            ],
+        ),
     ],
 )
 def test_capability_examples(

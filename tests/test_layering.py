@@ -45,6 +45,7 @@ LAYERS: list[tuple[str, list[str]]] = [
             "jobs",
             "routing",
             "state",
+            "observability",
             "root",
             "__init__",
         ],
@@ -199,6 +200,7 @@ LAYERS: list[tuple[str, list[str]]] = [
             "__init__",
         ],
     ),
+    ("_observe", ["events", "dispatcher", "observer", "logs", "__init__"]),
     ("client", ["_calls", "_metering", "_choices", "_client"]),
     ("surface", ["testing", "__init__"]),
     (
@@ -342,6 +344,7 @@ def test_the_core_never_imports_a_subsystem_or_the_client() -> None:
         "_routing",
         "_cron",
         "_state",
+        "_observe",
     }
     for dotted in core:
         assert not {i.split(".")[0] for i in _imports(dotted)} & above, dotted

@@ -23,6 +23,7 @@ from .governance import LedgerConfig, PricingConfig
 from .jobs import JOB_KINDS, JobConfig
 from .models import Capabilities, ModelEntry, ModelRole, Pricing
 from .oauth import OAuthConfig, check_endpoint
+from .observability import ObservabilityConfig
 from .providers import (
     DEFAULT_AUTH_HEADERS,
     DEFAULT_BASE_URLS,
@@ -70,6 +71,7 @@ __all__ = [
     "ModelEntry",
     "ModelRole",
     "OAuthConfig",
+    "ObservabilityConfig",
     "PalyraConfig",
     "Pricing",
     "PricingConfig",

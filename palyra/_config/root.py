@@ -17,6 +17,7 @@ from .budgets import BudgetConfig
 from .governance import LedgerConfig, PricingConfig
 from .jobs import JobConfig
 from .models import ModelEntry
+from .observability import ObservabilityConfig
 from .providers import ProviderConfig
 from .routing import RoutingConfig
 from .state import StateConfig
@@ -172,6 +173,7 @@ class PalyraConfig(ConfigModel):
     routing: RoutingConfig = Field(default_factory=RoutingConfig)
     jobs: tuple[JobConfig, ...] = ()
     state: StateConfig = Field(default_factory=StateConfig)
+    observability: ObservabilityConfig = Field(default_factory=ObservabilityConfig)
 
     @field_validator("ledger", mode="before")
     @classmethod

@@ -203,6 +203,11 @@ class CallContext:
     cost: Cost | None = None
     governance: Any = None
     routing: RoutingDecision | None = None  # smart routing's decision, if it ran
+    # A stream's first chunk: when it came (ms from the start), and who is
+    # told at that moment (the observability layer's per-call state: it sets
+    # this, the core only calls it).
+    first_token_ms: float | None = None
+    observe: Any = None
 
     def info(self) -> PalyraInfo:
         """The ``palyra`` field of the result."""
@@ -224,6 +229,13 @@ class CallContext:
             routing=self.routing,
             **self.caller.info_fields(),
         )
+
+    def saw_first_token(self) -> None:
+        """A stream's first chunk arrived (its session says so, once)."""
+        if self.first_token_ms is None:
+            self.first_token_ms = self.elapsed_ms()
+            if self.observe is not None:
+                self.observe.first_token(self)
 
     def elapsed_ms(self) -> float:
         """Milliseconds since the call started."""

@@ -186,6 +186,8 @@ class StreamSession:
         now = time.perf_counter()
         if chunks:
             self._deadline = now + self._budget
+            if not self._chunked:
+                self._ctx.saw_first_token()
             self._chunked = True
         elif now > self._deadline:
             raise self._failed(self._silence())

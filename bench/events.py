@@ -1,0 +1,96 @@
+"""Issue 17's call events: what ``on_event`` costs a call.
+
+Two clients on the offline deterministic provider, no ledger: one without
+``on_event``, one with a callback that does nothing (so that what is
+measured is palyra's noting and queueing, not the callback), interleaved
+call by call in a new random order each pass; chats and streams read to
+their end. The dispatcher thread delivers meanwhile, as in an app.
+
+The target: the no-op callback adds at most 5 us per call at the median.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import palyra
+from bench._common import banner, median, percentile, table, verdict
+from bench.governance import _interleaved
+
+TARGET_US = 5.0
+MESSAGES = [{"role": "user", "content": "Name three primary colours."}]
+
+
+def _nothing(event: palyra.CallEvent) -> None:
+    return None
+
+
+def _stream(client: palyra.Palyra) -> None:
+    with client.stream(MESSAGES) as stream:
+        for _ in stream:
+            pass
+
+
+def run(quick: bool) -> dict[str, Any]:
+    """Measure, print the table, return the JSON section."""
+    rounds, per_round, warmup = (6, 100, 200) if quick else (30, 300, 500)
+    banner(
+        "events: a call without on_event against one with a no-op callback,"
+        f" deterministic provider, no ledger, {rounds} rounds x {per_round}"
+        " calls per side, interleaved"
+    )
+    plain = palyra.Palyra(ledger=False)
+    observed = palyra.Palyra(ledger=False, on_event=_nothing)
+    found: dict[str, Any] = {}
+    rows = []
+    try:
+        for what, call in (("chat", lambda c: c.chat(MESSAGES)), ("stream", _stream)):
+            timed = _interleaved(
+                {
+                    "none": lambda f=call: f(plain),
+                    "no-op": lambda f=call: f(observed),
+                },
+                rounds,
+                per_round,
+                warmup,
+            )
+            base = timed["medians"]["none"]
+            diffs = [
+                s - b for s, b in zip(timed["medians"]["no-op"], base, strict=True)
+            ]
+            added = median(diffs)
+            found[what] = {
+                "none_us": median(timed["calls"]["none"]),
+                "no_op_us": median(timed["calls"]["no-op"]),
+                "added_us_median": added,
+                "added_us_p10": percentile(diffs, 10),
+                "added_us_p90": percentile(diffs, 90),
+                "verdict": verdict(added, TARGET_US),
+            }
+            rows.append(
+                [
+                    what,
+                    found[what]["none_us"],
+                    found[what]["no_op_us"],
+                    added,
+                    found[what]["added_us_p10"],
+                    found[what]["added_us_p90"],
+                    TARGET_US,
+                    found[what]["verdict"],
+                ]
+            )
+        observed.flush(10)
+        stats = observed.observability.stats()
+        found["delivered"] = stats.delivered
+        found["dropped"] = stats.dropped
+    finally:
+        plain.close()
+        observed.close()
+    print(
+        table(
+            ["call", "none us", "no-op us", "added", "p10", "p90", "target", ""],
+            rows,
+        )
+    )
+    print(f"events delivered {found['delivered']}, dropped {found['dropped']}")
+    return found

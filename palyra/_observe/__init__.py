@@ -1,0 +1,38 @@
+"""Observability: each call's lifecycle events, for the app's callbacks.
+
+What it is for: ``Palyra(on_event=...)``: a call's ``start``,
+``first_token`` (streams), ``end``, ``error`` and ``cancelled`` events,
+noted by pipeline hooks (``observer``) from the call's own thread or task,
+built into `CallEvent` objects (``events``) and handed to the callbacks by
+one dispatcher thread through a bounded queue (``dispatcher``): a slow or
+raising callback never slows or fails a call; one log line per call at
+INFO (``logs``) with ``[observability] log_calls``.
+
+May import: the leaves (``_exceptions``), ``_usage``, ``_core``'s exports
+(the hooks' types and the call context) and ``_governance``'s id maker.
+Never the core's internals: it joins a call through the hooks and the
+context's ``observe`` slot.
+
+Exports to the rest of palyra: what is listed in ``__all__`` below.
+"""
+
+from .dispatcher import (
+    DEFAULT_QUEUE,
+    EventDispatcher,
+    Observability,
+    ObservabilityStats,
+)
+from .events import CallEvent, EventKind
+from .logs import log_call
+from .observer import Observer
+
+__all__ = [
+    "DEFAULT_QUEUE",
+    "CallEvent",
+    "EventDispatcher",
+    "EventKind",
+    "Observability",
+    "ObservabilityStats",
+    "Observer",
+    "log_call",
+]

@@ -1,0 +1,208 @@
+"""Observability joined to the pipeline: the hooks that note a call's events.
+
+The route hook notes ``start`` (after routing chose the model), the core
+tells of a stream's first chunk (``CallContext.saw_first_token``), and the
+completion and failure hooks note the end: ``end`` for a call served,
+``cancelled`` for a stream closed early or a cancelled call, ``error`` for
+a failed one. Each is noted once per call, from the call's own thread or
+task, so a call's events are queued in order.
+
+A call that the client makes again after a 401 (its OAuth token refreshed,
+``palyra._calls``) is one call: `Observer.outer` spans both flows, so the
+second does not start again and the first one's 401 is not told unless it
+is the call's end.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
+from datetime import UTC, datetime
+from typing import Any
+
+from .._core import CallContext, Completion, Failed
+from .._exceptions import AuthenticationError
+from .._governance import new_record_id
+from .dispatcher import EventDispatcher
+from .events import CallEvent
+
+__all__ = ["Observer"]
+
+
+class _Outer:
+    """One call as its caller made it: one or two flows (a 401 made again)."""
+
+    __slots__ = ("again", "call_id", "pending", "started")
+
+    def __init__(self) -> None:
+        self.call_id = new_record_id()
+        self.started = False
+        self.pending: tuple[Any, ...] | None = None  # a first flow's 401
+        self.again = False  # the second flow runs: its end is the call's
+
+
+_OUTER: ContextVar[_Outer | None] = ContextVar("palyra_observed_call", default=None)
+
+
+class _Watch:
+    """The observer's state of one call, kept on its context."""
+
+    __slots__ = ("call_id", "ended", "model", "observer", "outer", "provider")
+
+    def __init__(self, observer: Observer, call_id: str, outer: _Outer | None):
+        self.observer = observer
+        self.call_id = call_id
+        self.outer = outer
+        self.provider = self.model = ""
+        self.ended = False
+
+    def first_token(self, ctx: CallContext) -> None:
+        """The stream's first chunk (called by the core)."""
+        self.observer.note("first_token", self, ctx, None)
+
+
+class Observer:
+    """The hooks of one client that feed its `EventDispatcher`.
+
+    Args:
+        dispatcher: Where the events go.
+        capture_content: Put the request's messages and the answer's text
+            in the events (off by default: content is never recorded).
+    """
+
+    def __init__(self, dispatcher: EventDispatcher, *, capture_content: bool) -> None:
+        self.dispatcher = dispatcher
+        self.capture_content = capture_content
+
+    def install(self, hooks: Any) -> None:
+        """Join the pipeline: after routing (a start names the routed model)
+        and after governance (an end carries usage and cost)."""
+        hooks.route.append(self.started)
+        hooks.after_completion.append(self.completed)
+        hooks.after_failure.append(self.failed)
+
+    @contextmanager
+    def outer(self) -> Iterator[_Outer]:
+        """One call as made by its caller (see the module docstring)."""
+        outer = _Outer()
+        token = _OUTER.set(outer)
+        try:
+            yield outer
+        finally:
+            _OUTER.reset(token)
+            if outer.pending is not None:  # the 401 was the call's end
+                self.dispatcher.emit(_build, outer.pending)
+
+    # -- the hooks ---------------------------------------------------------
+
+    def started(self, ctx: CallContext) -> None:
+        """The route hook: note ``start`` (returns no model)."""
+        outer = _OUTER.get()
+        watch = _Watch(self, outer.call_id if outer else new_record_id(), outer)
+        ctx.observe = watch
+        if outer is not None:
+            if outer.started:
+                outer.again = True
+                return None
+            outer.started = True
+        watch.provider, watch.model = ctx.model.provider.id, ctx.model.id
+        self.note("start", watch, ctx, self._input(ctx))
+        return None
+
+    def completed(self, ctx: CallContext, completion: Completion) -> None:
+        """The call was served (or its stream closed early)."""
+        watch = ctx.observe
+        if isinstance(watch, _Watch) and not watch.ended:
+            watch.ended = True
+            if completion.complete:
+                self.note("end", watch, ctx, self._output(completion))
+            else:
+                self.note("cancelled", watch, ctx, None)  # closed by its reader
+
+    def failed(self, ctx: CallContext, failed: Failed) -> None:
+        """The call failed (a candidate's failure is not an event)."""
+        watch = ctx.observe
+        if failed.candidate is not None or not isinstance(watch, _Watch):
+            return
+        if watch.ended:
+            return
+        watch.ended = True
+        error = failed.error
+        kind = "error" if isinstance(error, Exception) else "cancelled"
+        outer = watch.outer
+        arg = (kind, watch, ctx, time.time(), type(error).__name__, ctx.elapsed_ms())
+        if isinstance(error, AuthenticationError) and outer and not outer.again:
+            outer.pending = arg  # the client may make the call again
+            return
+        self.dispatcher.emit(_build, arg)
+
+    # -- parts ---------------------------------------------------------------
+
+    def note(self, kind: str, watch: _Watch, ctx: CallContext, extra: Any) -> None:
+        """Queue one event: what changes later is taken now (the moment, the
+        latency); the rest the builder reads off the context."""
+        latency = (
+            None
+            if kind == "start"
+            else ctx.first_token_ms
+            if kind == "first_token"
+            else ctx.elapsed_ms()
+        )
+        self.dispatcher.emit(_build, (kind, watch, ctx, time.time(), extra, latency))
+
+    def _input(self, ctx: CallContext) -> Any:
+        if not self.capture_content:
+            return None
+        request = ctx.request
+        messages = getattr(request, "messages", None)
+        if messages is not None:
+            return [dict(m) for m in messages]
+        value = getattr(request, "input", None)
+        return list(value) if isinstance(value, list) else value
+
+    def _output(self, completion: Completion) -> str | None:
+        if not self.capture_content:
+            return None
+        choices = getattr(completion.result, "choices", None)
+        if not choices:
+            return None
+        return getattr(choices[0].message, "content", None)
+
+
+def _build(arg: tuple[Any, ...]) -> CallEvent:
+    """The event a note stands for (on the dispatcher's thread)."""
+    kind, watch, ctx, at, extra, latency = arg
+    caller = ctx.caller
+    decision = ctx.routing
+    requested = ctx.requested or ctx.model
+    event = CallEvent(
+        kind=kind,
+        call_id=watch.call_id,
+        at=datetime.fromtimestamp(at, UTC),
+        operation=ctx.operation,
+        stream=bool(getattr(ctx.request, "stream", False)),
+        agent=caller.agent,
+        session=caller.session,
+        principal=caller.principal,
+        tags=dict(caller.tags),
+        provider=watch.provider if kind == "start" else ctx.model.provider.id,
+        model=watch.model if kind == "start" else ctx.model.id,
+        requested_model=requested.id if decision is None else decision.requested,
+        ttft_ms=None if kind == "start" else ctx.first_token_ms,
+        latency_ms=latency,
+        routing=None if decision is None else json.loads(decision.summary()),
+    )
+    if kind == "start":
+        event.input = extra
+        return event
+    event.attempts = sum(1 for a in ctx.attempts if a.outcome != "skipped")
+    if kind != "first_token":
+        event.usage, event.cost = ctx.usage, ctx.cost
+        if kind == "end":
+            event.output = extra
+        else:
+            event.error_class = extra
+    return event
