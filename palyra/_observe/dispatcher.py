@@ -135,7 +135,8 @@ class EventDispatcher:
 
     def close(self, timeout: float) -> bool:
         """Deliver what is queued (within ``timeout``), then stop the thread;
-        later events are dropped. Whether everything was delivered."""
+        later events (a stream read after its client closed) are dropped.
+        Whether everything was delivered."""
         drained = self.flush(timeout)
         with self._wake:
             self._closed = True

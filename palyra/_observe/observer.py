@@ -124,9 +124,13 @@ class Observer:
 
     def failed(self, ctx: CallContext, failed: Failed) -> None:
         """The call failed (a candidate's failure is not an event)."""
-        watch = ctx.observe
-        if failed.candidate is not None or not isinstance(watch, _Watch):
+        if failed.candidate is not None:
             return
+        watch = ctx.observe
+        if not isinstance(watch, _Watch):  # failed in a route hook before ours
+            self.started(ctx)
+            watch = ctx.observe
+            assert isinstance(watch, _Watch)
         if watch.ended:
             return
         watch.ended = True

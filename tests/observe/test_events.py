@@ -375,3 +375,21 @@ async def test_one_log_line_per_call(
     assert FAKE_KEY not in caplog.text
     assert "say hi" not in caplog.text  # no content
     await c.aclose()
+
+
+def test_a_call_failing_before_its_start_was_noted_still_starts_and_ends() -> None:
+    """A route hook ahead of the observer's raises: the call's failure hooks
+    run with no start noted; the start is noted then, before the error."""
+    events = Events()
+    c = palyra.Palyra(on_event=events, ledger=False)
+
+    def refuse(ctx: Any) -> None:
+        raise palyra.InvalidRequestError("a routing hook refused")
+
+    c._pipeline.hooks.route.insert(0, refuse)
+    with pytest.raises(palyra.InvalidRequestError):
+        c.chat(HI)
+    assert c.flush(5)
+    assert events.kinds() == ["start", "error"]
+    assert events.seen[-1].error_class == "InvalidRequestError"
+    c.close()
