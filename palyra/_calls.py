@@ -58,7 +58,7 @@ _ENDING = HeldEnding()  # async streams' last records: off the loop's lock waits
 def _made_again(outer: Any) -> None:
     """The call is made again after a 401: the first try was not its end."""
     if outer is not None:
-        outer.pending = None
+        outer.pending, outer.retry = None, True
 
 
 class Calls:

@@ -386,7 +386,9 @@ class Palyra(Calls):
 
     def flush(self, timeout: float = 5.0) -> bool:
         """Wait up to ``timeout`` seconds for the calls' events to reach the
-        ``on_event`` callbacks; whether they all did."""
+        ``on_event`` callbacks; whether they all did. Streams dropped unread
+        are reported first (their end is one of those events)."""
+        self._sync.later.settle()
         return self.observability.flush(timeout)
 
     def close(self) -> None:
@@ -394,9 +396,9 @@ class Palyra(Calls):
         close the sync HTTP connections (the async ones need `aclose`) and
         the ledger's and the token file's (they reopen if used again)."""
         self._stop_scheduler()
-        self.observability.close()
         self._close_shared()
-        self._sync.close()
+        self._sync.close()  # reports the streams dropped unread: events too
+        self.observability.close()
         self._ledger.close()
         self.tokens.close()
 
@@ -414,14 +416,14 @@ class Palyra(Calls):
             await self._shared.link.aclose()
         if self._state is not None:
             await self._state.aclose_links()
-        if self._observer is not None:  # waits for its thread
-            import asyncio
-
-            await asyncio.to_thread(self.observability.close)
         self._sync.close()
         self._ledger.close()
         self.tokens.close()
         await self._async.aclose()
+        if self._observer is not None:  # waits for its thread: not on the loop
+            import asyncio
+
+            await asyncio.to_thread(self.observability.close)
 
     def _close_shared(self) -> None:
         if self._shared is not None:

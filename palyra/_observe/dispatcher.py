@@ -12,10 +12,13 @@ run on the dispatcher's own event loop, never on the app's.
 
 from __future__ import annotations
 
+import atexit
 import inspect
 import logging
+import os
 import threading
 import time
+import weakref
 from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -39,6 +42,25 @@ within about this much."""
 
 Note = tuple[Callable[[Any], CallEvent], Any]
 """What a call queues: a builder and its argument (built by the thread)."""
+
+
+_LIVE: weakref.WeakSet[EventDispatcher] = weakref.WeakSet()
+
+
+def _after_fork() -> None:
+    for dispatcher in list(_LIVE):
+        dispatcher._forked()
+
+
+def _at_exit() -> None:
+    """A script's last calls: their events still reach the callbacks (within
+    a second each, at most)."""
+    for dispatcher in list(_LIVE):
+        dispatcher.flush(1.0)
+
+
+os.register_at_fork(after_in_child=_after_fork)
+atexit.register(_at_exit)
 
 
 @dataclass(frozen=True, slots=True)
@@ -86,8 +108,17 @@ class EventDispatcher:
         self._said: set[int] = set()  # callbacks whose failure was logged
         self.delivered = self.dropped = self.errors = 0
 
+        _LIVE.add(self)
+
     def __repr__(self) -> str:
         return f"EventDispatcher({len(self._callbacks)} callbacks)"
+
+    def _forked(self) -> None:
+        """In a forked child: no thread, a new lock, nothing of the parent's
+        queue (the parent delivers it)."""
+        self._wake = threading.Condition()
+        self._queue.clear()
+        self._thread, self._idle, self._busy, self._loop = None, True, 0, None
 
     def emit(self, build: Callable[[Any], CallEvent], arg: Any) -> None:
         """Queue an event (built later by the thread); never blocks, and
@@ -121,7 +152,10 @@ class EventDispatcher:
 
     def flush(self, timeout: float) -> bool:
         """Wait up to ``timeout`` seconds for every queued event to be
-        delivered; whether they were."""
+        delivered; whether they were (at once False from a callback: the
+        thread that would deliver them is the one waiting)."""
+        if threading.current_thread() is self._thread:
+            return False
         deadline = time.monotonic() + timeout
         with self._wake:
             self._wake.notify_all()  # no gathering: deliver now
@@ -134,25 +168,30 @@ class EventDispatcher:
         return True
 
     def close(self, timeout: float) -> bool:
-        """Deliver what is queued (within ``timeout``), then stop the thread;
-        later events (a stream read after its client closed) are dropped.
-        Whether everything was delivered."""
+        """Deliver what is queued, then stop the thread, all within
+        ``timeout`` seconds; later events (a stream read after its client
+        closed) are dropped. Whether everything was delivered."""
+        deadline = time.monotonic() + timeout
         drained = self.flush(timeout)
         with self._wake:
             self._closed = True
             self._wake.notify_all()
             thread = self._thread
         if thread is not None and thread is not threading.current_thread():
-            thread.join(max(timeout, 0.1))
+            thread.join(max(deadline - time.monotonic(), 0.0))
         return drained
 
     # -- the thread -------------------------------------------------------------
 
     def _start(self) -> None:
-        self._thread = threading.Thread(
-            target=self._work, name="palyra-events", daemon=True
-        )
-        self._thread.start()
+        thread = threading.Thread(target=self._work, name="palyra-events", daemon=True)
+        try:
+            thread.start()
+        except RuntimeError:  # no thread now (interpreter exit, none left)
+            self._queue.clear()  # dropped, counted: a call never fails here
+            self.dropped += 1
+            return
+        self._thread = thread
 
     def _work(self) -> None:
         try:
@@ -160,14 +199,24 @@ class EventDispatcher:
                 notes = self._take()
                 if notes is None:
                     return
-                for build, arg in notes:
-                    self._deliver(build, arg)
-                with self._wake:
-                    self._busy = 0
-                    self._wake.notify_all()  # flush() waits on it
+                self._round(notes)
+                del notes  # nothing of a delivered round is kept while idle
+        except BaseException:  # a bug of ours: the next event starts anew
+            logger.exception("palyra: the events' thread stopped")
+            with self._wake:
+                self._thread, self._idle, self._busy = None, True, 0
+                self._wake.notify_all()
         finally:
-            if self._loop is not None:
+            if self._loop is not None:  # async callbacks' loop: this thread's
                 self._loop.close()
+                self._loop = None
+
+    def _round(self, notes: list[Note]) -> None:
+        for build, arg in notes:
+            self._deliver(build, arg)
+        with self._wake:
+            self._busy = 0
+            self._wake.notify_all()  # flush() waits on it
 
     def _take(self) -> list[Note] | None:
         """The notes queued, once a few have gathered; None to stop."""
@@ -197,21 +246,23 @@ class EventDispatcher:
             return
         for callback in self._callbacks:
             try:
-                if inspect.iscoroutinefunction(callback):
-                    self._event_loop().run_until_complete(callback(event))
-                else:
-                    callback(event)
-            except Exception as exc:
-                self.errors += 1
-                if id(callback) not in self._said:
-                    self._said.add(id(callback))
-                    logger.warning(
-                        "palyra: on_event callback %s raised %s (counted in"
-                        " client.observability.stats(); said once)",
-                        getattr(callback, "__qualname__", type(callback).__name__),
-                        type(exc).__name__,
-                    )
+                result = callback(event)
+                if inspect.isawaitable(result):  # async def, or an object's
+                    self._event_loop().run_until_complete(result)
+            except BaseException as exc:  # SystemExit, CancelledError too:
+                self._failed(callback, exc)  # the thread must go on
         self.delivered += 1
+
+    def _failed(self, callback: Callable[..., Any], exc: BaseException) -> None:
+        self.errors += 1
+        if id(callback) not in self._said:
+            self._said.add(id(callback))
+            logger.warning(
+                "palyra: on_event callback %s raised %s (counted in"
+                " client.observability.stats(); said once)",
+                getattr(callback, "__qualname__", type(callback).__name__),
+                type(exc).__name__,
+            )
 
     def _event_loop(self) -> asyncio.AbstractEventLoop:
         if self._loop is None:

@@ -16,6 +16,7 @@ is the call's end.
 from __future__ import annotations
 
 import json
+import logging
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -31,17 +32,34 @@ from .events import CallEvent
 
 __all__ = ["Observer"]
 
+logger = logging.getLogger("palyra")
+
 
 class _Outer:
     """One call as its caller made it: one or two flows (a 401 made again)."""
 
-    __slots__ = ("again", "call_id", "pending", "started")
+    __slots__ = (
+        "again",
+        "call_id",
+        "observer",
+        "open",
+        "pending",
+        "prior_attempts",
+        "retry",
+        "started",
+        "t0",
+    )
 
-    def __init__(self) -> None:
+    def __init__(self, observer: Observer) -> None:
+        self.observer = observer
         self.call_id = new_record_id()
         self.started = False
-        self.pending: tuple[Any, ...] | None = None  # a first flow's 401
+        self.open = True  # until the caller has its answer (or its stream)
+        self.retry = False  # the client makes the call again after a 401
         self.again = False  # the second flow runs: its end is the call's
+        self.pending: tuple[Any, ...] | None = None  # a first flow's 401
+        self.t0 = 0.0  # when the first flow started (perf_counter)
+        self.prior_attempts = 0  # requests the first flow sent
 
 
 _OUTER: ContextVar[_Outer | None] = ContextVar("palyra_observed_call", default=None)
@@ -50,17 +68,30 @@ _OUTER: ContextVar[_Outer | None] = ContextVar("palyra_observed_call", default=N
 class _Watch:
     """The observer's state of one call, kept on its context."""
 
-    __slots__ = ("call_id", "ended", "model", "observer", "outer", "provider")
+    __slots__ = (
+        "call_id",
+        "ended",
+        "model",
+        "observer",
+        "outer",
+        "prior_attempts",
+        "provider",
+        "since",
+    )
 
-    def __init__(self, observer: Observer, call_id: str, outer: _Outer | None):
+    def __init__(
+        self, observer: Observer, call_id: str, outer: _Outer | None = None
+    ) -> None:
         self.observer = observer
         self.call_id = call_id
         self.outer = outer
         self.provider = self.model = ""
         self.ended = False
+        self.since: float | None = None  # a call made again: its first start
+        self.prior_attempts = 0
 
     def first_token(self, ctx: CallContext) -> None:
-        """The stream's first chunk (called by the core)."""
+        """The stream's first chunk (called by the core; never raises)."""
         self.observer.note("first_token", self, ctx, None)
 
 
@@ -87,27 +118,36 @@ class Observer:
     @contextmanager
     def outer(self) -> Iterator[_Outer]:
         """One call as made by its caller (see the module docstring)."""
-        outer = _Outer()
+        outer = _Outer(self)
         token = _OUTER.set(outer)
         try:
             yield outer
         finally:
+            outer.open = False
             _OUTER.reset(token)
             if outer.pending is not None:  # the 401 was the call's end
-                self.dispatcher.emit(_build, outer.pending)
+                self._emit(outer.pending)
 
     # -- the hooks ---------------------------------------------------------
 
     def started(self, ctx: CallContext) -> None:
         """The route hook: note ``start`` (returns no model)."""
         outer = _OUTER.get()
-        watch = _Watch(self, outer.call_id if outer else new_record_id(), outer)
+        if outer is not None and (outer.observer is not self or not outer.open):
+            outer = None  # another client's call, or a finished one
+        if outer is None or (outer.started and not (outer.retry and not outer.again)):
+            # A call of its own (nested in another's callback, say).
+            watch = _Watch(self, new_record_id())
+        elif outer.started:  # the call made again after its 401
+            outer.again = True
+            watch = _Watch(self, outer.call_id, outer)
+            watch.since, watch.prior_attempts = outer.t0, outer.prior_attempts
+            ctx.observe = watch
+            return None
+        else:
+            outer.started, outer.t0 = True, ctx.started
+            watch = _Watch(self, outer.call_id, outer)
         ctx.observe = watch
-        if outer is not None:
-            if outer.started:
-                outer.again = True
-                return None
-            outer.started = True
         watch.provider, watch.model = ctx.model.provider.id, ctx.model.id
         self.note("start", watch, ctx, self._input(ctx))
         return None
@@ -136,26 +176,44 @@ class Observer:
         watch.ended = True
         error = failed.error
         kind = "error" if isinstance(error, Exception) else "cancelled"
+        arg = self._arg(kind, watch, ctx, type(error).__name__)
         outer = watch.outer
-        arg = (kind, watch, ctx, time.time(), type(error).__name__, ctx.elapsed_ms())
-        if isinstance(error, AuthenticationError) and outer and not outer.again:
+        if (
+            isinstance(error, AuthenticationError)
+            and outer is not None
+            and outer.open
+            and not outer.again
+        ):
             outer.pending = arg  # the client may make the call again
+            outer.prior_attempts = _sent(ctx)
             return
-        self.dispatcher.emit(_build, arg)
+        self._emit(arg)
 
     # -- parts ---------------------------------------------------------------
 
     def note(self, kind: str, watch: _Watch, ctx: CallContext, extra: Any) -> None:
         """Queue one event: what changes later is taken now (the moment, the
         latency); the rest the builder reads off the context."""
-        latency = (
-            None
-            if kind == "start"
-            else ctx.first_token_ms
-            if kind == "first_token"
-            else ctx.elapsed_ms()
-        )
-        self.dispatcher.emit(_build, (kind, watch, ctx, time.time(), extra, latency))
+        self._emit(self._arg(kind, watch, ctx, extra))
+
+    def _arg(
+        self, kind: str, watch: _Watch, ctx: CallContext, extra: Any
+    ) -> tuple[Any, ...]:
+        if kind == "start":
+            latency = None
+        elif kind == "first_token":
+            latency = ctx.first_token_ms
+        elif watch.since is not None:  # the call's time, both flows
+            latency = (time.perf_counter() - watch.since) * 1000
+        else:
+            latency = ctx.elapsed_ms()
+        return (kind, watch, ctx, time.time(), extra, latency)
+
+    def _emit(self, arg: tuple[Any, ...]) -> None:
+        try:
+            self.dispatcher.emit(_build, arg)
+        except Exception:  # never into the call (nor a stream's parser)
+            logger.exception("palyra: noting a call event failed")
 
     def _input(self, ctx: CallContext) -> Any:
         if not self.capture_content:
@@ -164,8 +222,8 @@ class Observer:
         messages = getattr(request, "messages", None)
         if messages is not None:
             return [dict(m) for m in messages]
-        value = getattr(request, "input", None)
-        return list(value) if isinstance(value, list) else value
+        value = getattr(request, "inputs", None)  # embeddings
+        return list(value) if isinstance(value, list | tuple) else value
 
     def _output(self, completion: Completion) -> str | None:
         if not self.capture_content:
@@ -202,7 +260,7 @@ def _build(arg: tuple[Any, ...]) -> CallEvent:
     if kind == "start":
         event.input = extra
         return event
-    event.attempts = sum(1 for a in ctx.attempts if a.outcome != "skipped")
+    event.attempts = watch.prior_attempts + _sent(ctx)
     if kind != "first_token":
         event.usage, event.cost = ctx.usage, ctx.cost
         if kind == "end":
@@ -210,3 +268,8 @@ def _build(arg: tuple[Any, ...]) -> CallEvent:
         else:
             event.error_class = extra
     return event
+
+
+def _sent(ctx: CallContext) -> int:
+    """Requests a flow sent (retries and failovers count; skips do not)."""
+    return sum(1 for a in ctx.attempts if a.outcome != "skipped")

@@ -393,3 +393,161 @@ def test_a_call_failing_before_its_start_was_noted_still_starts_and_ends() -> No
     assert events.kinds() == ["start", "error"]
     assert events.seen[-1].error_class == "InvalidRequestError"
     c.close()
+
+
+@pytest.mark.parametrize(
+    "kind", [SystemExit, asyncio.CancelledError, KeyboardInterrupt]
+)
+def test_a_callback_raising_a_base_exception_stops_nothing(
+    kind: type[BaseException],
+) -> None:
+    events = Events()
+
+    def leave(event: palyra.CallEvent) -> None:
+        raise kind
+
+    c = palyra.Palyra(on_event=[leave, events], ledger=False)
+    for _ in range(3):
+        c.chat(HI)
+    assert c.flush(5)
+    assert events.kinds() == ["start", "end"] * 3
+    assert c.observability.stats().callback_errors == 6
+    c.close()
+
+
+def test_a_stream_dropped_unread_ends_through_flush_and_close() -> None:
+    import gc
+
+    events = Events()
+    c = palyra.Palyra(on_event=events, ledger=False)
+    c.stream(HI)  # dropped at once, unread
+    gc.collect()
+    assert c.flush(5)
+    assert events.kinds() == ["start", "first_token", "cancelled"]
+    c.stream(HI)
+    gc.collect()
+    c.close()  # reports it before it stops the events' thread
+    assert events.kinds()[3:] == ["start", "first_token", "cancelled"]
+    assert c.observability.stats().dropped == 0
+
+
+def test_a_forked_child_tells_its_own_calls() -> None:
+    import os
+
+    events = Events()
+    c = palyra.Palyra(on_event=events, ledger=False)
+    c.chat(HI)
+    assert c.flush(5)
+    read, write = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child: its own thread, none of the parent's queue
+        try:
+            c.chat(HI)
+            ok = c.flush(5) and events.kinds() == ["start", "end"] * 2
+            os.write(write, b"1" if ok else b"0")
+        finally:
+            os._exit(0)
+    os.close(write)
+    assert os.read(read, 1) == b"1"
+    os.waitpid(pid, 0)
+    os.close(read)
+    c.close()
+
+
+def test_a_thread_that_cannot_start_never_fails_a_call(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    def refuse(self: threading.Thread) -> None:
+        raise RuntimeError("can't create new thread at interpreter shutdown")
+
+    events = Events()
+    c = palyra.Palyra(on_event=events, ledger=False)
+    monkeypatch.setattr(threading.Thread, "start", refuse)
+    assert c.chat(HI).choices  # the call is answered
+    assert c.observability.stats().dropped >= 1
+    monkeypatch.undo()
+    c.chat(HI)  # a thread starts with the next event
+    assert c.flush(5)
+    assert events.kinds()[-2:] == ["start", "end"]
+    c.close()
+
+
+def test_nothing_of_a_delivered_call_is_kept() -> None:
+    import gc
+    import weakref
+
+    c = palyra.Palyra(on_event=lambda event: None, ledger=False)
+    kept = [weakref.ref(c.chat(HI)) for _ in range(20)]
+    assert c.flush(5)
+    time.sleep(0.1)  # the thread waits for more, holding nothing
+    gc.collect()
+    assert sum(r() is not None for r in kept) == 0
+    c.close()
+
+
+def test_flush_and_close_from_a_callback_return_at_once() -> None:
+    took: list[float] = []
+    holder: list[palyra.Palyra] = []
+
+    def inside(event: palyra.CallEvent) -> None:
+        started = time.monotonic()
+        holder[0].flush(5)
+        took.append(time.monotonic() - started)
+
+    c = palyra.Palyra(on_event=inside, ledger=False)
+    holder.append(c)
+    c.chat(HI)
+    assert c.flush(5)
+    assert len(took) == 2
+    assert max(took) < 0.5
+    c.close()
+
+
+def test_close_keeps_to_its_timeout_with_a_stuck_callback() -> None:
+    gate = threading.Event()
+    c = palyra.Palyra(on_event=lambda event: gate.wait(10), ledger=False)
+    c.chat(HI)
+    started = time.monotonic()
+    assert not c.observability.close(0.3)
+    assert time.monotonic() - started < 0.8
+    gate.set()
+    c.close()
+
+
+def test_an_async_callable_object_is_awaited() -> None:
+    seen: list[str] = []
+
+    class Sink:
+        async def __call__(self, event: palyra.CallEvent) -> None:
+            seen.append(event.kind)
+
+    c = palyra.Palyra(on_event=Sink(), ledger=False)
+    c.chat(HI)
+    assert c.flush(5)
+    assert seen == ["start", "end"]
+    c.close()
+
+
+def test_content_of_an_embedding_on_opt_in() -> None:
+    events = Events()
+    c = palyra.Palyra(on_event=events, capture_content=True, ledger=False)
+    c.embed(["one text", "another"])
+    assert c.flush(5)
+    assert events.seen[0].input == ["one text", "another"]
+    c.close()
+
+
+def test_a_script_that_never_flushes_still_tells_its_last_call(tmp_path: Any) -> None:
+    import subprocess
+    import sys
+
+    out = tmp_path / "events.txt"
+    code = (
+        "import palyra\n"
+        f"out = open({str(out)!r}, 'a')\n"
+        "c = palyra.Palyra(on_event=lambda e: print(e.kind, file=out, flush=True),"
+        " ledger=False)\n"
+        "c.chat([{'role': 'user', 'content': 'hi'}])\n"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True, timeout=60)
+    assert out.read_text().split() == ["start", "end"]

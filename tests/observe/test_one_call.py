@@ -55,5 +55,69 @@ async def test_a_call_made_again_after_a_401_is_one_call(
     calls = events.by_call()
     assert list(calls.values()) == [["start", "end"], ["start", "error"]]
     assert events.seen[-1].error_class == "AuthenticationError"
-    assert events.seen[1].attempts == 1  # the served flow's own attempts
+    assert events.seen[1].attempts == 2  # the refused request, and the one again
+    await c.aclose()
+
+
+async def test_a_401_mid_stream_ends_its_call(
+    auth: AuthServer, provider: Upstream, tmp_path: Path
+) -> None:
+    """The stream is the caller's when its 401 comes: nothing makes the call
+    again, so the 401 is its end."""
+    import json
+
+    from tests.helpers import chunk_json
+    from tests.upstream import Reply
+
+    events = Events()
+    c = palyra.Palyra(
+        oauth_config(auth, provider),
+        secrets=palyra.MemorySecretStore(),
+        home=tmp_path,
+        on_event=events,
+        ledger=False,
+    )
+    sign_in(c, auth)
+    cut = json.dumps({"error": {"message": "revoked", "type": "authentication_error"}})
+    provider.enqueue(Reply(sse=[chunk_json("Hel"), cut]))
+    with pytest.raises(palyra.APIError):
+        for _ in c.stream(HI):
+            pass
+    assert c.flush(5)
+    assert events.kinds() == ["start", "first_token", "error"]
+    await c.aclose()
+
+
+async def test_a_call_nested_in_another_is_a_call_of_its_own(
+    auth: AuthServer, provider: Upstream, tmp_path: Path
+) -> None:
+    """A call made from within another call (an on_budget_alert callback),
+    on another client or the same: its own id, its own start."""
+    from tests.helpers import completion_json
+    from tests.upstream import Reply
+
+    outer_events, inner_events = Events(), Events()
+    other = palyra.Palyra(on_event=inner_events, ledger=False)
+    config = oauth_config(auth, provider)
+    config["budgets"] = [
+        {"id": "cap", "metric": "tokens", "window": "day", "hard_limit": 10**9,
+         "alert_at": [0.000000001]}
+    ]  # fmt: skip
+    c = palyra.Palyra(
+        config,
+        secrets=palyra.MemorySecretStore(),
+        home=tmp_path,
+        on_event=outer_events,
+        ledger=palyra.MemoryLedger(),
+        on_budget_alert=lambda alert: other.chat(HI),
+    )
+    sign_in(c, auth)
+    provider.enqueue(Reply(json=completion_json("hi")))
+    c.chat(HI)
+    assert c.flush(5)
+    assert other.flush(5)
+    assert list(outer_events.by_call().values()) == [["start", "end"]]
+    assert list(inner_events.by_call().values()) == [["start", "end"]]
+    assert set(outer_events.by_call()).isdisjoint(inner_events.by_call())
+    other.close()
     await c.aclose()
