@@ -7,6 +7,10 @@ call by call in a new random order each pass; chats and streams read to
 their end. The dispatcher thread delivers meanwhile, as in an app.
 
 The target: the no-op callback adds at most 5 us per call at the median.
+
+Then ``/metrics``: a client with 100 models, each called (so each has its
+series and a breaker), and two budgets; the page made 50 times (what a
+scrape does, budgets and breakers read), against a target of 5 ms.
 """
 
 from __future__ import annotations
@@ -18,6 +22,7 @@ from bench._common import banner, median, percentile, table, verdict
 from bench.governance import _interleaved
 
 TARGET_US = 5.0
+TARGET_METRICS_MS = 5.0
 MESSAGES = [{"role": "user", "content": "Name three primary colours."}]
 
 
@@ -93,4 +98,51 @@ def run(quick: bool) -> dict[str, Any]:
         )
     )
     print(f"events delivered {found['delivered']}, dropped {found['dropped']}")
+    found["metrics"] = _metrics_page(quick)
     return found
+
+
+def _metrics_page(quick: bool) -> dict[str, Any]:
+    import time
+
+    models = [
+        {
+            "id": f"m{i:03d}",
+            "provider": "local",
+            "pricing": {"input": "1", "output": "2"},
+        }
+        for i in range(100)
+    ]
+    config = {
+        "providers": [{"id": "local", "kind": "deterministic"}],
+        "models": models,
+        "budgets": [
+            {"id": "daily", "metric": "usd", "window": "day", "hard_limit": "100"},
+            {"id": "tokens", "metric": "tokens", "window": "day", "hard_limit": 10**9},
+        ],
+    }
+    client = palyra.Palyra(config, ledger=palyra.MemoryLedger())
+    try:
+        metrics = client.observability.metrics()
+        for model in models:
+            client.chat(MESSAGES, model=model["id"])
+        client.flush(10)
+        took = []
+        for _ in range(10 if quick else 50):
+            started = time.perf_counter()
+            page = metrics.render()
+            took.append((time.perf_counter() - started) * 1000)
+    finally:
+        client.close()
+    ms = median(took)
+    print(
+        table(
+            ["measure", "value", "target", ""],
+            [
+                ["/metrics, 100 models (ms)", ms, TARGET_METRICS_MS,
+                 verdict(ms, TARGET_METRICS_MS)],
+                ["  page size (bytes)", len(page), "", ""],
+            ],
+        )
+    )  # fmt: skip
+    return {"ms": ms, "bytes": len(page), "verdict": verdict(ms, TARGET_METRICS_MS)}

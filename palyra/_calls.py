@@ -42,7 +42,7 @@ from ._wire import (
 if TYPE_CHECKING:
     from ._auth import CallGate
     from ._decision import RoutingDecision
-    from ._observe import Observer
+    from ._observe import Observability
     from ._routing import Router
 
 __all__: list[str] = []
@@ -70,13 +70,14 @@ class Calls:
     _async: AsyncDriver
     _gate: CallGate | None  # auth profiles' refresh around calls, if any may
     _router: Router
-    _observer: Observer | None  # on_event's hooks, if any
+    observability: Observability
 
     def _one_call(self) -> AbstractContextManager[Any]:
         """The scope of one call as its caller made it, for its events."""
-        if self._observer is None:
+        observer = self.observability.observer
+        if observer is None:
             return nullcontext()
-        return self._observer.outer()
+        return observer.outer()
 
     def _run(self, make: Callable[[], Flow[T]], caller: Caller) -> T:
         """Run a flow of the pipeline; OAuth tokens owed a refresh are

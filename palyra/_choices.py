@@ -10,16 +10,13 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from ._config import ObservabilityConfig, PalyraConfig
-from ._exceptions import InvalidRequestError
-from ._observe import EventDispatcher, Observer, log_call
+from ._config import PalyraConfig
 
 __all__ = [
     "configured_keys",
     "load_config",
     "may_route",
     "may_use_profiles",
-    "observing",
     "relies_on_profiles",
 ]
 
@@ -80,33 +77,3 @@ def load_config(
     if isinstance(config, str | Path):
         return PalyraConfig.from_file(config)
     return PalyraConfig.from_dict(config)
-
-
-def observing(
-    on_event: Any, capture_content: bool, hooks: Any, config: ObservabilityConfig
-) -> Observer | None:
-    """The observer of ``Palyra(on_event=...)`` (a callable, or a list of
-    them) and of ``[observability] log_calls``, joined to the pipeline's
-    hooks; None with neither.
-
-    Raises:
-        InvalidRequestError: an ``on_event`` that is not callable.
-    """
-    callbacks: list[Any] = []
-    if on_event is not None:
-        callbacks = [on_event] if callable(on_event) else list(on_event)
-    for i, callback in enumerate(callbacks):
-        if not callable(callback):
-            raise InvalidRequestError(
-                f"on_event[{i}]: must be callable, got {type(callback).__name__}"
-            )
-    if config.log_calls:
-        callbacks.append(log_call)
-    if not callbacks:
-        return None
-    observer = Observer(
-        EventDispatcher(callbacks, config.queue_size),
-        capture_content=capture_content or config.capture_content,
-    )
-    observer.install(hooks)
-    return observer

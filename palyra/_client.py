@@ -39,7 +39,6 @@ from ._choices import (
     load_config,
     may_route,
     may_use_profiles,
-    observing,
     relies_on_profiles,
 )
 from ._config import PalyraConfig, ProviderConfig
@@ -232,13 +231,16 @@ class Palyra(Calls):
             Assessor(health, meter, budgets, shares),
         )
         Routing(self._router, shares).install(hooks, learn=may_route(self.config))
-        self._observer = observing(
-            on_event, capture_content, hooks, self.config.observability
-        )
         self.observability = Observability(
-            None if self._observer is None else self._observer.dispatcher
+            on_event,
+            capture_content,
+            hooks,
+            self.config.observability,
+            self.health,
+            lambda: self.budgets.status(),
         )
-        """How event delivery is going: ``stats()`` (`palyra._observe`)."""
+        """Events' delivery (``stats()``, ``flush``) and Prometheus
+        ``metrics()`` (`palyra._observe.Observability`)."""
         self.budgets = BudgetService(budgets)
         """The budgets enforced on calls: add, remove, status
         (`palyra._governance.BudgetService`)."""
@@ -420,7 +422,7 @@ class Palyra(Calls):
         self._ledger.close()
         self.tokens.close()
         await self._async.aclose()
-        if self._observer is not None:  # waits for its thread: not on the loop
+        if self.observability.observer is not None:  # waits for its thread
             import asyncio
 
             await asyncio.to_thread(self.observability.close)

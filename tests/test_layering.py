@@ -200,7 +200,10 @@ LAYERS: list[tuple[str, list[str]]] = [
             "__init__",
         ],
     ),
-    ("_observe", ["events", "dispatcher", "observer", "logs", "__init__"]),
+    (
+        "_observe",
+        ["events", "dispatcher", "observer", "logs", "metrics", "facade", "__init__"],
+    ),
     ("client", ["_calls", "_metering", "_choices", "_client"]),
     ("surface", ["testing", "__init__"]),
     (

@@ -6,29 +6,31 @@ noted by pipeline hooks (``observer``) from the call's own thread or task,
 built into `CallEvent` objects (``events``) and handed to the callbacks by
 one dispatcher thread through a bounded queue (``dispatcher``): a slow or
 raising callback never slows or fails a call; one log line per call at
-INFO (``logs``) with ``[observability] log_calls``.
+INFO (``logs``) with ``[observability] log_calls``; Prometheus metrics
+counted from the events (``metrics``, the ``metrics`` extra); and
+``client.observability`` itself (``facade``).
 
-May import: the leaves (``_exceptions``), ``_usage``, ``_core``'s exports
-(the hooks' types and the call context) and ``_governance``'s id maker.
+May import: the leaves (``_exceptions``), ``_config``, ``_usage``,
+``_core``'s exports (the hooks' types and the call context),
+``_governance``'s id maker, and prometheus-client, lazily.
 Never the core's internals: it joins a call through the hooks and the
 context's ``observe`` slot.
 
 Exports to the rest of palyra: what is listed in ``__all__`` below.
 """
 
-from .dispatcher import (
-    DEFAULT_QUEUE,
-    EventDispatcher,
-    Observability,
-    ObservabilityStats,
-)
+from .dispatcher import DEFAULT_QUEUE, EventDispatcher, ObservabilityStats
 from .events import CallEvent, EventKind
+from .facade import Observability
 from .logs import log_call
+from .metrics import CONTENT_TYPE, CallMetrics
 from .observer import Observer
 
 __all__ = [
+    "CONTENT_TYPE",
     "DEFAULT_QUEUE",
     "CallEvent",
+    "CallMetrics",
     "EventDispatcher",
     "EventKind",
     "Observability",

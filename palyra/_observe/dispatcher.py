@@ -29,7 +29,7 @@ from .events import CallEvent
 if TYPE_CHECKING:
     import asyncio
 
-__all__ = ["DEFAULT_QUEUE", "EventDispatcher", "Observability", "ObservabilityStats"]
+__all__ = ["DEFAULT_QUEUE", "EventDispatcher", "ObservabilityStats"]
 
 logger = logging.getLogger("palyra.events")
 
@@ -140,6 +140,10 @@ class EventDispatcher:
     def emitted(self) -> int:
         """Events the calls queued."""
         return self._taken + len(self._queue)
+
+    def add(self, callback: Callable[[CallEvent], Any]) -> None:
+        """One more callback (for the events not delivered yet)."""
+        self._callbacks = [*self._callbacks, callback]  # rebound: no lock
 
     def stats(self) -> ObservabilityStats:
         """The counts so far."""
@@ -270,33 +274,3 @@ class EventDispatcher:
 
             self._loop = asyncio.new_event_loop()
         return self._loop
-
-
-class Observability:
-    """``client.observability``: how event delivery is going.
-
-    Args:
-        dispatcher: The client's dispatcher, or None without ``on_event``.
-    """
-
-    def __init__(self, dispatcher: EventDispatcher | None) -> None:
-        self._dispatcher = dispatcher
-
-    def __repr__(self) -> str:
-        return f"Observability({self._dispatcher!r})"
-
-    def stats(self) -> ObservabilityStats:
-        """Events emitted, delivered, dropped (a full queue), callback errors,
-        and waiting now (all 0 without ``on_event``)."""
-        if self._dispatcher is None:
-            return ObservabilityStats(0, 0, 0, 0, 0)
-        return self._dispatcher.stats()
-
-    def flush(self, timeout: float = 5.0) -> bool:
-        """Wait up to ``timeout`` seconds for the queued events to reach the
-        callbacks; whether they all did."""
-        return True if self._dispatcher is None else self._dispatcher.flush(timeout)
-
-    def close(self, timeout: float = 5.0) -> bool:
-        """Deliver what is queued, then stop (the client's ``close``)."""
-        return True if self._dispatcher is None else self._dispatcher.close(timeout)

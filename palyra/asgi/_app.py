@@ -10,6 +10,7 @@ from typing import Any
 
 from .._access import APITokenError, TokenService
 from .._client import Palyra
+from .._observe import CONTENT_TYPE, CallMetrics
 from . import _anthropic, _audio, _openai
 from ._errors import Problem, problem_of
 from ._http import Exchange, Receive, Scope, Send, caller_of, new_request_id
@@ -48,8 +49,11 @@ class App:
         require_auth: bool,
         max_body_bytes: int,
         cors: tuple[str, ...] | None,
+        metrics: bool = False,
     ) -> None:
         self.client = client
+        # Made now: a missing extra is said when the app is made, not scraped.
+        self.metrics = client.observability.metrics() if metrics else None
         self.tokens = tokens if tokens is not None else client.tokens
         self.require_auth = require_auth
         self.max_body = max_body_bytes
@@ -128,6 +132,9 @@ class App:
         if path == "/openapi.json" and ex.method == "GET":
             await ex.answer(200, self._document(ex.scope.get("root_path", "")))
             return
+        if path == "/metrics" and ex.method == "GET" and self.metrics is not None:
+            await self._scrape(ex, self.metrics)
+            return
         if path.startswith(_MODEL_PREFIX) and len(path) > len(_MODEL_PREFIX):
             method, scope, name = "GET", "models", "model"
         elif path in _ROUTES:
@@ -153,6 +160,19 @@ class App:
             return
         data = await ex.json(self.max_body)
         await _HANDLERS[name](ex, self.client, data, caller)
+
+    async def _scrape(self, ex: Exchange, metrics: CallMetrics) -> None:
+        """Prometheus' page, no token needed (serve it where scrapers are):
+        budgets may read the ledger or Redis, so it is made off the loop."""
+        import asyncio
+
+        page = await asyncio.to_thread(self._page, metrics)
+        await ex.answer(200, page, [(b"content-type", CONTENT_TYPE.encode())])
+
+    def _page(self, metrics: CallMetrics) -> bytes:
+        # The calls' events so far are counted first (a second at most).
+        self.client.flush(1.0)
+        return metrics.render()
 
     def _document(self, root: str) -> bytes:
         found = self._documents.get(root)
@@ -211,6 +231,7 @@ def create_app(
     require_auth: bool = True,
     max_body_bytes: int = DEFAULT_MAX_BODY,
     cors: Iterable[str] | None = None,
+    metrics: bool = False,
 ) -> App:
     """The ``/v1`` surface of ``client`` as a raw ASGI app.
 
@@ -223,6 +244,8 @@ def create_app(
             with 413 while it is read, before it is held whole.
         cors: Origins allowed to call from a browser (``"*"`` for any), or
             None for no CORS headers.
+        metrics: Serve Prometheus metrics at ``GET /metrics``, without a
+            token (the ``metrics`` extra; ``client.observability.metrics()``).
 
     Returns:
         An ASGI 3 callable; its lifespan's shutdown closes ``client``.
@@ -234,4 +257,4 @@ def create_app(
     ):
         raise ValueError("max_body_bytes must be a positive integer")
     origins = None if cors is None else tuple(cors)
-    return App(client, tokens, require_auth, max_body_bytes, origins)
+    return App(client, tokens, require_auth, max_body_bytes, origins, metrics)

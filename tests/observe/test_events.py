@@ -274,7 +274,7 @@ def test_a_full_queue_drops_and_counts(monkeypatch: pytest.MonkeyPatch) -> None:
     gate = threading.Event()
     monkeypatch.setattr(dispatcher, "DEFAULT_QUEUE", 3)
     c = palyra.Palyra(on_event=lambda e: gate.wait(10), ledger=False)
-    c._observer.dispatcher._limit = 3  # type: ignore[union-attr]
+    c.observability.observer.dispatcher._limit = 3  # type: ignore[union-attr]
     for _ in range(5):
         c.chat(HI)
     stats = c.observability.stats()
