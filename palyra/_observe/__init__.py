@@ -7,7 +7,7 @@ built into `CallEvent` objects (``events``) and handed to the callbacks by
 one dispatcher thread through a bounded queue (``dispatcher``): a slow or
 raising callback never slows or fails a call; one log line per call at
 INFO (``logs``) with ``[observability] log_calls``; Prometheus metrics
-counted from the events (``metrics``, the ``metrics`` extra); and
+counted from the events and written by palyra (``metrics``); and
 ``client.observability`` itself (``facade``).
 
 May import: the leaves (``_exceptions``), ``_config``, ``_usage``,

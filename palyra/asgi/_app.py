@@ -52,7 +52,6 @@ class App:
         metrics: bool = False,
     ) -> None:
         self.client = client
-        # Made now: a missing extra is said when the app is made, not scraped.
         self.metrics = client.observability.metrics() if metrics else None
         self.tokens = tokens if tokens is not None else client.tokens
         self.require_auth = require_auth
@@ -245,7 +244,7 @@ def create_app(
         cors: Origins allowed to call from a browser (``"*"`` for any), or
             None for no CORS headers.
         metrics: Serve Prometheus metrics at ``GET /metrics``, without a
-            token (the ``metrics`` extra; ``client.observability.metrics()``).
+            token (``client.observability.metrics()``).
 
     Returns:
         An ASGI 3 callable; its lifespan's shutdown closes ``client``.

@@ -157,13 +157,28 @@ async def test_agent_labels_on_request() -> None:
     await c.aclose()
 
 
-def test_without_the_extra_the_error_names_it(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_an_apps_own_registry_takes_them(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The same series through prometheus-client (the metrics extra), in a
+    registry of the app's; without the extra the error names it."""
     import sys
 
-    monkeypatch.setitem(sys.modules, "prometheus_client", None)
+    from prometheus_client import CollectorRegistry, generate_latest
+
     c = palyra.Palyra(ledger=False)
+    metrics = c.observability.metrics()
+    c.chat(HI)
+    with c.stream(HI) as s:
+        for _ in s:
+            pass
+    c.flush(5)
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(metrics)
+    theirs = samples(generate_latest(registry).decode())
+    ours = samples(metrics.render().decode())
+    assert theirs == ours
+    monkeypatch.setitem(sys.modules, "prometheus_client", None)
     with pytest.raises(palyra.ConfigError, match=r"palyra\[metrics\]"):
-        create_app(c, metrics=True)
+        list(metrics.collect())
     c.close()
 
 
