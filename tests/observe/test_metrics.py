@@ -190,3 +190,35 @@ async def test_without_metrics_there_is_no_page() -> None:
     ) as http:
         assert (await http.get("/metrics")).status_code == 404
     await c.aclose()
+
+
+def test_the_sample_dashboard_reads_only_metrics_palyra_writes() -> None:
+    import json
+    import re
+    from pathlib import Path
+
+    dashboard = json.loads(
+        (Path(__file__).parents[2] / "docs/assets/grafana-dashboard.json").read_text()
+    )
+    priced = {
+        "providers": [{"id": "local", "kind": "deterministic"}],
+        "models": [
+            {"id": "bot", "provider": "local", "pricing": {"input": "1", "output": "2"}}
+        ],
+    }
+    c = palyra.Palyra(priced, ledger=False)
+    metrics = c.observability.metrics()
+    with c.stream(HI) as s:
+        for _ in s:
+            pass
+    c.flush(5)
+    written = {
+        line.split("{")[0].split(" ")[0]
+        for line in metrics.render().decode().splitlines()
+        if line and not line.startswith("#")
+    } | {"palyra_budget_remaining"}  # a budget's, with one configured
+    exprs = [t["expr"] for p in dashboard["panels"] for t in p["targets"]]
+    named = {m for e in exprs for m in re.findall(r"palyra_[a-z_]+", e)}
+    assert named
+    assert named <= written, named - written
+    c.close()
