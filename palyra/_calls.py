@@ -55,12 +55,6 @@ Tags = Mapping[str, str] | None
 _ENDING = HeldEnding()  # async streams' last records: off the loop's lock waits
 
 
-def _made_again(outer: Any) -> None:
-    """The call is made again after a 401: the first try was not its end."""
-    if outer is not None:
-        outer.pending, outer.retry = None, True
-
-
 class Calls:
     """The operations `Palyra` offers; `Palyra` builds what they run on."""
 
@@ -101,7 +95,8 @@ class Calls:
                 )
                 if again is None or not gate.drive(again):
                     raise
-            _made_again(outer)
+            if outer is not None:  # the first try was not the call's end
+                outer.made_again()
             return self._sync.run(make())
 
     async def _arun(self, make: Callable[[], Flow[T]], caller: Caller) -> T:
@@ -135,7 +130,8 @@ class Calls:
                 )
                 if again is None or not await gate.adrive(again):
                     raise
-            _made_again(outer)
+            if outer is not None:  # the first try was not the call's end
+                outer.made_again()
             return await self._async.run(make())
 
     def chat(

@@ -136,11 +136,6 @@ class EventDispatcher:
                     self._start()
                 self._wake.notify()
 
-    @property
-    def emitted(self) -> int:
-        """Events the calls queued."""
-        return self._taken + len(self._queue)
-
     def add(self, callback: Callable[[CallEvent], Any]) -> None:
         """One more callback (for the events not delivered yet)."""
         self._callbacks = [*self._callbacks, callback]  # rebound: no lock

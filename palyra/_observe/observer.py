@@ -61,6 +61,11 @@ class _Outer:
         self.t0 = 0.0  # when the first flow started (perf_counter)
         self.prior_attempts = 0  # requests the first flow sent
 
+    def made_again(self) -> None:
+        """The client makes the call again after its 401: that 401 is not
+        the call's end, and the next flow is the same call."""
+        self.pending, self.retry = None, True
+
 
 _OUTER: ContextVar[_Outer | None] = ContextVar("palyra_observed_call", default=None)
 

@@ -266,6 +266,7 @@ def test_a_raising_or_slow_callback_never_touches_a_call() -> None:
     noisy.observability.flush(0.1)
     assert noisy.observability.stats().callback_errors >= 1
     quiet.close()
+    noisy.observability.close(0.1)  # its slow callback is not waited for
 
 
 def test_a_full_queue_drops_and_counts(monkeypatch: pytest.MonkeyPatch) -> None:
