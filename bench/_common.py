@@ -6,7 +6,9 @@ import json
 import math
 import os
 import platform
+import random
 import sys
+import time
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from importlib import metadata
@@ -134,3 +136,46 @@ def save(sections: dict[str, Any], info: dict[str, Any], argv: list[str]) -> Pat
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
     RESULTS.write_text(json.dumps(document, indent=2) + "\n", encoding="utf-8")
     return RESULTS
+
+
+def cpu_on_path(
+    calls: dict[str, Any], rounds: int, per_round: int, warmup: int
+) -> dict[str, list[float]]:
+    """Per round, the median CPU time of the calling thread for a call on
+    each side, interleaved call by call in a new random order each pass:
+    what the call itself pays: less moved by a neighbour's load than wall
+    time is, and not by waiting for the interpreter lock."""
+    for _ in range(warmup):
+        for fn in calls.values():
+            fn()
+    clock, items = time.thread_time, list(calls.items())
+    shuffle = random.Random(17).sample
+    medians: dict[str, list[float]] = {name: [] for name in calls}
+    for _ in range(rounds):
+        block: dict[str, list[float]] = {name: [] for name in calls}
+        for _ in range(per_round):
+            for name, fn in shuffle(items, len(items)):
+                t = clock()
+                fn()
+                block[name].append((clock() - t) * 1e6)
+        for name, values in block.items():
+            medians[name].append(median(values))
+    return medians
+
+
+def cpu_all_in(
+    calls: dict[str, Any], clients: dict[str, Any], blocks: int, size: int
+) -> dict[str, float]:
+    """Per call, the process CPU time (every thread's) of blocks of calls on
+    each side, alternating, each block's client flushed before the clock
+    stops: what work off the call's path costs the process too."""
+    took: dict[str, list[float]] = {name: [] for name in calls}
+    for i in range(blocks):
+        order = list(calls) if i % 2 == 0 else list(reversed(calls))
+        for name in order:
+            started = time.process_time()
+            for _ in range(size):
+                calls[name]()
+            clients[name].flush(10)
+            took[name].append((time.process_time() - started) / size * 1e6)
+    return {name: median(values) for name, values in took.items()}

@@ -102,6 +102,8 @@ class EventDispatcher:
         self._idle = True  # the thread waits for a wake-up (or is not started)
         self._thread: threading.Thread | None = None
         self._closed = False
+        self._hurry = 0  # flushes waiting: no gathering
+        self._half = max(limit // 2, 1)
         self._taken = 0  # notes the thread took from the queue
         self._busy = 0  # of those, not delivered yet
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -119,6 +121,7 @@ class EventDispatcher:
         self._wake = threading.Condition()
         self._queue.clear()
         self._thread, self._idle, self._busy, self._loop = None, True, 0, None
+        self._hurry = 0
 
     def emit(self, build: Callable[[Any], CallEvent], arg: Any) -> None:
         """Queue an event (built later by the thread); never blocks, and
@@ -157,13 +160,17 @@ class EventDispatcher:
             return False
         deadline = time.monotonic() + timeout
         with self._wake:
-            self._wake.notify_all()  # no gathering: deliver now
-            while self._queue or self._busy:
-                left = deadline - time.monotonic()
-                if left <= 0 or self._thread is None:
-                    return not (self._queue or self._busy)
-                self._wake.wait(min(left, 0.05))
-                self._wake.notify_all()
+            self._hurry += 1
+            try:
+                self._wake.notify_all()  # no gathering: deliver now
+                while self._queue or self._busy:
+                    left = deadline - time.monotonic()
+                    if left <= 0 or self._thread is None:
+                        return not (self._queue or self._busy)
+                    self._wake.wait(min(left, 0.05))
+                    self._wake.notify_all()
+            finally:
+                self._hurry -= 1
         return True
 
     def close(self, timeout: float) -> bool:
@@ -220,7 +227,10 @@ class EventDispatcher:
     def _take(self) -> list[Note] | None:
         """The notes queued, once a few have gathered; None to stop."""
         with self._wake:
-            if not self._queue and not self._closed:
+            if not (self._closed or self._hurry) and len(self._queue) < self._half:
+                # A round per GATHER_S while calls come, however fast: a round
+                # per event or two would trade the GIL with the calls on
+                # every one (a flush, and a queue half full, cut it short).
                 self._wake.wait(GATHER_S)  # calls append without waking us
             while not self._queue and not self._closed:
                 self._idle = True  # from now on an emit wakes us...
