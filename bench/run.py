@@ -32,6 +32,7 @@ from bench import (  # noqa: E402
     governance,
     imports,
     ledger,
+    otel,
     overhead,
     routing,
     sse_decode,
@@ -59,6 +60,7 @@ BENCHMARKS = {
     "cli": cli.run,
     "state": state.run,
     "events": events.run,
+    "otel": otel.run,
     "gateway": gateway.run,
 }
 

@@ -143,6 +143,8 @@ class Palyra(Calls):
             call's path (see ``client.observability.stats()``, ``flush``).
         capture_content: Put the prompt and the answer in the events (off:
             content is never recorded).
+        otel: OpenTelemetry spans and metrics of every call (the ``otel``
+            extra); None for ``[observability] otel``.
 
     Raises:
         ConfigError: when the configuration is invalid.
@@ -167,6 +169,7 @@ class Palyra(Calls):
         state: RedisState | str | None = None,
         on_event: Callable[[CallEvent], Any] | Iterable[Any] | None = None,
         capture_content: bool = False,
+        otel: bool | None = None,
     ) -> None:
         self.config = load_config(config)
         self._caller = NOBODY
@@ -232,15 +235,11 @@ class Palyra(Calls):
         )
         Routing(self._router, shares).install(hooks, learn=may_route(self.config))
         self.observability = Observability(
-            on_event,
-            capture_content,
-            hooks,
-            self.config.observability,
-            self.health,
-            lambda: self.budgets.status(),
-        )
-        """Events' delivery (``stats()``, ``flush``) and Prometheus
-        ``metrics()`` (`palyra._observe.Observability`)."""
+            on_event, capture_content, hooks, self.config, self.health,
+            lambda: self.budgets.status(), otel,
+        )  # fmt: skip
+        """Events' delivery (``stats()``, ``flush``), Prometheus ``metrics()``
+        (`palyra._observe.Observability`)."""
         self.budgets = BudgetService(budgets)
         """The budgets enforced on calls: add, remove, status
         (`palyra._governance.BudgetService`)."""

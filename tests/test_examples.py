@@ -571,6 +571,17 @@ def test_budgets_runs_offline_in_a_fresh_process() -> None:
                 "delivered 10 of 10, dropped 0",
             ],
         ),
+        (
+            "otel_traces",
+            [
+                "handle request [",
+                "\n  chat bot [",
+                "\n    palyra.attempt [",
+                "'palyra.agent': 'docs', 'palyra.ttft_ms': ",
+                "'error.type': 'BudgetExceededError', 'palyra.budget.policy': 'tiny'}",
+                "  palyra.attempt [0.0 ms] {'outcome': 'skipped'}",
+            ],
+        ),
     ],
 )
 def test_capability_examples(

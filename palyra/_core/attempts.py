@@ -167,6 +167,7 @@ class Attempts:
         opener, reader = reading
         timeouts = request.extensions["timeout"] = _cut(base, ctx.left())
         local = adapter.local_transport(target)
+        ctx.sending()
         outcome = yield ProviderCall(target, request, opener is not None, local)
         assert outcome is not None
         response, error = _judge(candidate, adapter, outcome)

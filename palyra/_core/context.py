@@ -204,8 +204,8 @@ class CallContext:
     governance: Any = None
     routing: RoutingDecision | None = None  # smart routing's decision, if it ran
     # A stream's first chunk: when it came (ms from the start), and who is
-    # told at that moment (the observability layer's per-call state: it sets
-    # this, the core only calls it).
+    # told at that moment and when each attempt is sent (the observability
+    # layer's per-call state: it sets this, the core only calls it).
     first_token_ms: float | None = None
     observe: Any = None
 
@@ -236,6 +236,11 @@ class CallContext:
             self.first_token_ms = self.elapsed_ms()
             if self.observe is not None:
                 self.observe.first_token(self)
+
+    def sending(self) -> None:
+        """An attempt's request goes upstream now (its observer notes when)."""
+        if self.observe is not None:
+            self.observe.sending()
 
     def elapsed_ms(self) -> float:
         """Milliseconds since the call started."""

@@ -7,12 +7,16 @@ built into `CallEvent` objects (``events``) and handed to the callbacks by
 one dispatcher thread through a bounded queue (``dispatcher``): a slow or
 raising callback never slows or fails a call; one log line per call at
 INFO (``logs``) with ``[observability] log_calls``; Prometheus metrics
-counted from the events and written by palyra (``metrics``); and
-``client.observability`` itself (``facade``).
+counted from the events and written by palyra (``metrics``);
+OpenTelemetry spans and GenAI metrics with ``[observability] otel``: the
+call's path notes its trace (``tracing``), the events' thread makes the
+spans (their attributes: ``spans``) and records the metrics
+(``otel_metrics``); and ``client.observability`` itself (``facade``).
 
-May import: the leaves (``_exceptions``), ``_config``, ``_usage``,
-``_core``'s exports (the hooks' types and the call context),
-``_governance``'s id maker, and prometheus-client, lazily.
+May import: the leaves (``_exceptions``, ``_version``), ``_config``,
+``_usage``, ``_core``'s exports (the hooks' types and the call context),
+``_governance``'s id maker, and, lazily, prometheus-client and
+opentelemetry-api (never the SDK: the app chooses it).
 Never the core's internals: it joins a call through the hooks and the
 context's ``observe`` slot.
 

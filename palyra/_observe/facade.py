@@ -1,8 +1,9 @@
 """``client.observability``: delivery's counts, flushing, and the metrics.
 
 The observer (the hooks and the events' thread) is made with the client
-when it has ``on_event`` or ``[observability] log_calls``, or on first use
-of `Observability.metrics` (the ``/v1`` app's ``/metrics``).
+when it has ``on_event``, ``[observability] log_calls`` or OpenTelemetry
+on, or on first use of `Observability.metrics` (the ``/v1`` app's
+``/metrics``).
 """
 
 from __future__ import annotations
@@ -11,12 +12,13 @@ import threading
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
-from .._config import ObservabilityConfig
+from .._config import ObservabilityConfig, PalyraConfig
 from .._exceptions import InvalidRequestError
 from .dispatcher import EventDispatcher, ObservabilityStats
 from .logs import log_call
 from .metrics import CallMetrics
 from .observer import Observer
+from .tracing import Tracing
 
 __all__ = ["Observability"]
 
@@ -28,12 +30,15 @@ class Observability:
         on_event: ``Palyra(on_event=...)``: a callable, a list, or None.
         capture_content: ``Palyra(capture_content=...)``.
         hooks: The pipeline's hooks, for an observer made later.
-        config: The ``[observability]`` table.
+        config: The client's configuration (``[observability]``, and the
+            providers and models spans name).
         health: The client's ``health()`` (breaker metrics).
         budgets: Its budgets' ``status()`` (budget metrics).
+        otel: ``Palyra(otel=...)``: None for ``[observability] otel``.
 
     Raises:
         InvalidRequestError: an ``on_event`` that is not callable.
+        ConfigError: OpenTelemetry on without the ``otel`` extra.
     """
 
     def __init__(
@@ -41,20 +46,32 @@ class Observability:
         on_event: Any,
         capture_content: bool,
         hooks: Any,
-        config: ObservabilityConfig,
+        config: PalyraConfig,
         health: Callable[[], Iterable[Any]],
         budgets: Callable[[], Iterable[Any]],
+        otel: bool | None = None,
     ) -> None:
-        self._hooks, self._config = hooks, config
-        self._content = capture_content or config.capture_content
+        table: ObservabilityConfig = config.observability
+        self._hooks, self._config = hooks, table
+        self._content = capture_content or table.capture_content
         self._health, self._budgets = health, budgets
         self._lock = threading.Lock()
         self._metrics: CallMetrics | None = None
         self.observer: Observer | None = None
+        self.tracing: Tracing | None = None
+        """OpenTelemetry's side, when on (``/v1`` takes requests' trace
+        context through it)."""
+        if table.otel if otel is None else otel:
+            self.tracing = Tracing(
+                config.providers,
+                config.models,
+                health,
+                propagate=table.otel_propagate,
+            )  # imports opentelemetry-api, nothing more
         callbacks = _callbacks(on_event)
-        if config.log_calls:
+        if table.log_calls:
             callbacks.append(log_call)
-        if callbacks:
+        if callbacks or self.tracing is not None:
             self._observe(callbacks)
 
     def __repr__(self) -> str:
@@ -94,11 +111,16 @@ class Observability:
     def close(self, timeout: float = 5.0) -> bool:
         """Deliver what is queued, then stop (the client's ``close``)."""
         observer = self.observer
-        return True if observer is None else observer.dispatcher.close(timeout)
+        drained = True if observer is None else observer.dispatcher.close(timeout)
+        if self.tracing is not None:
+            self.tracing.close()
+        return drained
 
     def _observe(self, callbacks: list[Any]) -> None:
         dispatcher = EventDispatcher(callbacks, self._config.queue_size)
-        observer = Observer(dispatcher, capture_content=self._content)
+        observer = Observer(
+            dispatcher, capture_content=self._content, tracing=self.tracing
+        )
         observer.install(self._hooks)
         self.observer = observer
 

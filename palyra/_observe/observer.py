@@ -11,6 +11,11 @@ A call that the client makes again after a 401 (its OAuth token refreshed,
 ``palyra._calls``) is one call: `Observer.outer` spans both flows, so the
 second does not start again and the first one's 401 is not told unless it
 is the call's end.
+
+With OpenTelemetry on (`Tracing`), the start also starts the call's span,
+the dispatch hook carries its trace context upstream, the core tells when
+each attempt is sent (``CallContext.sending``), and the events' thread
+finishes the spans when it builds the call's last event.
 """
 
 from __future__ import annotations
@@ -29,6 +34,7 @@ from .._exceptions import AuthenticationError
 from .._governance import new_record_id
 from .dispatcher import EventDispatcher
 from .events import CallEvent
+from .tracing import Trace, Tracing
 
 __all__ = ["Observer"]
 
@@ -48,6 +54,7 @@ class _Outer:
         "retry",
         "started",
         "t0",
+        "trace",
     )
 
     def __init__(self, observer: Observer) -> None:
@@ -60,10 +67,13 @@ class _Outer:
         self.pending: tuple[Any, ...] | None = None  # a first flow's 401
         self.t0 = 0.0  # when the first flow started (perf_counter)
         self.prior_attempts = 0  # requests the first flow sent
+        self.trace: Trace | None = None  # the call's span, both flows'
 
     def made_again(self) -> None:
         """The client makes the call again after its 401: that 401 is not
         the call's end, and the next flow is the same call."""
+        if self.pending is not None and self.trace is not None:
+            self.trace.earlier.extend(self.pending[2].attempts)  # its attempts
         self.pending, self.retry = None, True
 
 
@@ -82,6 +92,7 @@ class _Watch:
         "prior_attempts",
         "provider",
         "since",
+        "trace",
     )
 
     def __init__(
@@ -94,10 +105,16 @@ class _Watch:
         self.ended = False
         self.since: float | None = None  # a call made again: its first start
         self.prior_attempts = 0
+        self.trace: Trace | None = None
 
     def first_token(self, ctx: CallContext) -> None:
         """The stream's first chunk (called by the core; never raises)."""
         self.observer.note("first_token", self, ctx, None)
+
+    def sending(self) -> None:
+        """An attempt's request goes upstream now (called by the core)."""
+        if self.trace is not None:
+            self.trace.sent.append(time.perf_counter())
 
 
 class Observer:
@@ -107,16 +124,26 @@ class Observer:
         dispatcher: Where the events go.
         capture_content: Put the request's messages and the answer's text
             in the events (off by default: content is never recorded).
+        tracing: OpenTelemetry's side, when it is on.
     """
 
-    def __init__(self, dispatcher: EventDispatcher, *, capture_content: bool) -> None:
+    def __init__(
+        self,
+        dispatcher: EventDispatcher,
+        *,
+        capture_content: bool,
+        tracing: Tracing | None = None,
+    ) -> None:
         self.dispatcher = dispatcher
         self.capture_content = capture_content
+        self.tracing = tracing
 
     def install(self, hooks: Any) -> None:
         """Join the pipeline: after routing (a start names the routed model)
         and after governance (an end carries usage and cost)."""
         hooks.route.append(self.started)
+        if self.tracing is not None and self.tracing.propagates:
+            hooks.before_dispatch.append(self.dispatching)
         hooks.after_completion.append(self.completed)
         hooks.after_failure.append(self.failed)
 
@@ -147,6 +174,7 @@ class Observer:
             outer.again = True
             watch = _Watch(self, outer.call_id, outer)
             watch.since, watch.prior_attempts = outer.t0, outer.prior_attempts
+            watch.trace = outer.trace
             ctx.observe = watch
             return None
         else:
@@ -154,8 +182,22 @@ class Observer:
             watch = _Watch(self, outer.call_id, outer)
         ctx.observe = watch
         watch.provider, watch.model = ctx.model.provider.id, ctx.model.id
+        if self.tracing is not None:
+            watch.trace = self._traced(ctx)
+            if watch.outer is not None:
+                watch.outer.trace = watch.trace
         self.note("start", watch, ctx, self._input(ctx))
         return None
+
+    def dispatching(self, ctx: CallContext, candidate: Any, request: Any) -> None:
+        """The dispatch hook: the call's trace context into the request."""
+        watch = ctx.observe
+        if isinstance(watch, _Watch) and watch.trace is not None:
+            assert self.tracing is not None
+            try:
+                self.tracing.carry(watch.trace, request)
+            except Exception:  # never into the call
+                self.tracing.failed("carrying the trace context upstream")
 
     def completed(self, ctx: CallContext, completion: Completion) -> None:
         """The call was served (or its stream closed early)."""
@@ -213,6 +255,16 @@ class Observer:
         else:
             latency = ctx.elapsed_ms()
         return (kind, watch, ctx, time.time(), extra, latency)
+
+    def _traced(self, ctx: CallContext) -> Trace | None:
+        assert self.tracing is not None
+        decision = ctx.routing
+        requested = ctx.model.id if decision is None else decision.requested
+        try:
+            return self.tracing.start(ctx, requested)
+        except Exception:  # never into the call: no span for this one
+            self.tracing.failed("noting a call's trace")
+            return None
 
     def _emit(self, arg: tuple[Any, ...]) -> None:
         try:
@@ -272,7 +324,21 @@ def _build(arg: tuple[Any, ...]) -> CallEvent:
             event.output = extra
         else:
             event.error_class = extra
+    if watch.trace is not None and kind != "first_token":
+        _trace(watch, event, ctx, at)
     return event
+
+
+def _trace(watch: _Watch, event: CallEvent, ctx: CallContext, at: float) -> None:
+    """The spans' part of a call's last note (on the events' thread): the
+    event is delivered whatever happens here."""
+    tracing, trace = watch.observer.tracing, watch.trace
+    assert tracing is not None
+    assert trace is not None
+    try:
+        tracing.finish(trace, event, ctx, at)
+    except Exception:
+        tracing.failed("making a call's spans and metrics")
 
 
 def _sent(ctx: CallContext) -> int:

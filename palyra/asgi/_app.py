@@ -94,6 +94,8 @@ class App:
             if ex.method == "OPTIONS":
                 await self._preflight(ex)
                 return
+        tracing = self.client.observability.tracing
+        trace = None if tracing is None else tracing.enter(ex.headers)
         try:
             await self._route(ex)
         except BaseException as exc:
@@ -111,6 +113,9 @@ class App:
             anthropic = path.startswith("/v1/messages")
             body = _anthropic.error_body(problem) if anthropic else problem.body()
             await ex.answer_json(problem.status, body, problem.headers)
+        finally:
+            if tracing is not None:  # the caller's trace context: this request's
+                tracing.leave(trace)
 
     async def _preflight(self, ex: Exchange) -> None:
         asked = ex.headers.get(

@@ -12,6 +12,7 @@ import pytest
 import palyra
 from tests.auth.authserver import AuthServer
 from tests.auth.test_oauth_client import HI, oauth_config, sign_in
+from tests.observe.conftest import Otel
 from tests.observe.test_events import Events
 from tests.upstream import Upstream
 
@@ -120,4 +121,35 @@ async def test_a_call_nested_in_another_is_a_call_of_its_own(
     assert list(inner_events.by_call().values()) == [["start", "end"]]
     assert set(outer_events.by_call()).isdisjoint(inner_events.by_call())
     other.close()
+    await c.aclose()
+
+
+async def test_a_call_made_again_is_one_span_with_both_attempts(
+    auth: AuthServer, provider: Upstream, tmp_path: Path, otel: Otel
+) -> None:
+    """The refused request and the one made after the refresh are two
+    attempts of one call's span."""
+    from opentelemetry.trace import StatusCode
+
+    config = oauth_config(auth, provider)
+    config["observability"] = {"otel": True}
+    c = palyra.Palyra(
+        config, secrets=palyra.MemorySecretStore(), home=tmp_path, ledger=False
+    )
+    sign_in(c, auth)
+    auth.expire_access_tokens()
+    await c.achat(HI)
+    spans = otel.spans(c)
+    (call,) = [s for s in spans if s.name.startswith("chat ")]
+    attempts = sorted(
+        (s for s in spans if s.parent and s.parent.span_id == call.context.span_id),
+        key=lambda s: s.start_time,
+    )
+    assert [a.attributes["palyra.attempt"] for a in attempts] == [1, 2]
+    assert attempts[0].attributes["http.response.status_code"] == 401
+    assert attempts[0].status.status_code is StatusCode.ERROR
+    assert attempts[1].attributes["palyra.attempt.outcome"] == "success"
+    assert call.attributes["palyra.outcome"] == "ok"
+    assert call.attributes["palyra.attempts"] == 2
+    assert call.start_time <= attempts[0].start_time < attempts[1].start_time
     await c.aclose()

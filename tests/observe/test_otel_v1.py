@@ -1,0 +1,114 @@
+"""The trace context of a ``/v1`` request, end to end: uvicorn on 127.0.0.1
+serving the app, the official ``openai`` SDK sending ``traceparent`` and
+``tracestate``, a loopback upstream recording what it received. The call's
+span is a child of the caller's span, and the upstream request carries the
+trace on."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import openai
+import pytest
+
+import palyra
+from palyra.asgi import create_app
+from tests.asgi.server import serving
+from tests.conftest import FAKE_KEY
+from tests.helpers import chunk_json, completion_json, upstream_config
+from tests.observe.conftest import Otel
+from tests.upstream import Reply, Upstream
+
+HI = [{"role": "user", "content": "say hi"}]
+TRACE_ID, SPAN_ID = "4bf92f3577b34da6a3ce929d0e0e4736", "00f067aa0ba902b7"
+INCOMING = f"00-{TRACE_ID}-{SPAN_ID}-01"
+STREAM = [chunk_json("Hel"), chunk_json("lo"), chunk_json(None, "stop"), "[DONE]"]
+
+
+@pytest.fixture
+def up(monkeypatch: pytest.MonkeyPatch) -> Iterator[Upstream]:
+    monkeypatch.setenv("UP_KEY", FAKE_KEY)
+    with Upstream(api_key=FAKE_KEY) as server:
+        yield server
+
+
+def served(up: Upstream, tmp_path: Path, propagate: str) -> Any:
+    config = upstream_config(up.base_url)
+    config["observability"] = {"otel": True, "otel_propagate": propagate}
+    client = palyra.Palyra(config, home=tmp_path, ledger=palyra.MemoryLedger())
+    _, secret = client.tokens.create("sdk")
+    return client, secret
+
+
+def call_span(otel: Otel, client: palyra.Palyra) -> Any:
+    (span,) = [s for s in otel.spans(client) if s.name == "chat gpt-4o-mini"]
+    return span
+
+
+@pytest.mark.parametrize("propagate", ["parent", "span"])
+def test_traceparent_is_honoured_and_carried_on(
+    up: Upstream, otel: Otel, tmp_path: Path, propagate: str
+) -> None:
+    client, secret = served(up, tmp_path, propagate)
+    up.enqueue(Reply(json=completion_json("hi")), Reply(sse=STREAM))
+    headers = {"traceparent": INCOMING, "tracestate": "congo=t61rcWkgMzE"}
+    with serving(create_app(client)) as base_url:
+        sdk = openai.OpenAI(api_key=secret, base_url=base_url, max_retries=0)
+        reply = sdk.chat.completions.create(
+            model="gpt-4o-mini", messages=HI, extra_headers=headers
+        )
+        assert reply.choices[0].message.content == "hi"
+        chunks = sdk.chat.completions.create(
+            model="gpt-4o-mini", messages=HI, stream=True, extra_headers=headers
+        )
+        assert "".join(c.choices[0].delta.content or "" for c in chunks) == "Hello"
+    spans = [s for s in otel.spans(client) if s.name == "chat gpt-4o-mini"]
+    assert len(spans) == 2
+    for span, sent in zip(spans, up.requests, strict=True):
+        assert f"{span.context.trace_id:032x}" == TRACE_ID  # the caller's trace
+        assert span.parent is not None
+        assert f"{span.parent.span_id:016x}" == SPAN_ID  # the caller's span
+        assert span.parent.is_remote
+        if propagate == "parent":
+            assert sent.headers["traceparent"] == INCOMING
+        else:
+            ids = span.context
+            assert sent.headers["traceparent"] == (
+                f"00-{TRACE_ID}-{ids.span_id:016x}-{ids.trace_flags:02x}"
+            )
+        assert sent.headers["tracestate"] == "congo=t61rcWkgMzE"
+    client.close()
+
+
+def test_without_traceparent_the_call_is_a_root(
+    up: Upstream, otel: Otel, tmp_path: Path
+) -> None:
+    client, secret = served(up, tmp_path, "parent")
+    up.enqueue(Reply(json=completion_json("hi")))
+    with serving(create_app(client)) as base_url:
+        sdk = openai.OpenAI(api_key=secret, base_url=base_url, max_retries=0)
+        sdk.chat.completions.create(model="gpt-4o-mini", messages=HI)
+    assert call_span(otel, client).parent is None
+    assert "traceparent" not in up.requests[-1].headers
+    client.close()
+
+
+def test_a_malformed_traceparent_is_ignored(
+    up: Upstream, otel: Otel, tmp_path: Path
+) -> None:
+    """A bad header is nobody's trace: the call is a root, and answered."""
+    client, secret = served(up, tmp_path, "parent")
+    up.enqueue(Reply(json=completion_json("hi")))
+    with serving(create_app(client)) as base_url:
+        sdk = openai.OpenAI(api_key=secret, base_url=base_url, max_retries=0)
+        reply = sdk.chat.completions.create(
+            model="gpt-4o-mini",
+            messages=HI,
+            extra_headers={"traceparent": "00-zz-not-a-trace"},
+        )
+        assert reply.choices[0].message.content == "hi"
+    assert call_span(otel, client).parent is None
+    assert "traceparent" not in up.requests[-1].headers
+    client.close()
