@@ -73,6 +73,8 @@ class ObservabilityStats:
         dropped: Events not queued: the queue was full.
         callback_errors: Callback runs that raised.
         queued: Events waiting now.
+        otel_failures: With OpenTelemetry on, calls whose trace or spans
+            palyra failed to make (logged once; never the call's failure).
     """
 
     emitted: int
@@ -80,6 +82,7 @@ class ObservabilityStats:
     dropped: int
     callback_errors: int
     queued: int
+    otel_failures: int = 0
 
 
 class EventDispatcher:

@@ -8,6 +8,7 @@ on, or on first use of `Observability.metrics` (the ``/v1`` app's
 
 from __future__ import annotations
 
+import dataclasses
 import threading
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any
@@ -80,10 +81,14 @@ class Observability:
 
     def stats(self) -> ObservabilityStats:
         """Events emitted, delivered, dropped (a full queue), callback errors,
-        and waiting now (all 0 when nothing observes the calls)."""
+        waiting now, and OpenTelemetry's failures (all 0 when nothing
+        observes the calls)."""
         if self.observer is None:
             return ObservabilityStats(0, 0, 0, 0, 0)
-        return self.observer.dispatcher.stats()
+        stats = self.observer.dispatcher.stats()
+        if self.tracing is None:
+            return stats
+        return dataclasses.replace(stats, otel_failures=self.tracing.failures)
 
     def metrics(self, labels: Sequence[str] = ()) -> CallMetrics:
         """The client's Prometheus metrics (the ``metrics`` extra), counted

@@ -11,6 +11,7 @@ import json
 import os
 import pty
 import select
+import signal
 import subprocess
 import sys
 import time
@@ -229,6 +230,11 @@ class Terminal:
     def __init__(self, args: list[str], env: dict[str, str]) -> None:
         self.pid, self.fd = pty.fork()
         if self.pid == 0:  # the child
+            # As a shell starts a command: ^C's signal at its default and not
+            # blocked, whatever the test process did to its own (an ignored
+            # or blocked SIGINT is inherited through exec).
+            signal.signal(signal.SIGINT, signal.SIG_DFL)
+            signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
             command = [sys.executable, "-m", "palyra", *args]
             os.execve(sys.executable, command, env)  # noqa: S606 - no shell wanted
         self.seen = ""

@@ -430,6 +430,7 @@ def test_a_tracing_failure_never_touches_a_call(
     assert c.flush(5)
     assert events.kinds() == ["start", "end", "start", "end"]  # delivered
     assert tracing.failures == 4  # each call's trace carried, each one's spans
+    assert c.observability.stats().otel_failures == 4
     said = [r for r in caplog.records if "said once" in r.getMessage()]
     assert len(said) == 1
     c.close()
