@@ -496,3 +496,27 @@ def test_nothing_of_opentelemetry_loads_unless_asked() -> None:
         [sys.executable, "-c", code], capture_output=True, text=True, check=True
     )
     assert result.stdout.strip() == "[]"
+
+
+def test_routing_is_told_on_the_span(otel: Otel) -> None:
+    """Enforced routing: the span is named for what the caller asked, its
+    served model is routing's choice, and palyra.routing.* say why."""
+    from tests.routing.registry import SHORT, registry
+
+    config = registry(mode="enforced")
+    config["observability"] = {"otel": True}
+    c = palyra.Palyra(config, ledger=False)
+    reply = c.chat(SHORT)
+    decision = reply.palyra.routing
+    assert decision is not None
+    (call,) = [s for s in otel.spans(c) if s.name.startswith("chat ")]
+    a = dict(call.attributes)
+    assert call.name == f"chat {decision.requested}"
+    assert a["gen_ai.request.model"] == decision.requested == "mid"
+    assert a["palyra.model"] == decision.chosen == reply.palyra.model
+    assert a["palyra.routing.mode"] == "enforced"
+    assert a["palyra.routing.tier"] == decision.tier
+    assert a["palyra.routing.chosen"] == decision.chosen
+    assert a["palyra.routing.requested"] == "mid"
+    assert a["palyra.routing.score"] == pytest.approx(decision.score, abs=1e-4)
+    c.close()

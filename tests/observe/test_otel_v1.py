@@ -79,6 +79,9 @@ def test_traceparent_is_honoured_and_carried_on(
                 f"00-{TRACE_ID}-{ids.span_id:016x}-{ids.trace_flags:02x}"
             )
         assert sent.headers["tracestate"] == "congo=t61rcWkgMzE"
+    dumped = " ".join(s.to_json() for s in otel.exporter.get_finished_spans())
+    assert secret not in dumped  # the caller's token
+    assert FAKE_KEY not in dumped  # the upstream's key
     client.close()
 
 
