@@ -102,8 +102,11 @@ class Stream(_StreamBase):
         # dropping the stream finalizes it at once (no cycle for the GC).
         self._chunks = _read(session, response)
 
-    def __iter__(self) -> Generator[ChatCompletionChunk, None, None]:
-        return self._chunks
+    def __iter__(self) -> Stream:
+        # Itself, not its generator: ``for chunk in client.stream(...)`` then
+        # holds the stream, whose finalizer would otherwise take it for one
+        # dropped unread and close its response while the loop reads.
+        return self
 
     def __next__(self) -> ChatCompletionChunk:
         return next(self._chunks)
@@ -148,8 +151,11 @@ class AsyncStream(_StreamBase):
         self._loop = running_loop()
         self._chunks = _aread(session, response, ending)
 
-    def __aiter__(self) -> AsyncGenerator[ChatCompletionChunk, None]:
-        return self._chunks
+    def __aiter__(self) -> AsyncStream:
+        # Itself, as `Stream.__iter__`: ``async for chunk in await
+        # client.astream(...)`` kept only the generator, and the stream's
+        # finalizer closed the response on the loop mid-read.
+        return self
 
     async def __anext__(self) -> ChatCompletionChunk:
         return await anext(self._chunks)

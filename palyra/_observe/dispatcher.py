@@ -60,7 +60,17 @@ def _at_exit() -> None:
 
 
 os.register_at_fork(after_in_child=_after_fork)
-atexit.register(_at_exit)
+# At exit, before atexit's handlers where CPython allows it (concurrent.futures
+# does the same): an OpenTelemetry provider made after palyra was imported
+# shuts down in its own atexit handler, which atexit's order would run first,
+# and the last calls' spans would find it closed.
+_before_atexit = getattr(threading, "_register_atexit", None)
+try:
+    if _before_atexit is None:
+        raise RuntimeError
+    _before_atexit(_at_exit)
+except RuntimeError:  # not this Python, or the interpreter is already exiting
+    atexit.register(_at_exit)
 
 
 @dataclass(frozen=True, slots=True)
@@ -126,21 +136,22 @@ class EventDispatcher:
         self._thread, self._idle, self._busy, self._loop = None, True, 0, None
         self._hurry = 0
 
-    def emit(self, build: Callable[[Any], CallEvent], arg: Any) -> None:
+    def emit(self, build: Callable[[Any], CallEvent], arg: Any) -> bool:
         """Queue an event (built later by the thread); never blocks, and
         takes no lock while the thread is at work (a deque's append is
-        atomic): a call pays an append."""
+        atomic): a call pays an append. False: it was dropped."""
         queue = self._queue
         if len(queue) >= self._limit or self._closed:
             with self._wake:
                 self.dropped += 1
-            return
+            return False
         queue.append((build, arg))
-        if self._idle:
+        if self._idle or len(queue) == self._half:  # asleep, or half full
             with self._wake:
                 if self._thread is None and not self._closed:
-                    self._start()
+                    return self._start()
                 self._wake.notify()
+        return True
 
     def add(self, callback: Callable[[CallEvent], Any]) -> None:
         """One more callback (for the events not delivered yet)."""
@@ -192,15 +203,16 @@ class EventDispatcher:
 
     # -- the thread -------------------------------------------------------------
 
-    def _start(self) -> None:
+    def _start(self) -> bool:
         thread = threading.Thread(target=self._work, name="palyra-events", daemon=True)
         try:
             thread.start()
         except RuntimeError:  # no thread now (interpreter exit, none left)
             self._queue.clear()  # dropped, counted: a call never fails here
             self.dropped += 1
-            return
+            return False
         self._thread = thread
+        return True
 
     def _work(self) -> None:
         try:

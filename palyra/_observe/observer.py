@@ -249,7 +249,7 @@ class Observer:
         if kind == "start":
             latency = None
         elif kind == "first_token":
-            latency = ctx.first_token_ms
+            latency = _ttft(watch, ctx)
         elif watch.since is not None:  # the call's time, both flows
             latency = (time.perf_counter() - watch.since) * 1000
         else:
@@ -268,9 +268,21 @@ class Observer:
 
     def _emit(self, arg: tuple[Any, ...]) -> None:
         try:
-            self.dispatcher.emit(_build, arg)
+            if not self.dispatcher.emit(_build, arg):
+                self._lost(arg)
         except Exception:  # never into the call (nor a stream's parser)
             logger.exception("palyra: noting a call event failed")
+
+    def _lost(self, arg: tuple[Any, ...]) -> None:
+        """A dropped note: a call's last one takes its spans with it, but a
+        span already started must still end."""
+        kind, watch = arg[0], arg[1]
+        if kind not in ("start", "first_token") and watch.trace is not None:
+            assert self.tracing is not None
+            try:
+                self.tracing.dropped(watch.trace, kind)
+            except Exception:
+                self.tracing.failed("ending a dropped call's span")
 
     def _input(self, ctx: CallContext) -> Any:
         if not self.capture_content:
@@ -310,7 +322,7 @@ def _build(arg: tuple[Any, ...]) -> CallEvent:
         provider=watch.provider if kind == "start" else ctx.model.provider.id,
         model=watch.model if kind == "start" else ctx.model.id,
         requested_model=requested.id if decision is None else decision.requested,
-        ttft_ms=None if kind == "start" else ctx.first_token_ms,
+        ttft_ms=None if kind == "start" else _ttft(watch, ctx),
         latency_ms=latency,
         routing=None if decision is None else json.loads(decision.summary()),
     )
@@ -339,6 +351,15 @@ def _trace(watch: _Watch, event: CallEvent, ctx: CallContext, at: float) -> None
         tracing.finish(trace, event, ctx, at)
     except Exception:
         tracing.failed("making a call's spans and metrics")
+
+
+def _ttft(watch: _Watch, ctx: CallContext) -> float | None:
+    """A stream's time to its first chunk, from the call's start: the
+    first flow's, for a call made again after a 401."""
+    ttft = ctx.first_token_ms
+    if ttft is None or watch.since is None:
+        return ttft
+    return (ctx.started - watch.since) * 1000 + ttft
 
 
 def _sent(ctx: CallContext) -> int:

@@ -55,7 +55,7 @@ class OtelMetrics:
             if hasattr(health, "__self__")
             else lambda: health
         )
-        self._observation = observation
+        self.observation = observation
         self.duration = meter.create_histogram(
             "gen_ai.client.operation.duration",
             unit="s",
@@ -136,21 +136,30 @@ class OtelMetrics:
 
     def close(self) -> None:
         """The client closed: its breakers are no longer reported."""
-        _LIVE.discard(self)
+        with _GAUGE:
+            _LIVE.discard(self)
 
-    def observations(self) -> Iterator[Any]:
-        """The client's breakers, now."""
+    def states(self) -> Iterator[tuple[tuple[str, str], int]]:
+        """The client's breakers now, by provider and model."""
         health = self._health()
         if health is None:
             return
         for model in health():
-            yield self._observation(
-                _BREAKER[model.state],
-                {"palyra.provider": model.provider, "palyra.model": model.model},
-            )
+            yield (model.provider, model.model), _BREAKER[model.state]
 
 
 def _breakers(options: Any) -> Iterator[Any]:
-    """The gauge's callback (on the app's metric reader's thread)."""
-    for metrics in list(_LIVE):
-        yield from metrics.observations()
+    """The gauge's callback (on the app's metric reader's thread): each
+    model's worst state over the open clients (two clients of the same
+    model are one series)."""
+    with _GAUGE:  # clients come and go on other threads
+        live = list(_LIVE)
+    worst: dict[tuple[str, str], int] = {}
+    observation = None
+    for metrics in live:
+        observation = metrics.observation
+        for key, state in metrics.states():
+            worst[key] = max(state, worst.get(key, 0))
+    for (provider, model), state in worst.items():
+        assert observation is not None
+        yield observation(state, {"palyra.provider": provider, "palyra.model": model})

@@ -78,7 +78,6 @@ def call_attributes(
         "gen_ai.operation.name": event.operation,
         "gen_ai.provider.name": provider_of(served.provider.id),
         "gen_ai.request.model": event.requested_model or served.id,
-        "gen_ai.response.model": getattr(ctx.result, "model", None) or served.upstream,
         "palyra.call_id": event.call_id,
         "palyra.outcome": _OUTCOME.get(event.kind, event.kind),
         "palyra.provider": served.provider.id,
@@ -87,6 +86,9 @@ def call_attributes(
     }
     if event.stream:
         attrs["palyra.stream"] = True
+    if ctx.result is not None or _answered(ctx):  # not when nothing answered
+        model = getattr(ctx.result, "model", None) or served.upstream
+        attrs["gen_ai.response.model"] = model
     response_id = getattr(ctx.result, "id", None)
     if isinstance(response_id, str) and response_id:
         attrs["gen_ai.response.id"] = response_id
@@ -144,6 +146,12 @@ def attempt_attributes(
     if attempt.request_id:
         attrs["palyra.upstream.request_id"] = attempt.request_id
     return attrs
+
+
+def _answered(ctx: Any) -> bool:
+    """Whether the last attempt's answer began (a 2xx head)."""
+    status = ctx.attempts[-1].status_code if ctx.attempts else None
+    return status is not None and 200 <= status < 300
 
 
 def _finish_reasons(result: Any) -> tuple[str, ...]:

@@ -40,6 +40,7 @@ __all__ = ["Propagate", "Trace", "Tracing"]
 logger = logging.getLogger("palyra")
 
 Propagate = Literal["parent", "span", "none"]
+_OUTCOMES = {"end": "ok", "error": "error", "cancelled": "cancelled"}
 
 
 class Trace:
@@ -108,6 +109,7 @@ class Tracing:
                 ]
             ) from None
         self._trace, self._context, self._extract = trace, context, carry.extract
+        self._textmap = carry.get_global_textmap
         self._propagate = propagate
         self._client_kind = trace.SpanKind.CLIENT
         self.failures = 0  # spans or metrics that could not be made (a bug)
@@ -169,40 +171,69 @@ class Tracing:
             request.headers[name] = value
 
     def enter(self, headers: Mapping[str, str]) -> object | None:
-        """A ``/v1`` request's trace context made current (None: there is
-        none, or a span of the app's own, an ASGI middleware's, is current
-        and already its child)."""
-        if self._trace.get_current_span().get_span_context().is_valid:
+        """A ``/v1`` request's trace context made current, as the app's
+        propagator reads it (W3C's by default); None: there is none, or a
+        span of the app's own (an ASGI middleware's) is current, already
+        the request's. A propagator that raises is counted, never the
+        request's failure."""
+        try:
+            if self._trace.get_current_span().get_span_context().is_valid:
+                return None
+            fields = self._textmap().fields
+            if not any(name in headers for name in fields):
+                return None
+            return self._context.attach(self._extract(headers))
+        except Exception:
+            self.failed("taking a /v1 request's trace context")
             return None
-        if "traceparent" not in headers:
-            return None
-        return self._context.attach(self._extract(headers))
 
     def leave(self, token: Any) -> None:
         """Undo `enter`."""
         if token is not None:
-            self._context.detach(token)
+            try:
+                self._context.detach(token)
+            except Exception:
+                self.failed("leaving a /v1 request's trace context")
 
     # -- on the events' thread -------------------------------------------------
 
     def finish(self, trace: Trace, event: CallEvent, ctx: Any, at: float) -> None:
         """The call ended at ``at`` (epoch seconds): its span, its attempts'
-        spans, its attributes and end, and the metrics."""
+        spans, its attributes and end, and the metrics. Each part on its
+        own: an app's span processor that raises loses no other."""
         end = int(at * 1e9)
         attrs = call_attributes(event, ctx, self.provider_of)
+        try:
+            self.metrics.record(event, attrs)
+        except Exception:
+            self.failed("recording a call's metrics")
         span = self._opened(trace)
-        self._attempts(trace, ctx, end, bool(event.stream))
-        span.update_name(f"{event.operation} {attrs['gen_ai.request.model']}")
-        span.set_attributes(attrs)
-        if event.ttft_ms is not None:
-            first = trace.start + int(event.ttft_ms * 1e6)
-            span.add_event("gen_ai.first_chunk", timestamp=first)
-        if event.kind == "error":
-            span.set_status(
-                self._trace.Status(self._trace.StatusCode.ERROR, attrs["error.type"])
-            )
-        span.end(end_time=end)
-        self.metrics.record(event, attrs)
+        try:
+            self._attempts(trace, ctx, end, bool(event.stream))
+            span.update_name(f"{event.operation} {attrs['gen_ai.request.model']}")
+            span.set_attributes(attrs)
+            if event.ttft_ms is not None:
+                first = trace.start + int(event.ttft_ms * 1e6)
+                span.add_event("gen_ai.first_chunk", timestamp=first)
+            if event.kind == "error":
+                span.set_status(
+                    self._trace.Status(
+                        self._trace.StatusCode.ERROR, attrs["error.type"]
+                    )
+                )
+        finally:
+            span.end(end_time=end)
+
+    def dropped(self, trace: Trace, kind: str) -> None:
+        """A call's last event found the queue full (or closed): a span
+        already started (``otel_propagate = "span"``) is ended now, bare,
+        rather than never (the upstream was told of it)."""
+        span = trace.span
+        if span is None:
+            return
+        span.set_attribute("palyra.outcome", _OUTCOMES.get(kind, kind))
+        span.set_attribute("palyra.dropped", True)
+        span.end()
 
     def _opened(self, trace: Trace) -> Any:
         """The call's span, started now if it was not yet."""
@@ -228,13 +259,21 @@ class Tracing:
                 moment = next(sent, None)
                 start = cursor if moment is None else trace.ns(moment)
                 stop = start + int(record.latency_ms * 1e6)
-                if stream and record.outcome == "success" and number == len(records):
-                    stop = end  # the stream it opened lasted until the end
-            self._attempt(parent, number, record, start, min(stop, end))
+                if stream and number == len(records) and _opened_stream(record):
+                    stop = end  # the stream it opened lasted until the end (or cut)
+            self._guarded(parent, number, record, start, min(stop, end))
             cursor = stop
         for moment in sent:  # sent, never answered: the call ended first
             number += 1
-            self._attempt(parent, number, None, trace.ns(moment), end)
+            self._guarded(parent, number, None, trace.ns(moment), end)
+
+    def _guarded(
+        self, parent: Any, number: int, record: Any, start: int, stop: int
+    ) -> None:
+        try:
+            self._attempt(parent, number, record, start, stop)
+        except Exception:
+            self.failed("making an attempt's span")
 
     def _attempt(
         self, parent: Any, number: int, record: Any, start: int, stop: int
@@ -253,6 +292,13 @@ class Tracing:
             )
             span.set_status(status)
         span.end(end_time=max(stop, start))
+
+
+def _opened_stream(record: Any) -> bool:
+    """Whether an attempt opened a stream (its answer's head was a 2xx:
+    served, or cut once it had begun)."""
+    status = record.status_code
+    return status is not None and 200 <= status < 300
 
 
 def _trace_context(span: Any) -> dict[str, str]:

@@ -153,3 +153,45 @@ async def test_a_call_made_again_is_one_span_with_both_attempts(
     assert call.attributes["palyra.attempts"] == 2
     assert call.start_time <= attempts[0].start_time < attempts[1].start_time
     await c.aclose()
+
+
+async def test_a_stream_made_again_dates_its_first_chunk_from_the_call(
+    auth: AuthServer, provider: Upstream, tmp_path: Path, otel: Otel
+) -> None:
+    """The first chunk came on the second attempt: its event and time to
+    first chunk count from the call's start, after that attempt was sent."""
+    from tests.helpers import chunk_json
+    from tests.upstream import Reply
+
+    config = oauth_config(auth, provider)
+    config["observability"] = {"otel": True}
+    events = Events()
+    c = palyra.Palyra(
+        config,
+        secrets=palyra.MemorySecretStore(),
+        home=tmp_path,
+        ledger=False,
+        on_event=events,
+    )
+    sign_in(c, auth)
+    auth.expire_access_tokens()
+    chunks = [chunk_json("Hel"), chunk_json("lo"), chunk_json(None, "stop"), "[DONE]"]
+    provider.enqueue(Reply(sse=chunks, chunk_delay=0.05))
+    with c.stream(HI) as s:
+        for _ in s:
+            pass
+    spans = otel.spans(c)
+    (call,) = [s for s in spans if s.name.startswith("chat ")]
+    attempts = sorted(
+        (s for s in spans if s.parent and s.parent.span_id == call.context.span_id),
+        key=lambda s: s.start_time,
+    )
+    (first,) = call.events
+    assert first.timestamp >= attempts[-1].start_time
+    ttft = call.attributes["palyra.ttft_ms"]
+    assert (first.timestamp - call.start_time) / 1e6 == pytest.approx(ttft, abs=0.01)
+    first_token = next(e for e in events.seen if e.kind == "first_token")
+    assert first_token.ttft_ms == events.seen[-1].ttft_ms
+    assert first_token.ttft_ms == pytest.approx(ttft, abs=0.001)
+    assert ttft <= events.seen[-1].latency_ms
+    c.close()

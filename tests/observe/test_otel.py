@@ -520,3 +520,153 @@ def test_routing_is_told_on_the_span(otel: Otel) -> None:
     assert a["palyra.routing.requested"] == "mid"
     assert a["palyra.routing.score"] == pytest.approx(decision.score, abs=1e-4)
     c.close()
+
+
+class Counting:
+    """A span processor of the app's: which spans started, which ended."""
+
+    def __init__(self, fail_on: str | None = None) -> None:
+        self.started: dict[int, str] = {}
+        self.ended: set[int] = set()
+        self.fail_on = fail_on
+
+    def on_start(self, span: Any, parent_context: Any = None) -> None:
+        self.started[span.context.span_id] = span.name
+        if span.name == self.fail_on:
+            raise RuntimeError("an app's span processor, broken")
+
+    def on_end(self, span: Any) -> None:
+        self.ended.add(span.context.span_id)
+
+    def _on_ending(self, span: Any) -> None:
+        pass
+
+    def shutdown(self) -> None:
+        pass
+
+    def force_flush(self, timeout_millis: int = 30000) -> bool:
+        return True
+
+
+@pytest.fixture
+def counting() -> Iterator[Counting]:
+    from opentelemetry import trace
+
+    made = Counting()
+    provider: Any = trace.get_tracer_provider()
+    provider.add_span_processor(made)
+    yield made
+    made.fail_on = None  # the provider keeps it: harmless from now on
+
+
+@pytest.mark.parametrize("driver", DRIVERS)
+async def test_a_stream_cut_mid_way_its_attempt_lasts_until_the_cut(
+    up: Upstream, otel: Otel, driver: str
+) -> None:
+    c = palyra.Palyra(priced(up), ledger=False)
+    up.enqueue(Reply(sse=STREAM, chunk_delay=0.1, cut_after=3))
+    with pytest.raises(palyra.APIConnectionError):
+        await drain(await stream(c, driver))
+    spans = otel.spans(c)
+    (call,) = by_name(spans)["chat gpt-4o-mini"]
+    (attempt,) = children(spans, call)
+    assert call.attributes["error.type"] == "StreamInterruptedError"
+    assert (call.end_time - call.start_time) / 1e6 >= 200  # 3 chunks 100 ms apart
+    assert attempt.end_time == call.end_time  # its request was out until the cut
+    await c.aclose()
+
+
+def test_a_started_span_ends_even_when_its_end_is_dropped(
+    otel: Otel, counting: Counting
+) -> None:
+    """With "span", the call's span starts on the call's path and the
+    upstream is told of it: a full queue must not leave it open forever."""
+    import time
+
+    config = {
+        "observability": {"otel": True, "otel_propagate": "span", "queue_size": 2}
+    }
+    c = palyra.Palyra(config, ledger=False, on_event=lambda e: time.sleep(0.2))
+    for _ in range(4):
+        c.chat(HI_)
+    assert c.flush(5)
+    assert c.observability.stats().dropped > 0
+    calls = {k for k, name in counting.started.items() if name.startswith("chat ")}
+    assert len(calls) == 4
+    assert calls <= counting.ended
+    c.close()
+
+
+def test_a_raising_span_processor_loses_no_other_part(
+    otel: Otel, counting: Counting
+) -> None:
+    counting.fail_on = "palyra.attempt"
+    c = palyra.Palyra({"observability": {"otel": True}}, ledger=False)
+    assert c.chat(HI_).choices[0].message.content
+    assert c.flush(5)
+    calls = {k for k, name in counting.started.items() if name.startswith("chat ")}
+    assert len(calls) == 1
+    assert calls <= counting.ended  # the call's span still ended
+    assert otel.points()["gen_ai.client.operation.duration"]  # metrics recorded
+    assert c.observability.stats().otel_failures == 1
+    c.close()
+
+
+def test_the_breaker_gauge_reports_each_models_worst_state(otel: Otel) -> None:
+    """Two clients of the same model: one's breaker open, the gauge says
+    open; a closed client leaves it."""
+    a = palyra.Palyra({"observability": {"otel": True}}, ledger=False)
+    b = palyra.Palyra({"observability": {"otel": True}}, ledger=False)
+    for c in (a, b):
+        c.chat(HI_)
+    real = a._pipeline.health.snapshot
+    a._pipeline.health.snapshot = lambda: [  # type: ignore[method-assign]
+        h.model_copy(update={"state": "open"}) for h in real()
+    ]
+    key = (("palyra.model", "deterministic-chat"), ("palyra.provider", "deterministic"))
+
+    def gauge() -> dict[Any, Any]:
+        return {
+            tuple(sorted(p.attributes.items())): p.value
+            for p in otel.points().get("palyra.breaker.state", [])
+        }
+
+    assert gauge()[key] == 2
+    a.close()
+    assert gauge()[key] == 0
+    b.close()
+    assert key not in gauge()
+
+
+def test_the_breaker_gauge_holds_while_clients_come_and_go(otel: Otel) -> None:
+    import threading
+
+    from opentelemetry import metrics
+
+    from palyra._observe.otel_metrics import OtelMetrics, _breakers
+
+    meter = metrics.get_meter("palyra-churn")
+    stop = threading.Event()
+
+    def churn() -> None:
+        made: list[OtelMetrics] = []
+        while not stop.is_set():
+            made.append(OtelMetrics(meter, list, metrics.Observation))
+            if len(made) > 20:
+                made.pop(0).close()
+        for m in made:
+            m.close()
+
+    threads = [threading.Thread(target=churn) for _ in range(2)]
+    switch = sys.getswitchinterval()
+    sys.setswitchinterval(1e-5)
+    try:
+        for t in threads:
+            t.start()
+        for _ in range(3000):
+            list(_breakers(None))  # raised "Set changed size" before
+    finally:
+        stop.set()
+        for t in threads:
+            t.join(10)
+        sys.setswitchinterval(switch)

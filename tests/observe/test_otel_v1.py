@@ -115,3 +115,66 @@ def test_a_malformed_traceparent_is_ignored(
     assert call_span(otel, client).parent is None
     assert "traceparent" not in up.requests[-1].headers
     client.close()
+
+
+def test_the_callers_context_is_left_as_it_was_and_a_bad_propagator_is_harmless(
+    tmp_path: Path, otel: Otel
+) -> None:
+    """Each request's trace context is its own (plain, streamed, refused,
+    unreadable), and a propagator of the app's that raises costs the trace,
+    never the request."""
+    import asyncio
+
+    import httpx
+    from opentelemetry import context, propagate
+    from opentelemetry.propagators.textmap import TextMapPropagator
+
+    client = palyra.Palyra(
+        {"observability": {"otel": True}}, home=tmp_path, ledger=False
+    )
+    _, secret = client.tokens.create("sdk")
+    app = create_app(client)
+    hdr = {"authorization": f"Bearer {secret}", "traceparent": INCOMING}
+    ask = {"model": "deterministic-chat", "messages": HI}
+
+    async def requests() -> list[int]:
+        async with httpx.AsyncClient(
+            transport=httpx.ASGITransport(app=app), base_url="http://p"
+        ) as http:
+            before = context.get_current()
+            codes = []
+            for body in (ask, {**ask, "stream": True}, {"model": "nope"}, None):
+                if body is None:
+                    r = await http.post(
+                        "/v1/chat/completions", headers=hdr, content=b"{not json"
+                    )
+                else:
+                    r = await http.post("/v1/chat/completions", headers=hdr, json=body)
+                codes.append(r.status_code)
+                assert context.get_current() == before
+            return codes
+
+    assert asyncio.run(requests()) == [200, 200, 400, 400]
+    calls = [s for s in otel.spans(client) if s.name.startswith("chat ")]
+    assert len(calls) == 2
+    assert all(f"{s.parent.span_id:016x}" == SPAN_ID for s in calls)
+
+    class Broken(TextMapPropagator):
+        def extract(self, carrier: Any, context: Any = None, getter: Any = None) -> Any:
+            raise ValueError("a propagator of the app's, broken")
+
+        def inject(self, carrier: Any, context: Any = None, setter: Any = None) -> None:
+            pass
+
+        @property
+        def fields(self) -> set[str]:
+            return {"traceparent"}
+
+    old = propagate.get_global_textmap()
+    propagate.set_global_textmap(Broken())
+    try:
+        assert asyncio.run(requests())[:2] == [200, 200]
+    finally:
+        propagate.set_global_textmap(old)
+    assert client.observability.stats().otel_failures >= 1
+    client.close()
