@@ -15,14 +15,16 @@ agent id, through ``palyra._core``), pydantic and the standard library
 (``sqlite3`` only when the file is first used). Never another subsystem.
 
 Exports to the rest of palyra: `TokenService`, `TokenInfo`, `APITokenError`,
-`TOKEN_SCOPES`, and the rate-limit seam (`RateLimiter`, `RateWindows`).
+`TOKEN_SCOPES`, `DEFAULT_SCOPES`, and the rate-limit seam (`RateLimiter`,
+`RateWindows`).
 """
 
 from .limits import RateLimiter, RateWindows
 from .service import TokenService
-from .tokens import TOKEN_SCOPES, APITokenError, TokenInfo
+from .tokens import DEFAULT_SCOPES, TOKEN_SCOPES, APITokenError, TokenInfo
 
 __all__ = [
+    "DEFAULT_SCOPES",
     "TOKEN_SCOPES",
     "APITokenError",
     "RateLimiter",

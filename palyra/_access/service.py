@@ -16,7 +16,7 @@ from typing import Any, TypeVar
 from .limits import RateLimiter, RateWindows
 from .store import TokenStore
 from .tokens import (
-    TOKEN_SCOPES,
+    DEFAULT_SCOPES,
     APITokenError,
     TokenInfo,
     checked_agent,
@@ -71,7 +71,7 @@ class TokenService:
         self,
         name: str,
         *,
-        scopes: Iterable[str] = TOKEN_SCOPES,
+        scopes: Iterable[str] = DEFAULT_SCOPES,
         agent: str | None = None,
         rate_limit: int | None = None,
         expires_at: datetime | None = None,
@@ -81,7 +81,8 @@ class TokenService:
         Args:
             name: What it is for (1-128 characters).
             scopes: What it may call: ``chat``, ``embeddings``, ``audio``,
-                ``models`` (all by default).
+                ``models`` (these four by default), and ``admin`` (the
+                console; only when named).
             agent: Every call through it runs as this agent.
             rate_limit: Requests per minute (None: no limit).
             expires_at: When it stops working (aware; None: never).
@@ -194,7 +195,7 @@ class TokenService:
         self,
         name: str,
         *,
-        scopes: Iterable[str] = TOKEN_SCOPES,
+        scopes: Iterable[str] = DEFAULT_SCOPES,
         agent: str | None = None,
         rate_limit: int | None = None,
         expires_at: datetime | None = None,

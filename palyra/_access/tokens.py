@@ -25,6 +25,7 @@ from .._exceptions import InvalidRequestError, PalyraError
 from .._utils import shown
 
 __all__ = [
+    "DEFAULT_SCOPES",
     "PREFIX",
     "TOKEN_SCOPES",
     "APITokenError",
@@ -42,9 +43,12 @@ __all__ = [
 ]
 
 PREFIX = "pk-palyra-"
-TOKEN_SCOPES = ("chat", "embeddings", "audio", "models")
+TOKEN_SCOPES = ("chat", "embeddings", "audio", "models", "admin")
 """What a token may be allowed: chat (``/v1/chat/completions`` and
-``/v1/messages``), embeddings, audio (transcriptions) and models (lists)."""
+``/v1/messages``), embeddings, audio (transcriptions), models (lists), and
+admin (the console: never given unless asked for)."""
+DEFAULT_SCOPES = ("chat", "embeddings", "audio", "models")
+"""A token's scopes when none are named: every call, not the console."""
 MAX_RATE = 1_000_000  # requests per minute
 
 _ID = re.compile(r"tok_[0-9a-f]{16}")

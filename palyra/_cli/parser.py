@@ -183,7 +183,9 @@ def _auth(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
     )
     create.add_argument("name")
     create.add_argument(
-        "--scope", action="append", help="chat, embeddings, audio, models"
+        "--scope",
+        action="append",
+        help="chat, embeddings, audio, models (these by default), admin (the console)",
     )
     create.add_argument("--agent", help="every call through it runs as this agent")
     create.add_argument("--rate-limit", type=int, help="requests per minute")

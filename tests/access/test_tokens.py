@@ -133,6 +133,22 @@ def test_scopes_are_checked(tmp_path: Path) -> None:
         assert (caught.value.status, caught.value.code) == (403, "missing_scope")
 
 
+def test_admin_is_given_only_when_asked_for(tmp_path: Path) -> None:
+    """The console's scope: never among the defaults, and an admin token
+    calls nothing else unless it says so."""
+    tokens = service(tmp_path)
+    info, plain = tokens.create("app")
+    assert info.scopes == ("chat", "embeddings", "audio", "models")
+    with pytest.raises(palyra.APITokenError) as caught:
+        tokens.verify(plain, "admin")
+    assert (caught.value.status, caught.value.code) == (403, "missing_scope")
+    info, admin = tokens.create("ops", scopes=["admin"])
+    assert info.scopes == ("admin",)
+    tokens.verify(admin, "admin")
+    with pytest.raises(palyra.APITokenError):
+        tokens.verify(admin, "chat")
+
+
 def test_a_revoked_token_is_refused_at_once(tmp_path: Path) -> None:
     tokens = service(tmp_path)
     info, secret = tokens.create("app")
@@ -209,7 +225,7 @@ BAD: list[tuple[dict[str, Any], str]] = [
     ({"name": 3}, "name"),
     ({"scopes": ()}, "scopes"),
     ({"scopes": "chat"}, "scopes"),
-    ({"scopes": ["chat", "admin"]}, "scopes"),
+    ({"scopes": ["chat", "root"]}, "scopes"),
     ({"agent": "bad agent"}, "agent"),
     ({"rate_limit": 0}, "rate_limit"),
     ({"rate_limit": True}, "rate_limit"),
