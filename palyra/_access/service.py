@@ -112,6 +112,19 @@ class TokenService:
         """Every token, revoked and expired ones included, oldest first."""
         return self._store.all()
 
+    def get(self, token_id: str) -> TokenInfo:
+        """The token of this id as it stands now (revoked, expired, or not).
+
+        Raises:
+            APITokenError: no token has that id (``token_not_found``).
+        """
+        found = self._store.find(token_id) if valid_id(token_id) else None
+        if found is None:
+            raise APITokenError(
+                f"no API token {token_id!r}", status=404, code="token_not_found"
+            )
+        return found[0]
+
     def revoke(self, token_id: str) -> TokenInfo:
         """Stop a token at once (in every process using the file).
 

@@ -291,7 +291,8 @@ def _serve(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> Non
         commands,
         "serve",
         "serve the /v1 surface under uvicorn (pip install 'palyra[server]')",
-        "  palyra serve --config palyra.toml --port 8000 --workers 2\n",
+        "  palyra serve --config palyra.toml --port 8000 --workers 2\n"
+        "  palyra serve --config palyra.toml --console\n",
     )
     serve.add_argument("--config", dest="serve_config", help="the palyra TOML file")
     serve.add_argument("--host", default="127.0.0.1", help="default: 127.0.0.1")
@@ -299,4 +300,9 @@ def _serve(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> Non
     serve.add_argument("--workers", type=int, default=1, help="processes (default 1)")
     serve.add_argument(
         "--no-auth", action="store_true", help="serve callers without a token"
+    )
+    serve.add_argument(
+        "--console",
+        action="store_true",
+        help="serve the admin console at /console (an admin-scoped token signs in)",
     )

@@ -1,7 +1,7 @@
 """``palyra serve``: the ``/v1`` surface under uvicorn (the ``server`` extra).
 
 ``palyra serve --config palyra.toml --host 127.0.0.1 --port 8000
-[--workers N] [--no-auth]``. The configuration is read and checked before
+[--workers N] [--no-auth] [--console]``. The configuration is read and checked before
 anything starts, so a bad file is a message naming the field, not a server
 that fails later; each worker builds its own client from it (the token file
 and the ledger are shared through palyra's home).
@@ -21,6 +21,7 @@ __all__ = ["app_from_environment", "run"]
 
 _CONFIG_ENV = "PALYRA_SERVE_CONFIG"
 _NO_AUTH_ENV = "PALYRA_SERVE_NO_AUTH"
+_CONSOLE_ENV = "PALYRA_SERVE_CONSOLE"
 
 
 def run(args: argparse.Namespace) -> int:
@@ -31,6 +32,9 @@ def run(args: argparse.Namespace) -> int:
         raise CommandError("needs uvicorn: pip install 'palyra[server]'", 2) from None
     if args.workers < 1 or not 0 < args.port < 65536:
         raise CommandError("--workers must be >= 1 and --port 1-65535", 2)
+    if args.console and args.workers > 1:
+        # Its sign-in sessions live in the process that made them.
+        raise CommandError("--console serves from one worker: drop --workers", 2)
     path = args.serve_config or config_path(args)
     if path is None:
         raise CommandError("give --config palyra.toml (or set PALYRA_CONFIG)", 2)
@@ -39,6 +43,7 @@ def run(args: argparse.Namespace) -> int:
     PalyraConfig.from_file(path)  # checked once, before any worker
     os.environ[_CONFIG_ENV] = os.path.abspath(path)
     os.environ[_NO_AUTH_ENV] = "1" if args.no_auth else ""
+    os.environ[_CONSOLE_ENV] = "1" if args.console else ""
     options: dict[str, Any] = {
         "factory": True, "host": args.host, "port": args.port,
         "workers": args.workers, "lifespan": "on", "log_level": "info",
@@ -63,4 +68,8 @@ def app_from_environment() -> Any:
     from ..asgi import create_app
 
     client = Palyra.from_file(os.environ[_CONFIG_ENV])
-    return create_app(client, require_auth=not os.environ.get(_NO_AUTH_ENV))
+    return create_app(
+        client,
+        require_auth=not os.environ.get(_NO_AUTH_ENV),
+        console=bool(os.environ.get(_CONSOLE_ENV)),
+    )

@@ -50,9 +50,11 @@ class App:
         max_body_bytes: int,
         cors: tuple[str, ...] | None,
         metrics: bool = False,
+        console: Any = None,
     ) -> None:
         self.client = client
         self.metrics = client.observability.metrics() if metrics else None
+        self.console = console  # the console's app, served at /console
         self.tokens = tokens if tokens is not None else client.tokens
         self.require_auth = require_auth
         self.max_body = max_body_bytes
@@ -78,6 +80,13 @@ class App:
                 return
 
     async def _http(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if self.console is not None:
+            path = _under_mount(scope)
+            if path == "/console" or path.startswith("/console/"):
+                root = scope.get("root_path", "")
+                inner = {**scope, "root_path": f"{root}/console"}
+                await self.console(inner, receive, send)
+                return
         request_id = new_request_id()
         scope["palyra.request_id"] = request_id
         headers = [(b"x-request-id", request_id.encode())]
@@ -236,6 +245,7 @@ def create_app(
     max_body_bytes: int = DEFAULT_MAX_BODY,
     cors: Iterable[str] | None = None,
     metrics: bool = False,
+    console: bool = False,
 ) -> App:
     """The ``/v1`` surface of ``client`` as a raw ASGI app.
 
@@ -250,6 +260,8 @@ def create_app(
             None for no CORS headers.
         metrics: Serve Prometheus metrics at ``GET /metrics``, without a
             token (``client.observability.metrics()``).
+        console: Serve the admin console at ``/console`` (`create_console`,
+            which asks for an ``admin``-scoped token).
 
     Returns:
         An ASGI 3 callable; its lifespan's shutdown closes ``client``.
@@ -261,4 +273,9 @@ def create_app(
     ):
         raise ValueError("max_body_bytes must be a positive integer")
     origins = None if cors is None else tuple(cors)
-    return App(client, tokens, require_auth, max_body_bytes, origins, metrics)
+    made = None
+    if console:
+        from ._console import create_console
+
+        made = create_console(client)
+    return App(client, tokens, require_auth, max_body_bytes, origins, metrics, made)

@@ -151,3 +151,49 @@ def test_ctrl_c_exits_130_and_a_busy_port_exits_1(tmp_path: Path) -> None:
     assert done.stderr.strip().endswith(
         f"could not serve on 127.0.0.1:{taken} (see above)"
     )
+
+
+def test_serve_console_signs_in_an_admin(tmp_path: Path) -> None:
+    """``palyra serve --console``: the console at /console of a real
+    uvicorn process; refused with several workers (its sessions live in one
+    process)."""
+    config = tmp_path / "palyra.toml"
+    config.write_text(CONFIG)
+    home = tmp_path / "home"
+    maker = palyra.Palyra(config, home=home, ledger=False)
+    _, admin = maker.tokens.create("ops", scopes=["admin"])
+    maker.close()
+    refused = run("serve", "--config", str(config), "--console", "--workers", "2")
+    assert refused.returncode == 2
+    assert "--console serves from one worker" in refused.stderr
+    port = free_port()
+    server = subprocess.Popen(
+        [sys.executable, "-m", "palyra", "serve", "--config", str(config),
+         "--port", str(port), "--console"],
+        env={**os.environ, "PALYRA_HOME": str(home)},
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )  # fmt: skip
+    base = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                if httpx.get(f"{base}/console/v1/health").status_code == 401:
+                    break
+            except httpx.TransportError:
+                pass
+            assert server.poll() is None, server.stderr.read() if server.stderr else ""
+            assert time.monotonic() < deadline, "palyra serve did not start"
+            time.sleep(0.1)
+        with httpx.Client(base_url=base) as browser:
+            signed = browser.post("/console/login", json={"token": admin})
+            assert signed.status_code == 200
+            tokens = browser.get("/console/v1/tokens")
+            assert [t["name"] for t in tokens.json()] == ["ops"]
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
+        if server.stderr is not None:
+            server.stderr.close()

@@ -1,0 +1,196 @@
+"""The console's admin API (JSON, under ``/v1/`` of the console): what the
+library's own services say, as they say it.
+
+Every route is the client's public API and nothing more: ``client.health()``,
+``client.budgets``, ``client.usage``, ``client.tokens``, ``client.auth``.
+What goes out is what those return, dumped: references and ids, never a
+secret (an API token's secret once, in the answer that made it).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import enum
+from collections.abc import Callable
+from datetime import datetime
+from decimal import Decimal
+from typing import TYPE_CHECKING, Any
+from urllib.parse import parse_qs
+
+from pydantic import BaseModel
+
+from .._exceptions import ConfigError, InvalidRequestError
+from ._errors import Problem
+from ._http import Exchange
+
+if TYPE_CHECKING:
+    from ._console import Admin, Console
+
+__all__ = ["serve"]
+
+_TOKEN_FIELDS = ("name", "scopes", "agent", "rate_limit")
+
+
+async def serve(
+    ex: Exchange, console: Console, admin: Admin, body: dict[str, Any] | None
+) -> None:
+    """Answer one admin API request (404 for a path it does not know)."""
+    parts = [p for p in ex.path.split("/") if p]
+    if len(parts) < 2 or parts[0] != "v1":
+        raise Problem(404, f"no console route {ex.path!r}", code="not_found")
+    route = _ROUTES.get((ex.method, parts[1], len(parts)))
+    if route is None:
+        raise Problem(404, f"no console route {ex.method} {ex.path}", code="not_found")
+    found = await route(_Request(ex, console, admin, parts[2:], body or {}))
+    await ex.answer_json(200, jsonable(found))
+
+
+@dataclasses.dataclass(slots=True)
+class _Request:
+    ex: Exchange
+    console: Console
+    admin: Admin
+    args: list[str]  # the path's parts after the resource
+    body: dict[str, Any]
+
+    @property
+    def client(self) -> Any:
+        return self.console.client
+
+    def query(self, name: str) -> str | None:
+        values = parse_qs(self.ex.scope.get("query_string", b"").decode("latin-1"))
+        got = values.get(name)
+        return got[-1] if got else None
+
+    def fields(self, *allowed: str) -> dict[str, Any]:
+        """The body's fields, the CSRF token aside; an unknown one is named."""
+        given = {k: v for k, v in self.body.items() if k != "csrf"}
+        unknown = sorted(set(given) - set(allowed)) if allowed else []
+        if unknown:
+            raise InvalidRequestError(f"{unknown[0]}: not a field here")
+        return given
+
+
+async def _threaded(fn: Callable[[], Any]) -> Any:
+    # The services read SQLite, the keyring or Redis: off the loop.
+    return await asyncio.to_thread(fn)
+
+
+async def _session(r: _Request) -> Any:
+    session = r.admin.session
+    return {
+        "token_id": r.admin.token_id or None,
+        "csrf": None if session is None else session.csrf,
+        "expires_in": None
+        if session is None
+        else int(session.left(r.console._clock())),
+    }
+
+
+async def _health(r: _Request) -> Any:
+    return await _threaded(r.client.health)
+
+
+async def _budgets(r: _Request) -> Any:
+    return await r.client.budgets.astatus()
+
+
+async def _add_budget(r: _Request) -> Any:
+    policy = r.fields()
+    try:
+        return await _threaded(lambda: r.client.budgets.add(policy))
+    except ConfigError as exc:  # the admin's input, not the server's config
+        raise Problem(400, str(exc), code="invalid_budget") from None
+
+
+async def _remove_budget(r: _Request) -> Any:
+    (policy_id,) = r.args
+    await _threaded(lambda: r.client.budgets.remove(policy_id))
+    return {"removed": policy_id}
+
+
+async def _totals(r: _Request) -> Any:
+    if r.args != ["totals"]:
+        raise Problem(404, f"no console route {r.ex.path}", code="not_found")
+    by = r.query("by") or "model"
+    keys: str | tuple[str, ...] = tuple(by.split(",")) if "," in by else by
+    since, until = _when(r.query("since"), "since"), _when(r.query("until"), "until")
+    tz = r.query("tz") or "UTC"
+    return await r.client.usage.atotals(keys, since, until, tz)
+
+
+async def _tokens(r: _Request) -> Any:
+    return await _threaded(r.client.tokens.list)
+
+
+async def _create_token(r: _Request) -> Any:
+    given = r.fields(*_TOKEN_FIELDS)
+    name = given.pop("name", None)
+    info, secret = await r.client.tokens.acreate(name, **given)
+    return {"token": info, "secret": secret}  # shown this once
+
+
+async def _revoke_token(r: _Request) -> Any:
+    token_id, verb = r.args
+    if verb != "revoke":
+        raise Problem(404, f"no console route {r.ex.path}", code="not_found")
+    info = await _threaded(lambda: r.client.tokens.revoke(token_id))
+    r.console.sessions.end_token(token_id)  # its browsers are signed out
+    return info
+
+
+async def _profiles(r: _Request) -> Any:
+    return await r.client.auth.alist()
+
+
+def _when(value: str | None, name: str) -> datetime | None:
+    if value is None:
+        return None
+    try:
+        return datetime.fromisoformat(value)
+    except ValueError:
+        raise InvalidRequestError(
+            f"{name}: an ISO 8601 time with its zone, got {value[:40]!r}"
+        ) from None
+
+
+_ROUTES: dict[tuple[str, str, int], Callable[[_Request], Any]] = {
+    ("GET", "session", 2): _session,
+    ("GET", "health", 2): _health,
+    ("GET", "budgets", 2): _budgets,
+    ("POST", "budgets", 2): _add_budget,
+    ("DELETE", "budgets", 3): _remove_budget,
+    ("GET", "usage", 3): _totals,  # /v1/usage/totals
+    ("GET", "tokens", 2): _tokens,
+    ("POST", "tokens", 2): _create_token,
+    ("POST", "tokens", 4): _revoke_token,  # /v1/tokens/{id}/revoke
+    ("GET", "profiles", 2): _profiles,
+}
+
+
+def jsonable(value: Any) -> Any:
+    """What a service returned, as JSON values (decimals as strings, to
+    keep them exact; times in ISO 8601)."""
+    if isinstance(value, BaseModel):
+        return value.model_dump(mode="json")
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return {
+            f.name: jsonable(getattr(value, f.name)) for f in dataclasses.fields(value)
+        }
+    if isinstance(value, dict):
+        return {str(k): jsonable(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [jsonable(v) for v in value]
+    if isinstance(value, Decimal):
+        return str(value)
+    if isinstance(value, datetime):
+        return value.isoformat()
+    if isinstance(value, enum.Enum):
+        return value.value
+    if isinstance(value, str | int | float | bool) or value is None:
+        return value
+    spec = getattr(value, "spec", None)  # a budget's window: as configured
+    if isinstance(spec, str):
+        return {"spec": spec, "tz": getattr(value, "tz", None)}
+    return str(value)
