@@ -17,7 +17,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
-from urllib.parse import parse_qs
+from urllib.parse import parse_qs, quote
 
 from .._access import APITokenError
 from .._client import Palyra
@@ -105,6 +105,9 @@ class Console:
         if ex.path == "/login" and ex.method == "POST":
             await self._login(ex)
             return
+        if ex.path == "/oauth/callback" and ex.method == "GET":
+            await self._callback(ex)
+            return
         if ex.path == "/logout" and ex.method == "POST":
             admin = await self._admin(ex)
             self._check_csrf(ex, admin, await self._body(ex))
@@ -144,6 +147,22 @@ class Console:
             {"csrf": session.csrf, "expires_in": round(session.left(now))},
             {"set-cookie": cookie[1].decode("latin-1")},
         )
+
+    async def _callback(self, ex: Exchange) -> None:
+        """The authorization server's redirect: no session is asked for (a
+        ``SameSite=Strict`` cookie does not come back from another site),
+        the attempt's single-use ``state`` is what binds it; the browser is
+        then sent to the console, told how it went (never the error's text)."""
+        query = ex.scope.get("query_string", b"").decode("latin-1")
+        url = f"{_console_api.callback_url(ex)}?{query}"
+        root = ex.scope.get("root_path", "") or ""
+        try:
+            profile = await self.client.auth.acomplete_oauth(url)
+            where = f"{root}/?connected={quote(profile.id)}"
+        except Exception as exc:  # an OAuthError, or the vault failing
+            logger.warning("palyra.console: an OAuth sign-in failed: %s", exc)
+            where = f"{root}/?oauth_failed={quote(type(exc).__name__)}"
+        await ex.answer(303, b"", [(b"location", where.encode())])
 
     def _cookie(self, ex: Exchange, value: str, max_age: float) -> tuple[bytes, bytes]:
         root = ex.scope.get("root_path", "") or "/"

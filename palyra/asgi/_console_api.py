@@ -20,7 +20,12 @@ from urllib.parse import parse_qs
 
 from pydantic import BaseModel
 
-from .._exceptions import ConfigError, InvalidRequestError
+from .._exceptions import (
+    AuthenticationError,
+    ConfigError,
+    InvalidRequestError,
+    PermissionDeniedError,
+)
 from ._errors import Problem
 from ._http import Exchange
 
@@ -144,6 +149,95 @@ async def _profiles(r: _Request) -> Any:
     return await r.client.auth.alist()
 
 
+async def _connect_key(r: _Request) -> Any:
+    """``POST /v1/profiles`` with ``provider`` and ``key``: validated
+    against the provider, then kept in the vault; the answer is the profile
+    (references only)."""
+    given = r.fields("provider", "key", "name", "profile_id", "scope")
+    provider, key = given.pop("provider", None), given.pop("key", None)
+    if not isinstance(provider, str) or not isinstance(key, str) or not key:
+        raise InvalidRequestError("provider and key: both are needed")
+    try:
+        return await r.client.auth.aconnect_api_key(provider, key, **given)
+    except (AuthenticationError, PermissionDeniedError) as exc:
+        # The provider refused the key typed in: the admin's input (on /v1
+        # the same refusal is palyra's own credential failing upstream).
+        raise Problem(400, str(exc), code="invalid_api_key", param="key") from None
+
+
+async def _profile_action(r: _Request) -> Any:
+    profile_id, verb = r.args
+    if verb == "refresh":
+        return await r.client.auth.arefresh(profile_id)
+    if verb == "revoke":
+        await r.client.auth.arevoke(profile_id)
+        return {"revoked": profile_id}
+    raise Problem(404, f"no console route {r.ex.path}", code="not_found")
+
+
+async def _start_oauth(r: _Request) -> Any:
+    """``POST /v1/oauth`` with ``provider``: the authorize URL to send the
+    browser to; the server sends it back to the console's callback."""
+    given = r.fields("provider", "name", "profile_id", "scope")
+    provider = given.pop("provider", None)
+    if not isinstance(provider, str):
+        raise InvalidRequestError("provider: the provider to sign in to")
+    attempt = await r.client.auth.astart_oauth(
+        provider, redirect_uri=callback_url(r.ex), **given
+    )
+    return {  # never the PKCE verifier
+        "id": attempt.id,
+        "provider": attempt.provider,
+        "authorize_url": attempt.authorize_url,
+        "redirect_uri": attempt.redirect_uri,
+        "expires_at": attempt.expires_at,
+        "profile_id": attempt.profile_id,
+    }
+
+
+async def _jobs(r: _Request) -> Any:
+    scheduler = r.client.scheduler
+
+    def read() -> list[dict[str, Any]]:
+        return [{"job": j, "runs": scheduler.runs(j.id, 5)} for j in scheduler.list()]
+
+    return await _threaded(read)
+
+
+async def _savings(r: _Request) -> Any:
+    since, until = _when(r.query("since"), "since"), _when(r.query("until"), "until")
+    return await r.client.usage.arouting_savings(since, until)
+
+
+async def _records(r: _Request) -> Any:
+    """A page of records, newest first: ``limit`` (at most 500) from
+    ``offset``."""
+    limit, offset = (
+        _count(r.query("limit"), "limit", 50),
+        _count(r.query("offset"), "offset", 0),
+    )
+    since, until = _when(r.query("since"), "since"), _when(r.query("until"), "until")
+    records = await r.client.usage.arecords(since, until)
+    page = list(reversed(records))[offset : offset + min(limit, 500)]
+    return {"records": page, "total": len(records), "offset": offset}
+
+
+def callback_url(ex: Exchange) -> str:
+    """Where the authorization server sends the browser back: the console's
+    own callback, on the host the admin reached it by."""
+    scheme = ex.scope.get("scheme", "http")
+    host = ex.headers.get("host", "127.0.0.1")
+    return f"{scheme}://{host}{ex.scope.get('root_path', '')}/oauth/callback"
+
+
+def _count(value: str | None, name: str, default: int) -> int:
+    if value is None:
+        return default
+    if not value.isdigit():
+        raise InvalidRequestError(f"{name}: a whole number, got {value[:20]!r}")
+    return int(value)
+
+
 def _when(value: str | None, name: str) -> datetime | None:
     if value is None:
         return None
@@ -166,6 +260,12 @@ _ROUTES: dict[tuple[str, str, int], Callable[[_Request], Any]] = {
     ("POST", "tokens", 2): _create_token,
     ("POST", "tokens", 4): _revoke_token,  # /v1/tokens/{id}/revoke
     ("GET", "profiles", 2): _profiles,
+    ("POST", "profiles", 2): _connect_key,
+    ("POST", "profiles", 4): _profile_action,  # /v1/profiles/{id}/refresh|revoke
+    ("POST", "oauth", 2): _start_oauth,
+    ("GET", "jobs", 2): _jobs,
+    ("GET", "savings", 2): _savings,
+    ("GET", "records", 2): _records,
 }
 
 

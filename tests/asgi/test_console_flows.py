@@ -1,0 +1,173 @@
+"""The console's admin API for providers, on real loopback servers (issue 18,
+first part): an API key connected (validated by the provider), refused
+without being kept, revoked; an OAuth sign-in through a real authorization
+server, its callback completing the attempt and sending the browser back;
+jobs, records and routing savings. The key typed in never comes back."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import aclosing
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+import httpx
+import pytest
+
+import palyra
+from palyra.asgi import create_app
+from tests.auth.authserver import AuthServer
+from tests.auth.test_oauth_client import oauth_config
+from tests.conftest import FAKE_KEY
+from tests.upstream import Upstream
+
+pytestmark = pytest.mark.anyio
+
+
+@pytest.fixture
+def auth() -> Iterator[AuthServer]:
+    with AuthServer() as server:
+        yield server
+    assert not server.errors, server.errors
+
+
+@pytest.fixture
+def up() -> Iterator[Upstream]:
+    with Upstream(api_key=FAKE_KEY) as server:
+        yield server
+
+
+def console(config: dict[str, Any], tmp_path: Path) -> tuple[palyra.Palyra, Any, str]:
+    client = palyra.Palyra(
+        config,
+        secrets=palyra.MemorySecretStore(),
+        home=tmp_path,
+        ledger=palyra.MemoryLedger(),
+    )
+    _, admin = client.tokens.create("ops", scopes=["admin"])
+    return client, create_app(client, console=True), admin
+
+
+async def signed_in(app: Any, admin: str) -> tuple[httpx.AsyncClient, dict[str, str]]:
+    h = httpx.AsyncClient(
+        transport=httpx.ASGITransport(app=app), base_url="http://127.0.0.1"
+    )
+    r = await h.post("/console/login", json={"token": admin})
+    return h, {"x-palyra-csrf": r.json()["csrf"]}
+
+
+async def test_an_api_key_is_checked_kept_and_revoked(
+    up: Upstream, tmp_path: Path
+) -> None:
+    config = {
+        "providers": [
+            {"id": "up", "kind": "openai", "base_url": up.base_url, "max_retries": 0}
+        ],
+        "models": [{"id": "m", "provider": "up"}],
+    }
+    client, app, admin = console(config, tmp_path)
+    h, csrf = await signed_in(app, admin)
+    texts = []
+    async with aclosing(h):
+        wrong = "sk-wrong-0123456789abcdefghij"
+        r = await h.post(
+            "/console/v1/profiles", json={"provider": "up", "key": wrong}, headers=csrf
+        )
+        assert r.status_code == 400  # the provider said no: nothing kept
+        assert r.json()["error"]["code"] == "invalid_api_key"
+        texts.append(r.text)
+        assert (await h.get("/console/v1/profiles")).json() == []
+        r = await h.post(
+            "/console/v1/profiles",
+            json={"provider": "up", "key": FAKE_KEY, "name": "work"},
+            headers=csrf,
+        )
+        assert r.status_code == 200, r.text
+        profile = r.json()
+        assert (profile["id"], profile["kind"]) == ("up-work", "api_key")
+        texts.append(r.text)
+        listed = await h.get("/console/v1/profiles")
+        assert [p["id"] for p in listed.json()] == ["up-work"]
+        texts.append(listed.text)
+        assert up.requests[-1].path.endswith("/models")  # validated first
+        r = await h.post("/console/v1/profiles", json={"provider": "up"}, headers=csrf)
+        assert r.status_code == 400
+        r = await h.post("/console/v1/profiles/up-work/revoke", headers=csrf)
+        assert r.json() == {"revoked": "up-work"}
+        assert (await h.get("/console/v1/profiles")).json() == []
+    text = " ".join(texts)
+    assert FAKE_KEY not in text
+    assert wrong not in text
+    await client.aclose()
+
+
+async def test_an_oauth_sign_in_comes_back_to_the_console(
+    auth: AuthServer, up: Upstream, tmp_path: Path
+) -> None:
+    up.api_key = auth.valid  # the provider takes the server's access tokens
+    client, app, admin = console(oauth_config(auth, up), tmp_path)
+    h, csrf = await signed_in(app, admin)
+    async with aclosing(h):
+        r = await h.post(
+            "/console/v1/oauth", json={"provider": "up", "name": "me"}, headers=csrf
+        )
+        assert r.status_code == 200, r.text
+        started = r.json()
+        assert started["redirect_uri"] == "http://127.0.0.1/console/oauth/callback"
+        assert "code_verifier" not in r.text
+        location = auth.approve(started["authorize_url"])  # the browser consents
+        back = urlsplit(location)
+        assert back.path == "/console/oauth/callback"
+        # The authorization server's redirect: no session cookie comes along.
+        fresh = httpx.AsyncClient(
+            transport=httpx.ASGITransport(app=app), base_url="http://127.0.0.1"
+        )
+        async with fresh:
+            r = await fresh.get(f"{back.path}?{back.query}")
+            assert r.status_code == 303
+            assert r.headers["location"] == "/console/?connected=up-me"
+            again = await fresh.get(f"{back.path}?{back.query}")  # single use
+            assert again.headers["location"] == "/console/?oauth_failed=OAuthError"
+        profiles = (await h.get("/console/v1/profiles")).json()
+        assert [(p["id"], p["kind"]) for p in profiles] == [("up-me", "oauth")]
+        r = await h.post("/console/v1/profiles/up-me/refresh", headers=csrf)
+        assert r.status_code == 200
+        assert r.json()["id"] == "up-me"
+        r = await h.post("/console/v1/profiles/up-me/revoke", headers=csrf)
+        assert r.status_code == 200
+        # Refused at the server: the browser is told, nothing is kept.
+        r = await h.post("/console/v1/oauth", json={"provider": "up"}, headers=csrf)
+        denied = urlsplit(auth.approve(r.json()["authorize_url"], deny=True))
+        r = await h.get(f"{denied.path}?{denied.query}")
+        assert r.headers["location"] == "/console/?oauth_failed=OAuthError"
+        assert (await h.get("/console/v1/profiles")).json() == []
+    await client.aclose()
+
+
+async def test_jobs_records_and_savings(tmp_path: Path) -> None:
+    config = {
+        "providers": [{"id": "local", "kind": "deterministic"}],
+        "models": [
+            {"id": "bot", "provider": "local", "pricing": {"input": 1, "output": 2}}
+        ],
+        "jobs": [{"kind": "health_probe", "every": 120}],
+    }
+    client, app, admin = console(config, tmp_path)
+    for _ in range(3):
+        await client.achat([{"role": "user", "content": "hi"}], agent="docs")
+    h, _ = await signed_in(app, admin)
+    async with aclosing(h):
+        jobs = (await h.get("/console/v1/jobs")).json()
+        assert [j["job"]["id"] for j in jobs] == ["health_probe"]
+        page = (await h.get("/console/v1/records?limit=2")).json()
+        assert (page["total"], len(page["records"])) == (3, 2)
+        rest = (await h.get("/console/v1/records?limit=2&offset=2")).json()
+        assert len(rest["records"]) == 1
+        assert (await h.get("/console/v1/records?limit=x")).status_code == 400
+        savings = await h.get("/console/v1/savings")
+        assert savings.status_code == 200
+        assert (
+            await h.get("/console/v1/usage/totals?since=yesterday")
+        ).status_code == 400
+    await client.aclose()
