@@ -84,7 +84,12 @@ class App:
             path = _under_mount(scope)
             if path == "/console" or path.startswith("/console/"):
                 root = scope.get("root_path", "")
-                inner = {**scope, "root_path": f"{root}/console"}
+                # The path whole (servers differ: some give it under root_path).
+                inner = {
+                    **scope,
+                    "root_path": f"{root}/console",
+                    "path": f"{root}{path}",
+                }
                 await self.console(inner, receive, send)
                 return
         request_id = new_request_id()

@@ -70,10 +70,14 @@ class Console:
         client: Palyra,
         *,
         admin_token_required: bool = True,
+        secure_cookies: bool | None = None,
+        public_url: str | None = None,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.client = client
         self.require_token = admin_token_required
+        self.secure_cookies = secure_cookies
+        self.public_url = public_url
         self.sessions = SessionStore()
         self._clock = clock
 
@@ -131,6 +135,8 @@ class Console:
         token_id = ""
         if self.require_token:
             secret = data.get("token")
+            if isinstance(secret, str):
+                secret = secret.strip()  # as a bearer is
             if not isinstance(secret, str) or not secret:
                 raise Problem(401, "sign in with an admin API token", code="no_token")
             info = await self.client.tokens.averify(secret, "admin")
@@ -154,21 +160,33 @@ class Console:
         the attempt's single-use ``state`` is what binds it; the browser is
         then sent to the console, told how it went (never the error's text)."""
         query = ex.scope.get("query_string", b"").decode("latin-1")
-        url = f"{_console_api.callback_url(ex)}?{query}"
+        url = f"{_console_api.callback_url(ex, self.public_url)}?{query}"
         root = ex.scope.get("root_path", "") or ""
         try:
             profile = await self.client.auth.acomplete_oauth(url)
             where = f"{root}/?connected={quote(profile.id)}"
         except Exception as exc:  # an OAuthError, or the vault failing
-            logger.warning("palyra.console: an OAuth sign-in failed: %s", exc)
+            # Its class only, at INFO: anyone may call this route, and the
+            # error's text quotes what the caller sent.
+            logger.info(
+                "palyra.console: an OAuth sign-in failed: %s", type(exc).__name__
+            )
             where = f"{root}/?oauth_failed={quote(type(exc).__name__)}"
         await ex.answer(303, b"", [(b"location", where.encode())])
 
     def _cookie(self, ex: Exchange, value: str, max_age: float) -> tuple[bytes, bytes]:
         root = ex.scope.get("root_path", "") or "/"
-        secure = not on_loopback(ex.headers.get("host")) or (
-            ex.scope.get("scheme") == "https"
-        )
+        secure = self.secure_cookies
+        if secure is None:
+            # Without Secure only when everything says loopback: the server's
+            # address, the caller's and the Host (a proxy on the same host
+            # sends "Host: 127.0.0.1" for its https users).
+            server = (ex.scope.get("server") or ("",))[0]
+            caller = (ex.scope.get("client") or ("",))[0]
+            local = all(
+                on_loopback(h) for h in (server, caller, ex.headers.get("host"))
+            )
+            secure = ex.scope.get("scheme") == "https" or not local
         return cookie_header(value, max_age, path=root, secure=secure)
 
     # -- who is asking -----------------------------------------------------------
@@ -188,6 +206,9 @@ class Console:
         if session.token_id and not await self._still_admin(session.token_id):
             self.sessions.end_token(session.token_id)
             raise Problem(401, "the session's token no longer works", code="signed_out")
+        # The cookie slides with the session (logout's clearing one comes later).
+        value = cookie_of(ex.headers.get("cookie")) or ""
+        ex.extra.append(self._cookie(ex, value, session.left(self._clock())))
         return Admin(session.token_id, session)
 
     async def _still_admin(self, token_id: str) -> bool:
@@ -255,7 +276,13 @@ async def _lifespan(client: Palyra, receive: Receive, send: Send) -> None:
             return
 
 
-def create_console(client: Palyra, *, admin_token_required: bool = True) -> Console:
+def create_console(
+    client: Palyra,
+    *,
+    admin_token_required: bool = True,
+    secure_cookies: bool | None = None,
+    public_url: str | None = None,
+) -> Console:
     """The console of ``client`` as a raw ASGI app: its admin API under
     ``/v1/`` of wherever it is mounted (``create_app(client, console=True)``
     mounts it at ``/console``).
@@ -264,8 +291,18 @@ def create_console(client: Palyra, *, admin_token_required: bool = True) -> Cons
         client: The client it administers.
         admin_token_required: False lets anyone on the network sign in
             without a token (local use only); sessions and CSRF still apply.
+        secure_cookies: The session cookie's ``Secure``: None decides (set
+            unless the server, the caller and the Host are all loopback and
+            the scheme is http).
+        public_url: The console's URL as browsers reach it (behind a proxy:
+            ``https://console.example.com/console``), for the OAuth callback.
 
     Returns:
         An ASGI 3 callable; its lifespan's shutdown closes ``client``.
     """
-    return Console(client, admin_token_required=admin_token_required)
+    return Console(
+        client,
+        admin_token_required=admin_token_required,
+        secure_cookies=secure_cookies,
+        public_url=public_url,
+    )

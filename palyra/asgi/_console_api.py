@@ -13,7 +13,7 @@ import asyncio
 import dataclasses
 import enum
 from collections.abc import Callable
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qs
@@ -111,6 +111,8 @@ async def _add_budget(r: _Request) -> Any:
 
 async def _remove_budget(r: _Request) -> Any:
     (policy_id,) = r.args
+    if policy_id not in {p.id for p in r.client.budgets.policies()}:
+        raise Problem(404, f"no budget {policy_id[:128]!r}", code="budget_not_found")
     await _threaded(lambda: r.client.budgets.remove(policy_id))
     return {"removed": policy_id}
 
@@ -130,8 +132,15 @@ async def _tokens(r: _Request) -> Any:
 
 
 async def _create_token(r: _Request) -> Any:
-    given = r.fields(*_TOKEN_FIELDS)
+    given = r.fields(*_TOKEN_FIELDS, "days")
     name = given.pop("name", None)
+    if "scopes" in given and not isinstance(given["scopes"], list):
+        raise InvalidRequestError('scopes: a list, e.g. ["chat"]')
+    days = given.pop("days", None)
+    if days is not None:
+        if isinstance(days, bool) or not isinstance(days, int) or not 0 < days <= 3650:
+            raise InvalidRequestError("days: a whole number of days, 1 to 3650")
+        given["expires_at"] = datetime.now(UTC) + timedelta(days=days)
     info, secret = await r.client.tokens.acreate(name, **given)
     return {"token": info, "secret": secret}  # shown this once
 
@@ -161,12 +170,26 @@ async def _connect_key(r: _Request) -> Any:
         return await r.client.auth.aconnect_api_key(provider, key, **given)
     except (AuthenticationError, PermissionDeniedError) as exc:
         # The provider refused the key typed in: the admin's input (on /v1
-        # the same refusal is palyra's own credential failing upstream).
-        raise Problem(400, str(exc), code="invalid_api_key", param="key") from None
+        # the same refusal is palyra's own credential failing upstream). Its
+        # reply is not passed on: it may quote the key in a form no
+        # redaction recognises (escaped, cut short).
+        what = "refused" if isinstance(exc, AuthenticationError) else "forbade"
+        raise Problem(
+            400,
+            f"provider {provider!r} {what} the key; nothing was kept",
+            code="invalid_api_key",
+            param="key",
+        ) from None
 
 
 async def _profile_action(r: _Request) -> Any:
     profile_id, verb = r.args
+    if verb in ("refresh", "revoke"):
+        known = {p.id for p in await r.client.auth.alist()}
+        if profile_id not in known:  # not the library's error: it names a path
+            raise Problem(
+                404, f"no auth profile {profile_id[:128]!r}", code="profile_not_found"
+            )
     if verb == "refresh":
         return await r.client.auth.arefresh(profile_id)
     if verb == "revoke":
@@ -183,7 +206,7 @@ async def _start_oauth(r: _Request) -> Any:
     if not isinstance(provider, str):
         raise InvalidRequestError("provider: the provider to sign in to")
     attempt = await r.client.auth.astart_oauth(
-        provider, redirect_uri=callback_url(r.ex), **given
+        provider, redirect_uri=callback_url(r.ex, r.console.public_url), **given
     )
     return {  # never the PKCE verifier
         "id": attempt.id,
@@ -222,9 +245,12 @@ async def _records(r: _Request) -> Any:
     return {"records": page, "total": len(records), "offset": offset}
 
 
-def callback_url(ex: Exchange) -> str:
+def callback_url(ex: Exchange, public_url: str | None = None) -> str:
     """Where the authorization server sends the browser back: the console's
-    own callback, on the host the admin reached it by."""
+    own callback, at its public URL when given (behind a proxy), else on the
+    host the admin reached it by."""
+    if public_url:
+        return f"{public_url.rstrip('/')}/oauth/callback"
     scheme = ex.scope.get("scheme", "http")
     host = ex.headers.get("host", "127.0.0.1")
     return f"{scheme}://{host}{ex.scope.get('root_path', '')}/oauth/callback"
@@ -233,7 +259,7 @@ def callback_url(ex: Exchange) -> str:
 def _count(value: str | None, name: str, default: int) -> int:
     if value is None:
         return default
-    if not value.isdigit():
+    if not (value.isascii() and value.isdigit() and len(value) <= 9):
         raise InvalidRequestError(f"{name}: a whole number, got {value[:20]!r}")
     return int(value)
 
@@ -275,8 +301,10 @@ def jsonable(value: Any) -> Any:
     if isinstance(value, BaseModel):
         return value.model_dump(mode="json")
     if dataclasses.is_dataclass(value) and not isinstance(value, type):
-        return {
-            f.name: jsonable(getattr(value, f.name)) for f in dataclasses.fields(value)
+        return {  # what its repr shows: never a private or hidden field
+            f.name: jsonable(getattr(value, f.name))
+            for f in dataclasses.fields(value)
+            if f.repr and not f.name.startswith("_")
         }
     if isinstance(value, dict):
         return {str(k): jsonable(v) for k, v in value.items()}

@@ -83,7 +83,7 @@ class Exchange:
         raw = await self.body(limit)
         try:
             data = json.loads(raw)
-        except (ValueError, UnicodeDecodeError):
+        except (ValueError, UnicodeDecodeError, RecursionError):  # too deep too
             raise Problem(
                 400, "the body is not valid JSON", code="invalid_json"
             ) from None

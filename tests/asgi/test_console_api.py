@@ -301,3 +301,44 @@ def test_loopback_hosts() -> None:
     assert not on_loopback("console.example.com")
     assert not on_loopback("10.0.0.5:80")
     assert not on_loopback(None)
+
+
+async def test_behind_a_proxy_the_cookie_and_the_callback_are_as_told(
+    tmp_path: Path,
+) -> None:
+    client = palyra.Palyra(home=tmp_path, ledger=False)
+    _, admin = client.tokens.create("ops", scopes=["admin"])
+    console = create_console(
+        client, secure_cookies=True, public_url="https://console.example.com/console/"
+    )
+    async with http(console) as h:
+        r = await h.post("/login", json={"token": f" {admin} "})  # pasted with spaces
+        assert r.status_code == 200
+        assert "Secure" in r.headers["set-cookie"]  # on loopback, as told
+    from palyra.asgi._console_api import callback_url
+
+    assert (
+        callback_url(None, console.public_url)  # type: ignore[arg-type]
+        == "https://console.example.com/console/oauth/callback"
+    )
+    await client.aclose()
+
+
+async def test_token_fields_are_checked(tmp_path: Path) -> None:
+    client, app, admin, _ = made(tmp_path)
+    async with http(app) as h:
+        csrf = {"x-palyra-csrf": await login(h, admin)}
+        bad = [
+            {"name": "x", "scopes": {"chat": 1}},
+            {"name": "x", "days": 0},
+            {"name": "x", "days": "7"},
+            {"name": "x", "rate_limit": "lots"},
+        ]
+        for body in bad:
+            r = await h.post("/console/v1/tokens", json=body, headers=csrf)
+            assert r.status_code == 400, body
+        r = await h.post(
+            "/console/v1/tokens", json={"name": "week", "days": 7}, headers=csrf
+        )
+        assert r.json()["token"]["expires_at"] is not None
+    await client.aclose()
