@@ -138,6 +138,8 @@ class AuthProfile(BaseModel):
         health: ``ok``, ``expiring`` (15 minutes or less left), ``expired``,
             ``missing`` (a secret is gone from the vault), ``static`` (an API
             key) or ``refresh_failed``, as of when it was read.
+        key_hint: API keys: the key masked, its first characters and last
+            four (``sk-…a1b2``), to tell keys apart; never enough to use.
     """
 
     model_config = ConfigDict(frozen=True, extra="forbid")
@@ -158,6 +160,7 @@ class AuthProfile(BaseModel):
     refresh_failures: int = Field(default=0, ge=0)
     refresh_error: str | None = None
     next_refresh_at: datetime | None = None
+    key_hint: str | None = Field(default=None, max_length=16)
     health: AuthHealth = "static"
 
     @field_validator("id")
@@ -226,3 +229,14 @@ def health_of(
     if left <= timedelta(seconds=EXPIRING_WINDOW):
         return "expiring"
     return "ok"
+
+
+def key_hint(key: str) -> str:
+    """A key masked for display: its prefix (up to a dash in its first
+    eight characters, else three) and its last four, when long enough that
+    both leave most of it unseen (``sk-…a1b2``)."""
+    if len(key) < 16:
+        return "…" + key[-2:] if len(key) >= 10 else "…"
+    dash = key.find("-", 0, 8)
+    prefix = key[: dash + 1] if dash >= 0 else key[:3]
+    return f"{prefix}…{key[-4:]}"

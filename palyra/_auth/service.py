@@ -16,7 +16,7 @@ from .book import ProfileBook
 from .keeping import Keeper, checked_key, env_secret
 from .oauth import OAuthAttempt
 from .oauth_wire import revocation_request
-from .profiles import AuthProfile, check_profile_id
+from .profiles import AuthProfile, check_profile_id, key_hint
 from .refresh import Held, refresh_profile
 from .remote import Deadline, revoke_token, validate_key
 from .signin import Announce, SignIn
@@ -139,6 +139,7 @@ class Auth:
         )
         if validate:
             yield from validate_key(provider, key, Deadline(timeout))
+        profile = profile.model_copy(update={"key_hint": key_hint(key)})
         saved: AuthProfile = yield Local(
             lambda: self._keep.save(profile, {"api_key": key})
         )

@@ -86,6 +86,7 @@ async def test_an_api_key_is_checked_kept_and_revoked(
         assert r.status_code == 200, r.text
         profile = r.json()
         assert (profile["id"], profile["kind"]) == ("up-work", "api_key")
+        assert profile["key_hint"] == f"sk-…{FAKE_KEY[-4:]}"  # a masked tail only
         texts.append(r.text)
         listed = await h.get("/console/v1/profiles")
         assert [p["id"] for p in listed.json()] == ["up-work"]
