@@ -230,6 +230,7 @@ LAYERS: list[tuple[str, list[str]]] = [
             "_anthropic_shape",
             "_anthropic",
             "_sessions",
+            "_pages",
             "_console_api",
             "_console",
             "_app",

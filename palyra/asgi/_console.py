@@ -21,7 +21,7 @@ from urllib.parse import parse_qs, quote
 
 from .._access import APITokenError
 from .._client import Palyra
-from . import _console_api
+from . import _console_api, _pages
 from ._errors import Problem, problem_of
 from ._http import Exchange, Receive, Scope, Send, new_request_id
 from ._sessions import (
@@ -112,6 +112,12 @@ class Console:
         if ex.path == "/oauth/callback" and ex.method == "GET":
             await self._callback(ex)
             return
+        if ex.method == "GET" and ex.path in _PUBLIC_PAGES:
+            await _PUBLIC_PAGES[ex.path](ex)
+            return
+        if ex.method == "GET" and ex.path == "/":
+            await self._overview(ex)
+            return
         if ex.path == "/logout" and ex.method == "POST":
             admin = await self._admin(ex)
             self._check_csrf(ex, admin, await self._body(ex))
@@ -134,13 +140,15 @@ class Console:
         data = await self._body(ex)
         token_id = ""
         if self.require_token:
-            secret = data.get("token")
-            if isinstance(secret, str):
-                secret = secret.strip()  # as a bearer is
-            if not isinstance(secret, str) or not secret:
-                raise Problem(401, "sign in with an admin API token", code="no_token")
-            info = await self.client.tokens.averify(secret, "admin")
-            token_id = info.id
+            try:
+                token_id = await self._verified(data.get("token"))
+            except (Problem, APITokenError) as exc:
+                if not form:
+                    raise
+                root = ex.scope.get("root_path", "") or ""
+                page = _pages.login_page(root, _refusal(exc))
+                await ex.answer(401, page, [_HTML])
+                return
         now = self._clock()
         session_id, session = self.sessions.create(token_id, now)
         cookie = self._cookie(ex, session_id, session.left(now))
@@ -173,6 +181,26 @@ class Console:
             )
             where = f"{root}/?oauth_failed={quote(type(exc).__name__)}"
         await ex.answer(303, b"", [(b"location", where.encode())])
+
+    async def _verified(self, secret: Any) -> str:
+        """The id of an admin token presented at sign-in."""
+        if isinstance(secret, str):
+            secret = secret.strip()  # as a bearer is
+        if not isinstance(secret, str) or not secret:
+            raise Problem(401, "sign in with an admin API token", code="no_token")
+        info = await self.client.tokens.averify(secret, "admin")
+        return info.id
+
+    async def _overview(self, ex: Exchange) -> None:
+        """``GET /``: the overview page; signed out, the sign-in page."""
+        root = ex.scope.get("root_path", "") or ""
+        try:
+            await self._admin(ex)
+        except Problem:
+            await ex.answer(303, b"", [(b"location", f"{root}/login".encode())])
+            return
+        page = await _overview_page(self.client, root)
+        await ex.answer(200, page, [_HTML])
 
     def _cookie(self, ex: Exchange, value: str, max_age: float) -> tuple[bytes, bytes]:
         root = ex.scope.get("root_path", "") or "/"
@@ -242,6 +270,57 @@ class Console:
         if length in ("", "0") and "transfer-encoding" not in ex.headers:
             return {}
         return await ex.json(MAX_BODY)
+
+
+_HTML = (b"content-type", b"text/html; charset=utf-8")
+
+
+async def _login_page(ex: Exchange) -> None:
+    root = ex.scope.get("root_path", "") or ""
+    await ex.answer(200, _pages.login_page(root), [_HTML])
+
+
+async def _style(ex: Exchange) -> None:
+    await ex.answer(200, _pages.CSS, [(b"content-type", b"text/css; charset=utf-8")])
+
+
+_PUBLIC_PAGES = {"/login": _login_page, "/static/console.css": _style}
+
+
+def _refusal(exc: Exception) -> str:
+    """What the sign-in page says of a refused token (never the token)."""
+    if isinstance(exc, APITokenError) and exc.code == "missing_scope":
+        return "That token has no admin scope."
+    return "That token was not accepted."
+
+
+async def _overview_page(client: Palyra, root: str) -> bytes:
+    """The overview's figures: this month's totals from the ledger (its
+    indexes: by time, then grouped), today's spend."""
+    from datetime import UTC, datetime
+
+    from .._exceptions import LedgerError
+
+    now = datetime.now(UTC)
+    day = now.replace(hour=0, minute=0, second=0, microsecond=0)
+    month = day.replace(day=1)
+    try:
+        by_model = await client.usage.atotals("model", month)
+        today = await client.usage.atotals("currency", day)
+        by_status = await client.usage.atotals("status", month)
+    except LedgerError:  # no ledger: nothing to show
+        by_model, today, by_status = [], [], []
+    calls = sum(t.calls for t in by_status)
+    errors = sum(t.calls for t in by_status if t.key[0] == "error")
+    top = sorted(by_model, key=lambda t: (t.cost_total or 0, t.calls), reverse=True)
+    return _pages.overview_page(
+        root,
+        today=_pages.total(today),
+        month=_pages.total(by_model),
+        calls=calls,
+        errors=errors,
+        top=top[:10],
+    )
 
 
 def _is_form(ex: Exchange) -> bool:

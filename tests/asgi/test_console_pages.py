@@ -1,0 +1,112 @@
+"""The console's first pages (issue 18): the sign-in form and the overview,
+server-rendered, readable without JavaScript, with no inline script or
+style (the CSP forbids both), every value escaped; the overview's figures
+are the ledger's."""
+
+from __future__ import annotations
+
+import re
+from decimal import Decimal
+from pathlib import Path
+from types import SimpleNamespace
+
+import httpx
+import pytest
+
+import palyra
+from palyra.asgi import create_app
+from palyra.asgi._pages import esc, overview_page
+
+pytestmark = pytest.mark.anyio
+HI = [{"role": "user", "content": "hello"}]
+
+
+def made(tmp_path: Path) -> tuple[palyra.Palyra, httpx.AsyncClient, str]:
+    model = {"id": "bot", "provider": "local", "pricing": {"input": 1, "output": 2}}
+    client = palyra.Palyra(
+        {"models": [model], "providers": [{"id": "local", "kind": "deterministic"}]},
+        home=tmp_path,
+        ledger=palyra.MemoryLedger(),
+    )
+    _, admin = client.tokens.create("ops", scopes=["admin"])
+    http = httpx.AsyncClient(
+        transport=httpx.ASGITransport(app=create_app(client, console=True)),
+        base_url="http://127.0.0.1",
+    )
+    return client, http, admin
+
+
+def no_inline(page: str) -> None:
+    assert "<script" not in page
+    assert "style=" not in page
+    assert "<style" not in page
+    assert re.search(r"\son[a-z]+=", page) is None  # no inline handlers
+
+
+async def test_signed_out_a_browser_is_sent_to_the_sign_in_form(tmp_path: Path) -> None:
+    client, http, _ = made(tmp_path)
+    async with http:
+        r = await http.get("/console/")
+        assert (r.status_code, r.headers["location"]) == (303, "/console/login")
+        form = await http.get("/console/login")
+        assert form.status_code == 200
+        assert form.headers["content-type"].startswith("text/html")
+        assert "default-src 'none'" in form.headers["content-security-policy"]
+        page = form.text
+        no_inline(page)
+        assert '<label for="token">' in page
+        assert 'type="password"' in page
+        assert 'action="/console/login"' in page
+        assert 'href="/console/static/console.css"' in page
+        css = await http.get("/console/static/console.css")
+        assert css.headers["content-type"].startswith("text/css")
+        assert "outline" in css.text  # keyboard focus is visible
+    await client.aclose()
+
+
+async def test_a_refused_token_shows_the_form_again_without_it(tmp_path: Path) -> None:
+    client, http, _ = made(tmp_path)
+    _, plain = client.tokens.create("app")
+    async with http:
+        for typed, said in (
+            ("pk-palyra-nope<b>", "not accepted"),
+            (plain, "no admin scope"),
+        ):
+            r = await http.post("/console/login", data={"token": typed})
+            assert r.status_code == 401
+            assert said in r.text
+            assert typed not in r.text
+            assert "palyra_console" not in r.headers.get("set-cookie", "")
+            no_inline(r.text)
+    await client.aclose()
+
+
+async def test_the_overview_shows_the_ledgers_figures(tmp_path: Path) -> None:
+    client, http, admin = made(tmp_path)
+    for agent in ("a", "b", "c"):
+        await client.achat(HI, agent=agent)
+    async with http:
+        r = await http.post("/console/login", data={"token": admin})
+        assert r.status_code == 303
+        page = (await http.get("/console/")).text
+        no_inline(page)
+        (row,) = client.usage.totals("model")
+        assert f"{row.calls:,}" in page
+        assert "Calls this month" in page
+        assert ">bot<" in page  # the top model
+        assert "0.0%" in page  # the error rate
+        assert admin not in page
+    await client.aclose()
+
+
+def test_every_value_is_escaped() -> None:
+    evil = '<img src=x onerror="alert(1)">'
+    assert "<" not in esc(evil)
+    assert '"' not in esc(evil)
+    row = SimpleNamespace(key=(evil,), calls=3, cost_total=Decimal("1.5"))
+    page = overview_page(
+        "/console", today=Decimal(0), month=Decimal("1.5"), calls=3, errors=1, top=[row]
+    ).decode()
+    assert evil not in page
+    assert "&lt;img" in page
+    assert "33.3%" in page
