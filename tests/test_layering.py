@@ -231,6 +231,8 @@ LAYERS: list[tuple[str, list[str]]] = [
             "_anthropic",
             "_sessions",
             "_pages",
+            "_usage_page",
+            "_usage_data",
             "_console_api",
             "_console",
             "_app",

@@ -22,6 +22,7 @@ from urllib.parse import parse_qs, quote
 from .._access import APITokenError
 from .._client import Palyra
 from . import _console_api, _pages
+from . import _usage_data as _usage
 from ._errors import Problem, problem_of
 from ._http import Exchange, Receive, Scope, Send, new_request_id
 from ._sessions import (
@@ -115,8 +116,8 @@ class Console:
         if ex.method == "GET" and ex.path in _PUBLIC_PAGES:
             await _PUBLIC_PAGES[ex.path](ex)
             return
-        if ex.method == "GET" and ex.path == "/":
-            await self._overview(ex)
+        if ex.method == "GET" and ex.path in ("/", "/usage", "/usage.csv"):
+            await self._page(ex)
             return
         if ex.path == "/logout" and ex.method == "POST":
             admin = await self._admin(ex)
@@ -191,16 +192,35 @@ class Console:
         info = await self.client.tokens.averify(secret, "admin")
         return info.id
 
-    async def _overview(self, ex: Exchange) -> None:
-        """``GET /``: the overview page; signed out, the sign-in page."""
+    async def _page(self, ex: Exchange) -> None:
+        """A page (signed out: the sign-in form instead)."""
         root = ex.scope.get("root_path", "") or ""
         try:
             await self._admin(ex)
         except Problem:
             await ex.answer(303, b"", [(b"location", f"{root}/login".encode())])
             return
-        page = await _overview_page(self.client, root)
-        await ex.answer(200, page, [_HTML])
+        if ex.path == "/":
+            await ex.answer(200, await _overview_page(self.client, root), [_HTML])
+            return
+        days = _days(ex)
+        if ex.path == "/usage":
+            page = await _usage.page(self.client, root, days)
+            await ex.answer(200, page, [_HTML])
+            return
+        by = _query(ex, "by") or "model"
+        if by not in ("model", "agent", "day", "provider"):
+            raise Problem(400, "by: model, agent, day or provider", param="by")
+        body = await _usage.csv(self.client, by, days)
+        disposition = f'attachment; filename="palyra-usage-{by}-{days}d.csv"'
+        await ex.answer(
+            200,
+            body,
+            [
+                (b"content-type", b"text/csv; charset=utf-8"),
+                (b"content-disposition", disposition.encode()),
+            ],
+        )
 
     def _cookie(self, ex: Exchange, value: str, max_age: float) -> tuple[bytes, bytes]:
         root = ex.scope.get("root_path", "") or "/"
@@ -321,6 +341,18 @@ async def _overview_page(client: Palyra, root: str) -> bytes:
         errors=errors,
         top=top[:10],
     )
+
+
+def _query(ex: Exchange, name: str) -> str | None:
+    got = parse_qs(ex.scope.get("query_string", b"").decode("latin-1")).get(name)
+    return got[-1] if got else None
+
+
+def _days(ex: Exchange) -> int:
+    value = _query(ex, "days") or "30"
+    if not (value.isascii() and value.isdigit() and 0 < int(value[:4]) <= 366):
+        raise Problem(400, "days: a whole number of days, 1 to 366", param="days")
+    return int(value)
 
 
 def _is_form(ex: Exchange) -> bool:

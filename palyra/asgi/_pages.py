@@ -12,7 +12,7 @@ from decimal import Decimal
 from html import escape
 from typing import Any
 
-__all__ = ["CSS", "esc", "login_page", "overview_page"]
+__all__ = ["CSS", "esc", "layout", "login_page", "overview_page"]
 
 CSS = b"""
 :root { --ink: #1b1f24; --muted: #57606a; --line: #d0d7de; --accent: #0b57d0; }
@@ -40,6 +40,9 @@ input[type=password] { font: inherit; padding: 0.4rem; border: 1px solid var(--m
 button { font: inherit; padding: 0.4rem 1rem; background: var(--accent); color: #fff;
          border: 0; border-radius: 4px; cursor: pointer; }
 .error { color: #a40e26; }
+svg.chart { display: block; margin: 1rem 0; max-width: 100%; height: auto; }
+form.range { display: flex; gap: 0.5rem; align-items: center; }
+caption { text-align: left; font-weight: 600; padding: 1rem 0 0.25rem; }
 """
 
 
@@ -48,10 +51,14 @@ def esc(value: Any) -> str:
     return escape("" if value is None else str(value), quote=True)
 
 
-def _layout(root: str, title: str, body: str, *, signed_in: bool) -> bytes:
+def layout(root: str, title: str, body: str, *, signed_in: bool) -> bytes:
+    """A whole page: its head, the console's header and navigation, ``body``."""
     nav = ""
     if signed_in:
-        nav = f'<nav aria-label="Console"><a href="{esc(root)}/">Overview</a></nav>'
+        nav = (
+            f'<nav aria-label="Console"><a href="{esc(root)}/">Overview</a>'
+            f'<a href="{esc(root)}/usage">Usage</a></nav>'
+        )
     return (
         "<!doctype html>\n"
         '<html lang="en"><head><meta charset="utf-8">'
@@ -75,7 +82,7 @@ def login_page(root: str, error: str | None = None) -> bytes:
         '<button type="submit">Sign in</button></form>'
         "<p>Make one with <code>palyra tokens create ops --scope admin</code>.</p>"
     )
-    return _layout(root, "Sign in", body, signed_in=False)
+    return layout(root, "Sign in", body, signed_in=False)
 
 
 def overview_page(
@@ -107,7 +114,7 @@ def overview_page(
         f"<tbody>{rows or '<tr><td colspan=3>No calls yet</td></tr>'}</tbody></table>"
     )
     body = f'<h1>Overview</h1><div class="cards">{cards}</div>{table}'
-    return _layout(root, "Overview", body, signed_in=True)
+    return layout(root, "Overview", body, signed_in=True)
 
 
 def _card(label: str, value: str) -> str:

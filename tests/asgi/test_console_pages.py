@@ -110,3 +110,67 @@ def test_every_value_is_escaped() -> None:
     assert evil not in page
     assert "&lt;img" in page
     assert "33.3%" in page
+
+
+async def test_the_usage_page_has_a_bar_per_day_with_spend(tmp_path: Path) -> None:
+    """Spend on three of the last ten days (two calls on one): three bars,
+    labelled, with a legend; the tables and their CSV are the ledger's."""
+    import dataclasses
+    from datetime import UTC, datetime, timedelta
+
+    from palyra._governance import new_record_id
+
+    client, http, admin = made(tmp_path)
+    await client.achat(HI, agent="a")
+    (first,) = client.usage.records()
+    ledger = client._ledger.get()
+    now = datetime.now(UTC)
+    for back, agent in ((0, "b"), (3, "a"), (7, "c")):
+        when = now - timedelta(days=back, minutes=5)
+        ledger.record(
+            dataclasses.replace(
+                first,
+                id=new_record_id(),
+                started_at=when,
+                finished_at=when,
+                agent=agent,
+            )
+        )
+    async with http:
+        assert (await http.get("/console/usage")).status_code == 303  # signed out
+        await http.post("/console/login", data={"token": admin})
+        r = await http.get("/console/usage?days=30")
+        page = r.text
+        no_inline(page)
+        days = client.usage.totals("day", now - timedelta(days=30))
+        with_spend = [t for t in days if (t.cost_total or 0) > 0]
+        assert len(with_spend) == 3
+        assert page.count('<rect class="bar"') == 3
+        for t in with_spend:
+            assert f"{t.key[0]}: ${t.cost_total:.6f}" in page  # each bar's title
+            assert f">{t.key[0][5:]}<" in page  # its axis label
+        assert "Spend per day (USD)" in page  # the legend
+        assert page.count('class="y-label"') == 3
+        by_agent = client.usage.totals("agent", now - timedelta(days=30))
+        csv = await http.get("/console/usage.csv?by=agent&days=30")
+        assert csv.headers["content-type"].startswith("text/csv")
+        assert "attachment" in csv.headers["content-disposition"]
+        lines = csv.text.strip().splitlines()
+        assert lines[0] == "agent,calls,input_tokens,output_tokens,cost_usd"
+        assert sorted(line.split(",")[0] for line in lines[1:]) == sorted(
+            t.key[0] for t in by_agent
+        )
+        for bad in ("days=0", "days=x", "days=99999"):
+            assert (await http.get(f"/console/usage?{bad}")).status_code == 400
+        assert (await http.get("/console/usage.csv?by=secret")).status_code == 400
+    await client.aclose()
+
+
+def test_csv_cells_that_look_like_formulas_are_defused() -> None:
+    from palyra.asgi._usage_page import totals_csv
+
+    row = SimpleNamespace(
+        key=("=HYPERLINK(1)",), calls=1, input_uncached=1, cache_read=0,
+        cache_write=0, output=1, cost_total=None,
+    )  # fmt: skip
+    assert "'=HYPERLINK(1)" in totals_csv([row], "agent").decode()
