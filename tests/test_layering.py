@@ -233,6 +233,7 @@ LAYERS: list[tuple[str, list[str]]] = [
             "_pages",
             "_usage_page",
             "_usage_data",
+            "_budgets_page",
             "_console_api",
             "_console",
             "_app",

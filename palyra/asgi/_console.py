@@ -21,7 +21,8 @@ from urllib.parse import parse_qs, quote
 
 from .._access import APITokenError
 from .._client import Palyra
-from . import _console_api, _pages
+from .._exceptions import ConfigError, InvalidRequestError
+from . import _budgets_page, _console_api, _pages
 from . import _usage_data as _usage
 from ._errors import Problem, problem_of
 from ._http import Exchange, Receive, Scope, Send, new_request_id
@@ -116,8 +117,11 @@ class Console:
         if ex.method == "GET" and ex.path in _PUBLIC_PAGES:
             await _PUBLIC_PAGES[ex.path](ex)
             return
-        if ex.method == "GET" and ex.path in ("/", "/usage", "/usage.csv"):
+        if ex.method == "GET" and ex.path in ("/", "/usage", "/usage.csv", "/budgets"):
             await self._page(ex)
+            return
+        if ex.method == "POST" and ex.path in ("/budgets", "/budgets/remove"):
+            await self._budget_form(ex)
             return
         if ex.path == "/logout" and ex.method == "POST":
             admin = await self._admin(ex)
@@ -203,6 +207,9 @@ class Console:
         if ex.path == "/":
             await ex.answer(200, await _overview_page(self.client, root), [_HTML])
             return
+        if ex.path == "/budgets":
+            await self._budgets(ex, root, None, 200)
+            return
         days = _days(ex)
         if ex.path == "/usage":
             page = await _usage.page(self.client, root, days)
@@ -221,6 +228,36 @@ class Console:
                 (b"content-disposition", disposition.encode()),
             ],
         )
+
+    async def _budgets(
+        self, ex: Exchange, root: str, error: str | None, status: int
+    ) -> None:
+        session = self.sessions.get(cookie_of(ex.headers.get("cookie")), self._clock())
+        csrf = "" if session is None else session.csrf  # a bearer posts no form
+        statuses = await self.client.budgets.astatus()
+        page = _budgets_page.budgets_page(root, statuses, csrf, error)
+        await ex.answer(status, page, [_HTML])
+
+    async def _budget_form(self, ex: Exchange) -> None:
+        """A budget added or removed from the page, then the page again
+        (303: a reload does not post twice); a refused one says why."""
+        import asyncio
+
+        admin = await self._admin(ex)
+        fields = await self._body(ex)
+        self._check_csrf(ex, admin, fields)
+        root = ex.scope.get("root_path", "") or ""
+        budgets = self.client.budgets
+        try:
+            if ex.path == "/budgets":
+                policy = _budgets_page.budget_of(fields)
+                await asyncio.to_thread(budgets.add, policy)
+            else:
+                await asyncio.to_thread(budgets.remove, str(fields.get("id", "")))
+        except (ConfigError, InvalidRequestError) as exc:
+            await self._budgets(ex, root, str(exc), 400)
+            return
+        await ex.answer(303, b"", [(b"location", f"{root}/budgets".encode())])
 
     def _cookie(self, ex: Exchange, value: str, max_age: float) -> tuple[bytes, bytes]:
         root = ex.scope.get("root_path", "") or "/"

@@ -43,6 +43,9 @@ button { font: inherit; padding: 0.4rem 1rem; background: var(--accent); color: 
 svg.chart { display: block; margin: 1rem 0; max-width: 100%; height: auto; }
 form.range { display: flex; gap: 0.5rem; align-items: center; }
 caption { text-align: left; font-weight: 600; padding: 1rem 0 0.25rem; }
+section.budget { border-bottom: 1px solid var(--line); padding-bottom: 0.75rem; }
+section.budget meter { width: 100%; height: 1.25rem; }
+form.budget-form { display: grid; gap: 0.4rem; max-width: 28rem; margin-top: 1.5rem; }
 """
 
 
@@ -57,7 +60,8 @@ def layout(root: str, title: str, body: str, *, signed_in: bool) -> bytes:
     if signed_in:
         nav = (
             f'<nav aria-label="Console"><a href="{esc(root)}/">Overview</a>'
-            f'<a href="{esc(root)}/usage">Usage</a></nav>'
+            f'<a href="{esc(root)}/usage">Usage</a>'
+            f'<a href="{esc(root)}/budgets">Budgets</a></nav>'
         )
     return (
         "<!doctype html>\n"

@@ -174,3 +174,47 @@ def test_csv_cells_that_look_like_formulas_are_defused() -> None:
         cache_write=0, output=1, cost_total=None,
     )  # fmt: skip
     assert "'=HYPERLINK(1)" in totals_csv([row], "agent").decode()
+
+
+async def test_budgets_are_added_shown_as_bars_and_removed(tmp_path: Path) -> None:
+    client, http, admin = made(tmp_path)
+    async with http:
+        await http.post("/console/login", data={"token": admin})
+        csrf = (await http.get("/console/v1/session")).json()["csrf"]
+        page = (await http.get("/console/budgets")).text
+        no_inline(page)
+        assert "No budgets." in page
+        assert f'name="csrf" value="{csrf}"' in page
+        assert '<label for="f-hard_limit">' in page
+        form = {"id": "daily", "metric": "usd", "window": "day", "hard_limit": "5",
+                "scope": "global", "value": ""}  # fmt: skip
+        r = await http.post("/console/budgets", data=form)
+        assert r.status_code == 403  # no CSRF token: refused, nothing added
+        assert client.budgets.status() == []
+        r = await http.post("/console/budgets", data={**form, "csrf": csrf})
+        assert (r.status_code, r.headers["location"]) == (303, "/console/budgets")
+        await client.achat(HI)
+        (status,) = client.budgets.status()
+        page = (await http.get("/console/budgets")).text
+        no_inline(page)
+        assert '<meter min="0" max="5"' in page
+        assert (
+            f"spent ${status.spent:.6f}" in page
+            or f"spent ${status.spent:,.2f}" in page
+        )
+        assert "of $5.00" in page
+        bad = {**form, "id": "tokens", "hard_limit": "lots", "csrf": csrf}
+        r = await http.post("/console/budgets", data=bad)
+        assert r.status_code == 400
+        assert "hard_limit" in r.text
+        assert 'role="alert"' in r.text
+        r = await http.post(
+            "/console/budgets/remove", data={"id": "daily", "csrf": csrf}
+        )
+        assert r.status_code == 303
+        assert "No budgets." in (await http.get("/console/budgets")).text
+        r = await http.post(
+            "/console/budgets/remove", data={"id": "nope", "csrf": csrf}
+        )
+        assert r.status_code == 400
+    await client.aclose()

@@ -1,0 +1,113 @@
+"""The console's budgets page: a bar per budget and scope value (spent,
+reserved, the limit, when the window resets), a form to add one and a
+button to remove one, each form carrying the session's CSRF token.
+
+The bars are ``<meter>`` elements (the browser draws them, and reads them
+out to a screen reader), with the figures written beside them for anyone
+reading without a browser's help.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from decimal import Decimal
+from typing import Any
+
+from ._pages import esc, layout
+
+__all__ = ["budgets_page"]
+
+_METRICS = ("usd", "tokens")
+_WINDOWS = ("day", "week", "month", "lifetime")
+_SCOPES = ("global", "agent", "session", "principal")
+
+
+def _amount(metric: str, value: Decimal | None) -> str:
+    if value is None:
+        return "no limit"
+    if metric == "usd":
+        return (
+            f"${value:,.2f}"
+            if value >= Decimal("0.01") or value == 0
+            else f"${value:.6f}"
+        )
+    return f"{value:,} tokens"
+
+
+def _bar(status: Any, csrf: str, root: str) -> str:
+    limit = status.hard_limit
+    used = status.spent + status.reserved
+    meter = ""
+    if limit:
+        meter = (
+            f'<meter min="0" max="{esc(limit)}" value="{esc(min(used, limit))}"'
+            f' high="{esc(status.soft_limit or limit)}" optimum="0"'
+            f' aria-label="{esc(status.policy)}: {esc(_amount(status.metric, used))}'
+            f' of {esc(_amount(status.metric, limit))}"></meter>'
+        )
+    resets = (
+        status.resets_at.isoformat(timespec="minutes") if status.resets_at else "never"
+    )
+    who = (
+        "everyone"
+        if status.scope == "global"
+        else f"{status.scope} {status.scope_value}"
+    )
+    return (
+        f'<section class="budget" aria-labelledby="b-{esc(status.policy)}">'
+        f'<h2 id="b-{esc(status.policy)}">{esc(status.policy)}'
+        f" <small>{esc(who)}, {esc(status.window)}</small></h2>{meter}"
+        f"<p>spent {esc(_amount(status.metric, status.spent))}"
+        f" + reserved {esc(_amount(status.metric, status.reserved))}"
+        f" of {esc(_amount(status.metric, limit))}; state {esc(status.state)};"
+        f" resets {esc(resets)}</p>"
+        f'<form method="post" action="{esc(root)}/budgets/remove">'
+        f'<input type="hidden" name="csrf" value="{esc(csrf)}">'
+        f'<input type="hidden" name="id" value="{esc(status.policy)}">'
+        f'<button type="submit">Remove {esc(status.policy)}</button></form></section>'
+    )
+
+
+def _select(name: str, label: str, options: Sequence[str]) -> str:
+    choices = "".join(f'<option value="{esc(o)}">{esc(o)}</option>' for o in options)
+    return (
+        f'<label for="f-{name}">{esc(label)}</label>'
+        f'<select id="f-{name}" name="{name}">{choices}</select>'
+    )
+
+
+def _field(name: str, label: str, *, required: bool = False) -> str:
+    need = " required" if required else ""
+    return (
+        f'<label for="f-{name}">{esc(label)}</label>'
+        f'<input id="f-{name}" name="{name}" type="text"{need}>'
+    )
+
+
+def budgets_page(
+    root: str, statuses: Sequence[Any], csrf: str, error: str | None = None
+) -> bytes:
+    """Each budget's bar, and the form to add one."""
+    said = f'<p class="error" role="alert">{esc(error)}</p>' if error else ""
+    bars = "".join(_bar(s, csrf, root) for s in statuses) or "<p>No budgets.</p>"
+    form = (
+        f'<form class="budget-form" method="post" action="{esc(root)}/budgets">'
+        "<h2>Add a budget</h2>"
+        f'<input type="hidden" name="csrf" value="{esc(csrf)}">'
+        + _field("id", "Name", required=True)
+        + _select("metric", "Metric", _METRICS)
+        + _select("window", "Window", _WINDOWS)
+        + _field("hard_limit", "Hard limit", required=True)
+        + _select("scope", "Scope", _SCOPES)
+        + _field("value", "Scope value (an agent's id, say)")
+        + '<button type="submit">Add</button></form>'
+    )
+    return layout(
+        root, "Budgets", f"<h1>Budgets</h1>{said}{bars}{form}", signed_in=True
+    )
+
+
+def budget_of(fields: dict[str, Any]) -> dict[str, Any]:
+    """A budget's config from the form's fields (empty ones left out)."""
+    allowed = ("id", "metric", "window", "hard_limit", "scope", "value")
+    return {k: v for k, v in fields.items() if k in allowed and v not in ("", None)}
