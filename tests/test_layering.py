@@ -234,6 +234,7 @@ LAYERS: list[tuple[str, list[str]]] = [
             "_usage_page",
             "_usage_data",
             "_budgets_page",
+            "_tables_page",
             "_console_api",
             "_console",
             "_app",

@@ -22,7 +22,7 @@ from urllib.parse import parse_qs, quote
 from .._access import APITokenError
 from .._client import Palyra
 from .._exceptions import ConfigError, InvalidRequestError
-from . import _budgets_page, _console_api, _pages
+from . import _budgets_page, _console_api, _pages, _tables_page
 from . import _usage_data as _usage
 from ._errors import Problem, problem_of
 from ._http import Exchange, Receive, Scope, Send, new_request_id
@@ -117,7 +117,7 @@ class Console:
         if ex.method == "GET" and ex.path in _PUBLIC_PAGES:
             await _PUBLIC_PAGES[ex.path](ex)
             return
-        if ex.method == "GET" and ex.path in ("/", "/usage", "/usage.csv", "/budgets"):
+        if ex.method == "GET" and ex.path in _PAGES:
             await self._page(ex)
             return
         if ex.method == "POST" and ex.path in ("/budgets", "/budgets/remove"):
@@ -209,6 +209,9 @@ class Console:
             return
         if ex.path == "/budgets":
             await self._budgets(ex, root, None, 200)
+            return
+        if ex.path in ("/health", "/jobs"):
+            await ex.answer(200, await _read_page(self.client, root, ex.path), [_HTML])
             return
         days = _days(ex)
         if ex.path == "/usage":
@@ -342,6 +345,20 @@ async def _style(ex: Exchange) -> None:
 
 
 _PUBLIC_PAGES = {"/login": _login_page, "/static/console.css": _style}
+_PAGES = frozenset({"/", "/usage", "/usage.csv", "/budgets", "/health", "/jobs"})
+
+
+async def _read_page(client: Palyra, root: str, path: str) -> bytes:
+    import asyncio
+
+    if path == "/health":
+        return _tables_page.health_page(root, await asyncio.to_thread(client.health))
+    scheduler = client.scheduler
+
+    def jobs() -> list[tuple[Any, Any]]:
+        return [(job, scheduler.runs(job.id, 5)) for job in scheduler.list()]
+
+    return _tables_page.jobs_page(root, await asyncio.to_thread(jobs))
 
 
 def _refusal(exc: Exception) -> str:

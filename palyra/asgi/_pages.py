@@ -61,7 +61,9 @@ def layout(root: str, title: str, body: str, *, signed_in: bool) -> bytes:
         nav = (
             f'<nav aria-label="Console"><a href="{esc(root)}/">Overview</a>'
             f'<a href="{esc(root)}/usage">Usage</a>'
-            f'<a href="{esc(root)}/budgets">Budgets</a></nav>'
+            f'<a href="{esc(root)}/budgets">Budgets</a>'
+            f'<a href="{esc(root)}/health">Health</a>'
+            f'<a href="{esc(root)}/jobs">Jobs</a></nav>'
         )
     return (
         "<!doctype html>\n"

@@ -218,3 +218,32 @@ async def test_budgets_are_added_shown_as_bars_and_removed(tmp_path: Path) -> No
         )
         assert r.status_code == 400
     await client.aclose()
+
+
+async def test_health_and_jobs_pages(tmp_path: Path) -> None:
+    model = {"id": "bot", "provider": "local"}
+    client = palyra.Palyra(
+        {"models": [model], "providers": [{"id": "local", "kind": "deterministic"}],
+         "jobs": [{"kind": "health_probe", "every": 120}]},
+        home=tmp_path, ledger=palyra.MemoryLedger(),
+    )  # fmt: skip
+    _, admin = client.tokens.create("ops", scopes=["admin"])
+    await client.achat(HI)
+    client.scheduler.run_pending()
+    http = httpx.AsyncClient(
+        transport=httpx.ASGITransport(app=create_app(client, console=True)),
+        base_url="http://127.0.0.1",
+    )
+    async with http:
+        assert (await http.get("/console/health")).status_code == 303  # signed out
+        await http.post("/console/login", data={"token": admin})
+        health = (await http.get("/console/health")).text
+        no_inline(health)
+        assert "<td>local/bot</td>" in health
+        assert "<td>closed</td>" in health
+        assert "<td>100%</td>" in health
+        jobs = (await http.get("/console/jobs")).text
+        no_inline(jobs)
+        assert "<td>health_probe</td>" in jobs
+        assert "<td>every 0:02:00</td>" in jobs  # its schedule, as the library says it
+    await client.aclose()
