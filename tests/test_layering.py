@@ -235,6 +235,8 @@ LAYERS: list[tuple[str, list[str]]] = [
             "_usage_data",
             "_budgets_page",
             "_tables_page",
+            "_tokens_page",
+            "_console_pages",
             "_console_api",
             "_console",
             "_app",

@@ -21,9 +21,7 @@ from urllib.parse import parse_qs, quote
 
 from .._access import APITokenError
 from .._client import Palyra
-from .._exceptions import ConfigError, InvalidRequestError
-from . import _budgets_page, _console_api, _pages, _tables_page
-from . import _usage_data as _usage
+from . import _console_api, _console_pages, _pages
 from ._errors import Problem, problem_of
 from ._http import Exchange, Receive, Scope, Send, new_request_id
 from ._sessions import (
@@ -114,14 +112,14 @@ class Console:
         if ex.path == "/oauth/callback" and ex.method == "GET":
             await self._callback(ex)
             return
-        if ex.method == "GET" and ex.path in _PUBLIC_PAGES:
-            await _PUBLIC_PAGES[ex.path](ex)
+        if ex.method == "GET" and ex.path in _console_pages.PUBLIC:
+            await _console_pages.PUBLIC[ex.path](ex)
             return
-        if ex.method == "GET" and ex.path in _PAGES:
-            await self._page(ex)
+        if ex.method == "GET" and ex.path in _console_pages.PAGES:
+            await _console_pages.page(self, ex)
             return
-        if ex.method == "POST" and ex.path in ("/budgets", "/budgets/remove"):
-            await self._budget_form(ex)
+        if ex.method == "POST" and ex.path in _console_pages.FORMS:
+            await _console_pages.form(self, ex)
             return
         if ex.path == "/logout" and ex.method == "POST":
             admin = await self._admin(ex)
@@ -151,8 +149,8 @@ class Console:
                 if not form:
                     raise
                 root = ex.scope.get("root_path", "") or ""
-                page = _pages.login_page(root, _refusal(exc))
-                await ex.answer(401, page, [_HTML])
+                page = _pages.login_page(root, _console_pages.refusal(exc))
+                await ex.answer(401, page, [_console_pages.HTML])
                 return
         now = self._clock()
         session_id, session = self.sessions.create(token_id, now)
@@ -195,72 +193,6 @@ class Console:
             raise Problem(401, "sign in with an admin API token", code="no_token")
         info = await self.client.tokens.averify(secret, "admin")
         return info.id
-
-    async def _page(self, ex: Exchange) -> None:
-        """A page (signed out: the sign-in form instead)."""
-        root = ex.scope.get("root_path", "") or ""
-        try:
-            await self._admin(ex)
-        except Problem:
-            await ex.answer(303, b"", [(b"location", f"{root}/login".encode())])
-            return
-        if ex.path == "/":
-            await ex.answer(200, await _overview_page(self.client, root), [_HTML])
-            return
-        if ex.path == "/budgets":
-            await self._budgets(ex, root, None, 200)
-            return
-        if ex.path in ("/health", "/jobs"):
-            await ex.answer(200, await _read_page(self.client, root, ex.path), [_HTML])
-            return
-        days = _days(ex)
-        if ex.path == "/usage":
-            page = await _usage.page(self.client, root, days)
-            await ex.answer(200, page, [_HTML])
-            return
-        by = _query(ex, "by") or "model"
-        if by not in ("model", "agent", "day", "provider"):
-            raise Problem(400, "by: model, agent, day or provider", param="by")
-        body = await _usage.csv(self.client, by, days)
-        disposition = f'attachment; filename="palyra-usage-{by}-{days}d.csv"'
-        await ex.answer(
-            200,
-            body,
-            [
-                (b"content-type", b"text/csv; charset=utf-8"),
-                (b"content-disposition", disposition.encode()),
-            ],
-        )
-
-    async def _budgets(
-        self, ex: Exchange, root: str, error: str | None, status: int
-    ) -> None:
-        session = self.sessions.get(cookie_of(ex.headers.get("cookie")), self._clock())
-        csrf = "" if session is None else session.csrf  # a bearer posts no form
-        statuses = await self.client.budgets.astatus()
-        page = _budgets_page.budgets_page(root, statuses, csrf, error)
-        await ex.answer(status, page, [_HTML])
-
-    async def _budget_form(self, ex: Exchange) -> None:
-        """A budget added or removed from the page, then the page again
-        (303: a reload does not post twice); a refused one says why."""
-        import asyncio
-
-        admin = await self._admin(ex)
-        fields = await self._body(ex)
-        self._check_csrf(ex, admin, fields)
-        root = ex.scope.get("root_path", "") or ""
-        budgets = self.client.budgets
-        try:
-            if ex.path == "/budgets":
-                policy = _budgets_page.budget_of(fields)
-                await asyncio.to_thread(budgets.add, policy)
-            else:
-                await asyncio.to_thread(budgets.remove, str(fields.get("id", "")))
-        except (ConfigError, InvalidRequestError) as exc:
-            await self._budgets(ex, root, str(exc), 400)
-            return
-        await ex.answer(303, b"", [(b"location", f"{root}/budgets".encode())])
 
     def _cookie(self, ex: Exchange, value: str, max_age: float) -> tuple[bytes, bytes]:
         root = ex.scope.get("root_path", "") or "/"
@@ -330,83 +262,6 @@ class Console:
         if length in ("", "0") and "transfer-encoding" not in ex.headers:
             return {}
         return await ex.json(MAX_BODY)
-
-
-_HTML = (b"content-type", b"text/html; charset=utf-8")
-
-
-async def _login_page(ex: Exchange) -> None:
-    root = ex.scope.get("root_path", "") or ""
-    await ex.answer(200, _pages.login_page(root), [_HTML])
-
-
-async def _style(ex: Exchange) -> None:
-    await ex.answer(200, _pages.CSS, [(b"content-type", b"text/css; charset=utf-8")])
-
-
-_PUBLIC_PAGES = {"/login": _login_page, "/static/console.css": _style}
-_PAGES = frozenset({"/", "/usage", "/usage.csv", "/budgets", "/health", "/jobs"})
-
-
-async def _read_page(client: Palyra, root: str, path: str) -> bytes:
-    import asyncio
-
-    if path == "/health":
-        return _tables_page.health_page(root, await asyncio.to_thread(client.health))
-    scheduler = client.scheduler
-
-    def jobs() -> list[tuple[Any, Any]]:
-        return [(job, scheduler.runs(job.id, 5)) for job in scheduler.list()]
-
-    return _tables_page.jobs_page(root, await asyncio.to_thread(jobs))
-
-
-def _refusal(exc: Exception) -> str:
-    """What the sign-in page says of a refused token (never the token)."""
-    if isinstance(exc, APITokenError) and exc.code == "missing_scope":
-        return "That token has no admin scope."
-    return "That token was not accepted."
-
-
-async def _overview_page(client: Palyra, root: str) -> bytes:
-    """The overview's figures: this month's totals from the ledger (its
-    indexes: by time, then grouped), today's spend."""
-    from datetime import UTC, datetime
-
-    from .._exceptions import LedgerError
-
-    now = datetime.now(UTC)
-    day = now.replace(hour=0, minute=0, second=0, microsecond=0)
-    month = day.replace(day=1)
-    try:
-        by_model = await client.usage.atotals("model", month)
-        today = await client.usage.atotals("currency", day)
-        by_status = await client.usage.atotals("status", month)
-    except LedgerError:  # no ledger: nothing to show
-        by_model, today, by_status = [], [], []
-    calls = sum(t.calls for t in by_status)
-    errors = sum(t.calls for t in by_status if t.key[0] == "error")
-    top = sorted(by_model, key=lambda t: (t.cost_total or 0, t.calls), reverse=True)
-    return _pages.overview_page(
-        root,
-        today=_pages.total(today),
-        month=_pages.total(by_model),
-        calls=calls,
-        errors=errors,
-        top=top[:10],
-    )
-
-
-def _query(ex: Exchange, name: str) -> str | None:
-    got = parse_qs(ex.scope.get("query_string", b"").decode("latin-1")).get(name)
-    return got[-1] if got else None
-
-
-def _days(ex: Exchange) -> int:
-    value = _query(ex, "days") or "30"
-    if not (value.isascii() and value.isdigit() and 0 < int(value[:4]) <= 366):
-        raise Problem(400, "days: a whole number of days, 1 to 366", param="days")
-    return int(value)
 
 
 def _is_form(ex: Exchange) -> bool:

@@ -63,7 +63,8 @@ def layout(root: str, title: str, body: str, *, signed_in: bool) -> bytes:
             f'<a href="{esc(root)}/usage">Usage</a>'
             f'<a href="{esc(root)}/budgets">Budgets</a>'
             f'<a href="{esc(root)}/health">Health</a>'
-            f'<a href="{esc(root)}/jobs">Jobs</a></nav>'
+            f'<a href="{esc(root)}/jobs">Jobs</a>'
+            f'<a href="{esc(root)}/tokens">Tokens</a></nav>'
         )
     return (
         "<!doctype html>\n"

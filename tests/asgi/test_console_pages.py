@@ -247,3 +247,39 @@ async def test_health_and_jobs_pages(tmp_path: Path) -> None:
         assert "<td>health_probe</td>" in jobs
         assert "<td>every 0:02:00</td>" in jobs  # its schedule, as the library says it
     await client.aclose()
+
+
+async def test_tokens_are_made_with_their_secret_shown_once_and_revoked(
+    tmp_path: Path,
+) -> None:
+    client, http, admin = made(tmp_path)
+    async with http:
+        await http.post("/console/login", data={"token": admin})
+        csrf = (await http.get("/console/v1/session")).json()["csrf"]
+        page = (await http.get("/console/tokens")).text
+        no_inline(page)
+        assert "<td>ops</td>" in page
+        assert admin not in page
+        assert 'name="scope_admin" value="1">' in page  # admin: never ticked for you
+        form = {"csrf": csrf, "name": "ci", "scope_chat": "1", "days": "30"}
+        r = await http.post("/console/tokens", data=form)
+        assert r.status_code == 200
+        secret = re.search(r'<code class="secret">([^<]+)</code>', r.text)
+        assert secret is not None
+        info = client.tokens.verify(secret.group(1), "chat")
+        assert info.scopes == ("chat",)
+        assert info.expires_at is not None
+        again = (await http.get("/console/tokens")).text
+        assert secret.group(1) not in again  # shown that once
+        assert "<td>ci</td>" in again
+        bad = await http.post("/console/tokens", data={"csrf": csrf, "name": ""})
+        assert bad.status_code == 400
+        assert 'role="alert"' in bad.text
+        r = await http.post(
+            "/console/tokens/revoke", data={"csrf": csrf, "id": info.id}
+        )
+        assert r.status_code == 303
+        assert "revoked" in (await http.get("/console/tokens")).text
+        r = await http.post("/console/tokens", data={**form, "csrf": "wrong"})
+        assert r.status_code == 403
+    await client.aclose()
