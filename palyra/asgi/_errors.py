@@ -15,6 +15,7 @@ from typing import Any
 from .._access import APITokenError
 from .._exceptions import (
     APIConnectionError,
+    APIResponseValidationError,
     APIStatusError,
     APITimeoutError,
     AuthenticationError,
@@ -139,6 +140,8 @@ def _palyra(exc: PalyraError) -> Problem | None:
         return Problem(504, message, type="server_error", code="timeout")
     if isinstance(exc, APIConnectionError | CredentialError | ConfigError):
         return Problem(502, message, type="server_error", code="upstream_unavailable")
+    if isinstance(exc, APIResponseValidationError):  # an answer palyra cannot read
+        return Problem(502, message, type="server_error", code="bad_upstream_answer")
     if isinstance(exc, APIStatusError):
         return _upstream(exc, message)
     if isinstance(exc, ClientClosedError):

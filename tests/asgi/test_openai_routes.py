@@ -417,3 +417,26 @@ async def test_a_bad_deadline_header_is_400(surface: Surface, value: str) -> Non
     assert "x-palyra-deadline" in envelope(refused)["message"]
     ok = await surface.post("/v1/chat/completions", body, **{"x-palyra-deadline": "5"})
     assert ok.status_code == 200
+
+
+async def test_an_answer_palyra_cannot_read_is_a_502_not_a_500() -> None:
+    """JSON mode, and a stop sequence that cuts the answer short: the
+    upstream's answer is not JSON; the caller hears the upstream failed
+    (found by the property-based fuzzer)."""
+    import httpx
+
+    client = palyra.Palyra(ledger=False)
+    app = create_app(client, require_auth=False)
+    body = {
+        "model": "deterministic-chat",
+        "messages": [{"role": "user", "content": ""}],
+        "response_format": {"type": "json_object"},
+        "stop": "a",
+    }
+    async with httpx.AsyncClient(
+        transport=httpx.ASGITransport(app=app), base_url="http://palyra"
+    ) as http:
+        r = await http.post("/v1/chat/completions", json=body)
+    assert r.status_code == 502
+    assert r.json()["error"]["code"] == "bad_upstream_answer"
+    await client.aclose()
