@@ -10,8 +10,13 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qs
 
 from .._access import APITokenError
-from .._exceptions import ConfigError, InvalidRequestError
-from . import _budgets_page, _pages, _tables_page, _tokens_page
+from .._exceptions import (
+    AuthenticationError,
+    ConfigError,
+    InvalidRequestError,
+    PermissionDeniedError,
+)
+from . import _budgets_page, _pages, _providers_page, _tables_page, _tokens_page
 from . import _usage_data as _usage
 from ._errors import Problem
 from ._http import Exchange
@@ -24,7 +29,10 @@ if TYPE_CHECKING:
 __all__ = ["FORMS", "HTML", "PAGES", "PUBLIC", "form", "page", "refusal"]
 
 HTML = (b"content-type", b"text/html; charset=utf-8")
-FORMS = frozenset({"/budgets", "/budgets/remove", "/tokens", "/tokens/revoke"})
+FORMS = frozenset(
+    {"/budgets", "/budgets/remove", "/tokens", "/tokens/revoke"}
+    | {f"/providers/{a}" for a in ("key", "oauth", "refresh", "revoke")}
+)
 
 
 async def _login_page(ex: Exchange) -> None:
@@ -38,7 +46,16 @@ async def _style(ex: Exchange) -> None:
 
 PUBLIC = {"/login": _login_page, "/static/console.css": _style}
 PAGES = frozenset(
-    {"/", "/usage", "/usage.csv", "/budgets", "/health", "/jobs", "/tokens"}
+    {
+        "/",
+        "/usage",
+        "/usage.csv",
+        "/budgets",
+        "/health",
+        "/jobs",
+        "/tokens",
+        "/providers",
+    }
 )
 
 
@@ -120,6 +137,9 @@ async def page(console: Console, ex: Exchange) -> None:
     if ex.path == "/tokens":
         await _tokens(console, ex)
         return
+    if ex.path == "/providers":
+        await _providers(console, ex)
+        return
     if ex.path in ("/health", "/jobs"):
         await ex.answer(200, await _read_page(console.client, root, ex.path), [HTML])
         return
@@ -165,6 +185,9 @@ async def form(console: Console, ex: Exchange) -> None:
     console._check_csrf(ex, admin, fields)
     if ex.path.startswith("/tokens"):
         await _token_form(console, ex, fields)
+        return
+    if ex.path.startswith("/providers/"):
+        await _provider_form(console, ex, fields)
         return
     root = ex.scope.get("root_path", "") or ""
     budgets = console.client.budgets
@@ -222,3 +245,71 @@ async def _token_form(console: Console, ex: Exchange, fields: dict[str, Any]) ->
         await _tokens(console, ex, 400, error=str(exc))
         return
     await _tokens(console, ex, 200, made=made)
+
+
+async def _providers(
+    console: Console,
+    ex: Exchange,
+    status: int = 200,
+    *,
+    said: str | None = None,
+    error: str | None = None,
+) -> None:
+    root = ex.scope.get("root_path", "") or ""
+    session = console.sessions.get(
+        cookie_of(ex.headers.get("cookie")), console._clock()
+    )
+    csrf = "" if session is None else session.csrf
+    profiles = await console.client.auth.alist()
+    providers = list(console.client.config.providers)
+    page = _providers_page.providers_page(
+        root, profiles, providers, csrf, said=said, error=error
+    )
+    await ex.answer(status, page, [HTML])
+
+
+async def _provider_form(
+    console: Console, ex: Exchange, fields: dict[str, Any]
+) -> None:
+    """A key connected (checked first), an OAuth sign-in begun (the browser
+    sent to the authorization server), a profile refreshed or revoked."""
+    from .._exceptions import PalyraError
+    from ._console_api import callback_url
+
+    auth = console.client.auth
+    action = ex.path.rsplit("/", 1)[-1]
+    try:
+        if action == "key":
+            provider = str(fields.get("provider", ""))
+            key = str(fields.get("key", ""))
+            name = str(fields.get("name") or "") or None
+            try:
+                profile = await auth.aconnect_api_key(provider, key, name=name)
+            except (AuthenticationError, PermissionDeniedError):
+                # Never the provider's reply: it may quote the key.
+                raise InvalidRequestError(
+                    f"provider {provider!r} refused the key; nothing was kept"
+                ) from None
+            said = f"Connected {profile.id}."
+        elif action == "oauth":
+            provider = str(fields.get("provider", ""))
+            attempt = await auth.astart_oauth(
+                provider, redirect_uri=callback_url(ex, console.public_url)
+            )
+            where = attempt.authorize_url.encode()
+            await ex.answer(303, b"", [(b"location", where)])
+            return
+        else:
+            profile_id = str(fields.get("id", ""))
+            if profile_id not in {p.id for p in await auth.alist()}:
+                raise InvalidRequestError(f"no auth profile {profile_id[:128]!r}")
+            if action == "refresh":
+                await auth.arefresh(profile_id)
+                said = f"Refreshed {profile_id}."
+            else:
+                await auth.arevoke(profile_id)
+                said = f"Revoked {profile_id}."
+    except PalyraError as exc:
+        await _providers(console, ex, 400, error=str(exc))
+        return
+    await _providers(console, ex, 200, said=said)

@@ -64,6 +64,7 @@ def layout(root: str, title: str, body: str, *, signed_in: bool) -> bytes:
             f'<a href="{esc(root)}/budgets">Budgets</a>'
             f'<a href="{esc(root)}/health">Health</a>'
             f'<a href="{esc(root)}/jobs">Jobs</a>'
+            f'<a href="{esc(root)}/providers">Providers</a>'
             f'<a href="{esc(root)}/tokens">Tokens</a></nav>'
         )
     return (

@@ -172,3 +172,66 @@ async def test_jobs_records_and_savings(tmp_path: Path) -> None:
             await h.get("/console/v1/usage/totals?since=yesterday")
         ).status_code == 400
     await client.aclose()
+
+
+async def test_the_providers_page_connects_signs_in_and_revokes(
+    auth: AuthServer, up: Upstream, tmp_path: Path
+) -> None:
+    """The page's forms: a key checked and connected (its masked tail shown,
+    the key never), a refused one named without its text, "Sign in with"
+    through the real authorization server and back, refresh and revoke."""
+    import re
+
+    config = oauth_config(auth, up)
+    config["providers"].append(
+        {"id": "keyed", "kind": "openai", "base_url": up.base_url, "max_retries": 0}
+    )
+    up.api_key = lambda given: given == FAKE_KEY or auth.valid(given)
+    client, app, admin = console(config, tmp_path)
+    h, csrf = await signed_in(app, admin)
+    token = csrf["x-palyra-csrf"]
+    pages = []
+    async with aclosing(h):
+        page = (await h.get("/console/providers")).text
+        assert "No profiles yet" in page
+        assert 'type="password"' in page
+        assert "Sign in with up</button>" in page
+        assert "Sign in with keyed" not in page  # no OAuth settings
+        form = {"csrf": token, "provider": "keyed", "key": "sk-wrong-0123456789abcdef"}
+        r = await h.post("/console/providers/key", data=form)
+        assert r.status_code == 400
+        assert "refused the key" in r.text
+        pages.append(r.text)
+        r = await h.post("/console/providers/key", data={**form, "key": FAKE_KEY})
+        assert r.status_code == 200
+        assert "Connected keyed-default." in r.text
+        assert f"<td>sk-…{FAKE_KEY[-4:]}</td>" in r.text
+        pages.append(r.text)
+        r = await h.post(
+            "/console/providers/oauth", data={"csrf": token, "provider": "up"}
+        )
+        assert r.status_code == 303
+        back = urlsplit(auth.approve(r.headers["location"]))
+        r = await h.get(f"{back.path}?{back.query}")
+        assert r.headers["location"] == "/console/?connected=up-default"
+        page = (await h.get("/console/providers")).text
+        assert "<td>up-default</td>" in page
+        assert "Refresh up-default</button>" in page
+        r = await h.post(
+            "/console/providers/refresh", data={"csrf": token, "id": "up-default"}
+        )
+        assert "Refreshed up-default." in r.text
+        for pid in ("up-default", "keyed-default"):
+            r = await h.post(
+                "/console/providers/revoke", data={"csrf": token, "id": pid}
+            )
+            assert f"Revoked {pid}." in r.text
+        assert "No profiles yet" in (await h.get("/console/providers")).text
+        r = await h.post("/console/providers/revoke", data={"id": "x"})
+        assert r.status_code == 403  # no CSRF token
+        pages.append((await h.get("/console/providers")).text)
+    for page in pages:
+        assert FAKE_KEY not in page
+        assert "sk-wrong-0123456789abcdef" not in page
+        assert re.search(r"<script|style=", page) is None
+    await client.aclose()
