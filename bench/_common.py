@@ -138,18 +138,21 @@ def save(sections: dict[str, Any], info: dict[str, Any], argv: list[str]) -> Pat
     return RESULTS
 
 
-def cpu_on_path(
-    calls: dict[str, Any], rounds: int, per_round: int, warmup: int
-) -> dict[str, list[float]]:
-    """Per round, the median CPU time of the calling thread for a call on
-    each side, interleaved call by call in a new random order each pass:
-    what the call itself pays: less moved by a neighbour's load than wall
-    time is, and not by waiting for the interpreter lock."""
+def interleaved(
+    calls: dict[str, Any],
+    rounds: int,
+    per_round: int,
+    warmup: int,
+    clock: Any = time.perf_counter,
+) -> dict[str, dict[str, list[float]]]:
+    """Each side's times (us) and per-round medians, the sides interleaved
+    call by call in a new random order each pass, timed by ``clock``."""
     for _ in range(warmup):
         for fn in calls.values():
             fn()
-    clock, items = time.thread_time, list(calls.items())
-    shuffle = random.Random(17).sample
+    items = list(calls.items())
+    shuffle = random.Random(11).sample
+    samples: dict[str, list[float]] = {name: [] for name in calls}
     medians: dict[str, list[float]] = {name: [] for name in calls}
     for _ in range(rounds):
         block: dict[str, list[float]] = {name: [] for name in calls}
@@ -159,8 +162,19 @@ def cpu_on_path(
                 fn()
                 block[name].append((clock() - t) * 1e6)
         for name, values in block.items():
+            samples[name] += values
             medians[name].append(median(values))
-    return medians
+    return {"calls": samples, "medians": medians}
+
+
+def cpu_on_path(
+    calls: dict[str, Any], rounds: int, per_round: int, warmup: int
+) -> dict[str, list[float]]:
+    """Per round, the median CPU time of the calling thread for a call on
+    each side, interleaved call by call: what the call itself pays: less
+    moved by a neighbour's load than wall time is, and not by waiting for
+    the interpreter lock."""
+    return interleaved(calls, rounds, per_round, warmup, time.thread_time)["medians"]
 
 
 def cpu_all_in(

@@ -16,16 +16,13 @@ The target: ``full`` adds at most 150 us per call at the median.
 
 from __future__ import annotations
 
-import random
 import shutil
 import tempfile
-import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import palyra
-from bench._common import banner, median, percentile, table, verdict
+from bench._common import banner, interleaved, median, percentile, table, verdict
 
 TARGET_US = 150.0
 MESSAGES = [
@@ -74,28 +71,7 @@ def _sides(root: Path) -> dict[str, palyra.Palyra]:
     return {"off": off, "priced": priced, "full": full}
 
 
-def _interleaved(
-    calls: dict[str, Callable[[], object]], rounds: int, per_round: int, warmup: int
-) -> dict[str, dict[str, list[float]]]:
-    for _ in range(warmup):
-        for fn in calls.values():
-            fn()
-    clock = time.perf_counter
-    items = list(calls.items())
-    shuffle = random.Random(11).sample
-    samples: dict[str, list[float]] = {name: [] for name in calls}
-    medians: dict[str, list[float]] = {name: [] for name in calls}
-    for _ in range(rounds):
-        block: dict[str, list[float]] = {name: [] for name in calls}
-        for _ in range(per_round):
-            for name, fn in shuffle(items, len(items)):
-                t = clock()
-                fn()
-                block[name].append((clock() - t) * 1e6)
-        for name, values in block.items():
-            samples[name] += values
-            medians[name].append(median(values))
-    return {"calls": samples, "medians": medians}
+_interleaved = interleaved  # the other benchmarks' name for it
 
 
 def run(quick: bool) -> dict[str, Any]:

@@ -17,9 +17,11 @@ from typing import Any, Literal
 
 from .._usage import Cost, NormalizedUsage
 
-__all__ = ["CallEvent", "EventKind"]
+__all__ = ["OUTCOMES", "CallEvent", "EventKind"]
 
 EventKind = Literal["start", "first_token", "end", "error", "cancelled"]
+OUTCOMES = {"end": "ok", "error": "error", "cancelled": "cancelled"}
+"""A call's last event as the ledger names its outcome."""
 
 
 @dataclass(slots=True)

@@ -24,12 +24,11 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import Any
 
 from .._exceptions import ConfigError
-from .events import CallEvent
+from .events import OUTCOMES, CallEvent
 
 __all__ = ["CONTENT_TYPE", "CallMetrics"]
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
-_OUTCOME = {"end": "ok", "error": "error", "cancelled": "cancelled"}
 _BREAKER = {"closed": 0.0, "half_open": 1.0, "open": 2.0}
 _SECONDS = (0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 20.0, 40.0, 80.0, 160.0)
 _CALLER = ("agent", "session", "principal")
@@ -125,7 +124,7 @@ class CallMetrics:
 
     def __call__(self, event: CallEvent) -> None:
         """Count an event (an ``on_event`` callback of the client's)."""
-        outcome = _OUTCOME.get(event.kind)
+        outcome = OUTCOMES.get(event.kind)
         if outcome is None:
             return
         base = (event.provider or "", event.model or "")

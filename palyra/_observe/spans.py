@@ -16,7 +16,7 @@ from urllib.parse import urlsplit
 
 from .._config import ProviderConfig
 from .._exceptions import BudgetExceededError
-from .events import CallEvent
+from .events import OUTCOMES, CallEvent
 
 __all__ = [
     "Attributes",
@@ -27,7 +27,6 @@ __all__ = [
 ]
 
 Attributes = dict[str, Any]
-_OUTCOME = {"end": "ok", "error": "error", "cancelled": "cancelled"}
 # gen_ai.provider.name's well-known values, by the upstream's host; an
 # OpenAI-compatible server elsewhere (vLLM, a gateway) speaks as "openai".
 _HOSTS = {
@@ -79,7 +78,7 @@ def call_attributes(
         "gen_ai.provider.name": provider_of(served.provider.id),
         "gen_ai.request.model": event.requested_model or served.id,
         "palyra.call_id": event.call_id,
-        "palyra.outcome": _OUTCOME.get(event.kind, event.kind),
+        "palyra.outcome": OUTCOMES.get(event.kind, event.kind),
         "palyra.provider": served.provider.id,
         "palyra.model": served.id,
         "palyra.attempts": event.attempts,

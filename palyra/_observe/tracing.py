@@ -31,7 +31,7 @@ from typing import Any, Literal
 from .._config import ModelEntry, ProviderConfig
 from .._exceptions import ConfigError
 from .._version import __version__
-from .events import CallEvent
+from .events import OUTCOMES, CallEvent
 from .otel_metrics import OtelMetrics
 from .spans import attempt_attributes, call_attributes, provider_host, provider_name
 
@@ -40,7 +40,6 @@ __all__ = ["Propagate", "Trace", "Tracing"]
 logger = logging.getLogger("palyra")
 
 Propagate = Literal["parent", "span", "none"]
-_OUTCOMES = {"end": "ok", "error": "error", "cancelled": "cancelled"}
 
 
 class Trace:
@@ -231,7 +230,7 @@ class Tracing:
         span = trace.span
         if span is None:
             return
-        span.set_attribute("palyra.outcome", _OUTCOMES.get(kind, kind))
+        span.set_attribute("palyra.outcome", OUTCOMES.get(kind, kind))
         span.set_attribute("palyra.dropped", True)
         span.end()
 

@@ -13,7 +13,16 @@ from .._client import Palyra
 from .._observe import CONTENT_TYPE, CallMetrics
 from . import _anthropic, _audio, _openai
 from ._errors import Problem, problem_of
-from ._http import Exchange, Receive, Scope, Send, caller_of, new_request_id
+from ._http import (
+    Exchange,
+    Receive,
+    Scope,
+    Send,
+    caller_of,
+    lifespan,
+    new_request_id,
+    under_mount,
+)
 from ._openapi import openapi_document
 
 __all__ = ["create_app"]
@@ -64,24 +73,14 @@ class App:
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         kind = scope["type"]
         if kind == "lifespan":
-            await self._lifespan(receive, send)
+            await lifespan(self.client, receive, send)
         elif kind == "http":
             await self._http(scope, receive, send)
         # websockets are not served: the server closes them
 
-    async def _lifespan(self, receive: Receive, send: Send) -> None:
-        while True:
-            message = await receive()
-            if message["type"] == "lifespan.startup":
-                await send({"type": "lifespan.startup.complete"})
-            elif message["type"] == "lifespan.shutdown":
-                await self.client.aclose()
-                await send({"type": "lifespan.shutdown.complete"})
-                return
-
     async def _http(self, scope: Scope, receive: Receive, send: Send) -> None:
         if self.console is not None:
-            path = _under_mount(scope)
+            path = under_mount(scope)
             if path == "/console" or path.startswith("/console/"):
                 root = scope.get("root_path", "")
                 # The path whole (servers differ: some give it under root_path).
@@ -95,7 +94,7 @@ class App:
         request_id = new_request_id()
         scope["palyra.request_id"] = request_id
         headers = [(b"x-request-id", request_id.encode())]
-        path = _under_mount(scope)
+        path = under_mount(scope)
         ex = Exchange(scope, receive, send, path, headers)
         origin = ex.headers.get("origin")
         if (
@@ -232,14 +231,6 @@ def _bearer(headers: dict[str, str]) -> str | None:
         return value.strip()  # malformed: verify refuses it with a 401
     key = headers.get("x-api-key")  # the Anthropic SDK's header
     return key.strip() if key else None
-
-
-def _under_mount(scope: Scope) -> str:
-    path: str = scope.get("path", "/")
-    root: str = scope.get("root_path", "")
-    if root and path.startswith(root):
-        path = path[len(root) :] or "/"
-    return path
 
 
 def create_app(

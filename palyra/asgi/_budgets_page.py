@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from decimal import Decimal
 from typing import Any
 
-from ._pages import esc, layout
+from ._pages import esc, layout, usd
 
 __all__ = ["budgets_page"]
 
@@ -26,11 +26,7 @@ def _amount(metric: str, value: Decimal | None) -> str:
     if value is None:
         return "no limit"
     if metric == "usd":
-        return (
-            f"${value:,.2f}"
-            if value >= Decimal("0.01") or value == 0
-            else f"${value:.6f}"
-        )
+        return usd(value)
     return f"{value:,} tokens"
 
 

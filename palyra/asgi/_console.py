@@ -23,7 +23,7 @@ from .._access import APITokenError
 from .._client import Palyra
 from . import _console_api, _console_pages, _pages
 from ._errors import Problem, problem_of
-from ._http import Exchange, Receive, Scope, Send, new_request_id
+from ._http import Exchange, Receive, Scope, Send, lifespan, new_request_id, under_mount
 from ._sessions import (
     Session,
     SessionStore,
@@ -86,14 +86,14 @@ class Console:
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "lifespan":
-            await _lifespan(self.client, receive, send)
+            await lifespan(self.client, receive, send)
         elif scope["type"] == "http":
             await self._http(scope, receive, send)
 
     async def _http(self, scope: Scope, receive: Receive, send: Send) -> None:
         request_id = new_request_id()
         extra = [(b"x-request-id", request_id.encode()), *SECURITY_HEADERS]
-        ex = Exchange(scope, receive, send, _path(scope), extra)
+        ex = Exchange(scope, receive, send, under_mount(scope), extra)
         try:
             await self._route(ex)
         except BaseException as exc:
@@ -275,25 +275,6 @@ def _bearer(headers: dict[str, str]) -> str | None:
     if scheme.lower() != "bearer" or not token.strip():
         return None
     return token.strip()
-
-
-def _path(scope: Scope) -> str:
-    path: str = scope.get("path", "/")
-    root: str = scope.get("root_path", "")
-    if root and path.startswith(root):
-        path = path[len(root) :] or "/"
-    return path
-
-
-async def _lifespan(client: Palyra, receive: Receive, send: Send) -> None:
-    while True:
-        message = await receive()
-        if message["type"] == "lifespan.startup":
-            await send({"type": "lifespan.startup.complete"})
-        elif message["type"] == "lifespan.shutdown":
-            await client.aclose()
-            await send({"type": "lifespan.shutdown.complete"})
-            return
 
 
 def create_console(

@@ -21,6 +21,27 @@ Send = Callable[[Message], Awaitable[None]]
 _JSON = (b"content-type", b"application/json")
 
 
+def under_mount(scope: Scope) -> str:
+    """The request's path below the app's mount point (``root_path``)."""
+    path: str = scope.get("path", "/")
+    root: str = scope.get("root_path", "")
+    if root and path.startswith(root):
+        path = path[len(root) :] or "/"
+    return path
+
+
+async def lifespan(client: Any, receive: Receive, send: Send) -> None:
+    """ASGI's lifespan: started at once; its shutdown closes ``client``."""
+    while True:
+        message = await receive()
+        if message["type"] == "lifespan.startup":
+            await send({"type": "lifespan.startup.complete"})
+        elif message["type"] == "lifespan.shutdown":
+            await client.aclose()
+            await send({"type": "lifespan.shutdown.complete"})
+            return
+
+
 def new_request_id() -> str:
     """palyra's id of one request (``x-request-id`` on its answer)."""
     return "req_" + secrets.token_hex(12)

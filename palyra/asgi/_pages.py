@@ -12,7 +12,7 @@ from decimal import Decimal
 from html import escape
 from typing import Any
 
-__all__ = ["CSS", "esc", "layout", "login_page", "overview_page"]
+__all__ = ["CSS", "esc", "layout", "login_page", "overview_page", "usd"]
 
 CSS = b"""
 :root { --ink: #1b1f24; --muted: #57606a; --line: #d0d7de; --accent: #0b57d0; }
@@ -105,14 +105,14 @@ def overview_page(
     """Spend today and this month, calls, the error rate, the top models."""
     rate = f"{errors / calls:.1%}" if calls else "none"
     cards = (
-        _card("Spend today", _usd(today))
-        + _card("Spend this month", _usd(month))
+        _card("Spend today", usd(today))
+        + _card("Spend this month", usd(month))
         + _card("Calls this month", f"{calls:,}")
         + _card("Error rate", rate)
     )
     rows = "".join(
         f'<tr><td>{esc(t.key[0])}</td><td class="num">{t.calls:,}</td>'
-        f'<td class="num">{esc(_usd(t.cost_total))}</td></tr>'
+        f'<td class="num">{esc(usd(t.cost_total))}</td></tr>'
         for t in top
     )
     table = (
@@ -132,7 +132,8 @@ def _card(label: str, value: str) -> str:
     )
 
 
-def _usd(value: Decimal | None) -> str:
+def usd(value: Decimal | None) -> str:
+    """A dollar amount for a page: cents, or six places below a cent."""
     if value is None:
         return "$0.00"
     return (

@@ -14,7 +14,7 @@ from collections.abc import Sequence
 from decimal import Decimal
 from typing import Any
 
-from ._pages import esc, layout
+from ._pages import esc, layout, usd
 
 __all__ = ["chart", "totals_csv", "usage_page"]
 
@@ -74,7 +74,7 @@ def _table(caption: str, rows: Sequence[Any], csv_href: str) -> str:
         f'<tr><td>{esc(t.key[0] or "(none)")}</td><td class="num">{t.calls:,}</td>'
         f'<td class="num">{t.input_uncached + t.cache_read + t.cache_write:,}</td>'
         f'<td class="num">{t.output:,}</td>'
-        f'<td class="num">{esc(_money(t.cost_total))}</td></tr>'
+        f'<td class="num">{esc(usd(t.cost_total))}</td></tr>'
         for t in rows
     )
     empty = '<tr><td colspan="5">No calls in this range</td></tr>'
@@ -136,11 +136,3 @@ def totals_csv(rows: Sequence[Any], by: str) -> bytes:
 
 def _cell(value: str) -> str:
     return f"'{value}" if value[:1] in ("=", "+", "-", "@") else value
-
-
-def _money(value: Decimal | None) -> str:
-    if value is None:
-        return "$0.00"
-    return (
-        f"${value:,.2f}" if value >= Decimal("0.01") or value == 0 else f"${value:.6f}"
-    )

@@ -43,6 +43,20 @@ def run(
     )
 
 
+def wait_until_up(server: subprocess.Popen[str], url: str) -> None:
+    """Until ``url`` answers 401 (served, asking for a token), 30 s at most."""
+    deadline = time.monotonic() + 30
+    while True:
+        try:
+            if httpx.get(url).status_code == 401:
+                return
+        except httpx.TransportError:
+            pass
+        assert server.poll() is None, server.stderr.read() if server.stderr else ""
+        assert time.monotonic() < deadline, "palyra serve did not start"
+        time.sleep(0.1)
+
+
 def test_a_bad_config_is_refused_before_anything_starts(tmp_path: Path) -> None:
     bad = tmp_path / "bad.toml"
     bad.write_text('[[providers]]\nid = "x"\nkind = "nope"\n')
@@ -93,16 +107,7 @@ def test_serve_answers_the_sdk_with_two_workers(tmp_path: Path) -> None:
         text=True,
     )
     try:
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                if httpx.get(f"http://127.0.0.1:{port}/v1/models").status_code == 401:
-                    break
-            except httpx.TransportError:
-                pass
-            assert server.poll() is None, server.stderr.read() if server.stderr else ""
-            assert time.monotonic() < deadline, "palyra serve did not start"
-            time.sleep(0.1)
+        wait_until_up(server, f"http://127.0.0.1:{port}/v1/models")
         sdk = openai.OpenAI(api_key=secret, base_url=f"http://127.0.0.1:{port}/v1")
         for _ in range(4):  # spread over both workers
             reply = sdk.chat.completions.create(
@@ -177,16 +182,7 @@ def test_serve_console_signs_in_an_admin(tmp_path: Path) -> None:
     )  # fmt: skip
     base = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                if httpx.get(f"{base}/console/v1/health").status_code == 401:
-                    break
-            except httpx.TransportError:
-                pass
-            assert server.poll() is None, server.stderr.read() if server.stderr else ""
-            assert time.monotonic() < deadline, "palyra serve did not start"
-            time.sleep(0.1)
+        wait_until_up(server, f"{base}/console/v1/health")
         with httpx.Client(base_url=base) as browser:
             signed = browser.post("/console/login", json={"token": admin})
             assert signed.status_code == 200
