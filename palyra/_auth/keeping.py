@@ -13,6 +13,7 @@ from .._exceptions import AuthProfileError, InvalidRequestError
 from .book import ProfileBook, now_utc
 from .profiles import (
     AuthProfile,
+    carried_over,
     check_profile_id,
     check_scope,
     new_profile_id,
@@ -104,10 +105,7 @@ class Keeper:
                 written.append(field)
 
             def change(records: dict[str, dict[str, Any]]) -> dict[str, Any]:
-                old = records.get(profile.id)
-                record = profile.record()
-                if old is not None:
-                    record["created_at"] = old.get("created_at", record["created_at"])
+                record = carried_over(records.get(profile.id), profile.record())
                 records[profile.id] = record
                 return record
 
@@ -127,6 +125,31 @@ class Keeper:
         self._book.changed()
         self._book.settled(profile.id)
         self._book.warm(profile.id)
+        return self._book.with_health(profile_of(record, "static"))
+
+    def mark_default(self, profile_id: str, on: bool) -> AuthProfile:
+        """Make ``profile_id`` its provider's default in its scope (the
+        previous one no longer is), or stop it being one."""
+
+        def change(records: dict[str, dict[str, Any]]) -> dict[str, Any]:
+            record = records.get(profile_id)
+            if record is None:
+                raise AuthProfileError(
+                    f"no auth profile {profile_id!r} in {self._book.file.path};"
+                    " see client.auth.list() for the profiles there"
+                )
+            if on:
+                for other in records.values():
+                    same = (other["provider"], other.get("scope", "global"))
+                    if same == (record["provider"], record.get("scope", "global")):
+                        other.pop("default", None)
+                record["default"] = True
+            else:
+                record.pop("default", None)
+            return record
+
+        record = self._book.file.update(change)
+        self._book.changed()
         return self._book.with_health(profile_of(record, "static"))
 
     def delete(self, profile: AuthProfile) -> None:

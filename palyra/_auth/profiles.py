@@ -140,6 +140,8 @@ class AuthProfile(BaseModel):
             key) or ``refresh_failed``, as of when it was read.
         key_hint: API keys: the key masked, its first characters and last
             four (``sk-…a1b2``), to tell keys apart; never enough to use.
+        default: The default profile of its provider in its scope (set by
+            `Auth.set_default`): selected first, ahead of ``auth_order``.
     """
 
     model_config = ConfigDict(frozen=True, extra="forbid")
@@ -161,6 +163,7 @@ class AuthProfile(BaseModel):
     refresh_error: str | None = None
     next_refresh_at: datetime | None = None
     key_hint: str | None = Field(default=None, max_length=16)
+    default: bool = False
     health: AuthHealth = "static"
 
     @field_validator("id")
@@ -197,8 +200,25 @@ class AuthProfile(BaseModel):
         return {field: secret_key(self.id, field) for field in fields}
 
     def record(self) -> dict[str, Any]:
-        """The profile as the profile file keeps it (no health: that is read)."""
-        return self.model_dump(mode="json", exclude={"health"}, exclude_none=True)
+        """The profile as the profile file keeps it (no health: that is read;
+        ``default`` only when set, so older files read the same)."""
+        record = self.model_dump(mode="json", exclude={"health"}, exclude_none=True)
+        if not self.default:
+            del record["default"]
+        return record
+
+
+def carried_over(old: dict[str, Any] | None, record: dict[str, Any]) -> dict[str, Any]:
+    """``record`` replacing ``old`` in the file, keeping what only the file
+    knows: when the profile was first stored, and whether it is its
+    provider's default (set by another process, maybe, since it was read)."""
+    if old is None:
+        return record
+    record = {**record, "created_at": old.get("created_at", record["created_at"])}
+    record.pop("default", None)
+    if old.get("default") is True:
+        record["default"] = True
+    return record
 
 
 def profile_of(record: dict[str, Any], health: AuthHealth) -> AuthProfile:

@@ -23,7 +23,7 @@ from typing import Any
 from .._exceptions import AuthProfileError, InvalidRequestError, OAuthError, PalyraError
 from .book import REFRESH_WINDOW, ProfileBook, expiry, now_utc
 from .oauth_wire import Tokens, refresh_request
-from .profiles import AuthProfile
+from .profiles import AuthProfile, carried_over
 from .remote import Deadline, exchange_tokens
 from .steps import AuthFlow, Flight, Join, Local
 
@@ -224,7 +224,7 @@ def _refreshed(book: ProfileBook, profile: AuthProfile, tokens: Tokens) -> AuthP
 
     def change(records: dict[str, dict[str, Any]]) -> None:
         if profile.id in records:
-            records[profile.id] = stored.record()
+            records[profile.id] = carried_over(records[profile.id], stored.record())
 
     book.file.update(change)
     book.changed()
@@ -253,7 +253,8 @@ def _failed(book: ProfileBook, profile: AuthProfile, error: PalyraError) -> None
         if current is not None and current.get("updated_at") == profile.record().get(
             "updated_at"
         ):
-            records[profile.id] = profile.model_copy(update=update).record()
+            changed = profile.model_copy(update=update).record()
+            records[profile.id] = carried_over(current, changed)
 
     try:
         book.file.update(change)

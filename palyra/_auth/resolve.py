@@ -93,7 +93,8 @@ class ProfileCredentials:
 
     def selected(self, provider: ProviderConfig, agent: str | None) -> str | None:
         """The secret of the profile a call for ``agent`` uses, among the
-        provider's: its configured order first, then the least recently used;
+        provider's: its default first, then its configured order, then the
+        least recently used;
         profiles cooling down after a failure only when every one is."""
         profiles = self.book.candidates(provider.id, agent)
         if not profiles:
@@ -103,13 +104,13 @@ class ProfileCredentials:
         book, now, order = self.book, time.monotonic(), provider.auth_order
         chosen, best = profiles[0], None
         for profile in profiles:
-            rank = _rank(profile.id, book.marks_of(profile.id), order, now)
+            rank = _rank(profile, book.marks_of(profile.id), order, now)
             if best is None or rank < best:
                 chosen, best = profile, rank
         if not book.secret(chosen, _field(chosen)):
             # Its secret is gone (revoked meanwhile): the next in rank serves.
             ranked = sorted(
-                profiles, key=lambda p: _rank(p.id, book.marks_of(p.id), order, now)
+                profiles, key=lambda p: _rank(p, book.marks_of(p.id), order, now)
             )
             chosen = next((p for p in ranked if book.secret(p, _field(p))), chosen)
         return self._use(chosen, provider)
@@ -158,11 +159,16 @@ class ProfileCredentials:
 
 
 def _rank(
-    profile_id: str, marks: Marks | None, order: tuple[str, ...], now: float
+    profile: AuthProfile, marks: Marks | None, order: tuple[str, ...], now: float
 ) -> tuple[Any, ...]:
     """Eligible first (else the soonest out of its cooldown), then the
-    configured order, then the least recently used."""
-    position = order.index(profile_id) if profile_id in order else len(order)
+    default (an agent's own before the global one), then the configured
+    order, then the least recently used."""
+    profile_id = profile.id
+    if profile.default:
+        position = -2 if profile.agent is not None else -1
+    else:
+        position = order.index(profile_id) if profile_id in order else len(order)
     if marks is None:
         return (0, 0.0, position, 0.0, profile_id)
     if marks.cooldown_until > now:

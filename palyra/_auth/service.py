@@ -333,6 +333,41 @@ class Auth:
         """Async `health`."""
         return await self._arun(self._list(None, fresh=True))
 
+    # -- the default profile ---------------------------------------------------
+
+    def set_default(self, profile_id: str) -> AuthProfile:
+        """Make a profile its provider's default in its scope (global, or its
+        agent's): calls that select among the provider's profiles try it
+        first, ahead of ``auth_order``. The provider's previous default in
+        that scope stops being one. Kept in the profile file, so every
+        process sees it; a provider's ``auth_profile`` still wins.
+
+        Raises:
+            AuthProfileError: no such profile.
+        """
+        return self._run(self._default(profile_id, True))
+
+    async def aset_default(self, profile_id: str) -> AuthProfile:
+        """Async `set_default`."""
+        return await self._arun(self._default(profile_id, True))
+
+    def clear_default(self, profile_id: str) -> AuthProfile:
+        """Stop a profile being its provider's default (nothing if it was not).
+
+        Raises:
+            AuthProfileError: no such profile.
+        """
+        return self._run(self._default(profile_id, False))
+
+    async def aclear_default(self, profile_id: str) -> AuthProfile:
+        """Async `clear_default`."""
+        return await self._arun(self._default(profile_id, False))
+
+    def _default(self, profile_id: str, on: bool) -> AuthFlow[AuthProfile]:
+        pid = check_profile_id(profile_id)
+        done: Any = yield Local(lambda: self._keep.mark_default(pid, on))
+        return done  # type: ignore[no-any-return]
+
     # -- refresh and revoke ------------------------------------------------------
 
     def refresh(self, profile_id: str, *, timeout: float = 30.0) -> AuthProfile:

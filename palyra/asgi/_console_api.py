@@ -13,10 +13,9 @@ import asyncio
 import dataclasses
 import enum
 from collections.abc import Callable
-from datetime import UTC, datetime, timedelta
+from datetime import datetime
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any
-from urllib.parse import parse_qs
 
 from pydantic import BaseModel
 
@@ -28,6 +27,7 @@ from .._exceptions import (
 )
 from ._errors import Problem
 from ._http import Exchange
+from ._tokens_page import expiry_in
 
 if TYPE_CHECKING:
     from ._console import Admin, Console
@@ -64,9 +64,7 @@ class _Request:
         return self.console.client
 
     def query(self, name: str) -> str | None:
-        values = parse_qs(self.ex.scope.get("query_string", b"").decode("latin-1"))
-        got = values.get(name)
-        return got[-1] if got else None
+        return self.ex.query(name)
 
     def fields(self, *allowed: str) -> dict[str, Any]:
         """The body's fields, the CSRF token aside; an unknown one is named."""
@@ -138,9 +136,9 @@ async def _create_token(r: _Request) -> Any:
         raise InvalidRequestError('scopes: a list, e.g. ["chat"]')
     days = given.pop("days", None)
     if days is not None:
-        if isinstance(days, bool) or not isinstance(days, int) or not 0 < days <= 3650:
+        if not isinstance(days, int):  # JSON: a number, not a string of one
             raise InvalidRequestError("days: a whole number of days, 1 to 3650")
-        given["expires_at"] = datetime.now(UTC) + timedelta(days=days)
+        given["expires_at"] = expiry_in(days)
     info, secret = await r.client.tokens.acreate(name, **given)
     return {"token": info, "secret": secret}  # shown this once
 
@@ -183,19 +181,27 @@ async def _connect_key(r: _Request) -> Any:
 
 
 async def _profile_action(r: _Request) -> Any:
+    """``POST /v1/profiles/{id}/refresh|revoke|default``, and ``DELETE
+    /v1/profiles/{id}/default`` (it stops being its provider's default)."""
     profile_id, verb = r.args
-    if verb in ("refresh", "revoke"):
-        known = {p.id for p in await r.client.auth.alist()}
-        if profile_id not in known:  # not the library's error: it names a path
-            raise Problem(
-                404, f"no auth profile {profile_id[:128]!r}", code="profile_not_found"
-            )
+    if verb not in ("refresh", "revoke", "default") or (
+        r.ex.method == "DELETE" and verb != "default"
+    ):
+        raise Problem(404, f"no console route {r.ex.path}", code="not_found")
+    known = {p.id for p in await r.client.auth.alist()}
+    if profile_id not in known:  # not the library's error: it names a path
+        raise Problem(
+            404, f"no auth profile {profile_id[:128]!r}", code="profile_not_found"
+        )
+    auth = r.client.auth
     if verb == "refresh":
-        return await r.client.auth.arefresh(profile_id)
-    if verb == "revoke":
-        await r.client.auth.arevoke(profile_id)
-        return {"revoked": profile_id}
-    raise Problem(404, f"no console route {r.ex.path}", code="not_found")
+        return await auth.arefresh(profile_id)
+    if verb == "default":
+        if r.ex.method == "DELETE":
+            return await auth.aclear_default(profile_id)
+        return await auth.aset_default(profile_id)
+    await auth.arevoke(profile_id)
+    return {"revoked": profile_id}
 
 
 async def _start_oauth(r: _Request) -> Any:
@@ -287,7 +293,8 @@ _ROUTES: dict[tuple[str, str, int], Callable[[_Request], Any]] = {
     ("POST", "tokens", 4): _revoke_token,  # /v1/tokens/{id}/revoke
     ("GET", "profiles", 2): _profiles,
     ("POST", "profiles", 2): _connect_key,
-    ("POST", "profiles", 4): _profile_action,  # /v1/profiles/{id}/refresh|revoke
+    ("POST", "profiles", 4): _profile_action,  # /v1/profiles/{id}/refresh|...
+    ("DELETE", "profiles", 4): _profile_action,  # /v1/profiles/{id}/default
     ("POST", "oauth", 2): _start_oauth,
     ("GET", "jobs", 2): _jobs,
     ("GET", "savings", 2): _savings,

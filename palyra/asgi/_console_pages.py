@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import asyncio
 from typing import TYPE_CHECKING, Any
-from urllib.parse import parse_qs
 
 from .._access import APITokenError
 from .._exceptions import (
@@ -31,7 +30,10 @@ __all__ = ["FORMS", "HTML", "PAGES", "PUBLIC", "form", "page", "refusal"]
 HTML = (b"content-type", b"text/html; charset=utf-8")
 FORMS = frozenset(
     {"/budgets", "/budgets/remove", "/tokens", "/tokens/revoke"}
-    | {f"/providers/{a}" for a in ("key", "oauth", "refresh", "revoke")}
+    | {
+        f"/providers/{a}"
+        for a in ("key", "oauth", "refresh", "revoke", "default", "undefault")
+    }
 )
 
 
@@ -108,13 +110,8 @@ async def _overview_page(client: Palyra, root: str) -> bytes:
     )
 
 
-def _query(ex: Exchange, name: str) -> str | None:
-    got = parse_qs(ex.scope.get("query_string", b"").decode("latin-1")).get(name)
-    return got[-1] if got else None
-
-
 def _days(ex: Exchange) -> int:
-    value = _query(ex, "days") or "30"
+    value = ex.query("days") or "30"
     if not (value.isascii() and value.isdigit() and 0 < int(value[:4]) <= 366):
         raise Problem(400, "days: a whole number of days, 1 to 366", param="days")
     return int(value)
@@ -148,7 +145,7 @@ async def page(console: Console, ex: Exchange) -> None:
         page = await _usage.page(console.client, root, days)
         await ex.answer(200, page, [HTML])
         return
-    by = _query(ex, "by") or "model"
+    by = ex.query("by") or "model"
     if by not in ("model", "agent", "day", "provider"):
         raise Problem(400, "by: model, agent, day or provider", param="by")
     body = await _usage.csv(console.client, by, days)
@@ -223,8 +220,6 @@ async def _tokens(
 
 async def _token_form(console: Console, ex: Exchange, fields: dict[str, Any]) -> None:
     """A token made (its secret in the answer, this once) or revoked."""
-    from datetime import UTC, datetime, timedelta
-
     tokens = console.client.tokens
     root = ex.scope.get("root_path", "") or ""
     try:
@@ -235,11 +230,8 @@ async def _token_form(console: Console, ex: Exchange, fields: dict[str, Any]) ->
             await ex.answer(303, b"", [(b"location", f"{root}/tokens".encode())])
             return
         given = _tokens_page.token_fields(fields)
-        days = str(fields.get("days") or "")
-        if days:
-            if not (days.isascii() and days.isdigit() and 0 < int(days[:5]) <= 3650):
-                raise InvalidRequestError("days: a whole number of days, 1 to 3650")
-            given["expires_at"] = datetime.now(UTC) + timedelta(days=int(days))
+        if fields.get("days"):
+            given["expires_at"] = _tokens_page.expiry_in(fields["days"])
         made = await tokens.acreate(given.pop("name"), **given)
     except (InvalidRequestError, APITokenError) as exc:
         await _tokens(console, ex, 400, error=str(exc))
@@ -306,6 +298,12 @@ async def _provider_form(
             if action == "refresh":
                 await auth.arefresh(profile_id)
                 said = f"Refreshed {profile_id}."
+            elif action == "default":
+                await auth.aset_default(profile_id)
+                said = f"{profile_id} is now the default."
+            elif action == "undefault":
+                await auth.aclear_default(profile_id)
+                said = f"{profile_id} is no longer the default."
             else:
                 await auth.arevoke(profile_id)
                 said = f"Revoked {profile_id}."

@@ -7,6 +7,7 @@ import json
 import secrets
 from collections.abc import AsyncIterator, Awaitable, Callable, MutableMapping
 from typing import Any
+from urllib.parse import parse_qs
 
 from .._exceptions import InvalidRequestError
 from ._errors import Problem
@@ -74,6 +75,12 @@ class Exchange:
         self.extra = extra
         self.started = False  # whether the answer's head went out
         self.disconnected = False
+
+    def query(self, name: str) -> str | None:
+        """The last value of ``name`` in the query string, if given."""
+        raw = self.scope.get("query_string", b"").decode("latin-1")
+        got = parse_qs(raw).get(name)
+        return got[-1] if got else None
 
     async def chunks(self, limit: int) -> AsyncIterator[bytes]:
         """The body as it arrives, refused with 413 as soon as it passes

@@ -1,7 +1,8 @@
 """The console's providers page: each auth profile (its provider, kind,
-scope, health, expiry and an API key's masked tail), buttons to refresh and
-revoke it, a form to connect an API key, and a "Sign in with ..." button
-for each provider with OAuth settings. Every form carries the session's
+scope, health, expiry, an API key's masked tail and whether it is its
+provider's default), buttons to make it the default, refresh and revoke
+it, a form to connect an API key, and a "Sign in with ..." button for each
+provider with OAuth settings. Every form carries the session's
 CSRF token; the key typed in is a password field, never shown again."""
 
 from __future__ import annotations
@@ -34,10 +35,15 @@ def _row(root: str, csrf: str, profile: Any) -> str:
     actions = _button(root, csrf, "revoke", profile.id, "Revoke")
     if profile.kind == "oauth":
         actions = _button(root, csrf, "refresh", profile.id, "Refresh") + actions
+    if profile.default:
+        actions = _button(root, csrf, "undefault", profile.id, "Not default") + actions
+    else:
+        actions = _button(root, csrf, "default", profile.id, "Make default") + actions
+    default = "<td>default</td>" if profile.default else "<td></td>"
     return (
         "<tr>"
         + "".join(f"<td>{esc(c)}</td>" for c in cells)
-        + f"<td>{actions}</td></tr>"
+        + f"{default}<td>{actions}</td></tr>"
     )
 
 
@@ -54,7 +60,8 @@ def providers_page(
     notes = f'<p class="error" role="alert">{esc(error)}</p>' if error else ""
     if said:
         notes += f'<p role="status">{esc(said)}</p>'
-    heads = ("Profile", "Provider", "Kind", "Scope", "Health", "Expires", "Key", "")
+    heads = ("Profile", "Provider", "Kind", "Scope", "Health", "Expires", "Key",
+             "Default", "")  # fmt: skip
     head = "".join(f'<th scope="col">{esc(h)}</th>' for h in heads)
     rows = "".join(_row(root, csrf, p) for p in profiles)
     empty = f'<tr><td colspan="{len(heads)}">No profiles yet</td></tr>'

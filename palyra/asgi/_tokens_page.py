@@ -5,13 +5,14 @@ the page that answers it, that once (``Cache-Control: no-store``)."""
 from __future__ import annotations
 
 from collections.abc import Sequence
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from .._access import TOKEN_SCOPES
+from .._exceptions import InvalidRequestError
 from ._pages import esc, layout
 
-__all__ = ["tokens_page"]
+__all__ = ["expiry_in", "token_fields", "tokens_page"]
 
 
 def _row(token: Any, csrf: str, root: str, now: datetime) -> str:
@@ -92,3 +93,13 @@ def token_fields(fields: dict[str, Any]) -> dict[str, Any]:
     if fields.get("agent"):
         made["agent"] = fields["agent"]
     return made
+
+
+def expiry_in(days: object) -> datetime:
+    """When a token made now for ``days`` days expires (a form's text or a
+    JSON number: a whole number, 1 to 3650)."""
+    plain = isinstance(days, int | str) and not isinstance(days, bool)
+    text = str(days) if plain else ""
+    if not (text.isascii() and text.isdigit() and 0 < int(text[:5]) <= 3650):
+        raise InvalidRequestError("days: a whole number of days, 1 to 3650")
+    return datetime.now(UTC) + timedelta(days=int(text))

@@ -94,6 +94,22 @@ async def test_an_api_key_is_checked_kept_and_revoked(
         assert up.requests[-1].path.endswith("/models")  # validated first
         r = await h.post("/console/v1/profiles", json={"provider": "up"}, headers=csrf)
         assert r.status_code == 400
+        # the default profile of its provider: set, seen, cleared
+        assert not profile["default"]
+        r = await h.post("/console/v1/profiles/up-work/default", headers=csrf)
+        assert r.status_code == 200, r.text
+        assert r.json()["default"]
+        assert client.auth.get("up-work").default
+        r = await h.post("/console/v1/profiles/up-work/default")  # no CSRF
+        assert r.status_code == 403
+        r = await h.delete("/console/v1/profiles/up-work/default", headers=csrf)
+        assert r.status_code == 200
+        assert not r.json()["default"]
+        r = await h.post("/console/v1/profiles/nobody/default", headers=csrf)
+        assert r.status_code == 404
+        assert r.json()["error"]["code"] == "profile_not_found"
+        r = await h.delete("/console/v1/profiles/up-work/revoke", headers=csrf)
+        assert r.status_code == 404  # only the default is deleted so
         r = await h.post("/console/v1/profiles/up-work/revoke", headers=csrf)
         assert r.json() == {"revoked": "up-work"}
         assert (await h.get("/console/v1/profiles")).json() == []
@@ -221,6 +237,18 @@ async def test_the_providers_page_connects_signs_in_and_revokes(
             "/console/providers/refresh", data={"csrf": token, "id": "up-default"}
         )
         assert "Refreshed up-default." in r.text
+        r = await h.post(
+            "/console/providers/default", data={"csrf": token, "id": "up-default"}
+        )
+        assert "up-default is now the default." in r.text
+        assert "<td>default</td>" in r.text
+        assert "Not default up-default" in r.text
+        assert client.auth.get("up-default").default
+        r = await h.post(
+            "/console/providers/undefault", data={"csrf": token, "id": "up-default"}
+        )
+        assert "up-default is no longer the default." in r.text
+        assert not client.auth.get("up-default").default
         for pid in ("up-default", "keyed-default"):
             r = await h.post(
                 "/console/providers/revoke", data={"csrf": token, "id": pid}

@@ -26,6 +26,8 @@ def test_every_method_has_an_async_twin_with_the_same_parameters() -> None:
         "refresh",
         "revoke",
         "health",
+        "set_default",
+        "clear_default",
     }
     for name in sync:
         twin = methods["a" + name]
