@@ -58,6 +58,7 @@ from ._core import (
 from ._credentials import CredentialResolver, checked
 from ._exceptions import ConfigError
 from ._governance import (
+    AlertLog,
     BudgetAlert,
     Budgets,
     BudgetService,
@@ -214,10 +215,8 @@ class Palyra(Calls):
         )
         prices = PriceBook(self.config)  # the price table file is read on first use
         self._ledger = LedgerSlot(ledger, self.config.ledger, lambda: home_dir)
-        local = Budgets(
-            self.config.budgets, ledger=self._ledger.get, on_alert=on_budget_alert
-        )
-        ledger_of, alert = self._ledger.get, on_budget_alert
+        ledger_of, alert = self._ledger.get, AlertLog(on_budget_alert)
+        local = Budgets(self.config.budgets, ledger=ledger_of, on_alert=alert)
         self._shared = (
             None if shared is None else shared.budgets(local, ledger_of, alert)
         )
@@ -240,7 +239,7 @@ class Palyra(Calls):
         )  # fmt: skip
         """Events' delivery (``stats()``, ``flush``), Prometheus ``metrics()``
         (`palyra._observe.Observability`)."""
-        self.budgets = BudgetService(budgets)
+        self.budgets = BudgetService(budgets, alert)
         """The budgets enforced on calls: add, remove, status
         (`palyra._governance.BudgetService`)."""
         self.tokens = TokenService(

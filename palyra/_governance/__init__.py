@@ -19,7 +19,7 @@ Exports to the rest of palyra: what is listed in ``__all__`` below.
 from typing import TYPE_CHECKING
 
 from .budget_policy import BudgetAlert, BudgetPolicy, BudgetStatus, Party
-from .budget_service import BudgetEngine, BudgetService
+from .budget_service import AlertLog, BudgetEngine, BudgetService
 from .budget_state import ScopeState, load_spent, refusal, send_alert, status_of
 from .budgets import Budgets, Reservation
 from .default_prices import DEFAULT_PRICES, SNAPSHOT_DATE
@@ -49,6 +49,7 @@ if TYPE_CHECKING:
 __all__ = [
     "DEFAULT_PRICES",
     "SNAPSHOT_DATE",
+    "AlertLog",
     "AsyncRecordWriter",
     "BudgetAlert",
     "BudgetEngine",

@@ -7,7 +7,9 @@ config file is left as it is.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import threading
+from collections import deque
+from collections.abc import Callable, Mapping
 from typing import Any, Protocol
 
 from .._config import BudgetConfig
@@ -15,7 +17,32 @@ from .budget_policy import BudgetAlert, BudgetPolicy, BudgetStatus, Party
 from .pricing import Cost
 from .usage import NormalizedUsage
 
-__all__ = ["BudgetEngine", "BudgetService"]
+__all__ = ["AlertLog", "BudgetEngine", "BudgetService"]
+
+_KEPT_ALERTS = 200
+
+
+class AlertLog:
+    """The budget alerts this process sent, newest last (the last 200): a
+    budget engine's ``on_alert``, which then passes each to the app's own
+    (``on_budget_alert``)."""
+
+    def __init__(self, then: Callable[[BudgetAlert], None] | None = None) -> None:
+        self._then = then
+        self._alerts: deque[BudgetAlert] = deque(maxlen=_KEPT_ALERTS)
+        self._lock = threading.Lock()
+
+    def __call__(self, alert: BudgetAlert) -> None:
+        with self._lock:
+            self._alerts.append(alert)
+        if self._then is not None:
+            self._then(alert)  # its failure is logged by whoever sent the alert
+
+    def recent(self, limit: int) -> list[BudgetAlert]:
+        """Up to ``limit`` alerts, newest first."""
+        with self._lock:
+            kept = list(self._alerts)
+        return kept[::-1][: max(limit, 0)]
 
 
 class BudgetEngine(Protocol):
@@ -51,8 +78,9 @@ class BudgetEngine(Protocol):
 class BudgetService:
     """The client's budgets: ``client.budgets``."""
 
-    def __init__(self, engine: BudgetEngine) -> None:
+    def __init__(self, engine: BudgetEngine, alerts: AlertLog | None = None) -> None:
         self._engine = engine
+        self._alerts = alerts or AlertLog()
 
     def add(
         self,
@@ -106,6 +134,14 @@ class BudgetService:
             LedgerError: a budget that blocks on ledger errors could not read it.
         """
         return self._engine.evaluate()
+
+    def alerts(self, limit: int = 50) -> list[BudgetAlert]:
+        """The alerts this client's process sent lately, newest first (the
+        last 200 kept): each threshold a budget's spending passed, once per
+        window. With budgets shared on Redis, each alert is sent by one
+        process of the fleet, so another process's are not here: keep them
+        with ``on_budget_alert``."""
+        return self._alerts.recent(limit)
 
     async def astatus(self) -> list[BudgetStatus]:
         """Async `status` (the ledger is read in a worker thread)."""

@@ -1,6 +1,7 @@
 """The console's budgets page: a bar per budget and scope value (spent,
-reserved, the limit, when the window resets), a form to add one and a
-button to remove one, each form carrying the session's CSRF token.
+reserved, the limit, when the window resets), the alerts fired lately, a
+form to add one and a button to remove one, each form carrying the
+session's CSRF token.
 
 The bars are ``<meter>`` elements (the browser draws them, and reads them
 out to a screen reader), with the figures written beside them for anyone
@@ -31,7 +32,7 @@ def _amount(metric: str, value: Decimal | None) -> str:
 
 
 def _bar(status: Any, csrf: str, root: str) -> str:
-    limit = status.hard_limit
+    limit = status.hard_limit or status.soft_limit  # a soft-only budget: its own
     used = status.spent + status.reserved
     meter = ""
     if limit:
@@ -80,12 +81,45 @@ def _field(name: str, label: str, *, required: bool = False) -> str:
     )
 
 
+def _alerts(alerts: Sequence[Any]) -> str:
+    if not alerts:
+        return "<h2>Alerts fired</h2><p>No alerts yet.</p>"
+    heads = ("When", "Budget", "For", "Passed", "Spent", "Limit")
+    head = "".join(f'<th scope="col">{h}</th>' for h in heads)
+    rows = "".join(
+        "<tr>"
+        + "".join(
+            f"<td>{esc(c)}</td>"
+            for c in (
+                a.at.isoformat(timespec="seconds"),
+                a.policy,
+                "everyone" if a.scope == "global" else f"{a.scope} {a.scope_value}",
+                f"{(a.threshold * 100).normalize():f}%",
+                _amount(a.metric, a.spent),
+                _amount(a.metric, a.limit),
+            )
+        )
+        + "</tr>"
+        for a in alerts
+    )
+    return (
+        '<h2 id="alerts">Alerts fired</h2><table aria-labelledby="alerts">'
+        f"<thead><tr>{head}</tr></thead><tbody>{rows}</tbody></table>"
+    )
+
+
 def budgets_page(
-    root: str, statuses: Sequence[Any], csrf: str, error: str | None = None
+    root: str,
+    statuses: Sequence[Any],
+    csrf: str,
+    error: str | None = None,
+    alerts: Sequence[Any] = (),
 ) -> bytes:
-    """Each budget's bar, and the form to add one."""
+    """Each budget's bar, the alerts fired (newest first), and the form to
+    add a budget."""
     said = f'<p class="error" role="alert">{esc(error)}</p>' if error else ""
     bars = "".join(_bar(s, csrf, root) for s in statuses) or "<p>No budgets.</p>"
+    bars += _alerts(alerts)
     form = (
         f'<form class="budget-form" method="post" action="{esc(root)}/budgets">'
         "<h2>Add a budget</h2>"

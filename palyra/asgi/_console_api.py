@@ -99,6 +99,13 @@ async def _budgets(r: _Request) -> Any:
     return await r.client.budgets.astatus()
 
 
+async def _alerts(r: _Request) -> Any:
+    """``GET /v1/budgets/alerts?limit=``: the alerts sent lately, newest first."""
+    if r.args != ["alerts"]:
+        raise Problem(404, f"no console route {r.ex.path}", code="not_found")
+    return r.client.budgets.alerts(_count(r.query("limit"), "limit", 50))
+
+
 async def _add_budget(r: _Request) -> Any:
     policy = r.fields()
     try:
@@ -286,6 +293,7 @@ _ROUTES: dict[tuple[str, str, int], Callable[[_Request], Any]] = {
     ("GET", "health", 2): _health,
     ("GET", "budgets", 2): _budgets,
     ("POST", "budgets", 2): _add_budget,
+    ("GET", "budgets", 3): _alerts,  # /v1/budgets/alerts
     ("DELETE", "budgets", 3): _remove_budget,
     ("GET", "usage", 3): _totals,  # /v1/usage/totals
     ("GET", "tokens", 2): _tokens,

@@ -167,8 +167,9 @@ async def _budgets(
         cookie_of(ex.headers.get("cookie")), console._clock()
     )
     csrf = "" if session is None else session.csrf  # a bearer posts no form
-    statuses = await console.client.budgets.astatus()
-    page = _budgets_page.budgets_page(root, statuses, csrf, error)
+    budgets = console.client.budgets
+    statuses = await budgets.astatus()
+    page = _budgets_page.budgets_page(root, statuses, csrf, error, budgets.alerts())
     await ex.answer(status, page, [HTML])
 
 

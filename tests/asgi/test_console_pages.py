@@ -220,6 +220,34 @@ async def test_budgets_are_added_shown_as_bars_and_removed(tmp_path: Path) -> No
     await client.aclose()
 
 
+async def test_the_alerts_fired_are_listed_on_the_page_and_by_the_api(
+    tmp_path: Path,
+) -> None:
+    client, http, admin = made(tmp_path)
+    client.budgets.add(id="watch", scope="agent", hard_limit="1", alert_at=["1e-9"])
+    async with http:
+        await http.post("/console/login", data={"token": admin})
+        assert "No alerts yet." in (await http.get("/console/budgets")).text
+        await client.achat(HI, agent="bot")
+        page = (await http.get("/console/budgets")).text
+        no_inline(page)
+        (alert,) = client.budgets.alerts()
+        assert "Alerts fired" in page
+        assert "<td>agent bot</td>" in page
+        assert "<td>0.0000001%</td>" in page
+        assert f"<td>{alert.at.isoformat(timespec='seconds')}</td>" in page
+        r = await http.get("/console/v1/budgets/alerts?limit=5")
+        assert r.status_code == 200
+        (listed,) = r.json()
+        assert listed["policy"] == "watch"
+        assert listed["threshold"] == "1E-9"
+        assert listed["spent"] == str(alert.spent)
+        r = await http.get("/console/v1/budgets/alerts?limit=x")
+        assert r.status_code == 400
+        assert (await http.get("/console/v1/budgets/other")).status_code == 404
+    await client.aclose()
+
+
 async def test_health_and_jobs_pages(tmp_path: Path) -> None:
     model = {"id": "bot", "provider": "local"}
     client = palyra.Palyra(

@@ -363,6 +363,10 @@ async def test_soft_alerts_fire_once_per_threshold_in_order(driver: str) -> None
     # Another agent has thresholds of its own.
     await chat(client, driver, USER, agent="b")
     assert len(alerts) == 3
+    # client.budgets.alerts(): the same alerts, newest first
+    assert client.budgets.alerts() == alerts[::-1]
+    assert client.budgets.alerts(limit=1) == [alerts[-1]]
+    assert client.budgets.alerts(limit=0) == []
     await finish(client, driver)
 
 
@@ -384,6 +388,8 @@ async def test_custom_alert_thresholds_and_a_raising_callback(
     assert all(r.choices[0].message.content for r in replies)
     assert alerts == [Decimal("0.01"), Decimal("0.05")]  # of the hard limit
     assert sum(1 for r in caplog.records if "alert callback failed" in r.message) == 2
+    # kept even though the app's callback failed
+    assert [a.threshold for a in client.budgets.alerts()] == alerts[::-1]
     assert all(r.status == "ok" for r in client.usage.records())
     await finish(client, driver)
 

@@ -236,6 +236,8 @@ def test_each_alert_is_sent_once_across_clients(redis_url: str) -> None:
         settled(c)
     assert [x.threshold for x in got] == [Decimal("0.0001")]
     assert got[0].spent > 0
+    # the one that sent it keeps it in its log; the other has none
+    assert a.budgets.alerts() + b.budgets.alerts() == got
     a.close()
     b.close()
 
