@@ -24,7 +24,7 @@ from .budget_state import ScopeState, load_spent, refusal, send_alert, status_of
 from .budgets import Budgets, Reservation
 from .default_prices import DEFAULT_PRICES, SNAPSHOT_DATE
 from .held import AsyncRecordWriter, HeldEnding, hold, release, writer_for
-from .ledger import MemoryLedger, UsageLedger
+from .ledger import MemoryLedger, Page, UsageLedger
 from .metering import LedgerSlot, Meter
 from .prices import PriceBook, load_price_file
 from .pricing import (
@@ -65,6 +65,7 @@ __all__ = [
     "MemoryLedger",
     "Meter",
     "NormalizedUsage",
+    "Page",
     "Party",
     "PostgresLedger",
     "PriceBook",

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from typing import Any, Protocol, runtime_checkable
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -29,6 +30,7 @@ __all__ = [
     "BY_COLUMNS",
     "FILTER_COLUMNS",
     "MemoryLedger",
+    "Page",
     "Query",
     "UsageLedger",
     "day_from_number",
@@ -78,12 +80,15 @@ class UsageLedger(Protocol):
         self,
         since: datetime | None = None,
         until: datetime | None = None,
+        *,
+        page: Page | None = None,
         **filters: Any,
     ) -> list[UsageRecord]:
         """The records started in ``[since, until)`` that match ``filters``
         (``provider``, ``model``, ``agent``, ``session``, ``principal``,
         ``auth_profile``, ``status``, ``tag=("k", "v")``, ``tags={"k": "v"}``),
-        oldest first."""
+        oldest first; with ``page``, the part of them it says (given only
+        when the caller asks for a page)."""
         ...
 
     def totals(
@@ -104,6 +109,42 @@ class UsageLedger(Protocol):
     def close(self) -> None:
         """Release what the ledger holds; it reopens if used again."""
         ...
+
+
+@dataclass(frozen=True, slots=True)
+class Page:
+    """A part of a ``records()`` answer: ``limit`` records (None: all) after
+    skipping ``offset``, oldest first, or newest first."""
+
+    limit: int | None = None
+    offset: int = 0
+    newest_first: bool = False
+
+    def __post_init__(self) -> None:
+        for name in ("limit", "offset"):
+            value = getattr(self, name)
+            if value is None and name == "limit":
+                continue
+            if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+                raise ValueError(f"{name}= is a whole number, 0 or more, not {value!r}")
+        if not isinstance(self.newest_first, bool):
+            got = self.newest_first
+            raise ValueError(f"newest_first= is True or False, not {got!r}")
+
+    def of(self, records: list[UsageRecord]) -> list[UsageRecord]:
+        """This page of ``records`` (oldest first, all of them)."""
+        ordered = records[::-1] if self.newest_first else records
+        end = None if self.limit is None else self.offset + self.limit
+        return ordered[self.offset : end]
+
+    def sql(self, mark: str, id_order: str, every: str) -> tuple[str, list[int]]:
+        """Its ORDER BY, LIMIT and OFFSET in a dialect: its parameter
+        ``mark``, the id's ordering, and ``every`` for no limit."""
+        way = " DESC" if self.newest_first else ""
+        limit = every if self.limit is None else mark
+        params = ([] if self.limit is None else [self.limit]) + [self.offset]
+        order = f" ORDER BY started_ms{way}, {id_order}{way}"
+        return f"{order} LIMIT {limit} OFFSET {mark}", params
 
 
 class Query:
@@ -269,6 +310,8 @@ class MemoryLedger:
         self,
         since: datetime | None = None,
         until: datetime | None = None,
+        *,
+        page: Page | None = None,
         **filters: Any,
     ) -> list[UsageRecord]:
         """The matching records, oldest first (see `UsageLedger.records`)."""
@@ -276,7 +319,8 @@ class MemoryLedger:
         with self._lock:
             kept = list(self._records)
         found = [rec for rec in kept if query.matches(rec)]
-        return sorted(found, key=lambda r: (epoch_ms(r.started_at), r.id))
+        found.sort(key=lambda r: (epoch_ms(r.started_at), r.id))
+        return found if page is None else page.of(found)
 
     def totals(
         self,

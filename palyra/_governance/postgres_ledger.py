@@ -33,7 +33,7 @@ from collections.abc import Callable
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from .ledger import Query, offset_segments
+from .ledger import Page, Query, offset_segments
 from .postgres_pool import Pool, Target
 from .postgres_query import (
     RANGE,
@@ -133,10 +133,12 @@ class PostgresLedger:
         self,
         since: datetime | None = None,
         until: datetime | None = None,
+        *,
+        page: Page | None = None,
         **filters: Any,
     ) -> list[UsageRecord]:
         """The matching records, oldest first (see `UsageLedger.records`)."""
-        sql, params = records_sql(Query(since, until, filters))
+        sql, params = records_sql(Query(since, until, filters), page or Page())
         return [from_row(row) for row in self._read(sql, params)]
 
     def totals(

@@ -13,7 +13,7 @@ from collections.abc import Iterable
 from decimal import Context, Decimal
 from typing import Any
 
-from .ledger import BY_COLUMNS, Query, day_from_number, sorted_totals
+from .ledger import BY_COLUMNS, Page, Query, day_from_number, sorted_totals
 from .postgres_schema import READ, SLOT_MS, exact_cost
 from .records import TOKEN_FIELDS, Totals
 
@@ -37,16 +37,14 @@ RANGE = """SELECT min(low), max(high) FROM (
     FROM palyra_usage_slots) AS spans"""
 
 
-def records_sql(query: Query) -> tuple[str, list[Any]]:
-    """The SELECT of ``records()``: oldest first, ties by id in code-point
-    order (``COLLATE "C"``, as Python sorts), whatever the database's
-    collation."""
+def records_sql(query: Query, page: Page) -> tuple[str, list[Any]]:
+    """The SELECT of ``records()``: oldest (or newest) first, ties by id in
+    code-point order (``COLLATE "C"``, as Python sorts), whatever the
+    database's collation."""
     where, params = _where(query)
-    return (
-        f"SELECT {', '.join(READ)} FROM palyra_usage{where}"  # noqa: S608
-        ' ORDER BY started_ms, id COLLATE "C"',
-        params,
-    )
+    order, more = page.sql("%s", 'id COLLATE "C"', "ALL")
+    sql = f"SELECT {', '.join(READ)} FROM palyra_usage{where}{order}"  # noqa: S608
+    return sql, [*params, *more]
 
 
 def totals_sql(query: Query, segments: list[tuple[int, int]]) -> tuple[str, list[Any]]:

@@ -15,6 +15,7 @@ from typing import Any, TypeVar
 from .._config import parse_mode
 from .._exceptions import InvalidRequestError
 from .._usage import Cost, NormalizedUsage, PriceEntry
+from .ledger import Page
 from .metering import LedgerSlot
 from .prices import PriceBook
 from .pricing import cost_of
@@ -65,23 +66,35 @@ class UsageService:
         self,
         since: datetime | None = None,
         until: datetime | None = None,
+        *,
+        limit: int | None = None,
+        offset: int = 0,
+        newest_first: bool = False,
         **filters: Any,
     ) -> list[UsageRecord]:
         """The records of calls started in ``[since, until)``, oldest first.
 
         Args:
             since, until: Aware datetimes; None leaves that end open.
+            limit, offset: A page: at most ``limit`` records after skipping
+                ``offset`` (the ledger pages them itself: SQL's LIMIT and
+                OFFSET on its time index).
+            newest_first: The newest first instead.
             **filters: ``provider``, ``model``, ``agent``, ``session``,
                 ``principal``, ``auth_profile``, ``status``, ``tag=("k", "v")``
                 or ``tags={"k": "v"}``.
 
         Raises:
-            InvalidRequestError: a bad filter or time, named.
+            InvalidRequestError: a bad filter, time or page, named.
             LedgerError: the ledger cannot be read, or there is none.
         """
         _check_times(since, until)
         ledger = self._slot.required()
-        return _checked(lambda: ledger.records(since, until, **filters))
+        if limit is None and not offset and not newest_first:
+            # As before paging came: a ledger of the app's own needs no page=.
+            return _checked(lambda: ledger.records(since, until, **filters))
+        page = _checked(lambda: Page(limit, offset, newest_first))
+        return _checked(lambda: ledger.records(since, until, page=page, **filters))
 
     def totals(
         self,
@@ -182,10 +195,23 @@ class UsageService:
         self,
         since: datetime | None = None,
         until: datetime | None = None,
+        *,
+        limit: int | None = None,
+        offset: int = 0,
+        newest_first: bool = False,
         **filters: Any,
     ) -> list[UsageRecord]:
         """Async `records`."""
-        return await _threaded(lambda: self.records(since, until, **filters))
+        return await _threaded(
+            lambda: self.records(
+                since,
+                until,
+                limit=limit,
+                offset=offset,
+                newest_first=newest_first,
+                **filters,
+            )
+        )
 
     async def atotals(
         self,

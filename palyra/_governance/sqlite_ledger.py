@@ -59,6 +59,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from .ledger import (
+    Page,
     Query,
     offset_segments,
 )
@@ -255,14 +256,17 @@ class SQLiteLedger:
         self,
         since: datetime | None = None,
         until: datetime | None = None,
+        *,
+        page: Page | None = None,
         **filters: Any,
     ) -> list[UsageRecord]:
         """The matching records, oldest first (see `UsageLedger.records`)."""
         query = Query(since, until, filters)
         self._drain_all()
         where, params = where_clause(query)
-        sql = f"SELECT {', '.join(READ)} FROM usage{where} ORDER BY started_ms, id"  # noqa: S608
-        return [from_row(row) for row in self._read(sql, params)]
+        order, more = (page or Page()).sql("?", "id", "-1")
+        sql = f"SELECT {', '.join(READ)} FROM usage{where}{order}"  # noqa: S608
+        return [from_row(row) for row in self._read(sql, params + more)]
 
     def totals(
         self,

@@ -247,15 +247,18 @@ async def _savings(r: _Request) -> Any:
 
 async def _records(r: _Request) -> Any:
     """A page of records, newest first: ``limit`` (at most 500) from
-    ``offset``."""
+    ``offset``, paged by the ledger; ``total`` counted by its totals."""
     limit, offset = (
-        _count(r.query("limit"), "limit", 50),
+        min(_count(r.query("limit"), "limit", 50), 500),
         _count(r.query("offset"), "offset", 0),
     )
     since, until = _when(r.query("since"), "since"), _when(r.query("until"), "until")
-    records = await r.client.usage.arecords(since, until)
-    page = list(reversed(records))[offset : offset + min(limit, 500)]
-    return {"records": page, "total": len(records), "offset": offset}
+    usage = r.client.usage
+    page = await usage.arecords(
+        since, until, limit=limit, offset=offset, newest_first=True
+    )
+    total = sum(t.calls for t in await usage.atotals("status", since, until))
+    return {"records": page, "total": total, "offset": offset}
 
 
 def callback_url(ex: Exchange, public_url: str | None = None) -> str:

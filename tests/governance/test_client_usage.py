@@ -344,6 +344,14 @@ async def test_usage_queries_and_their_async_twins_agree(driver: str) -> None:
     assert day["model"] == "bot"
     assert day["day"] in {today, datetime.now(UTC).date().isoformat()}
     assert (await client.usage.ahealth()).ok
+    # a page, newest first: the ledger's own LIMIT and OFFSET
+    every = client.usage.records()
+    newest = client.usage.records(limit=2, newest_first=True)
+    assert newest == every[::-1][:2]
+    assert (
+        await client.usage.arecords(limit=1, offset=1, agent="a")
+        == [r for r in every if r.agent == "a"][1:2]
+    )
 
 
 def test_bad_usage_queries_are_typed_errors_naming_the_fault() -> None:
@@ -356,6 +364,10 @@ def test_bad_usage_queries_are_typed_errors_naming_the_fault() -> None:
         client.usage.totals("day", tz="Mars/Olympus")
     with pytest.raises(palyra.InvalidRequestError, match="timezone"):
         client.usage.records(since=datetime(2026, 1, 1))  # noqa: DTZ001 (naive on purpose)
+    with pytest.raises(palyra.InvalidRequestError, match="limit"):
+        client.usage.records(limit=-5)
+    with pytest.raises(palyra.InvalidRequestError, match="offset"):
+        client.usage.records(offset="10")  # type: ignore[arg-type]
 
 
 def test_a_client_without_a_ledger_keeps_nothing_and_says_so(tmp_path: Any) -> None:

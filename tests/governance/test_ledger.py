@@ -21,6 +21,7 @@ import pytest
 from palyra._governance import (
     LedgerError,
     MemoryLedger,
+    Page,
     PostgresLedger,
     SQLiteLedger,
     UsageLedger,
@@ -115,6 +116,34 @@ def test_filters_and_ranges(ledger: UsageLedger) -> None:
         ledger.records(colour="red")
     with pytest.raises(ValueError, match="timezone-aware"):
         ledger.records(since=datetime(2026, 1, 1))  # noqa: DTZ001
+
+
+def test_records_are_paged_by_the_ledger(ledger: UsageLedger) -> None:
+    made = [
+        rec(
+            id=f"r{i:02}",
+            agent="a" if i % 2 else "b",
+            started_at=T0 + timedelta(i // 2),
+        )
+        for i in range(11)
+    ]  # pairs share a start time: ties go by id
+    for r in reversed(made):
+        ledger.record(r)
+    assert ledger.records(page=Page()) == made
+    assert ledger.records(page=Page(limit=3)) == made[:3]
+    assert ledger.records(page=Page(limit=3, offset=9)) == made[9:]
+    assert ledger.records(page=Page(limit=4, newest_first=True)) == made[::-1][:4]
+    newest = ledger.records(page=Page(limit=4, offset=4, newest_first=True))
+    assert newest == made[::-1][4:8]
+    assert ledger.records(page=Page(offset=20)) == []
+    assert ledger.records(page=Page(limit=0)) == []
+    odd = [r for r in made if r.agent == "b"]
+    since = T0 + timedelta(1)
+    paged = ledger.records(since, page=Page(limit=2, newest_first=True), agent="b")
+    assert paged == [r for r in odd if r.started_at >= since][::-1][:2]
+    for bad in ({"limit": -1}, {"offset": True}, {"newest_first": "yes"}):
+        with pytest.raises(ValueError, match=next(iter(bad))):
+            Page(**bad)  # type: ignore[arg-type]
 
 
 def test_totals_by_each_key_and_tuples(ledger: UsageLedger) -> None:
@@ -322,6 +351,23 @@ def test_totals_use_indexes(tmp_path: Path) -> None:
             replace(t, by=("day",), key=t.key[:1])
             for t in ledger.totals(("day", "currency"), since=since)
         ]
+    ledger.close()
+
+
+def test_a_page_of_records_reads_the_time_index(tmp_path: Path) -> None:
+    ledger = SQLiteLedger(tmp_path / "u.sqlite3")
+    ledger.record(rec())
+    ledger.records()  # opens the reader
+    seen: list[str] = []
+    assert ledger._reader is not None
+    ledger._reader.set_trace_callback(seen.append)
+    ledger.records(T0, page=Page(limit=50, offset=100, newest_first=True))
+    ledger._reader.set_trace_callback(None)
+    [paged] = [sql for sql in seen if "LIMIT" in sql]
+    with sqlite3.connect(ledger.path) as conn:
+        plan = " ".join(r[3] for r in conn.execute(f"EXPLAIN QUERY PLAN {paged}"))
+    assert "USING INDEX usage_started" in plan, plan
+    assert "TEMP B-TREE FOR ORDER BY" not in plan, plan  # ties only, if any
     ledger.close()
 
 
