@@ -25,6 +25,7 @@ from bench import (  # noqa: E402
     bookkeeping,
     budgets,
     cli,
+    console,
     construction,
     cron,
     events,
@@ -62,6 +63,7 @@ BENCHMARKS = {
     "events": events.run,
     "otel": otel.run,
     "gateway": gateway.run,
+    "console": console.run,
 }
 
 

@@ -64,7 +64,7 @@ from .ledger import (
     offset_segments,
 )
 from .records import LedgerError, LedgerHealth, Totals, UsageRecord, epoch_ms
-from .sqlite_query import slots_answer, totals_of, where_clause
+from .sqlite_query import groups_answer, slots_answer, totals_of, where_clause
 from .sqlite_runs import insert_run, select_runs
 from .sqlite_schema import (
     READ,
@@ -281,9 +281,15 @@ class SQLiteLedger:
         self._drain_all()
         segments = self._segments(query) if "day" in query.by else []
         slots = slots_answer(query, segments)
+        grouped = not slots and groups_answer(query, segments)
         try:
             return totals_of(
-                self._read, query, segments, slots=slots, exact_in_sql=True
+                self._read,
+                query,
+                segments,
+                slots=slots,
+                exact_in_sql=True,
+                grouped=grouped,
             )
         except LedgerError as exc:
             if "integer overflow" not in str(exc):

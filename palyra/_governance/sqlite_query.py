@@ -15,7 +15,14 @@ from .ledger import BY_COLUMNS, Query, day_from_number, sorted_totals
 from .records import TOKEN_FIELDS, Totals
 from .sqlite_schema import E12, SLOT_MS
 
-__all__ = ["day_expr", "group_exprs", "slots_answer", "totals_of", "where_clause"]
+__all__ = [
+    "day_expr",
+    "group_exprs",
+    "groups_answer",
+    "slots_answer",
+    "totals_of",
+    "where_clause",
+]
 
 
 def slots_answer(query: Query, segments: list[tuple[int, int]]) -> bool:
@@ -24,22 +31,50 @@ def slots_answer(query: Query, segments: list[tuple[int, int]]) -> bool:
     transitions fall on slot boundaries (every zone's, since 1970)."""
     if query.by != ("day",) or query.columns or query.tags:
         return False
+    return _on_slots(query, segments)
+
+
+# What usage_groups holds sums by: grouping keys and filters on these (over
+# whole slots) are answered from it.
+_GROUPED = frozenset({"provider", "model", "agent", "status", "currency"})
+
+
+def groups_answer(query: Query, segments: list[tuple[int, int]]) -> bool:
+    """Whether ``usage_groups`` answers ``query`` exactly: totals by day and
+    the columns it keeps, filtered by those only, over whole slots, in a
+    zone on slot boundaries (as for `slots_answer`)."""
+    if query.tags or not set(query.by) <= _GROUPED | {"day"}:
+        return False
+    if not set(query.columns) <= _GROUPED:
+        return False
+    return _on_slots(query, segments)
+
+
+def _on_slots(query: Query, segments: list[tuple[int, int]]) -> bool:
     edges = [query.since_ms, query.until_ms]
-    # Every offset, and every transition but the range's start (not one).
-    zone = [segments[0][1], *(ms for pair in segments[1:] for ms in pair)]
+    # Every offset, and every transition but the range's start (not one);
+    # none to check without days.
+    zone = (
+        [segments[0][1], *(ms for pair in segments[1:] for ms in pair)]
+        if segments
+        else []
+    )
     return all(ms is None or ms % SLOT_MS == 0 for ms in edges) and all(
         ms % SLOT_MS == 0 for ms in zone
     )
 
 
 def group_exprs(
-    query: Query, segments: list[tuple[int, int]], time: str
+    query: Query, segments: list[tuple[int, int]], time: str, grouped: bool = False
 ) -> tuple[list[str], list[Any]]:
-    """SQL expressions for the grouping keys, and their parameters."""
+    """SQL expressions for the grouping keys, and their parameters (on
+    ``usage_groups`` when ``grouped``, where no agent is '')."""
     exprs: list[str] = []
     params: list[Any] = []
     for name in query.by:
-        if name == "day":
+        if grouped and name == "agent":
+            exprs.append("NULLIF(agent, '')")
+        elif name == "day":
             exprs.append(day_expr(segments, time))
         elif name.startswith("tag:"):
             exprs.append("json_extract(tags, ?)")
@@ -90,16 +125,20 @@ def totals_of(
     *,
     slots: bool,
     exact_in_sql: bool,
+    grouped: bool = False,
 ) -> list[Totals]:
-    """One GROUP BY, over ``usage`` or (day totals of all records) over
-    ``usage_slots``; then, for the groups whose costs SQL could not add
-    exactly, those records' costs summed in Python."""
+    """One GROUP BY, over ``usage``, (day totals of all records) over
+    ``usage_slots`` or (``grouped``) over ``usage_groups``; then, for the
+    groups whose costs SQL could not add exactly, those records' costs
+    summed in Python (from the records alone, for ``grouped``)."""
+    slots = slots or grouped
     time = f"(slot * {SLOT_MS})" if slots else "started_ms"
-    groups, group_params = group_exprs(query, segments, time)
+    groups, group_params = group_exprs(query, segments, time, grouped)
     where, params = where_clause(query, slots)
     n = len(groups)
     if slots:
-        table, calls = "usage_slots", "SUM(calls)"
+        table = "usage_groups" if grouped else "usage_slots"
+        calls = "SUM(calls)"
         cost = "CASE WHEN SUM(priced) > 0 THEN SUM(cost_e12) END, MIN(cost_exp)"
         inexact = "SUM(priced > 0 AND cost_e12 IS NULL)"
         leftover = (
@@ -118,6 +157,9 @@ def totals_of(
         f" GROUP BY {', '.join(str(i + 1) for i in range(n))}"
     )
     rows = read(sql, [*group_params, *params])
+    if grouped and any(row[-1] for row in rows):
+        # Costs SQL cannot add exactly (rare): the records answer it all.
+        return totals_of(read, query, segments, slots=False, exact_in_sql=False)
     extra: dict[tuple[Any, ...], list[Decimal]] = {}
     if any(row[-1] for row in rows):  # costs SQL cannot add exactly
         groups, group_params = group_exprs(query, segments, "started_ms")

@@ -7,7 +7,8 @@ the ``routing`` column and the indexes (epoch ms, provider and model, agent,
 session), v3 the ``usage_slots`` table: the sums of each 15-minute slot of
 ``started_ms``, kept by a trigger in the INSERT's own transaction, so that
 day totals read a few thousand rows rather than every record; v4 the spool,
-v5 the scheduler's ``cron_runs``. A change to
+v5 the scheduler's ``cron_runs``, v6 ``usage_groups``: the slots' sums per
+provider, model, agent, status and currency. A change to
 the schema is a new number here, never an edit of an old one: databases of
 every older version are opened by the tests.
 """
@@ -53,6 +54,24 @@ CREATE TABLE usage (
     currency TEXT NOT NULL, latency_ms REAL NOT NULL, status TEXT NOT NULL,
     error_class TEXT, attempts INTEGER NOT NULL
 )"""
+_GROUP_KEYS = (
+    "provider TEXT NOT NULL, model TEXT NOT NULL, agent TEXT NOT NULL,"
+    " status TEXT NOT NULL, currency TEXT NOT NULL"
+)
+# One more record in a sums row (the column names bare: the row's own).
+_ADD_SUMS = """calls = calls + 1,
+    input_uncached = input_uncached + excluded.input_uncached,
+    cache_read = cache_read + excluded.cache_read,
+    cache_write = cache_write + excluded.cache_write,
+    output = output + excluded.output,
+    reasoning = reasoning + excluded.reasoning,
+    unpriced = unpriced + excluded.unpriced,
+    priced = priced + excluded.priced,
+    cost_e12 = CASE WHEN abs(cost_e12) < 4000000000000000000
+        AND abs(excluded.cost_e12) < 4000000000000000000
+        THEN cost_e12 + excluded.cost_e12 END,
+    cost_exp = min(coalesce(cost_exp, excluded.cost_exp),
+        coalesce(excluded.cost_exp, cost_exp))"""
 MIGRATIONS: dict[int, tuple[str, ...]] = {
     1: (_V1_TABLE,),
     2: (
@@ -124,6 +143,42 @@ MIGRATIONS: dict[int, tuple[str, ...]] = {
         )""",
         "CREATE INDEX cron_runs_job ON cron_runs (job_id, ended_ms)",
         "CREATE INDEX cron_runs_ended ON cron_runs (ended_ms)",
+    ),
+    # The sums of each 15-minute slot per provider, model, agent ('' for
+    # none: a key column cannot be NULL), status and currency, kept like
+    # usage_slots: totals by those keys over whole slots read these rows
+    # instead of every record (the console's overview and usage pages).
+    6: (
+        f"""CREATE TABLE usage_groups (
+            slot INTEGER NOT NULL, {_GROUP_KEYS},
+            calls INTEGER NOT NULL,
+            input_uncached INTEGER NOT NULL, cache_read INTEGER NOT NULL,
+            cache_write INTEGER NOT NULL, output INTEGER NOT NULL,
+            reasoning INTEGER NOT NULL,
+            unpriced INTEGER NOT NULL, priced INTEGER NOT NULL,
+            cost_e12 INTEGER, cost_exp INTEGER,
+            PRIMARY KEY (slot, provider, model, agent, status, currency)
+        ) WITHOUT ROWID""",
+        f"""CREATE TRIGGER usage_groups_add AFTER INSERT ON usage BEGIN
+            INSERT INTO usage_groups VALUES (
+                NEW.started_ms / 900000, NEW.provider, NEW.model,
+                coalesce(NEW.agent, ''), NEW.status, NEW.currency, 1,
+                NEW.input_uncached, NEW.cache_read, NEW.cache_write,
+                NEW.output, NEW.reasoning,
+                NEW.unpriced, NEW.cost_total IS NOT NULL,
+                CASE WHEN NEW.cost_total IS NULL THEN 0 ELSE NEW.cost_e12 END,
+                NEW.cost_exp
+            ) ON CONFLICT (slot, provider, model, agent, status, currency)
+            DO UPDATE SET {_ADD_SUMS};
+        END""",  # noqa: S608 (fixed text)
+        """INSERT INTO usage_groups SELECT started_ms / 900000, provider, model,
+            coalesce(agent, ''), status, currency, COUNT(*),
+            SUM(input_uncached), SUM(cache_read), SUM(cache_write), SUM(output),
+            SUM(reasoning), SUM(unpriced),
+            SUM(cost_total IS NOT NULL),
+            CASE WHEN SUM(cost_total IS NOT NULL AND cost_e12 IS NULL) = 0
+                THEN SUM(cost_e12) END, MIN(cost_exp)
+            FROM usage GROUP BY 1, 2, 3, 4, 5, 6""",
     ),
 }
 SCHEMA_VERSION = max(MIGRATIONS)

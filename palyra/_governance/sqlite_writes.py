@@ -112,7 +112,8 @@ def as_ledger_error(path: Path, action: str, exc: BaseException) -> LedgerError:
 
 def prune_rows(conn: sqlite3.Connection, before_ms: int, keep_totals: bool) -> int:
     """Delete the records of whole 15-minute slots before ``before_ms`` (and
-    their slot sums, unless ``keep_totals``) and the scheduler's run records
+    their slot sums, unless ``keep_totals``; their sums by model and the
+    rest always) and the scheduler's run records
     that ended before it, in one transaction; how many usage records went."""
     slot = before_ms // SLOT_MS
     conn.execute("BEGIN IMMEDIATE")
@@ -122,6 +123,9 @@ def prune_rows(conn: sqlite3.Connection, before_ms: int, keep_totals: bool) -> i
         ).rowcount
         if not keep_totals:
             conn.execute("DELETE FROM usage_slots WHERE slot < ?", (slot,))
+        # Always: totals by model, agent... count the records still kept,
+        # whichever table answers them.
+        conn.execute("DELETE FROM usage_groups WHERE slot < ?", (slot,))
         conn.execute("DELETE FROM cron_runs WHERE ended_ms < ?", (before_ms,))
         conn.execute("COMMIT")
     except BaseException:

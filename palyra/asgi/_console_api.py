@@ -247,18 +247,23 @@ async def _savings(r: _Request) -> Any:
 
 async def _records(r: _Request) -> Any:
     """A page of records, newest first: ``limit`` (at most 500) from
-    ``offset``, paged by the ledger; ``total`` counted by its totals."""
+    ``offset``, paged by the ledger; ``next_offset`` is where the next page
+    starts (None: this is the last). One record more is read to know, never
+    a count of them all."""
     limit, offset = (
         min(_count(r.query("limit"), "limit", 50), 500),
         _count(r.query("offset"), "offset", 0),
     )
     since, until = _when(r.query("since"), "since"), _when(r.query("until"), "until")
-    usage = r.client.usage
-    page = await usage.arecords(
-        since, until, limit=limit, offset=offset, newest_first=True
+    page = await r.client.usage.arecords(
+        since, until, limit=limit + 1, offset=offset, newest_first=True
     )
-    total = sum(t.calls for t in await usage.atotals("status", since, until))
-    return {"records": page, "total": total, "offset": offset}
+    more = len(page) > limit
+    return {
+        "records": page[:limit],
+        "offset": offset,
+        "next_offset": offset + limit if more else None,
+    }
 
 
 def callback_url(ex: Exchange, public_url: str | None = None) -> str:

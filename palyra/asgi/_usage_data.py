@@ -9,13 +9,19 @@ from typing import Any
 from .._exceptions import LedgerError
 from ._usage_page import totals_csv, usage_page
 
-__all__ = ["csv", "page"]
+__all__ = ["csv", "page", "since"]
+
+
+def since(days: int) -> datetime:
+    """The start of the last ``days`` days, today's included: a UTC
+    midnight, so that the ledger answers from its 15-minute sums."""
+    today = datetime.now(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
+    return today - timedelta(days=days - 1)
 
 
 async def _totals(client: Any, by: str, days: int) -> list[Any]:
-    since = datetime.now(UTC) - timedelta(days=days)
     try:
-        rows: list[Any] = await client.usage.atotals(by, since)
+        rows: list[Any] = await client.usage.atotals(by, since(days))
     except LedgerError:  # no ledger: nothing to show
         return []
     if by == "day":

@@ -178,9 +178,12 @@ async def test_jobs_records_and_savings(tmp_path: Path) -> None:
         jobs = (await h.get("/console/v1/jobs")).json()
         assert [j["job"]["id"] for j in jobs] == ["health_probe"]
         page = (await h.get("/console/v1/records?limit=2")).json()
-        assert (page["total"], len(page["records"])) == (3, 2)
+        assert (page["next_offset"], len(page["records"])) == (2, 2)
+        newest = client.usage.records()[::-1]
+        assert [x["id"] for x in page["records"]] == [x.id for x in newest[:2]]
         rest = (await h.get("/console/v1/records?limit=2&offset=2")).json()
         assert len(rest["records"]) == 1
+        assert rest["next_offset"] is None
         assert (await h.get("/console/v1/records?limit=x")).status_code == 400
         savings = await h.get("/console/v1/savings")
         assert savings.status_code == 200

@@ -177,9 +177,16 @@ async def test_concurrent_calls_never_pass_the_cap(
     for thread in threads:
         thread.start()
     started = time.monotonic()
-    go.set()
+
+    async def first() -> Any:
+        # The threads go once the loop runs its tasks: set before gather,
+        # they could take the whole cap before the first task ran.
+        go.set()
+        return await client.achat(USER, max_tokens=MAX_TOKENS)
+
     results = await asyncio.gather(
-        *(client.achat(USER, max_tokens=MAX_TOKENS) for _ in range(ASYNC_CALLS)),
+        first(),
+        *(client.achat(USER, max_tokens=MAX_TOKENS) for _ in range(ASYNC_CALLS - 1)),
         return_exceptions=True,
     )
     for thread in threads:

@@ -4,6 +4,7 @@ only a file can get wrong (laziness, migrations, processes, SIGKILL, bad paths).
 from __future__ import annotations
 
 import os
+import random
 import signal
 import sqlite3
 import subprocess
@@ -344,6 +345,12 @@ def test_totals_use_indexes(tmp_path: Path) -> None:
     plan = _plan(ledger, by="day", since=since + timedelta(seconds=1))
     assert "SEARCH usage USING INDEX usage_started" in plan, plan
     plan = _plan(ledger, by=("day", "agent"), since=since)
+    assert "SEARCH usage_groups USING PRIMARY KEY" in plan, plan
+    plan = _plan(ledger, by="model", since=since, status="ok")
+    assert "SEARCH usage_groups USING PRIMARY KEY" in plan, plan
+    plan = _plan(ledger, by=("day", "session"), since=since)
+    assert "SEARCH usage USING INDEX usage_started" in plan, plan
+    plan = _plan(ledger, by="model", since=since + timedelta(seconds=1))
     assert "SEARCH usage USING INDEX usage_started" in plan, plan
     # Slots and records agree, to the millisecond and the Decimal digit.
     for since in (None, T0 + timedelta(days=3), T0 + timedelta(days=3, seconds=1)):
@@ -352,6 +359,45 @@ def test_totals_use_indexes(tmp_path: Path) -> None:
             for t in ledger.totals(("day", "currency"), since=since)
         ]
     ledger.close()
+
+
+def test_the_grouped_sums_answer_as_the_records_do(tmp_path: Path) -> None:
+    """Totals by provider, model, agent, status, currency and day over whole
+    slots come from usage_groups: the same figures as the records give,
+    and as a memory ledger gives; a prune takes both away together."""
+    sqlite, memory = SQLiteLedger(tmp_path / "g.sqlite3"), MemoryLedger()
+    rng = random.Random(18)
+    for i in range(400):
+        made = rec(
+            started_at=T0 + timedelta(minutes=rng.randrange(60 * 24 * 6)),
+            model=rng.choice(["a", "b", "c"]),
+            provider=rng.choice(["openai", "anthropic"]),
+            agent=rng.choice([None, "x", "y"]),
+            status=rng.choice(["ok", "ok", "error"]),
+            input_uncached=rng.randrange(1000),
+            output=rng.randrange(300),
+            cost_total=None if i % 9 == 0 else Decimal(rng.randrange(10**6)) / 10**8,
+            unpriced=i % 9 == 0,
+        )
+        sqlite.record(made)
+        memory.record(made)
+    day = T0.replace(hour=0)
+    queries: list[dict[str, Any]] = [
+        {"by": "model"},
+        {"by": ("agent", "status"), "since": day + timedelta(days=1)},
+        {"by": ("day", "model"), "since": day, "until": day + timedelta(days=3)},
+        {"by": "provider", "model": "a", "agent": "x"},
+        {"by": "currency", "status": "error", "since": day + timedelta(hours=36)},
+        {"by": ("day", "agent"), "tz": "America/New_York"},
+    ]
+    for query in queries:
+        assert sqlite.totals(**query) == memory.totals(**query), query
+    cut = T0 + timedelta(days=2)
+    sqlite.prune(cut, keep_totals=True)
+    memory.prune(cut, keep_totals=True)
+    for query in queries:
+        assert sqlite.totals(**query) == memory.totals(**query), query
+    sqlite.close()
 
 
 def test_a_page_of_records_reads_the_time_index(tmp_path: Path) -> None:
