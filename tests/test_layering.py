@@ -230,6 +230,7 @@ LAYERS: list[tuple[str, list[str]]] = [
             "_anthropic_shape",
             "_anthropic",
             "_sessions",
+            "_script",
             "_pages",
             "_usage_page",
             "_usage_data",

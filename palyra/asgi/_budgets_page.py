@@ -58,7 +58,8 @@ def _bar(status: Any, csrf: str, root: str) -> str:
         f" + reserved {esc(_amount(status.metric, status.reserved))}"
         f" of {esc(_amount(status.metric, limit))}; state {esc(status.state)};"
         f" resets {esc(resets)}</p>"
-        f'<form method="post" action="{esc(root)}/budgets/remove">'
+        f'<form method="post" action="{esc(root)}/budgets/remove"'
+        f' data-confirm="Remove budget {esc(status.policy)}?">'
         f'<input type="hidden" name="csrf" value="{esc(csrf)}">'
         f'<input type="hidden" name="id" value="{esc(status.policy)}">'
         f'<button type="submit">Remove {esc(status.policy)}</button></form></section>'

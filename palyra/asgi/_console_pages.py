@@ -19,6 +19,7 @@ from . import _budgets_page, _pages, _providers_page, _tables_page, _tokens_page
 from . import _usage_data as _usage
 from ._errors import Problem
 from ._http import Exchange
+from ._script import SCRIPT
 from ._sessions import cookie_of
 
 if TYPE_CHECKING:
@@ -46,7 +47,16 @@ async def _style(ex: Exchange) -> None:
     await ex.answer(200, _pages.CSS, [(b"content-type", b"text/css; charset=utf-8")])
 
 
-PUBLIC = {"/login": _login_page, "/static/console.css": _style}
+async def _script(ex: Exchange) -> None:
+    kind = (b"content-type", b"text/javascript; charset=utf-8")
+    await ex.answer(200, SCRIPT, [kind])
+
+
+PUBLIC = {
+    "/login": _login_page,
+    "/static/console.css": _style,
+    "/static/console.js": _script,
+}
 PAGES = frozenset(
     {
         "/",

@@ -1,8 +1,9 @@
 """The console's pages: server-rendered HTML, readable without JavaScript.
 
-Every value is HTML-escaped where it is put in (`esc`); the style sheet is
-served from the package (``/static/console.css``), so the pages need no
-inline style or script and the Content-Security-Policy stays strict.
+Every value is HTML-escaped where it is put in (`esc`); the style sheet and
+the one script are served from the package (``/static/console.css``,
+``/static/console.js``), so the pages need no inline style or script and
+the Content-Security-Policy stays strict.
 """
 
 from __future__ import annotations
@@ -46,6 +47,7 @@ caption { text-align: left; font-weight: 600; padding: 1rem 0 0.25rem; }
 section.budget { border-bottom: 1px solid var(--line); padding-bottom: 0.75rem; }
 section.budget meter { width: 100%; height: 1.25rem; }
 form.budget-form { display: grid; gap: 0.4rem; max-width: 28rem; margin-top: 1.5rem; }
+button.copy { margin-left: 0.5rem; }
 """
 
 
@@ -73,6 +75,7 @@ def layout(root: str, title: str, body: str, *, signed_in: bool) -> bytes:
         '<meta name="viewport" content="width=device-width, initial-scale=1">'
         f"<title>{esc(title)} · palyra console</title>"
         f'<link rel="stylesheet" href="{esc(root)}/static/console.css">'
+        f'<script src="{esc(root)}/static/console.js" defer></script>'
         f"</head><body><header><strong>palyra console</strong>{nav}</header>"
         f"<main>{body}</main></body></html>"
     ).encode()

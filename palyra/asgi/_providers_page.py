@@ -16,8 +16,13 @@ __all__ = ["providers_page"]
 
 
 def _button(root: str, csrf: str, action: str, profile_id: str, label: str) -> str:
+    ask = (
+        f' data-confirm="Revoke {esc(profile_id)}? Calls can no longer use it."'
+        if action == "revoke"
+        else ""
+    )
     return (
-        f'<form method="post" action="{esc(root)}/providers/{action}">'
+        f'<form method="post" action="{esc(root)}/providers/{action}"{ask}>'
         f'<input type="hidden" name="csrf" value="{esc(csrf)}">'
         f'<input type="hidden" name="id" value="{esc(profile_id)}">'
         f'<button type="submit">{esc(label)} {esc(profile_id)}</button></form>'

@@ -24,7 +24,8 @@ def _row(token: Any, csrf: str, root: str, now: datetime) -> str:
     action = ""
     if state == "active":
         action = (
-            f'<form method="post" action="{esc(root)}/tokens/revoke">'
+            f'<form method="post" action="{esc(root)}/tokens/revoke"'
+            f' data-confirm="Revoke token {esc(token.name)}? Its users are refused.">'
             f'<input type="hidden" name="csrf" value="{esc(csrf)}">'
             f'<input type="hidden" name="id" value="{esc(token.id)}">'
             f'<button type="submit">Revoke {esc(token.name)}</button></form>'

@@ -106,7 +106,7 @@ def usage_page(
         "<h1>Usage</h1>"
         f'<form method="get" action="{esc(root)}/usage" class="range">'
         '<label for="days">Range</label>'
-        f'<select id="days" name="days">{choices}</select>'
+        f'<select id="days" name="days" data-autosubmit>{choices}</select>'
         '<button type="submit">Show</button></form>'
         f"{chart(by_day)}"
         + _table("By model", by_model, f"{root}/usage.csv?by=model&days={days}")
