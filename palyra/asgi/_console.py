@@ -17,7 +17,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
-from urllib.parse import parse_qs, quote
+from urllib.parse import parse_qs, quote, urlsplit
 
 from .._access import APITokenError
 from .._client import Palyra
@@ -41,11 +41,10 @@ MAX_BODY = 64 * 1024  # the console takes forms and small JSON bodies only
 _SAFE = frozenset({"GET", "HEAD", "OPTIONS"})
 _CSP = (
     "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:;"
-    " connect-src 'self'; form-action 'self'; frame-ancestors 'none';"
+    " connect-src 'self'; form-action 'self'{}; frame-ancestors 'none';"
     " base-uri 'none'"
 )
 SECURITY_HEADERS = [
-    (b"content-security-policy", _CSP.encode()),
     (b"x-frame-options", b"DENY"),
     (b"referrer-policy", b"no-referrer"),
     (b"x-content-type-options", b"nosniff"),
@@ -80,6 +79,10 @@ class Console:
         self.public_url = public_url
         self.sessions = SessionStore()
         self._clock = clock
+        # "Sign in with" posts a form answered by a redirect to the
+        # authorization server: form-action must name its origin too.
+        csp = _CSP.format("".join(f" {o}" for o in _sign_in_origins(client)))
+        self._headers = [(b"content-security-policy", csp.encode()), *SECURITY_HEADERS]
 
     def __repr__(self) -> str:
         return f"Console(admin_token_required={self.require_token})"
@@ -92,7 +95,7 @@ class Console:
 
     async def _http(self, scope: Scope, receive: Receive, send: Send) -> None:
         request_id = new_request_id()
-        extra = [(b"x-request-id", request_id.encode()), *SECURITY_HEADERS]
+        extra = [(b"x-request-id", request_id.encode()), *self._headers]
         ex = Exchange(scope, receive, send, under_mount(scope), extra)
         try:
             await self._route(ex)
@@ -307,3 +310,15 @@ def create_console(
         secure_cookies=secure_cookies,
         public_url=public_url,
     )
+
+
+def _sign_in_origins(client: Palyra) -> list[str]:
+    """The origins of the configured providers' authorization endpoints."""
+    origins: set[str] = set()
+    for provider in client.config.providers:
+        oauth = getattr(provider, "oauth", None)
+        url = None if oauth is None else oauth.resolved().authorize_url
+        if url:
+            parts = urlsplit(url)
+            origins.add(f"{parts.scheme}://{parts.netloc}")
+    return sorted(origins)

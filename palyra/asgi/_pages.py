@@ -23,7 +23,7 @@ header { display: flex; gap: 1.5rem; align-items: center; padding: 0.75rem 1.5re
          border-bottom: 1px solid var(--line); }
 header nav a { color: var(--ink); margin-right: 1rem; }
 main { padding: 1.5rem; max-width: 72rem; }
-a:focus, button:focus, input:focus {
+a:focus, button:focus, input:focus, select:focus {
   outline: 3px solid var(--accent); outline-offset: 2px;
 }
 .cards { display: flex; flex-wrap: wrap; gap: 1rem; margin-bottom: 1.5rem; }
@@ -37,7 +37,7 @@ th, td {
 }
 td.num, th.num { text-align: right; font-variant-numeric: tabular-nums; }
 form.login { max-width: 28rem; display: grid; gap: 0.5rem; }
-input[type=password] { font: inherit; padding: 0.4rem; border: 1px solid var(--muted); }
+input, select { font: inherit; padding: 0.4rem; border: 1px solid var(--muted); }
 button { font: inherit; padding: 0.4rem 1rem; background: var(--accent); color: #fff;
          border: 0; border-radius: 4px; cursor: pointer; }
 .error { color: #a40e26; }

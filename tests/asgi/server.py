@@ -20,11 +20,16 @@ def free_port() -> int:
 
 
 @contextmanager
-def serving(app: Any) -> Iterator[str]:
-    """Serve ``app``; yields its ``/v1`` base URL; stops it afterwards."""
+def serving(app: Any, **settings: Any) -> Iterator[str]:
+    """Serve ``app``; yields its ``/v1`` base URL; stops it afterwards.
+    ``settings`` go to `uvicorn.Config` (``log_config=None``: its logs to
+    the root logger, say)."""
     port = free_port()
     config = uvicorn.Config(
-        app, host="127.0.0.1", port=port, log_level="warning", lifespan="on"
+        app,
+        host="127.0.0.1",
+        port=port,
+        **{"log_level": "warning", "lifespan": "on", **settings},
     )
     server = uvicorn.Server(config)
     thread = threading.Thread(target=server.run, daemon=True)

@@ -213,6 +213,7 @@ async def test_every_answer_carries_the_security_headers(tmp_path: Path) -> None
             csp = r.headers["content-security-policy"]
             assert "default-src 'none'" in csp
             assert "frame-ancestors 'none'" in csp
+            assert "form-action 'self';" in csp  # no OAuth provider: only itself
             assert "unsafe-inline" not in csp
             assert r.headers["x-frame-options"] == "DENY"
             assert r.headers["referrer-policy"] == "no-referrer"

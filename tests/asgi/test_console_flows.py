@@ -230,6 +230,10 @@ async def test_the_providers_page_connects_signs_in_and_revokes(
             "/console/providers/oauth", data={"csrf": token, "provider": "up"}
         )
         assert r.status_code == 303
+        # A browser follows a form's redirect only to where form-action allows
+        # (found by the browser test): the authorization server's origin.
+        origin = auth.authorize_url.removesuffix("/authorize")
+        assert f"form-action 'self' {origin};" in r.headers["content-security-policy"]
         back = urlsplit(auth.approve(r.headers["location"]))
         r = await h.get(f"{back.path}?{back.query}")
         assert r.headers["location"] == "/console/?connected=up-default"

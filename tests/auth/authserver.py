@@ -463,9 +463,18 @@ class AuthServer:
             except OAuth2Error as error:
                 return server.handle_error_response(None, error)
             if request.method == "GET":
-                return "<html><form method='post'>Allow palyra?</form></html>"
+                return (  # a real browser's consent: two buttons
+                    "<html><body><form method='post'><p>Allow palyra?</p>"
+                    "<button name='consent' value='allow'>Allow</button>"
+                    "<button name='consent' value='deny'>Deny</button>"
+                    "</form></body></html>"
+                )
             user = USER if request.form.get("consent") == "allow" else None
             return server.create_authorization_response(grant=grant, grant_user=user)
+
+        @app.get("/favicon.ico")
+        def favicon() -> Any:  # asked for by a real browser on the consent page
+            return Response(status=204)
 
         @app.post("/token")
         def token() -> Any:
