@@ -39,6 +39,7 @@ logger = logging.getLogger("palyra.console")
 
 MAX_BODY = 64 * 1024  # the console takes forms and small JSON bodies only
 _SAFE = frozenset({"GET", "HEAD", "OPTIONS"})
+_LOOPBACK_NAMES = frozenset({"127.0.0.1", "localhost", "::1"})
 _CSP = (
     "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:;"
     " connect-src 'self'; form-action 'self'{}; frame-ancestors 'none';"
@@ -109,6 +110,16 @@ class Console:
             await ex.answer_json(problem.status, problem.body(), problem.headers)
 
     async def _route(self, ex: Exchange) -> None:
+        if not self.require_token and not self._named_host(ex):
+            # Without tokens, a page elsewhere whose name was pointed at
+            # 127.0.0.1 (DNS rebinding) could sign itself in: it would send
+            # its own name as the Host.
+            raise Problem(
+                403,
+                "this console signs in without a token, so it answers only"
+                " requests to 127.0.0.1, localhost, [::1] or its public_url",
+                code="host_not_allowed",
+            )
         if ex.path == "/login" and ex.method == "POST":
             await self._login(ex)
             return
@@ -136,6 +147,14 @@ class Console:
             body = await self._body(ex)
             self._check_csrf(ex, admin, body)
         await _console_api.serve(ex, self, admin, body)
+
+    def _named_host(self, ex: Exchange) -> bool:
+        try:
+            host = urlsplit(f"//{ex.headers.get('host', '')}").hostname or ""
+            public = urlsplit(self.public_url or "").hostname
+        except ValueError:  # a Host no URL could hold ("[::1", say)
+            return False
+        return host in _LOOPBACK_NAMES or (public is not None and host == public)
 
     # -- sign-in ---------------------------------------------------------------
 

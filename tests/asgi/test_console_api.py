@@ -254,6 +254,42 @@ async def test_without_admin_tokens_a_session_is_still_needed(tmp_path: Path) ->
     await client.aclose()
 
 
+@pytest.mark.parametrize(
+    ("host", "allowed"),
+    [
+        ("127.0.0.1:8000", True),
+        ("localhost", True),
+        ("[::1]:8000", True),
+        ("console.example.com", True),  # its public_url
+        ("evil.example", False),  # a name pointed at 127.0.0.1 (DNS rebinding)
+        ("127.0.0.1.evil.example", False),
+        ("[::1", False),
+        ("", False),
+    ],
+)
+async def test_without_admin_tokens_only_its_own_names_are_answered(
+    tmp_path: Path, host: str, allowed: bool
+) -> None:
+    client = palyra.Palyra(home=tmp_path, ledger=False)
+    console = create_console(
+        client,
+        admin_token_required=False,
+        public_url="https://console.example.com/console",
+    )
+    async with http(console) as h:
+        r = await h.post("/login", json={}, headers={"host": host})
+        assert r.status_code == (200 if allowed else 403), r.text
+        if not allowed:
+            assert r.json()["error"]["code"] == "host_not_allowed"
+            assert "set-cookie" not in r.headers
+    # with tokens, the Host is not what protects it: the token is
+    _, admin = client.tokens.create("ops", scopes=["admin"])
+    async with http(create_console(client)) as h:
+        r = await h.post("/login", json={"token": admin}, headers={"host": host or "x"})
+        assert r.status_code == 200
+    await client.aclose()
+
+
 async def test_no_secret_in_any_answer(tmp_path: Path, monkeypatch: Any) -> None:
     monkeypatch.setenv("UP_KEY", FAKE_KEY)
     client, app, admin, plain = made(tmp_path)
