@@ -662,6 +662,25 @@ def test_serve_openai_sdk(capsys: pytest.CaptureFixture[str]) -> None:
     assert out[4] == f"ledger: [{row}, {row}]"
 
 
+def test_console_admin(capsys: pytest.CaptureFixture[str]) -> None:
+    """console_admin.py: the console under uvicorn, signed in over HTTP,
+    CSRF refused then given, the overview page's figures."""
+    load_example("console_admin").main([])
+    out = capsys.readouterr().out.splitlines()
+    assert out[0].startswith("admin token tok_")
+    assert out[0].endswith("with scopes ['admin']")
+    assert out[1:5] == [
+        "session cookie: True",
+        "calls by agent: [('example', 3)]",
+        "without CSRF: 403",
+        "budget added: daily",
+    ]
+    assert out[5] == (
+        "overview shows: ['Spend today', 'Spend this month', 'Calls this month',"
+        " 'Error rate']"
+    )
+
+
 def test_serve_openai_sdk_runs_in_a_fresh_process() -> None:
     result = run_example("serve_openai_sdk.py")
     assert "models: ['assistant']" in result.stdout
