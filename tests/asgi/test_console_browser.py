@@ -70,6 +70,14 @@ def server_log(tmp_path: Path) -> Iterator[Path]:
     quiet = [logging.getLogger(n) for n in ("selenium", "urllib3")]
     for logger in quiet:
         logger.setLevel(logging.INFO)
+    # uvicorn's own logging set-up (made by an earlier server in this
+    # process) keeps its loggers from the root: they reach it while this runs.
+    served = [
+        logging.getLogger(n) for n in ("uvicorn", "uvicorn.access", "uvicorn.error")
+    ]
+    kept = [(logger.propagate, logger.disabled) for logger in served]
+    for logger in served:
+        logger.propagate, logger.disabled = True, False
     try:
         yield path
     finally:
@@ -77,6 +85,8 @@ def server_log(tmp_path: Path) -> Iterator[Path]:
         root.setLevel(old_level)
         for logger in quiet:
             logger.setLevel(logging.NOTSET)
+        for logger, (propagate, disabled) in zip(served, kept, strict=True):
+            logger.propagate, logger.disabled = propagate, disabled
         handler.close()
 
 
