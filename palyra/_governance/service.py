@@ -94,6 +94,8 @@ class UsageService:
             # As before paging came: a ledger of the app's own needs no page=.
             return _checked(lambda: ledger.records(since, until, **filters))
         page = _checked(lambda: Page(limit, offset, newest_first))
+        if not _pages_itself(ledger):  # an app's ledger from before paging
+            return page.of(_checked(lambda: ledger.records(since, until, **filters)))
         return _checked(lambda: ledger.records(since, until, page=page, **filters))
 
     def totals(
@@ -279,6 +281,17 @@ def _usage_of(rec: UsageRecord) -> NormalizedUsage:
         reasoning=min(rec.reasoning, rec.output),
         estimated=rec.estimated,
     )
+
+
+def _pages_itself(ledger: Any) -> bool:
+    """Whether ``ledger.records`` takes ``page=`` (palyra's ledgers do)."""
+    import inspect
+
+    try:
+        parameters = inspect.signature(ledger.records).parameters
+    except (TypeError, ValueError):
+        return False
+    return "page" in parameters
 
 
 def _check_times(since: object, until: object) -> None:

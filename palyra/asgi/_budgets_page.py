@@ -31,7 +31,7 @@ def _amount(metric: str, value: Decimal | None) -> str:
     return f"{value:,} tokens"
 
 
-def _bar(status: Any, csrf: str, root: str) -> str:
+def _bar(status: Any, csrf: str, root: str, n: int) -> str:
     limit = status.hard_limit or status.soft_limit  # a soft-only budget: its own
     used = status.spent + status.reserved
     meter = ""
@@ -51,8 +51,8 @@ def _bar(status: Any, csrf: str, root: str) -> str:
         else f"{status.scope} {status.scope_value}"
     )
     return (
-        f'<section class="budget" aria-labelledby="b-{esc(status.policy)}">'
-        f'<h2 id="b-{esc(status.policy)}">{esc(status.policy)}'
+        f'<section class="budget" aria-labelledby="b-{n}">'
+        f'<h2 id="b-{n}">{esc(status.policy)}'
         f" <small>{esc(who)}, {esc(status.window)}</small></h2>{meter}"
         f"<p>spent {esc(_amount(status.metric, status.spent))}"
         f" + reserved {esc(_amount(status.metric, status.reserved))}"
@@ -119,7 +119,9 @@ def budgets_page(
     """Each budget's bar, the alerts fired (newest first), and the form to
     add a budget."""
     said = f'<p class="error" role="alert">{esc(error)}</p>' if error else ""
-    bars = "".join(_bar(s, csrf, root) for s in statuses) or "<p>No budgets.</p>"
+    # One heading id per bar: a budget per agent has a bar per agent.
+    bars = "".join(_bar(s, csrf, root, n) for n, s in enumerate(statuses))
+    bars = bars or "<p>No budgets.</p>"
     bars += _alerts(alerts)
     form = (
         f'<form class="budget-form" method="post" action="{esc(root)}/budgets">'

@@ -254,6 +254,8 @@ async def _records(r: _Request) -> Any:
         min(_count(r.query("limit"), "limit", 50), 500),
         _count(r.query("offset"), "offset", 0),
     )
+    if limit < 1:  # a page of none would point at itself for ever
+        raise InvalidRequestError("limit: 1 to 500 records a page")
     since, until = _when(r.query("since"), "since"), _when(r.query("until"), "until")
     page = await r.client.usage.arecords(
         since, until, limit=limit + 1, offset=offset, newest_first=True

@@ -266,7 +266,7 @@ def _walk(
     flow.find("#f-id").send_keys("daily")
     flow.find("#f-hard_limit").send_keys("5")
     flow.button("Add").click()
-    flow.says('<h2 id="b-daily">')
+    flow.says('<h2 id="b-0">daily')
     meter = flow.find("section.budget meter")
     assert meter.get_attribute("max") == "5"
     (status,) = client.budgets.status()

@@ -184,6 +184,8 @@ async def test_jobs_records_and_savings(tmp_path: Path) -> None:
         rest = (await h.get("/console/v1/records?limit=2&offset=2")).json()
         assert len(rest["records"]) == 1
         assert rest["next_offset"] is None
+        r = await h.get("/console/v1/records?limit=0&offset=1")
+        assert r.status_code == 400  # a page of none would point at itself
         assert (await h.get("/console/v1/records?limit=x")).status_code == 400
         savings = await h.get("/console/v1/savings")
         assert savings.status_code == 200

@@ -246,11 +246,15 @@ async def test_the_alerts_fired_are_listed_on_the_page_and_by_the_api(
         (alert,) = client.budgets.alerts()
         assert "Alerts fired" in page
         assert "<td>agent bot</td>" in page
+        await client.achat(HI, agent="other")  # a second bar of the same budget
+        page = (await http.get("/console/budgets")).text
+        ids = re.findall(r'id="([^"]+)"', page)
+        assert len(ids) == len(set(ids))  # each heading its own id
         assert "<td>0.0000001%</td>" in page
         assert f"<td>{alert.at.isoformat(timespec='seconds')}</td>" in page
         r = await http.get("/console/v1/budgets/alerts?limit=5")
         assert r.status_code == 200
-        (listed,) = r.json()
+        *_, listed = r.json()  # the oldest: the first agent's
         assert listed["policy"] == "watch"
         assert listed["threshold"] == "1E-9"
         assert listed["spent"] == str(alert.spent)

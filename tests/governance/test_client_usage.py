@@ -354,6 +354,37 @@ async def test_usage_queries_and_their_async_twins_agree(driver: str) -> None:
     )
 
 
+def test_a_ledger_of_the_apps_own_without_paging_is_paged_for_it() -> None:
+    class OldLedger:  # the UsageLedger protocol as it was before paging
+        def __init__(self) -> None:
+            self.kept = palyra.MemoryLedger()
+
+        def record(self, rec: Any) -> None:
+            self.kept.record(rec)
+
+        def records(self, since: Any = None, until: Any = None, **filters: Any) -> Any:
+            assert "page" not in filters
+            return self.kept.records(since, until, **filters)
+
+        def totals(self, *args: Any, **kwargs: Any) -> Any:
+            return self.kept.totals(*args, **kwargs)
+
+        def health(self) -> Any:
+            return self.kept.health()
+
+        def close(self) -> None:
+            pass
+
+    client = palyra.Palyra(
+        deterministic({"input": "1", "output": "1"}), ledger=OldLedger()
+    )
+    for agent in ("a", "b", "c"):
+        client.chat(USER, agent=agent)
+    every = client.usage.records()
+    assert client.usage.records(limit=2, newest_first=True) == every[::-1][:2]
+    assert client.usage.records(limit=1, offset=1) == every[1:2]
+
+
 def test_bad_usage_queries_are_typed_errors_naming_the_fault() -> None:
     client = palyra.Palyra(ledger=palyra.MemoryLedger())
     with pytest.raises(palyra.InvalidRequestError, match="tag:<key>"):
